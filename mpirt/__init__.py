@@ -1,0 +1,16 @@
+"""mpirt: Ray's programming model on MPI. ``import mpirt as ray`` and go.
+
+Run ``python app.py`` (mpirt spawns its ranks) or ``mpirun -n N python app.py``
+(rank 0 runs your program, rank 1 schedules, the rest are workers).
+"""
+from . import exceptions
+from .api import available_resources, cancel, cluster_resources, get, put, remote, wait
+from .launch import init, is_initialized, shutdown
+from .object_ref import ObjectRef
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel",
+    "cluster_resources", "available_resources", "ObjectRef", "exceptions",
+]

@@ -1,0 +1,58 @@
+"""MPI environment defaults and the one place that imports mpi4py.MPI.
+
+MPI reads most of these variables once, when it initializes, so they are set
+before the first ``from mpi4py import MPI``. A value the user already set wins.
+"""
+import os
+import sys
+
+_DEFAULTS = {
+    # Spawning more ranks than cores (plain ``python app.py`` on a laptop).
+    "PRTE_MCA_rmaps_default_mapping_policy": ":oversubscribe",
+    # The libfabric transport costs a second at start-up and is not needed on one node.
+    "OMPI_MCA_btl": "^ofi",
+    # UCX one-sided components misbehave with shared-memory windows here.
+    "OMPI_MCA_osc": "^ucx",
+    # Ranks waiting inside MPI (start-up, Finalize) yield the core instead of spinning.
+    "OMPI_MCA_mpi_yield_when_idle": "1",
+}
+
+_ROOT_DEFAULTS = {
+    "OMPI_ALLOW_RUN_AS_ROOT": "1",
+    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+    "PRTE_ALLOW_RUN_AS_ROOT": "1",
+    "PRTE_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+}
+
+
+def apply_defaults(environ=os.environ):
+    """Set mpirt's MPI defaults in ``environ`` where the user has not set them."""
+    for key, value in _DEFAULTS.items():
+        environ.setdefault(key, value)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        for key, value in _ROOT_DEFAULTS.items():
+            environ.setdefault(key, value)
+    # MPI_Comm_spawn from a singleton starts ``prte``, which the Open MPI wheel
+    # installs next to the Python executable; that folder is not always on PATH
+    # (pyenv shims, a venv used without activation).
+    bindir = os.path.dirname(sys.executable)
+    path = environ.get("PATH", "")
+    if bindir not in path.split(os.pathsep):
+        environ["PATH"] = bindir + (os.pathsep + path if path else "")
+
+
+_MPI = None
+
+
+def mpi():
+    """Return ``mpi4py.MPI``, initializing MPI (thread level MULTIPLE) on first use."""
+    global _MPI
+    if _MPI is None:
+        apply_defaults()
+        import mpi4py
+
+        mpi4py.rc.thread_level = "multiple"
+        from mpi4py import MPI
+
+        _MPI = MPI
+    return _MPI

@@ -1,0 +1,209 @@
+"""Running tasks on a worker rank.
+
+Tasks arrive per lease; a lease is one slot, so its tasks run one after another,
+each on a thread of its own. When a running task blocks in ``get``/``wait`` its
+slot goes to the next task queued on the same lease, or, if there is none, its
+CPU goes back to the head scheduler until it resumes. Either way a blocked
+task never holds the CPU that the tasks it waits for need.
+"""
+import collections
+import ctypes
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+
+from .exceptions import ErrorPayload, TaskCancelledError, make_task_error
+from .object_ref import ObjectRef
+from .runtime import HEAD_RANK, task_context
+from .serialization import dumps, loads, unpack_arguments
+
+
+class LeaseSlot:
+    __slots__ = ("queue", "active")
+
+    def __init__(self):
+        self.queue = collections.deque()
+        self.active = 0
+
+
+class RunningTask:
+    __slots__ = ("task_id", "name", "lease_id", "submitter", "spec", "thread_id", "in_user_code",
+                 "blocked", "released")
+
+    def __init__(self, lease_id, submitter, spec):
+        self.task_id = spec[0]
+        self.name = spec[3]
+        self.lease_id = lease_id
+        self.submitter = submitter
+        self.spec = spec
+        self.thread_id = None
+        self.in_user_code = False
+        self.blocked = False
+        self.released = False
+
+
+class TaskExecutor:
+    def __init__(self, runtime):
+        self.rt = runtime
+        self.slots = {}
+        self.running = {}
+        self.functions = {}
+        self.pool = ThreadPoolExecutor(max_workers=100000, thread_name_prefix="mpirt-task")
+        runtime.handlers.update(task=self._on_task, cancel=self._on_cancel)
+
+    # -- under runtime.lock ------------------------------------------------
+    def _on_task(self, source, lease_id, spec):
+        function_id, blob = spec[1], spec[2]
+        if blob is not None and function_id not in self.functions:
+            self.functions[function_id] = blob  # unpickled on the task thread, once
+        slot = self.slots.get(lease_id)
+        if slot is None:
+            slot = self.slots[lease_id] = LeaseSlot()
+        slot.queue.append(RunningTask(lease_id, source, spec))
+        self._start_ready(lease_id, slot)
+
+    def _start_ready(self, lease_id, slot):
+        while slot.active < 1 and slot.queue:
+            task = slot.queue.popleft()
+            slot.active += 1
+            self.running[task.task_id] = task
+            self.pool.submit(self._run, task)
+        if not slot.active and not slot.queue:
+            self.slots.pop(lease_id, None)
+
+    def _slot(self, lease_id):
+        slot = self.slots.get(lease_id)
+        if slot is None:
+            slot = self.slots[lease_id] = LeaseSlot()
+        return slot
+
+    def task_blocked(self, task):
+        task.blocked = True
+        slot = self._slot(task.lease_id)
+        slot.active -= 1
+        if slot.queue:
+            task.released = False
+            self._start_ready(task.lease_id, slot)
+        else:
+            task.released = True
+            self.rt.send(HEAD_RANK, ("cpu_release", self._cpu_shape(task)))
+
+    def task_unblocked(self, task):
+        task.blocked = False
+        self._slot(task.lease_id).active += 1
+        if task.released:
+            task.released = False
+            self.rt.send(HEAD_RANK, ("cpu_reacquire", self._cpu_shape(task)))
+
+    @staticmethod
+    def _cpu_shape(task):
+        cpus = task.spec[8].get("CPU", 0.0)
+        return {"CPU": cpus} if cpus else {}
+
+    def _on_cancel(self, source, task_id, force):
+        for lease_id, slot in self.slots.items():
+            for task in slot.queue:
+                if task.task_id == task_id:
+                    slot.queue.remove(task)
+                    self._reply(task, self._error_blobs(task, TaskCancelledError(f"task {task.name} was cancelled")),
+                                True, False, 0.0)
+                    return
+        task = self.running.get(task_id)
+        if task is not None and task.in_user_code and task.thread_id is not None:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(task.thread_id), ctypes.py_object(TaskCancelledError))
+
+    # -- task thread -------------------------------------------------------
+    def _run(self, task):
+        rt = self.rt
+        (task_id, function_id, _, name, args_blob, inlined, return_ids, retry_exceptions, _) = task.spec
+        task.thread_id = threading.get_ident()
+        task_context.task = task
+        started = time.perf_counter()
+        is_error, retryable = False, False
+        try:
+            try:
+                function = self._function(function_id)
+                args, kwargs = self._arguments(args_blob, inlined)
+                with rt.lock:
+                    task.in_user_code = True
+                try:
+                    result = function(*args, **kwargs)
+                finally:
+                    with rt.lock:
+                        task.in_user_code = False
+                blobs = self._serialize_returns(name, result, len(return_ids))
+            except TaskCancelledError as exc:
+                is_error, blobs = True, self._error_blobs(task, exc)
+            except BaseException as exc:  # noqa: B902 - the task's failure is its result
+                if isinstance(exc, (SystemExit, KeyboardInterrupt)) and not isinstance(exc, Exception):
+                    exc = RuntimeError(f"task raised {type(exc).__name__}: {exc}")
+                is_error = True
+                retryable = _matches(retry_exceptions, exc)
+                error = make_task_error(exc, name, rt.rank, traceback.format_exc())
+                blobs = self._error_blobs(task, error)
+        finally:
+            task_context.task = None
+        self._reply(task, blobs, is_error, retryable, time.perf_counter() - started)
+        with rt.lock:
+            self.running.pop(task_id, None)
+            slot = self._slot(task.lease_id)
+            slot.active -= 1
+            self._start_ready(task.lease_id, slot)
+
+    def _reply(self, task, blobs, is_error, retryable, seconds):
+        self.rt.send(task.submitter, ("done", task.task_id, blobs, is_error, retryable, seconds))
+
+    def _function(self, function_id):
+        function = self.functions[function_id]
+        if isinstance(function, bytes):
+            function = loads(function)
+            with self.rt.lock:
+                self.functions[function_id] = function
+        return function
+
+    def _arguments(self, args_blob, inlined):
+        def resolve(object_id):
+            blob = inlined.get(object_id)
+            if blob is not None:
+                return loads(blob)
+            return self.rt.value_of(ObjectRef(object_id))  # not inlined: fetch from its owner
+
+        return unpack_arguments(args_blob, resolve)
+
+    @staticmethod
+    def _serialize_returns(name, result, num_returns):
+        if num_returns == 1:
+            values = [result]
+        elif num_returns == 0:
+            values = []
+        else:
+            try:
+                values = list(result)
+            except TypeError:
+                raise ValueError(f"task {name} has num_returns={num_returns} but returned a {type(result).__name__}")
+            if len(values) != num_returns:
+                raise ValueError(f"task {name} has num_returns={num_returns} but returned {len(values)} values")
+        blobs = []
+        for i, value in enumerate(values):
+            try:
+                blobs.append(dumps(value))
+            except Exception as exc:
+                raise TypeError(f"Could not serialize the return value {i} of {name} "
+                                f"(type {type(value).__name__}): {exc}") from exc
+        return blobs
+
+    @staticmethod
+    def _error_blobs(task, error):
+        blob = dumps(ErrorPayload(error))
+        return [blob] * len(task.spec[6])
+
+
+def _matches(retry_exceptions, exc):
+    if not retry_exceptions:
+        return False
+    if retry_exceptions is True:
+        return True
+    return isinstance(exc, loads(retry_exceptions))
+

@@ -1,0 +1,273 @@
+"""Starting and stopping mpirt: role split under mpirun, spawning otherwise.
+
+Under ``mpirun -n N`` every rank runs the user's script and calls ``init()``:
+rank 0 (the driver) returns, rank 1 becomes the head scheduler and the other
+ranks workers; those serve until the driver shuts down and then exit the
+process with status 0. A plain ``python app.py`` spawns a head and one worker
+per core with ``MPI_Comm_spawn`` and merges them into one communicator.
+"""
+import atexit
+import json
+import os
+import sys
+import threading
+import time
+
+from . import log_forward
+from ._mpi_env import mpi
+from .runtime import DRIVER_RANK, HEAD_RANK, Runtime
+
+_runtime = None
+_runtime_lock = threading.Lock()
+_session_counter = 0
+_atexit_registered = False
+
+INIT_OPTIONS = ("num_cpus", "num_gpus", "resources", "object_store_memory", "ignore_reinit_error",
+                "log_to_driver", "namespace", "include_dashboard", "configure_logging", "logging_level")
+
+
+class _Launch:
+    """How this session was started, for shutdown."""
+
+    def __init__(self, mode, comm, parent=None):
+        self.mode = mode        # "mpirun" or "spawn"
+        self.comm = comm
+        self.parent = parent    # spawn mode: the intercommunicator to the children
+
+
+def is_initialized():
+    return _runtime is not None
+
+
+def runtime_for_call():
+    """The running Runtime; the first API call without ``init()`` starts a default one."""
+    rt = _runtime
+    if rt is None:
+        init()
+        rt = _runtime
+    return rt
+
+
+def current_runtime():
+    return _runtime
+
+
+def init(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
+         ignore_reinit_error=False, log_to_driver=True, namespace=None, **kwargs):
+    """Start mpirt. Returns on the driver only; other ranks serve, then exit.
+
+    ``num_cpus``: workers to spawn in plain-python mode (default: one per core);
+    under mpirun, CPUs each worker rank offers (default 1). ``num_gpus`` and
+    ``resources``: offered by each worker rank under mpirun, shared out over
+    the spawned workers otherwise.
+    """
+    global _runtime, _session_counter, _atexit_registered
+    for key in kwargs:
+        if key not in INIT_OPTIONS:
+            raise TypeError(f"init() got an unexpected keyword argument {key!r}")
+    _check_init_args(num_cpus, num_gpus, resources)
+    with _runtime_lock:
+        if _runtime is not None:
+            if ignore_reinit_error:
+                return
+            raise RuntimeError("mpirt.init() was already called; call mpirt.shutdown() first "
+                               "or pass ignore_reinit_error=True")
+        MPI = mpi()
+        world = MPI.COMM_WORLD
+        _session_counter += 1
+        if world.Get_size() == 1:
+            rt = _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver)
+        else:
+            rt = _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver)
+        _runtime = rt
+        if not _atexit_registered:
+            atexit.register(shutdown)
+            _atexit_registered = True
+
+
+def _check_init_args(num_cpus, num_gpus, resources):
+    if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1):
+        raise ValueError(f"init(num_cpus=...) must be a positive integer, got {num_cpus!r}")
+    if num_gpus is not None and (isinstance(num_gpus, bool) or not isinstance(num_gpus, int) or num_gpus < 0):
+        raise ValueError(f"init(num_gpus=...) must be an integer >= 0, got {num_gpus!r}")
+    if resources is not None:
+        if not isinstance(resources, dict):
+            raise ValueError(f"init(resources=...) must be a dict, got {type(resources).__name__}")
+        from .scheduler.resources import make_shape
+
+        make_shape(0, 0, resources)
+
+
+def _session_id():
+    return ((os.getpid() & 0x3FF) << 10 | (_session_counter & 0x3FF)) or 1
+
+
+def _driver_config(log_to_driver):
+    return {
+        "session": _session_id(),
+        "sys_path": list(sys.path),
+        "cwd": os.getcwd(),
+        "driver_pid": os.getpid(),
+        "log_to_driver": log_to_driver,
+    }
+
+
+# -- plain python: spawn ---------------------------------------------------
+def _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver):
+    workers = num_cpus or os.cpu_count() or 1
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = f"import sys; sys.path.insert(0, {package_parent!r}); from mpirt._spawned import main; main()"
+    parent = MPI.COMM_SELF.Spawn(sys.executable, args=["-c", code], maxprocs=workers + 1)
+    comm = parent.Merge(high=False)
+    resources_by_rank = {DRIVER_RANK: {}, HEAD_RANK: {}}
+    for i in range(workers):
+        resources_by_rank[2 + i] = {"CPU": 1.0}
+    _share_out(resources_by_rank, "GPU", num_gpus or 0)
+    for name, amount in (resources or {}).items():
+        _share_out(resources_by_rank, name, amount)
+    config = _driver_config(log_to_driver)
+    comm.bcast((config, resources_by_rank), root=0)
+    rt = Runtime(comm, config["session"], resources_by_rank, config)
+    rt.launch = _Launch("spawn", comm, parent)
+    _start_driver(rt)
+    return rt
+
+
+def _share_out(resources_by_rank, name, amount):
+    """Deal whole units of a node-wide resource round-robin over the worker ranks."""
+    workers = sorted(r for r in resources_by_rank if r >= 2)
+    if not amount or not workers:
+        return
+    whole = int(amount)
+    for i in range(whole):
+        rank = workers[i % len(workers)]
+        resources_by_rank[rank][name] = resources_by_rank[rank].get(name, 0.0) + 1.0
+    if amount - whole > 1e-9:
+        rank = workers[0]
+        resources_by_rank[rank][name] = resources_by_rank[rank].get(name, 0.0) + (amount - whole)
+
+
+def serve_spawned():
+    """Entry point of a spawned rank (see ``mpirt._spawned``)."""
+    MPI = mpi()
+    parent = MPI.Comm.Get_parent()
+    comm = parent.Merge(high=True)
+    config, resources_by_rank = comm.bcast(None, root=0)
+    _adopt_driver_environment(config)
+    rt = Runtime(comm, config["session"], resources_by_rank, config)
+    rt.launch = _Launch("spawn", comm, parent)
+    driver_pid = config["driver_pid"]
+
+    def watch_driver():
+        try:
+            os.kill(driver_pid, 0)
+        except ProcessLookupError:  # the driver died without shutting us down
+            os._exit(1)
+        except PermissionError:
+            pass
+
+    rt.transport.add_ticker(0.5, watch_driver)
+    _serve(rt)
+
+
+# -- mpirun ------------------------------------------------------------------
+def _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver):
+    size = world.Get_size()
+    if size < 3:
+        raise RuntimeError(
+            f"mpirt needs at least 3 ranks under mpirun (driver, scheduler, one worker); got {size}. "
+            "Run with mpirun -n 3 or more, or as a plain python process."
+        )
+    comm = world.Dup()
+    rank = comm.Get_rank()
+    own = {}
+    if rank >= 2:
+        own = _rank_resources(num_cpus, num_gpus, resources)
+    _quiet_barrier(comm)  # ranks reach init() at different times; wait without spinning
+    resources_by_rank = dict(enumerate(comm.allgather(own)))
+    config = comm.bcast(_driver_config(log_to_driver) if rank == DRIVER_RANK else None, root=DRIVER_RANK)
+    if rank != DRIVER_RANK:
+        _adopt_driver_environment(config, chdir=False)
+    rt = Runtime(comm, config["session"], resources_by_rank, config)
+    rt.launch = _Launch("mpirun", comm)
+    if rank == DRIVER_RANK:
+        _start_driver(rt)
+        return rt
+    _serve(rt)
+
+
+def _start_driver(rt):
+    rt.handlers["log"] = log_forward.print_forwarded
+    rt.start()
+
+
+def _rank_resources(num_cpus, num_gpus, resources):
+    """What this worker rank offers: init() arguments, else MPIRT_* variables, else 1 CPU."""
+    env = os.environ
+    cpus = num_cpus if num_cpus is not None else float(env.get("MPIRT_NUM_CPUS", 1))
+    gpus = num_gpus if num_gpus is not None else float(env.get("MPIRT_NUM_GPUS", 0))
+    custom = resources if resources is not None else json.loads(env.get("MPIRT_RESOURCES", "{}"))
+    own = {"CPU": float(cpus)}
+    if gpus:
+        own["GPU"] = float(gpus)
+    own.update({k: float(v) for k, v in custom.items()})
+    return own
+
+
+def _quiet_barrier(comm):
+    request = comm.Ibarrier()
+    delay = 1e-5
+    while not request.Test():
+        time.sleep(delay)
+        delay = min(delay * 2, 5e-3)
+
+
+def _adopt_driver_environment(config, chdir=True):
+    for entry in reversed(config["sys_path"]):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    if chdir:
+        try:
+            os.chdir(config["cwd"])
+        except OSError:
+            pass
+
+
+def _serve(rt):
+    """Non-driver ranks: run until the driver says shutdown, then leave the process."""
+    if rt.config.get("log_to_driver", True):
+        log_forward.install(rt, "scheduler" if rt.rank == HEAD_RANK else "worker")
+    rt.start()
+    rt.stopped.wait()
+    log_forward.flush()
+    rt.transport.stop()
+    _release_communicators(rt)
+    try:
+        mpi().Finalize()
+    finally:
+        sys.__stdout__.flush()
+        sys.__stderr__.flush()
+        os._exit(0)
+
+
+def _release_communicators(rt):
+    launch = rt.launch
+    if launch.mode == "spawn":
+        launch.comm.Free()
+        launch.parent.Disconnect()
+    else:
+        launch.comm.Free()
+
+
+def shutdown():
+    """Stop every rank of this session. ``init()`` may be called again afterwards."""
+    global _runtime
+    with _runtime_lock:
+        rt = _runtime
+        if rt is None:
+            return
+        _runtime = None
+    complete = rt.shutdown_cluster()
+    if not complete:
+        sys.stderr.write("mpirt: some ranks did not acknowledge shutdown within 10 s\n")
+    _release_communicators(rt)

@@ -1,0 +1,124 @@
+"""``@mpirt.remote`` on functions: options, argument binding, submission."""
+import functools
+import inspect
+import itertools
+import os
+
+from .scheduler.resources import make_shape, shape_key
+from .serialization import dumps, pack_arguments
+from .submitter import FunctionDescriptor
+
+TASK_OPTIONS = {
+    "num_cpus": 1,
+    "num_gpus": 0,
+    "resources": None,
+    "num_returns": 1,
+    "max_retries": 3,
+    "retry_exceptions": False,
+    "name": None,
+}
+_function_ids = itertools.count(1)
+
+
+def validate_task_options(options, where):
+    unknown = set(options) - set(TASK_OPTIONS)
+    if unknown:
+        raise ValueError(f"{where}: unknown option(s) {sorted(unknown)}; valid options: {sorted(TASK_OPTIONS)}")
+    make_shape(options.get("num_cpus", 1), options.get("num_gpus", 0), options.get("resources"))
+    num_returns = options.get("num_returns", 1)
+    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 0:
+        raise ValueError(f"{where}: num_returns must be an integer >= 0, got {num_returns!r}")
+    max_retries = options.get("max_retries", 3)
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < -1:
+        raise ValueError(f"{where}: max_retries must be an integer >= -1 (-1: retry forever), got {max_retries!r}")
+    retry = options.get("retry_exceptions", False)
+    if not isinstance(retry, bool):
+        if not isinstance(retry, (list, tuple)) or not all(
+            isinstance(c, type) and issubclass(c, BaseException) for c in retry
+        ):
+            raise ValueError(f"{where}: retry_exceptions must be a bool or a list of exception classes, got {retry!r}")
+    name = options.get("name")
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"{where}: name must be a string, got {name!r}")
+
+
+class RemoteFunction:
+    """A function that runs as a task: call ``f.remote(...)`` to get ObjectRefs."""
+
+    def __init__(self, function, options):
+        validate_task_options(options, f"@remote on {function.__qualname__}")
+        self._function = function
+        self._options = {**TASK_OPTIONS, **options}
+        self._signature = _signature(function)
+        self._descriptor = None
+        self._descriptor_pid = None
+        functools.update_wrapper(self, function)
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(
+            f"Remote function {self._function.__qualname__} cannot be called directly; "
+            f"use {self._function.__name__}.remote(...)"
+        )
+
+    def remote(self, *args, **kwargs):
+        return self._submit(args, kwargs, self._options)
+
+    def options(self, **options):
+        validate_task_options(options, f"{self._function.__qualname__}.options()")
+        merged = {**self._options, **options}
+        remote_function = self
+
+        class _Bound:
+            def remote(self, *args, **kwargs):
+                return remote_function._submit(args, kwargs, merged)
+
+        return _Bound()
+
+    def _descriptor_for_process(self):
+        # Pickled once per process (and again after fork) on first submission.
+        if self._descriptor is None or self._descriptor_pid != os.getpid():
+            function = self._function
+            self._descriptor = FunctionDescriptor(
+                (os.getpid(), next(_function_ids)), dumps(function), function.__qualname__
+            )
+            self._descriptor_pid = os.getpid()
+        return self._descriptor
+
+    def _submit(self, args, kwargs, options):
+        from .launch import runtime_for_call
+
+        rt = runtime_for_call()
+        name = options["name"] or self._function.__qualname__
+        bound = None
+        if self._signature is not None:
+            try:
+                bound = self._signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(f"{name}.remote(): {exc}") from None
+        shape = make_shape(options["num_cpus"], options["num_gpus"], options["resources"])
+        rt.cluster.check_feasible(shape, what=f"task {name}")
+        args_blob, dep_refs = pack_arguments(name, bound, args, kwargs)
+        refs = rt.submitter.submit(
+            self._descriptor_for_process(), args_blob, dep_refs, options["num_returns"], shape_key(shape), shape,
+            options["max_retries"], _retry_spec(options["retry_exceptions"]), name,
+        )
+        num_returns = options["num_returns"]
+        if num_returns == 1:
+            return refs[0]
+        if num_returns == 0:
+            return None
+        return refs
+
+
+def _retry_spec(retry_exceptions):
+    # Exception classes may live in __main__, which workers cannot import: pickle them by value.
+    if isinstance(retry_exceptions, (list, tuple)):
+        return dumps(tuple(retry_exceptions))
+    return retry_exceptions
+
+
+def _signature(function):
+    try:
+        return inspect.signature(function)
+    except (TypeError, ValueError):  # some builtins have none
+        return None

@@ -1,0 +1,193 @@
+"""The per-rank runtime: shared state, message dispatch, and waiting for objects.
+
+Every rank (driver, head scheduler, workers) holds one Runtime. One lock guards
+all of its state; the progress thread takes it to handle a message, user and
+task threads take it to submit work or wait on ``cond``.
+"""
+import itertools
+import threading
+import time
+
+from .exceptions import ErrorPayload, GetTimeoutError
+from .object_ref import make_object_id, session_of
+from .objects import ObjectTable
+from .scheduler.resources import ClusterView
+from .serialization import loads
+from .transport import Transport
+
+DRIVER_RANK = 0
+HEAD_RANK = 1
+
+# The task a thread is running (worker ranks), so get/wait know to release its CPU.
+task_context = threading.local()
+
+
+class Runtime:
+    def __init__(self, comm, session, resources_by_rank, config):
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+        self.session = session
+        self.config = config
+        self.lock = threading.RLock()
+        self.cond = threading.Condition(self.lock)
+        self.handlers = {}
+        self.cluster = ClusterView(resources_by_rank)
+        self._seq = itertools.count(1)
+        self.transport = Transport(comm, self._dispatch)
+        self.objects = ObjectTable(self)
+        self.stopped = threading.Event()
+        self.shutdown_acks = set()
+        self._queries = {}
+        self.handlers.update(
+            shutdown=self._on_shutdown,
+            shutdown_ack=self._on_shutdown_ack,
+            resources_reply=self._on_query_reply,
+        )
+        self.transport.add_ticker(0.005, self._apply_ref_events)
+        # Imported here to keep the module graph one-directional.
+        from .submitter import TaskSubmitter
+
+        self.submitter = TaskSubmitter(self)
+        self.executor = None
+        self.head = None
+        if self.rank == HEAD_RANK:
+            from .scheduler.head import HeadScheduler
+
+            self.head = HeadScheduler(self, self.cluster)
+        elif self.rank in self.cluster.worker_ranks:
+            from .executor import TaskExecutor
+
+            self.executor = TaskExecutor(self)
+
+    @property
+    def is_driver(self):
+        return self.rank == DRIVER_RANK
+
+    def start(self):
+        self.transport.start()
+
+    def send(self, dest, message):
+        self.transport.send(dest, message)
+
+    def next_id(self):
+        return make_object_id(self.session, self.rank, next(self._seq))
+
+    def _dispatch(self, source, message):
+        handler = self.handlers[message[0]]
+        with self.lock:
+            handler(source, *message[1:])
+
+    def _apply_ref_events(self):
+        with self.lock:
+            self.objects.apply_ref_events()
+
+    # -- waiting for objects -------------------------------------------------
+    def wait_objects(self, refs, num_required, timeout, fail_fast):
+        """Block until ``num_required`` of ``refs`` are ready (or one failed, if
+        ``fail_fast``, as ``get`` wants). Returns the ready flags. On timeout
+        ``get`` (fail_fast) raises GetTimeoutError; ``wait`` just returns."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for ref in refs:
+            if session_of(ref.id) != self.session:
+                raise ValueError(f"{ref} belongs to an earlier mpirt session (it was created before shutdown())")
+        with self.lock:
+            entries = [self.objects.ensure(ref.id) for ref in refs]
+            if self._satisfied(entries, num_required, fail_fast):
+                return [e.ready for e in entries]
+            blocked = self._enter_blocked()
+            try:
+                while not self._satisfied(entries, num_required, fail_fast):
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        if not fail_fast:
+                            break
+                        raise GetTimeoutError(f"get() timed out after {timeout} s")
+                    self.cond.wait(remaining if remaining is not None else 1.0)
+            finally:
+                if blocked:
+                    self._exit_blocked()
+            return [e.ready for e in entries]
+
+    @staticmethod
+    def _satisfied(entries, num_required, fail_fast):
+        ready = 0
+        for entry in entries:
+            if entry.ready:
+                if fail_fast and entry.is_error:
+                    return True
+                ready += 1
+        return ready >= num_required
+
+    def _enter_blocked(self):
+        task = getattr(task_context, "task", None)
+        if task is None or self.executor is None:
+            return False
+        self.executor.task_blocked(task)
+        return True
+
+    def _exit_blocked(self):
+        self.executor.task_unblocked(task_context.task)
+
+    def value_of(self, ref):
+        """The deserialized value of a ready object; raises its error if it failed."""
+        with self.lock:
+            entry = self.objects.entries.get(ref.id)
+            if entry is None or not entry.ready:
+                entry = None
+            else:
+                blob, is_error = entry.blob, entry.is_error
+        if entry is None:
+            self.wait_objects([ref], 1, None, True)
+            return self.value_of(ref)
+        value = loads(blob)
+        if is_error:
+            if isinstance(value, ErrorPayload):
+                raise value.to_exception()
+            raise value
+        return value
+
+    # -- queries and shutdown ------------------------------------------------
+    def query(self, dest, kind, timeout=10.0):
+        """Ask rank ``dest`` something (a ``*_query`` message) and wait for its reply."""
+        event = threading.Event()
+        with self.lock:
+            request_id = next(self._seq)
+            self._queries[request_id] = [event, None]
+        self.send(dest, (kind, request_id))
+        if not event.wait(timeout):
+            raise TimeoutError(f"rank {dest} did not answer {kind} within {timeout} s")
+        with self.lock:
+            return self._queries.pop(request_id)[1]
+
+    def _on_query_reply(self, source, request_id, value):
+        slot = self._queries.get(request_id)
+        if slot is not None:
+            slot[1] = value
+            slot[0].set()
+
+    def _on_shutdown(self, source):
+        from . import log_forward
+
+        log_forward.flush()
+        self.send(source, ("shutdown_ack",))
+        self.stopped.set()
+
+    def _on_shutdown_ack(self, source):
+        self.shutdown_acks.add(source)
+        self.cond.notify_all()
+
+    def shutdown_cluster(self, timeout=10.0):
+        """Driver: tell every other rank to stop; wait until each has answered."""
+        others = [r for r in range(self.size) if r != self.rank]
+        for rank in others:
+            self.send(rank, ("shutdown",))
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while len(self.shutdown_acks) < len(others):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.cond.wait(remaining)
+        self.transport.stop()
+        return len(self.shutdown_acks) == len(others)

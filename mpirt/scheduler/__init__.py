@@ -1,0 +1,1 @@
+"""Placement: resource shapes, cluster view, and the head scheduler that grants leases."""

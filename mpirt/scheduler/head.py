@@ -1,0 +1,93 @@
+"""The head scheduler (rank 1): tracks free resources per rank and grants leases.
+
+A lease is one slot of a resource shape on one worker rank. Submitters send
+their tasks straight to leased workers and return the lease when they run out
+of work, so the head sees one message pair per lease, not per task. A task that
+blocks in ``get`` hands its CPU back (``cpu_release``) and takes it again when
+it resumes (``cpu_reacquire``), which may briefly oversubscribe its rank.
+"""
+import collections
+import itertools
+
+from .resources import fits
+
+
+class HeadScheduler:
+    def __init__(self, runtime, cluster):
+        self.rt = runtime
+        self.total = {r: dict(cluster.resources_by_rank[r]) for r in cluster.worker_ranks}
+        self.available = {r: dict(res) for r, res in self.total.items()}
+        self.requests = collections.deque()  # (submitter, shape_key, shape)
+        self.leases = {}                     # lease_id -> (worker, shape)
+        self._lease_ids = itertools.count(1)
+        self._round_robin = 0
+        runtime.handlers.update(
+            lease_req=self._on_lease_request,
+            lease_ret=self._on_lease_return,
+            cpu_release=self._on_cpu_release,
+            cpu_reacquire=self._on_cpu_reacquire,
+            resources_query=self._on_resources_query,
+        )
+
+    def _on_lease_request(self, source, key, shape):
+        self.requests.append((source, key, shape))
+        self._grant()
+
+    def _on_lease_return(self, source, lease_id):
+        worker, shape = self.leases.pop(lease_id)
+        self._adjust(worker, shape, +1)
+        self._grant()
+
+    def _on_cpu_release(self, source, shape):
+        self._adjust(source, shape, +1)
+        self._grant()
+
+    def _on_cpu_reacquire(self, source, shape):
+        self._adjust(source, shape, -1)
+
+    def _on_resources_query(self, source, request_id):
+        self.rt.send(source, ("resources_reply", request_id, self.available_totals()))
+
+    def available_totals(self):
+        total = {}
+        for res in self.available.values():
+            for name, amount in res.items():
+                total[name] = total.get(name, 0.0) + max(amount, 0.0)
+        return total
+
+    def _adjust(self, worker, shape, sign):
+        res = self.available[worker]
+        for name, amount in shape.items():
+            res[name] = res.get(name, 0.0) + sign * amount
+
+    def _grant(self):
+        if not self.requests:
+            return
+        waiting = collections.deque()
+        workers = list(self.available)
+        while self.requests:
+            source, key, shape = self.requests.popleft()
+            worker = self._pick(workers, shape)
+            if worker is None:
+                waiting.append((source, key, shape))
+                continue
+            self._adjust(worker, shape, -1)
+            lease_id = next(self._lease_ids)
+            self.leases[lease_id] = (worker, shape)
+            self.rt.send(source, ("lease_grant", key, lease_id, worker))
+        self.requests = waiting
+
+    def _pick(self, workers, shape):
+        """The fitting rank with the most free CPU; ties broken round-robin to spread load."""
+        best, best_cpu = None, None
+        n = len(workers)
+        for i in range(n):
+            worker = workers[(self._round_robin + i) % n]
+            res = self.available[worker]
+            if fits(res, shape):
+                cpu = res.get("CPU", 0.0)
+                if best is None or cpu > best_cpu + 1e-9:
+                    best, best_cpu = worker, cpu
+        if best is not None:
+            self._round_robin = (workers.index(best) + 1) % n
+        return best

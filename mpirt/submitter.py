@@ -1,0 +1,204 @@
+"""Submitting tasks: dependency resolution, leases, pipelined dispatch, retries.
+
+The submitting rank owns the task's return objects. A task waits here until its
+top-level ObjectRef arguments are ready (their values are then inlined into the
+task), joins the queue for its resource shape, and is sent straight to a worker
+leased from the head scheduler. Several tasks may be in flight on one lease
+when tasks of that shape are short; the lease goes back when the queue is empty.
+"""
+import collections
+
+from .exceptions import ErrorPayload, TaskCancelledError
+from .object_ref import ObjectRef
+from .runtime import HEAD_RANK
+from .serialization import dumps
+
+WAITING, QUEUED, SENT, FINISHED = range(4)
+
+# Tasks of a shape whose average run time is below this are pipelined on a lease.
+SHORT_TASK_SECONDS = 2e-3
+PIPELINE_DEPTH = 16
+
+
+class FunctionDescriptor:
+    """A function as it travels: an id workers cache it under, and its pickle."""
+
+    __slots__ = ("function_id", "blob", "name")
+
+    def __init__(self, function_id, blob, name):
+        self.function_id = function_id
+        self.blob = blob
+        self.name = name
+
+
+class TaskRecord:
+    __slots__ = (
+        "task_id", "function", "args_blob", "dep_refs", "deps_left", "return_ids", "key", "shape",
+        "state", "retries_left", "retry_exceptions", "lease", "name",
+    )
+
+
+class Lease:
+    __slots__ = ("lease_id", "worker", "key", "inflight")
+
+    def __init__(self, lease_id, worker, key):
+        self.lease_id = lease_id
+        self.worker = worker
+        self.key = key
+        self.inflight = 0
+
+
+class TaskSubmitter:
+    def __init__(self, runtime):
+        self.rt = runtime
+        self.tasks = {}                               # task_id -> TaskRecord, until finished
+        self.task_of_object = {}                      # return object id -> task_id
+        self.queues = collections.defaultdict(collections.deque)
+        self.leases = collections.defaultdict(list)   # shape key -> [Lease]
+        self.leases_by_id = {}
+        self.requested = collections.defaultdict(int)  # shape key -> lease requests in flight
+        self.shapes = {}
+        self.task_seconds = {}                        # shape key -> moving average run time
+        self.sent_functions = set()                   # (worker, function_id)
+        runtime.handlers.update(lease_grant=self._on_lease_grant, done=self._on_done)
+
+    # -- submission (caller thread) -------------------------------------------
+    def submit(self, function, args_blob, dep_refs, num_returns, key, shape, max_retries, retry_exceptions, name):
+        rt = self.rt
+        with rt.lock:
+            rec = TaskRecord()
+            rec.task_id = rt.next_id()
+            rec.function = function
+            rec.args_blob = args_blob
+            rec.dep_refs = dep_refs
+            rec.return_ids = [rt.next_id() for _ in range(num_returns)]
+            rec.key, rec.shape = key, shape
+            rec.state = WAITING
+            rec.retries_left = max_retries
+            rec.retry_exceptions = retry_exceptions
+            rec.lease = None
+            rec.name = name
+            rec.deps_left = len(dep_refs)
+            self.shapes[key] = shape
+            self.tasks[rec.task_id] = rec
+            for object_id in rec.return_ids:
+                rt.objects.create_owned(object_id)
+                self.task_of_object[object_id] = rec.task_id
+            refs = [ObjectRef(object_id) for object_id in rec.return_ids]
+            if not dep_refs:
+                self._enqueue(rec)
+            for ref in dep_refs:
+                rt.objects.on_ready(ref.id, self._dependency_ready(rec))
+        return refs
+
+    def _dependency_ready(self, rec):
+        def callback(object_id, entry):
+            if rec.state != WAITING:
+                return
+            if entry.is_error:  # a failed dependency fails this task with the same error
+                self._finish(rec, [entry.blob] * len(rec.return_ids), True)
+                return
+            rec.deps_left -= 1
+            if rec.deps_left == 0:
+                self._enqueue(rec)
+
+        return callback
+
+    def _enqueue(self, rec):
+        rec.state = QUEUED
+        self.queues[rec.key].append(rec)
+        self._pump(rec.key)
+
+    # -- leases and dispatch (under lock) --------------------------------------
+    def _pump(self, key):
+        queue = self.queues[key]
+        leases = self.leases[key]
+        average = self.task_seconds.get(key)
+        depth = PIPELINE_DEPTH if average is not None and average < SHORT_TASK_SECONDS else 1
+        for lease in leases:
+            while queue and lease.inflight < depth:
+                rec = queue.popleft()
+                if rec.state == QUEUED:
+                    self._send(rec, lease)
+        while queue and queue[0].state != QUEUED:
+            queue.popleft()
+        if queue:
+            wanted = min(len(queue), max(1, len(self.rt.cluster.worker_ranks)))
+            while self.requested[key] < wanted:
+                self.requested[key] += 1
+                self.rt.send(HEAD_RANK, ("lease_req", key, self.shapes[key]))
+        else:
+            for lease in [lease for lease in leases if lease.inflight == 0]:
+                self._return_lease(lease)
+
+    def _send(self, rec, lease):
+        rec.state = SENT
+        rec.lease = lease
+        lease.inflight += 1
+        function = rec.function
+        sent_key = (lease.worker, function.function_id)
+        blob = None
+        if sent_key not in self.sent_functions:
+            self.sent_functions.add(sent_key)
+            blob = function.blob
+        entries = self.rt.objects.entries
+        inlined = {ref.id: entries[ref.id].blob for ref in rec.dep_refs if ref.id in entries}
+        spec = (rec.task_id, function.function_id, blob, rec.name, rec.args_blob, inlined,
+                rec.return_ids, rec.retry_exceptions if rec.retries_left else None, rec.shape)
+        self.rt.send(lease.worker, ("task", lease.lease_id, spec))
+
+    def _return_lease(self, lease):
+        self.leases[lease.key].remove(lease)
+        del self.leases_by_id[lease.lease_id]
+        self.rt.send(HEAD_RANK, ("lease_ret", lease.lease_id))
+
+    def _on_lease_grant(self, source, key, lease_id, worker):
+        self.requested[key] -= 1
+        lease = Lease(lease_id, worker, key)
+        self.leases[key].append(lease)
+        self.leases_by_id[lease_id] = lease
+        self._pump(key)
+
+    # -- completion ----------------------------------------------------------
+    def _on_done(self, source, task_id, blobs, is_error, retryable, seconds):
+        rec = self.tasks.get(task_id)
+        if rec is None:
+            return
+        lease = rec.lease
+        lease.inflight -= 1
+        average = self.task_seconds.get(rec.key)
+        self.task_seconds[rec.key] = seconds if average is None else 0.8 * average + 0.2 * seconds
+        if is_error and retryable and rec.retries_left != 0 and rec.state == SENT:
+            rec.retries_left -= 1
+            rec.state = QUEUED
+            self.queues[rec.key].appendleft(rec)
+        elif rec.state == SENT:
+            self._finish(rec, blobs, is_error)
+        self._pump(rec.key)
+
+    def _finish(self, rec, blobs, is_error):
+        rec.state = FINISHED
+        del self.tasks[rec.task_id]
+        objects = self.rt.objects
+        for object_id, blob in zip(rec.return_ids, blobs):
+            self.task_of_object.pop(object_id, None)
+            objects.set_ready(object_id, blob, is_error)
+        rec.dep_refs = None
+        self.rt.cond.notify_all()
+
+    # -- cancellation ----------------------------------------------------------
+    def cancel(self, object_id, force):
+        """Cancel the task producing ``object_id``; returns False if it already finished."""
+        with self.rt.lock:
+            task_id = self.task_of_object.get(object_id)
+            rec = self.tasks.get(task_id) if task_id is not None else None
+            if rec is None:
+                return False
+            if rec.state in (WAITING, QUEUED):
+                blob = dumps(ErrorPayload(TaskCancelledError(f"task {rec.name} was cancelled before it ran")))
+                self._finish(rec, [blob] * len(rec.return_ids), True)
+                self._pump(rec.key)
+            elif rec.state == SENT:
+                rec.retries_left = 0
+                self.rt.send(rec.lease.worker, ("cancel", task_id, force))
+            return True

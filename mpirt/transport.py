@@ -1,0 +1,142 @@
+"""The progress thread: the only code that touches point-to-point MPI on a rank.
+
+Callers enqueue messages with ``send``; the thread coalesces everything queued
+for one destination into a single MPI message, drains incoming batches and
+hands each message to ``dispatch(source, message)``. When nothing happens it
+backs off from polling to sleeping up to ``MAX_IDLE_SLEEP`` so idle ranks leave
+the cores to ranks that compute (DESIGN.md 2).
+"""
+import sys
+import threading
+import time
+import traceback
+
+from ._mpi_env import mpi
+
+TAG = 7
+HOT_POLLS = 64           # empty polls before sleeping at all
+MAX_IDLE_SLEEP = 1e-3    # longest sleep between polls of an idle rank
+MAX_BATCHES_PER_POLL = 64
+
+
+class Transport:
+    def __init__(self, comm, dispatch, name="mpirt-progress"):
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+        self._dispatch = dispatch
+        self._outbox = {}
+        self._out_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._inflight = []
+        self._tickers = []
+        self._running = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.stats = {"sent_batches": 0, "sent_messages": 0, "received_batches": 0}
+
+    def start(self):
+        self._running = True
+        self._thread.start()
+
+    def send(self, dest, message):
+        """Queue ``message`` for rank ``dest`` (any thread; never blocks on the network)."""
+        with self._out_lock:
+            box = self._outbox.get(dest)
+            if box is None:
+                self._outbox[dest] = [message]
+            else:
+                box.append(message)
+        self._wake.set()
+
+    def add_ticker(self, interval, fn):
+        """Run ``fn()`` on the progress thread about every ``interval`` seconds."""
+        self._tickers.append([interval, 0.0, fn])
+
+    def stop(self, timeout=10.0):
+        """Send what is queued, wait for sends to complete, then end the thread."""
+        self._running = False
+        self._wake.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def is_current_thread(self):
+        return threading.current_thread() is self._thread
+
+    # -- progress thread -------------------------------------------------
+    def _run(self):
+        idle = 0
+        MPI = mpi()
+        status = MPI.Status()
+        while self._running:
+            self._wake.clear()
+            busy = self._flush()
+            busy = self._drain(status) or busy
+            if self._inflight:
+                self._inflight = [r for r in self._inflight if not r.Test()]
+            if self._tickers:
+                self._tick()
+            if busy:
+                idle = 0
+                continue
+            idle += 1
+            if idle < HOT_POLLS:
+                time.sleep(0)
+            else:
+                self._wake.wait(min(MAX_IDLE_SLEEP, 2e-6 * 1.25 ** (idle - HOT_POLLS)))
+        self._finish(status)
+
+    def _flush(self):
+        if not self._outbox:
+            return False
+        with self._out_lock:
+            outbox, self._outbox = self._outbox, {}
+        for dest, messages in outbox.items():
+            if dest == self.rank:
+                self._deliver(dest, messages)
+                continue
+            self._inflight.append(self.comm.isend(messages, dest, TAG))
+            self.stats["sent_batches"] += 1
+            self.stats["sent_messages"] += len(messages)
+        return True
+
+    def _drain(self, status):
+        got = False
+        for _ in range(MAX_BATCHES_PER_POLL):
+            message = self.comm.improbe(status=status, tag=TAG)
+            if message is None:
+                break
+            batch = message.recv()
+            self.stats["received_batches"] += 1
+            self._deliver(status.Get_source(), batch)
+            got = True
+        return got
+
+    def _deliver(self, source, messages):
+        for message in messages:
+            try:
+                self._dispatch(source, message)
+            except Exception:
+                sys.__stderr__.write(
+                    f"mpirt rank {self.rank}: error handling {message[0]!r} from rank {source}:\n"
+                    + traceback.format_exc()
+                )
+
+    def _tick(self):
+        now = time.monotonic()
+        for ticker in self._tickers:
+            interval, last, fn = ticker
+            if now - last >= interval:
+                ticker[1] = now
+                try:
+                    fn()
+                except Exception:
+                    sys.__stderr__.write(f"mpirt rank {self.rank}: ticker failed:\n{traceback.format_exc()}")
+
+    def _finish(self, status):
+        """Last flush after stop: everything queued leaves, in-flight sends complete."""
+        self._flush()
+        deadline = time.monotonic() + 10.0
+        while self._inflight and time.monotonic() < deadline:
+            self._inflight = [r for r in self._inflight if not r.Test()]
+            self._drain(status)
+            time.sleep(1e-4)

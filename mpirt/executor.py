@@ -8,6 +8,7 @@ task never holds the CPU that the tasks it waits for need.
 """
 import collections
 import ctypes
+import sys
 import threading
 import time
 import traceback
@@ -68,7 +69,7 @@ class TaskExecutor:
             task = slot.queue.popleft()
             slot.active += 1
             self.running[task.task_id] = task
-            self.pool.submit(self._run, task)
+            self.pool.submit(self._run_logged, task)
         if not slot.active and not slot.queue:
             self.slots.pop(lease_id, None)
 
@@ -115,6 +116,13 @@ class TaskExecutor:
                 ctypes.c_ulong(task.thread_id), ctypes.py_object(TaskCancelledError))
 
     # -- task thread -------------------------------------------------------
+    def _run_logged(self, task):
+        try:
+            self._run(task)
+        except BaseException:  # a bug here must not vanish inside the thread pool
+            sys.__stderr__.write(f"mpirt rank {self.rt.rank}: task {task.name} crashed the executor:\n"
+                                 + traceback.format_exc())
+
     def _run(self, task):
         rt = self.rt
         (task_id, function_id, _, name, args_blob, inlined, return_ids, retry_exceptions, _) = task.spec

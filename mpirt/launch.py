@@ -235,6 +235,8 @@ def _adopt_driver_environment(config, chdir=True):
 
 def _serve(rt):
     """Non-driver ranks: run until the driver says shutdown, then leave the process."""
+    global _runtime
+    _runtime = rt  # tasks running here submit and get through it
     if rt.config.get("log_to_driver", True):
         log_forward.install(rt, "scheduler" if rt.rank == HEAD_RANK else "worker")
     rt.start()

@@ -7,6 +7,7 @@ leased from the head scheduler. Several tasks may be in flight on one lease
 when tasks of that shape are short; the lease goes back when the queue is empty.
 """
 import collections
+import time
 
 from .exceptions import ErrorPayload, TaskCancelledError
 from .object_ref import ObjectRef
@@ -18,6 +19,9 @@ WAITING, QUEUED, SENT, FINISHED = range(4)
 # Tasks of a shape whose average run time is below this are pipelined on a lease.
 SHORT_TASK_SECONDS = 2e-3
 PIPELINE_DEPTH = 16
+# An idle lease is kept this long before it goes back, so a loop of synchronous
+# calls does not pay a round trip to the head per task.
+LEASE_LINGER_SECONDS = 0.01
 
 
 class FunctionDescriptor:
@@ -39,13 +43,14 @@ class TaskRecord:
 
 
 class Lease:
-    __slots__ = ("lease_id", "worker", "key", "inflight")
+    __slots__ = ("lease_id", "worker", "key", "inflight", "idle_since")
 
     def __init__(self, lease_id, worker, key):
         self.lease_id = lease_id
         self.worker = worker
         self.key = key
         self.inflight = 0
+        self.idle_since = None
 
 
 class TaskSubmitter:
@@ -61,6 +66,7 @@ class TaskSubmitter:
         self.task_seconds = {}                        # shape key -> moving average run time
         self.sent_functions = set()                   # (worker, function_id)
         runtime.handlers.update(lease_grant=self._on_lease_grant, done=self._on_done)
+        runtime.transport.add_ticker(LEASE_LINGER_SECONDS / 2, self._return_idle_leases)
 
     # -- submission (caller thread) -------------------------------------------
     def submit(self, function, args_blob, dep_refs, num_returns, key, shape, max_retries, retry_exceptions, name):
@@ -120,6 +126,8 @@ class TaskSubmitter:
                 rec = queue.popleft()
                 if rec.state == QUEUED:
                     self._send(rec, lease)
+            if lease.inflight == 0 and lease.idle_since is None:
+                lease.idle_since = time.monotonic()
         while queue and queue[0].state != QUEUED:
             queue.popleft()
         if queue:
@@ -127,14 +135,12 @@ class TaskSubmitter:
             while self.requested[key] < wanted:
                 self.requested[key] += 1
                 self.rt.send(HEAD_RANK, ("lease_req", key, self.shapes[key]))
-        else:
-            for lease in [lease for lease in leases if lease.inflight == 0]:
-                self._return_lease(lease)
 
     def _send(self, rec, lease):
         rec.state = SENT
         rec.lease = lease
         lease.inflight += 1
+        lease.idle_since = None
         function = rec.function
         sent_key = (lease.worker, function.function_id)
         blob = None
@@ -146,6 +152,13 @@ class TaskSubmitter:
         spec = (rec.task_id, function.function_id, blob, rec.name, rec.args_blob, inlined,
                 rec.return_ids, rec.retry_exceptions if rec.retries_left else None, rec.shape)
         self.rt.send(lease.worker, ("task", lease.lease_id, spec))
+
+    def _return_idle_leases(self):
+        now = time.monotonic()
+        with self.rt.lock:
+            for leases in self.leases.values():
+                for lease in [x for x in leases if x.inflight == 0 and now - x.idle_since > LEASE_LINGER_SECONDS]:
+                    self._return_lease(lease)
 
     def _return_lease(self, lease):
         self.leases[lease.key].remove(lease)

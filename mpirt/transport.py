@@ -78,7 +78,7 @@ class Transport:
             if busy:
                 idle = 0
                 continue
-            idle += 1
+            idle = min(idle + 1, HOT_POLLS + 64)
             if idle < HOT_POLLS:
                 time.sleep(0)
             else:

@@ -61,6 +61,7 @@ def get(object_refs, *, timeout=None):
     rt = runtime_for_call()
     if refs:
         rt.wait_objects(refs, len(refs), timeout, fail_fast=True)
+        rt.raise_first_error(refs)
     values = [rt.value_of(ref) for ref in refs]
     return values[0] if single else values
 

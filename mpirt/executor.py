@@ -51,7 +51,7 @@ class TaskExecutor:
         self.running = {}
         self.functions = {}
         self.pool = ThreadPoolExecutor(max_workers=100000, thread_name_prefix="mpirt-task")
-        runtime.handlers.update(task=self._on_task, cancel=self._on_cancel)
+        runtime.handlers.update(task=self._on_task, cancel=self._on_cancel, steal=self._on_steal)
 
     # -- under runtime.lock ------------------------------------------------
     def _on_task(self, source, lease_id, spec):
@@ -101,6 +101,14 @@ class TaskExecutor:
     def _cpu_shape(task):
         cpus = task.spec[8].get("CPU", 0.0)
         return {"CPU": cpus} if cpus else {}
+
+    def _on_steal(self, source, lease_id):
+        """Give the submitter back the tasks of a lease that have not started."""
+        slot = self.slots.get(lease_id)
+        task_ids = [task.task_id for task in slot.queue] if slot is not None else []
+        if slot is not None:
+            slot.queue.clear()
+        self.rt.send(source, ("stolen", lease_id, task_ids))
 
     def _on_cancel(self, source, task_id, force):
         for lease_id, slot in self.slots.items():

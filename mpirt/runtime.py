@@ -129,6 +129,14 @@ class Runtime:
     def _exit_blocked(self):
         self.executor.task_unblocked(task_context.task)
 
+    def raise_first_error(self, refs):
+        """Raise the error of the first failed object among ``refs`` (ready or not)."""
+        with self.lock:
+            entries = self.objects.entries
+            failed = next((ref for ref in refs if ref.id in entries and entries[ref.id].is_error), None)
+        if failed is not None:
+            self.value_of(failed)
+
     def value_of(self, ref):
         """The deserialized value of a ready object; raises its error if it failed."""
         with self.lock:

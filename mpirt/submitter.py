@@ -19,6 +19,9 @@ WAITING, QUEUED, SENT, FINISHED = range(4)
 # Tasks of a shape whose average run time is below this are pipelined on a lease.
 SHORT_TASK_SECONDS = 2e-3
 PIPELINE_DEPTH = 16
+# Tasks queued behind a task that has run this long on a lease are taken back
+# ("stolen") and sent elsewhere, so a long task never holds up short ones.
+STEAL_AFTER_SECONDS = 0.01
 # An idle lease is kept this long before it goes back, so a loop of synchronous
 # calls does not pay a round trip to the head per task.
 LEASE_LINGER_SECONDS = 0.01
@@ -43,7 +46,7 @@ class TaskRecord:
 
 
 class Lease:
-    __slots__ = ("lease_id", "worker", "key", "inflight", "idle_since")
+    __slots__ = ("lease_id", "worker", "key", "inflight", "idle_since", "last_progress", "steal_pending")
 
     def __init__(self, lease_id, worker, key):
         self.lease_id = lease_id
@@ -51,6 +54,8 @@ class Lease:
         self.key = key
         self.inflight = 0
         self.idle_since = None
+        self.last_progress = time.monotonic()  # last send to an idle lease, or last completion
+        self.steal_pending = False
 
 
 class TaskSubmitter:
@@ -65,8 +70,8 @@ class TaskSubmitter:
         self.shapes = {}
         self.task_seconds = {}                        # shape key -> moving average run time
         self.sent_functions = set()                   # (worker, function_id)
-        runtime.handlers.update(lease_grant=self._on_lease_grant, done=self._on_done)
-        runtime.transport.add_ticker(LEASE_LINGER_SECONDS / 2, self._return_idle_leases)
+        runtime.handlers.update(lease_grant=self._on_lease_grant, done=self._on_done, stolen=self._on_stolen)
+        runtime.transport.add_ticker(LEASE_LINGER_SECONDS / 2, self._check_leases)
 
     # -- submission (caller thread) -------------------------------------------
     def submit(self, function, args_blob, dep_refs, num_returns, key, shape, max_retries, retry_exceptions, name):
@@ -120,8 +125,11 @@ class TaskSubmitter:
         queue = self.queues[key]
         leases = self.leases[key]
         average = self.task_seconds.get(key)
-        depth = PIPELINE_DEPTH if average is not None and average < SHORT_TASK_SECONDS else 1
+        short = average is not None and average < SHORT_TASK_SECONDS
+        now = time.monotonic()
         for lease in leases:
+            # Pipeline only on a lease whose tasks are short and still completing.
+            depth = PIPELINE_DEPTH if short and now - lease.last_progress < SHORT_TASK_SECONDS else 1
             while queue and lease.inflight < depth:
                 rec = queue.popleft()
                 if rec.state == QUEUED:
@@ -139,6 +147,8 @@ class TaskSubmitter:
     def _send(self, rec, lease):
         rec.state = SENT
         rec.lease = lease
+        if lease.inflight == 0:
+            lease.last_progress = time.monotonic()
         lease.inflight += 1
         lease.idle_since = None
         function = rec.function
@@ -153,12 +163,35 @@ class TaskSubmitter:
                 rec.return_ids, rec.retry_exceptions if rec.retries_left else None, rec.shape)
         self.rt.send(lease.worker, ("task", lease.lease_id, spec))
 
-    def _return_idle_leases(self):
+    def _check_leases(self):
+        """Return leases idle for a while; take back tasks stuck behind a long one."""
         now = time.monotonic()
         with self.rt.lock:
             for leases in self.leases.values():
-                for lease in [x for x in leases if x.inflight == 0 and now - x.idle_since > LEASE_LINGER_SECONDS]:
-                    self._return_lease(lease)
+                for lease in list(leases):
+                    if lease.inflight == 0:
+                        if now - lease.idle_since > LEASE_LINGER_SECONDS:
+                            self._return_lease(lease)
+                    elif lease.inflight > 1 and not lease.steal_pending \
+                            and now - lease.last_progress > STEAL_AFTER_SECONDS:
+                        lease.steal_pending = True
+                        self.rt.send(lease.worker, ("steal", lease.lease_id))
+
+    def _on_stolen(self, source, lease_id, task_ids):
+        lease = self.leases_by_id.get(lease_id)
+        if lease is not None:
+            lease.steal_pending = False
+        queue = None
+        for task_id in reversed(task_ids):
+            rec = self.tasks.get(task_id)
+            if rec is None or rec.state != SENT:
+                continue
+            rec.lease.inflight -= 1
+            rec.state = QUEUED
+            queue = self.queues[rec.key]
+            queue.appendleft(rec)
+        if queue is not None:
+            self._pump(rec.key)
 
     def _return_lease(self, lease):
         self.leases[lease.key].remove(lease)
@@ -179,6 +212,7 @@ class TaskSubmitter:
             return
         lease = rec.lease
         lease.inflight -= 1
+        lease.last_progress = time.monotonic()
         average = self.task_seconds.get(rec.key)
         self.task_seconds[rec.key] = seconds if average is None else 0.8 * average + 0.2 * seconds
         if is_error and retryable and rec.retries_left != 0 and rec.state == SENT:

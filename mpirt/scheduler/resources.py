@@ -8,8 +8,8 @@ GPU = "GPU"
 def make_shape(num_cpus=1, num_gpus=0, resources=None):
     """Validate a request and return it as ``{name: amount}`` without zero entries."""
     shape = {}
-    for name, amount in ((CPU, num_cpus), (GPU, num_gpus)):
-        _check_amount(name, amount)
+    for name, label, amount in ((CPU, "num_cpus", num_cpus), (GPU, "num_gpus", num_gpus)):
+        _check_amount(label, amount)
         if amount:
             shape[name] = float(amount)
     for name, amount in (resources or {}).items():
@@ -17,17 +17,17 @@ def make_shape(num_cpus=1, num_gpus=0, resources=None):
             raise ValueError(f"resource names must be non-empty strings, got {name!r}")
         if name in (CPU, GPU):
             raise ValueError(f"use num_cpus/num_gpus instead of resources={{'{name}': ...}}")
-        _check_amount(name, amount)
+        _check_amount(f"resources[{name!r}]", amount)
         if amount:
             shape[name] = float(amount)
     return shape
 
 
-def _check_amount(name, amount):
+def _check_amount(label, amount):
     if isinstance(amount, bool) or not isinstance(amount, numbers.Real) or amount < 0:
-        raise ValueError(f"resource {name!r} must be a non-negative number, got {amount!r}")
+        raise ValueError(f"{label} must be a non-negative number, got {amount!r}")
     if amount > 1 and amount != int(amount):
-        raise ValueError(f"resource {name!r}: amounts above 1 must be whole numbers, got {amount!r}")
+        raise ValueError(f"{label}: amounts above 1 must be whole numbers, got {amount!r}")
 
 
 def shape_key(shape):

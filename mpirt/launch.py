@@ -240,6 +240,9 @@ def _serve(rt):
     if rt.config.get("log_to_driver", True):
         log_forward.install(rt, "scheduler" if rt.rank == HEAD_RANK else "worker")
     rt.start()
+    if os.environ.get("MPIRT_DEBUG_DUMP"):
+        from ._debug import dump_state
+        rt.transport.add_ticker(float(os.environ["MPIRT_DEBUG_DUMP"]), lambda: dump_state(rt))
     rt.stopped.wait()
     log_forward.flush()
     rt.transport.stop()

@@ -88,7 +88,7 @@ class RemoteFunction:
         from .launch import runtime_for_call
 
         rt = runtime_for_call()
-        name = options["name"] or self._function.__qualname__
+        name = options["name"] or self._function.__name__
         bound = None
         if self._signature is not None:
             try:

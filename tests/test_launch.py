@@ -1,0 +1,183 @@
+"""Launch modes: mpirun role split, spawning, shutdown and exit, idle CPU, environment defaults."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import MPIRUN_ENV, REPO, run_app
+from mpirt._mpi_env import apply_defaults
+
+APP = """
+import os, sys
+import mpirt as ray
+
+print("before init", flush=True)  # every rank runs this
+
+@ray.remote
+def square(x):
+    print(f"squaring {x}")
+    return x * x
+
+ray.init()
+print(f"after init on pid {os.getpid()}", flush=True)  # the driver only
+print("result", ray.get([square.remote(i) for i in range(10)]))
+print("resources", ray.cluster_resources())
+"""
+
+
+def test_mpirun_roles_and_clean_exit(tmp_path):
+    proc = run_app(tmp_path, APP, ranks=4)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.count("before init") == 4
+    assert out.count("after init") == 1
+    assert "result [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]" in out
+    assert "resources {'CPU': 2.0}" in out  # ranks 2 and 3 are the workers
+    assert "(square rank=" in out and "squaring 3" in out
+
+
+def test_mpirun_driver_exception_ends_job_nonzero(tmp_path):
+    source = APP + "\nraise RuntimeError('driver failed on purpose')\n"
+    proc = run_app(tmp_path, source, ranks=3)
+    assert proc.returncode != 0
+    assert "driver failed on purpose" in proc.stderr
+
+
+def test_mpirun_too_few_ranks(tmp_path):
+    proc = run_app(tmp_path, APP, ranks=2, timeout=60)
+    assert proc.returncode != 0
+    assert "at least 3 ranks" in proc.stderr
+
+
+def test_mpirun_explicit_shutdown_then_more_driver_code(tmp_path):
+    source = APP + "\nray.shutdown()\nprint('driver still running', flush=True)\n"
+    proc = run_app(tmp_path, source, ranks=3)
+    assert proc.returncode == 0, proc.stderr
+    assert "driver still running" in proc.stdout
+
+
+def test_plain_python_spawns_and_reinit(tmp_path):
+    source = """
+import mpirt as ray
+
+@ray.remote
+def inc(x):
+    return x + 1
+
+# no init(): the first call starts a default instance (one worker per core)
+print("auto", ray.get(inc.remote(1)), ray.cluster_resources())
+ray.shutdown()
+ray.init(num_cpus=3)
+print("again", ray.get([inc.remote(i) for i in range(5)]), ray.cluster_resources())
+ray.shutdown()
+ray.init(num_cpus=1, resources={"special": 2})
+print("third", ray.get(inc.options(resources={"special": 1}).remote(10)), ray.cluster_resources())
+"""
+    proc = run_app(tmp_path, source)
+    assert proc.returncode == 0, proc.stderr
+    cores = os.cpu_count()
+    assert f"auto 2 {{'CPU': {float(cores)}}}" in proc.stdout
+    assert "again [1, 2, 3, 4, 5] {'CPU': 3.0}" in proc.stdout
+    assert "third 11 {'CPU': 1.0, 'special': 2.0}" in proc.stdout
+
+
+def test_plain_python_driver_exception(tmp_path):
+    source = APP.replace("ray.init()", "ray.init(num_cpus=2)") + "\nraise KeyError('oops')\n"
+    proc = run_app(tmp_path, source)
+    assert proc.returncode == 1
+    assert "KeyError: 'oops'" in proc.stderr
+    assert "result [0, 1, 4" in proc.stdout
+
+
+def test_killed_driver_leaves_no_workers(tmp_path):
+    """A driver killed with SIGKILL cannot shut down; its spawned ranks notice and exit."""
+    source = """
+import os, time, mpirt as ray
+ray.init(num_cpus=2)
+print("ready", flush=True)
+os.kill(os.getpid(), 9)
+"""
+    proc = run_app(tmp_path, source, timeout=60)  # run_app fails the test on leftovers
+    assert proc.returncode == -9
+    assert "ready" in proc.stdout
+
+
+IDLE = """
+import os, time, mpirt as ray
+ray.init(num_cpus=2)
+
+def rank_pids():
+    marker = os.environ["MPIRT_TEST_MARKER"].encode()
+    pids = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            environ = open(f"/proc/{pid}/environ", "rb").read()
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if marker in environ and b"mpirt._spawned" in cmd:
+            pids.append(int(pid))
+    return pids
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+@ray.remote
+def noop():
+    return 0
+
+ray.get([noop.remote() for _ in range(100)])
+time.sleep(0.5)
+pids = rank_pids() + [os.getpid()]
+before = {p: cpu_seconds(p) for p in pids}
+start = time.monotonic(); time.sleep(3); wall = time.monotonic() - start
+usage = {p: (cpu_seconds(p) - before[p]) / wall for p in pids}
+print("ranks", len(pids))
+print("max_idle_cpu", max(usage.values()))
+"""
+
+
+def test_idle_ranks_do_not_spin(tmp_path):
+    proc = run_app(tmp_path, IDLE)
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
+    assert int(lines["ranks"]) == 4  # head, two workers, driver
+    # a spinning rank would show ~1.0 (a full core); idle ranks poll about 1000 times a second
+    assert float(lines["max_idle_cpu"]) < 0.3, proc.stdout
+
+
+def test_environment_defaults_never_override_the_user():
+    env = {"OMPI_MCA_btl": "self,tcp", "PATH": "/usr/bin"}
+    apply_defaults(env)
+    assert env["OMPI_MCA_btl"] == "self,tcp"
+    assert env["PRTE_MCA_rmaps_default_mapping_policy"] == ":oversubscribe"
+    assert env["PATH"].startswith(os.path.dirname(sys.executable))
+
+
+def test_init_argument_errors(tmp_path):
+    source = """
+import mpirt as ray
+for kwargs in ({"num_cpus": 0}, {"num_cpus": "2"}, {"resources": {"CPU": 2}}, {"bogus": 1}):
+    try:
+        ray.init(**kwargs)
+    except (TypeError, ValueError) as exc:
+        print("rejected", type(exc).__name__, exc)
+ray.init(num_cpus=1)
+try:
+    ray.init(num_cpus=1)
+except RuntimeError as exc:
+    print("twice", exc)
+ray.init(ignore_reinit_error=True)
+print("ok")
+"""
+    proc = run_app(tmp_path, source)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("rejected") == 4
+    assert "unexpected keyword argument 'bogus'" in proc.stdout
+    assert "twice" in proc.stdout and "ok" in proc.stdout

@@ -1,0 +1,152 @@
+"""put/get/wait semantics and ObjectRef behaviour."""
+import pickle
+import time
+
+import numpy as np
+import pytest
+
+import mpirt
+from mpirt.exceptions import GetTimeoutError
+
+
+@mpirt.remote
+def sleep_then(seconds, value):
+    time.sleep(seconds)
+    return value
+
+
+@mpirt.remote
+def make_ref(value):
+    return mpirt.put(value)
+
+
+@mpirt.remote
+def deref(refs):
+    return mpirt.get(refs[0])
+
+
+def test_put_get_roundtrip(rt):
+    values = [1, "text", {"a": [1, 2]}, None, b"", np.arange(1000).reshape(10, 100)]
+    for value in values:
+        got = rt.get(rt.put(value))
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(got, value)
+        else:
+            assert got == value
+
+
+def test_put_of_ref_and_unpicklable_value_are_errors(rt):
+    ref = rt.put(1)
+    with pytest.raises(TypeError, match="ObjectRef"):
+        rt.put(ref)
+    import threading
+
+    with pytest.raises(TypeError, match="put"):
+        rt.put(threading.Lock())
+
+
+def test_get_bad_input(rt):
+    with pytest.raises(TypeError, match="ObjectRef"):
+        rt.get(42)
+    with pytest.raises(TypeError):
+        rt.get([rt.put(1), 2])
+    with pytest.raises(ValueError, match="timeout"):
+        rt.get(rt.put(1), timeout=-1)
+    assert rt.get([]) == []
+
+
+def test_get_keeps_order(rt):
+    refs = [sleep_then.remote(0.2 * (3 - i), i) for i in range(4)]
+    assert rt.get(refs) == [0, 1, 2, 3]
+
+
+def test_get_timeout_is_honoured(rt):
+    ref = sleep_then.remote(3, "late")
+    start = time.monotonic()
+    with pytest.raises(GetTimeoutError):
+        rt.get(ref, timeout=0.3)
+    elapsed = time.monotonic() - start
+    assert 0.25 <= elapsed < 0.6
+    assert isinstance(GetTimeoutError("x"), TimeoutError)
+    assert rt.get(ref, timeout=30) == "late"
+
+
+def test_wait_semantics(rt):
+    fast = [sleep_then.remote(0, i) for i in range(3)]
+    slow = sleep_then.remote(5, "slow")
+    refs = [slow] + fast
+    rt.get(fast)
+    ready, not_ready = rt.wait(refs, num_returns=3, timeout=10)
+    assert ready == fast and not_ready == [slow]
+    ready, not_ready = rt.wait(refs, num_returns=1)
+    assert len(ready) == 1 and ready[0] in fast and len(not_ready) == 3
+    start = time.monotonic()
+    ready, not_ready = rt.wait(refs, num_returns=4, timeout=0.3)
+    assert 0.25 <= time.monotonic() - start < 0.6
+    assert ready == fast and not_ready == [slow]
+    # input order is kept in both lists
+    ready, not_ready = rt.wait(fast[::-1], num_returns=3)
+    assert ready == fast[::-1]
+    rt.cancel(slow)
+
+
+def test_wait_bad_input(rt):
+    ref = rt.put(1)
+    with pytest.raises(TypeError):
+        rt.wait(ref)
+    with pytest.raises(ValueError, match="more than"):
+        rt.wait([ref], num_returns=2)
+    with pytest.raises(ValueError, match="same ObjectRef"):
+        rt.wait([ref, ref])
+    with pytest.raises(TypeError):
+        rt.wait([ref, 3])
+    with pytest.raises(ValueError):
+        rt.wait([ref], num_returns=0)
+
+
+def test_wait_returns_failed_objects_as_ready(rt):
+    @mpirt.remote
+    def boom():
+        raise RuntimeError("x")
+
+    ref = boom.remote()
+    ready, _ = rt.wait([ref], timeout=30)
+    assert ready == [ref]
+
+
+def test_object_ref_is_hashable_and_picklable(rt):
+    ref = rt.put("value")
+    copy = pickle.loads(pickle.dumps(ref))
+    assert copy == ref and hash(copy) == hash(ref)
+    assert {ref: 1}[copy] == 1
+    assert rt.get(copy) == "value"
+    assert "ObjectRef(" in repr(ref) and len(ref.hex()) == 28
+
+
+def test_refs_returned_from_tasks_and_passed_nested(rt):
+    inner = rt.get(make_ref.remote("made in a task"))
+    assert isinstance(inner, mpirt.ObjectRef)
+    assert rt.get(inner) == "made in a task"
+    # a ref owned by the driver, passed nested, read by a task on a worker
+    mine = rt.put(np.ones(5))
+    assert rt.get(deref.remote([mine])).sum() == 5
+    # a ref owned by a worker, passed on to another task
+    assert rt.get(deref.remote([inner])) == "made in a task"
+
+
+def test_many_small_objects_are_freed(rt):
+    table = mpirt.launch.current_runtime().objects
+    for _ in range(5):
+        refs = [rt.put(i) for i in range(2000)]
+        assert rt.get(refs[-1]) == 1999
+        del refs
+    time.sleep(0.1)
+    assert len(table.entries) < 2000
+
+
+def test_cluster_resources(rt):
+    assert rt.cluster_resources() == {"CPU": 2.0}
+    deadline = time.monotonic() + 5
+    while rt.available_resources().get("CPU") != 2.0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rt.available_resources()["CPU"] == 2.0

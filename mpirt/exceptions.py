@@ -23,7 +23,7 @@ class TaskError(MpirtError):
 
     def _message(self):
         return (
-            f"task {self.function_name} failed on rank {self.rank}:\n"
+            f"task {self.function_name} failed on rank {self.rank} with {self.cause_repr}\n"
             f"{self.traceback_str.rstrip()}"
         )
 

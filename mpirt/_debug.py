@@ -1,12 +1,21 @@
-import os, sys, threading, time
+"""State dumps for diagnosing a hang: ``MPIRT_DEBUG_DUMP=SECONDS`` makes every
+non-driver rank print its scheduling state to stderr that often."""
+import sys
+
+
 def dump_state(rt):
     with rt.lock:
-        s = rt.submitter
-        out = [f"RANK {rt.rank}: tasks={len(s.tasks)} states={[r.state for r in list(s.tasks.values())[:10]]} queues={ {k:len(q) for k,q in s.queues.items()} } requested={dict(s.requested)} leases={ {k:[(l.lease_id,l.worker,l.inflight,l.steal_pending) for l in v] for k,v in s.leases.items()} }"]
-        if rt.executor:
-            e = rt.executor
-            out.append(f"  exec slots={ {k:(v.active,len(v.queue),v.blocked,v.released) for k,v in e.slots.items()} } running={len(e.running)}")
-        if rt.head:
-            h = rt.head
-            out.append(f"  head avail={h.available} requests={list(h.requests)} leases={h.leases}")
-    sys.__stderr__.write("\n".join(out) + "\n")
+        submitter = rt.submitter
+        lines = [
+            f"[mpirt rank {rt.rank}] tasks pending={len(submitter.tasks)} "
+            f"queued={ {k: len(q) for k, q in submitter.queues.items() if q} } "
+            f"lease requests={ {k: n for k, n in submitter.requested.items() if n} } "
+            f"leases={ {k: [(x.lease_id, x.worker, x.inflight) for x in v] for k, v in submitter.leases.items() if v} }"
+        ]
+        if rt.executor is not None:
+            slots = {k: (s.active, len(s.queue), s.blocked, s.released) for k, s in rt.executor.slots.items()}
+            lines.append(f"  executor running={len(rt.executor.running)} slots(active, queued, blocked, released)={slots}")
+        if rt.head is not None:
+            lines.append(f"  head available={rt.head.available} waiting requests={len(rt.head.requests)} "
+                         f"leases={len(rt.head.leases)}")
+    sys.__stderr__.write("\n".join(lines) + "\n")

@@ -242,6 +242,7 @@ def _serve(rt):
     rt.start()
     if os.environ.get("MPIRT_DEBUG_DUMP"):
         from ._debug import dump_state
+
         rt.transport.add_ticker(float(os.environ["MPIRT_DEBUG_DUMP"]), lambda: dump_state(rt))
     rt.stopped.wait()
     log_forward.flush()

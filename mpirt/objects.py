@@ -48,7 +48,6 @@ class ObjectTable:
             del self.entries[object_id]
         for callback in callbacks or ():
             callback(object_id, entry)
-        self.rt.cond.notify_all()
 
     def ensure(self, object_id):
         """The entry for ``object_id``; asks the owner for the value the first time."""

@@ -22,6 +22,30 @@ HEAD_RANK = 1
 task_context = threading.local()
 
 
+class _Waiter:
+    """Counts objects becoming ready for one get/wait call; wakes it when satisfied."""
+
+    __slots__ = ("cond", "needed", "fail_fast", "ready", "done")
+
+    def __init__(self, cond, needed, fail_fast):
+        self.cond = cond
+        self.needed = needed
+        self.fail_fast = fail_fast
+        self.ready = 0
+        self.done = needed <= 0
+
+    def count(self, entry):
+        self.ready += 1
+        if self.ready >= self.needed or (self.fail_fast and entry.is_error):
+            self.done = True
+
+    def on_ready(self, object_id, entry):
+        if not self.done:
+            self.count(entry)
+            if self.done:
+                self.cond.notify_all()
+
+
 class Runtime:
     def __init__(self, comm, session, resources_by_rank, config):
         self.comm = comm
@@ -93,11 +117,19 @@ class Runtime:
                 raise ValueError(f"{ref} belongs to an earlier mpirt session (it was created before shutdown())")
         with self.lock:
             entries = [self.objects.ensure(ref.id) for ref in refs]
-            if self._satisfied(entries, num_required, fail_fast):
+            waiter = _Waiter(self.cond, num_required, fail_fast)
+            for ref, entry in zip(refs, entries):
+                if entry.ready:
+                    waiter.count(entry)
+            if not waiter.done:
+                for ref, entry in zip(refs, entries):
+                    if not entry.ready:
+                        self.objects.on_ready(ref.id, waiter.on_ready)
+            if waiter.done:
                 return [e.ready for e in entries]
             blocked = self._enter_blocked()
             try:
-                while not self._satisfied(entries, num_required, fail_fast):
+                while not waiter.done:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         if not fail_fast:
@@ -108,16 +140,6 @@ class Runtime:
                 if blocked:
                     self._exit_blocked()
             return [e.ready for e in entries]
-
-    @staticmethod
-    def _satisfied(entries, num_required, fail_fast):
-        ready = 0
-        for entry in entries:
-            if entry.ready:
-                if fail_fast and entry.is_error:
-                    return True
-                ready += 1
-        return ready >= num_required
 
     def _enter_blocked(self):
         task = getattr(task_context, "task", None)

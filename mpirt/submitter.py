@@ -231,7 +231,6 @@ class TaskSubmitter:
             self.task_of_object.pop(object_id, None)
             objects.set_ready(object_id, blob, is_error)
         rec.dep_refs = None
-        self.rt.cond.notify_all()
 
     # -- cancellation ----------------------------------------------------------
     def cancel(self, object_id, force):

@@ -1,0 +1,49 @@
+"""The examples run unchanged, as plain python and under mpirun."""
+import os
+
+import pytest
+
+from conftest import REPO, run_app
+
+EXAMPLES = os.path.join(REPO, "examples")
+
+
+def _source(name):
+    with open(os.path.join(EXAMPLES, name)) as f:
+        return f.read()
+
+
+@pytest.mark.parametrize("ranks", [None, 4])
+def test_zeros_multiply(tmp_path, ranks):
+    proc = run_app(tmp_path, _source("zeros_multiply.py"), ranks=ranks)
+    assert proc.returncode == 0, proc.stderr
+    assert "product shape: (100, 100) sum: 0.0" in proc.stdout
+
+
+def test_parallel_experiments(tmp_path):
+    proc = run_app(tmp_path, _source("parallel_experiments.py"), ranks=5)
+    assert proc.returncode == 0, proc.stderr
+    assert "experiment-A: mean final position" in proc.stdout
+    assert "experiment-B: mean final position" in proc.stdout
+
+
+def test_demo(tmp_path):
+    proc = run_app(tmp_path, _source("demo.py"))
+    assert proc.returncode == 0, proc.stderr
+    assert "tree_sum(0..63) = 2016" in proc.stdout
+    assert "caught: task fails failed" in proc.stdout
+    assert proc.stdout.rstrip().endswith("done")
+
+
+def test_core_benchmark_smoke(tmp_path):
+    """The benchmark script runs (tiny sizes, mpirt only); it prints its table."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "benchmarks", "core_bench.py"), "--quick", "--runtimes", "mpirt",
+         "--timeout", "120"],
+        capture_output=True, text=True, timeout=180, cwd=str(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "sync round trip" in proc.stdout and "tasks/s" in proc.stdout

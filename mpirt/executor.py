@@ -125,8 +125,8 @@ class TaskExecutor:
                 if task.task_id == task_id:
                     slot.queue.remove(task)
                     self._update(lease_id, slot)
-                    self._reply(task, self._error_blobs(task, TaskCancelledError(f"task {task.name} was cancelled")),
-                                True, False, 0.0)
+                    error = TaskCancelledError(f"task {task.name} was cancelled")
+                    self._reply(task, error_blobs(error, len(task.spec[6])), True, False, 0.0)
                     return
         task = self.running.get(task_id)
         if task is not None and task.in_user_code and task.thread_id is not None:
@@ -146,12 +146,13 @@ class TaskExecutor:
         (task_id, function_id, _, name, args_blob, inlined, return_ids, retry_exceptions, _) = task.spec
         task.thread_id = threading.get_ident()
         task_context.task = task
+        task_context.label = name
         started = time.perf_counter()
         is_error, retryable = False, False
         try:
             try:
                 function = self._function(function_id)
-                args, kwargs = self._arguments(args_blob, inlined)
+                args, kwargs = resolve_arguments(rt, args_blob, inlined)
                 with rt.lock:
                     task.in_user_code = True
                 try:
@@ -159,18 +160,16 @@ class TaskExecutor:
                 finally:
                     with rt.lock:
                         task.in_user_code = False
-                blobs = self._serialize_returns(name, result, len(return_ids))
+                blobs = serialize_returns(f"task {name}", result, len(return_ids))
             except TaskCancelledError as exc:
-                is_error, blobs = True, self._error_blobs(task, exc)
+                is_error, blobs = True, error_blobs(exc, len(return_ids))
             except BaseException as exc:  # noqa: B902 - the task's failure is its result
-                if isinstance(exc, (SystemExit, KeyboardInterrupt)) and not isinstance(exc, Exception):
-                    exc = RuntimeError(f"task raised {type(exc).__name__}: {exc}")
                 is_error = True
                 retryable = _matches(retry_exceptions, exc)
-                error = make_task_error(exc, name, rt.rank, traceback.format_exc())
-                blobs = self._error_blobs(task, error)
+                blobs = error_blobs(as_task_failure(exc, name, rt.rank), len(return_ids))
         finally:
             task_context.task = None
+            task_context.label = None
         self._reply(task, blobs, is_error, retryable, time.perf_counter() - started)
         with rt.lock:
             self.running.pop(task_id, None)
@@ -189,41 +188,51 @@ class TaskExecutor:
                 self.functions[function_id] = function
         return function
 
-    def _arguments(self, args_blob, inlined):
-        def resolve(object_id):
-            blob = inlined.get(object_id)
-            if blob is not None:
-                return loads(blob)
-            return self.rt.value_of(ObjectRef(object_id))  # not inlined: fetch from its owner
 
-        return unpack_arguments(args_blob, resolve)
+def resolve_arguments(rt, args_blob, inlined):
+    """The task's (args, kwargs): inlined values, or values fetched from their owners."""
 
-    @staticmethod
-    def _serialize_returns(name, result, num_returns):
-        if num_returns == 1:
-            values = [result]
-        elif num_returns == 0:
-            values = []
-        else:
-            try:
-                values = list(result)
-            except TypeError:
-                raise ValueError(f"task {name} has num_returns={num_returns} but returned a {type(result).__name__}")
-            if len(values) != num_returns:
-                raise ValueError(f"task {name} has num_returns={num_returns} but returned {len(values)} values")
-        blobs = []
-        for i, value in enumerate(values):
-            try:
-                blobs.append(dumps(value))
-            except Exception as exc:
-                raise TypeError(f"Could not serialize the return value {i} of {name} "
-                                f"(type {type(value).__name__}): {exc}") from exc
-        return blobs
+    def resolve(object_id):
+        blob = inlined.get(object_id)
+        if blob is not None:
+            return loads(blob)
+        return rt.value_of(ObjectRef(object_id))
 
-    @staticmethod
-    def _error_blobs(task, error):
-        blob = dumps(ErrorPayload(error))
-        return [blob] * len(task.spec[6])
+    return unpack_arguments(args_blob, resolve)
+
+
+def serialize_returns(name, result, num_returns):
+    """Pickle a task's result as ``num_returns`` objects; raise a clear error if it does not fit."""
+    if num_returns == 1:
+        values = [result]
+    elif num_returns == 0:
+        values = []
+    else:
+        try:
+            values = list(result)
+        except TypeError:
+            raise ValueError(f"{name} has num_returns={num_returns} but returned a {type(result).__name__}")
+        if len(values) != num_returns:
+            raise ValueError(f"{name} has num_returns={num_returns} but returned {len(values)} values")
+    blobs = []
+    for i, value in enumerate(values):
+        try:
+            blobs.append(dumps(value))
+        except Exception as exc:
+            raise TypeError(f"Could not serialize the return value {i} of {name} "
+                            f"(type {type(value).__name__}): {exc}") from exc
+    return blobs
+
+
+def error_blobs(error, num_returns):
+    return [dumps(ErrorPayload(error))] * num_returns
+
+
+def as_task_failure(exc, name, rank):
+    """The error object a failed task or actor call reports for ``exc``."""
+    if isinstance(exc, (SystemExit, KeyboardInterrupt)) and not isinstance(exc, Exception):
+        exc = RuntimeError(f"{name} raised {type(exc).__name__}: {exc}")
+    return make_task_error(exc, name, rank, traceback.format_exc())
 
 
 def _matches(retry_exceptions, exc):

@@ -58,8 +58,7 @@ class ForwardingStream(io.TextIOBase):
                 self._send(prefix, text)
 
     def _prefix(self):
-        task = getattr(task_context, "task", None)
-        return task.name if task is not None else self._role
+        return getattr(task_context, "label", None) or self._role
 
     def _send(self, prefix, text):
         self._rt.send(DRIVER_RANK, ("log", self._name, prefix, os.getpid(), text))

@@ -24,7 +24,9 @@ def remote(*args, **options):
 
 def _make_remote(target, options):
     if inspect.isclass(target):
-        raise TypeError(f"@remote on classes (actors) is not available yet: {target.__qualname__}")
+        from .actor import ActorClass
+
+        return ActorClass(target, options)
     if not callable(target):
         raise TypeError(f"@remote needs a function, got {type(target).__name__}")
     return RemoteFunction(target, options)

@@ -89,7 +89,17 @@ class WorkerCrashedError(MpirtError):
 
 
 class ActorDiedError(MpirtError):
-    """The actor is dead: its constructor failed, it was killed, or its rank died."""
+    """The actor is dead: its constructor failed, it was killed, it exited, or its rank died.
+
+    ``cause`` holds the constructor's error when that is why it died.
+    """
+
+    def __init__(self, message="the actor died", cause=None):
+        super().__init__(message)
+        self.cause = cause
+
+    def __reduce__(self):
+        return (ActorDiedError, (self.args[0] if self.args else "", self.cause))
 
 
 class InfeasibleResourceError(MpirtError, ValueError):

@@ -76,9 +76,9 @@ def init(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
         world = MPI.COMM_WORLD
         _session_counter += 1
         if world.Get_size() == 1:
-            rt = _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver)
+            rt = _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace)
         else:
-            rt = _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver)
+            rt = _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver, namespace)
         _runtime = rt
         if not _atexit_registered:
             atexit.register(shutdown)
@@ -102,18 +102,19 @@ def _session_id():
     return ((os.getpid() & 0x3FF) << 10 | (_session_counter & 0x3FF)) or 1
 
 
-def _driver_config(log_to_driver):
+def _driver_config(log_to_driver, namespace):
     return {
         "session": _session_id(),
         "sys_path": list(sys.path),
         "cwd": os.getcwd(),
         "driver_pid": os.getpid(),
         "log_to_driver": log_to_driver,
+        "namespace": namespace,
     }
 
 
 # -- plain python: spawn ---------------------------------------------------
-def _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver):
+def _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace):
     workers = num_cpus or os.cpu_count() or 1
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = f"import sys; sys.path.insert(0, {package_parent!r}); from mpirt._spawned import main; main()"
@@ -125,7 +126,7 @@ def _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver):
     _share_out(resources_by_rank, "GPU", num_gpus or 0)
     for name, amount in (resources or {}).items():
         _share_out(resources_by_rank, name, amount)
-    config = _driver_config(log_to_driver)
+    config = _driver_config(log_to_driver, namespace)
     comm.bcast((config, resources_by_rank), root=0)
     rt = Runtime(comm, config["session"], resources_by_rank, config)
     rt.launch = _Launch("spawn", comm, parent)
@@ -171,7 +172,7 @@ def serve_spawned():
 
 
 # -- mpirun ------------------------------------------------------------------
-def _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver):
+def _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver, namespace):
     size = world.Get_size()
     if size < 3:
         raise RuntimeError(
@@ -185,7 +186,7 @@ def _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver
         own = _rank_resources(num_cpus, num_gpus, resources)
     _quiet_barrier(comm)  # ranks reach init() at different times; wait without spinning
     resources_by_rank = dict(enumerate(comm.allgather(own)))
-    config = comm.bcast(_driver_config(log_to_driver) if rank == DRIVER_RANK else None, root=DRIVER_RANK)
+    config = comm.bcast(_driver_config(log_to_driver, namespace) if rank == DRIVER_RANK else None, root=DRIVER_RANK)
     if rank != DRIVER_RANK:
         _adopt_driver_environment(config, chdir=False)
     rt = Runtime(comm, config["session"], resources_by_rank, config)

@@ -24,7 +24,7 @@ def validate_task_options(options, where):
     unknown = set(options) - set(TASK_OPTIONS)
     if unknown:
         raise ValueError(f"{where}: unknown option(s) {sorted(unknown)}; valid options: {sorted(TASK_OPTIONS)}")
-    make_shape(options.get("num_cpus", 1), options.get("num_gpus", 0), options.get("resources"))
+    validate_resource_options(options, where)
     num_returns = options.get("num_returns", 1)
     if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 0:
         raise ValueError(f"{where}: num_returns must be an integer >= 0, got {num_returns!r}")
@@ -40,6 +40,13 @@ def validate_task_options(options, where):
     name = options.get("name")
     if name is not None and not isinstance(name, str):
         raise ValueError(f"{where}: name must be a string, got {name!r}")
+
+
+def validate_resource_options(options, where):
+    try:
+        make_shape(options.get("num_cpus") or 0, options.get("num_gpus", 0), options.get("resources"))
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 class RemoteFunction:

@@ -66,14 +66,18 @@ class Runtime:
         self.handlers.update(
             shutdown=self._on_shutdown,
             shutdown_ack=self._on_shutdown_ack,
-            resources_reply=self._on_query_reply,
+            query_reply=self._on_query_reply,
         )
         self.transport.add_ticker(0.005, self._apply_ref_events)
         # Imported here to keep the module graph one-directional.
         from .submitter import TaskSubmitter
 
         self.submitter = TaskSubmitter(self)
+        from .actor_caller import ActorCaller
+
+        self.actors = ActorCaller(self)
         self.executor = None
+        self.actor_host = None
         self.head = None
         if self.rank == HEAD_RANK:
             from .scheduler.head import HeadScheduler
@@ -83,6 +87,9 @@ class Runtime:
             from .executor import TaskExecutor
 
             self.executor = TaskExecutor(self)
+            from .actor_host import ActorHost
+
+            self.actor_host = ActorHost(self)
 
     @property
     def is_driver(self):
@@ -178,13 +185,13 @@ class Runtime:
         return value
 
     # -- queries and shutdown ------------------------------------------------
-    def query(self, dest, kind, timeout=10.0):
+    def query(self, dest, kind, *payload, timeout=30.0):
         """Ask rank ``dest`` something (a ``*_query`` message) and wait for its reply."""
         event = threading.Event()
         with self.lock:
             request_id = next(self._seq)
             self._queries[request_id] = [event, None]
-        self.send(dest, (kind, request_id))
+        self.send(dest, (kind, request_id, *payload))
         if not event.wait(timeout):
             raise TimeoutError(f"rank {dest} did not answer {kind} within {timeout} s")
         with self.lock:

@@ -17,8 +17,12 @@ class HeadScheduler:
         self.rt = runtime
         self.total = {r: dict(cluster.resources_by_rank[r]) for r in cluster.worker_ranks}
         self.available = {r: dict(res) for r, res in self.total.items()}
-        self.requests = collections.deque()  # (submitter, shape_key, shape)
+        # (submitter, shape_key, shape to fit, shape to hold, actor_id or None for a lease)
+        self.requests = collections.deque()
         self.leases = {}                     # lease_id -> (worker, shape)
+        self.actors = {}                     # actor_id -> (worker, shape held for its life)
+        self.names = {}                      # (namespace, name) -> actor handle state
+        self.name_of_actor = {}              # actor_id -> (namespace, name)
         self._lease_ids = itertools.count(1)
         self._round_robin = 0
         runtime.handlers.update(
@@ -27,11 +31,37 @@ class HeadScheduler:
             cpu_release=self._on_cpu_release,
             cpu_reacquire=self._on_cpu_reacquire,
             resources_query=self._on_resources_query,
+            actor_place=self._on_actor_place,
+            actor_dead=self._on_actor_dead,
+            actor_name_query=self._on_actor_name_query,
         )
 
     def _on_lease_request(self, source, key, shape):
-        self.requests.append((source, key, shape))
+        self.requests.append((source, key, shape, shape, None))
         self._grant()
+
+    def _on_actor_place(self, source, actor_id, placement, held):
+        """An actor needs ``placement`` free to be placed and holds ``held`` while it lives."""
+        self.requests.append((source, None, placement, held, actor_id))
+        self._grant()
+
+    def _on_actor_dead(self, source, actor_id):
+        placed = self.actors.pop(actor_id, None)
+        if placed is not None:
+            self._adjust(placed[0], placed[1], +1)
+        name = self.name_of_actor.pop(actor_id, None)
+        if name is not None:
+            self.names.pop(name, None)
+        self._grant()
+
+    def _on_actor_name_query(self, source, request_id, namespace, name, state):
+        """Look up a named actor (``state`` None) or register one unless the name is taken."""
+        key = (namespace, name)
+        existing = self.names.get(key)
+        if state is not None and existing is None:
+            self.names[key] = state
+            self.name_of_actor[state[0]] = key
+        self.rt.send(source, ("query_reply", request_id, existing))
 
     def _on_lease_return(self, source, lease_id):
         worker, shape = self.leases.pop(lease_id)
@@ -46,7 +76,7 @@ class HeadScheduler:
         self._adjust(source, shape, -1)
 
     def _on_resources_query(self, source, request_id):
-        self.rt.send(source, ("resources_reply", request_id, self.available_totals()))
+        self.rt.send(source, ("query_reply", request_id, self.available_totals()))
 
     def available_totals(self):
         total = {}
@@ -66,15 +96,20 @@ class HeadScheduler:
         waiting = collections.deque()
         workers = list(self.available)
         while self.requests:
-            source, key, shape = self.requests.popleft()
+            request = self.requests.popleft()
+            source, key, shape, held, actor_id = request
             worker = self._pick(workers, shape)
             if worker is None:
-                waiting.append((source, key, shape))
+                waiting.append(request)
                 continue
-            self._adjust(worker, shape, -1)
-            lease_id = next(self._lease_ids)
-            self.leases[lease_id] = (worker, shape)
-            self.rt.send(source, ("lease_grant", key, lease_id, worker))
+            self._adjust(worker, held, -1)
+            if actor_id is None:
+                lease_id = next(self._lease_ids)
+                self.leases[lease_id] = (worker, shape)
+                self.rt.send(source, ("lease_grant", key, lease_id, worker))
+            else:
+                self.actors[actor_id] = (worker, held)
+                self.rt.send(source, ("actor_placed", actor_id, worker))
         self.requests = waiting
 
     def _pick(self, workers, shape):

@@ -1,0 +1,193 @@
+"""Hosting actors on a worker rank.
+
+Each actor gets its own executor: one thread by default (calls run one at a
+time, in arrival order), ``max_concurrency`` threads if asked, or an asyncio
+event loop on a thread of its own when the class has ``async def`` methods.
+A dead actor (constructor failed, killed, exited) stays as a tombstone so
+later calls get ``ActorDiedError`` instead of silence.
+"""
+import asyncio
+import collections
+import inspect
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from .exceptions import ActorDiedError, ErrorPayload, TaskError
+from .executor import as_task_failure, error_blobs, resolve_arguments, serialize_returns
+from .runtime import HEAD_RANK, task_context
+from .serialization import loads
+
+
+class ActorExit(BaseException):
+    """Raised by ``mpirt.actor.exit_actor()`` to end the actor from inside a method."""
+
+
+class HostedActor:
+    __slots__ = ("actor_id", "cls", "class_name", "instance", "dead_error", "pool", "loop", "is_async", "owner")
+
+    def __init__(self, actor_id, cls, owner):
+        self.actor_id = actor_id
+        self.cls = cls
+        self.class_name = cls.__name__
+        self.owner = owner
+        self.instance = None
+        self.dead_error = None
+        self.pool = None
+        self.loop = None
+        self.is_async = False
+
+
+class ActorHost:
+    def __init__(self, runtime):
+        self.rt = runtime
+        self.actors = {}
+        self.early_calls = collections.defaultdict(list)  # calls that arrived before the constructor
+        runtime.handlers.update(
+            actor_create=self._on_create,
+            actor_call=self._on_call,
+            actor_kill=self._on_kill,
+            actor_terminate=self._on_terminate,
+        )
+
+    # -- progress thread (runtime.lock held) ----------------------------------
+    def _on_create(self, source, actor_id, class_blob, args_blob, inlined, options, failed_blob):
+        cls = loads(class_blob)
+        actor = HostedActor(actor_id, cls, source)
+        self.actors[actor_id] = actor
+        actor.is_async = any(inspect.iscoroutinefunction(m) for _, m in inspect.getmembers(cls, inspect.isfunction))
+        if actor.is_async:
+            actor.loop = asyncio.new_event_loop()
+            threading.Thread(target=actor.loop.run_forever, name=f"mpirt-actor-{cls.__name__}", daemon=True).start()
+            actor.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mpirt-actor-{cls.__name__}-args")
+        else:
+            actor.pool = ThreadPoolExecutor(max_workers=options["max_concurrency"],
+                                            thread_name_prefix=f"mpirt-actor-{cls.__name__}")
+        if failed_blob is not None:
+            self._die(actor, ActorDiedError(f"actor {cls.__name__} could not be created: a constructor argument "
+                                            "failed", cause=_exception_of(failed_blob)))
+        else:
+            self._submit(actor, self._construct, actor, cls, args_blob, inlined)
+        for call in self.early_calls.pop(actor_id, []):
+            self._on_call(*call)
+
+    def _on_call(self, source, actor_id, call_id, method, args_blob, inlined, num_returns):
+        actor = self.actors.get(actor_id)
+        if actor is None:
+            self.early_calls[actor_id].append((source, actor_id, call_id, method, args_blob, inlined, num_returns))
+            return
+        if actor.dead_error is not None:
+            self._reply(source, call_id, error_blobs(actor.dead_error, num_returns), True)
+            return
+        if actor.is_async:
+            self._submit(actor, self._call_async, actor, source, call_id, method, args_blob, inlined, num_returns)
+        else:
+            self._submit(actor, self._call, actor, source, call_id, method, args_blob, inlined, num_returns)
+
+    def _on_kill(self, source, actor_id):
+        actor = self.actors.get(actor_id)
+        if actor is not None and actor.dead_error is None:
+            self._die(actor, ActorDiedError(f"actor {actor.class_name} was killed with mpirt.kill()"))
+
+    def _on_terminate(self, source, actor_id):
+        """Every handle is gone: end the actor after the calls already queued."""
+        actor = self.actors.get(actor_id)
+        if actor is not None and actor.dead_error is None:
+            self._submit(actor, self._terminate, actor)
+
+    def _terminate(self, actor):
+        with self.rt.lock:
+            if actor.dead_error is None:
+                self._die(actor, ActorDiedError(f"actor {actor.class_name} was terminated: no handle to it is left"))
+
+    def _die(self, actor, error):
+        actor.dead_error = error
+        actor.instance = None
+        if actor.loop is not None:
+            actor.loop.call_soon_threadsafe(actor.loop.stop)
+        actor.pool.shutdown(wait=False)
+        self.rt.send(HEAD_RANK, ("actor_dead", actor.actor_id))
+
+    def _submit(self, actor, fn, *args):
+        """Run ``fn(*args)`` on the actor's executor (its event loop for async actors)."""
+        if actor.is_async:
+            if inspect.iscoroutinefunction(fn):
+                asyncio.run_coroutine_threadsafe(fn(*args), actor.loop)
+            else:
+                actor.loop.call_soon_threadsafe(fn, *args)
+        else:
+            try:
+                actor.pool.submit(fn, *args)
+            except RuntimeError:  # the pool is shut down: the actor died meanwhile
+                pass
+
+    def _reply(self, caller, call_id, blobs, is_error):
+        self.rt.send(caller, ("actor_done", call_id, blobs, is_error))
+
+    # -- actor threads -----------------------------------------------------
+    def _construct(self, actor, cls, args_blob, inlined):
+        task_context.label = f"{cls.__name__}.__init__"
+        try:
+            args, kwargs = resolve_arguments(self.rt, args_blob, inlined)
+            instance = cls(*args, **kwargs)
+        except BaseException as exc:  # noqa: B902 - the constructor's failure kills the actor
+            failure = as_task_failure(exc, f"{cls.__name__}.__init__", self.rt.rank)
+            reason = failure.cause_repr if isinstance(failure, TaskError) else repr(failure)
+            with self.rt.lock:
+                self._die(actor, ActorDiedError(f"actor {cls.__name__} died in __init__: {reason}", cause=failure))
+            return
+        finally:
+            task_context.label = None
+        with self.rt.lock:
+            actor.instance = instance
+
+    def _call(self, actor, caller, call_id, method, args_blob, inlined, num_returns):
+        label = f"{actor.class_name}.{method}"
+        task_context.label = label
+        try:
+            blobs, is_error = self._invoke(actor, method, args_blob, inlined, num_returns, label)
+        finally:
+            task_context.label = None
+        self._reply(caller, call_id, blobs, is_error)
+
+    def _invoke(self, actor, method, args_blob, inlined, num_returns, label):
+        if actor.dead_error is not None:
+            return error_blobs(actor.dead_error, num_returns), True
+        try:
+            args, kwargs = resolve_arguments(self.rt, args_blob, inlined)
+            result = getattr(actor.instance, method)(*args, **kwargs)
+            return serialize_returns(label, result, num_returns), False
+        except ActorExit:
+            return self._exit(actor, num_returns)
+        except BaseException as exc:  # noqa: B902 - the call's failure is its result
+            return error_blobs(as_task_failure(exc, label, self.rt.rank), num_returns), True
+
+    async def _call_async(self, actor, caller, call_id, method, args_blob, inlined, num_returns):
+        label = f"{actor.class_name}.{method}"
+        if actor.dead_error is not None:
+            self._reply(caller, call_id, error_blobs(actor.dead_error, num_returns), True)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+            args, kwargs = await loop.run_in_executor(actor.pool, resolve_arguments, self.rt, args_blob, inlined)
+            task_context.label = label
+            result = getattr(actor.instance, method)(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+            blobs, is_error = serialize_returns(label, result, num_returns), False
+        except ActorExit:
+            blobs, is_error = self._exit(actor, num_returns)
+        except BaseException as exc:  # noqa: B902
+            blobs, is_error = error_blobs(as_task_failure(exc, label, self.rt.rank), num_returns), True
+        self._reply(caller, call_id, blobs, is_error)
+
+    def _exit(self, actor, num_returns):
+        error = ActorDiedError(f"actor {actor.class_name} exited with exit_actor()")
+        with self.rt.lock:
+            if actor.dead_error is None:
+                self._die(actor, error)
+        return error_blobs(error, num_returns), True
+
+
+def _exception_of(blob):
+    value = loads(blob)
+    return value.to_exception() if isinstance(value, ErrorPayload) else value

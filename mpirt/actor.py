@@ -1,7 +1,7 @@
 """``@mpirt.remote`` on classes: actor classes, handles and methods."""
 import inspect
 
-from .actor_caller import released_actors
+from .actor_caller import handle_events
 from .actor_host import ActorExit
 from .remote_function import validate_resource_options
 from .scheduler.resources import make_shape
@@ -117,48 +117,42 @@ class ActorClass:
         is_async = any(inspect.iscoroutinefunction(m) for _, m in inspect.getmembers(self._cls, inspect.isfunction))
         concurrency = options["max_concurrency"] or (1000 if is_async else 1)
         actor_id = rt.next_id()
-        handle = ActorHandle(actor_id, name, self._methods, self._signatures, original=True)
+        # Named and detached actors live until killed or the session ends; others end
+        # when no handle to them is left anywhere.
+        tracked = not options["name"] and options["lifetime"] != "detached"
         if options["name"]:
             namespace = options["namespace"] or rt.config.get("namespace") or "default"
-            existing = rt.query(1, "actor_name_query", namespace, options["name"], handle._state())
+            state = (actor_id, name, self._methods, False)
+            existing = rt.query(1, "actor_name_query", namespace, options["name"], state)
             if existing is not None:
-                handle._original = False  # never created: nothing to terminate
                 if options["get_if_exists"]:
-                    return ActorHandle._rebuild(*existing)
+                    return ActorHandle(*existing)
                 raise ValueError(f"an actor named {options['name']!r} already exists in namespace {namespace!r}")
-            handle._original = False  # named actors live until killed or the session ends
-        elif options["lifetime"] == "detached":
-            handle._original = False
         rt.actors.create(actor_id, self._blob, args_blob, dep_refs, placement, held,
-                         {"max_concurrency": concurrency})
-        return handle
+                         {"max_concurrency": concurrency}, tracked)
+        return ActorHandle(actor_id, name, self._methods, tracked, self._signatures)
 
 
 class ActorHandle:
     """A reference to an actor; pass it to tasks and other actors freely."""
 
-    def __init__(self, actor_id, class_name, methods, signatures=None, original=False):
+    def __init__(self, actor_id, class_name, methods, tracked, signatures=None, event="created"):
         self._actor_id = actor_id
         self._class_name = class_name
         self._method_returns = dict(methods)
+        self._tracked = tracked  # counted, so the actor ends when no handle is left
         self._signatures = signatures or {}
-        self._original = original  # the creator's handle: when it goes, the actor may go too
-
-    def _state(self):
-        return (self._actor_id, self._class_name, self._method_returns)
+        if tracked:
+            handle_events.append((actor_id, event))
 
     @classmethod
-    def _rebuild(cls, actor_id, class_name, methods):
-        return cls(actor_id, class_name, methods)
+    def _arrive(cls, actor_id, class_name, methods, tracked):
+        return cls(actor_id, class_name, methods, tracked, event="arrived")
 
     def __reduce__(self):
-        from .launch import current_runtime
-
-        rt = current_runtime()
-        if rt is not None:
-            with rt.lock:
-                rt.actors.mark_escaped(self._actor_id)
-        return (ActorHandle._rebuild, self._state())
+        if self._tracked:
+            handle_events.append((self._actor_id, "pickled"))
+        return (ActorHandle._arrive, (self._actor_id, self._class_name, self._method_returns, self._tracked))
 
     def __getattr__(self, name):
         if name.startswith("_"):
@@ -168,9 +162,9 @@ class ActorHandle:
         return ActorMethod(self, name, self._method_returns[name])
 
     def __del__(self):
-        if getattr(self, "_original", False):
+        if getattr(self, "_tracked", False):
             try:
-                released_actors.append(self._actor_id)
+                handle_events.append((self._actor_id, "deleted"))
             except Exception:  # interpreter shutdown
                 pass
 
@@ -259,7 +253,7 @@ def get_actor(name, namespace=None):
     state = rt.query(1, "actor_name_query", namespace, name, None)
     if state is None:
         raise ValueError(f"no actor named {name!r} in namespace {namespace!r}")
-    return ActorHandle._rebuild(*state)
+    return ActorHandle(*state)
 
 
 def kill(actor, *, no_restart=True):

@@ -11,8 +11,9 @@ import collections
 from .object_ref import ObjectRef, owner_of
 from .runtime import HEAD_RANK
 
-# Handle destructors post actor ids here (no locks in __del__); applied by the progress thread.
-released_actors = collections.deque()
+# Actor handles post (actor_id, event) here from __init__/__del__/__reduce__ (no locks
+# there: destructors run anywhere); the progress thread applies them.
+handle_events = collections.deque()
 
 
 class CallRecord:
@@ -23,15 +24,35 @@ class CallRecord:
 class ActorState:
     """What this rank knows of one actor."""
 
-    __slots__ = ("location", "locating", "queue", "kill_requested", "escaped", "waiting_for_location")
+    __slots__ = ("location", "locating", "queue", "kill_requested", "waiting_for_location")
 
     def __init__(self):
         self.location = None
         self.locating = False
         self.queue = collections.deque()
         self.kill_requested = False
-        self.escaped = False
         self.waiting_for_location = []  # ranks that asked the owner where the actor is
+
+
+class HandleCount:
+    """The owner's view of who may still hold a handle to an unnamed actor.
+
+    ``local``: handle objects on the owner; ``borrowers``: other ranks holding
+    some; ``in_flight``: handles pickled but not yet unpickled. A borrower's
+    "pickled" notice travels before its "released" one on the same channel, so
+    the actor is only ended when nothing can still reach it.
+    """
+
+    __slots__ = ("local", "borrowers", "in_flight", "ended")
+
+    def __init__(self):
+        self.local = 0
+        self.borrowers = set()
+        self.in_flight = 0
+        self.ended = False
+
+    def unreachable(self):
+        return self.local <= 0 and not self.borrowers and self.in_flight <= 0
 
 
 class ActorCaller:
@@ -39,13 +60,16 @@ class ActorCaller:
         self.rt = runtime
         self.actors = {}
         self.calls = {}
+        self.handle_counts = {}   # owner: actor_id -> HandleCount (unnamed actors)
+        self.borrowed = {}        # borrower: actor_id -> number of handle objects here
         runtime.handlers.update(
             actor_placed=self._on_placed,
             actor_locate=self._on_locate,
             actor_location=self._on_location,
             actor_done=self._on_done,
+            actor_ref=self._on_actor_ref,
         )
-        runtime.transport.add_ticker(0.05, self._release_unreferenced)
+        runtime.transport.add_ticker(0.02, self._apply_handle_events)
 
     def _state(self, actor_id):
         state = self.actors.get(actor_id)
@@ -54,8 +78,10 @@ class ActorCaller:
         return state
 
     # -- caller threads ------------------------------------------------------
-    def create(self, actor_id, class_blob, args_blob, dep_refs, placement, held, options):
+    def create(self, actor_id, class_blob, args_blob, dep_refs, placement, held, options, tracked):
         with self.rt.lock:
+            if tracked:
+                self.handle_counts[actor_id] = HandleCount()
             state = self._state(actor_id)
             rec = self._record(actor_id, "create", "__init__", args_blob, dep_refs, 0)
             rec.extra = (class_blob, options)
@@ -90,11 +116,6 @@ class ActorCaller:
             if not state.locating and owner_of(actor_id) != rt.rank:
                 state.locating = True
                 rt.send(owner_of(actor_id), ("actor_locate", actor_id))
-
-    def mark_escaped(self, actor_id):
-        state = self.actors.get(actor_id)
-        if state is not None:
-            state.escaped = True
 
     # -- internals (runtime.lock held) --------------------------------------
     def _record(self, actor_id, kind, method, args_blob, dep_refs, num_returns):
@@ -161,20 +182,53 @@ class ActorCaller:
             state.kill_requested = False
             self.rt.send(worker, ("actor_kill", actor_id))
 
-    def _release_unreferenced(self):
-        """Terminate actors whose last handle is gone from their owner and never left it.
-
-        Termination is queued behind the calls already made, as in Ray: they still run.
-        """
-        if not released_actors:
+    def _apply_handle_events(self):
+        if not handle_events:
             return
+        rank = self.rt.rank
         with self.rt.lock:
-            while released_actors:
-                actor_id = released_actors.popleft()
-                state = self.actors.get(actor_id)
-                if state is not None and not state.escaped:
-                    state.queue.append(self._record(actor_id, "terminate", None, None, [], 0))
-                    self._pump(actor_id)
+            while handle_events:
+                actor_id, event = handle_events.popleft()
+                owner = owner_of(actor_id)
+                if owner == rank:
+                    self._count(actor_id, event, rank)
+                    continue
+                held = self.borrowed.get(actor_id, 0)
+                if event == "pickled":
+                    self.rt.send(owner, ("actor_ref", actor_id, "pickled"))
+                elif event == "deleted":
+                    if held <= 1:
+                        self.borrowed.pop(actor_id, None)
+                        self.rt.send(owner, ("actor_ref", actor_id, "released"))
+                    else:
+                        self.borrowed[actor_id] = held - 1
+                else:
+                    self.borrowed[actor_id] = held + 1
+                    if event == "arrived":
+                        self.rt.send(owner, ("actor_ref", actor_id, "arrived"))
+
+    def _count(self, actor_id, event, source):
+        """Owner: apply one handle event; end the actor once nothing can reach it."""
+        count = self.handle_counts.get(actor_id)
+        if count is None or count.ended:
+            return
+        if event == "pickled":
+            count.in_flight += 1
+        elif source == self.rt.rank:
+            count.local += {"created": 1, "arrived": 1, "deleted": -1}[event]
+            count.in_flight -= event == "arrived"
+        elif event == "arrived":
+            count.in_flight -= 1
+            count.borrowers.add(source)
+        elif event == "released":
+            count.borrowers.discard(source)
+        if count.unreachable():
+            # Termination queues behind the calls already made, as in Ray: they still run.
+            count.ended = True
+            del self.handle_counts[actor_id]
+            state = self._state(actor_id)
+            state.queue.append(self._record(actor_id, "terminate", None, None, [], 0))
+            self._pump(actor_id)
 
     # -- handlers -----------------------------------------------------------
     def _on_placed(self, source, actor_id, worker):
@@ -189,6 +243,9 @@ class ActorCaller:
 
     def _on_location(self, source, actor_id, worker):
         self._set_location(actor_id, worker)
+
+    def _on_actor_ref(self, source, actor_id, event):
+        self._count(actor_id, event, source)
 
     def _on_done(self, source, call_id, blobs, is_error):
         rec = self.calls.pop(call_id, None)

@@ -23,7 +23,8 @@ class ActorExit(BaseException):
 
 
 class HostedActor:
-    __slots__ = ("actor_id", "cls", "class_name", "instance", "dead_error", "pool", "loop", "is_async", "owner")
+    __slots__ = ("actor_id", "cls", "class_name", "instance", "dead_error", "pool", "loop", "is_async", "owner",
+                 "constructed")
 
     def __init__(self, actor_id, cls, owner):
         self.actor_id = actor_id
@@ -35,6 +36,7 @@ class HostedActor:
         self.pool = None
         self.loop = None
         self.is_async = False
+        self.constructed = threading.Event()  # threaded actors: calls wait for __init__
 
 
 class ActorHost:
@@ -128,7 +130,7 @@ class ActorHost:
         task_context.label = f"{cls.__name__}.__init__"
         try:
             args, kwargs = resolve_arguments(self.rt, args_blob, inlined)
-            instance = cls(*args, **kwargs)
+            actor.instance = cls(*args, **kwargs)
         except BaseException as exc:  # noqa: B902 - the constructor's failure kills the actor
             failure = as_task_failure(exc, f"{cls.__name__}.__init__", self.rt.rank)
             reason = failure.cause_repr if isinstance(failure, TaskError) else repr(failure)
@@ -137,8 +139,7 @@ class ActorHost:
             return
         finally:
             task_context.label = None
-        with self.rt.lock:
-            actor.instance = instance
+            actor.constructed.set()
 
     def _call(self, actor, caller, call_id, method, args_blob, inlined, num_returns):
         label = f"{actor.class_name}.{method}"
@@ -150,6 +151,7 @@ class ActorHost:
         self._reply(caller, call_id, blobs, is_error)
 
     def _invoke(self, actor, method, args_blob, inlined, num_returns, label):
+        actor.constructed.wait()
         if actor.dead_error is not None:
             return error_blobs(actor.dead_error, num_returns), True
         try:

@@ -96,10 +96,15 @@ class ActorDiedError(MpirtError):
 
     def __init__(self, message="the actor died", cause=None):
         super().__init__(message)
-        self.cause = cause
+        self._cause = cause
+
+    @property
+    def cause(self):
+        cause = self._cause
+        return cause.as_instanceof_cause() if isinstance(cause, TaskError) else cause
 
     def __reduce__(self):
-        return (ActorDiedError, (self.args[0] if self.args else "", self.cause))
+        return (ActorDiedError, (self.args[0] if self.args else "", self._cause))
 
 
 class InfeasibleResourceError(MpirtError, ValueError):

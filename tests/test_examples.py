@@ -47,3 +47,19 @@ def test_core_benchmark_smoke(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "sync round trip" in proc.stdout and "tasks/s" in proc.stdout
+
+
+def test_simulator_actor(tmp_path):
+    pytest.importorskip("gymnasium")
+    proc = run_app(tmp_path, _source("simulator_actor.py"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("observation [") == 4
+
+
+@pytest.mark.parametrize("ranks", [None, 7])
+def test_parameter_server_ends_cleanly_with_workers_still_looping(tmp_path, ranks):
+    proc = run_app(tmp_path, _source("parameter_server.py"), ranks=ranks)
+    assert proc.returncode == 0, proc.stderr
+    values = [float(line.split("=")[1]) for line in proc.stdout.splitlines() if line.startswith("params[0] =")]
+    assert len(values) == 5
+    assert values == sorted(values, reverse=True) and values[-1] < values[0] < 0  # the workers keep updating

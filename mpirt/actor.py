@@ -5,7 +5,7 @@ from .actor_caller import handle_events
 from .actor_host import ActorExit
 from .remote_function import validate_resource_options
 from .scheduler.resources import make_shape
-from .serialization import dumps, pack_arguments
+from .serialization import dumps, pack_arguments, pickling_context
 
 ACTOR_OPTIONS = {
     "num_cpus": None,
@@ -151,7 +151,8 @@ class ActorHandle:
 
     def __reduce__(self):
         if self._tracked:
-            handle_events.append((self._actor_id, "pickled"))
+            stored = getattr(pickling_context, "stored", False)
+            handle_events.append((self._actor_id, "pinned" if stored else "pickled"))
         return (ActorHandle._arrive, (self._actor_id, self._class_name, self._method_returns, self._tracked))
 
     def __getattr__(self, name):

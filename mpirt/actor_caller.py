@@ -40,19 +40,22 @@ class HandleCount:
     ``local``: handle objects on the owner; ``borrowers``: other ranks holding
     some; ``in_flight``: handles pickled but not yet unpickled. A borrower's
     "pickled" notice travels before its "released" one on the same channel, so
-    the actor is only ended when nothing can still reach it.
+    the actor is only ended when nothing can still reach it. A handle stored in
+    an object (``put``, a task result) can be read any number of times: it
+    ``pinned`` the actor, which then lives until killed or the session ends.
     """
 
-    __slots__ = ("local", "borrowers", "in_flight", "ended")
+    __slots__ = ("local", "borrowers", "in_flight", "ended", "pinned")
 
     def __init__(self):
         self.local = 0
         self.borrowers = set()
         self.in_flight = 0
         self.ended = False
+        self.pinned = False
 
     def unreachable(self):
-        return self.local <= 0 and not self.borrowers and self.in_flight <= 0
+        return not self.pinned and self.local <= 0 and not self.borrowers and self.in_flight <= 0
 
 
 class ActorCaller:
@@ -194,8 +197,8 @@ class ActorCaller:
                     self._count(actor_id, event, rank)
                     continue
                 held = self.borrowed.get(actor_id, 0)
-                if event == "pickled":
-                    self.rt.send(owner, ("actor_ref", actor_id, "pickled"))
+                if event in ("pickled", "pinned"):
+                    self.rt.send(owner, ("actor_ref", actor_id, event))
                 elif event == "deleted":
                     if held <= 1:
                         self.borrowed.pop(actor_id, None)
@@ -214,6 +217,8 @@ class ActorCaller:
             return
         if event == "pickled":
             count.in_flight += 1
+        elif event == "pinned":
+            count.pinned = True
         elif source == self.rt.rank:
             count.local += {"created": 1, "arrived": 1, "deleted": -1}[event]
             count.in_flight -= event == "arrived"

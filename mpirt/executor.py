@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from .exceptions import ErrorPayload, TaskCancelledError, make_task_error
 from .object_ref import ObjectRef
 from .runtime import HEAD_RANK, task_context
-from .serialization import dumps, loads, unpack_arguments
+from .serialization import dumps, dumps_stored, loads, unpack_arguments
 
 
 class LeaseSlot:
@@ -217,7 +217,7 @@ def serialize_returns(name, result, num_returns):
     blobs = []
     for i, value in enumerate(values):
         try:
-            blobs.append(dumps(value))
+            blobs.append(dumps_stored(value))
         except Exception as exc:
             raise TypeError(f"Could not serialize the return value {i} of {name} "
                             f"(type {type(value).__name__}): {exc}") from exc

@@ -1,5 +1,6 @@
 """Serialization of values, task arguments and functions (cloudpickle, protocol 5)."""
 import pickle
+import threading
 
 import cloudpickle
 
@@ -8,6 +9,20 @@ from .object_ref import ObjectRef
 
 def dumps(value):
     return cloudpickle.dumps(value, protocol=5)
+
+
+# Set while pickling a value that may be unpickled any number of times (put values,
+# task results): actor handles inside it then keep their actor alive for good.
+pickling_context = threading.local()
+
+
+def dumps_stored(value):
+    """``dumps`` for values kept in the object table (read by any number of ``get``s)."""
+    pickling_context.stored = True
+    try:
+        return dumps(value)
+    finally:
+        pickling_context.stored = False
 
 
 loads = pickle.loads

@@ -294,6 +294,17 @@ def test_actor_ends_when_no_handle_is_left(rt):
     assert wait_for(lambda: cpus() == 2.0), "actor not ended after the borrowing task finished"
 
 
+def test_handle_stored_in_an_object_keeps_the_actor(rt):
+    counter = Counter.remote(1)
+    stored = rt.put([counter])
+    del counter
+    for _ in range(3):  # every get unpickles a fresh handle; the actor must outlive them all
+        handle = rt.get(stored)[0]
+        assert rt.get(handle.incr.remote()) >= 2
+        del handle
+        time.sleep(0.1)
+
+
 def test_calls_made_before_the_last_handle_goes_still_run(rt):
     ref = Counter.remote(41).incr.remote()
     assert rt.get(ref) == 42

@@ -5,7 +5,10 @@ Measures, on ``init(num_cpus=2)``:
   2. async throughput: submit 10,000 no-op tasks, then ``rt.get`` them all (tasks/s),
   3. small objects: ``rt.get(rt.put(1))`` (ops/s) and ``rt.put(small)`` x N (puts/s),
   4. ``rt.wait(refs, num_returns=len(refs))`` on 1,000 just-submitted no-op refs
-     (ms per call, including waiting for the tasks), and again once they are all ready.
+     (ms per call, including waiting for the tasks), and again once they are all ready,
+  5. actor calls on a no-op method: 1:1 sync ``rt.get(a.noop.remote())`` N times
+     (us per call), 1:1 async (submit N calls to one actor, then get all; calls/s), and
+     n:n async (2 caller tasks, each driving its own actor with N/2 calls; total calls/s).
 
 Each runtime runs in its own fresh subprocess (the script re-invokes itself with
 ``--runtime NAME``; the child prints its results as JSON on its last stdout line).
@@ -42,10 +45,16 @@ WORKLOADS = [
     ("put", "put(small) x N", "puts/s", True),
     ("wait_pending", "wait(1000 just-submitted refs)", "ms/call", False),
     ("wait_ready", "wait(1000 ready refs)", "ms/call", False),
+    ("actor_sync", "1:1 actor calls sync", "us/call", False),
+    ("actor_async", "1:1 actor calls async", "calls/s", True),
+    ("actor_nn_async", "n:n actor calls async (2x2)", "calls/s", True),
 ]
 
-FULL = dict(sync_n=2000, async_n=10_000, put_get_n=5000, put_n=10_000, wait_n=1000, repeats=5)
-QUICK = dict(sync_n=200, async_n=1000, put_get_n=500, put_n=1000, wait_n=1000, repeats=2)
+FULL = dict(sync_n=2000, async_n=10_000, put_get_n=5000, put_n=10_000, wait_n=1000,
+            actor_sync_n=2000, actor_async_n=5000, actor_nn_n=5000, repeats=5)
+QUICK = dict(sync_n=200, async_n=1000, put_get_n=500, put_n=1000, wait_n=1000,
+             actor_sync_n=200, actor_async_n=1000, actor_nn_n=1000, repeats=2)
+N_ACTOR_PAIRS = 2  # n:n actor workload: caller tasks = actors = 2 (fits num_cpus=2)
 
 
 # --------------------------------------------------------------------------
@@ -158,6 +167,50 @@ def run_workloads(rt, cfg):
         rt.get(refs)
     record("wait_pending", lambda t: t * 1e3, pending_times)
     record("wait_ready", lambda t: t * 1e3, ready_times)
+
+    # 5. actor calls (a no-op method). Actors hold no CPU while running in both
+    # runtimes (Ray's default: 1 CPU to schedule, 0 to run), so the 2 caller tasks
+    # below hold the 2 CPUs while the 2 actors, created beforehand, serve them.
+    @rt.remote
+    class Actor:
+        def noop(self):
+            return None
+
+    @rt.remote
+    def caller(actor, n):
+        rt.get([actor.noop.remote() for _ in range(n)])
+
+    actors = [Actor.remote() for _ in range(N_ACTOR_PAIRS)]
+    for a in actors:  # warm-up: actor started, method path hot
+        rt.get([a.noop.remote() for _ in range(200)])
+    rt.get([caller.remote(a, 10) for a in actors])
+    a = actors[0]
+
+    # 5a. 1:1 sync actor calls
+    n_as = cfg["actor_sync_n"]
+
+    def actor_sync():
+        for _ in range(n_as):
+            rt.get(a.noop.remote())
+
+    record("actor_sync", lambda t: t / n_as * 1e6, _timed(actor_sync, reps))
+
+    # 5b. 1:1 async actor calls
+    n_aa = cfg["actor_async_n"]
+
+    def actor_async():
+        rt.get([a.noop.remote() for _ in range(n_aa)])
+
+    record("actor_async", lambda t: n_aa / t, _timed(actor_async, reps))
+
+    # 5c. n:n async actor calls: each caller task drives its own actor; N calls in total
+    n_per = cfg["actor_nn_n"] // N_ACTOR_PAIRS
+
+    def actor_nn():
+        rt.get([caller.remote(x, n_per) for x in actors])
+
+    record("actor_nn_async", lambda t: n_per * N_ACTOR_PAIRS / t, _timed(actor_nn, reps))
+    del a, actors
     return out
 
 
@@ -350,7 +403,9 @@ def _ratio(m, r, higher_is_better):
 
 def print_table(all_results, cfg):
     print(f"mpirt vs Ray core benchmark (num_cpus={NUM_CPUS}, median of {cfg['repeats']} repeats; "
-          f"async N={cfg['async_n']:,}, sync N={cfg['sync_n']:,}, put N={cfg['put_n']:,}, wait refs={cfg['wait_n']:,})")
+          f"async N={cfg['async_n']:,}, sync N={cfg['sync_n']:,}, put N={cfg['put_n']:,}, wait refs={cfg['wait_n']:,}; "
+          f"actor calls: sync N={cfg['actor_sync_n']:,}, async N={cfg['actor_async_n']:,}, "
+          f"n:n N={cfg['actor_nn_n']:,} total)")
     print("ratio = mpirt/ray oriented so that > 1 means mpirt is better (faster / higher throughput)")
     rows = [("workload", "unit", "mpirt", "ray", "mpirt/ray")]
     for key, label, unit, hib in WORKLOADS:

@@ -1,0 +1,88 @@
+"""Store memory: one shared-memory window per node, one RMA window over the world.
+
+Every rank owns a segment of ``MPI.Win.Allocate_shared`` on its node's
+communicator and maps the segments of the other ranks of its node
+(``Shared_query``), so it reads their objects in place. The same memory is also
+exposed through a window on the whole communicator (``Win.Create``), read
+across nodes with passive-target ``Lock(SHARED)`` + ``Get`` + ``Unlock``,
+which completes without the target's help (DESIGN.md 4; dynamic windows need
+it and are avoided).
+
+``MPIRT_RANKS_PER_NODE=k`` groups ranks into nodes of k consecutive ranks
+instead of asking MPI, so one machine can play several nodes in tests.
+"""
+import os
+import threading
+
+import numpy as np
+
+from .._mpi_env import mpi
+
+# Cross-node reads move this much per MPI call, far below MPI's int count limit.
+RMA_CHUNK = 1 << 30
+
+
+def node_communicator(comm, ranks_per_node=None):
+    MPI = mpi()
+    if ranks_per_node is None and os.environ.get("MPIRT_RANKS_PER_NODE"):
+        ranks_per_node = int(os.environ["MPIRT_RANKS_PER_NODE"])
+    if ranks_per_node:
+        return comm.Split(comm.Get_rank() // ranks_per_node, comm.Get_rank())
+    return comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
+
+
+class Arena:
+    """This rank's view of store memory (collective to create and to free)."""
+
+    def __init__(self, comm, segment_bytes, ranks_per_node=None):
+        MPI = mpi()
+        self.rank = comm.Get_rank()
+        self.node_comm = node_communicator(comm, ranks_per_node)
+        self.node_ranks = self.node_comm.allgather(self.rank)
+        # Which node every world rank is on (the lowest world rank of its node names it).
+        self.node_of = comm.allgather(min(self.node_ranks))
+        self.shared = MPI.Win.Allocate_shared(max(segment_bytes, 1), 1, comm=self.node_comm)
+        self.segments = {}
+        for local, world in enumerate(self.node_ranks):
+            buffer, _ = self.shared.Shared_query(local)
+            self.segments[world] = np.frombuffer(buffer, dtype=np.uint8, count=segment_bytes if segment_bytes else 0)
+        self.capacity = segment_bytes
+        self.world = MPI.Win.Create(self.segments[self.rank], 1, comm=comm)
+        self._rma_lock = threading.Lock()  # one passive-target epoch at a time from this process
+        self.remote_gets = 0
+        self.remote_bytes = 0
+
+    def same_node(self, rank):
+        return self.node_of[rank] == self.node_of[self.rank]
+
+    def own(self):
+        """This rank's segment, writable."""
+        return self.segments[self.rank]
+
+    def local_view(self, rank, offset, size):
+        """An array over bytes of a segment on this node (no copy); a new object each call."""
+        return self.segments[rank][offset:offset + size]
+
+    def fetch(self, rank, offset, size):
+        """Copy bytes of another node's segment here with RMA Get; returns a new uint8 array."""
+        MPI = mpi()
+        out = np.empty(size, dtype=np.uint8)
+        with self._rma_lock:
+            self.world.Lock(rank, MPI.LOCK_SHARED)
+            try:
+                for start in range(0, size, RMA_CHUNK):
+                    count = min(RMA_CHUNK, size - start)
+                    self.world.Get([out[start:start + count], count, MPI.BYTE], rank,
+                                   target=(offset + start, count, MPI.BYTE))
+            finally:
+                self.world.Unlock(rank)
+            self.remote_gets += 1
+            self.remote_bytes += size
+        return out
+
+    def free(self):
+        """Collective: release both windows and the node communicator."""
+        self.segments = {}
+        self.world.Free()
+        self.shared.Free()
+        self.node_comm.Free()

@@ -5,7 +5,8 @@ from .actor_caller import handle_events
 from .actor_host import ActorExit
 from .remote_function import validate_resource_options
 from .scheduler.resources import make_shape
-from .serialization import dumps, pack_arguments, pickling_context
+from .object_ref import pickle_event
+from .serialization import dumps, pack_arguments
 
 ACTOR_OPTIONS = {
     "num_cpus": None,
@@ -151,8 +152,7 @@ class ActorHandle:
 
     def __reduce__(self):
         if self._tracked:
-            stored = getattr(pickling_context, "stored", False)
-            handle_events.append((self._actor_id, "pinned" if stored else "pickled"))
+            handle_events.append((self._actor_id, pickle_event()))
         return (ActorHandle._arrive, (self._actor_id, self._class_name, self._method_returns, self._tracked))
 
     def __getattr__(self, name):

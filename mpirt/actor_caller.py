@@ -9,6 +9,7 @@ has left, so calls from one caller run in submission order.
 import collections
 
 from .object_ref import ObjectRef, owner_of
+from .reachability import BorrowedCounts, Reachability
 from .runtime import HEAD_RANK
 
 # Actor handles post (actor_id, event) here from __init__/__del__/__reduce__ (no locks
@@ -34,37 +35,13 @@ class ActorState:
         self.waiting_for_location = []  # ranks that asked the owner where the actor is
 
 
-class HandleCount:
-    """The owner's view of who may still hold a handle to an unnamed actor.
-
-    ``local``: handle objects on the owner; ``borrowers``: other ranks holding
-    some; ``in_flight``: handles pickled but not yet unpickled. A borrower's
-    "pickled" notice travels before its "released" one on the same channel, so
-    the actor is only ended when nothing can still reach it. A handle stored in
-    an object (``put``, a task result) can be read any number of times: it
-    ``pinned`` the actor, which then lives until killed or the session ends.
-    """
-
-    __slots__ = ("local", "borrowers", "in_flight", "ended", "pinned")
-
-    def __init__(self):
-        self.local = 0
-        self.borrowers = set()
-        self.in_flight = 0
-        self.ended = False
-        self.pinned = False
-
-    def unreachable(self):
-        return not self.pinned and self.local <= 0 and not self.borrowers and self.in_flight <= 0
-
-
 class ActorCaller:
     def __init__(self, runtime):
         self.rt = runtime
         self.actors = {}
         self.calls = {}
-        self.handle_counts = {}   # owner: actor_id -> HandleCount (unnamed actors)
-        self.borrowed = {}        # borrower: actor_id -> number of handle objects here
+        self.reachability = {}    # owner: actor_id -> Reachability (unnamed actors only)
+        self.borrowed = BorrowedCounts()
         runtime.handlers.update(
             actor_placed=self._on_placed,
             actor_locate=self._on_locate,
@@ -84,7 +61,7 @@ class ActorCaller:
     def create(self, actor_id, class_blob, args_blob, dep_refs, placement, held, options, tracked):
         with self.rt.lock:
             if tracked:
-                self.handle_counts[actor_id] = HandleCount()
+                self.reachability[actor_id] = Reachability()
             state = self._state(actor_id)
             rec = self._record(actor_id, "create", "__init__", args_blob, dep_refs, 0)
             rec.extra = (class_blob, options)
@@ -196,41 +173,19 @@ class ActorCaller:
                 if owner == rank:
                     self._count(actor_id, event, rank)
                     continue
-                held = self.borrowed.get(actor_id, 0)
-                if event in ("pickled", "pinned"):
-                    self.rt.send(owner, ("actor_ref", actor_id, event))
-                elif event == "deleted":
-                    if held <= 1:
-                        self.borrowed.pop(actor_id, None)
-                        self.rt.send(owner, ("actor_ref", actor_id, "released"))
-                    else:
-                        self.borrowed[actor_id] = held - 1
-                else:
-                    self.borrowed[actor_id] = held + 1
-                    if event == "arrived":
-                        self.rt.send(owner, ("actor_ref", actor_id, "arrived"))
+                notice = self.borrowed.apply(actor_id, event)
+                if notice is not None:
+                    self.rt.send(owner, ("actor_ref", actor_id, notice))
 
     def _count(self, actor_id, event, source):
         """Owner: apply one handle event; end the actor once nothing can reach it."""
-        count = self.handle_counts.get(actor_id)
-        if count is None or count.ended:
+        reach = self.reachability.get(actor_id)
+        if reach is None:
             return
-        if event == "pickled":
-            count.in_flight += 1
-        elif event == "pinned":
-            count.pinned = True
-        elif source == self.rt.rank:
-            count.local += {"created": 1, "arrived": 1, "deleted": -1}[event]
-            count.in_flight -= event == "arrived"
-        elif event == "arrived":
-            count.in_flight -= 1
-            count.borrowers.add(source)
-        elif event == "released":
-            count.borrowers.discard(source)
-        if count.unreachable():
+        reach.apply(event, source, self.rt.rank)
+        if reach.unreachable():
             # Termination queues behind the calls already made, as in Ray: they still run.
-            count.ended = True
-            del self.handle_counts[actor_id]
+            del self.reachability[actor_id]
             state = self._state(actor_id)
             state.queue.append(self._record(actor_id, "terminate", None, None, [], 0))
             self._pump(actor_id)

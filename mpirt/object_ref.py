@@ -1,14 +1,25 @@
 """ObjectRef: a future for a value owned by the rank that created it."""
 import collections
+import threading
+
+from .reachability import ARRIVED, CREATED, DELETED, PICKLED, PINNED
 
 # Object ids are ints: session (bits 52+) | owner rank (bits 32-51) | sequence (bits 0-31).
 _RANK_SHIFT = 32
 _SESSION_SHIFT = 52
 _RANK_MASK = (1 << 20) - 1
 
-# Reference events are queued here and applied by the runtime; ``__del__`` can run
-# on any thread at any moment (garbage collection), so it must never take a lock.
+# Reference events, (event, object_id), are queued here and applied by the runtime;
+# ``__del__`` can run on any thread at any moment, so it must never take a lock.
 ref_events = collections.deque()
+
+# Set while pickling a value that may be unpickled any number of times (put values,
+# task results): references inside it pin what they point to (see reachability.py).
+pickling_context = threading.local()
+
+
+def pickle_event():
+    return PINNED if getattr(pickling_context, "stored", False) else PICKLED
 
 
 def make_object_id(session, rank, seq):
@@ -28,13 +39,17 @@ class ObjectRef:
 
     __slots__ = ("id", "__weakref__")
 
-    def __init__(self, object_id):
+    def __init__(self, object_id, _event=CREATED):
         self.id = object_id
-        ref_events.append((1, object_id))
+        ref_events.append((_event, object_id))
+
+    @classmethod
+    def _arrive(cls, object_id):
+        return cls(object_id, ARRIVED)
 
     def __del__(self):
         try:
-            ref_events.append((-1, self.id))
+            ref_events.append((DELETED, self.id))
         except Exception:  # interpreter shutdown
             pass
 
@@ -55,6 +70,5 @@ class ObjectRef:
         return f"ObjectRef({self.hex()})"
 
     def __reduce__(self):
-        # A ref that leaves this process may be used anywhere: its owner must keep the value.
-        ref_events.append((0, self.id))
-        return (ObjectRef, (self.id,))
+        ref_events.append((pickle_event(), self.id))
+        return (ObjectRef._arrive, (self.id,))

@@ -2,26 +2,25 @@
 
 Values are kept serialized (bytes) so they can be forwarded without re-pickling.
 The owner of an object (the rank that created its ref) answers ``obj_req`` from
-other ranks once the value is ready. Local reference counts come from
-ObjectRef construction/destruction events; an owned value is freed when no local
-ref is left and no ref ever left this process (distributed counting is the
-object store's job).
+other ranks once the value is ready, and frees the value once no rank can reach
+it any more (``reachability.py``); a borrower drops its fetched copy when its
+last reference goes.
 """
 from .exceptions import ErrorPayload, ObjectLostError
 from .object_ref import owner_of, ref_events
+from .reachability import RELEASED, BorrowedCounts, Reachability
 from .serialization import dumps
 
 
 class Entry:
-    __slots__ = ("blob", "is_error", "ready", "callbacks", "escaped", "unreferenced")
+    __slots__ = ("blob", "is_error", "ready", "callbacks", "unreferenced")
 
     def __init__(self):
         self.blob = None
         self.is_error = False
         self.ready = False
         self.callbacks = None
-        self.escaped = False
-        self.unreferenced = False
+        self.unreferenced = False  # nothing refers to it any more: drop it once ready
 
 
 class ObjectTable:
@@ -29,13 +28,15 @@ class ObjectTable:
         self.rt = runtime
         self.rank = runtime.rank
         self.entries = {}
-        self.local_refs = {}
-        runtime.handlers.update(obj_req=self._on_request, obj=self._on_value)
+        self.reachability = {}          # owned object id -> Reachability
+        self.borrowed = BorrowedCounts()
+        runtime.handlers.update(obj_req=self._on_request, obj=self._on_value, obj_ref=self._on_ref_notice)
 
     # All methods run with runtime.lock held.
     def create_owned(self, object_id):
         entry = Entry()
         self.entries[object_id] = entry
+        self.reachability[object_id] = Reachability()
         return entry
 
     def set_ready(self, object_id, blob, is_error=False):
@@ -44,7 +45,7 @@ class ObjectTable:
             return
         entry.blob, entry.is_error, entry.ready = blob, is_error, True
         callbacks, entry.callbacks = entry.callbacks, None
-        if entry.unreferenced and not entry.escaped:
+        if entry.unreferenced:
             del self.entries[object_id]
         for callback in callbacks or ():
             callback(object_id, entry)
@@ -73,29 +74,39 @@ class ObjectTable:
 
     def apply_ref_events(self):
         events = ref_events
-        refs = self.local_refs
+        rank = self.rank
         while events:
             try:
-                delta, object_id = events.popleft()
+                event, object_id = events.popleft()
             except IndexError:
                 break
-            if delta == 0:
-                entry = self.entries.get(object_id)
-                if entry is not None:
-                    entry.escaped = True
+            owner = owner_of(object_id)
+            if owner == rank:
+                self._count(object_id, event, rank)
                 continue
-            count = refs.get(object_id, 0) + delta
-            if count > 0:
-                refs[object_id] = count
-                continue
-            refs.pop(object_id, None)
-            entry = self.entries.get(object_id)
-            if entry is None:
-                continue
-            if entry.ready and (owner_of(object_id) != self.rank or not entry.escaped):
-                del self.entries[object_id]
-            else:
-                entry.unreferenced = True
+            notice = self.borrowed.apply(object_id, event)
+            if notice is not None:
+                self.rt.send(owner, ("obj_ref", object_id, notice))
+                if notice == RELEASED:
+                    self._drop(object_id)
+
+    def _count(self, object_id, event, source):
+        reach = self.reachability.get(object_id)
+        if reach is None:
+            return
+        reach.apply(event, source, self.rank)
+        if reach.unreachable():
+            del self.reachability[object_id]
+            self._drop(object_id)
+
+    def _drop(self, object_id):
+        entry = self.entries.get(object_id)
+        if entry is None:
+            return
+        if entry.ready:
+            del self.entries[object_id]
+        else:
+            entry.unreferenced = True
 
     def _lost(self, object_id, entry):
         error = ObjectLostError(f"object {object_id:028x} was freed by its owner (rank {owner_of(object_id)})")
@@ -108,8 +119,10 @@ class ObjectTable:
             error = ObjectLostError(f"object {object_id:028x} is unknown to its owner (rank {self.rank})")
             self.rt.send(source, ("obj", object_id, dumps(ErrorPayload(error)), True))
             return
-        entry.escaped = True
         self.on_ready(object_id, lambda oid, e: self.rt.send(source, ("obj", oid, e.blob, e.is_error)))
+
+    def _on_ref_notice(self, source, object_id, notice):
+        self._count(object_id, notice, source)
 
     def _on_value(self, source, object_id, blob, is_error):
         self.set_ready(object_id, blob, is_error)

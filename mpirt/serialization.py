@@ -1,19 +1,13 @@
 """Serialization of values, task arguments and functions (cloudpickle, protocol 5)."""
 import pickle
-import threading
 
 import cloudpickle
 
-from .object_ref import ObjectRef
+from .object_ref import ObjectRef, pickling_context
 
 
 def dumps(value):
     return cloudpickle.dumps(value, protocol=5)
-
-
-# Set while pickling a value that may be unpickled any number of times (put values,
-# task results): actor handles inside it then keep their actor alive for good.
-pickling_context = threading.local()
 
 
 def dumps_stored(value):

@@ -150,3 +150,39 @@ def test_cluster_resources(rt):
     while rt.available_resources().get("CPU") != 2.0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert rt.available_resources()["CPU"] == 2.0
+
+
+def _wait_for(predicate, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_owner_frees_a_value_once_no_rank_can_reach_it(rt):
+    table = mpirt.launch.current_runtime().objects
+
+    @mpirt.remote
+    class Keeper:
+        def __init__(self):
+            self.kept = None
+
+        def keep(self, refs):
+            self.kept = refs[0]
+
+        def read(self):
+            return mpirt.get(self.kept).sum()
+
+    ref = rt.put(np.ones(100))
+    object_id = ref.id
+    assert rt.get(deref.remote([ref])).sum() == 100  # borrowed by a task, released when it ends
+    keeper = Keeper.remote()
+    rt.get(keeper.keep.remote([ref]))  # an actor keeps a borrowed ref
+    del ref
+    time.sleep(0.3)
+    assert object_id in table.entries  # still reachable through the actor
+    assert rt.get(keeper.read.remote()) == 100
+    mpirt.kill(keeper)
+    assert _wait_for(lambda: object_id not in table.entries), "value not freed after the last borrower went"

@@ -157,7 +157,7 @@ class ActorHost:
         try:
             args, kwargs = resolve_arguments(self.rt, args_blob, inlined)
             result = getattr(actor.instance, method)(*args, **kwargs)
-            return serialize_returns(label, result, num_returns), False
+            return serialize_returns(label, result, num_returns, self.rt.store), False
         except ActorExit:
             return self._exit(actor, num_returns)
         except BaseException as exc:  # noqa: B902 - the call's failure is its result
@@ -175,7 +175,7 @@ class ActorHost:
             result = getattr(actor.instance, method)(*args, **kwargs)
             if inspect.isawaitable(result):
                 result = await result
-            blobs, is_error = serialize_returns(label, result, num_returns), False
+            blobs, is_error = serialize_returns(label, result, num_returns, self.rt.store), False
         except ActorExit:
             blobs, is_error = self._exit(actor, num_returns)
         except BaseException as exc:  # noqa: B902

@@ -6,7 +6,7 @@ from .launch import runtime_for_call
 from .object_ref import ObjectRef
 from .remote_function import RemoteFunction
 from .runtime import HEAD_RANK
-from .serialization import dumps_stored
+from .store.manager import ObjectStoreFullError, encode
 
 
 def remote(*args, **options):
@@ -38,7 +38,9 @@ def put(value):
         raise TypeError("put() of an ObjectRef is not allowed; pass the ref itself instead")
     rt = runtime_for_call()
     try:
-        blob = dumps_stored(value)
+        blob = encode(value, rt.store)
+    except ObjectStoreFullError:
+        raise
     except Exception as exc:
         raise TypeError(f"Could not serialize the value given to put() (type {type(value).__name__}): {exc}") from exc
     with rt.lock:

@@ -17,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from .exceptions import ErrorPayload, TaskCancelledError, make_task_error
 from .object_ref import ObjectRef
 from .runtime import HEAD_RANK, task_context
-from .serialization import dumps, dumps_stored, loads, unpack_arguments
+from .serialization import dumps, loads, unpack_arguments
+from .store.manager import ObjectStoreFullError, encode
 
 
 class LeaseSlot:
@@ -160,7 +161,7 @@ class TaskExecutor:
                 finally:
                     with rt.lock:
                         task.in_user_code = False
-                blobs = serialize_returns(f"task {name}", result, len(return_ids))
+                blobs = serialize_returns(f"task {name}", result, len(return_ids), rt.store)
             except TaskCancelledError as exc:
                 is_error, blobs = True, error_blobs(exc, len(return_ids))
             except BaseException as exc:  # noqa: B902 - the task's failure is its result
@@ -195,14 +196,14 @@ def resolve_arguments(rt, args_blob, inlined):
     def resolve(object_id):
         blob = inlined.get(object_id)
         if blob is not None:
-            return loads(blob)
+            return rt.decode(object_id, blob)
         return rt.value_of(ObjectRef(object_id))
 
     return unpack_arguments(args_blob, resolve)
 
 
-def serialize_returns(name, result, num_returns):
-    """Pickle a task's result as ``num_returns`` objects; raise a clear error if it does not fit."""
+def serialize_returns(name, result, num_returns, store):
+    """Encode a task's result as ``num_returns`` objects (large ones into ``store``)."""
     if num_returns == 1:
         values = [result]
     elif num_returns == 0:
@@ -217,7 +218,9 @@ def serialize_returns(name, result, num_returns):
     blobs = []
     for i, value in enumerate(values):
         try:
-            blobs.append(dumps_stored(value))
+            blobs.append(encode(value, store))
+        except ObjectStoreFullError:
+            raise
         except Exception as exc:
             raise TypeError(f"Could not serialize the return value {i} of {name} "
                             f"(type {type(value).__name__}): {exc}") from exc

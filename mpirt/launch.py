@@ -66,6 +66,7 @@ def init(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
         if key not in INIT_OPTIONS:
             raise TypeError(f"init() got an unexpected keyword argument {key!r}")
     _check_init_args(num_cpus, num_gpus, resources)
+    object_store_memory = _store_bytes(object_store_memory)
     with _runtime_lock:
         if _runtime is not None:
             if ignore_reinit_error:
@@ -76,9 +77,9 @@ def init(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
         world = MPI.COMM_WORLD
         _session_counter += 1
         if world.Get_size() == 1:
-            rt = _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace)
+            rt = _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace, object_store_memory)
         else:
-            rt = _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver, namespace)
+            rt = _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver, namespace, object_store_memory)
         _runtime = rt
         if not _atexit_registered:
             atexit.register(shutdown)
@@ -98,11 +99,23 @@ def _check_init_args(num_cpus, num_gpus, resources):
         make_shape(0, 0, resources)
 
 
+def _store_bytes(object_store_memory):
+    """Store bytes per node: the argument, else MPIRT_OBJECT_STORE_MEMORY, else the default."""
+    from .store.manager import DEFAULT_STORE_BYTES_PER_NODE
+
+    value = object_store_memory
+    if value is None:
+        value = int(os.environ.get("MPIRT_OBJECT_STORE_MEMORY", DEFAULT_STORE_BYTES_PER_NODE))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 << 20:
+        raise ValueError(f"object_store_memory must be an integer number of bytes >= 1 MiB, got {value!r}")
+    return value
+
+
 def _session_id():
     return ((os.getpid() & 0x3FF) << 10 | (_session_counter & 0x3FF)) or 1
 
 
-def _driver_config(log_to_driver, namespace):
+def _driver_config(log_to_driver, namespace, object_store_memory):
     return {
         "session": _session_id(),
         "sys_path": list(sys.path),
@@ -110,11 +123,12 @@ def _driver_config(log_to_driver, namespace):
         "driver_pid": os.getpid(),
         "log_to_driver": log_to_driver,
         "namespace": namespace,
+        "object_store_memory": object_store_memory,
     }
 
 
 # -- plain python: spawn ---------------------------------------------------
-def _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace):
+def _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace, object_store_memory):
     workers = num_cpus or os.cpu_count() or 1
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = f"import sys; sys.path.insert(0, {package_parent!r}); from mpirt._spawned import main; main()"
@@ -126,7 +140,7 @@ def _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace)
     _share_out(resources_by_rank, "GPU", num_gpus or 0)
     for name, amount in (resources or {}).items():
         _share_out(resources_by_rank, name, amount)
-    config = _driver_config(log_to_driver, namespace)
+    config = _driver_config(log_to_driver, namespace, object_store_memory)
     comm.bcast((config, resources_by_rank), root=0)
     rt = Runtime(comm, config["session"], resources_by_rank, config)
     rt.launch = _Launch("spawn", comm, parent)
@@ -172,7 +186,7 @@ def serve_spawned():
 
 
 # -- mpirun ------------------------------------------------------------------
-def _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver, namespace):
+def _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver, namespace, object_store_memory):
     size = world.Get_size()
     if size < 3:
         raise RuntimeError(
@@ -186,7 +200,7 @@ def _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver
         own = _rank_resources(num_cpus, num_gpus, resources)
     _quiet_barrier(comm)  # ranks reach init() at different times; wait without spinning
     resources_by_rank = dict(enumerate(comm.allgather(own)))
-    config = comm.bcast(_driver_config(log_to_driver, namespace) if rank == DRIVER_RANK else None, root=DRIVER_RANK)
+    config = comm.bcast(_driver_config(log_to_driver, namespace, object_store_memory) if rank == DRIVER_RANK else None, root=DRIVER_RANK)
     if rank != DRIVER_RANK:
         _adopt_driver_environment(config, chdir=False)
     rt = Runtime(comm, config["session"], resources_by_rank, config)
@@ -248,6 +262,8 @@ def _serve(rt):
     rt.stopped.wait()
     log_forward.flush()
     rt.transport.stop()
+    if rt.free_store_at_exit:
+        rt.store.close()
     _release_communicators(rt)
     try:
         mpi().Finalize()
@@ -277,4 +293,7 @@ def shutdown():
     complete = rt.shutdown_cluster()
     if not complete:
         sys.stderr.write("mpirt: some ranks did not acknowledge shutdown within 10 s\n")
+        return
+    if rt.free_store_at_exit:
+        rt.store.close()
     _release_communicators(rt)

@@ -10,6 +10,7 @@ from .exceptions import ErrorPayload, ObjectLostError
 from .object_ref import owner_of, ref_events
 from .reachability import RELEASED, BorrowedCounts, Reachability
 from .serialization import dumps
+from .store.manager import StoreLocation
 
 
 class Entry:
@@ -46,7 +47,7 @@ class ObjectTable:
         entry.blob, entry.is_error, entry.ready = blob, is_error, True
         callbacks, entry.callbacks = entry.callbacks, None
         if entry.unreferenced:
-            del self.entries[object_id]
+            self._forget(object_id, entry)
         for callback in callbacks or ():
             callback(object_id, entry)
 
@@ -104,9 +105,14 @@ class ObjectTable:
         if entry is None:
             return
         if entry.ready:
-            del self.entries[object_id]
+            self._forget(object_id, entry)
         else:
             entry.unreferenced = True
+
+    def _forget(self, object_id, entry):
+        del self.entries[object_id]
+        if isinstance(entry.blob, StoreLocation) and owner_of(object_id) == self.rank:
+            self.rt.store.release(object_id, entry.blob)
 
     def _lost(self, object_id, entry):
         error = ObjectLostError(f"object {object_id:028x} was freed by its owner (rank {owner_of(object_id)})")

@@ -13,6 +13,7 @@ from .object_ref import make_object_id, session_of
 from .objects import ObjectTable
 from .scheduler.resources import ClusterView
 from .serialization import loads
+from .store.manager import StoreLocation
 from .transport import Transport
 
 DRIVER_RANK = 0
@@ -60,6 +61,9 @@ class Runtime:
         self._seq = itertools.count(1)
         self.transport = Transport(comm, self._dispatch)
         self.objects = ObjectTable(self)
+        from .store.manager import StoreManager
+
+        self.store = StoreManager(self, comm, config["object_store_memory"])  # collective
         self.stopped = threading.Event()
         self.shutdown_acks = set()
         self._queries = {}
@@ -177,12 +181,18 @@ class Runtime:
         if entry is None:
             self.wait_objects([ref], 1, None, True)
             return self.value_of(ref)
-        value = loads(blob)
+        value = self.decode(ref.id, blob)
         if is_error:
             if isinstance(value, ErrorPayload):
                 raise value.to_exception()
             raise value
         return value
+
+    def decode(self, object_id, blob):
+        """A value from its object-table form: an inline pickle or a place in the store."""
+        if isinstance(blob, StoreLocation):
+            return self.store.read(object_id, blob)
+        return loads(blob)
 
     # -- queries and shutdown ------------------------------------------------
     def query(self, dest, kind, *payload, timeout=30.0):
@@ -203,10 +213,11 @@ class Runtime:
             slot[1] = value
             slot[0].set()
 
-    def _on_shutdown(self, source):
+    def _on_shutdown(self, source, free_store):
         from . import log_forward
 
         log_forward.flush()
+        self.free_store_at_exit = free_store
         self.send(source, ("shutdown_ack",))
         self.stopped.set()
 
@@ -217,8 +228,11 @@ class Runtime:
     def shutdown_cluster(self, timeout=10.0):
         """Driver: tell every other rank to stop; wait until each has answered."""
         others = [r for r in range(self.size) if r != self.rank]
+        # Arrays the driver got from the store are views of its windows: while any is
+        # alive the windows stay (freeing them is collective, so every rank is told).
+        self.free_store_at_exit = self.store.live_views == 0
         for rank in others:
-            self.send(rank, ("shutdown",))
+            self.send(rank, ("shutdown", self.free_store_at_exit))
         deadline = time.monotonic() + timeout
         with self.lock:
             while len(self.shutdown_acks) < len(others):

@@ -3,20 +3,11 @@ import pickle
 
 import cloudpickle
 
-from .object_ref import ObjectRef, pickling_context
+from .object_ref import ObjectRef
 
 
 def dumps(value):
     return cloudpickle.dumps(value, protocol=5)
-
-
-def dumps_stored(value):
-    """``dumps`` for values kept in the object table (read by any number of ``get``s)."""
-    pickling_context.stored = True
-    try:
-        return dumps(value)
-    finally:
-        pickling_context.stored = False
 
 
 loads = pickle.loads

@@ -34,11 +34,13 @@ def node_communicator(comm, ranks_per_node=None):
 class Arena:
     """This rank's view of store memory (collective to create and to free)."""
 
-    def __init__(self, comm, segment_bytes, ranks_per_node=None):
+    def __init__(self, comm, bytes_per_node, ranks_per_node=None):
         MPI = mpi()
         self.rank = comm.Get_rank()
         self.node_comm = node_communicator(comm, ranks_per_node)
         self.node_ranks = self.node_comm.allgather(self.rank)
+        # Each rank of the node gets an equal, 64-byte aligned segment.
+        segment_bytes = bytes_per_node // len(self.node_ranks) // 64 * 64
         # Which node every world rank is on (the lowest world rank of its node names it).
         self.node_of = comm.allgather(min(self.node_ranks))
         self.shared = MPI.Win.Allocate_shared(max(segment_bytes, 1), 1, comm=self.node_comm)

@@ -25,8 +25,19 @@ class Serialized:
 
     def __init__(self, value):
         buffers = []
-        self.pickled = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
-        self.buffers = [b.raw() for b in buffers]
+        pickled = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        self._lay_out(pickled, buffers)
+
+    @classmethod
+    def from_parts(cls, pickled, pickle_buffers):
+        """From a protocol-5 pickle and the PickleBuffers its buffer_callback received."""
+        serialized = cls.__new__(cls)
+        serialized._lay_out(pickled, pickle_buffers)
+        return serialized
+
+    def _lay_out(self, pickled, pickle_buffers):
+        self.pickled = pickled
+        self.buffers = [b.raw() for b in pickle_buffers]
         position = _HEAD.size + _ENTRY.size * len(self.buffers) + len(self.pickled)
         self.offsets = []
         for buffer in self.buffers:

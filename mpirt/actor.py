@@ -3,8 +3,10 @@ import inspect
 
 from .actor_caller import handle_events
 from .actor_host import ActorExit
+from .api import put
 from .remote_function import validate_resource_options
 from .scheduler.resources import make_shape
+from .store.manager import INLINE_THRESHOLD
 from .object_ref import pickle_event
 from .serialization import dumps, pack_arguments
 
@@ -112,7 +114,7 @@ class ActorClass:
         # Placement needs a CPU free unless the actor asked for resources; it then holds only what it asked.
         placement = held if explicit else {**held, "CPU": 1.0}
         rt.cluster.check_feasible(placement, what=f"actor {name}")
-        args_blob, dep_refs = pack_arguments(f"{name}.__init__", bound, args, kwargs)
+        args_blob, dep_refs = pack_arguments(f"{name}.__init__", bound, args, kwargs, put, INLINE_THRESHOLD)
         if self._blob is None:
             self._blob = dumps(self._cls)
         is_async = any(inspect.iscoroutinefunction(m) for _, m in inspect.getmembers(self._cls, inspect.isfunction))
@@ -215,7 +217,7 @@ class ActorMethod:
         handle = self._handle
         label = f"{handle._class_name}.{self._name}"
         bound = _bind(handle._signatures.get(self._name), f"{label}.remote()", args, kwargs)
-        args_blob, dep_refs = pack_arguments(label, bound, args, kwargs)
+        args_blob, dep_refs = pack_arguments(label, bound, args, kwargs, put, INLINE_THRESHOLD)
         refs = rt.actors.call(handle._actor_id, self._name, args_blob, dep_refs, num_returns)
         if num_returns == 1:
             return refs[0]

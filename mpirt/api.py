@@ -115,6 +115,22 @@ def available_resources():
     return runtime_for_call().query(HEAD_RANK, "resources_query")
 
 
+def object_store_stats():
+    """Object store figures per node and per rank: capacity, used and free bytes,
+    objects spilled to disk, reads served from disk, cross-node RMA gets."""
+    rt = runtime_for_call()
+    ranks = [rt.store.local_stats()]
+    ranks += [rt.query(rank, "store_stats_query") for rank in range(rt.size) if rank != rt.rank]
+    nodes = {}
+    for stats in sorted(ranks, key=lambda s: s["rank"]):
+        node = nodes.setdefault(stats["node"], {"ranks": []})
+        node["ranks"].append(stats["rank"])
+        for key, value in stats.items():
+            if key not in ("rank", "node"):
+                node[key] = node.get(key, 0) + value
+    return {"nodes": nodes, "ranks": sorted(ranks, key=lambda s: s["rank"])}
+
+
 def _check_timeout(timeout):
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or timeout < 0):
         raise ValueError(f"timeout must be None or a number >= 0, got {timeout!r}")

@@ -124,6 +124,8 @@ def _driver_config(log_to_driver, namespace, object_store_memory):
         "log_to_driver": log_to_driver,
         "namespace": namespace,
         "object_store_memory": object_store_memory,
+        # Node grouping for tests that make one machine play several nodes (store/arena.py).
+        "ranks_per_node": int(os.environ.get("MPIRT_RANKS_PER_NODE", 0)) or None,
     }
 
 

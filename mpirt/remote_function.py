@@ -6,6 +6,7 @@ import os
 
 from .scheduler.resources import make_shape, shape_key
 from .serialization import dumps, pack_arguments
+from .store.manager import INLINE_THRESHOLD
 from .submitter import FunctionDescriptor
 
 TASK_OPTIONS = {
@@ -92,6 +93,7 @@ class RemoteFunction:
         return self._descriptor
 
     def _submit(self, args, kwargs, options):
+        from .api import put
         from .launch import runtime_for_call
 
         rt = runtime_for_call()
@@ -104,7 +106,7 @@ class RemoteFunction:
                 raise TypeError(f"{name}.remote(): {exc}") from None
         shape = make_shape(options["num_cpus"], options["num_gpus"], options["resources"])
         rt.cluster.check_feasible(shape, what=f"task {name}")
-        args_blob, dep_refs = pack_arguments(name, bound, args, kwargs)
+        args_blob, dep_refs = pack_arguments(name, bound, args, kwargs, put, INLINE_THRESHOLD)
         refs = rt.submitter.submit(
             self._descriptor_for_process(), args_blob, dep_refs, options["num_returns"], shape_key(shape), shape,
             options["max_retries"], _retry_spec(options["retry_exceptions"]), name,

@@ -63,7 +63,7 @@ class Runtime:
         self.objects = ObjectTable(self)
         from .store.manager import StoreManager
 
-        self.store = StoreManager(self, comm, config["object_store_memory"])  # collective
+        self.store = StoreManager(self, comm, config["object_store_memory"], config.get("ranks_per_node"))
         self.stopped = threading.Event()
         self.shutdown_acks = set()
         self._queries = {}

@@ -25,10 +25,12 @@ class ArgRef:
         return (ArgRef, (self.object_id,))
 
 
-def pack_arguments(function_name, bound_args, args, kwargs):
+def pack_arguments(function_name, bound_args, args, kwargs, put=None, inline_limit=None):
     """Serialize ``(args, kwargs)`` with top-level refs replaced by ArgRef.
 
     Returns ``(blob, dependency_refs)``; ``blob`` is None when there are no arguments.
+    When the blob would exceed ``inline_limit``, each argument bigger than that is
+    ``put`` into the object store first and passed by reference, as Ray does.
     Raises TypeError naming the argument that cannot be serialized.
     """
     deps = []
@@ -41,13 +43,22 @@ def pack_arguments(function_name, bound_args, args, kwargs):
 
     if not args and not kwargs:
         return None, deps
-    args = tuple(swap(a) for a in args)
-    kwargs = {k: swap(v) for k, v in kwargs.items()}
+    packed_args = tuple(swap(a) for a in args)
+    packed_kwargs = {k: swap(v) for k, v in kwargs.items()}
     try:
-        blob = dumps((args, kwargs))
+        blob = dumps((packed_args, packed_kwargs))
     except Exception as exc:
         raise _argument_error(function_name, bound_args, exc) from exc
-    return blob, deps
+    if put is None or inline_limit is None or len(blob) <= inline_limit:
+        return blob, deps
+
+    def by_reference(value):
+        if not isinstance(value, ObjectRef) and len(dumps(value)) > inline_limit:
+            return put(value)
+        return value
+
+    return pack_arguments(function_name, bound_args, tuple(by_reference(a) for a in args),
+                          {k: by_reference(v) for k, v in kwargs.items()})
 
 
 def _argument_error(function_name, bound_args, exc):

@@ -13,6 +13,7 @@ from .exceptions import ErrorPayload, TaskCancelledError
 from .object_ref import ObjectRef
 from .runtime import HEAD_RANK
 from .serialization import dumps
+from .store.manager import StoreLocation
 
 WAITING, QUEUED, SENT, FINISHED = range(4)
 
@@ -41,7 +42,7 @@ class FunctionDescriptor:
 class TaskRecord:
     __slots__ = (
         "task_id", "function", "args_blob", "dep_refs", "deps_left", "return_ids", "key", "shape",
-        "state", "retries_left", "retry_exceptions", "lease", "name",
+        "state", "retries_left", "retry_exceptions", "lease", "name", "preferred",
     )
 
 
@@ -89,6 +90,7 @@ class TaskSubmitter:
             rec.retry_exceptions = retry_exceptions
             rec.lease = None
             rec.name = name
+            rec.preferred = None
             rec.deps_left = len(dep_refs)
             self.shapes[key] = shape
             self.tasks[rec.task_id] = rec
@@ -117,8 +119,20 @@ class TaskSubmitter:
 
     def _enqueue(self, rec):
         rec.state = QUEUED
+        rec.preferred = self._holder_of_largest_argument(rec)
         self.queues[rec.key].append(rec)
         self._pump(rec.key)
+
+    def _holder_of_largest_argument(self, rec):
+        """The rank whose store segment holds the task's biggest argument, if any is stored."""
+        best, best_size = None, 0
+        entries = self.rt.objects.entries
+        for ref in rec.dep_refs:
+            entry = entries.get(ref.id)
+            blob = entry.blob if entry is not None else None
+            if isinstance(blob, StoreLocation) and blob.spill_path is None and blob.size > best_size:
+                best, best_size = blob.holder, blob.size
+        return best
 
     # -- leases and dispatch (under lock) --------------------------------------
     def _pump(self, key):
@@ -133,7 +147,7 @@ class TaskSubmitter:
             while queue and lease.inflight < depth:
                 rec = queue.popleft()
                 if rec.state == QUEUED:
-                    self._send(rec, lease)
+                    self._send(rec, self._local_lease(rec, leases, depth) or lease)
             if lease.inflight == 0 and lease.idle_since is None:
                 lease.idle_since = time.monotonic()
         while queue and queue[0].state != QUEUED:
@@ -142,7 +156,14 @@ class TaskSubmitter:
             wanted = min(len(queue), max(1, len(self.rt.cluster.worker_ranks)))
             while self.requested[key] < wanted:
                 self.requested[key] += 1
-                self.rt.send(HEAD_RANK, ("lease_req", key, self.shapes[key]))
+                self.rt.send(HEAD_RANK, ("lease_req", key, self.shapes[key], queue[0].preferred))
+
+    @staticmethod
+    def _local_lease(rec, leases, depth):
+        """A lease with room on the rank that holds the task's large argument (locality)."""
+        if rec.preferred is None:
+            return None
+        return next((x for x in leases if x.worker == rec.preferred and x.inflight < depth), None)
 
     def _send(self, rec, lease):
         rec.state = SENT

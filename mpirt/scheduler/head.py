@@ -17,7 +17,7 @@ class HeadScheduler:
         self.rt = runtime
         self.total = {r: dict(cluster.resources_by_rank[r]) for r in cluster.worker_ranks}
         self.available = {r: dict(res) for r, res in self.total.items()}
-        # (submitter, shape_key, shape to fit, shape to hold, actor_id or None for a lease)
+        # (submitter, shape_key, shape to fit, shape to hold, actor_id or None for a lease, preferred rank)
         self.requests = collections.deque()
         self.leases = {}                     # lease_id -> (worker, shape)
         self.actors = {}                     # actor_id -> (worker, shape held for its life)
@@ -36,13 +36,13 @@ class HeadScheduler:
             actor_name_query=self._on_actor_name_query,
         )
 
-    def _on_lease_request(self, source, key, shape):
-        self.requests.append((source, key, shape, shape, None))
+    def _on_lease_request(self, source, key, shape, preferred=None):
+        self.requests.append((source, key, shape, shape, None, preferred))
         self._grant()
 
     def _on_actor_place(self, source, actor_id, placement, held):
         """An actor needs ``placement`` free to be placed and holds ``held`` while it lives."""
-        self.requests.append((source, None, placement, held, actor_id))
+        self.requests.append((source, None, placement, held, actor_id, None))
         self._grant()
 
     def _on_actor_dead(self, source, actor_id):
@@ -97,8 +97,8 @@ class HeadScheduler:
         workers = list(self.available)
         while self.requests:
             request = self.requests.popleft()
-            source, key, shape, held, actor_id = request
-            worker = self._pick(workers, shape)
+            source, key, shape, held, actor_id, preferred = request
+            worker = self._pick(workers, shape, preferred)
             if worker is None:
                 waiting.append(request)
                 continue
@@ -112,8 +112,11 @@ class HeadScheduler:
                 self.rt.send(source, ("actor_placed", actor_id, worker))
         self.requests = waiting
 
-    def _pick(self, workers, shape):
-        """The fitting rank with the most free CPU; ties broken round-robin to spread load."""
+    def _pick(self, workers, shape, preferred=None):
+        """``preferred`` (where the task's data is) if it fits, else the fitting rank
+        with the most free CPU; ties broken round-robin to spread load."""
+        if preferred in self.available and fits(self.available[preferred], shape):
+            return preferred
         best, best_cpu = None, None
         n = len(workers)
         for i in range(n):

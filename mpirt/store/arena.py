@@ -8,10 +8,9 @@ across nodes with passive-target ``Lock(SHARED)`` + ``Get`` + ``Unlock``,
 which completes without the target's help (DESIGN.md 4; dynamic windows need
 it and are avoided).
 
-``MPIRT_RANKS_PER_NODE=k`` groups ranks into nodes of k consecutive ranks
-instead of asking MPI, so one machine can play several nodes in tests.
+``MPIRT_RANKS_PER_NODE=k`` (read by the driver) groups ranks into nodes of k
+consecutive ranks instead of asking MPI, so one machine can play several nodes.
 """
-import os
 import threading
 
 import numpy as np
@@ -23,9 +22,8 @@ RMA_CHUNK = 1 << 30
 
 
 def node_communicator(comm, ranks_per_node=None):
+    """Ranks sharing memory: MPI's view of the node, or groups of ``ranks_per_node``."""
     MPI = mpi()
-    if ranks_per_node is None and os.environ.get("MPIRT_RANKS_PER_NODE"):
-        ranks_per_node = int(os.environ["MPIRT_RANKS_PER_NODE"])
     if ranks_per_node:
         return comm.Split(comm.Get_rank() // ranks_per_node, comm.Get_rank())
     return comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())

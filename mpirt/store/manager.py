@@ -72,10 +72,11 @@ def encode(value, store):
 
 
 class StoreManager:
-    def __init__(self, runtime, comm, bytes_per_node):
+    def __init__(self, runtime, comm, bytes_per_node, ranks_per_node=None):
+        """Collective over ``comm``: every rank builds its StoreManager at the same point."""
         self.rt = runtime
         self.rank = comm.Get_rank()
-        self.arena = Arena(comm, bytes_per_node)
+        self.arena = Arena(comm, bytes_per_node, ranks_per_node)
         self.allocator = SegmentAllocator(self.arena.capacity)
         self.spill_dir = None
         self._spill_ids = itertools.count()

@@ -41,8 +41,10 @@ class TaskError(MpirtError):
         dual = _dual_class(cause_cls)
         if dual is None:
             return self
-        err = dual.__new__(dual)
-        err.__dict__.update(self.__dict__)
+        try:
+            err = dual(self.function_name, self.traceback_str, self.rank, self.cause, self.cause_repr)
+        except Exception:  # a cause class whose constructor machinery refuses ours
+            return self
         err.args = (self._message(),)
         return err
 

@@ -21,6 +21,7 @@ _runtime = None
 _runtime_lock = threading.Lock()
 _session_counter = 0
 _atexit_registered = False
+_mpirun_session_ended = False  # under mpirun the other ranks exit at shutdown: no second init
 
 INIT_OPTIONS = ("num_cpus", "num_gpus", "resources", "object_store_memory", "ignore_reinit_error",
                 "log_to_driver", "namespace", "include_dashboard", "configure_logging", "logging_level")
@@ -73,6 +74,9 @@ def init(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
                 return
             raise RuntimeError("mpirt.init() was already called; call mpirt.shutdown() first "
                                "or pass ignore_reinit_error=True")
+        if _mpirun_session_ended:
+            raise RuntimeError("under mpirun, mpirt cannot start again after shutdown(): the other ranks have "
+                               "exited. Call shutdown() once, at the end of the program.")
         MPI = mpi()
         world = MPI.COMM_WORLD
         _session_counter += 1
@@ -286,12 +290,13 @@ def _release_communicators(rt):
 
 def shutdown():
     """Stop every rank of this session. ``init()`` may be called again afterwards."""
-    global _runtime
+    global _runtime, _mpirun_session_ended
     with _runtime_lock:
         rt = _runtime
         if rt is None:
             return
         _runtime = None
+        _mpirun_session_ended = rt.launch.mode == "mpirun"
     complete = rt.shutdown_cluster()
     if not complete:
         sys.stderr.write("mpirt: some ranks did not acknowledge shutdown within 10 s\n")

@@ -53,10 +53,18 @@ def test_mpirun_too_few_ranks(tmp_path):
 
 
 def test_mpirun_explicit_shutdown_then_more_driver_code(tmp_path):
-    source = APP + "\nray.shutdown()\nprint('driver still running', flush=True)\n"
+    source = APP + """
+ray.shutdown()
+print('driver still running', flush=True)
+try:
+    ray.init()
+except RuntimeError as exc:
+    print('no second init:', exc)
+"""
     proc = run_app(tmp_path, source, ranks=3)
     assert proc.returncode == 0, proc.stderr
     assert "driver still running" in proc.stdout
+    assert "no second init: under mpirun" in proc.stdout
 
 
 def test_plain_python_spawns_and_reinit(tmp_path):

@@ -1,13 +1,8 @@
 """Launch modes: mpirun role split, spawning, shutdown and exit, idle CPU, environment defaults."""
 import os
-import signal
-import subprocess
 import sys
-import time
 
-import pytest
-
-from conftest import MPIRUN_ENV, REPO, run_app
+from conftest import run_app
 from mpirt._mpi_env import apply_defaults
 
 APP = """

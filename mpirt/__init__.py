@@ -5,7 +5,8 @@ Run ``python app.py`` (mpirt spawns its ranks) or ``mpirun -n N python app.py``
 """
 from . import actor, exceptions, util
 from .actor import get_actor, kill, method
-from .api import available_resources, cancel, cluster_resources, get, object_store_stats, put, remote, wait
+from .api import (available_resources, cancel, cluster_resources, get, get_gpu_ids, nodes, object_store_stats, put,
+                  remote, timeline, wait)
 from .launch import init, is_initialized, shutdown
 from .object_ref import ObjectRef
 
@@ -14,5 +15,5 @@ __version__ = "0.1.0"
 __all__ = [
     "init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel",
     "cluster_resources", "available_resources", "ObjectRef", "exceptions", "actor", "util",
-    "get_actor", "kill", "method", "object_store_stats",
+    "get_actor", "kill", "method", "object_store_stats", "get_gpu_ids", "nodes", "timeline",
 ]

@@ -132,7 +132,7 @@ class ActorClass:
                     return ActorHandle(*existing)
                 raise ValueError(f"an actor named {options['name']!r} already exists in namespace {namespace!r}")
         rt.actors.create(actor_id, self._blob, args_blob, dep_refs, placement, held,
-                         {"max_concurrency": concurrency}, tracked)
+                         {"max_concurrency": concurrency, "num_gpus": options["num_gpus"] or 0.0}, tracked)
         return ActorHandle(actor_id, name, self._methods, tracked, self._signatures)
 
 

@@ -12,6 +12,7 @@ import inspect
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from . import tracing
 from .exceptions import ActorDiedError, ErrorPayload, TaskError
 from .executor import as_task_failure, error_blobs, resolve_arguments, serialize_returns
 from .runtime import HEAD_RANK, task_context
@@ -24,7 +25,7 @@ class ActorExit(BaseException):
 
 class HostedActor:
     __slots__ = ("actor_id", "cls", "class_name", "instance", "dead_error", "pool", "loop", "is_async", "owner",
-                 "constructed")
+                 "constructed", "num_gpus")
 
     def __init__(self, actor_id, cls, owner):
         self.actor_id = actor_id
@@ -37,6 +38,7 @@ class HostedActor:
         self.loop = None
         self.is_async = False
         self.constructed = threading.Event()  # threaded actors: calls wait for __init__
+        self.num_gpus = 0.0
 
 
 class ActorHost:
@@ -55,6 +57,7 @@ class ActorHost:
     def _on_create(self, source, actor_id, class_blob, args_blob, inlined, options, failed_blob):
         cls = loads(class_blob)
         actor = HostedActor(actor_id, cls, source)
+        actor.num_gpus = options.get("num_gpus", 0.0)
         self.actors[actor_id] = actor
         actor.is_async = any(inspect.iscoroutinefunction(m) for _, m in inspect.getmembers(cls, inspect.isfunction))
         if actor.is_async:
@@ -128,6 +131,7 @@ class ActorHost:
     # -- actor threads -----------------------------------------------------
     def _construct(self, actor, cls, args_blob, inlined):
         task_context.label = f"{cls.__name__}.__init__"
+        task_context.num_gpus = actor.num_gpus
         try:
             args, kwargs = resolve_arguments(self.rt, args_blob, inlined)
             actor.instance = cls(*args, **kwargs)
@@ -144,10 +148,14 @@ class ActorHost:
     def _call(self, actor, caller, call_id, method, args_blob, inlined, num_returns):
         label = f"{actor.class_name}.{method}"
         task_context.label = label
+        task_context.num_gpus = actor.num_gpus
+        started = tracing.now()
         try:
             blobs, is_error = self._invoke(actor, method, args_blob, inlined, num_returns, label)
         finally:
             task_context.label = None
+            task_context.num_gpus = 0.0
+        tracing.record("actor", label, started, tracing.now(), failed=is_error)
         self._reply(caller, call_id, blobs, is_error)
 
     def _invoke(self, actor, method, args_blob, inlined, num_returns, label):
@@ -168,10 +176,12 @@ class ActorHost:
         if actor.dead_error is not None:
             self._reply(caller, call_id, error_blobs(actor.dead_error, num_returns), True)
             return
+        started = tracing.now()
         try:
             loop = asyncio.get_running_loop()
             args, kwargs = await loop.run_in_executor(actor.pool, resolve_arguments, self.rt, args_blob, inlined)
             task_context.label = label
+            task_context.num_gpus = actor.num_gpus
             result = getattr(actor.instance, method)(*args, **kwargs)
             if inspect.isawaitable(result):
                 result = await result
@@ -180,6 +190,7 @@ class ActorHost:
             blobs, is_error = self._exit(actor, num_returns)
         except BaseException as exc:  # noqa: B902
             blobs, is_error = error_blobs(as_task_failure(exc, label, self.rt.rank), num_returns), True
+        tracing.record("actor", label, started, tracing.now(), failed=is_error)
         self._reply(caller, call_id, blobs, is_error)
 
     def _exit(self, actor, num_returns):

@@ -131,6 +131,55 @@ def object_store_stats():
     return {"nodes": nodes, "ranks": sorted(ranks, key=lambda s: s["rank"])}
 
 
+def get_gpu_ids():
+    """The GPU ids assigned to the current task or actor ([] if it asked for none).
+
+    GPUs belong to worker ranks (shared out by node-local rank); the process sees
+    only its own through CUDA_VISIBLE_DEVICES, so device 0 there is the first id here.
+    """
+    from .runtime import task_context
+
+    rt = runtime_for_call()
+    if not getattr(task_context, "num_gpus", 0.0):
+        return []
+    ids = rt.config["rank_info"][rt.rank]["gpu_ids"]
+    return [int(i) if i.isdigit() else i for i in ids]
+
+
+def nodes():
+    """One entry per node: its ranks, hostname and total resources, as Ray's ``nodes()``."""
+    rt = runtime_for_call()
+    node_of = rt.store.arena.node_of
+    info = rt.config["rank_info"]
+    result = {}
+    for rank, node in enumerate(node_of):
+        entry = result.setdefault(node, {"NodeID": node, "Alive": True, "Ranks": [], "Resources": {},
+                                         "NodeManagerHostname": info[rank]["hostname"], "GPUIds": []})
+        entry["Ranks"].append(rank)
+        entry["GPUIds"] += info[rank]["gpu_ids"]
+        for name, amount in rt.cluster.resources_by_rank[rank].items():
+            entry["Resources"][name] = entry["Resources"].get(name, 0.0) + amount
+    return [result[node] for node in sorted(result)]
+
+
+def timeline(filename=None):
+    """Tasks, actor calls and waits of every rank as Chrome trace events; written to
+    ``filename`` as JSON when given (open it in Perfetto or chrome://tracing)."""
+    from . import tracing
+    from .runtime import DRIVER_RANK
+
+    rt = runtime_for_call()
+    by_rank = {rt.rank: list(tracing.events)}
+    for rank in range(rt.size):
+        if rank != rt.rank:
+            by_rank[rank] = rt.query(rank, "timeline_query")
+    roles = {DRIVER_RANK: "driver", HEAD_RANK: "scheduler"}
+    events = tracing.chrome_trace(by_rank, roles)
+    if filename is not None:
+        tracing.write(filename, events)
+    return events
+
+
 def _check_timeout(timeout):
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or timeout < 0):
         raise ValueError(f"timeout must be None or a number >= 0, got {timeout!r}")

@@ -14,6 +14,7 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
+from . import tracing
 from .exceptions import ErrorPayload, TaskCancelledError, make_task_error
 from .object_ref import ObjectRef
 from .runtime import HEAD_RANK, task_context
@@ -148,7 +149,9 @@ class TaskExecutor:
         task.thread_id = threading.get_ident()
         task_context.task = task
         task_context.label = name
+        task_context.num_gpus = task.spec[8].get("GPU", 0.0)
         started = time.perf_counter()
+        started_at = tracing.now()
         is_error, retryable = False, False
         try:
             try:
@@ -171,6 +174,8 @@ class TaskExecutor:
         finally:
             task_context.task = None
             task_context.label = None
+            task_context.num_gpus = 0.0
+        tracing.record("task", name, started_at, tracing.now(), task_id=f"{task_id:028x}", failed=is_error)
         self._reply(task, blobs, is_error, retryable, time.perf_counter() - started)
         with rt.lock:
             self.running.pop(task_id, None)

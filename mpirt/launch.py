@@ -9,6 +9,7 @@ per core with ``MPI_Comm_spawn`` and merges them into one communicator.
 import atexit
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -16,6 +17,8 @@ import time
 from . import log_forward
 from ._mpi_env import mpi
 from .runtime import DRIVER_RANK, HEAD_RANK, Runtime
+from .scheduler.gpus import detect_node_gpus, restrict_visible_gpus, share_gpus
+from .store.arena import node_communicator
 
 _runtime = None
 _runtime_lock = threading.Lock()
@@ -140,18 +143,26 @@ def _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace,
     code = f"import sys; sys.path.insert(0, {package_parent!r}); from mpirt._spawned import main; main()"
     parent = MPI.COMM_SELF.Spawn(sys.executable, args=["-c", code], maxprocs=workers + 1)
     comm = parent.Merge(high=False)
+    node_gpus = [str(i) for i in range(num_gpus)] if num_gpus is not None else detect_node_gpus()
     resources_by_rank = {DRIVER_RANK: {}, HEAD_RANK: {}}
+    rank_info = {DRIVER_RANK: _rank_info([], []), HEAD_RANK: _rank_info([], node_gpus)}
     for i in range(workers):
-        resources_by_rank[2 + i] = {"CPU": 1.0}
-    _share_out(resources_by_rank, "GPU", num_gpus or 0)
+        gpu_ids = share_gpus(node_gpus, i, workers)
+        resources_by_rank[2 + i] = {"CPU": 1.0, **({"GPU": float(len(gpu_ids))} if gpu_ids else {})}
+        rank_info[2 + i] = _rank_info(gpu_ids, node_gpus)
     for name, amount in (resources or {}).items():
         _share_out(resources_by_rank, name, amount)
     config = _driver_config(log_to_driver, namespace, object_store_memory)
+    config["rank_info"] = rank_info
     comm.bcast((config, resources_by_rank), root=0)
     rt = Runtime(comm, config["session"], resources_by_rank, config)
     rt.launch = _Launch("spawn", comm, parent)
     _start_driver(rt)
     return rt
+
+
+def _rank_info(gpu_ids, node_gpus):
+    return {"hostname": socket.gethostname(), "gpu_ids": gpu_ids, "node_gpus": node_gpus}
 
 
 def _share_out(resources_by_rank, name, amount):
@@ -175,6 +186,8 @@ def serve_spawned():
     comm = parent.Merge(high=True)
     config, resources_by_rank = comm.bcast(None, root=0)
     _adopt_driver_environment(config)
+    info = config["rank_info"][comm.Get_rank()]
+    restrict_visible_gpus(info["gpu_ids"], info["node_gpus"])
     rt = Runtime(comm, config["session"], resources_by_rank, config)
     rt.launch = _Launch("spawn", comm, parent)
     driver_pid = config["driver_pid"]
@@ -201,12 +214,21 @@ def _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver
         )
     comm = world.Dup()
     rank = comm.Get_rank()
-    own = {}
-    if rank >= 2:
-        own = _rank_resources(num_cpus, num_gpus, resources)
     _quiet_barrier(comm)  # ranks reach init() at different times; wait without spinning
-    resources_by_rank = dict(enumerate(comm.allgather(own)))
-    config = comm.bcast(_driver_config(log_to_driver, namespace, object_store_memory) if rank == DRIVER_RANK else None, root=DRIVER_RANK)
+    config = comm.bcast(_driver_config(log_to_driver, namespace, object_store_memory)
+                        if rank == DRIVER_RANK else None, root=DRIVER_RANK)
+    node_comm = node_communicator(comm, config["ranks_per_node"])
+    node_workers = [r for r in node_comm.allgather(rank) if r >= 2]
+    node_comm.Free()
+    own, gpu_ids, node_gpus = {}, [], []
+    if rank >= 2:
+        node_gpus = detect_node_gpus()
+        gpu_ids = share_gpus(node_gpus, node_workers.index(rank), len(node_workers), _explicit_gpus(num_gpus))
+        own = _rank_resources(num_cpus, len(gpu_ids), resources)
+        restrict_visible_gpus(gpu_ids, node_gpus)
+    gathered = comm.allgather((own, _rank_info(gpu_ids, node_gpus)))
+    resources_by_rank = {r: res for r, (res, _) in enumerate(gathered)}
+    config["rank_info"] = {r: info for r, (_, info) in enumerate(gathered)}
     if rank != DRIVER_RANK:
         _adopt_driver_environment(config, chdir=False)
     rt = Runtime(comm, config["session"], resources_by_rank, config)
@@ -222,15 +244,26 @@ def _start_driver(rt):
     rt.start()
 
 
+def _explicit_gpus(num_gpus):
+    """GPUs per worker rank if the user said: init(), MPIRT_NUM_GPUS or Slurm's --gpus-per-task."""
+    if num_gpus is not None:
+        return num_gpus
+    for variable in ("MPIRT_NUM_GPUS", "SLURM_GPUS_PER_TASK"):
+        if os.environ.get(variable):
+            return int(os.environ[variable])
+    return None
+
+
 def _rank_resources(num_cpus, num_gpus, resources):
-    """What this worker rank offers: init() arguments, else MPIRT_* variables, else 1 CPU."""
+    """What this worker rank offers: init() arguments, else MPIRT_* (then Slurm) variables, else 1 CPU."""
     env = os.environ
-    cpus = num_cpus if num_cpus is not None else float(env.get("MPIRT_NUM_CPUS", 1))
-    gpus = num_gpus if num_gpus is not None else float(env.get("MPIRT_NUM_GPUS", 0))
+    cpus = num_cpus
+    if cpus is None:
+        cpus = float(env.get("MPIRT_NUM_CPUS") or env.get("SLURM_CPUS_PER_TASK") or 1)
     custom = resources if resources is not None else json.loads(env.get("MPIRT_RESOURCES", "{}"))
     own = {"CPU": float(cpus)}
-    if gpus:
-        own["GPU"] = float(gpus)
+    if num_gpus:
+        own["GPU"] = float(num_gpus)
     own.update({k: float(v) for k, v in custom.items()})
     return own
 

@@ -8,6 +8,7 @@ import itertools
 import threading
 import time
 
+from . import tracing
 from .exceptions import ErrorPayload, GetTimeoutError
 from .object_ref import make_object_id, session_of
 from .objects import ObjectTable
@@ -71,6 +72,7 @@ class Runtime:
             shutdown=self._on_shutdown,
             shutdown_ack=self._on_shutdown_ack,
             query_reply=self._on_query_reply,
+            timeline_query=self._on_timeline_query,
         )
         self.transport.add_ticker(0.005, self._apply_ref_events)
         # Imported here to keep the module graph one-directional.
@@ -139,6 +141,7 @@ class Runtime:
             if waiter.done:
                 return [e.ready for e in entries]
             blocked = self._enter_blocked()
+            waited_from = tracing.now()
             try:
                 while not waiter.done:
                     remaining = None if deadline is None else deadline - time.monotonic()
@@ -150,6 +153,8 @@ class Runtime:
             finally:
                 if blocked:
                     self._exit_blocked()
+                tracing.record("wait", "get" if fail_fast else "wait", waited_from, tracing.now(),
+                                objects=len(refs))
             return [e.ready for e in entries]
 
     def _enter_blocked(self):
@@ -206,6 +211,9 @@ class Runtime:
             raise TimeoutError(f"rank {dest} did not answer {kind} within {timeout} s")
         with self.lock:
             return self._queries.pop(request_id)[1]
+
+    def _on_timeline_query(self, source, request_id):
+        self.send(source, ("query_reply", request_id, list(tracing.events)))
 
     def _on_query_reply(self, source, request_id, value):
         slot = self._queries.get(request_id)

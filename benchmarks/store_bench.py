@@ -1,0 +1,566 @@
+"""Object-store benchmarks: mpirt vs Ray, same code for both runtimes (numpy uint8 arrays).
+
+Measures, on ``init(num_cpus=2, object_store_memory=4 GiB)``:
+  1. ``rt.put`` of 1 MB, 100 MB and 1 GB arrays (GB/s, median of several puts, each ref
+     dropped before the next put). Steady state: the driver's store memory is touched once
+     beforehand and each size gets an untimed pass of the same puts, since the first write
+     to fresh shared memory page-faults (for both runtimes) and first-fit placement with
+     asynchronous frees would otherwise mix fresh and reused space in the timed puts,
+  2. ``rt.get`` from the driver of a 1 MB, 100 MB and 1 GB object the driver put (same
+     node): median time per get (us) and effective GB/s (size / time). The returned array
+     is dropped before the next get. mpirt's same-node get maps the store segment in
+     place (zero-copy, read-only view), so its time should not grow with the size,
+  3. a task taking a 100 MB argument (put beforehand, passed as an ObjectRef) and returning
+     its first byte (ms per call, median),
+  4. mpirt only: a cross-node get. A second mpirt child runs with MPIRT_RANKS_PER_NODE=2
+     (ranks 0-1, driver and scheduler, are "node 0"; ranks 2-3, the workers, "node 2"); a
+     task there returns a 100 MB / 1 GB array made there and the driver gets it, which
+     copies it over MPI RMA Get (GB/s). ``object_store_stats()["nodes"]`` must show
+     remote_gets > 0 on the driver's node. Ray has no equivalent on one machine (it would
+     need a real multi-node cluster), so its column reads "n/a".
+
+mpirt's object_store_memory is bytes per node, split equally over the node's ranks: 4
+ranks on one node (driver, scheduler, 2 workers) get 1 GiB each, enough for a 1 GB
+(10**9 bytes) object; with 2 ranks per node each rank gets 2 GiB. Sizes are decimal:
+1 GB = 10**9 bytes, GB/s = 10**9 bytes/s.
+
+Each runtime runs in its own fresh subprocess (the script re-invokes itself with
+``--runtime NAME``; the child prints its results as JSON on its last stdout line).
+Ray is optional: without it the Ray column reads "n/a".
+
+Run:  python benchmarks/store_bench.py            (full run, a few minutes)
+      python benchmarks/store_bench.py --quick    (1 MB / 10 MB / 100 MB, well under a minute)
+      python benchmarks/store_bench.py --runtimes mpirt
+
+Results go to benchmarks/results/store_bench.json (and store_bench.png if matplotlib
+is installed).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import core_bench  # noqa: E402  (process-tree helpers and number formatting)
+from core_bench import _cmdline, _family, _fmt, _kill_tree  # noqa: E402
+
+RESULTS_DIR = core_bench.RESULTS_DIR
+REPO_ROOT = core_bench.REPO_ROOT
+RESULT_MARKER = "store_bench_result"
+CHILD_TIMEOUT_S = 300
+NUM_CPUS = 2
+STORE_BYTES = 4 * 2**30
+XNODE_RANKS_PER_NODE = 2
+MB = 10**6
+GB = 10**9
+
+FULL = dict(sizes=[1 * MB, 100 * MB, 1 * GB], put_reps=[30, 10, 5], get_reps=[50, 30, 20],
+            task_arg_size=100 * MB, task_reps=20, xnode_sizes=[100 * MB, 1 * GB], xnode_reps=[10, 5])
+QUICK = dict(sizes=[1 * MB, 10 * MB, 100 * MB], put_reps=[10, 5, 3], get_reps=[20, 10, 10],
+             task_arg_size=10 * MB, task_reps=5, xnode_sizes=[10 * MB, 100 * MB], xnode_reps=[3, 3])
+
+CHILDREN = {"mpirt": "mpirt", "ray": "ray", "mpirt-xnode": "mpirt"}  # child name -> table column
+
+
+def _size_label(n):
+    return f"{n // GB} GB" if n >= GB and n % GB == 0 else f"{n / MB:g} MB"
+
+
+def workloads(cfg):
+    """(key, label, unit, higher_is_better, child that measures it) for the table."""
+    rows = []
+    for n in cfg["sizes"]:
+        rows.append((f"put_{n}", f"put {_size_label(n)}", "GB/s", True, None))
+    for n in cfg["sizes"]:
+        rows.append((f"get_us_{n}", f"get {_size_label(n)} (same node)*", "us/get", False, None))
+    for n in cfg["sizes"]:
+        rows.append((f"get_gbs_{n}", f"get {_size_label(n)} (same node)*", "GB/s eff.", True, None))
+    rows.append(("task_arg", f"task(ref to {_size_label(cfg['task_arg_size'])}) -> 1st byte", "ms/call", False, None))
+    for n in cfg["xnode_sizes"]:
+        rows.append((f"xnode_{n}", f"cross-node get {_size_label(n)} (RMA)**", "GB/s", True, "mpirt-xnode"))
+    return rows
+
+
+# --------------------------------------------------------------------------
+# child: run the workloads on one runtime
+# --------------------------------------------------------------------------
+def _import_runtime(name):
+    if name == "mpirt":
+        sys.path.insert(0, REPO_ROOT)
+        import mpirt as rt
+
+        rt.init(num_cpus=NUM_CPUS, object_store_memory=STORE_BYTES)
+        return rt
+    if name == "ray":
+        import logging
+
+        import ray as rt
+
+        rt.init(num_cpus=NUM_CPUS, object_store_memory=STORE_BYTES, include_dashboard=False,
+                logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
+        return rt
+    raise ValueError(f"unknown runtime {name!r}")
+
+
+def _array(n, fill=1):
+    import numpy as np
+
+    return np.full(n, fill, dtype=np.uint8)
+
+
+def _record(out, key, values, runs=None):
+    out[key] = {"value": statistics.median(values), "runs": values if runs is None else runs}
+
+
+def run_workloads(rt, cfg, driver_store_bytes):
+    import numpy as np
+
+    @rt.remote
+    def first_byte(a):
+        return int(a[0])
+
+    @rt.remote
+    def noop():
+        return None
+
+    # warm-up: workers started, task path hot, store path hot
+    rt.get([noop.remote() for _ in range(20)])
+    for _ in range(5):
+        value = rt.get(rt.put(_array(MB)))
+        del value
+
+    # Touch the driver's store memory once (~90% of it, in 100 MB objects held at the same
+    # time): fresh shared memory costs a page fault per page on first write, which would
+    # otherwise land in whichever timed puts happen to get fresh offsets.
+    chunk = min(100 * MB, max(cfg["sizes"]))
+    warm = [rt.put(_array(chunk)) for _ in range(int(0.9 * driver_store_bytes) // chunk)]
+    del warm
+    time.sleep(0.5)  # let the runtimes free them
+
+    out = {}
+
+    # 1. put: GB/s per size (the ref is dropped before the next put)
+    for n, reps in zip(cfg["sizes"], cfg["put_reps"]):
+        src = _array(n)
+        for _ in range(reps):  # untimed pass: the same puts, so the timed ones reuse warm space
+            ref = rt.put(src)
+            del ref
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            ref = rt.put(src)
+            times.append(time.perf_counter() - t0)
+            del ref
+        del src
+        _record(out, f"put_{n}", [n / t / GB for t in times])
+
+    # 2. get of an object the driver put (same node): us per get and effective GB/s
+    for n, reps in zip(cfg["sizes"], cfg["get_reps"]):
+        ref = rt.put(_array(n, 7))
+        value = rt.get(ref)  # warm-up
+        assert isinstance(value, np.ndarray) and value.nbytes == n and value[0] == 7 and value[-1] == 7
+        del value
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            value = rt.get(ref)
+            times.append(time.perf_counter() - t0)
+            del value  # drop the returned array before the next get
+        del ref
+        _record(out, f"get_us_{n}", [t * 1e6 for t in times])
+        _record(out, f"get_gbs_{n}", [n / t / GB for t in times])
+
+    # 3. task with a large ObjectRef argument, returning its first byte
+    n = cfg["task_arg_size"]
+    ref = rt.put(_array(n, 5))
+    for _ in range(3):  # warm-up
+        assert rt.get(first_byte.remote(ref)) == 5
+    times = []
+    for _ in range(cfg["task_reps"]):
+        t0 = time.perf_counter()
+        rt.get(first_byte.remote(ref))
+        times.append(time.perf_counter() - t0)
+    del ref
+    _record(out, "task_arg", [t * 1e3 for t in times])
+    return out
+
+
+def run_xnode(rt, cfg):
+    """mpirt only, under MPIRT_RANKS_PER_NODE=2: the driver gets arrays made on the other node."""
+    import numpy as np
+
+    @rt.remote
+    def make(n):
+        return _array(n, 3)
+
+    out = {}
+    nodes_before = rt.object_store_stats()["nodes"]
+    for n, reps in zip(cfg["xnode_sizes"], cfg["xnode_reps"]):
+        ref = make.remote(n)
+        rt.wait([ref], num_returns=1)
+        value = rt.get(ref)  # warm-up
+        assert isinstance(value, np.ndarray) and value.nbytes == n and value[0] == 3 and value[-1] == 3
+        del value
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            value = rt.get(ref)
+            times.append(time.perf_counter() - t0)
+            del value
+        del ref
+        _record(out, f"xnode_{n}", [n / t / GB for t in times])
+    stats = rt.object_store_stats()
+    driver_node = next(node for node, s in stats["nodes"].items() if 0 in s["ranks"])
+    remote = stats["nodes"][driver_node].get("remote_gets", 0)
+    expected = sum(reps + 1 for reps in cfg["xnode_reps"])
+    if remote <= 0:
+        raise AssertionError(f"no cross-node RMA get recorded on the driver's node: {stats['nodes']}")
+    return out, {"nodes_before": nodes_before, "nodes": stats["nodes"], "driver_node": driver_node,
+                 "driver_node_remote_gets": remote, "expected_remote_gets": expected}
+
+
+def _driver_store_bytes(rt, name):
+    """Store memory the driver's puts go to: its own segment (mpirt), the node's store (Ray)."""
+    if name == "mpirt":
+        return next(s["capacity_bytes"] for s in rt.object_store_stats()["ranks"] if s["rank"] == 0)
+    return STORE_BYTES
+
+
+def _store_report(rt, name):
+    """Spill figures at the end of a run (so spilling during the timed puts shows up)."""
+    try:
+        if name == "mpirt":
+            nodes = rt.object_store_stats()["nodes"]
+            return {"nodes": nodes, "spilled_objects": sum(s.get("spilled_objects", 0) for s in nodes.values())}
+        import glob
+
+        from ray._private import worker
+
+        session_dir = worker.global_worker.node.get_session_dir_path()
+        lines = []
+        for path in sorted(glob.glob(os.path.join(session_dir, "logs", "raylet*.out"))):
+            with open(path, errors="replace") as f:
+                lines += [line.strip() for line in f if "spill" in line.lower()]
+        return {"session_dir": session_dir, "spilled": lines[-5:], "spill_log_lines": len(lines)}
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def child_main(name, quick):
+    cfg = QUICK if quick else FULL
+    runtime = CHILDREN[name]
+    result = {RESULT_MARKER: True, "runtime": name, "config": cfg}
+    try:
+        if runtime == "ray":
+            try:
+                import ray  # noqa: F401
+            except ImportError as exc:
+                result.update(status="not installed", error=str(exc))
+                _emit(result)
+                return 0
+        if name == "mpirt-xnode":
+            result["ranks_per_node"] = os.environ.get("MPIRT_RANKS_PER_NODE")
+        t0 = time.perf_counter()
+        rt = _import_runtime(runtime)
+        result["init_s"] = time.perf_counter() - t0
+        result["version"] = getattr(rt, "__version__", "?")
+        try:
+            if name == "mpirt-xnode":
+                result["results"], result["xnode"] = run_xnode(rt, cfg)
+            else:
+                result["results"] = run_workloads(rt, cfg, _driver_store_bytes(rt, runtime))
+            result["store"] = _store_report(rt, runtime)
+            result["status"] = "ok"
+        finally:
+            import resource
+
+            result["driver_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            t0 = time.perf_counter()
+            rt.shutdown()
+            result["shutdown_s"] = time.perf_counter() - t0
+    except Exception as exc:  # report, don't crash the table
+        import traceback
+
+        traceback.print_exc()
+        result.update(status="error", error=f"{type(exc).__name__}: {exc}")
+    _emit(result)
+    return 0
+
+
+def _emit(result):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.stdout.write("\n" + json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+# --------------------------------------------------------------------------
+# parent: run each runtime in a fresh subprocess, print the table
+# --------------------------------------------------------------------------
+def _mem_available():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+class _MemWatch:
+    """Peak drop of the machine's MemAvailable while a child runs (store shm included)."""
+
+    def __init__(self):
+        self.base = _mem_available()
+        self.low = self.base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(0.1):
+            now = _mem_available()
+            if now is not None and self.low is not None:
+                self.low = min(self.low, now)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        if self.base is None or self.low is None:
+            return None
+        return (self.base - self.low) / GB
+
+
+def run_child(name, quick, timeout):
+    cmd = [sys.executable, os.path.abspath(__file__), "--runtime", name] + (["--quick"] if quick else [])
+    env = dict(os.environ)
+    env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    env.setdefault("RAY_DEDUP_LOGS", "0")
+    env["PYTHONUNBUFFERED"] = "1"
+    if name == "mpirt-xnode":
+        env["MPIRT_RANKS_PER_NODE"] = str(XNODE_RANKS_PER_NODE)
+    else:
+        env.pop("MPIRT_RANKS_PER_NODE", None)
+    watch = _MemWatch()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, cwd=REPO_ROOT, env=env)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        _kill_tree(proc)
+        stdout, stderr = proc.communicate()
+        timed_out = True
+    wall = time.perf_counter() - t0
+    # helpers (e.g. Open MPI's prte daemon, Ray's raylet) may take a few seconds to exit on
+    # their own; whatever is still alive in the child's session after that is a leak: kill it
+    deadline = time.monotonic() + 15
+    while _family(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    leftovers = {pid: _cmdline(pid) for pid in sorted(_family(proc.pid))}
+    if leftovers:
+        _kill_tree(proc)
+    peak_mem = watch.stop()
+
+    result = None
+    for line in reversed(stdout.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(obj, dict) and obj.get(RESULT_MARKER):
+                result = obj
+                break
+    if result is None:
+        result = {"runtime": name, "status": "timeout" if timed_out else "error",
+                  "error": f"no result from child (exit code {proc.returncode})"
+                           + (f", killed after {timeout} s" if timed_out else "")}
+    result.pop(RESULT_MARKER, None)
+    result["wall_s"] = wall
+    result["returncode"] = proc.returncode
+    result["peak_mem_gb"] = peak_mem
+    if leftovers:
+        result["leftover_pids_killed"] = leftovers
+    extra_stdout = [l for l in stdout.splitlines() if l.strip() and RESULT_MARKER not in l]
+    if extra_stdout:
+        result["stdout_tail"] = extra_stdout[-20:]
+    if stderr.strip():
+        result["stderr_tail"] = stderr.strip().splitlines()[-30:]
+    return result
+
+
+def _value(res, key):
+    if not res or res.get("status") != "ok":
+        return None
+    entry = res.get("results", {}).get(key)
+    return entry["value"] if entry else None
+
+
+def _ratio(m, r, higher_is_better):
+    if m is None or r is None or m <= 0 or r <= 0:
+        return None
+    return m / r if higher_is_better else r / m
+
+
+def _cell(all_results, column, child, key):
+    if column == "ray" and child == "mpirt-xnode":
+        return None
+    return _value(all_results.get(child or column), key)
+
+
+def print_table(all_results, cfg):
+    sizes = ", ".join(_size_label(n) for n in cfg["sizes"])
+    print(f"mpirt vs Ray object store benchmark (num_cpus={NUM_CPUS}, object_store_memory=4 GiB, numpy uint8; "
+          f"sizes {sizes}; medians; 1 GB = 10**9 bytes)")
+    print("ratio = mpirt/ray oriented so that > 1 means mpirt is better (faster / higher throughput)")
+    rows = [("workload", "unit", "mpirt", "ray", "mpirt/ray")]
+    for key, label, unit, hib, child in workloads(cfg):
+        m = _cell(all_results, "mpirt", child, key)
+        r = _cell(all_results, "ray", child, key)
+        ratio = _ratio(m, r, hib)
+        rows.append((label, unit, _fmt(m), _fmt(r), "n/a" if ratio is None else f"{ratio:.2f}x"))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for i, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])] + [c.rjust(w) for c, w in zip(row[2:], widths[2:])]
+        print(" | ".join(cells))
+        if i == 0:
+            print("-+-".join("-" * w for w in widths))
+    print("*  same-node get from the driver of an object it put; the returned array is dropped before the next get. "
+          "mpirt's same-node get is zero-copy (a read-only view of the store segment), so its time per get should "
+          "not grow with the size; 'GB/s eff.' = size / time, not a memory bandwidth.")
+    print("Puts are timed in steady state: after one untimed pass that touches ~90% of the driver's store memory "
+          "and an untimed pass of the same puts (first writes to fresh shared memory page-fault, for both runtimes).")
+    print(f"** mpirt only: separate child with MPIRT_RANKS_PER_NODE={XNODE_RANKS_PER_NODE} (driver + scheduler = "
+          "node 0, the 2 workers = node 2); a worker task makes the array, the driver's get copies it with MPI RMA "
+          "Get. Ray: n/a (cross-node needs a real multi-node cluster).")
+    for name in ("mpirt", "mpirt-xnode", "ray"):
+        res = all_results.get(name)
+        if res is None:
+            continue
+        status = res.get("status")
+        mem = res.get("peak_mem_gb")
+        mem_txt = f", peak machine memory in use +{mem:.1f} GB" if mem is not None else ""
+        if status == "ok":
+            print(f"{name} {res.get('version', '?')}: init {res.get('init_s', 0):.2f} s, "
+                  f"shutdown {res.get('shutdown_s', 0):.2f} s, child wall {res['wall_s']:.1f} s{mem_txt}")
+        elif status == "not installed":
+            print(f"{name}: not installed (pip install 'ray==2.*' to compare)")
+        else:
+            print(f"{name}: {status}: {res.get('error')}")
+            for line in res.get("stderr_tail", [])[-10:]:
+                print(f"  | {line}")
+        store = res.get("store") or {}
+        if name == "mpirt" and store.get("spilled_objects"):
+            print(f"{name}: WARNING: {store['spilled_objects']} object(s) spilled to disk during the run")
+        if name == "ray":
+            if store.get("spill_log_lines"):
+                print(f"{name}: WARNING: {store['spill_log_lines']} raylet log line(s) mention spilling, e.g.:")
+            for line in store.get("spilled", []):
+                print(f"{name}:   {line[:200]}")
+            if store.get("error"):
+                print(f"{name}: could not read the raylet log for spilling: {store['error']}")
+        xnode = res.get("xnode")
+        if xnode:
+            node = xnode["nodes"][str(xnode["driver_node"])]  # JSON turned the node ids into strings
+            print(f"{name}: object_store_stats()['nodes'] on the driver's node {xnode['driver_node']} "
+                  f"(ranks {node['ranks']}): remote_gets={node.get('remote_gets')} "
+                  f"(expected {xnode['expected_remote_gets']}), remote_get_bytes={node.get('remote_get_bytes'):,}")
+            print(f"{name}: nodes = {json.dumps(xnode['nodes'])}")
+        if res.get("leftover_pids_killed"):
+            print(f"{name}: killed {len(res['leftover_pids_killed'])} process(es) still alive 15 s after the child "
+                  f"exited: {', '.join(res['leftover_pids_killed'].values())}")
+
+
+def save_plot(all_results, cfg, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception:
+        return False
+    rows = workloads(cfg)
+    if not any(all_results.get(n, {}).get("status") == "ok" for n in CHILDREN):
+        return False
+    fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 3.5))
+    for ax, (key, label, unit, hib, child) in zip(axes, rows):
+        names = ["mpirt", "ray"]
+        vals = [_cell(all_results, n, child, key) or 0 for n in names]
+        ax.bar(names, vals, color=["tab:blue", "tab:orange"])
+        ax.set_title(label, fontsize=7)
+        ax.set_ylabel(unit + (" (higher is better)" if hib else " (lower is better)"), fontsize=7)
+        if key.startswith("get_"):
+            ax.set_yscale("log")
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (1 MB / 10 MB / 100 MB), for smoke runs")
+    parser.add_argument("--runtimes", default="mpirt,ray", help="comma-separated: mpirt,ray "
+                        "(mpirt includes the cross-node child)")
+    parser.add_argument("--runtime", help=argparse.SUPPRESS)  # internal: child mode
+    parser.add_argument("--timeout", type=int, default=CHILD_TIMEOUT_S, help="per-child timeout in seconds")
+    args = parser.parse_args(argv)
+
+    if args.runtime:
+        if args.runtime not in CHILDREN:
+            parser.error(f"unknown child runtime {args.runtime!r}")
+        return child_main(args.runtime, args.quick)
+
+    names = [n.strip() for n in args.runtimes.split(",") if n.strip()]
+    for n in names:
+        if n not in ("mpirt", "ray"):
+            parser.error(f"unknown runtime {n!r} (choose from mpirt, ray)")
+    children = []
+    for n in names:
+        children += ["mpirt", "mpirt-xnode"] if n == "mpirt" else [n]
+    all_results = {}
+    for n in children:
+        print(f"running {n} ...", file=sys.stderr, flush=True)
+        all_results[n] = run_child(n, args.quick, args.timeout)
+
+    cfg = QUICK if args.quick else FULL
+    print_table(all_results, cfg)
+
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    rows = workloads(cfg)
+    doc = {
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "quick": args.quick,
+        "num_cpus": NUM_CPUS,
+        "object_store_memory": STORE_BYTES,
+        "config": cfg,
+        "python": sys.version.split()[0],
+        "workloads": [{"key": k, "label": l, "unit": u, "higher_is_better": h, "child": c or "mpirt/ray"}
+                      for k, l, u, h, c in rows],
+        "runtimes": all_results,
+        "ratio_mpirt_over_ray": {k: _ratio(_cell(all_results, "mpirt", c, k), _cell(all_results, "ray", c, k), h)
+                                 for k, _, _, h, c in rows},
+    }
+    json_path = os.path.join(RESULTS_DIR, "store_bench.json")
+    with open(json_path, "w") as f:
+        json.dump(doc, f, indent=2)
+    written = [json_path]
+    png_path = os.path.join(RESULTS_DIR, "store_bench.png")
+    if save_plot(all_results, cfg, png_path):
+        written.append(png_path)
+    print("wrote " + ", ".join(os.path.relpath(p, REPO_ROOT) for p in written))
+    return 0 if all(r.get("status") in ("ok", "not installed") for r in all_results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Resources: accounting, GPUs (faked counts), custom and Slurm-given resources, nodes(), timeline."""
+import json
+import time
+
+import mpirt
+
+from conftest import run_app
+
+
+def _wait_for(predicate, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_available_resources_follow_running_tasks(rt):
+    @mpirt.remote
+    def hold(seconds):
+        time.sleep(seconds)
+
+    assert _wait_for(lambda: rt.available_resources()["CPU"] == 2.0)
+    refs = [hold.remote(1.5) for _ in range(2)]
+    assert _wait_for(lambda: rt.available_resources()["CPU"] == 0.0, 5)
+    rt.get(refs)
+    assert _wait_for(lambda: rt.available_resources()["CPU"] == 2.0)
+    assert rt.cluster_resources() == {"CPU": 2.0}
+
+
+def test_nodes_and_timeline(rt, tmp_path):
+    nodes = rt.nodes()
+    assert len(nodes) == 1 and nodes[0]["Alive"]
+    assert nodes[0]["Ranks"] == [0, 1, 2, 3] and nodes[0]["Resources"] == {"CPU": 2.0}
+
+    @mpirt.remote
+    def traced_square(x):
+        return x * x
+
+    @mpirt.remote
+    class TracedActor:
+        def poke(self):
+            return 1
+
+    rt.get([traced_square.remote(i) for i in range(5)])
+    actor = TracedActor.remote()
+    rt.get(actor.poke.remote())
+    path = tmp_path / "trace.json"
+    rt.timeline(str(path))
+    trace = json.loads(path.read_text())
+    spans = [e for e in trace if e["ph"] == "X"]
+    assert sum(e["name"] == "traced_square" for e in spans) >= 5
+    assert any(e["name"] == "TracedActor.poke" and e["cat"] == "actor" for e in spans)
+    assert any(e["cat"] == "wait" and e["pid"] == 0 for e in spans)
+    assert all(e["dur"] >= 0 and e["pid"] in (0, 1, 2, 3) for e in spans)
+    names = {e["args"]["name"] for e in trace if e["ph"] == "M"}
+    assert "rank 0 (driver)" in names and "rank 2 (worker)" in names
+
+
+GPU_APP = """
+import os, mpirt as ray
+ray.init(num_cpus=2)          # MPIRT_NODE_GPUS=4 fakes a node with 4 GPUs
+@ray.remote(num_gpus=1)
+def one():
+    return ray.get_gpu_ids(), os.environ["CUDA_VISIBLE_DEVICES"]
+@ray.remote(num_gpus=0.5)
+def half():
+    return tuple(ray.get_gpu_ids())
+@ray.remote
+def none():
+    return ray.get_gpu_ids()
+@ray.remote(num_gpus=2)
+class GpuActor:
+    def ids(self):
+        return ray.get_gpu_ids()
+print("resources", ray.cluster_resources())
+print("one", sorted(ray.get([one.remote() for _ in range(2)])))
+print("half", sorted(set(ray.get([half.remote() for _ in range(4)]))))
+print("none", ray.get(none.remote()))
+print("actor", ray.get(GpuActor.remote().ids.remote()))
+try:
+    one.options(num_gpus=3).remote()
+except ValueError as exc:
+    print("infeasible", "GPU=3" in str(exc))
+print("nodes", ray.nodes()[0]["GPUIds"])
+"""
+
+
+def test_gpu_assignment_with_faked_gpus(tmp_path):
+    proc = run_app(tmp_path, GPU_APP, env={"MPIRT_NODE_GPUS": "4"})
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "resources {'CPU': 2.0, 'GPU': 4.0}" in out
+    assert "one [([0, 2], '0,2'), ([1, 3], '1,3')]" in out  # dealt round-robin by node-local rank
+    assert "half [(0, 2), (1, 3)]" in out
+    assert "none []" in out
+    assert "actor [0, 2]" in out or "actor [1, 3]" in out
+    assert "infeasible True" in out
+
+
+MPIRUN_RESOURCES_APP = """
+import os, mpirt as ray
+ray.init()
+@ray.remote(resources={"disk": 1}, num_gpus=1)
+def where():
+    return os.environ["CUDA_VISIBLE_DEVICES"], ray.get_gpu_ids()
+print("resources", sorted(ray.cluster_resources().items()))
+print("gpu tasks", sorted(ray.get([where.remote() for _ in range(4)])))
+print("nodes", [(n["Ranks"], sorted(n["Resources"].items())) for n in ray.nodes()])
+"""
+
+
+def test_per_rank_resources_from_environment_and_slurm_under_mpirun(tmp_path):
+    env = {"MPIRT_NUM_GPUS": "1", "MPIRT_RESOURCES": '{"disk": 2}', "SLURM_CPUS_PER_TASK": "2",
+           "MPIRT_NODE_GPUS": "2"}
+    proc = run_app(tmp_path, MPIRUN_RESOURCES_APP, ranks=4, env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "resources [('CPU', 4.0), ('GPU', 2.0), ('disk', 4.0)]" in out  # 2 worker ranks x (2 CPU, 1 GPU, 2 disk)
+    assert "('0', [0])" in out and "('1', [1])" in out

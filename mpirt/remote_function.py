@@ -60,6 +60,7 @@ class RemoteFunction:
         self._signature = _signature(function)
         self._descriptor = None
         self._descriptor_pid = None
+        self._default_shape = None
         functools.update_wrapper(self, function)
 
     def __call__(self, *args, **kwargs):
@@ -92,6 +93,16 @@ class RemoteFunction:
             self._descriptor_pid = os.getpid()
         return self._descriptor
 
+    def _shape(self, options):
+        """The resource shape and its key; computed once for the decorator's own options."""
+        if options is self._options and self._default_shape is not None:
+            return self._default_shape
+        shape = make_shape(options["num_cpus"], options["num_gpus"], options["resources"])
+        result = (shape, shape_key(shape))
+        if options is self._options:
+            self._default_shape = result
+        return result
+
     def _submit(self, args, kwargs, options):
         from .api import put
         from .launch import runtime_for_call
@@ -104,11 +115,11 @@ class RemoteFunction:
                 bound = self._signature.bind(*args, **kwargs)
             except TypeError as exc:
                 raise TypeError(f"{name}.remote(): {exc}") from None
-        shape = make_shape(options["num_cpus"], options["num_gpus"], options["resources"])
-        rt.cluster.check_feasible(shape, what=f"task {name}")
+        shape, key = self._shape(options)
+        rt.cluster.check_feasible(shape, what=f"task {name}", key=key)
         args_blob, dep_refs = pack_arguments(name, bound, args, kwargs, put, INLINE_THRESHOLD)
         refs = rt.submitter.submit(
-            self._descriptor_for_process(), args_blob, dep_refs, options["num_returns"], shape_key(shape), shape,
+            self._descriptor_for_process(), args_blob, dep_refs, options["num_returns"], key, shape,
             options["max_retries"], _retry_spec(options["retry_exceptions"]), name,
         )
         num_returns = options["num_returns"]

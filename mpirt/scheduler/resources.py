@@ -47,6 +47,7 @@ class ClusterView:
     def __init__(self, resources_by_rank):
         self.resources_by_rank = {int(r): dict(res) for r, res in resources_by_rank.items()}
         self.worker_ranks = sorted(r for r, res in self.resources_by_rank.items() if res)
+        self._feasible = set()  # shape keys known to fit somewhere (the cluster does not change)
 
     def totals(self):
         total = {}
@@ -55,9 +56,13 @@ class ClusterView:
                 total[name] = total.get(name, 0.0) + amount
         return total
 
-    def check_feasible(self, shape, what="task"):
+    def check_feasible(self, shape, what="task", key=None):
         """Raise if no single rank could ever run ``shape``."""
+        if key is not None and key in self._feasible:
+            return
         if any(fits(res, shape) for res in self.resources_by_rank.values()):
+            if key is not None:
+                self._feasible.add(key)
             return
         from ..exceptions import InfeasibleResourceError
 

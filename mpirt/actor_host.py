@@ -10,13 +10,13 @@ import asyncio
 import collections
 import inspect
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from . import tracing
 from .exceptions import ActorDiedError, ErrorPayload, TaskError
 from .executor import as_task_failure, error_blobs, resolve_arguments, serialize_returns
 from .runtime import HEAD_RANK, task_context
 from .serialization import loads
+from .threads import WorkerThreads
 
 
 class ActorExit(BaseException):
@@ -63,10 +63,8 @@ class ActorHost:
         if actor.is_async:
             actor.loop = asyncio.new_event_loop()
             threading.Thread(target=actor.loop.run_forever, name=f"mpirt-actor-{cls.__name__}", daemon=True).start()
-            actor.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mpirt-actor-{cls.__name__}-args")
         else:
-            actor.pool = ThreadPoolExecutor(max_workers=options["max_concurrency"],
-                                            thread_name_prefix=f"mpirt-actor-{cls.__name__}")
+            actor.pool = WorkerThreads(f"mpirt-actor-{cls.__name__}", options["max_concurrency"])
         if failed_blob is not None:
             self._die(actor, ActorDiedError(f"actor {cls.__name__} could not be created: a constructor argument "
                                             "failed", cause=_exception_of(failed_blob)))
@@ -109,7 +107,8 @@ class ActorHost:
         actor.instance = None
         if actor.loop is not None:
             actor.loop.call_soon_threadsafe(actor.loop.stop)
-        actor.pool.shutdown(wait=False)
+        else:
+            actor.pool.stop()
         self.rt.send(HEAD_RANK, ("actor_dead", actor.actor_id))
 
     def _submit(self, actor, fn, *args):
@@ -120,10 +119,7 @@ class ActorHost:
             else:
                 actor.loop.call_soon_threadsafe(fn, *args)
         else:
-            try:
-                actor.pool.submit(fn, *args)
-            except RuntimeError:  # the pool is shut down: the actor died meanwhile
-                pass
+            actor.pool.submit(fn, *args)
 
     def _reply(self, caller, call_id, blobs, is_error):
         self.rt.send(caller, ("actor_done", call_id, blobs, is_error))
@@ -179,7 +175,7 @@ class ActorHost:
         started = tracing.now()
         try:
             loop = asyncio.get_running_loop()
-            args, kwargs = await loop.run_in_executor(actor.pool, resolve_arguments, self.rt, args_blob, inlined)
+            args, kwargs = await loop.run_in_executor(None, resolve_arguments, self.rt, args_blob, inlined)
             task_context.label = label
             task_context.num_gpus = actor.num_gpus
             result = getattr(actor.instance, method)(*args, **kwargs)

@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 
 from . import tracing
 from .exceptions import ErrorPayload, TaskCancelledError, make_task_error
@@ -20,6 +19,7 @@ from .object_ref import ObjectRef
 from .runtime import HEAD_RANK, task_context
 from .serialization import dumps, loads, unpack_arguments
 from .store.manager import ObjectStoreFullError, encode
+from .threads import WorkerThreads
 
 
 class LeaseSlot:
@@ -58,7 +58,7 @@ class TaskExecutor:
         self.slots = {}
         self.running = {}
         self.functions = {}
-        self.pool = ThreadPoolExecutor(max_workers=100000, thread_name_prefix="mpirt-task")
+        self.pool = WorkerThreads("mpirt-task")
         runtime.handlers.update(task=self._on_task, cancel=self._on_cancel, steal=self._on_steal)
 
     # -- under runtime.lock ------------------------------------------------

@@ -41,7 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS_DIR = os.path.join(HERE, "results")
 REPO_ROOT = os.path.dirname(HERE)
 RESULT_MARKER = "core_bench_result"
-CHILD_TIMEOUT_S = 300
+CHILD_TIMEOUT_S = 600
 NUM_CPUS = 2
 
 # key, label, unit, higher_is_better
@@ -61,7 +61,7 @@ WORKLOADS = [
 
 FULL = dict(sync_n=2000, async_n=10_000, put_get_n=5000, put_n=10_000, wait_n=1000,
             actor_sync_n=2000, actor_async_n=5000, actor_nn_n=5000, actor_nn_sync_n=2000,
-            client_tasks_n=10_000, repeats=5)
+            client_tasks_n=6000, repeats=5)
 QUICK = dict(sync_n=200, async_n=1000, put_get_n=500, put_n=1000, wait_n=1000,
              actor_sync_n=200, actor_async_n=1000, actor_nn_n=1000, actor_nn_sync_n=200,
              client_tasks_n=1000, repeats=2)
@@ -481,7 +481,16 @@ def print_table(all_results, cfg):
                   f"exited: {', '.join(res['leftover_pids_killed'].values())}")
 
 
-def save_plot(all_results, path):
+def _versions(all_results):
+    return " vs ".join(f"{n} {all_results.get(n, {}).get('version', '?')}" for n in ("mpirt", "ray"))
+
+
+def save_ratio_plot(rows, path, title):
+    """Horizontal bars of the mpirt/ray ratio per workload (log x, lines at 1x and 10x).
+
+    ``rows``: (label, ratio or None) in table order; None (n/a) rows are skipped.
+    Returns False when matplotlib is missing or there is nothing to plot.
+    """
     try:
         import matplotlib
 
@@ -489,20 +498,39 @@ def save_plot(all_results, path):
         import matplotlib.pyplot as plt
     except Exception:
         return False
-    names = [n for n in ("mpirt", "ray") if all_results.get(n, {}).get("status") == "ok"]
-    if not names:
+    rows = [(label, ratio) for label, ratio in rows if ratio is not None and ratio > 0]
+    if not rows:
         return False
-    fig, axes = plt.subplots(1, len(WORKLOADS), figsize=(3 * len(WORKLOADS), 3.5))
-    for ax, (key, label, unit, hib) in zip(axes, WORKLOADS):
-        vals = [_value(all_results[n], key) or 0 for n in names]
-        ax.bar(names, vals, color=["tab:blue", "tab:orange"][:len(names)])
-        ax.set_title(label, fontsize=8)
-        ax.set_ylabel(unit + (" (higher is better)" if hib else " (lower is better)"), fontsize=8)
-        ax.tick_params(labelsize=8)
+    labels = [label for label, _ in rows][::-1]  # first table row at the top
+    ratios = [ratio for _, ratio in rows][::-1]
+    fig, ax = plt.subplots(figsize=(9, 0.42 * len(rows) + 1.4))
+    colors = ["tab:green" if r >= 1 else "tab:red" for r in ratios]
+    ax.barh(range(len(rows)), ratios, color=colors, height=0.6)
+    ax.set_xscale("log")
+    lo = min(min(ratios), 1.0) / 1.6
+    hi = max(max(ratios), 10.0) * 2.5
+    ax.set_xlim(lo, hi)
+    for x, style in ((1, "-"), (10, "--")):
+        ax.axvline(x, color="black" if x == 1 else "gray", linestyle=style, linewidth=1)
+    for y, r in enumerate(ratios):
+        ax.text(r * 1.08, y, f"{r:.2f}x" if r < 10 else f"{r:.1f}x", va="center", fontsize=8)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_xlabel("mpirt / ray (> 1: mpirt better; log scale, lines at 1x and 10x)", fontsize=9)
+    ax.set_title(title, fontsize=10)
+    ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def save_plot(all_results, cfg, path):
+    rows = [(f"{label} ({unit})", _ratio(_value(all_results.get("mpirt"), key), _value(all_results.get("ray"), key), hib))
+            for key, label, unit, hib in WORKLOADS]
+    title = (f"core API: {_versions(all_results)}, num_cpus={NUM_CPUS}, median of {cfg['repeats']}"
+             + (" (quick run)" if cfg is QUICK else ""))
+    return save_ratio_plot(rows, path, title)
 
 
 def main(argv=None):
@@ -545,7 +573,7 @@ def main(argv=None):
         json.dump(doc, f, indent=2)
     written = [json_path]
     png_path = os.path.join(RESULTS_DIR, "core_bench.png")
-    if save_plot(all_results, png_path):
+    if save_plot(all_results, cfg, png_path):
         written.append(png_path)
     print("wrote " + ", ".join(os.path.relpath(p, REPO_ROOT) for p in written))
     return 0 if all(r.get("status") in ("ok", "not installed") for r in all_results.values()) else 1

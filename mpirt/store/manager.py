@@ -12,6 +12,7 @@ object (``reachability.py``) and no reader still holds a view ("pins", which
 readers report to the owner, on the same channel as their reference notices).
 """
 import itertools
+import pickle
 import os
 import shutil
 import tempfile
@@ -52,11 +53,16 @@ class StoreLocation:
         return f"StoreLocation({self.size} bytes at {where})"
 
 
+_PLAIN_TYPES = (type(None), bool, int, float, str, bytes)
+
+
 def encode(value, store):
     """Serialize ``value`` for the object table: bytes if small, else a StoreLocation.
 
     References pickled here pin what they point to (the value may be read many times).
     """
+    if type(value) in _PLAIN_TYPES and (not isinstance(value, (str, bytes)) or len(value) <= INLINE_THRESHOLD):
+        return pickle.dumps(value, protocol=5)  # the common small results, without cloudpickle's set-up
     buffers = []
     pickling_context.stored = True
     try:

@@ -22,11 +22,12 @@ Each runtime runs in its own fresh subprocess (the script re-invokes itself with
 Ray is optional: without it the Ray column reads "n/a".
 
 Run:  python benchmarks/core_bench.py            (full run)
-      python benchmarks/core_bench.py --quick    (smoke run, well under 30 s)
+      python benchmarks/core_bench.py --quick    (smoke run, about 30 s with Ray)
+      Full run: a few minutes, most of it Ray (~1-4k ops/s on 2 cores).
       python benchmarks/core_bench.py --runtimes mpirt
 
-Results go to benchmarks/results/core_bench.json (and core_bench.png if matplotlib
-is installed).
+Results go to benchmarks/results/core_bench.json and, if matplotlib is installed,
+core_bench.png (horizontal bars of the mpirt/ray ratio per workload, log scale).
 """
 import argparse
 import json
@@ -496,6 +497,7 @@ def save_ratio_plot(rows, path, title):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except Exception:
         return False
     rows = [(label, ratio) for label, ratio in rows if ratio is not None and ratio > 0]
@@ -507,6 +509,7 @@ def save_ratio_plot(rows, path, title):
     colors = ["tab:green" if r >= 1 else "tab:red" for r in ratios]
     ax.barh(range(len(rows)), ratios, color=colors, height=0.6)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}x"))
     lo = min(min(ratios), 1.0) / 1.6
     hi = max(max(ratios), 10.0) * 2.5
     ax.set_xlim(lo, hi)

@@ -32,8 +32,8 @@ Run:  python benchmarks/store_bench.py            (full run, a few minutes)
       python benchmarks/store_bench.py --quick    (1 MB / 10 MB / 100 MB, well under a minute)
       python benchmarks/store_bench.py --runtimes mpirt
 
-Results go to benchmarks/results/store_bench.json (and store_bench.png if matplotlib
-is installed).
+Results go to benchmarks/results/store_bench.json and, if matplotlib is installed,
+store_bench.png (horizontal bars of the mpirt/ray ratio per workload, log scale).
 """
 import argparse
 import json
@@ -482,30 +482,14 @@ def print_table(all_results, cfg):
 
 
 def save_plot(all_results, cfg, path):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except Exception:
-        return False
-    rows = workloads(cfg)
-    if not any(all_results.get(n, {}).get("status") == "ok" for n in CHILDREN):
-        return False
-    fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 3.5))
-    for ax, (key, label, unit, hib, child) in zip(axes, rows):
-        names = ["mpirt", "ray"]
-        vals = [_cell(all_results, n, child, key) or 0 for n in names]
-        ax.bar(names, vals, color=["tab:blue", "tab:orange"])
-        ax.set_title(label, fontsize=7)
-        ax.set_ylabel(unit + (" (higher is better)" if hib else " (lower is better)"), fontsize=7)
-        if key.startswith("get_"):
-            ax.set_yscale("log")
-        ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    """mpirt/ray ratio per workload; the mpirt-only cross-node rows have no ratio and are left out."""
+    rows = [(f"{label.rstrip('*')} ({unit})",
+             _ratio(_cell(all_results, "mpirt", child, key), _cell(all_results, "ray", child, key), hib))
+            for key, label, unit, hib, child in workloads(cfg)]
+    versions = core_bench._versions(all_results)
+    title = (f"object store: {versions}, object_store_memory=4 GiB"
+             + (" (quick run)" if cfg is QUICK else "") + "; cross-node rows: mpirt only, not plotted")
+    return core_bench.save_ratio_plot(rows, path, title)
 
 
 def main(argv=None):

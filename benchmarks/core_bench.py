@@ -14,16 +14,16 @@ Measures, on ``init(num_cpus=2)``:
   6. async tasks from many clients: 2 client tasks (``num_cpus=0``, so the no-op tasks get
      both CPUs), each submitting N/2 no-op tasks and getting them all (total tasks/s).
 
-Together with store_bench.py this covers Ray's own microbenchmark set (``ray microbenchmark``:
-single/multi client tasks and put/get, 1:1 and n:n actor calls sync/async, wait).
+Together with store_bench.py this covers the core of Ray's own microbenchmark set
+(``ray microbenchmark``: single/multi client tasks, put/get, 1:1 and n:n actor calls
+sync/async, wait).
 
 Each runtime runs in its own fresh subprocess (the script re-invokes itself with
 ``--runtime NAME``; the child prints its results as JSON on its last stdout line).
 Ray is optional: without it the Ray column reads "n/a".
 
-Run:  python benchmarks/core_bench.py            (full run)
+Run:  python benchmarks/core_bench.py            (full run, ~2.5 min on 2 cores, mostly Ray)
       python benchmarks/core_bench.py --quick    (smoke run, about 30 s with Ray)
-      Full run: a few minutes, most of it Ray (~1-4k ops/s on 2 cores).
       python benchmarks/core_bench.py --runtimes mpirt
 
 Results go to benchmarks/results/core_bench.json and, if matplotlib is installed,
@@ -516,7 +516,8 @@ def save_ratio_plot(rows, path, title):
     for x, style in ((1, "-"), (10, "--")):
         ax.axvline(x, color="black" if x == 1 else "gray", linestyle=style, linewidth=1)
     for y, r in enumerate(ratios):
-        ax.text(r * 1.08, y, f"{r:.2f}x" if r < 10 else f"{r:.1f}x", va="center", fontsize=8)
+        ax.text(r * 1.08, y, f"{r:.2f}x" if r < 10 else f"{r:.1f}x", va="center", fontsize=8,
+                bbox=dict(facecolor="white", edgecolor="none", alpha=0.8, pad=1))
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels(labels, fontsize=8)
     ax.set_xlabel("mpirt / ray (> 1: mpirt better; log scale, lines at 1x and 10x)", fontsize=9)

@@ -121,7 +121,6 @@ def run_workloads(rt, n_tasks, n_calls, repeats):
     out = {}
     out["tasks"] = timed(lambda: rt.get([noop.remote() for _ in range(n_tasks)]), n_tasks)
     out["actor_calls"] = timed(lambda: rt.get([actor.noop.remote() for _ in range(n_calls)]), n_calls)
-    del actor
     return out
 
 

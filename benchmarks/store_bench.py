@@ -488,7 +488,7 @@ def save_plot(all_results, cfg, path):
             for key, label, unit, hib, child in workloads(cfg)]
     versions = core_bench._versions(all_results)
     title = (f"object store: {versions}, object_store_memory=4 GiB"
-             + (" (quick run)" if cfg is QUICK else "") + "; cross-node rows: mpirt only, not plotted")
+             + (" (quick run)" if cfg is QUICK else "") + "\ncross-node rows: mpirt only, not plotted")
     return core_bench.save_ratio_plot(rows, path, title)
 
 

@@ -4,6 +4,7 @@ import inspect
 from .actor_caller import handle_events
 from .actor_host import ActorExit
 from .api import put
+from .launch import runtime_for_call
 from .remote_function import validate_resource_options
 from .scheduler.resources import make_shape
 from .store.manager import INLINE_THRESHOLD
@@ -104,8 +105,6 @@ class ActorClass:
         return _Bound()
 
     def _create(self, args, kwargs, options):
-        from .launch import runtime_for_call
-
         rt = runtime_for_call()
         name = self._cls.__name__
         bound = _bind(self._init_signature, f"{name}.remote()", args, kwargs)
@@ -211,8 +210,6 @@ class ActorMethod:
         return _Bound()
 
     def _submit(self, args, kwargs, num_returns):
-        from .launch import runtime_for_call
-
         rt = runtime_for_call()
         handle = self._handle
         label = f"{handle._class_name}.{self._name}"
@@ -239,16 +236,30 @@ def _method_signature(function):
 def _bind(signature, where, args, kwargs):
     if signature is None:
         return None
+    if not args and not kwargs and not _required_parameters(signature):
+        return None  # the common no-argument call needs no binding
     try:
         return signature.bind(*args, **kwargs)
     except TypeError as exc:
         raise TypeError(f"{where}: {exc}") from None
 
 
+_REQUIRED = {}
+
+
+def _required_parameters(signature):
+    """Whether ``signature`` has parameters without defaults (cached per signature)."""
+    required = _REQUIRED.get(signature)
+    if required is None:
+        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                 inspect.Parameter.KEYWORD_ONLY)
+        required = _REQUIRED[signature] = any(
+            p.default is inspect.Parameter.empty and p.kind in kinds for p in signature.parameters.values())
+    return required
+
+
 def get_actor(name, namespace=None):
     """The handle of the actor created with ``options(name=name)``; ValueError if there is none."""
-    from .launch import runtime_for_call
-
     if not isinstance(name, str) or not name:
         raise ValueError(f"get_actor() needs a non-empty name, got {name!r}")
     rt = runtime_for_call()
@@ -261,8 +272,6 @@ def get_actor(name, namespace=None):
 
 def kill(actor, *, no_restart=True):
     """End an actor now; its pending and later calls raise ActorDiedError."""
-    from .launch import runtime_for_call
-
     if not isinstance(actor, ActorHandle):
         raise TypeError(f"kill() takes an actor handle, got {type(actor).__name__}")
     runtime_for_call().actors.kill(actor._actor_id)

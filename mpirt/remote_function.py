@@ -4,6 +4,7 @@ import inspect
 import itertools
 import os
 
+from .launch import runtime_for_call
 from .scheduler.resources import make_shape, shape_key
 from .serialization import dumps, pack_arguments
 from .store.manager import INLINE_THRESHOLD
@@ -104,9 +105,6 @@ class RemoteFunction:
         return result
 
     def _submit(self, args, kwargs, options):
-        from .api import put
-        from .launch import runtime_for_call
-
         rt = runtime_for_call()
         name = options["name"] or self._function.__name__
         bound = None
@@ -117,7 +115,7 @@ class RemoteFunction:
                 raise TypeError(f"{name}.remote(): {exc}") from None
         shape, key = self._shape(options)
         rt.cluster.check_feasible(shape, what=f"task {name}", key=key)
-        args_blob, dep_refs = pack_arguments(name, bound, args, kwargs, put, INLINE_THRESHOLD)
+        args_blob, dep_refs = pack_arguments(name, bound, args, kwargs, _put, INLINE_THRESHOLD)
         refs = rt.submitter.submit(
             self._descriptor_for_process(), args_blob, dep_refs, options["num_returns"], key, shape,
             options["max_retries"], _retry_spec(options["retry_exceptions"]), name,
@@ -128,6 +126,12 @@ class RemoteFunction:
         if num_returns == 0:
             return None
         return refs
+
+
+def _put(value):
+    from .api import put  # api imports this module
+
+    return put(value)
 
 
 def _retry_spec(retry_exceptions):

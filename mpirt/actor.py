@@ -230,32 +230,31 @@ def _method_signature(function):
     except (TypeError, ValueError):
         return None
     parameters = list(signature.parameters.values())[1:]
-    return signature.replace(parameters=parameters)
+    method_signature = _MethodSignature(parameters, return_annotation=signature.return_annotation)
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    method_signature.required = any(p.default is inspect.Parameter.empty and p.kind in kinds for p in parameters)
+    return method_signature
 
 
 def _bind(signature, where, args, kwargs):
     if signature is None:
         return None
     if not args and not kwargs and not _required_parameters(signature):
-        return None  # the common no-argument call needs no binding
+        return None  # the common no-argument call needs no binding (hashing a Signature is slow)
     try:
         return signature.bind(*args, **kwargs)
     except TypeError as exc:
         raise TypeError(f"{where}: {exc}") from None
 
 
-_REQUIRED = {}
+class _MethodSignature(inspect.Signature):
+    """A signature that knows, once, whether it has parameters without defaults."""
+
+    __slots__ = ("required",)
 
 
 def _required_parameters(signature):
-    """Whether ``signature`` has parameters without defaults (cached per signature)."""
-    required = _REQUIRED.get(signature)
-    if required is None:
-        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                 inspect.Parameter.KEYWORD_ONLY)
-        required = _REQUIRED[signature] = any(
-            p.default is inspect.Parameter.empty and p.kind in kinds for p in signature.parameters.values())
-    return required
+    return getattr(signature, "required", True)
 
 
 def get_actor(name, namespace=None):

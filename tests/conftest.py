@@ -31,6 +31,16 @@ def rt():
     mpirt.shutdown()
 
 
+def wait_for(predicate, seconds=10.0):
+    """Poll ``predicate`` until it holds or ``seconds`` pass; returns its last value."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
 def mpirun_path():
     found = shutil.which("mpirun", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     if found is None:

@@ -9,6 +9,7 @@ import mpirt
 from mpirt.exceptions import ActorDiedError, GetTimeoutError, TaskError
 from mpirt.util import ActorPool
 
+from conftest import wait_for
 from helpers import CustomError
 
 
@@ -59,14 +60,6 @@ def call_many(counter, start, count):
 def fail_task():
     raise CustomError("dependency failed")
 
-
-def wait_for(predicate, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_state_and_order_from_one_caller(rt):

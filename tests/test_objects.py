@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 import mpirt
+
+from conftest import wait_for
 from mpirt.exceptions import GetTimeoutError
 
 
@@ -152,14 +154,6 @@ def test_cluster_resources(rt):
     assert rt.available_resources()["CPU"] == 2.0
 
 
-def _wait_for(predicate, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
 
 def test_owner_frees_a_value_once_no_rank_can_reach_it(rt):
     table = mpirt.launch.current_runtime().objects
@@ -185,4 +179,4 @@ def test_owner_frees_a_value_once_no_rank_can_reach_it(rt):
     assert object_id in table.entries  # still reachable through the actor
     assert rt.get(keeper.read.remote()) == 100
     mpirt.kill(keeper)
-    assert _wait_for(lambda: object_id not in table.entries), "value not freed after the last borrower went"
+    assert wait_for(lambda: object_id not in table.entries), "value not freed after the last borrower went"

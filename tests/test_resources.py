@@ -4,16 +4,8 @@ import time
 
 import mpirt
 
-from conftest import run_app
+from conftest import run_app, wait_for
 
-
-def _wait_for(predicate, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_available_resources_follow_running_tasks(rt):
@@ -21,11 +13,11 @@ def test_available_resources_follow_running_tasks(rt):
     def hold(seconds):
         time.sleep(seconds)
 
-    assert _wait_for(lambda: rt.available_resources()["CPU"] == 2.0)
+    assert wait_for(lambda: rt.available_resources()["CPU"] == 2.0)
     refs = [hold.remote(1.5) for _ in range(2)]
-    assert _wait_for(lambda: rt.available_resources()["CPU"] == 0.0, 5)
+    assert wait_for(lambda: rt.available_resources()["CPU"] == 0.0, 5)
     rt.get(refs)
-    assert _wait_for(lambda: rt.available_resources()["CPU"] == 2.0)
+    assert wait_for(lambda: rt.available_resources()["CPU"] == 2.0)
     assert rt.cluster_resources() == {"CPU": 2.0}
 
 

@@ -9,7 +9,7 @@ import pytest
 import mpirt
 from mpirt.store.manager import INLINE_THRESHOLD
 
-from conftest import run_app
+from conftest import run_app, wait_for
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -25,14 +25,6 @@ def rt():
 def _node(stats):
     return next(iter(stats["nodes"].values()))
 
-
-def _wait_for(predicate, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 @mpirt.remote
@@ -71,7 +63,7 @@ def test_view_stays_valid_after_the_last_ref_is_dropped(rt):
     assert view.min() == 7 and view.max() == 7
     used_with_view = _node(rt.object_store_stats())["used_bytes"]
     del view, others
-    assert _wait_for(lambda: _node(rt.object_store_stats())["used_bytes"] < used_with_view - 100 * MiB)
+    assert wait_for(lambda: _node(rt.object_store_stats())["used_bytes"] < used_with_view - 100 * MiB)
 
 
 def test_small_values_stay_inline_and_tiny_objects_in_bulk(rt):

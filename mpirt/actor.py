@@ -5,7 +5,7 @@ from .actor_caller import handle_events
 from .actor_host import ActorExit
 from .api import put
 from .launch import runtime_for_call
-from .remote_function import validate_resource_options
+from .remote_function import WithOptions, validate_resource_options
 from .scheduler.resources import make_shape
 from .store.manager import INLINE_THRESHOLD
 from .object_ref import pickle_event
@@ -95,14 +95,7 @@ class ActorClass:
 
     def options(self, **options):
         validate_actor_options(options, f"{self._cls.__qualname__}.options()")
-        merged = {**self._options, **options}
-        actor_class = self
-
-        class _Bound:
-            def remote(self, *args, **kwargs):
-                return actor_class._create(args, kwargs, merged)
-
-        return _Bound()
+        return WithOptions(self._create, {**self._options, **options})
 
     def _create(self, args, kwargs, options):
         rt = runtime_for_call()
@@ -201,13 +194,7 @@ class ActorMethod:
         count = self._num_returns if num_returns is None else num_returns
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise ValueError(f"num_returns must be an integer >= 0, got {count!r}")
-        method_ = self
-
-        class _Bound:
-            def remote(self, *args, **kwargs):
-                return method_._submit(args, kwargs, count)
-
-        return _Bound()
+        return WithOptions(self._submit, count)
 
     def _submit(self, args, kwargs, num_returns):
         rt = runtime_for_call()

@@ -51,6 +51,19 @@ def validate_resource_options(options, where):
         raise ValueError(f"{where}: {exc}") from None
 
 
+class WithOptions:
+    """What ``.options(...)`` returns: ``.remote(...)`` with those options applied."""
+
+    __slots__ = ("_submit", "_options")
+
+    def __init__(self, submit, options):
+        self._submit = submit
+        self._options = options
+
+    def remote(self, *args, **kwargs):
+        return self._submit(args, kwargs, self._options)
+
+
 class RemoteFunction:
     """A function that runs as a task: call ``f.remote(...)`` to get ObjectRefs."""
 
@@ -75,14 +88,7 @@ class RemoteFunction:
 
     def options(self, **options):
         validate_task_options(options, f"{self._function.__qualname__}.options()")
-        merged = {**self._options, **options}
-        remote_function = self
-
-        class _Bound:
-            def remote(self, *args, **kwargs):
-                return remote_function._submit(args, kwargs, merged)
-
-        return _Bound()
+        return WithOptions(self._submit, {**self._options, **options})
 
     def _descriptor_for_process(self):
         # Pickled once per process (and again after fork) on first submission.

@@ -62,6 +62,3 @@ class BorrowedCounts:
             return None
         self.counts[key] = held + 1
         return ARRIVED if event == ARRIVED else None
-
-    def holds(self, key):
-        return key in self.counts

@@ -97,10 +97,6 @@ class Runtime:
 
             self.actor_host = ActorHost(self)
 
-    @property
-    def is_driver(self):
-        return self.rank == DRIVER_RANK
-
     def start(self):
         self.transport.start()
 

@@ -38,21 +38,15 @@ Results: a table on stdout, benchmarks/results/scaling_bench.json and (with matp
 benchmarks/results/scaling_bench.png (tasks/s and actor calls/s against ranks).
 """
 import argparse
-import json
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import core_bench  # noqa: E402  (process-tree helpers, number formatting)
-from core_bench import _cmdline, _family, _fmt, _kill_tree  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402  (child runner, process-tree cleanup, tables, result files)
 
-RESULTS_DIR = core_bench.RESULTS_DIR
-REPO_ROOT = core_bench.REPO_ROOT
 RESULT_MARKER = "scaling_bench_result"
 DEFAULT_RANKS = "3,4,5,6,7,8"
 DEFAULT_LAUNCHER = "mpirun --oversubscribe -n {ranks}"
@@ -63,7 +57,7 @@ RUN_TIMEOUT_S = 300
 # child: one mpirt program under the launcher (every rank runs this)
 # --------------------------------------------------------------------------
 def child_main(args):
-    sys.path.insert(0, REPO_ROOT)
+    sys.path.insert(0, harness.REPO_ROOT)
     import mpirt as rt
 
     result = {RESULT_MARKER: True}
@@ -84,10 +78,7 @@ def child_main(args):
         t0 = time.perf_counter()
         rt.shutdown()
         result["shutdown_s"] = time.perf_counter() - t0
-    sys.stdout.flush()
-    sys.stderr.flush()
-    sys.stdout.write("\n" + json.dumps(result) + "\n")
-    sys.stdout.flush()
+    harness.emit(result)
     return 0
 
 
@@ -111,11 +102,7 @@ def run_workloads(rt, n_tasks, n_calls, repeats):
     rt.get([actor.noop.remote() for _ in range(500)])
 
     def timed(fn, n):
-        rates = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            rates.append(n / (time.perf_counter() - t0))
+        rates = [n / t for t in harness.timed(fn, repeats)]
         return {"value": statistics.median(rates), "runs": rates}
 
     out = {}
@@ -138,61 +125,24 @@ def run_one(ranks, args):
         env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
     env.pop("MPIRT_RANKS_PER_NODE", None)
     env["PYTHONUNBUFFERED"] = "1"
-    t0 = time.perf_counter()
     try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True, cwd=REPO_ROOT, env=env)
+        run = harness.run_process(cmd, env, args.timeout, RESULT_MARKER)
     except OSError as exc:
-        return {"ranks": ranks, "workers": ranks - 2, "command": cmd, "status": "error",
+        return {"ranks": ranks, "workers": ranks - 2, "command": cmd, "status": "error", "wall_s": 0.0,
                 "error": f"cannot start {cmd[0]!r}: {exc}"}
-    try:
-        stdout, stderr = proc.communicate(timeout=args.timeout)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        _kill_tree(proc)
-        stdout, stderr = proc.communicate()
-        timed_out = True
-    wall = time.perf_counter() - t0
-    # launcher helpers (Open MPI's prte) may take a few seconds to exit on their own;
-    # whatever is still alive in the run's session after that is a leak: kill it too
-    deadline = time.monotonic() + 15
-    while _family(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    leftovers = {pid: _cmdline(pid) for pid in sorted(_family(proc.pid))}
-    if leftovers:
-        _kill_tree(proc)
-
-    result = None
-    for line in reversed(stdout.splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(obj, dict) and obj.get(RESULT_MARKER):
-                result = obj
-                break
+    result = run.result
     if result is None:
-        result = {"status": "timeout" if timed_out else "error",
-                  "error": f"no result from the run (exit code {proc.returncode})"
-                           + (f", killed after {args.timeout} s" if timed_out else "")}
-    elif proc.returncode != 0 and result.get("status") == "ok":
-        result["warning"] = f"launcher exit code {proc.returncode}"
-    result.pop(RESULT_MARKER, None)
-    result.update(ranks=ranks, workers=ranks - 2, command=cmd, wall_s=wall, returncode=proc.returncode)
-    if leftovers:
-        result["leftover_pids_killed"] = leftovers
-    if stderr.strip():
-        result["stderr_tail"] = stderr.strip().splitlines()[-30:]
+        result = {"status": "timeout" if run.timed_out else "error",
+                  "error": f"no result from the run (exit code {run.returncode})"
+                           + (f", killed after {args.timeout} s" if run.timed_out else "")}
+    elif run.returncode != 0 and result.get("status") == "ok":
+        result["warning"] = f"launcher exit code {run.returncode}"
+    result.update(ranks=ranks, workers=ranks - 2, command=cmd, wall_s=run.wall_s, returncode=run.returncode)
+    if run.leftovers:
+        result["leftover_pids_killed"] = run.leftovers
+    if run.stderr.strip():
+        result["stderr_tail"] = run.stderr.strip().splitlines()[-30:]
     return result
-
-
-def _value(res, key):
-    if res.get("status") != "ok":
-        return None
-    entry = res.get("results", {}).get(key)
-    return entry["value"] if entry else None
 
 
 def print_table(runs, args):
@@ -200,30 +150,22 @@ def print_table(runs, args):
           f"1:1 async actor calls N={args.actor_calls:,}; median of {args.repeats} repeats after warm-up")
     rows = [("ranks", "workers", "tasks/s", "actor calls/s", "run wall s")]
     for r in runs:
-        rows.append((str(r["ranks"]), str(r["workers"]), _fmt(_value(r, "tasks")),
-                     _fmt(_value(r, "actor_calls")), f"{r['wall_s']:.1f}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for i, row in enumerate(rows):
-        print(" | ".join(c.rjust(w) for c, w in zip(row, widths)))
-        if i == 0:
-            print("-+-".join("-" * w for w in widths))
+        rows.append((str(r["ranks"]), str(r["workers"]), harness.fmt(harness.value(r, "tasks")),
+                     harness.fmt(harness.value(r, "actor_calls")), f"{r['wall_s']:.1f}"))
+    harness.print_rows(rows)
     cores = os.cpu_count()
     if cores and max(r["ranks"] for r in runs) > cores:
         print(f"note: this machine has {cores} cores; runs with more ranks than cores share them "
               "(oversubscribed), so throughput cannot scale here")
     for r in runs:
         if r.get("status") != "ok":
-            print(f"ranks={r['ranks']}: {r.get('status')}: {r.get('error')}")
-            for line in r.get("stderr_tail", [])[-10:]:
-                print(f"  | {line}")
+            harness.print_failure(f"ranks={r['ranks']}", r)
         elif r.get("cluster_cpus") != r["workers"]:
             print(f"ranks={r['ranks']}: note: cluster_resources()['CPU'] = {r.get('cluster_cpus')}, "
                   f"expected {r['workers']}")
         if r.get("warning"):
             print(f"ranks={r['ranks']}: {r['warning']}")
-        if r.get("leftover_pids_killed"):
-            print(f"ranks={r['ranks']}: killed {len(r['leftover_pids_killed'])} process(es) still alive 15 s "
-                  f"after the run: {', '.join(r['leftover_pids_killed'].values())}")
+        harness.print_leftovers(f"ranks={r['ranks']}", r, after="the run")
 
 
 def save_plot(runs, args, path):
@@ -240,7 +182,7 @@ def save_plot(runs, args, path):
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for key, label, marker in (("tasks", f"async no-op tasks (N={args.tasks:,})", "o"),
                                ("actor_calls", f"1:1 async actor calls (N={args.actor_calls:,})", "s")):
-        pts = [(r["ranks"], _value(r, key)) for r in ok if _value(r, key)]
+        pts = [(r["ranks"], harness.value(r, key)) for r in ok if harness.value(r, key)]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, label=label)
     ranks = [r["ranks"] for r in ok]
     ax.set_xticks(ranks)
@@ -295,7 +237,6 @@ def main(argv=None):
         runs.append(run_one(k, args))
     print_table(runs, args)
 
-    os.makedirs(RESULTS_DIR, exist_ok=True)
     doc = {
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "launcher": args.launcher,
@@ -306,14 +247,7 @@ def main(argv=None):
         "python": sys.version.split()[0],
         "runs": runs,
     }
-    json_path = os.path.join(RESULTS_DIR, "scaling_bench.json")
-    with open(json_path, "w") as f:
-        json.dump(doc, f, indent=2)
-    written = [json_path]
-    png_path = os.path.join(RESULTS_DIR, "scaling_bench.png")
-    if save_plot(runs, args, png_path):
-        written.append(png_path)
-    print("wrote " + ", ".join(os.path.relpath(p, REPO_ROOT) for p in written))
+    harness.write_results("scaling_bench", doc, lambda path: save_plot(runs, args, path))
     return 0 if all(r.get("status") == "ok" for r in runs) else 1
 
 

@@ -36,21 +36,17 @@ Results go to benchmarks/results/store_bench.json and, if matplotlib is installe
 store_bench.png (horizontal bars of the mpirt/ray ratio per workload, log scale).
 """
 import argparse
+import functools
 import json
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import core_bench  # noqa: E402  (process-tree helpers and number formatting)
-from core_bench import _cmdline, _family, _fmt, _kill_tree  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402  (child runner, process-tree cleanup, tables, result files)
 
-RESULTS_DIR = core_bench.RESULTS_DIR
-REPO_ROOT = core_bench.REPO_ROOT
 RESULT_MARKER = "store_bench_result"
 CHILD_TIMEOUT_S = 300
 NUM_CPUS = 2
@@ -90,21 +86,7 @@ def workloads(cfg):
 # child: run the workloads on one runtime
 # --------------------------------------------------------------------------
 def _import_runtime(name):
-    if name == "mpirt":
-        sys.path.insert(0, REPO_ROOT)
-        import mpirt as rt
-
-        rt.init(num_cpus=NUM_CPUS, object_store_memory=STORE_BYTES)
-        return rt
-    if name == "ray":
-        import logging
-
-        import ray as rt
-
-        rt.init(num_cpus=NUM_CPUS, object_store_memory=STORE_BYTES, include_dashboard=False,
-                logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
-        return rt
-    raise ValueError(f"unknown runtime {name!r}")
+    return harness.init_runtime(name, num_cpus=NUM_CPUS, object_store_memory=STORE_BYTES)
 
 
 def _array(n, fill=1):
@@ -117,9 +99,20 @@ def _record(out, key, values, runs=None):
     out[key] = {"value": statistics.median(values), "runs": values if runs is None else runs}
 
 
-def run_workloads(rt, cfg, driver_store_bytes):
+def _timed_gets(rt, ref, n, fill, reps):
+    """Check one untimed get of ``ref`` (an n-byte array of ``fill``), then time ``reps`` gets (s each).
+
+    Each returned array is dropped before the next get.
+    """
     import numpy as np
 
+    value = rt.get(ref)  # warm-up
+    assert isinstance(value, np.ndarray) and value.nbytes == n and value[0] == fill and value[-1] == fill
+    del value
+    return harness.timed(lambda: rt.get(ref), reps)
+
+
+def run_workloads(rt, cfg, driver_store_bytes):
     @rt.remote
     def first_byte(a):
         return int(a[0])
@@ -150,27 +143,14 @@ def run_workloads(rt, cfg, driver_store_bytes):
         for _ in range(reps):  # untimed pass: the same puts, so the timed ones reuse warm space
             ref = rt.put(src)
             del ref
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            ref = rt.put(src)
-            times.append(time.perf_counter() - t0)
-            del ref
+        times = harness.timed(functools.partial(rt.put, src), reps)  # each ref dropped before the next put
         del src
         _record(out, f"put_{n}", [n / t / GB for t in times])
 
     # 2. get of an object the driver put (same node): us per get and effective GB/s
     for n, reps in zip(cfg["sizes"], cfg["get_reps"]):
         ref = rt.put(_array(n, 7))
-        value = rt.get(ref)  # warm-up
-        assert isinstance(value, np.ndarray) and value.nbytes == n and value[0] == 7 and value[-1] == 7
-        del value
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            value = rt.get(ref)
-            times.append(time.perf_counter() - t0)
-            del value  # drop the returned array before the next get
+        times = _timed_gets(rt, ref, n, 7, reps)
         del ref
         _record(out, f"get_us_{n}", [t * 1e6 for t in times])
         _record(out, f"get_gbs_{n}", [n / t / GB for t in times])
@@ -192,8 +172,6 @@ def run_workloads(rt, cfg, driver_store_bytes):
 
 def run_xnode(rt, cfg):
     """mpirt only, under MPIRT_RANKS_PER_NODE=2: the driver gets arrays made on the other node."""
-    import numpy as np
-
     @rt.remote
     def make(n):
         return _array(n, 3)
@@ -203,15 +181,7 @@ def run_xnode(rt, cfg):
     for n, reps in zip(cfg["xnode_sizes"], cfg["xnode_reps"]):
         ref = make.remote(n)
         rt.wait([ref], num_returns=1)
-        value = rt.get(ref)  # warm-up
-        assert isinstance(value, np.ndarray) and value.nbytes == n and value[0] == 3 and value[-1] == 3
-        del value
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            value = rt.get(ref)
-            times.append(time.perf_counter() - t0)
-            del value
+        times = _timed_gets(rt, ref, n, 3, reps)
         del ref
         _record(out, f"xnode_{n}", [n / t / GB for t in times])
     stats = rt.object_store_stats()
@@ -256,48 +226,22 @@ def child_main(name, quick):
     cfg = QUICK if quick else FULL
     runtime = CHILDREN[name]
     result = {RESULT_MARKER: True, "runtime": name, "config": cfg}
-    try:
-        if runtime == "ray":
-            try:
-                import ray  # noqa: F401
-            except ImportError as exc:
-                result.update(status="not installed", error=str(exc))
-                _emit(result)
-                return 0
+    if name == "mpirt-xnode":
+        result["ranks_per_node"] = os.environ.get("MPIRT_RANKS_PER_NODE")
+
+    def work(rt, result):
         if name == "mpirt-xnode":
-            result["ranks_per_node"] = os.environ.get("MPIRT_RANKS_PER_NODE")
-        t0 = time.perf_counter()
-        rt = _import_runtime(runtime)
-        result["init_s"] = time.perf_counter() - t0
-        result["version"] = getattr(rt, "__version__", "?")
-        try:
-            if name == "mpirt-xnode":
-                result["results"], result["xnode"] = run_xnode(rt, cfg)
-            else:
-                result["results"] = run_workloads(rt, cfg, _driver_store_bytes(rt, runtime))
-            result["store"] = _store_report(rt, runtime)
-            result["status"] = "ok"
-        finally:
-            import resource
+            result["results"], result["xnode"] = run_xnode(rt, cfg)
+        else:
+            result["results"] = run_workloads(rt, cfg, _driver_store_bytes(rt, runtime))
+        result["store"] = _store_report(rt, runtime)
 
-            result["driver_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            t0 = time.perf_counter()
-            rt.shutdown()
-            result["shutdown_s"] = time.perf_counter() - t0
-    except Exception as exc:  # report, don't crash the table
-        import traceback
+    def before_shutdown(result):
+        import resource
 
-        traceback.print_exc()
-        result.update(status="error", error=f"{type(exc).__name__}: {exc}")
-    _emit(result)
-    return 0
+        result["driver_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-
-def _emit(result):
-    sys.stdout.flush()
-    sys.stderr.flush()
-    sys.stdout.write("\n" + json.dumps(result) + "\n")
-    sys.stdout.flush()
+    return harness.run_in_child(result, runtime, _import_runtime, work, before_shutdown)
 
 
 # --------------------------------------------------------------------------
@@ -339,102 +283,34 @@ class _MemWatch:
 
 
 def run_child(name, quick, timeout):
-    cmd = [sys.executable, os.path.abspath(__file__), "--runtime", name] + (["--quick"] if quick else [])
-    env = dict(os.environ)
-    env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    env.setdefault("RAY_DEDUP_LOGS", "0")
-    env["PYTHONUNBUFFERED"] = "1"
+    env = harness.child_env()
     if name == "mpirt-xnode":
         env["MPIRT_RANKS_PER_NODE"] = str(XNODE_RANKS_PER_NODE)
     else:
         env.pop("MPIRT_RANKS_PER_NODE", None)
     watch = _MemWatch()
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, cwd=REPO_ROOT, env=env)
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        _kill_tree(proc)
-        stdout, stderr = proc.communicate()
-        timed_out = True
-    wall = time.perf_counter() - t0
-    # helpers (e.g. Open MPI's prte daemon, Ray's raylet) may take a few seconds to exit on
-    # their own; whatever is still alive in the child's session after that is a leak: kill it
-    deadline = time.monotonic() + 15
-    while _family(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    leftovers = {pid: _cmdline(pid) for pid in sorted(_family(proc.pid))}
-    if leftovers:
-        _kill_tree(proc)
-    peak_mem = watch.stop()
-
-    result = None
-    for line in reversed(stdout.splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(obj, dict) and obj.get(RESULT_MARKER):
-                result = obj
-                break
-    if result is None:
-        result = {"runtime": name, "status": "timeout" if timed_out else "error",
-                  "error": f"no result from child (exit code {proc.returncode})"
-                           + (f", killed after {timeout} s" if timed_out else "")}
-    result.pop(RESULT_MARKER, None)
-    result["wall_s"] = wall
-    result["returncode"] = proc.returncode
-    result["peak_mem_gb"] = peak_mem
-    if leftovers:
-        result["leftover_pids_killed"] = leftovers
-    extra_stdout = [l for l in stdout.splitlines() if l.strip() and RESULT_MARKER not in l]
-    if extra_stdout:
-        result["stdout_tail"] = extra_stdout[-20:]
-    if stderr.strip():
-        result["stderr_tail"] = stderr.strip().splitlines()[-30:]
-    return result
-
-
-def _value(res, key):
-    if not res or res.get("status") != "ok":
-        return None
-    entry = res.get("results", {}).get(key)
-    return entry["value"] if entry else None
-
-
-def _ratio(m, r, higher_is_better):
-    if m is None or r is None or m <= 0 or r <= 0:
-        return None
-    return m / r if higher_is_better else r / m
+    run = harness.run_process(harness.child_command(__file__, name, quick), env, timeout, RESULT_MARKER)
+    return harness.runtime_result(run, name, timeout, RESULT_MARKER, peak_mem_gb=watch.stop())
 
 
 def _cell(all_results, column, child, key):
     if column == "ray" and child == "mpirt-xnode":
         return None
-    return _value(all_results.get(child or column), key)
+    return harness.value(all_results.get(child or column), key)
+
+
+def _ratio_of(all_results, child, key, higher_is_better):
+    return harness.ratio(_cell(all_results, "mpirt", child, key), _cell(all_results, "ray", child, key),
+                         higher_is_better)
 
 
 def print_table(all_results, cfg):
     sizes = ", ".join(_size_label(n) for n in cfg["sizes"])
     print(f"mpirt vs Ray object store benchmark (num_cpus={NUM_CPUS}, object_store_memory=4 GiB, numpy uint8; "
           f"sizes {sizes}; medians; 1 GB = 10**9 bytes)")
-    print("ratio = mpirt/ray oriented so that > 1 means mpirt is better (faster / higher throughput)")
-    rows = [("workload", "unit", "mpirt", "ray", "mpirt/ray")]
-    for key, label, unit, hib, child in workloads(cfg):
-        m = _cell(all_results, "mpirt", child, key)
-        r = _cell(all_results, "ray", child, key)
-        ratio = _ratio(m, r, hib)
-        rows.append((label, unit, _fmt(m), _fmt(r), "n/a" if ratio is None else f"{ratio:.2f}x"))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    for i, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])] + [c.rjust(w) for c, w in zip(row[2:], widths[2:])]
-        print(" | ".join(cells))
-        if i == 0:
-            print("-+-".join("-" * w for w in widths))
+    harness.print_comparison([(label, unit, _cell(all_results, "mpirt", child, key),
+                               _cell(all_results, "ray", child, key), hib)
+                              for key, label, unit, hib, child in workloads(cfg)])
     print("*  same-node get from the driver of an object it put; the returned array is dropped before the next get. "
           "mpirt's same-node get is zero-copy (a read-only view of the store segment), so its time per get should "
           "not grow with the size; 'GB/s eff.' = size / time, not a memory bandwidth.")
@@ -447,18 +323,8 @@ def print_table(all_results, cfg):
         res = all_results.get(name)
         if res is None:
             continue
-        status = res.get("status")
         mem = res.get("peak_mem_gb")
-        mem_txt = f", peak machine-wide memory in use +{mem:.1f} GB" if mem is not None else ""
-        if status == "ok":
-            print(f"{name} {res.get('version', '?')}: init {res.get('init_s', 0):.2f} s, "
-                  f"shutdown {res.get('shutdown_s', 0):.2f} s, child wall {res['wall_s']:.1f} s{mem_txt}")
-        elif status == "not installed":
-            print(f"{name}: not installed (pip install 'ray==2.*' to compare)")
-        else:
-            print(f"{name}: {status}: {res.get('error')}")
-            for line in res.get("stderr_tail", [])[-10:]:
-                print(f"  | {line}")
+        harness.print_status(name, res, f", peak machine-wide memory in use +{mem:.1f} GB" if mem is not None else "")
         store = res.get("store") or {}
         if name == "mpirt" and store.get("spilled_objects"):
             print(f"{name}: WARNING: {store['spilled_objects']} object(s) spilled to disk during the run")
@@ -476,20 +342,16 @@ def print_table(all_results, cfg):
                   f"(ranks {node['ranks']}): remote_gets={node.get('remote_gets')} "
                   f"(expected {xnode['expected_remote_gets']}), remote_get_bytes={node.get('remote_get_bytes'):,}")
             print(f"{name}: nodes = {json.dumps(xnode['nodes'])}")
-        if res.get("leftover_pids_killed"):
-            print(f"{name}: killed {len(res['leftover_pids_killed'])} process(es) still alive 15 s after the child "
-                  f"exited: {', '.join(res['leftover_pids_killed'].values())}")
+        harness.print_leftovers(name, res)
 
 
 def save_plot(all_results, cfg, path):
     """mpirt/ray ratio per workload; the mpirt-only cross-node rows have no ratio and are left out."""
-    rows = [(f"{label.rstrip('*')} ({unit})",
-             _ratio(_cell(all_results, "mpirt", child, key), _cell(all_results, "ray", child, key), hib))
+    rows = [(f"{label.rstrip('*')} ({unit})", _ratio_of(all_results, child, key, hib))
             for key, label, unit, hib, child in workloads(cfg)]
-    versions = core_bench._versions(all_results)
-    title = (f"object store: {versions}, object_store_memory=4 GiB"
+    title = (f"object store: {harness.versions(all_results)}, object_store_memory=4 GiB"
              + (" (quick run)" if cfg is QUICK else "") + "\ncross-node rows: mpirt only, not plotted")
-    return core_bench.save_ratio_plot(rows, path, title)
+    return harness.save_ratio_plot(rows, path, title)
 
 
 def main(argv=None):
@@ -506,10 +368,7 @@ def main(argv=None):
             parser.error(f"unknown child runtime {args.runtime!r}")
         return child_main(args.runtime, args.quick)
 
-    names = [n.strip() for n in args.runtimes.split(",") if n.strip()]
-    for n in names:
-        if n not in ("mpirt", "ray"):
-            parser.error(f"unknown runtime {n!r} (choose from mpirt, ray)")
+    names = harness.runtime_names(parser, args.runtimes)
     children = []
     for n in names:
         children += ["mpirt", "mpirt-xnode"] if n == "mpirt" else [n]
@@ -521,7 +380,6 @@ def main(argv=None):
     cfg = QUICK if args.quick else FULL
     print_table(all_results, cfg)
 
-    os.makedirs(RESULTS_DIR, exist_ok=True)
     rows = workloads(cfg)
     doc = {
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -533,17 +391,9 @@ def main(argv=None):
         "workloads": [{"key": k, "label": l, "unit": u, "higher_is_better": h, "child": c or "mpirt/ray"}
                       for k, l, u, h, c in rows],
         "runtimes": all_results,
-        "ratio_mpirt_over_ray": {k: _ratio(_cell(all_results, "mpirt", c, k), _cell(all_results, "ray", c, k), h)
-                                 for k, _, _, h, c in rows},
+        "ratio_mpirt_over_ray": {k: _ratio_of(all_results, c, k, h) for k, _, _, h, c in rows},
     }
-    json_path = os.path.join(RESULTS_DIR, "store_bench.json")
-    with open(json_path, "w") as f:
-        json.dump(doc, f, indent=2)
-    written = [json_path]
-    png_path = os.path.join(RESULTS_DIR, "store_bench.png")
-    if save_plot(all_results, cfg, png_path):
-        written.append(png_path)
-    print("wrote " + ", ".join(os.path.relpath(p, REPO_ROOT) for p in written))
+    harness.write_results("store_bench", doc, lambda path: save_plot(all_results, cfg, path))
     return 0 if all(r.get("status") in ("ok", "not installed") for r in all_results.values()) else 1
 
 

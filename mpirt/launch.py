@@ -301,8 +301,7 @@ def _serve(rt):
     rt.stopped.wait()
     log_forward.flush()
     rt.transport.stop()
-    if rt.free_store_at_exit:
-        rt.store.close()
+    rt.store.close(rt.free_store_at_exit)
     _release_communicators(rt)
     try:
         mpi().Finalize()
@@ -334,6 +333,5 @@ def shutdown():
     if not complete:
         sys.stderr.write("mpirt: some ranks did not acknowledge shutdown within 10 s\n")
         return
-    if rt.free_store_at_exit:
-        rt.store.close()
+    rt.store.close(rt.free_store_at_exit)
     _release_communicators(rt)

@@ -226,11 +226,13 @@ class StoreManager:
             **self.stats,
         }
 
-    def close(self):
-        """Collective: free the windows. Views handed out before must not be used after."""
-        self.arena.free()
+    def close(self, free_windows):
+        """Remove spill files; with ``free_windows`` also free the windows (collective:
+        every rank passes the same value). Views handed out must not be used after."""
         if self.spill_dir is not None:
             shutil.rmtree(self.spill_dir, ignore_errors=True)
+        if free_windows:
+            self.arena.free()
 
 
 def _read_file(path):

@@ -5,7 +5,7 @@ from .actor_caller import handle_events
 from .actor_host import ActorExit
 from .api import put
 from .launch import runtime_for_call
-from .remote_function import WithOptions, validate_resource_options
+from .remote_function import WithOptions, returned, validate_resource_options
 from .scheduler.resources import make_shape
 from .store.manager import INLINE_THRESHOLD
 from .object_ref import pickle_event
@@ -202,12 +202,7 @@ class ActorMethod:
         label = f"{handle._class_name}.{self._name}"
         bound = _bind(handle._signatures.get(self._name), f"{label}.remote()", args, kwargs)
         args_blob, dep_refs = pack_arguments(label, bound, args, kwargs, put, INLINE_THRESHOLD)
-        refs = rt.actors.call(handle._actor_id, self._name, args_blob, dep_refs, num_returns)
-        if num_returns == 1:
-            return refs[0]
-        if num_returns == 0:
-            return None
-        return refs
+        return returned(rt.actors.call(handle._actor_id, self._name, args_blob, dep_refs, num_returns), num_returns)
 
 
 def _method_signature(function):

@@ -9,7 +9,7 @@ has left, so calls from one caller run in submission order.
 import collections
 
 from .object_ref import ObjectRef, owner_of
-from .reachability import BorrowedCounts, Reachability
+from .reachability import ReferenceCounter
 from .runtime import HEAD_RANK
 
 # Actor handles post (actor_id, event) here from __init__/__del__/__reduce__ (no locks
@@ -40,14 +40,12 @@ class ActorCaller:
         self.rt = runtime
         self.actors = {}
         self.calls = {}
-        self.reachability = {}    # owner: actor_id -> Reachability (unnamed actors only)
-        self.borrowed = BorrowedCounts()
+        self.references = ReferenceCounter(runtime, "actor_ref", self._terminate)  # unnamed actors only
         runtime.handlers.update(
             actor_placed=self._on_placed,
             actor_locate=self._on_locate,
             actor_location=self._on_location,
             actor_done=self._on_done,
-            actor_ref=self._on_actor_ref,
         )
         runtime.transport.add_ticker(0.02, self._apply_handle_events)
 
@@ -61,7 +59,7 @@ class ActorCaller:
     def create(self, actor_id, class_blob, args_blob, dep_refs, placement, held, options, tracked):
         with self.rt.lock:
             if tracked:
-                self.reachability[actor_id] = Reachability()
+                self.references.track(actor_id)
             state = self._state(actor_id)
             rec = self._record(actor_id, "create", "__init__", args_blob, dep_refs, 0)
             rec.extra = (class_blob, options)
@@ -163,32 +161,15 @@ class ActorCaller:
             self.rt.send(worker, ("actor_kill", actor_id))
 
     def _apply_handle_events(self):
-        if not handle_events:
-            return
-        rank = self.rt.rank
-        with self.rt.lock:
-            while handle_events:
-                actor_id, event = handle_events.popleft()
-                owner = owner_of(actor_id)
-                if owner == rank:
-                    self._count(actor_id, event, rank)
-                    continue
-                notice = self.borrowed.apply(actor_id, event)
-                if notice is not None:
-                    self.rt.send(owner, ("actor_ref", actor_id, notice))
+        if handle_events:
+            with self.rt.lock:
+                self.references.apply_events(handle_events, owner_of)
 
-    def _count(self, actor_id, event, source):
-        """Owner: apply one handle event; end the actor once nothing can reach it."""
-        reach = self.reachability.get(actor_id)
-        if reach is None:
-            return
-        reach.apply(event, source, self.rt.rank)
-        if reach.unreachable():
-            # Termination queues behind the calls already made, as in Ray: they still run.
-            del self.reachability[actor_id]
-            state = self._state(actor_id)
-            state.queue.append(self._record(actor_id, "terminate", None, None, [], 0))
-            self._pump(actor_id)
+    def _terminate(self, actor_id):
+        """No handle is left: end the actor behind the calls already made (they still run, as in Ray)."""
+        state = self._state(actor_id)
+        state.queue.append(self._record(actor_id, "terminate", None, None, [], 0))
+        self._pump(actor_id)
 
     # -- handlers -----------------------------------------------------------
     def _on_placed(self, source, actor_id, worker):
@@ -203,9 +184,6 @@ class ActorCaller:
 
     def _on_location(self, source, actor_id, worker):
         self._set_location(actor_id, worker)
-
-    def _on_actor_ref(self, source, actor_id, event):
-        self._count(actor_id, event, source)
 
     def _on_done(self, source, call_id, blobs, is_error):
         rec = self.calls.pop(call_id, None)

@@ -9,7 +9,7 @@ _RANK_SHIFT = 32
 _SESSION_SHIFT = 52
 _RANK_MASK = (1 << 20) - 1
 
-# Reference events, (event, object_id), are queued here and applied by the runtime;
+# Reference events, (object_id, event), are queued here and applied by the runtime;
 # ``__del__`` can run on any thread at any moment, so it must never take a lock.
 ref_events = collections.deque()
 
@@ -41,7 +41,7 @@ class ObjectRef:
 
     def __init__(self, object_id, _event=CREATED):
         self.id = object_id
-        ref_events.append((_event, object_id))
+        ref_events.append((object_id, _event))
 
     @classmethod
     def _arrive(cls, object_id):
@@ -49,7 +49,7 @@ class ObjectRef:
 
     def __del__(self):
         try:
-            ref_events.append((DELETED, self.id))
+            ref_events.append((self.id, DELETED))
         except Exception:  # interpreter shutdown
             pass
 
@@ -70,5 +70,5 @@ class ObjectRef:
         return f"ObjectRef({self.hex()})"
 
     def __reduce__(self):
-        ref_events.append((pickle_event(), self.id))
+        ref_events.append((self.id, pickle_event()))
         return (ObjectRef._arrive, (self.id,))

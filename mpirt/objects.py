@@ -8,7 +8,7 @@ last reference goes.
 """
 from .exceptions import ErrorPayload, ObjectLostError
 from .object_ref import owner_of, ref_events
-from .reachability import RELEASED, BorrowedCounts, Reachability
+from .reachability import ReferenceCounter
 from .serialization import dumps
 from .store.manager import StoreLocation
 
@@ -29,15 +29,14 @@ class ObjectTable:
         self.rt = runtime
         self.rank = runtime.rank
         self.entries = {}
-        self.reachability = {}          # owned object id -> Reachability
-        self.borrowed = BorrowedCounts()
-        runtime.handlers.update(obj_req=self._on_request, obj=self._on_value, obj_ref=self._on_ref_notice)
+        self.references = ReferenceCounter(runtime, "obj_ref", self._drop, self._drop)
+        runtime.handlers.update(obj_req=self._on_request, obj=self._on_value)
 
     # All methods run with runtime.lock held.
     def create_owned(self, object_id):
         entry = Entry()
         self.entries[object_id] = entry
-        self.reachability[object_id] = Reachability()
+        self.references.track(object_id)
         return entry
 
     def set_ready(self, object_id, blob, is_error=False):
@@ -74,31 +73,7 @@ class ObjectTable:
             entry.callbacks.append(callback)
 
     def apply_ref_events(self):
-        events = ref_events
-        rank = self.rank
-        while events:
-            try:
-                event, object_id = events.popleft()
-            except IndexError:
-                break
-            owner = owner_of(object_id)
-            if owner == rank:
-                self._count(object_id, event, rank)
-                continue
-            notice = self.borrowed.apply(object_id, event)
-            if notice is not None:
-                self.rt.send(owner, ("obj_ref", object_id, notice))
-                if notice == RELEASED:
-                    self._drop(object_id)
-
-    def _count(self, object_id, event, source):
-        reach = self.reachability.get(object_id)
-        if reach is None:
-            return
-        reach.apply(event, source, self.rank)
-        if reach.unreachable():
-            del self.reachability[object_id]
-            self._drop(object_id)
+        self.references.apply_events(ref_events, owner_of)
 
     def _drop(self, object_id):
         entry = self.entries.get(object_id)
@@ -126,9 +101,6 @@ class ObjectTable:
             self.rt.send(source, ("obj", object_id, dumps(ErrorPayload(error)), True))
             return
         self.on_ready(object_id, lambda oid, e: self.rt.send(source, ("obj", oid, e.blob, e.is_error)))
-
-    def _on_ref_notice(self, source, object_id, notice):
-        self._count(object_id, notice, source)
 
     def _on_value(self, source, object_id, blob, is_error):
         self.set_ready(object_id, blob, is_error)

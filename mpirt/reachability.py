@@ -44,6 +44,55 @@ class Reachability:
         return not self.pinned and self.local <= 0 and not self.borrowers and self.in_flight <= 0
 
 
+class ReferenceCounter:
+    """Applies the reference events of one kind of id (objects, actor handles) on one rank.
+
+    The owner side keeps a ``Reachability`` per tracked id and calls
+    ``on_unreachable(key)`` once nothing can reach it; the borrower side tells the
+    owner (message ``notice_kind``) and calls ``on_released(key)`` when its last
+    reference goes. Every method runs with the runtime lock held.
+    """
+
+    def __init__(self, runtime, notice_kind, on_unreachable, on_released=None):
+        self.rt = runtime
+        self.notice_kind = notice_kind
+        self.on_unreachable = on_unreachable
+        self.on_released = on_released
+        self.reachability = {}
+        self.borrowed = BorrowedCounts()
+        runtime.handlers[notice_kind] = self.count
+
+    def track(self, key):
+        """This rank owns ``key``: count who can reach it."""
+        self.reachability[key] = Reachability()
+
+    def apply_events(self, events, owner_of):
+        rank = self.rt.rank
+        while events:
+            try:
+                key, event = events.popleft()
+            except IndexError:
+                break
+            owner = owner_of(key)
+            if owner == rank:
+                self.count(rank, key, event)
+                continue
+            notice = self.borrowed.apply(key, event)
+            if notice is not None:
+                self.rt.send(owner, (self.notice_kind, key, notice))
+                if notice == RELEASED and self.on_released is not None:
+                    self.on_released(key)
+
+    def count(self, source, key, event):
+        reach = self.reachability.get(key)
+        if reach is None:
+            return
+        reach.apply(event, source, self.rt.rank)
+        if reach.unreachable():
+            del self.reachability[key]
+            self.on_unreachable(key)
+
+
 class BorrowedCounts:
     """A borrower's references per id; returns what the owner must be told (or None)."""
 

@@ -126,12 +126,16 @@ class RemoteFunction:
             self._descriptor_for_process(), args_blob, dep_refs, options["num_returns"], key, shape,
             options["max_retries"], _retry_spec(options["retry_exceptions"]), name,
         )
-        num_returns = options["num_returns"]
-        if num_returns == 1:
-            return refs[0]
-        if num_returns == 0:
-            return None
-        return refs
+        return returned(refs, options["num_returns"])
+
+
+def returned(refs, num_returns):
+    """What ``.remote()`` gives back, as in Ray: one ref, None, or a list."""
+    if num_returns == 1:
+        return refs[0]
+    if num_returns == 0:
+        return None
+    return refs
 
 
 def _put(value):

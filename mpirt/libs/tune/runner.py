@@ -1,0 +1,380 @@
+"""The experiment loop on the driver: start trials as actors, feed results to the scheduler.
+
+Each running trial is one mpirt actor (``TrialActor``) holding the trial's
+resources; the loop keeps one ``train()`` call in flight per trial and waits on
+all of them with ``mpirt.wait``, so trials progress independently. Results,
+checkpoints and status changes go to the experiment's storage as they happen.
+"""
+import logging
+import numbers
+import time
+import traceback
+
+import mpirt
+
+from . import schedulers as sched
+from .trainable import CHECKPOINT_KEY, FunctionTrainable
+from .trial import ERROR, PAUSED, PENDING, RUNNING, TERMINATED, Trial
+
+logger = logging.getLogger(__name__)
+
+
+class TuneError(Exception):
+    """The experiment itself is misconfigured (not one trial's failure)."""
+
+
+class TuneInterrupted(RuntimeError):
+    """The experiment was interrupted (SIGTERM, SIGUSR1, Ctrl-C); its state is saved for resume."""
+
+
+class TrialActor:
+    """Hosts one trial's trainable on a worker rank."""
+
+    def __init__(self, trainable_cls, config, trial_id, trial_name, checkpoint=None):
+        self._trainable = trainable_cls(config, trial_id=trial_id, trial_name=trial_name)
+        if checkpoint is not None:
+            self._trainable.restore_from_checkpoint(checkpoint)
+
+    def train(self):
+        return self._trainable.train()
+
+    def save(self):
+        return self._trainable.save_to_checkpoint()
+
+    def stop(self):
+        self._trainable.stop()
+        return True
+
+
+def _actor_options(resources):
+    options = {"num_cpus": resources.get("cpu", 1), "num_gpus": resources.get("gpu", 0)}
+    custom = {k: v for k, v in resources.items() if k not in ("cpu", "gpu")}
+    if custom:
+        options["resources"] = custom
+    return options
+
+
+def concurrency_limit(resources, cluster):
+    """How many trials of this shape the cluster holds at once (raises if not even one)."""
+    names = {"cpu": "CPU", "gpu": "GPU"}
+    limit = None
+    for key, amount in resources.items():
+        if amount <= 0:
+            continue
+        have = cluster.get(names.get(key, key), 0)
+        fits = int(have // amount + 1e-9)
+        if fits == 0:
+            raise TuneError(f"a trial needs {key}={amount} (resources_per_trial={resources}) but the cluster "
+                            f"has {have} in all: {cluster}")
+        limit = fits if limit is None else min(limit, fits)
+    return limit or 1_000_000
+
+
+class TrialRunner:
+    def __init__(self, trainable_cls, searcher, scheduler, storage, reporter, *, resources, stopper, metric, mode,
+                 max_concurrent, checkpoint_freq, checkpoint_at_end, max_failures, keep_checkpoints_num, meta,
+                 trial_name_prefix, experiment_id, time_budget_s=None):
+        self.trainable_cls = trainable_cls
+        self.searcher = searcher
+        self.scheduler = scheduler
+        self.storage = storage
+        self.reporter = reporter
+        self.resources = resources
+        self.stopper = stopper
+        self.metric, self.mode = metric, mode
+        self.max_concurrent = max_concurrent
+        self.checkpoint_freq = checkpoint_freq
+        self.checkpoint_at_end = checkpoint_at_end
+        self.max_failures = max_failures
+        self.keep_checkpoints_num = keep_checkpoints_num
+        self.meta = meta
+        self.trial_name_prefix = trial_name_prefix
+        self.experiment_id = experiment_id
+        self.time_budget_s = time_budget_s
+        self.trials = []
+        self.searcher_finished = False
+        self.interrupted = None              # the signal's name once interrupted
+        self._actor_cls = mpirt.remote(TrialActor)
+        self._actors = {}                    # trial_id -> actor handle
+        self._inflight = {}                  # ObjectRef -> (trial, kind)
+        self._training = set()               # trial ids with a train() in flight
+        self._saving = {}                    # trial_id -> number of saves in flight
+        self._stopping = {}                  # stop ref -> (actor, deadline)
+        self._warned_no_checkpoint = False
+
+    # ---- what schedulers call
+    def get_trials(self):
+        return self.trials
+
+    def stop_trial(self, trial):
+        """Stop a trial the scheduler gave up on (it may be paused or running)."""
+        if trial.is_finished:
+            return
+        self._finish(trial, TERMINATED)
+
+    def unpause_trial(self, trial):
+        if trial.status == PAUSED:
+            self._set_status(trial, PENDING)
+
+    def checkpoint_now(self, trial):
+        """Give ``trial`` a fresh checkpoint on the driver (PBT donors)."""
+        actor = self._actors.get(trial.trial_id)
+        if actor is None or trial.trial_id in self._training:
+            return trial.latest_checkpoint
+        checkpoint = mpirt.get(actor.save.remote())
+        if checkpoint is not None:
+            self._store_checkpoint(trial, checkpoint, trial.last_result.get("training_iteration", 0))
+        return trial.latest_checkpoint
+
+    def exploit(self, trial, donor, new_config):
+        """PBT: restart ``trial`` from ``donor``'s checkpoint with ``new_config``."""
+        checkpoint = donor.latest_checkpoint
+        trial.config = new_config
+        self.storage.record_config(trial)
+        self._stop_actor(trial)
+        trial.latest_checkpoint = checkpoint
+        trial.checkpoint_iteration = donor.checkpoint_iteration
+        trial.restarts += 1
+        self._launch(trial)
+
+    # ---- the loop
+    def add_trial(self, config):
+        index = len(self.trials)
+        trial_id = f"{self.experiment_id}_{index:05d}"
+        trial = Trial(trial_id, f"{self.trial_name_prefix}_{trial_id}", config, self.resources, index)
+        self.trials.append(trial)
+        self.storage.record_trial(trial)
+        self.scheduler.on_trial_add(self, trial)
+        return trial
+
+    def run(self):
+        start = time.monotonic()
+        while self.interrupted is None:
+            if self.time_budget_s is not None and time.monotonic() - start > self.time_budget_s:
+                self._stop_everything(reason="time budget")
+            self._start_trials()
+            if not self._inflight and self._all_finished():
+                break
+            self._process_ready(timeout=0.2)
+            self._reap_stopping()
+            self.reporter.maybe_report(self.trials, self.searcher.total_trials())
+            self.storage.maybe_flush(self.trials, self.meta)
+        for trial in self.trials:
+            if trial.status == RUNNING:
+                self._stop_actor(trial)
+        self._reap_stopping(wait=2.0 if self.interrupted is None else 0.5)
+        self.storage.flush(self.trials, self.meta)
+        self.reporter.report(self.trials, self.searcher.total_trials(), done=True)
+
+    def _all_finished(self):
+        return self.searcher_finished and all(t.is_finished for t in self.trials)
+
+    def _live_actor_count(self):
+        return len(self._actors)
+
+    def _start_trials(self):
+        while self._live_actor_count() < self.max_concurrent:
+            trial = self.scheduler.choose_trial_to_run(self)
+            if trial is None:
+                if self.searcher_finished:
+                    return
+                config = self.searcher.suggest(f"{self.experiment_id}_{len(self.trials):05d}")
+                if config == self.searcher.FINISHED:
+                    self.searcher_finished = True
+                    return
+                if config is None:
+                    return
+                trial = self.add_trial(config)
+            if self._saving.get(trial.trial_id):
+                return                       # its checkpoint is still on the way
+            self._launch(trial)
+
+    def _launch(self, trial):
+        actor = self._actor_cls.options(**_actor_options(trial.resources)).remote(
+            self.trainable_cls, trial.config, trial.trial_id, trial.trial_name, trial.latest_checkpoint)
+        self._actors[trial.trial_id] = actor
+        self._set_status(trial, RUNNING)
+        self._submit_train(trial)
+
+    def _submit_train(self, trial):
+        actor = self._actors[trial.trial_id]
+        self._inflight[actor.train.remote()] = (trial, "train", actor)
+        self._training.add(trial.trial_id)
+
+    def _submit_save(self, trial):
+        actor = self._actors[trial.trial_id]
+        self._inflight[actor.save.remote()] = (trial, "save", actor)
+        self._saving[trial.trial_id] = self._saving.get(trial.trial_id, 0) + 1
+
+    def _process_ready(self, timeout):
+        if not self._inflight:
+            time.sleep(min(timeout, 0.05))
+            return
+        refs = list(self._inflight)
+        ready, rest = mpirt.wait(refs, num_returns=1, timeout=timeout)
+        if ready and rest:
+            more, _ = mpirt.wait(rest, num_returns=len(rest), timeout=0)
+            ready += more
+        for ref in ready:
+            trial, kind, actor = self._inflight.pop(ref)
+            current = self._actors.get(trial.trial_id) is actor
+            if kind == "train" and current:
+                self._training.discard(trial.trial_id)
+            try:
+                value = mpirt.get(ref)
+            except Exception as error:  # noqa: BLE001 - the trial failed, the experiment goes on
+                if kind == "save":
+                    self._saving[trial.trial_id] -= 1
+                if current:
+                    self._on_trial_error(trial, error)
+                continue
+            if kind == "train":
+                if current and trial.status == RUNNING:
+                    self._on_result(trial, value)
+            elif kind == "save":
+                self._saving[trial.trial_id] -= 1
+                if value is not None:
+                    self._store_checkpoint(trial, value, self._iteration_of(value, trial))
+                elif trial.status == PAUSED and not self._warned_no_checkpoint:
+                    self._warned_no_checkpoint = True
+                    logger.warning("trial %s was paused but reports no checkpoint: it will start over when "
+                                   "resumed (report checkpoints with tune.report(..., checkpoint=...))", trial)
+
+    @staticmethod
+    def _iteration_of(checkpoint, trial):
+        import pickle
+        meta = checkpoint.files.get(".tune_metadata")
+        if meta is not None:
+            return pickle.loads(meta).get("iteration", 0)
+        return trial.last_result.get("training_iteration", 0)
+
+    def _on_result(self, trial, result):
+        checkpoint = result.pop(CHECKPOINT_KEY, None)
+        if checkpoint is not None:
+            self._store_checkpoint(trial, checkpoint, result["training_iteration"])
+        finished_function = result.get("done") and (
+            not trial.results or result["training_iteration"] <= trial.results[-1].get("training_iteration", 0))
+        if not finished_function:
+            self._validate(trial, result)
+            result.setdefault("config", trial.config)
+            trial.results.append(result)
+            trial.last_result = result
+            self.storage.record_result(trial, result)
+            self.searcher.on_trial_result(trial.trial_id, result)
+        if result.get("done") or self._should_stop(trial, result):
+            self._complete(trial)
+            return
+        decision = self.scheduler.on_trial_result(self, trial, result)
+        if trial.status != RUNNING or trial.trial_id in self._training:
+            return                          # the scheduler stopped or restarted it already
+        if decision == sched.STOP:
+            self._complete(trial)
+        elif decision == sched.PAUSE:
+            self._pause(trial)
+        else:
+            if self.checkpoint_freq and result["training_iteration"] % self.checkpoint_freq == 0 \
+                    and not issubclass(self.trainable_cls, FunctionTrainable):
+                self._submit_save(trial)
+            self._submit_train(trial)
+
+    def _validate(self, trial, result):
+        if self.metric and self.metric not in result:
+            raise TuneError(f"trial {trial} did not report the metric {self.metric!r} named in tune.run(metric=); "
+                            f"it reported {sorted(k for k in result if not k.startswith('_'))}")
+        if isinstance(self.stopper, dict):
+            missing = [k for k in self.stopper if k not in result]
+            if missing:
+                raise TuneError(f"stop criteria {missing} name no metric trial {trial} reports; it reported "
+                                f"{sorted(k for k in result if not k.startswith('_'))}")
+
+    def _should_stop(self, trial, result):
+        if not self.stopper:
+            return False
+        if isinstance(self.stopper, dict):
+            for key, threshold in self.stopper.items():
+                value = result.get(key)
+                if isinstance(value, numbers.Number) and value >= threshold:
+                    return True
+            return False
+        stop = bool(self.stopper(trial.trial_id, result))
+        if hasattr(self.stopper, "stop_all") and self.stopper.stop_all():
+            self._stop_everything(reason="stopper")
+        return stop
+
+    def _store_checkpoint(self, trial, checkpoint, iteration):
+        trial.latest_checkpoint = checkpoint
+        trial.checkpoint_iteration = iteration
+        if trial.local_path is None:
+            return
+        self.storage.record_checkpoint(trial, checkpoint, iteration)
+        if self.keep_checkpoints_num:
+            self.storage.prune_checkpoints(trial, self.keep_checkpoints_num)
+
+    def _complete(self, trial):
+        if self.checkpoint_at_end and not issubclass(self.trainable_cls, FunctionTrainable):
+            self._submit_save(trial)
+        self._finish(trial, TERMINATED)
+
+    def _pause(self, trial):
+        self._submit_save(trial)
+        self._stop_actor(trial)
+        self._set_status(trial, PAUSED)
+
+    def _finish(self, trial, status):
+        self._stop_actor(trial)
+        self._set_status(trial, status)
+        self.storage.close_trial(trial)
+        if status == TERMINATED:
+            self.searcher.on_trial_complete(trial.trial_id, trial.last_result, error=False)
+            self.scheduler.on_trial_complete(self, trial, trial.last_result)
+
+    def _on_trial_error(self, trial, error):
+        trial.num_failures += 1
+        trial.error = getattr(error, "traceback_str", None) or "".join(
+            traceback.format_exception(type(error), error, error.__traceback__))
+        self._stop_actor(trial, kill_now=True)
+        if self.max_failures < 0 or trial.num_failures <= self.max_failures:
+            logger.warning("trial %s failed (%d of %s failures allowed); restarting from %s", trial,
+                           trial.num_failures, self.max_failures if self.max_failures >= 0 else "unlimited",
+                           f"iteration {trial.checkpoint_iteration}" if trial.latest_checkpoint else "scratch")
+            self._set_status(trial, PENDING)
+            return
+        self._set_status(trial, ERROR)
+        self.storage.close_trial(trial)
+        self.searcher.on_trial_complete(trial.trial_id, trial.last_result, error=True)
+        self.scheduler.on_trial_error(self, trial)
+
+    def _set_status(self, trial, status):
+        trial.status = status
+        self.storage.record_status(trial)
+
+    def _stop_actor(self, trial, kill_now=False):
+        actor = self._actors.pop(trial.trial_id, None)
+        if actor is None:
+            return
+        if kill_now:
+            mpirt.kill(actor)
+            return
+        self._stopping[actor.stop.remote()] = (actor, time.monotonic() + 10.0)
+
+    def _reap_stopping(self, wait=0.0):
+        """Kill actors whose stop() finished (or took too long): their resources go back."""
+        deadline = time.monotonic() + wait
+        while self._stopping:
+            refs = list(self._stopping)
+            done, _ = mpirt.wait(refs, num_returns=len(refs), timeout=0)
+            now = time.monotonic()
+            for ref in refs:
+                actor, limit = self._stopping[ref]
+                if ref in done or now > limit:
+                    del self._stopping[ref]
+                    mpirt.kill(actor)
+            if not self._stopping or time.monotonic() >= deadline:
+                return
+            time.sleep(0.01)
+
+    def _stop_everything(self, reason):
+        for trial in self.trials:
+            if not trial.is_finished:
+                self._finish(trial, TERMINATED)
+        self.searcher_finished = True

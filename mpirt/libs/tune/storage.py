@@ -1,0 +1,332 @@
+"""Where an experiment's results live: ``<local_dir>/<name>/``.
+
+- ``experiment_state.jsonl``: an append-only journal of every trial, result,
+  checkpoint and status change. It is the source of truth for ``resume``: each
+  line is written and flushed as it happens, so a ``kill -9`` loses at most the
+  line being written (a torn last line is ignored).
+- ``experiment.h5``: one HDF5 file for people and tools: each trial's config
+  (attributes), metric time series (datasets) and checkpoints (external links
+  to per-checkpoint HDF5 files). It is rewritten to a temporary file and renamed,
+  so it is always complete, and refreshed every few seconds and at the end.
+- ``<trial>/``: ``params.json``, ``result.json`` (JSON lines), ``progress.csv``,
+  TensorBoard events (when tensorboardX is installed) and ``checkpoint_*.h5``.
+"""
+import base64
+import csv
+import json
+import numbers
+import os
+import time
+
+import cloudpickle
+import numpy as np
+
+from .checkpoint import Checkpoint
+
+JOURNAL = "experiment_state.jsonl"
+HDF5_FILE = "experiment.h5"
+
+
+def default_local_dir():
+    """``$MPIRT_RESULTS_DIR``, else ``$SLURM_SUBMIT_DIR/mpirt_results`` under Slurm, else ``~/mpirt_results``."""
+    if os.environ.get("MPIRT_RESULTS_DIR"):
+        return os.environ["MPIRT_RESULTS_DIR"]
+    if os.environ.get("SLURM_SUBMIT_DIR") and os.environ.get("SLURM_JOB_ID"):
+        return os.path.join(os.environ["SLURM_SUBMIT_DIR"], "mpirt_results")
+    return os.path.join(os.path.expanduser("~"), "mpirt_results")
+
+
+def default_name(trainable_name):
+    """Under Slurm the job's name and id (stable across requeues, so the job finds its experiment)."""
+    env = os.environ
+    if env.get("SLURM_JOB_ID"):
+        job = env.get("SLURM_JOB_NAME", "job")
+        if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+            return f"{job}-{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+        return f"{job}-{env['SLURM_JOB_ID']}"
+    return f"{trainable_name}_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+
+
+def to_json(value):
+    """JSON-safe copy of a result: numpy scalars and arrays become Python numbers and lists."""
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def flatten(data, prefix=""):
+    flat = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "/"))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _encode(obj):
+    return base64.b64encode(cloudpickle.dumps(obj)).decode("ascii")
+
+
+def _decode(text):
+    return cloudpickle.loads(base64.b64decode(text))
+
+
+class TrialFiles:
+    """The per-trial logs: result.json, progress.csv, TensorBoard events."""
+
+    def __init__(self, path):
+        self.path = path
+        os.makedirs(path, exist_ok=True)
+        self._csv_fields = None
+        self._tbx = None
+
+    def write_params(self, config):
+        with open(os.path.join(self.path, "params.json"), "w") as f:
+            json.dump(to_json(config), f, indent=2, sort_keys=True)
+
+    def append(self, result):
+        clean = to_json(result)
+        with open(os.path.join(self.path, "result.json"), "a") as f:
+            f.write(json.dumps(clean) + "\n")
+        flat = flatten({k: v for k, v in clean.items() if k != "config"})
+        csv_path = os.path.join(self.path, "progress.csv")
+        if self._csv_fields is None:
+            if os.path.exists(csv_path) and os.path.getsize(csv_path):
+                with open(csv_path) as f:
+                    self._csv_fields = next(csv.reader(f))
+            else:
+                self._csv_fields = list(flat)
+                with open(csv_path, "w", newline="") as f:
+                    csv.writer(f).writerow(self._csv_fields)
+        with open(csv_path, "a", newline="") as f:
+            csv.writer(f).writerow([flat.get(k, "") for k in self._csv_fields])
+        self._log_tensorboard(flat, result.get("training_iteration", 0))
+
+    def rewrite(self, results):
+        """On resume: the logs hold exactly the results that survived."""
+        for name in ("result.json", "progress.csv"):
+            try:
+                os.remove(os.path.join(self.path, name))
+            except FileNotFoundError:
+                pass
+        self._csv_fields = None
+        for result in results:
+            self.append(result)
+
+    def _log_tensorboard(self, flat, step):
+        if self._tbx is None:
+            try:
+                from tensorboardX import SummaryWriter
+            except ImportError:
+                self._tbx = False
+                return
+            self._tbx = SummaryWriter(logdir=self.path, flush_secs=5)
+        if self._tbx is False:
+            return
+        for key, value in flat.items():
+            if isinstance(value, numbers.Number) and not isinstance(value, bool):
+                self._tbx.add_scalar(f"mpirt/{key}", value, global_step=step)
+
+    def close(self):
+        if self._tbx:
+            self._tbx.close()
+            self._tbx = None
+
+
+class ExperimentStorage:
+    def __init__(self, local_dir, name):
+        self.local_dir = os.path.abspath(os.path.expanduser(local_dir))
+        self.name = name
+        self.path = os.path.join(self.local_dir, name)
+        self.journal_path = os.path.join(self.path, JOURNAL)
+        self.hdf5_path = os.path.join(self.path, HDF5_FILE)
+        self._journal = None
+        self._files = {}
+        self._last_flush = 0.0
+        self._flush_interval = 2.0
+
+    def exists(self):
+        return os.path.exists(self.journal_path)
+
+    # ---- journal
+    def open(self, fresh):
+        os.makedirs(self.path, exist_ok=True)
+        if fresh:
+            for name in (JOURNAL, HDF5_FILE):
+                if os.path.exists(os.path.join(self.path, name)):
+                    os.remove(os.path.join(self.path, name))
+        self._journal = open(self.journal_path, "a")
+
+    def _log(self, event):
+        self._journal.write(json.dumps(event) + "\n")
+        self._journal.flush()
+
+    def record_start(self, meta):
+        self._log({"e": "start", "time": time.time(), **to_json(meta)})
+
+    def record_trial(self, trial):
+        trial.local_path = os.path.join(self.path, trial.trial_name)
+        files = self.trial_files(trial)
+        files.write_params(trial.config)
+        self._log({"e": "trial", "id": trial.trial_id, "name": trial.trial_name, "index": trial.index,
+                   "config": _encode(trial.config), "resources": trial.resources})
+
+    def record_config(self, trial):
+        self.trial_files(trial).write_params(trial.config)
+        self._log({"e": "config", "id": trial.trial_id, "config": _encode(trial.config)})
+
+    def record_result(self, trial, result):
+        self._log({"e": "result", "id": trial.trial_id, "result": to_json(result)})
+        self.trial_files(trial).append(result)
+
+    def record_truncate(self, trial, upto):
+        """On resume: results after the checkpoint a trial restarts from are dropped (they will be redone)."""
+        self._log({"e": "truncate", "id": trial.trial_id, "upto": upto})
+        self.trial_files(trial).rewrite(trial.results)
+
+    def record_event(self, kind, **fields):
+        self._log({"e": kind, "time": time.time(), **to_json(fields)})
+
+    def record_status(self, trial):
+        self._log({"e": "status", "id": trial.trial_id, "status": trial.status, "failures": trial.num_failures,
+                   "error": trial.error})
+
+    def record_checkpoint(self, trial, checkpoint, iteration):
+        """Write the checkpoint as its own HDF5 file (atomically) and journal it."""
+        import h5py
+        filename = f"checkpoint_{iteration:06d}.h5"
+        final = os.path.join(trial.local_path, filename)
+        tmp = final + ".tmp"
+        with h5py.File(tmp, "w") as f:
+            f.attrs["trial_id"] = trial.trial_id
+            f.attrs["iteration"] = iteration
+            for number, (rel, data) in enumerate(sorted(checkpoint.files.items())):
+                dataset = f.create_dataset(f"file_{number}", data=np.frombuffer(data, dtype=np.uint8))
+                dataset.attrs["path"] = rel
+        os.replace(tmp, final)
+        self._log({"e": "checkpoint", "id": trial.trial_id, "iteration": iteration,
+                   "file": os.path.join(trial.trial_name, filename)})
+        return final
+
+    def prune_checkpoints(self, trial, keep):
+        """Keep only the newest ``keep`` checkpoint files of ``trial``."""
+        names = sorted(n for n in os.listdir(trial.local_path) if n.startswith("checkpoint_") and n.endswith(".h5"))
+        for name in names[:-keep]:
+            os.remove(os.path.join(trial.local_path, name))
+
+    @staticmethod
+    def load_checkpoint(path):
+        import h5py
+        with h5py.File(path, "r") as f:
+            files = {f[name].attrs["path"]: f[name][()].tobytes() for name in f}
+        return Checkpoint(files)
+
+    def trial_files(self, trial):
+        files = self._files.get(trial.trial_id)
+        if files is None:
+            files = self._files[trial.trial_id] = TrialFiles(trial.local_path)
+        return files
+
+    def close_trial(self, trial):
+        files = self._files.pop(trial.trial_id, None)
+        if files is not None:
+            files.close()
+
+    def replay(self):
+        """Read the journal back: (start metadata, [trial state dicts in order])."""
+        meta, trials = {}, {}
+        with open(self.journal_path) as f:
+            for line in f:
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # the line a kill -9 cut short
+                kind = event.pop("e")
+                if kind == "start":
+                    meta = meta or event
+                elif kind == "trial":
+                    trials[event["id"]] = {"id": event["id"], "name": event["name"], "index": event["index"],
+                                           "config": _decode(event["config"]), "resources": event["resources"],
+                                           "results": [], "status": "PENDING", "failures": 0, "error": None,
+                                           "checkpoint": None, "checkpoint_iteration": 0}
+                elif event.get("id") in trials:
+                    state = trials[event["id"]]
+                    if kind == "config":
+                        state["config"] = _decode(event["config"])
+                    elif kind == "result":
+                        state["results"].append(event["result"])
+                    elif kind == "status":
+                        state.update(status=event["status"], failures=event["failures"], error=event["error"])
+                    elif kind == "truncate":
+                        state["results"] = [r for r in state["results"]
+                                            if r.get("training_iteration", 0) <= event["upto"]]
+                    elif kind == "checkpoint":
+                        state["checkpoint"] = os.path.join(self.path, event["file"])
+                        state["checkpoint_iteration"] = event["iteration"]
+        return meta, list(trials.values())
+
+    # ---- the HDF5 summary
+    def maybe_flush(self, trials, meta):
+        if time.monotonic() - self._last_flush >= self._flush_interval:
+            self.flush(trials, meta)
+
+    def flush(self, trials, meta):
+        start = time.monotonic()
+        self._write_hdf5(trials, meta)
+        took = time.monotonic() - start
+        self._last_flush = time.monotonic()
+        # a big experiment flushes less often, so writing never dominates
+        self._flush_interval = max(2.0, 20 * took)
+
+    def _write_hdf5(self, trials, meta):
+        import h5py
+        tmp = self.hdf5_path + ".tmp"
+        with h5py.File(tmp, "w") as f:
+            for key, value in to_json(meta).items():
+                if isinstance(value, (str, int, float)):
+                    f.attrs[key] = value
+            group = f.create_group("trials")
+            for trial in trials:
+                self._write_trial(group.create_group(trial.trial_id), trial)
+        os.replace(tmp, self.hdf5_path)
+
+    def _write_trial(self, group, trial):
+        import h5py
+        group.attrs["trial_name"] = trial.trial_name
+        group.attrs["status"] = trial.status
+        group.attrs["num_failures"] = trial.num_failures
+        if trial.error:
+            group.attrs["error"] = trial.error
+        group.attrs["config_json"] = json.dumps(to_json(trial.config), sort_keys=True)
+        config = group.create_group("config")
+        for key, value in flatten(to_json(trial.config)).items():
+            config.attrs[key] = value if isinstance(value, (bool, int, float, str)) else json.dumps(value)
+        metrics = group.create_group("metrics")
+        flat_results = [flatten(result) for result in trial.results]
+        keys = {}
+        for result in flat_results:
+            for key, value in result.items():
+                if isinstance(value, numbers.Number):
+                    keys[key] = None
+        for key in keys:
+            series = [result.get(key) for result in flat_results]
+            series = [float(v) if isinstance(v, numbers.Number) else np.nan for v in series]
+            metrics.create_dataset(key, data=np.asarray(series, dtype=np.float64))
+        checkpoints = group.create_group("checkpoints")
+        if trial.local_path and os.path.isdir(trial.local_path):
+            for filename in sorted(os.listdir(trial.local_path)):
+                if filename.startswith("checkpoint_") and filename.endswith(".h5"):
+                    relative = os.path.join(trial.trial_name, filename)
+                    checkpoints[filename[:-3]] = h5py.ExternalLink(relative, "/")
+        if trial.latest_checkpoint is not None:
+            group.attrs["latest_checkpoint_iteration"] = trial.checkpoint_iteration

@@ -54,6 +54,37 @@ def run_app(tmp_path, source, ranks=None, timeout=90, env=None, args=()):
     Returns the CompletedProcess; fails the test if the run times out or leaves
     processes behind.
     """
+    app = start_app(tmp_path, source, ranks, env, args)
+    try:
+        out, err = app.proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        out, err = app.kill()
+        pytest.fail(f"{' '.join(app.command)} timed out after {timeout} s\nstdout:\n{out}\nstderr:\n{err}")
+    leftovers = _wait_for_no_leftovers(app.marker)
+    assert not leftovers, f"processes left behind: {leftovers}"
+    return subprocess.CompletedProcess(app.command, app.proc.returncode, out, err)
+
+
+class StartedApp:
+    """A script running in its own session; ``kill()`` ends it and everything it started."""
+
+    def __init__(self, proc, command, marker):
+        self.proc, self.command, self.marker = proc, command, marker
+
+    def kill(self):
+        """SIGKILL the whole process group (like a node losing power) and reap what is left."""
+        try:
+            os.killpg(self.proc.pid, 9)
+        except ProcessLookupError:
+            pass
+        out, err = self.proc.communicate()
+        _kill_leftovers(self.marker)
+        _wait_for_no_leftovers(self.marker)
+        return out, err
+
+
+def start_app(tmp_path, source, ranks=None, env=None, args=()):
+    """Start ``source`` as a script (under ``mpirun -n ranks`` if given) without waiting for it."""
     script = tmp_path / f"app_{time.monotonic_ns()}.py"
     script.write_text(source)
     command = [sys.executable, str(script), *args]
@@ -63,16 +94,7 @@ def run_app(tmp_path, source, ranks=None, timeout=90, env=None, args=()):
     full_env = {**os.environ, **MPIRUN_ENV, "PYTHONPATH": REPO, "MPIRT_TEST_MARKER": marker, **(env or {})}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=full_env, cwd=str(tmp_path), start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        out, err = proc.communicate()
-        _kill_leftovers(marker)
-        pytest.fail(f"{' '.join(command)} timed out after {timeout} s\nstdout:\n{out}\nstderr:\n{err}")
-    leftovers = _wait_for_no_leftovers(marker)
-    assert not leftovers, f"processes left behind: {leftovers}"
-    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+    return StartedApp(proc, command, marker)
 
 
 def _matching(marker):

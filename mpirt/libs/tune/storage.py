@@ -312,7 +312,7 @@ class ExperimentStorage:
         for key, value in flatten(to_json(trial.config)).items():
             config.attrs[key] = value if isinstance(value, (bool, int, float, str)) else json.dumps(value)
         metrics = group.create_group("metrics")
-        flat_results = [flatten(result) for result in trial.results]
+        flat_results = [flatten({k: v for k, v in r.items() if k not in ("config", "pid")}) for r in trial.results]
         keys = {}
         for result in flat_results:
             for key, value in result.items():

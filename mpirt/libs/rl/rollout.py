@@ -1,0 +1,94 @@
+"""RolloutWorker: steps a few copies of the env with a policy and returns postprocessed batches.
+
+It runs as an mpirt actor (``make_workers``); each algorithm gives it its
+policy class. Envs are stepped one by one (no vector-env wrapper) so that the
+true last observation of an episode is kept for bootstrapping before reset.
+"""
+import numpy as np
+
+import mpirt
+
+from .utils import set_torch_threads
+
+
+class RolloutWorker:
+    def __init__(self, env_creator, info, policy_cls, config, worker_index):
+        set_torch_threads()
+        seed = config.get("seed")
+        self.worker_index = worker_index
+        if seed is not None:
+            import torch
+            torch.manual_seed(seed + 1000 * worker_index)
+        self.policy = policy_cls(info, {**config, "seed": None if seed is None else seed + 1000 * worker_index})
+        self.info = info
+        self.envs = [env_creator() for _ in range(config["num_envs_per_worker"])]
+        self.obs = []
+        for i, env in enumerate(self.envs):
+            env_seed = None if seed is None else seed + 1000 * worker_index + i
+            self.obs.append(env.reset(seed=env_seed)[0])
+            env.action_space.seed(env_seed)
+        self.episode_returns = [0.0] * len(self.envs)
+        self.episode_lengths = [0] * len(self.envs)
+
+    def set_weights(self, weights):
+        self.policy.set_weights(weights)
+
+    def sample(self, steps_per_env, weights=None, **act_kwargs):
+        """Step every env ``steps_per_env`` times; returns the policy's batch, the episodes that ended
+        (a list of (return, length)) and the number of env steps taken."""
+        if weights is not None:
+            self.policy.set_weights(weights)
+        fragment, episodes = self._collect(steps_per_env, act_kwargs)
+        return {"batch": self.policy.postprocess(fragment), "episodes": episodes,
+                "steps": steps_per_env * len(self.envs)}
+
+    def sample_and_compute_gradients(self, steps_per_env, weights=None, **act_kwargs):
+        """A3C: sample with ``weights``, then return the policy's gradients on that batch."""
+        result = self.sample(steps_per_env, weights, **act_kwargs)
+        gradients, stats = self.policy.compute_gradients(result.pop("batch"))
+        return {**result, "gradients": gradients, "stats": stats}
+
+    def _collect(self, steps, act_kwargs):
+        num_envs = len(self.envs)
+        obs_dim = self.info.obs_dim
+        fragment = {
+            "obs": np.zeros((steps, num_envs, obs_dim), np.float32),
+            "next_obs": np.zeros((steps, num_envs, obs_dim), np.float32),
+            "rewards": np.zeros((steps, num_envs), np.float32),
+            "terminateds": np.zeros((steps, num_envs), bool),
+            "truncateds": np.zeros((steps, num_envs), bool),
+        }
+        episodes = []
+        for t in range(steps):
+            obs = np.asarray(self.obs, dtype=np.float32)
+            actions, extras = self.policy.act(obs, **act_kwargs)
+            if t == 0:
+                fragment["actions"] = np.zeros((steps, *actions.shape), actions.dtype)
+                for key, value in extras.items():
+                    fragment[key] = np.zeros((steps, *value.shape), value.dtype)
+            fragment["obs"][t] = obs
+            fragment["actions"][t] = actions
+            for key, value in extras.items():
+                fragment[key][t] = value
+            env_actions = self.policy.env_actions(actions)
+            for i, env in enumerate(self.envs):
+                next_obs, reward, terminated, truncated, _ = env.step(env_actions[i])
+                fragment["next_obs"][t, i] = next_obs
+                fragment["rewards"][t, i] = reward
+                fragment["terminateds"][t, i] = terminated
+                fragment["truncateds"][t, i] = truncated
+                self.episode_returns[i] += float(reward)
+                self.episode_lengths[i] += 1
+                if terminated or truncated:
+                    episodes.append((self.episode_returns[i], self.episode_lengths[i]))
+                    self.episode_returns[i], self.episode_lengths[i] = 0.0, 0
+                    next_obs, _ = env.reset()
+                self.obs[i] = next_obs
+        return fragment, episodes
+
+
+def make_workers(worker_cls, count, config, *args):
+    """``count`` actors of ``worker_cls``, each told its index; they hold ``num_cpus_per_worker`` CPUs
+    (0 by default: inside a Tune trial that already holds a CPU, asking for more could wait forever)."""
+    actor_cls = mpirt.remote(worker_cls).options(num_cpus=config["num_cpus_per_worker"])
+    return [actor_cls.remote(*args, worker_index=i + 1) for i in range(count)]

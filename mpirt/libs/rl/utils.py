@@ -1,0 +1,65 @@
+"""Small helpers shared by the algorithms: config merging and checking, torch threads, learner device."""
+import copy
+import difflib
+import io
+
+
+def set_torch_threads():
+    """One torch thread per rank: the ranks of a node already share its cores."""
+    import torch
+
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
+def merge_config(defaults, config, algorithm):
+    """``defaults`` updated by ``config`` (nested dicts merged one level); unknown keys raise ValueError
+    with the closest known names, so a typo never silently trains with a default."""
+    merged = copy.deepcopy(defaults)
+    for key, value in (config or {}).items():
+        if key.startswith("__"):  # bookkeeping a caller such as Tune may add
+            continue
+        if key not in defaults:
+            close = difflib.get_close_matches(key, list(defaults), n=3)
+            hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+            raise ValueError(f"{algorithm}: unknown config key {key!r}{hint}; known keys: {', '.join(sorted(defaults))}")
+        if isinstance(defaults[key], dict) and isinstance(value, dict):
+            merged[key] = {**defaults[key], **value}
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def check_positive_int(config, algorithm, *keys, allow_zero=False):
+    for key in keys:
+        value = config[key]
+        low = 0 if allow_zero else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{algorithm}: config[{key!r}] must be an integer >= {low}, got {value!r}")
+
+
+def learner_device(num_gpus, algorithm):
+    """"cuda" when ``num_gpus`` > 0 and torch sees a GPU; asking for one that is not there is an error."""
+    import torch
+
+    if not num_gpus:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError(f"{algorithm}: num_gpus={num_gpus} but torch sees no CUDA device "
+                         f"(torch {torch.__version__}); set num_gpus=0 to learn on the CPU")
+    return torch.device("cuda")
+
+
+def optimizer_bytes(optimizer):
+    """A torch optimizer's state (Adam moments) in torch's own format, kept opaque in the HDF5 file."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(optimizer.state_dict(), buffer)
+    return buffer.getvalue()
+
+
+def load_optimizer(optimizer, data, device):
+    import torch
+
+    optimizer.load_state_dict(torch.load(io.BytesIO(data), map_location=device, weights_only=True))

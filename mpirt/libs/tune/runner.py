@@ -13,7 +13,7 @@ import traceback
 import mpirt
 
 from . import schedulers as sched
-from .trainable import CHECKPOINT_KEY, FunctionTrainable
+from .trainable import CHECKPOINT_KEY, RETURNED_KEY, FunctionTrainable
 from .trial import ERROR, PAUSED, PENDING, RUNNING, TERMINATED, Trial
 
 logger = logging.getLogger(__name__)
@@ -155,6 +155,8 @@ class TrialRunner:
             self._start_trials()
             if not self._inflight and self._all_finished():
                 break
+            if not self._inflight and not self._actors and self.searcher_finished:
+                self._unstick()
             self._process_ready(timeout=0.2)
             self._reap_stopping()
             self.reporter.maybe_report(self.trials, self.searcher.total_trials())
@@ -169,6 +171,14 @@ class TrialRunner:
     def _all_finished(self):
         return self.searcher_finished and all(t.is_finished for t in self.trials)
 
+    def _unstick(self):
+        """Nothing runs and nothing can start: resume paused trials rather than wait forever."""
+        paused = [t for t in self.trials if t.status == PAUSED]
+        if paused and not any(t.status == PENDING for t in self.trials):
+            logger.warning("the scheduler left %d trials paused with nothing running; resuming them", len(paused))
+            for trial in paused:
+                self._set_status(trial, PENDING)
+
     def _live_actor_count(self):
         return len(self._actors)
 
@@ -181,7 +191,8 @@ class TrialRunner:
                 config = self.searcher.suggest(f"{self.experiment_id}_{len(self.trials):05d}")
                 if config == self.searcher.FINISHED:
                     self.searcher_finished = True
-                    return
+                    self.scheduler.on_searcher_finished(self)
+                    continue
                 if config is None:
                     return
                 trial = self.add_trial(config)
@@ -252,15 +263,17 @@ class TrialRunner:
         checkpoint = result.pop(CHECKPOINT_KEY, None)
         if checkpoint is not None:
             self._store_checkpoint(trial, checkpoint, result["training_iteration"])
-        finished_function = result.get("done") and (
-            not trial.results or result["training_iteration"] <= trial.results[-1].get("training_iteration", 0))
-        if not finished_function:
-            self._validate(trial, result)
-            result.setdefault("config", trial.config)
-            trial.results.append(result)
-            trial.last_result = result
-            self.storage.record_result(trial, result)
-            self.searcher.on_trial_result(trial.trial_id, result)
+        if result.pop(RETURNED_KEY, False):
+            if trial.results:
+                trial.results[-1]["done"] = True
+            self._complete(trial)
+            return
+        self._validate(trial, result)
+        result.setdefault("config", trial.config)
+        trial.results.append(result)
+        trial.last_result = result
+        self.storage.record_result(trial, result)
+        self.searcher.on_trial_result(trial.trial_id, result)
         if result.get("done") or self._should_stop(trial, result):
             self._complete(trial)
             return

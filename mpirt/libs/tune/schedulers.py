@@ -55,6 +55,9 @@ class TrialScheduler:
     def on_trial_remove(self, runner, trial):
         pass
 
+    def on_searcher_finished(self, runner):
+        """No more trials will be added (brackets waiting to fill can close now)."""
+
     def choose_trial_to_run(self, runner):
         """The next trial to start or resume: pending ones first, in order."""
         for trial in runner.get_trials():
@@ -201,6 +204,10 @@ class HyperBandScheduler(TrialScheduler):
         bracket = self._bracket_of.get(trial.trial_id)
         if bracket is not None:
             bracket["done"].add(trial.trial_id)
+            self._maybe_advance(runner, bracket)
+
+    def on_searcher_finished(self, runner):
+        for bracket in self._brackets:
             self._maybe_advance(runner, bracket)
 
     def _maybe_advance(self, runner, bracket, exclude=None):

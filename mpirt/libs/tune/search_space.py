@@ -188,11 +188,12 @@ def validate(config):
     if not isinstance(config, dict):
         raise TypeError(f"a Tune config must be a dict, got {type(config).__name__}")
     for path, value in _walk(config):
+        if path and path[-1] == "grid_search":
+            parent = ".".join(map(str, path[:-1]))
+            raise ValueError(f"config[{parent!r}]: a grid_search dict must have no other keys")
         where = ".".join(map(str, path))
         if _is_grid(value) and not isinstance(value["grid_search"], (list, tuple)):
             raise TypeError(f"config[{where!r}]: grid_search needs a list, got {value['grid_search']!r}")
-        if isinstance(value, dict) and "grid_search" in value and not _is_grid(value):
-            raise ValueError(f"config[{where!r}]: a grid_search dict must have no other keys, got {sorted(value)}")
         if isinstance(value, types.FunctionType) and value.__name__ == "<lambda>":
             raise TypeError(f"config[{where!r}] is a bare lambda: wrap it in tune.sample_from(...)")
 

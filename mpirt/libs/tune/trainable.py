@@ -22,6 +22,8 @@ from .checkpoint import Checkpoint
 _METADATA_FILE = ".tune_metadata"
 # The checkpoint a function trainable reported travels to the driver inside its result.
 CHECKPOINT_KEY = "__checkpoint__"
+# Marks the result of a function trainable that returned: it ends the trial and carries no new metrics.
+RETURNED_KEY = "__returned__"
 
 
 class Trainable:
@@ -230,6 +232,7 @@ class FunctionTrainable(Trainable):
         if kind == "done":
             result = dict(self._last_metrics)
             result["done"] = True
+            result[RETURNED_KEY] = True
             # the function returned: its last report already counted as an iteration
             self._iteration -= 1
             return result

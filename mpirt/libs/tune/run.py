@@ -163,6 +163,7 @@ def _restore_trials(runner, storage, states, searcher, scheduler, metric):
                 storage.record_truncate(trial, trial.checkpoint_iteration)
         trial.last_result = trial.results[-1] if trial.results else {}
         trial.status = state["status"] if finished else PENDING
+        storage.trial_files(trial).rewrite(trial.results)   # the logs may have missed the last lines
         runner.trials.append(trial)
         scheduler.on_trial_add(runner, trial)
         for result in trial.results:

@@ -28,21 +28,34 @@ class TuneInterrupted(RuntimeError):
 
 
 class TrialActor:
-    """Hosts one trial's trainable on a worker rank."""
+    """Hosts trials' trainables on a worker rank, one after another.
 
-    def __init__(self, trainable_cls, config, trial_id, trial_name, checkpoint=None):
+    The runner reuses an actor for the next trial of the same shape (``start``
+    after ``stop``) instead of killing it and placing a new one: most of a short
+    trial's cost would otherwise be placing its actor.
+    """
+
+    def __init__(self):
+        self._trainable = None
+
+    def start(self, trainable_cls, config, trial_id, trial_name, checkpoint=None):
         self._trainable = trainable_cls(config, trial_id=trial_id, trial_name=trial_name)
         if checkpoint is not None:
             self._trainable.restore_from_checkpoint(checkpoint)
+        return True
 
     def train(self):
+        if self._trainable is None:
+            raise RuntimeError("the trial's trainable failed to start")
         return self._trainable.train()
 
     def save(self):
         return self._trainable.save_to_checkpoint()
 
     def stop(self):
-        self._trainable.stop()
+        trainable, self._trainable = self._trainable, None
+        if trainable is not None:
+            trainable.stop()
         return True
 
 
@@ -99,7 +112,8 @@ class TrialRunner:
         self._inflight = {}                  # ObjectRef -> (trial, kind)
         self._training = set()               # trial ids with a train() in flight
         self._saving = {}                    # trial_id -> number of saves in flight
-        self._stopping = {}                  # stop ref -> (actor, deadline)
+        self._stopping = {}                  # stop ref -> (actor, deadline) of actors to kill
+        self._idle = []                      # actors whose trial ended, ready for the next one
         self._warned_no_checkpoint = False
 
     # ---- what schedulers call
@@ -164,8 +178,10 @@ class TrialRunner:
         for trial in self.trials:
             if trial.status == RUNNING:
                 self._stop_actor(trial)
+        while self._idle:
+            self._retire(self._idle.pop())
         self._reap_stopping(wait=2.0 if self.interrupted is None else 0.5)
-        self.storage.flush(self.trials, self.meta)
+        self.storage.flush(self.trials, self.meta, final=True)
         self.reporter.report(self.trials, self.searcher.total_trials(), done=True)
 
     def _all_finished(self):
@@ -180,30 +196,37 @@ class TrialRunner:
                 self._set_status(trial, PENDING)
 
     def _live_actor_count(self):
-        return len(self._actors)
+        return len(self._actors) + len(self._idle)
 
     def _start_trials(self):
-        while self._live_actor_count() < self.max_concurrent:
+        while self._idle or self._live_actor_count() < self.max_concurrent:
             trial = self.scheduler.choose_trial_to_run(self)
             if trial is None:
                 if self.searcher_finished:
-                    return
+                    break
                 config = self.searcher.suggest(f"{self.experiment_id}_{len(self.trials):05d}")
                 if config == self.searcher.FINISHED:
                     self.searcher_finished = True
                     self.scheduler.on_searcher_finished(self)
                     continue
                 if config is None:
-                    return
+                    break
                 trial = self.add_trial(config)
             if self._saving.get(trial.trial_id):
-                return                       # its checkpoint is still on the way
+                break                        # its checkpoint is still on the way
             self._launch(trial)
+        if self.searcher_finished and not any(t.status in (PENDING, PAUSED) for t in self.trials):
+            while self._idle:                # no trial will need them again
+                self._retire(self._idle.pop())
 
     def _launch(self, trial):
-        actor = self._actor_cls.options(**_actor_options(trial.resources)).remote(
-            self.trainable_cls, trial.config, trial.trial_id, trial.trial_name, trial.latest_checkpoint)
+        if self._idle:
+            actor = self._idle.pop()
+        else:
+            actor = self._actor_cls.options(**_actor_options(trial.resources)).remote()
         self._actors[trial.trial_id] = actor
+        self._inflight[actor.start.remote(self.trainable_cls, trial.config, trial.trial_id, trial.trial_name,
+                                          trial.latest_checkpoint)] = (trial, "start", actor)
         self._set_status(trial, RUNNING)
         self._submit_train(trial)
 
@@ -226,7 +249,8 @@ class TrialRunner:
         if ready and rest:
             more, _ = mpirt.wait(rest, num_returns=len(rest), timeout=0)
             ready += more
-        for ref in ready:
+        ready = set(ready)
+        for ref in [r for r in self._inflight if r in ready]:     # in the order they were sent
             trial, kind, actor = self._inflight.pop(ref)
             current = self._actors.get(trial.trial_id) is actor
             if kind == "train" and current:
@@ -362,12 +386,17 @@ class TrialRunner:
         self.storage.record_status(trial)
 
     def _stop_actor(self, trial, kill_now=False):
+        """End the trial's trainable; its actor serves the next trial (or is killed after a failure)."""
         actor = self._actors.pop(trial.trial_id, None)
         if actor is None:
             return
         if kill_now:
             mpirt.kill(actor)
             return
+        actor.stop.remote()
+        self._idle.append(actor)
+
+    def _retire(self, actor):
         self._stopping[actor.stop.remote()] = (actor, time.monotonic() + 10.0)
 
     def _reap_stopping(self, wait=0.0):

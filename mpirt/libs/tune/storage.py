@@ -14,14 +14,19 @@
 import base64
 import csv
 import json
+import logging
 import numbers
 import os
+import queue
+import threading
 import time
 
 import cloudpickle
 import numpy as np
 
 from .checkpoint import Checkpoint
+
+logger = logging.getLogger(__name__)
 
 JOURNAL = "experiment_state.jsonl"
 HDF5_FILE = "experiment.h5"
@@ -81,21 +86,73 @@ def _decode(text):
     return cloudpickle.loads(base64.b64decode(text))
 
 
+class _BackgroundWriter:
+    """Runs file writes in order on one thread, so that creating a trial's log files (about
+    0.6 ms each here) and TensorBoard's fsyncs stay off the experiment loop. The journal is
+    written synchronously; these logs are rebuilt from it on resume."""
+
+    def __init__(self):
+        self._queue = None
+        self._thread = None
+        self._lock = threading.Lock()
+
+    def submit(self, fn, *args):
+        with self._lock:
+            if self._thread is None:
+                self._queue = queue.Queue()
+                self._thread = threading.Thread(target=self._run, name="mpirt-tune-files", daemon=True)
+                self._thread.start()
+        self._queue.put((fn, args))
+
+    def drain(self):
+        """Wait until everything submitted so far is written."""
+        if self._thread is not None:
+            self._queue.join()
+
+    def _run(self):
+        while True:
+            fn, args = self._queue.get()
+            try:
+                fn(*args)
+            except Exception:  # noqa: BLE001 - a log file must never fail an experiment
+                logger.exception("writing a trial log file failed")
+            finally:
+                self._queue.task_done()
+
+
+_writer = _BackgroundWriter()
+
+
 class TrialFiles:
-    """The per-trial logs: result.json, progress.csv, TensorBoard events."""
+    """The per-trial logs: params.json, result.json, progress.csv, TensorBoard events.
+
+    Public methods only queue the work; ``_writer``'s thread does it, in order.
+    """
 
     def __init__(self, path):
         self.path = path
-        os.makedirs(path, exist_ok=True)
         self._csv_fields = None
         self._tbx = None
+        _writer.submit(os.makedirs, path, 0o777, True)
 
     def write_params(self, config):
-        with open(os.path.join(self.path, "params.json"), "w") as f:
-            json.dump(to_json(config), f, indent=2, sort_keys=True)
+        _writer.submit(self._write_params, to_json(config))
 
     def append(self, result):
-        clean = to_json(result)
+        _writer.submit(self._append, to_json(result))
+
+    def rewrite(self, results):
+        """On resume: the logs hold exactly the results the journal kept."""
+        _writer.submit(self._rewrite, [to_json(r) for r in results])
+
+    def close(self):
+        _writer.submit(self._close)
+
+    def _write_params(self, config):
+        with open(os.path.join(self.path, "params.json"), "w") as f:
+            json.dump(config, f, indent=2, sort_keys=True)
+
+    def _append(self, clean):
         with open(os.path.join(self.path, "result.json"), "a") as f:
             f.write(json.dumps(clean) + "\n")
         flat = flatten({k: v for k, v in clean.items() if k != "config"})
@@ -110,10 +167,9 @@ class TrialFiles:
                     csv.writer(f).writerow(self._csv_fields)
         with open(csv_path, "a", newline="") as f:
             csv.writer(f).writerow([flat.get(k, "") for k in self._csv_fields])
-        self._log_tensorboard(flat, result.get("training_iteration", 0))
+        self._log_tensorboard(flat, clean.get("training_iteration", 0))
 
-    def rewrite(self, results):
-        """On resume: the logs hold exactly the results that survived."""
+    def _rewrite(self, results):
         for name in ("result.json", "progress.csv"):
             try:
                 os.remove(os.path.join(self.path, name))
@@ -121,7 +177,7 @@ class TrialFiles:
                 pass
         self._csv_fields = None
         for result in results:
-            self.append(result)
+            self._append(result)
 
     def _log_tensorboard(self, flat, step):
         if self._tbx is None:
@@ -130,17 +186,17 @@ class TrialFiles:
             except ImportError:
                 self._tbx = False
                 return
-            self._tbx = SummaryWriter(logdir=self.path, flush_secs=5)
+            self._tbx = SummaryWriter(logdir=self.path, flush_secs=30)
         if self._tbx is False:
             return
         for key, value in flat.items():
             if isinstance(value, numbers.Number) and not isinstance(value, bool):
                 self._tbx.add_scalar(f"mpirt/{key}", value, global_step=step)
 
-    def close(self):
+    def _close(self):
         if self._tbx:
             self._tbx.close()
-            self._tbx = None
+        self._tbx = None
 
 
 class ExperimentStorage:
@@ -192,7 +248,6 @@ class ExperimentStorage:
     def record_truncate(self, trial, upto):
         """On resume: results after the checkpoint a trial restarts from are dropped (they will be redone)."""
         self._log({"e": "truncate", "id": trial.trial_id, "upto": upto})
-        self.trial_files(trial).rewrite(trial.results)
 
     def record_event(self, kind, **fields):
         self._log({"e": kind, "time": time.time(), **to_json(fields)})
@@ -205,6 +260,7 @@ class ExperimentStorage:
         """Write the checkpoint as its own HDF5 file (atomically) and journal it."""
         import h5py
         filename = f"checkpoint_{iteration:06d}.h5"
+        os.makedirs(trial.local_path, exist_ok=True)
         final = os.path.join(trial.local_path, filename)
         tmp = final + ".tmp"
         with h5py.File(tmp, "w") as f:
@@ -219,10 +275,14 @@ class ExperimentStorage:
         return final
 
     def prune_checkpoints(self, trial, keep):
-        """Keep only the newest ``keep`` checkpoint files of ``trial``."""
-        names = sorted(n for n in os.listdir(trial.local_path) if n.startswith("checkpoint_") and n.endswith(".h5"))
+        """Keep only the newest ``keep`` checkpoint files of ``trial`` (pruned in the background)."""
+        _writer.submit(self._prune, trial.local_path, keep)
+
+    @staticmethod
+    def _prune(path, keep):
+        names = sorted(n for n in os.listdir(path) if n.startswith("checkpoint_") and n.endswith(".h5"))
         for name in names[:-keep]:
-            os.remove(os.path.join(trial.local_path, name))
+            os.remove(os.path.join(path, name))
 
     @staticmethod
     def load_checkpoint(path):
@@ -280,7 +340,9 @@ class ExperimentStorage:
         if time.monotonic() - self._last_flush >= self._flush_interval:
             self.flush(trials, meta)
 
-    def flush(self, trials, meta):
+    def flush(self, trials, meta, final=False):
+        if final:
+            _writer.drain()
         start = time.monotonic()
         self._write_hdf5(trials, meta)
         took = time.monotonic() - start

@@ -13,6 +13,7 @@ import traceback
 import mpirt
 
 from . import schedulers as sched
+from .search import BasicVariantGenerator
 from .trainable import CHECKPOINT_KEY, RETURNED_KEY, FunctionTrainable
 from .trial import ERROR, PAUSED, PENDING, RUNNING, TERMINATED, Trial
 
@@ -146,8 +147,7 @@ class TrialRunner:
         trial.config = new_config
         self.storage.record_config(trial)
         self._stop_actor(trial)
-        trial.latest_checkpoint = checkpoint
-        trial.checkpoint_iteration = donor.checkpoint_iteration
+        self._store_checkpoint(trial, checkpoint, donor.checkpoint_iteration)
         trial.restarts += 1
         self._launch(trial)
 
@@ -198,7 +198,22 @@ class TrialRunner:
     def _live_actor_count(self):
         return len(self._actors) + len(self._idle)
 
+    def _queue_known_trials(self):
+        """Grid/random search knows every config up front: make them all pending trials now, so
+        schedulers see the whole population (PBT keeps it in step, HyperBand fills brackets).
+        Adaptive searchers are asked one trial at a time, as slots free up."""
+        if self.searcher_finished or not isinstance(self.searcher, BasicVariantGenerator):
+            return
+        while True:
+            config = self.searcher.suggest(f"{self.experiment_id}_{len(self.trials):05d}")
+            if config == self.searcher.FINISHED:
+                self.searcher_finished = True
+                self.scheduler.on_searcher_finished(self)
+                return
+            self.add_trial(config)
+
     def _start_trials(self):
+        self._queue_known_trials()
         while self._idle or self._live_actor_count() < self.max_concurrent:
             trial = self.scheduler.choose_trial_to_run(self)
             if trial is None:

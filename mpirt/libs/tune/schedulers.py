@@ -262,12 +262,14 @@ class PopulationBasedTraining(TrialScheduler):
         self._rng = random.Random(seed)
         self._last_perturbed = {}
         self._last_score = {}
+        self._last_time = {}
         self.num_perturbations = 0
 
     def on_trial_result(self, runner, trial, result):
         if self.time_attr not in result or self.metric not in result:
             return CONTINUE
         t = result[self.time_attr]
+        self._last_time[trial.trial_id] = t
         self._last_score[trial.trial_id] = self._score(result)
         if t < self.burn_in_period or t - self._last_perturbed.get(trial.trial_id, 0) < self.interval:
             return CONTINUE
@@ -281,8 +283,20 @@ class PopulationBasedTraining(TrialScheduler):
                 donor = self._rng.choice(donors)
                 new_config = self.explore(donor.config)
                 self.num_perturbations += 1
+                self._last_perturbed[trial.trial_id] = self._last_perturbed.get(donor.trial_id, t)
                 runner.exploit(trial, donor, new_config)
+                return CONTINUE
+        # more trials than slots: yield to those that are behind, so the population moves in step
+        if any(other.status in ("PENDING", "PAUSED") for other in runner.get_trials()):
+            return PAUSE
         return CONTINUE
+
+    def choose_trial_to_run(self, runner):
+        """The waiting trial that is furthest behind (so that all advance at the same pace)."""
+        waiting = [t for t in runner.get_trials() if t.status in ("PENDING", "PAUSED")]
+        if not waiting:
+            return None
+        return min(waiting, key=lambda t: (self._last_time.get(t.trial_id, 0), t.index))
 
     def _quantiles(self, runner):
         scored = [t for t in runner.get_trials()

@@ -18,7 +18,7 @@ def my_func(config, reporter):
     while True:
         timesteps += 1
         accuracy += config["alpha"] * config["beta"]
-        time.sleep(0.01)
+        time.sleep(0.002)
         reporter(timesteps_total=timesteps, mean_accuracy=accuracy)
 
 

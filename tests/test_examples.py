@@ -63,3 +63,28 @@ def test_parameter_server_ends_cleanly_with_workers_still_looping(tmp_path, rank
     values = [float(line.split("=")[1]) for line in proc.stdout.splitlines() if line.startswith("params[0] =")]
     assert len(values) == 5
     assert values == sorted(values, reverse=True) and values[-1] < values[0] < 0  # the workers keep updating
+
+
+def test_tune_seed_experiment_under_mpirun(tmp_path):
+    proc = run_app(tmp_path, _source("tune_seed_experiment.py"), ranks=4, args=(str(tmp_path / "results"),),
+                   timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "alpha=0.6 beta=2 -> 84 timesteps to reach mean_accuracy 100" in proc.stdout
+    assert (tmp_path / "results" / "my_experiment" / "experiment.h5").exists()
+
+
+@pytest.mark.parametrize("name, expect", [("tune_asha.py", "trials ran"), ("tune_pbt.py", "perturbations")])
+def test_tune_examples(tmp_path, name, expect):
+    proc = run_app(tmp_path, _source(name), args=(str(tmp_path / "results"),), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert expect in proc.stdout
+
+
+def test_tune_benchmark_smoke(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "tune_bench.py"), "--quick",
+                           "--runtimes", "mpirt"], capture_output=True, text=True, timeout=170, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "trivial trials, end to end" in proc.stdout and "results/s" in proc.stdout

@@ -91,3 +91,26 @@ def test_resume_after_kill_9_keeps_finished_trials_and_continues_from_checkpoint
             restored += int(group["metrics/restored_from"][()].max() > 0)
     assert restored >= 1, "no unfinished trial continued from its checkpoint"
     assert len(log.read_text().splitlines()) - lines_before < 6 * 8 - 2 * 8
+
+
+def test_sigterm_saves_state_and_resume_finishes(tmp_path):
+    """What Slurm does before a requeue or at the time limit: SIGTERM (or the --signal warning)."""
+    import os
+    import signal
+    results, log = tmp_path / "results", tmp_path / "steps.log"
+    journal = results / "killed" / "experiment_state.jsonl"
+    app = start_app(tmp_path, EXPERIMENT, args=(str(results), str(log), "fresh"))
+    try:
+        assert wait_for(lambda: _some_finished_and_some_checkpointed(journal), 60)
+        os.kill(app.proc.pid, signal.SIGTERM)
+        out, err = app.proc.communicate(timeout=30)
+    finally:
+        app.kill()
+    assert app.proc.returncode != 0
+    assert "interrupted by SIGTERM" in err and "resume=True" in err
+    with h5py.File(results / "killed" / "experiment.h5", "r") as f:
+        assert len(f["trials"]) == 6                       # written on the way out
+    again = run_app(tmp_path, EXPERIMENT, args=(str(results), str(log), "resume"), timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "BEST 5 6" in again.stdout
+    assert set(_statuses(journal).values()) == {"TERMINATED"}

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from . import log_forward
+from . import log_forward, signals, slurm
 from ._mpi_env import mpi
 from .runtime import DRIVER_RANK, HEAD_RANK, Runtime
 from .scheduler.gpus import detect_node_gpus, restrict_visible_gpus, share_gpus
@@ -60,7 +60,8 @@ def init(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
          ignore_reinit_error=False, log_to_driver=True, namespace=None, **kwargs):
     """Start mpirt. Returns on the driver only; other ranks serve, then exit.
 
-    ``num_cpus``: workers to spawn in plain-python mode (default: one per core);
+    ``num_cpus``: workers to spawn in plain-python mode (default: one per CPU this
+    process may use, in a Slurm job the CPUs of the allocation);
     under mpirun, CPUs each worker rank offers (default 1). ``num_gpus`` and
     ``resources``: offered by each worker rank under mpirun, shared out over
     the spawned workers otherwise.
@@ -138,7 +139,7 @@ def _driver_config(log_to_driver, namespace, object_store_memory):
 
 # -- plain python: spawn ---------------------------------------------------
 def _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace, object_store_memory):
-    workers = num_cpus or os.cpu_count() or 1
+    workers = num_cpus or slurm.spawn_worker_count()
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = f"import sys; sys.path.insert(0, {package_parent!r}); from mpirt._spawned import main; main()"
     parent = MPI.COMM_SELF.Spawn(sys.executable, args=["-c", code], maxprocs=workers + 1)
@@ -221,9 +222,13 @@ def _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver
     node_workers = [r for r in node_comm.allgather(rank) if r >= 2]
     node_comm.Free()
     own, gpu_ids, node_gpus = {}, [], []
+    all_srun = comm.allreduce(slurm.launched_by_srun(rank, size), op=MPI.LAND)
     if rank >= 2:
         node_gpus = detect_node_gpus()
-        gpu_ids = share_gpus(node_gpus, node_workers.index(rank), len(node_workers), _explicit_gpus(num_gpus))
+        if slurm.gpus_bound_per_task(all_srun):  # srun --gpus-per-task: each task sees only its own
+            gpu_ids = node_gpus if num_gpus is None else node_gpus[:num_gpus]
+        else:
+            gpu_ids = share_gpus(node_gpus, node_workers.index(rank), len(node_workers), _explicit_gpus(num_gpus))
         own = _rank_resources(num_cpus, len(gpu_ids), resources)
         restrict_visible_gpus(gpu_ids, node_gpus)
     gathered = comm.allgather((own, _rank_info(gpu_ids, node_gpus)))
@@ -241,6 +246,7 @@ def _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver
 
 def _start_driver(rt):
     rt.handlers["log"] = log_forward.print_forwarded
+    signals.driver_exits_cleanly_on_sigterm()
     rt.start()
 
 
@@ -293,6 +299,7 @@ def _serve(rt):
     _runtime = rt  # tasks running here submit and get through it
     if rt.config.get("log_to_driver", True):
         log_forward.install(rt, "scheduler" if rt.rank == HEAD_RANK else "worker")
+    signals.serve_until_driver_says(rt.stopped)
     rt.start()
     if os.environ.get("MPIRT_DEBUG_DUMP"):
         from ._debug import dump_state

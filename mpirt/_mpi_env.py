@@ -29,6 +29,9 @@ def apply_defaults(environ=os.environ):
     """Set mpirt's MPI defaults in ``environ`` where the user has not set them."""
     for key, value in _DEFAULTS.items():
         environ.setdefault(key, value)
+    from . import fault
+
+    fault.apply_defaults(environ)
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         for key, value in _ROOT_DEFAULTS.items():
             environ.setdefault(key, value)
@@ -52,6 +55,11 @@ def mpi():
         import mpi4py
 
         mpi4py.rc.thread_level = "multiple"
+        from . import fault
+
+        if fault.ulfm_requested():
+            # After a rank dies MPI_Finalize may hang: mpirt finalizes itself when it is safe.
+            mpi4py.rc.finalize = False
         from mpi4py import MPI
 
         _MPI = MPI

@@ -124,7 +124,8 @@ class ActorClass:
                     return ActorHandle(*existing)
                 raise ValueError(f"an actor named {options['name']!r} already exists in namespace {namespace!r}")
         rt.actors.create(actor_id, self._blob, args_blob, dep_refs, placement, held,
-                         {"max_concurrency": concurrency, "num_gpus": options["num_gpus"] or 0.0}, tracked)
+                         {"max_concurrency": concurrency, "num_gpus": options["num_gpus"] or 0.0}, tracked,
+                         options["max_restarts"], options["max_task_retries"])
         return ActorHandle(actor_id, name, self._methods, tracked, self._signatures)
 
 

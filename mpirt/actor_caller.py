@@ -8,9 +8,11 @@ has left, so calls from one caller run in submission order.
 """
 import collections
 
+from .exceptions import ActorDiedError, ErrorPayload
 from .object_ref import ObjectRef, owner_of
 from .reachability import ReferenceCounter
 from .runtime import HEAD_RANK
+from .serialization import dumps
 
 # Actor handles post (actor_id, event) here from __init__/__del__/__reduce__ (no locks
 # there: destructors run anywhere); the progress thread applies them.
@@ -19,13 +21,14 @@ handle_events = collections.deque()
 
 class CallRecord:
     __slots__ = ("call_id", "actor_id", "kind", "method", "args_blob", "dep_refs", "deps_left", "return_ids",
-                 "failed_blob", "extra")
+                 "failed_blob", "extra", "retries_used", "pending_retry")
 
 
 class ActorState:
     """What this rank knows of one actor."""
 
-    __slots__ = ("location", "locating", "queue", "kill_requested", "waiting_for_location")
+    __slots__ = ("location", "locating", "queue", "kill_requested", "waiting_for_location", "restarts_left",
+                 "max_task_retries", "placement", "held", "create_message", "dead_blob")
 
     def __init__(self):
         self.location = None
@@ -33,6 +36,12 @@ class ActorState:
         self.queue = collections.deque()
         self.kill_requested = False
         self.waiting_for_location = []  # ranks that asked the owner where the actor is
+        # Known at the owner: what restarting the actor after its rank died takes.
+        self.restarts_left = 0
+        self.max_task_retries = 0
+        self.placement = self.held = None
+        self.create_message = None
+        self.dead_blob = None           # set once the actor is gone for good (its rank died)
 
 
 class ActorCaller:
@@ -47,6 +56,7 @@ class ActorCaller:
             actor_location=self._on_location,
             actor_done=self._on_done,
         )
+        runtime.failures.handlers.append(self._on_rank_dead)
         runtime.transport.add_ticker(0.02, self._apply_handle_events)
 
     def _state(self, actor_id):
@@ -56,11 +66,14 @@ class ActorCaller:
         return state
 
     # -- caller threads ------------------------------------------------------
-    def create(self, actor_id, class_blob, args_blob, dep_refs, placement, held, options, tracked):
+    def create(self, actor_id, class_blob, args_blob, dep_refs, placement, held, options, tracked,
+               max_restarts=0, max_task_retries=0):
         with self.rt.lock:
             if tracked:
                 self.references.track(actor_id)
             state = self._state(actor_id)
+            state.restarts_left, state.max_task_retries = max_restarts, max_task_retries
+            state.placement, state.held = placement, held
             rec = self._record(actor_id, "create", "__init__", args_blob, dep_refs, 0)
             rec.extra = (class_blob, options)
             state.queue.append(rec)
@@ -78,6 +91,9 @@ class ActorCaller:
             for object_id in rec.return_ids:
                 rt.objects.create_owned(object_id)
             refs = [ObjectRef(object_id) for object_id in rec.return_ids]
+            if state.dead_blob is not None:
+                self._fail(rec, state.dead_blob)
+                return refs
             state.queue.append(rec)
             self._watch_dependencies(rec)
             self._pump(actor_id)
@@ -108,6 +124,8 @@ class ActorCaller:
         rec.return_ids = [self.rt.next_id() for _ in range(num_returns)]
         rec.failed_blob = None
         rec.extra = None
+        rec.retries_used = 0
+        rec.pending_retry = False
         return rec
 
     def _watch_dependencies(self, rec):
@@ -136,8 +154,11 @@ class ActorCaller:
             if rec.kind == "create":
                 # A failed constructor argument still goes: the worker records the actor as dead.
                 class_blob, options = rec.extra
-                rt.send(state.location, ("actor_create", actor_id, class_blob, rec.args_blob, inlined, options,
-                                         rec.failed_blob))
+                state.create_message = ("actor_create", actor_id, class_blob, rec.args_blob, inlined, options,
+                                        rec.failed_blob)
+                rt.send(state.location, state.create_message)
+            elif rec.kind == "recreate":
+                rt.send(state.location, state.create_message)
             elif rec.kind == "terminate":
                 rt.send(state.location, ("actor_terminate", actor_id))
             elif rec.failed_blob is not None:  # a failed argument fails the call with the same error
@@ -148,12 +169,27 @@ class ActorCaller:
                 rt.send(state.location, ("actor_call", actor_id, rec.call_id, rec.method, rec.args_blob, inlined,
                                          len(rec.return_ids)))
 
-    def _set_location(self, actor_id, worker):
+    def _set_location(self, actor_id, worker, max_task_retries=None):
         state = self._state(actor_id)
+        if worker is None:                 # the owner says it is gone for good
+            state.locating = False
+            if state.dead_blob is None:
+                self._mark_dead(actor_id, state, "its rank died and it was not restarted (max_restarts)", [])
+            return
+        if max_task_retries is not None:   # calls that were on the dead rank: retry or fail them
+            for rec in list(state.queue):
+                if rec.pending_retry:
+                    rec.pending_retry = False
+                    if max_task_retries != -1 and rec.retries_used >= max_task_retries:
+                        state.queue.remove(rec)
+                        self._fail(rec, self._died_blob(actor_id, "its rank died during the call, which has no "
+                                                                  "retries left (max_task_retries)"))
+                    else:
+                        rec.retries_used += 1
         state.location = worker
         state.locating = False
         for rank in state.waiting_for_location:
-            self.rt.send(rank, ("actor_location", actor_id, worker))
+            self.rt.send(rank, ("actor_location", actor_id, worker, state.max_task_retries))
         state.waiting_for_location = []
         self._pump(actor_id)
         if state.kill_requested:
@@ -177,13 +213,75 @@ class ActorCaller:
 
     def _on_locate(self, source, actor_id):
         state = self._state(actor_id)
-        if state.location is not None:
-            self.rt.send(source, ("actor_location", actor_id, state.location))
+        if state.dead_blob is not None:
+            self.rt.send(source, ("actor_location", actor_id, None, 0))
+        elif state.location is not None:
+            self.rt.send(source, ("actor_location", actor_id, state.location, state.max_task_retries))
         else:
             state.waiting_for_location.append(source)
 
-    def _on_location(self, source, actor_id, worker):
-        self._set_location(actor_id, worker)
+    def _on_location(self, source, actor_id, worker, max_task_retries=None):
+        self._set_location(actor_id, worker, max_task_retries)
+
+    # -- worker deaths (ULFM) --------------------------------------------------
+    def _on_rank_dead(self, rank):
+        """Actors on ``rank`` restart elsewhere (their owner re-places them and runs ``__init__``
+        again) while ``max_restarts`` allows; the calls they were running are sent again while
+        ``max_task_retries`` allows. Otherwise their calls fail with ActorDiedError."""
+        me = self.rt.rank
+        for actor_id, state in list(self.actors.items()):
+            owner = owner_of(actor_id)
+            if state.dead_blob is not None:
+                continue
+            if state.location != rank:
+                if owner == rank and state.location is None and owner != me:
+                    self._mark_dead(actor_id, state, f"its owner (rank {rank}) died before it was placed", [])
+                continue
+            inflight = sorted((c for c in self.calls.values() if c.actor_id == actor_id), key=lambda c: c.call_id)
+            for rec in inflight:
+                del self.calls[rec.call_id]
+            state.location = None
+            if owner == me:
+                if state.create_message is None or state.restarts_left == 0:
+                    self._mark_dead(actor_id, state, f"its rank ({rank}) died and it has no restarts left "
+                                                     "(max_restarts)", inflight)
+                    continue
+                if state.restarts_left > 0:
+                    state.restarts_left -= 1
+                for rec in reversed(inflight):
+                    if state.max_task_retries == -1 or rec.retries_used < state.max_task_retries:
+                        rec.retries_used += 1
+                        state.queue.appendleft(rec)
+                    else:
+                        self._fail(rec, self._died_blob(actor_id, f"its rank ({rank}) died during the call, which "
+                                                                  "has no retries left (max_task_retries)"))
+                state.queue.appendleft(self._record(actor_id, "recreate", "__init__", None, [], 0))
+                self.rt.send(HEAD_RANK, ("actor_place", actor_id, state.placement, state.held))
+            elif owner == rank:
+                self._mark_dead(actor_id, state, f"its rank and its owner (rank {rank}) died", inflight)
+            else:
+                for rec in reversed(inflight):
+                    rec.pending_retry = True   # the owner's answer says whether it may run again
+                    state.queue.appendleft(rec)
+                state.locating = True
+                self.rt.send(owner, ("actor_locate", actor_id))
+
+    @staticmethod
+    def _died_blob(actor_id, why):
+        return dumps(ErrorPayload(ActorDiedError(f"actor {actor_id:028x} died: {why}")))
+
+    def _fail(self, rec, blob):
+        for object_id in rec.return_ids:
+            self.rt.objects.set_ready(object_id, blob, True)
+
+    def _mark_dead(self, actor_id, state, why, inflight):
+        state.dead_blob = self._died_blob(actor_id, why)
+        for rec in list(inflight) + list(state.queue):
+            self._fail(rec, state.dead_blob)
+        state.queue.clear()
+        for waiting in state.waiting_for_location:
+            self.rt.send(waiting, ("actor_location", actor_id, None, 0))
+        state.waiting_for_location = []
 
     def _on_done(self, source, call_id, blobs, is_error):
         rec = self.calls.pop(call_id, None)

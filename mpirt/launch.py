@@ -247,6 +247,9 @@ def _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver
 def _start_driver(rt):
     rt.handlers["log"] = log_forward.print_forwarded
     signals.driver_exits_cleanly_on_sigterm()
+    if not rt.failures.enabled and not os.environ.get("MPIRT_QUIET"):
+        from .fault import ENABLE_HINT
+        sys.stderr.write(f"mpirt: without ULFM a worker rank that dies ends the whole job; {ENABLE_HINT}\n")
     rt.start()
 
 
@@ -309,9 +312,10 @@ def _serve(rt):
     log_forward.flush()
     rt.transport.stop()
     rt.store.close(rt.free_store_at_exit)
-    _release_communicators(rt)
     try:
-        mpi().Finalize()
+        if not rt.failures.dead:        # after a death MPI_Finalize could hang on the dead rank
+            _release_communicators(rt)
+            mpi().Finalize()
     finally:
         sys.__stdout__.flush()
         sys.__stderr__.flush()
@@ -341,4 +345,15 @@ def shutdown():
         sys.stderr.write("mpirt: some ranks did not acknowledge shutdown within 10 s\n")
         return
     rt.store.close(rt.free_store_at_exit)
+    if rt.failures.enabled:
+        _leave_after_failures(rt)
+        return
     _release_communicators(rt)
+
+
+def _leave_after_failures(rt):
+    """Under ULFM mpi4py does not finalize MPI at exit (see _mpi_env): after a rank died,
+    MPI_Finalize can hang on the dead rank, so a rank that saw a death leaves without it."""
+    if not rt.failures.dead:
+        _release_communicators(rt)
+        mpi().Finalize()

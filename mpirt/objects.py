@@ -31,6 +31,7 @@ class ObjectTable:
         self.entries = {}
         self.references = ReferenceCounter(runtime, "obj_ref", self._drop, self._drop)
         runtime.handlers.update(obj_req=self._on_request, obj=self._on_value)
+        runtime.failures.handlers.append(self._on_rank_dead)
 
     # All methods run with runtime.lock held.
     def create_owned(self, object_id):
@@ -59,6 +60,8 @@ class ObjectTable:
         owner = owner_of(object_id)
         if owner == self.rank:  # owned but already freed: nothing can produce it again
             self._lost(object_id, entry)
+        elif owner in self.rt.failures.dead:
+            entry.blob, entry.is_error, entry.ready = self._lost_blob(object_id, f"its owner (rank {owner}) died"), True, True
         else:
             self.rt.send(owner, ("obj_req", object_id))
         return entry
@@ -86,12 +89,47 @@ class ObjectTable:
 
     def _forget(self, object_id, entry):
         del self.entries[object_id]
+        self.rt.submitter.forget_lineage(object_id)
         if isinstance(entry.blob, StoreLocation) and owner_of(object_id) == self.rank:
             self.rt.store.release(object_id, entry.blob)
 
     def _lost(self, object_id, entry):
         error = ObjectLostError(f"object {object_id:028x} was freed by its owner (rank {owner_of(object_id)})")
         entry.blob, entry.is_error, entry.ready = dumps(ErrorPayload(error)), True, True
+
+    # -- worker deaths (ULFM) --------------------------------------------------
+    def _on_rank_dead(self, rank):
+        """Values that lived only in ``rank``'s store on another node are lost: the owner rebuilds
+        them from lineage (or reports ObjectLostError for ``put`` values); borrowers ask again.
+        Values of objects ``rank`` owned but never delivered are lost with it. Same-node stores
+        stay readable after their rank dies (the segment is shared), so those values live on."""
+        lost = []
+        for object_id, entry in self.entries.items():
+            owner = owner_of(object_id)
+            if not entry.ready:
+                if owner == rank:
+                    lost.append((object_id, entry, "owner"))
+                continue
+            blob = entry.blob
+            if isinstance(blob, StoreLocation) and blob.holder == rank and not self.rt.store.arena.same_node(rank):
+                lost.append((object_id, entry, "copy"))
+        for object_id, entry, why in lost:
+            if why == "owner":
+                self.set_ready(object_id, self._lost_blob(object_id, f"its owner (rank {rank}) died"), True)
+            elif owner_of(object_id) != self.rank:     # a borrowed copy: the owner knows what became of it
+                entry.ready, entry.blob = False, None
+                self.rt.send(owner_of(object_id), ("obj_req", object_id))
+            else:
+                entry.ready, entry.blob = False, None
+        for object_id, entry, why in lost:
+            if why == "copy" and owner_of(object_id) == self.rank and not self.rt.submitter.reconstruct(object_id):
+                self.set_ready(object_id, self._lost_blob(object_id, f"its only copy was on rank {rank}, which died, "
+                                                          "and no task can make it again (it was put(), or its "
+                                                          "task has no retries left)"), True)
+
+    @staticmethod
+    def _lost_blob(object_id, why):
+        return dumps(ErrorPayload(ObjectLostError(f"object {object_id:028x} is lost: {why}")))
 
     # -- handlers ------------------------------------------------------------
     def _on_request(self, source, object_id):

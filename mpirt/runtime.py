@@ -61,6 +61,10 @@ class Runtime:
         self.cluster = ClusterView(resources_by_rank)
         self._seq = itertools.count(1)
         self.transport = Transport(comm, self._dispatch)
+        from .fault import FailureMonitor
+
+        self.failures = FailureMonitor(self)
+        self.failures.handlers.append(self._on_rank_dead)
         self.objects = ObjectTable(self)
         from .store.manager import StoreManager
 
@@ -217,6 +221,23 @@ class Runtime:
             slot[1] = value
             slot[0].set()
 
+    def _on_rank_dead(self, rank):
+        """The driver or the scheduler cannot be replaced: end this rank with a clear message."""
+        import os
+        import sys
+
+        self.cluster.remove_rank(rank)
+        if rank in (DRIVER_RANK, HEAD_RANK):
+            role = "driver" if rank == DRIVER_RANK else "scheduler"
+            if self.rank == DRIVER_RANK or rank == HEAD_RANK:
+                sys.__stderr__.write(f"mpirt: the {role} (rank {rank}) died; the job cannot go on without it\n")
+                sys.__stderr__.flush()
+            os._exit(1)
+        if self.rank == DRIVER_RANK:
+            sys.__stderr__.write(f"mpirt: worker rank {rank} died; its tasks, actors and objects are recovered "
+                                 "where their retry/restart limits allow\n")
+        self.cond.notify_all()
+
     def _on_shutdown(self, source, free_store):
         from . import log_forward
 
@@ -231,7 +252,7 @@ class Runtime:
 
     def shutdown_cluster(self, timeout=10.0):
         """Driver: tell every other rank to stop; wait until each has answered."""
-        others = [r for r in range(self.size) if r != self.rank]
+        others = [r for r in range(self.size) if r != self.rank and r not in self.failures.dead]
         # Arrays the driver got from the store are views of its windows: while any is
         # alive the windows stay (freeing them is collective, so every rank is told).
         self.free_store_at_exit = self.store.live_views == 0
@@ -239,10 +260,10 @@ class Runtime:
             self.send(rank, ("shutdown", self.free_store_at_exit))
         deadline = time.monotonic() + timeout
         with self.lock:
-            while len(self.shutdown_acks) < len(others):
+            while len(self.shutdown_acks - self.failures.dead) < len([r for r in others if r not in self.failures.dead]):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self.cond.wait(remaining)
         self.transport.stop()
-        return len(self.shutdown_acks) == len(others)
+        return self.shutdown_acks >= {r for r in others if r not in self.failures.dead}

@@ -9,7 +9,7 @@ when tasks of that shape are short; the lease goes back when the queue is empty.
 import collections
 import time
 
-from .exceptions import ErrorPayload, TaskCancelledError
+from .exceptions import ErrorPayload, TaskCancelledError, WorkerCrashedError
 from .object_ref import ObjectRef
 from .runtime import HEAD_RANK
 from .serialization import dumps
@@ -71,7 +71,11 @@ class TaskSubmitter:
         self.shapes = {}
         self.task_seconds = {}                        # shape key -> moving average run time
         self.sent_functions = set()                   # (worker, function_id)
+        # Lineage: the finished task behind each result kept in a worker's store, so the result
+        # can be made again if that worker dies (results inline at the owner need none).
+        self.lineage = {}                             # object id -> TaskRecord
         runtime.handlers.update(lease_grant=self._on_lease_grant, done=self._on_done, stolen=self._on_stolen)
+        runtime.failures.handlers.append(self._on_rank_dead)
         runtime.transport.add_ticker(LEASE_LINGER_SECONDS / 2, self._check_leases)
 
     # -- submission (caller thread) -------------------------------------------
@@ -248,10 +252,68 @@ class TaskSubmitter:
         rec.state = FINISHED
         del self.tasks[rec.task_id]
         objects = self.rt.objects
+        stored = False
         for object_id, blob in zip(rec.return_ids, blobs):
             self.task_of_object.pop(object_id, None)
+            if not is_error and isinstance(blob, StoreLocation) and self.rt.failures.enabled:
+                self.lineage[object_id] = rec
+                stored = True
             objects.set_ready(object_id, blob, is_error)
-        rec.dep_refs = None
+        if not stored:
+            rec.dep_refs = None
+
+    # -- worker deaths (ULFM) ------------------------------------------------
+    def _on_rank_dead(self, rank):
+        """Tasks sent to ``rank`` run again elsewhere while ``max_retries`` allows."""
+        for key, leases in self.leases.items():
+            for lease in [x for x in leases if x.worker == rank]:
+                leases.remove(lease)
+                self.leases_by_id.pop(lease.lease_id, None)
+        lost = sorted((rec for rec in self.tasks.values() if rec.state == SENT and rec.lease.worker == rank),
+                      key=lambda rec: rec.task_id, reverse=True)
+        keys = set()
+        for rec in lost:
+            keys.add(rec.key)
+            if rec.retries_left != 0:
+                rec.retries_left -= 1
+                rec.state = QUEUED
+                rec.lease = None
+                self.queues[rec.key].appendleft(rec)
+            else:
+                error = WorkerCrashedError(f"task {rec.name} failed: its worker (rank {rank}) died while running it, "
+                                           "and it has no retries left (max_retries)")
+                self._finish(rec, [dumps(ErrorPayload(error))] * len(rec.return_ids), True)
+        self.sent_functions = {(worker, f) for worker, f in self.sent_functions if worker != rank}
+        for key in keys | set(self.queues):
+            self._pump(key)
+
+    def forget_lineage(self, object_id):
+        self.lineage.pop(object_id, None)
+
+    def reconstruct(self, object_id):
+        """Run the task that made ``object_id`` again (its copy died with a worker); False if
+        there is no lineage or no retry left."""
+        rec = self.lineage.get(object_id)
+        if rec is None or rec.retries_left == 0:
+            return False
+        for other in rec.return_ids:
+            if self.lineage.get(other) is rec:
+                del self.lineage[other]
+        rec.retries_left = rec.retries_left - 1 if rec.retries_left > 0 else rec.retries_left
+        rec.task_id = self.rt.next_id()
+        rec.lease = None
+        self.tasks[rec.task_id] = rec
+        for other in rec.return_ids:
+            self.task_of_object[other] = rec.task_id
+        entries = self.rt.objects.entries
+        pending = [ref for ref in rec.dep_refs if ref.id not in entries or not entries[ref.id].ready]
+        rec.state = WAITING
+        rec.deps_left = len(pending)
+        if not pending:
+            self._enqueue(rec)
+        for ref in pending:                  # an argument that died too is being rebuilt as well
+            self.rt.objects.on_ready(ref.id, self._dependency_ready(rec))
+        return True
 
     # -- cancellation ----------------------------------------------------------
     def cancel(self, object_id, force):

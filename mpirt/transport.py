@@ -32,6 +32,8 @@ class Transport:
         self._tickers = []
         self._running = False
         self._sleeping = False
+        self.failures = None          # a fault.FailureMonitor when ULFM is on
+        self._dead = set()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.stats = {"sent_batches": 0, "sent_messages": 0, "received_batches": 0}
 
@@ -49,6 +51,12 @@ class Transport:
                 box.append(message)
         if self._sleeping:  # Event.set costs ~5 us: only wake a thread that sleeps
             self._wake.set()
+
+    def forget(self, rank):
+        """``rank`` died: drop what is queued for it and never send to it again."""
+        self._dead.add(rank)
+        with self._out_lock:
+            self._outbox.pop(rank, None)
 
     def add_ticker(self, interval, fn):
         """Run ``fn()`` on the progress thread about every ``interval`` seconds."""
@@ -72,10 +80,15 @@ class Transport:
         status = MPI.Status()
         while self._running:
             self._wake.clear()
-            busy = self._flush()
-            busy = self._drain(status) or busy
-            if self._inflight:
-                self._inflight = [r for r in self._inflight if not r.Test()]
+            try:
+                busy = self._flush()
+                busy = self._drain(status) or busy
+                if self._inflight:
+                    self._inflight = [r for r in self._inflight if not self._test(r)]
+            except MPI.Exception as error:   # a peer died (ULFM): note it and go on
+                if self.failures is None or not self.failures.on_mpi_error(error):
+                    raise
+                busy = True
             if self._tickers:
                 self._tick()
             if busy:
@@ -102,7 +115,14 @@ class Transport:
             if dest == self.rank:
                 self._deliver(dest, messages)
                 continue
-            self._inflight.append(self.comm.isend(messages, dest, TAG))
+            if dest in self._dead:
+                continue
+            try:
+                self._inflight.append(self.comm.isend(messages, dest, TAG))
+            except mpi().Exception as error:
+                if self.failures is None or not self.failures.on_mpi_error(error):
+                    raise
+                continue
             self.stats["sent_batches"] += 1
             self.stats["sent_messages"] += len(messages)
         return True
@@ -118,6 +138,15 @@ class Transport:
             self._deliver(status.Get_source(), batch)
             got = True
         return got
+
+    def _test(self, request):
+        """True when a send completed (or can never complete: its destination died)."""
+        try:
+            return request.Test()
+        except mpi().Exception as error:
+            if self.failures is None or not self.failures.on_mpi_error(error):
+                raise
+            return True
 
     def _deliver(self, source, messages):
         for message in messages:
@@ -145,8 +174,12 @@ class Transport:
         self._flush()
         deadline = time.monotonic() + 10.0
         while self._inflight and time.monotonic() < deadline:
-            self._inflight = [r for r in self._inflight if not r.Test()]
-            self._drain(status)
+            self._inflight = [r for r in self._inflight if not self._test(r)]
+            try:
+                self._drain(status)
+            except mpi().Exception as error:
+                if self.failures is None or not self.failures.on_mpi_error(error):
+                    raise
             time.sleep(1e-4)
 
 

@@ -48,13 +48,13 @@ def mpirun_path():
     return found
 
 
-def run_app(tmp_path, source, ranks=None, timeout=90, env=None, args=()):
+def run_app(tmp_path, source, ranks=None, timeout=90, env=None, args=(), mpirun_args=()):
     """Write ``source`` to a script and run it with ``python`` or ``mpirun -n ranks``.
 
     Returns the CompletedProcess; fails the test if the run times out or leaves
     processes behind.
     """
-    app = start_app(tmp_path, source, ranks, env, args)
+    app = start_app(tmp_path, source, ranks, env, args, mpirun_args)
     try:
         out, err = app.proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -83,13 +83,13 @@ class StartedApp:
         return out, err
 
 
-def start_app(tmp_path, source, ranks=None, env=None, args=()):
+def start_app(tmp_path, source, ranks=None, env=None, args=(), mpirun_args=()):
     """Start ``source`` as a script (under ``mpirun -n ranks`` if given) without waiting for it."""
     script = tmp_path / f"app_{time.monotonic_ns()}.py"
     script.write_text(source)
     command = [sys.executable, str(script), *args]
     if ranks is not None:
-        command = [mpirun_path(), "-n", str(ranks), "--oversubscribe"] + command
+        command = [mpirun_path(), *mpirun_args, "-n", str(ranks), "--oversubscribe"] + command
     marker = uuid.uuid4().hex
     full_env = {**os.environ, **MPIRUN_ENV, "PYTHONPATH": REPO, "MPIRT_TEST_MARKER": marker, **(env or {})}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -35,6 +35,7 @@ class HeadScheduler:
             actor_dead=self._on_actor_dead,
             actor_name_query=self._on_actor_name_query,
         )
+        runtime.failures.handlers.append(self._on_rank_dead)
 
     def _on_lease_request(self, source, key, shape, preferred=None):
         self.requests.append((source, key, shape, shape, None, preferred))
@@ -47,7 +48,7 @@ class HeadScheduler:
 
     def _on_actor_dead(self, source, actor_id):
         placed = self.actors.pop(actor_id, None)
-        if placed is not None:
+        if placed is not None and placed[0] in self.available:
             self._adjust(placed[0], placed[1], +1)
         name = self.name_of_actor.pop(actor_id, None)
         if name is not None:
@@ -63,7 +64,21 @@ class HeadScheduler:
             self.name_of_actor[state[0]] = key
         self.rt.send(source, ("query_reply", request_id, existing))
 
+    def _on_rank_dead(self, rank):
+        """A worker died: grant nothing there again; its leases and actors are gone with it
+        (their owners retry the tasks and restart the actors)."""
+        self.available.pop(rank, None)
+        self.total.pop(rank, None)
+        for lease_id in [i for i, (worker, _) in self.leases.items() if worker == rank]:
+            del self.leases[lease_id]
+        for actor_id in [a for a, (worker, _) in self.actors.items() if worker == rank]:
+            del self.actors[actor_id]
+        self.requests = collections.deque(r for r in self.requests if r[0] != rank)
+        self._grant()
+
     def _on_lease_return(self, source, lease_id):
+        if lease_id not in self.leases:
+            return
         worker, shape = self.leases.pop(lease_id)
         self._adjust(worker, shape, +1)
         self._grant()
@@ -86,7 +101,9 @@ class HeadScheduler:
         return total
 
     def _adjust(self, worker, shape, sign):
-        res = self.available[worker]
+        res = self.available.get(worker)
+        if res is None:          # the worker died
+            return
         for name, amount in shape.items():
             res[name] = res.get(name, 0.0) + sign * amount
 

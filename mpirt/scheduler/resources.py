@@ -47,7 +47,15 @@ class ClusterView:
     def __init__(self, resources_by_rank):
         self.resources_by_rank = {int(r): dict(res) for r, res in resources_by_rank.items()}
         self.worker_ranks = sorted(r for r, res in self.resources_by_rank.items() if res)
-        self._feasible = set()  # shape keys known to fit somewhere (the cluster does not change)
+        self._feasible = set()  # shape keys known to fit somewhere (cleared when a rank dies)
+
+    def remove_rank(self, rank):
+        """``rank`` died: it offers nothing any more."""
+        if rank in self.resources_by_rank:
+            self.resources_by_rank[rank] = {}
+        if rank in self.worker_ranks:
+            self.worker_ranks.remove(rank)
+        self._feasible.clear()
 
     def totals(self):
         total = {}

@@ -231,7 +231,9 @@ class StoreManager:
         every rank passes the same value). Views handed out must not be used after."""
         if self.spill_dir is not None:
             shutil.rmtree(self.spill_dir, ignore_errors=True)
-        if free_windows:
+        # Freeing windows is collective: with a dead rank (ULFM) it could not complete; the
+        # memory goes back when the processes end.
+        if free_windows and not self.rt.failures.dead:
             self.arena.free()
 
 

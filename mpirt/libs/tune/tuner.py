@@ -1,7 +1,7 @@
 """The current API: ``Tuner(trainable, param_space=, tune_config=, run_config=).fit()``."""
 import dataclasses
 import os
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import mpirt
 

@@ -1,0 +1,174 @@
+"""Worker deaths under ULFM (``mpirun --with-ft ulfm``): tasks retried, actors restarted,
+lost objects rebuilt; and without ULFM, a clear message and no hang."""
+import re
+
+import pytest
+
+from conftest import run_app
+
+ULFM = ("--with-ft", "ulfm")
+
+PRELUDE = """
+import os, sys, time
+import numpy as np
+import mpirt
+from mpirt.exceptions import ActorDiedError, ObjectLostError, WorkerCrashedError
+
+mpirt.init()
+
+@mpirt.remote
+def pid():
+    time.sleep(0.02)
+    return os.getpid()
+
+def worker_pids(n=12):
+    return sorted(set(mpirt.get([pid.remote() for _ in range(n)])))
+
+def kill(p):
+    t = time.monotonic()
+    os.kill(p, 9)
+    return t
+"""
+
+
+def _run(tmp_path, body, ranks=5, env=None, timeout=120, returncode=0):
+    proc = run_app(tmp_path, PRELUDE + body, ranks=ranks, mpirun_args=ULFM, env=env, timeout=timeout)
+    assert proc.returncode == returncode, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc
+
+
+def test_tasks_survive_a_worker_killed_mid_stream(tmp_path):
+    proc = _run(tmp_path, """
+@mpirt.remote
+def square(i):
+    time.sleep(0.02)
+    return i * i, os.getpid()
+
+victim = worker_pids()[0]
+refs = [square.remote(i) for i in range(150)]
+time.sleep(0.3)
+killed_at = kill(victim)
+values = mpirt.get(refs)
+print("CORRECT", [v for v, _ in values] == [i * i for i in range(150)])
+print("RECOVERED_IN", round(time.monotonic() - killed_at, 3))
+print("VICTIM_GONE", victim not in worker_pids())
+more = mpirt.get([square.remote(i) for i in range(20)])
+print("AFTER", [v for v, _ in more] == [i * i for i in range(20)])
+mpirt.shutdown()
+""")
+    assert "CORRECT True" in proc.stdout and "VICTIM_GONE True" in proc.stdout and "AFTER True" in proc.stdout
+    assert "worker rank" in proc.stderr and "died" in proc.stderr
+
+
+def test_actor_restarts_on_another_rank_and_reruns_init(tmp_path):
+    proc = _run(tmp_path, """
+@mpirt.remote(max_restarts=1, max_task_retries=1)
+class Counter:
+    def __init__(self, start):
+        self.value = start
+        self.inits = 1
+    def add(self, n):
+        self.value += n
+        return self.value
+    def where(self):
+        return os.getpid()
+    def slow_add(self, n):
+        time.sleep(1.0)
+        self.value += n
+        return self.value
+
+counter = Counter.remote(100)
+print("BEFORE", mpirt.get([counter.add.remote(1) for _ in range(3)]))
+first = mpirt.get(counter.where.remote())
+pending = counter.slow_add.remote(10)        # running when its rank dies: retried on the new actor
+time.sleep(0.3)
+killed_at = kill(first)
+print("RETRIED", mpirt.get(pending))       # __init__ ran again: 100 + 10
+print("RESTART_TOOK", round(time.monotonic() - killed_at, 3))
+second = mpirt.get(counter.where.remote())
+print("MOVED", second != first)
+print("AFTER", mpirt.get(counter.add.remote(5)))
+kill(second)                              # no restarts left now
+try:
+    mpirt.get(counter.add.remote(1), timeout=30)
+except ActorDiedError as error:
+    print("DIED", "max_restarts" in str(error))
+mpirt.shutdown()
+""", ranks=5)
+    assert "BEFORE [101, 102, 103]" in proc.stdout
+    assert "RETRIED 110" in proc.stdout and "MOVED True" in proc.stdout and "AFTER 115" in proc.stdout
+    assert "DIED True" in proc.stdout
+
+
+def test_lost_task_result_is_rebuilt_from_lineage(tmp_path):
+    # Two ranks per "node": the workers' stores are on other nodes than the driver's, so a value
+    # whose only copy was in a dead worker's store is really gone.
+    proc = _run(tmp_path, """
+@mpirt.remote(max_retries=2)
+def big(seed):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal(300_000), os.getpid()
+
+@mpirt.remote
+def total(pair):
+    return float(pair[0].sum())
+
+expected = float(np.random.default_rng(7).standard_normal(300_000).sum())
+ref = big.remote(7)
+_, maker = mpirt.get(ref)
+print("STORED_REMOTELY", maker != os.getpid())
+killed_at = kill(maker)
+time.sleep(1.5)                         # let the death be noticed
+array, remade_by = mpirt.get(ref)
+print("REBUILT", abs(float(array.sum()) - expected) < 1e-6, remade_by != maker)
+print("DEPENDENT", abs(mpirt.get(total.remote(ref)) - expected) < 1e-6)
+
+@mpirt.remote
+def put_inside():
+    return [mpirt.put(np.ones(200_000))], os.getpid()
+
+(inner,), owner = mpirt.get(put_inside.remote())
+kill(owner)
+time.sleep(1.5)
+try:
+    mpirt.get(inner, timeout=30)
+except ObjectLostError as error:
+    print("PUT_LOST", "owner" in str(error) or "lost" in str(error))
+mpirt.shutdown()
+""", ranks=6, env={"MPIRT_RANKS_PER_NODE": "2"})
+    assert "STORED_REMOTELY True" in proc.stdout
+    assert "REBUILT True True" in proc.stdout and "DEPENDENT True" in proc.stdout
+    assert "PUT_LOST True" in proc.stdout
+
+
+def test_task_that_exits_its_worker_is_retried_then_fails(tmp_path):
+    proc = _run(tmp_path, """
+@mpirt.remote(max_retries=1)
+def crash():
+    os._exit(3)
+
+@mpirt.remote
+def fine():
+    return "ok"
+
+try:
+    mpirt.get(crash.remote(), timeout=60)
+except WorkerCrashedError as error:
+    print("CRASHED", "max_retries" in str(error))
+print("STILL_WORKS", mpirt.get(fine.remote()))
+mpirt.shutdown()
+""", ranks=5, returncode=3)        # mpirun reports the crashed workers' exit status
+    assert "CRASHED True" in proc.stdout and "STILL_WORKS ok" in proc.stdout
+    assert len(re.findall(r"worker rank \d+ died", proc.stderr)) == 2
+
+
+def test_without_ulfm_a_death_ends_the_job_with_a_message(tmp_path):
+    source = PRELUDE + """
+victim = worker_pids()[0]
+kill(victim)
+mpirt.get([pid.remote() for _ in range(50)])
+print("UNREACHABLE")
+"""
+    proc = run_app(tmp_path, source, ranks=4, timeout=60)
+    assert "--with-ft ulfm" in proc.stderr          # said at start-up
+    assert proc.returncode != 0 and "UNREACHABLE" not in proc.stdout

@@ -2,8 +2,6 @@
 lost objects rebuilt; and without ULFM, a clear message and no hang."""
 import re
 
-import pytest
-
 from conftest import run_app
 
 ULFM = ("--with-ft", "ulfm")
@@ -139,6 +137,23 @@ mpirt.shutdown()
     assert "STORED_REMOTELY True" in proc.stdout
     assert "REBUILT True True" in proc.stdout and "DEPENDENT True" in proc.stdout
     assert "PUT_LOST True" in proc.stdout
+
+
+def test_values_in_a_dead_ranks_store_on_the_same_node_stay_readable(tmp_path):
+    proc = _run(tmp_path, """
+@mpirt.remote
+def big():
+    return np.arange(200_000), os.getpid()
+
+ref = big.remote()
+_, maker = mpirt.get(ref)
+kill(maker)
+time.sleep(1.5)
+array, maker_again = mpirt.get(ref)
+print("SAME_VALUE", int(array.sum()) == 199_999 * 200_000 // 2, "NOT_RERUN", maker_again == maker)
+mpirt.shutdown()
+""", ranks=4)
+    assert "SAME_VALUE True NOT_RERUN True" in proc.stdout
 
 
 def test_task_that_exits_its_worker_is_retried_then_fails(tmp_path):

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from . import log_forward, signals, slurm
+from . import fault, log_forward, signals, slurm
 from ._mpi_env import mpi
 from .runtime import DRIVER_RANK, HEAD_RANK, Runtime
 from .scheduler.gpus import detect_node_gpus, restrict_visible_gpus, share_gpus
@@ -247,9 +247,8 @@ def _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver
 def _start_driver(rt):
     rt.handlers["log"] = log_forward.print_forwarded
     signals.driver_exits_cleanly_on_sigterm()
-    if not rt.failures.enabled and not os.environ.get("MPIRT_QUIET"):
-        from .fault import ENABLE_HINT
-        sys.stderr.write(f"mpirt: without ULFM a worker rank that dies ends the whole job; {ENABLE_HINT}\n")
+    if rt.launch.mode == "mpirun" and not rt.failures.enabled and not os.environ.get("MPIRT_QUIET"):
+        sys.stderr.write(f"mpirt: without ULFM a worker rank that dies ends the whole job; {fault.ENABLE_HINT}\n")
     rt.start()
 
 

@@ -87,7 +87,7 @@ class Transport:
                     self._inflight = [r for r in self._inflight if not self._test(r)]
             except MPI.Exception as error:   # a peer died (ULFM): note it and go on
                 if self.failures is None or not self.failures.on_mpi_error(error):
-                    raise
+                    _fatal(self.rank, error)
                 busy = True
             if self._tickers:
                 self._tick()
@@ -181,6 +181,18 @@ class Transport:
                 if self.failures is None or not self.failures.on_mpi_error(error):
                     raise
             time.sleep(1e-4)
+
+
+def _fatal(rank, error):
+    """An MPI error mpirt cannot recover from (without ULFM: a rank died). End this rank with a
+    message instead of a silent hang."""
+    from .fault import ENABLE_HINT
+
+    sys.__stderr__.write(f"mpirt rank {rank}: MPI failed ({error}); a rank has probably died, and without "
+                         f"ULFM the job cannot go on. To survive worker deaths, {ENABLE_HINT}\n")
+    sys.__stderr__.flush()
+    import os
+    os._exit(1)
 
 
 def _tighten_timer_slack():

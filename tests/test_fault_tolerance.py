@@ -187,3 +187,15 @@ print("UNREACHABLE")
     proc = run_app(tmp_path, source, ranks=4, timeout=60)
     assert "--with-ft ulfm" in proc.stderr          # said at start-up
     assert proc.returncode != 0 and "UNREACHABLE" not in proc.stdout
+
+
+def test_plain_python_job_ends_when_a_spawned_worker_dies(tmp_path):
+    """Spawned ranks cannot use ULFM: Open MPI aborts the job; what matters is that it ends."""
+    source = PRELUDE + """
+kill(worker_pids()[0])
+mpirt.get([pid.remote() for _ in range(50)])
+time.sleep(30)
+print("UNREACHABLE")
+"""
+    proc = run_app(tmp_path, source, timeout=60)
+    assert proc.returncode != 0 and "UNREACHABLE" not in proc.stdout

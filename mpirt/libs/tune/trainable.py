@@ -235,6 +235,7 @@ class FunctionTrainable(Trainable):
             result[RETURNED_KEY] = True
             # the function returned: its last report already counted as an iteration
             self._iteration -= 1
+            self._iterations_since_restore -= 1
             return result
         self._last_metrics = dict(payload)
         result = dict(payload)

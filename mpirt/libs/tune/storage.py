@@ -24,6 +24,7 @@ import time
 import cloudpickle
 import numpy as np
 
+from ... import slurm
 from .checkpoint import Checkpoint
 
 logger = logging.getLogger(__name__)
@@ -34,22 +35,12 @@ HDF5_FILE = "experiment.h5"
 
 def default_local_dir():
     """``$MPIRT_RESULTS_DIR``, else ``$SLURM_SUBMIT_DIR/mpirt_results`` under Slurm, else ``~/mpirt_results``."""
-    if os.environ.get("MPIRT_RESULTS_DIR"):
-        return os.environ["MPIRT_RESULTS_DIR"]
-    if os.environ.get("SLURM_SUBMIT_DIR") and os.environ.get("SLURM_JOB_ID"):
-        return os.path.join(os.environ["SLURM_SUBMIT_DIR"], "mpirt_results")
-    return os.path.join(os.path.expanduser("~"), "mpirt_results")
+    return slurm.default_results_dir()
 
 
 def default_name(trainable_name):
     """Under Slurm the job's name and id (stable across requeues, so the job finds its experiment)."""
-    env = os.environ
-    if env.get("SLURM_JOB_ID"):
-        job = env.get("SLURM_JOB_NAME", "job")
-        if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
-            return f"{job}-{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
-        return f"{job}-{env['SLURM_JOB_ID']}"
-    return f"{trainable_name}_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    return slurm.default_run_name() or f"{trainable_name}_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
 
 
 def to_json(value):

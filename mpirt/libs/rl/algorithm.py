@@ -173,7 +173,7 @@ class Algorithm(Trainable):
         if path is None:
             path = os.path.join(tempfile.mkdtemp(prefix=f"mpirt_{self._name}_"), CHECKPOINT_FILE)
         path = os.fspath(path)
-        if os.path.isdir(path):
+        if os.path.isdir(path) or path.endswith(os.sep):
             path = os.path.join(path, CHECKPOINT_FILE)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._write_file(path)

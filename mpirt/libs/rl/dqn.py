@@ -63,7 +63,7 @@ class DQN(Algorithm):
         self.policy.model.to(self.device)
         self.target = QPolicy(self.info, config).model.to(self.device)
         self.target.load_state_dict(self.policy.model.state_dict())
-        self.optimizer = torch.optim.Adam(self.policy.model.parameters(), lr=config["lr"])
+        self.optimizer = torch.optim.Adam(self.policy.model.parameters(), lr=config["lr"], foreach=True)
         self.buffer = ReplayBuffer(config["buffer_size"], seed=config["seed"])
         self.sampled = 0  # env steps collected, drives epsilon and the target updates
         self.last_target_update = 0
@@ -116,20 +116,20 @@ class DQN(Algorithm):
         """One gradient step of the Huber TD loss; the target is double-Q when ``double_q``."""
         data = {key: torch.as_tensor(value, device=self.device) for key, value in batch.items()}
         model = self.policy.model
-        q = model(data["obs"]).gather(1, data["actions"].long().unsqueeze(1)).squeeze(1)
+        size = len(data["actions"])
+        # one forward pass of the online network over s and s' (s' only picks the double-Q action)
+        q_all = model(torch.cat([data["obs"], data["next_obs"]]))
+        q = q_all[:size].gather(1, data["actions"].long().unsqueeze(1)).squeeze(1)
         with torch.no_grad():
             next_target = self.target(data["next_obs"])
-            if self.config["double_q"]:
-                best = model(data["next_obs"]).argmax(1, keepdim=True)
-            else:
-                best = next_target.argmax(1, keepdim=True)
-            next_q = next_target.gather(1, best).squeeze(1)
+            chooser = q_all[size:] if self.config["double_q"] else next_target
+            next_q = next_target.gather(1, chooser.argmax(1, keepdim=True)).squeeze(1)
             target = data["rewards"] + data["discounts"] * next_q
         loss = F.smooth_l1_loss(q, target)
         self.optimizer.zero_grad()
         loss.backward()
         if self.config["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), self.config["grad_clip"])
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.config["grad_clip"], foreach=True)
         self.optimizer.step()
         return loss.item(), q.mean().item()
 

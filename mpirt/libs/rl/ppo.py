@@ -44,7 +44,7 @@ class PPO(Algorithm):
     def build(self, config):
         self.policy = ActorCriticPolicy(self.info, config)
         self.policy.model.to(self.device)
-        self.optimizer = torch.optim.Adam(self.policy.model.parameters(), lr=config["lr"])
+        self.optimizer = torch.optim.Adam(self.policy.model.parameters(), lr=config["lr"], foreach=True)
         envs = config["num_workers"] * config["num_envs_per_worker"]
         self.steps_per_env = math.ceil(config["train_batch_size"] / envs)
         self.workers = make_workers(RolloutWorker, config["num_workers"], config,
@@ -85,8 +85,8 @@ class PPO(Algorithm):
                 self.optimizer.zero_grad()
                 loss.backward()
                 if config["grad_clip"]:
-                    torch.nn.utils.clip_grad_norm_(model.policy_parameters(), config["grad_clip"])
-                    torch.nn.utils.clip_grad_norm_(model.vf.parameters(), config["grad_clip"])
+                    torch.nn.utils.clip_grad_norm_(model.policy_parameters(), config["grad_clip"], foreach=True)
+                    torch.nn.utils.clip_grad_norm_(model.vf.parameters(), config["grad_clip"], foreach=True)
                 self.optimizer.step()
                 with torch.no_grad():
                     totals["policy_loss"] += policy_loss.item()

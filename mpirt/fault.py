@@ -25,8 +25,8 @@ POLL_SECONDS = 0.05
 _DETECTOR_DEFAULTS = {
     "OMPI_MCA_mpi_ft_detector": "true",
     "OMPI_MCA_mpi_ft_detector_thread": "true",
-    "OMPI_MCA_mpi_ft_detector_period": "0.25",
-    "OMPI_MCA_mpi_ft_detector_timeout": "2.0",
+    "OMPI_MCA_mpi_ft_detector_period": "0.5",
+    "OMPI_MCA_mpi_ft_detector_timeout": "4.0",
 }
 ENABLE_HINT = ("run the job with `mpirun --with-ft ulfm -n N python app.py` (Open MPI 5) so that mpirt "
                "survives the death of a worker rank")

@@ -3,7 +3,6 @@ import contextlib
 import json
 import math
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -199,31 +198,30 @@ def test_tune_runs_ppo_by_name(rt, tmp_path):
 
 
 def test_cli_train_then_evaluate(tmp_path):
+    """``train`` then ``evaluate`` on its checkpoint, both through main() in one program."""
     config = json.dumps({"train_batch_size": 500, "num_sgd_iter": 2, "num_workers": 1})
-    train = run_app(tmp_path, CLI_SOURCE, timeout=120, args=[
-        "train", "--run", "PPO", "--env", "CartPole-v1", "--config", config, "--num-cpus", "1",
-        "--stop", '{"training_iteration": 2}', "--checkpoint-dir", str(tmp_path / "out")])
-    assert train.returncode == 0, train.stderr
-    assert "iter    2" in train.stdout and "checkpoint:" in train.stdout
-    checkpoint = str(tmp_path / "out" / "algorithm.h5")
-    assert os.path.exists(checkpoint)
-    evaluate = run_app(tmp_path, CLI_SOURCE, timeout=120, args=[
-        "evaluate", checkpoint, "--run", "PPO", "--episodes", "2", "--num-cpus", "1"])
-    assert evaluate.returncode == 0, evaluate.stderr
-    assert "mean return over 2 episodes:" in evaluate.stdout
-
-
-CLI_SOURCE = f"""
+    checkpoint_dir = str(tmp_path / "out")
+    source = f"""
 import sys
 sys.path.insert(0, {REPO!r})
 from mpirt.libs.rl.__main__ import main
-sys.exit(main(sys.argv[1:]))
+assert main(["train", "--run", "PPO", "--env", "CartPole-v1", "--config", {config!r}, "--num-cpus", "1",
+             "--stop", '{{"training_iteration": 2}}', "--checkpoint-dir", {checkpoint_dir!r}]) == 0
+assert main(["evaluate", {checkpoint_dir!r}, "--run", "PPO", "--episodes", "2"]) == 0
 """
+    proc = run_app(tmp_path, source, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "iter    2" in proc.stdout and f"checkpoint: {checkpoint_dir}/algorithm.h5" in proc.stdout
+    assert os.path.exists(os.path.join(checkpoint_dir, "algorithm.h5"))
+    assert "mean return over 2 episodes:" in proc.stdout
 
 
-def test_cli_bad_stop_json(tmp_path):
-    proc = run_app(tmp_path, CLI_SOURCE, timeout=60,
-                   args=["train", "--run", "PPO", "--env", "CartPole-v1", "--stop", "{not json"])
-    assert proc.returncode != 0 and "--stop: not valid JSON" in proc.stderr
+def test_cli_bad_arguments():
+    from mpirt.libs.rl.__main__ import main
 
-
+    with pytest.raises(SystemExit, match="--stop: not valid JSON"):
+        main(["train", "--run", "PPO", "--env", "CartPole-v1", "--stop", "{not json"])
+    with pytest.raises(SystemExit, match="--config: expected a JSON object"):
+        main(["train", "--run", "PPO", "--env", "CartPole-v1", "--config", "[1, 2]"])
+    with pytest.raises(ValueError, match="unknown algorithm 'SAC'"):
+        main(["train", "--run", "SAC", "--env", "CartPole-v1"])

@@ -14,6 +14,7 @@ algorithm, actor start-up included), the return at stop, and a greedy
 its own tuned examples for the same task. Results: benchmarks/results/rl_bench.json.
 """
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -29,7 +30,11 @@ MARKER = "__rl_bench__"
 CASES = {
     "ES-CartPole": ("ES", "CartPole-v1", 475.0, {"noise_stdev": 0.1}, 3_000_000),
     "A3C-CartPole": ("A3C", "CartPole-v1", 475.0, {}, 1_000_000),
-    "DQN-CartPole": ("DQN", "CartPole-v1", 475.0, {}, 300_000),
+    # epsilon decays to 0 over 20k steps: with a floor of 0.02 the mean training return stalls near 300
+    # while the greedy policy already scores 500 (see docs/rl.md)
+    "DQN-CartPole": ("DQN", "CartPole-v1", 475.0,
+                     {"final_epsilon": 0.0, "epsilon_timesteps": 20000, "train_freq": 2, "buffer_size": 200000},
+                     400_000),
     "PPO-CartPole": ("PPO", "CartPole-v1", 475.0, {"train_batch_size": 2000}, 500_000),
     "PPO-Pendulum": ("PPO", "Pendulum-v1", -250.0,
                      {"gamma": 0.9, "lr": 1e-3, "train_batch_size": 4000, "sgd_minibatch_size": 128}, 1_000_000),
@@ -120,7 +125,7 @@ def child(args):
             result = run_mpirt(algorithm, env, target, config, max_steps, args.time_limit, args.seed)
         else:
             try:
-                from ray.rllib.algorithms.ppo import PPOConfig  # noqa: F401
+                importlib.import_module("ray.rllib.algorithms.ppo")  # RLlib and its dependencies import
             except ImportError as error:
                 harness.emit({MARKER: True, "status": "not installed", "error": str(error)})
                 return 0

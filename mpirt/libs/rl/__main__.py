@@ -50,6 +50,11 @@ def _parser():
     return parser
 
 
+def _init(mpirt, args):
+    """Start mpirt unless the caller already did (``main`` may be called from a running program)."""
+    mpirt.init(ignore_reinit_error=True, **({"num_cpus": args.num_cpus} if args.num_cpus else {}))
+
+
 def _should_stop(result, stop):
     return any(key in result and isinstance(result[key], (int, float)) and not math.isnan(result[key])
                and result[key] >= value for key, value in stop.items())
@@ -68,7 +73,7 @@ def train(args):
     config = _json_dict(args.config, "--config")
     stop = _json_dict(args.stop, "--stop")
     algorithm_cls = get_algorithm_class(args.run)
-    mpirt.init(**({"num_cpus": args.num_cpus} if args.num_cpus else {}))
+    _init(mpirt, args)
     if args.tune:
         return _train_with_tune(args, algorithm_cls, config, stop)
     algo = algorithm_cls(env=args.env, config=config)
@@ -111,7 +116,7 @@ def evaluate(args):
     from mpirt.libs.rl import get_algorithm_class
 
     algorithm_cls = get_algorithm_class(args.run)
-    mpirt.init(**({"num_cpus": args.num_cpus} if args.num_cpus else {}))
+    _init(mpirt, args)
     algo = algorithm_cls.from_checkpoint(args.checkpoint, env=args.env, config={"num_workers": 1})
     mean = algo.evaluate(args.episodes)
     algo.stop()

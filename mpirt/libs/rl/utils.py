@@ -22,7 +22,8 @@ def merge_config(defaults, config, algorithm):
         if key not in defaults:
             close = difflib.get_close_matches(key, list(defaults), n=3)
             hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
-            raise ValueError(f"{algorithm}: unknown config key {key!r}{hint}; known keys: {', '.join(sorted(defaults))}")
+            raise ValueError(f"{algorithm}: unknown config key {key!r}{hint}; "
+                             f"known keys: {', '.join(sorted(defaults))}")
         if isinstance(defaults[key], dict) and isinstance(value, dict):
             merged[key] = {**defaults[key], **value}
         else:

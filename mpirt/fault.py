@@ -19,12 +19,13 @@ import sys
 from ._mpi_env import mpi
 
 POLL_SECONDS = 0.05
-# ULFM's heartbeat detector, on its own thread so that a rank whose Python holds the GIL
-# for a while (or that waits for a core on a busy node) still beats; a rank silent for
-# the timeout is declared dead, so the timeout is generous (timeout > 3 periods).
+# ULFM's heartbeat detector. It beats from MPI progress, which the progress thread drives at
+# least every millisecond; a rank silent for the timeout is declared dead (and aborts itself
+# if it was alive after all), so the timeout is generous: a rank waiting for a core on a busy
+# node must not be taken for dead (timeout > 3 periods). The detector's own thread
+# (mpi_ft_detector_thread) hung or failed start-up in most runs here: not used.
 _DETECTOR_DEFAULTS = {
     "OMPI_MCA_mpi_ft_detector": "true",
-    "OMPI_MCA_mpi_ft_detector_thread": "true",
     "OMPI_MCA_mpi_ft_detector_period": "0.5",
     "OMPI_MCA_mpi_ft_detector_timeout": "4.0",
 }

@@ -18,10 +18,6 @@ TAG = 7
 HOT_POLLS = 64           # empty polls before sleeping at all
 MAX_IDLE_SLEEP = 1e-3    # longest sleep between polls of an idle rank
 MAX_BATCHES_PER_POLL = 64
-# A message to a rank nothing was sent to for this long goes out at once from the sending
-# thread (no hand-over to the progress thread: a synchronous call saves two thread wake-ups);
-# denser traffic is queued and batched by the progress thread.
-DIRECT_SEND_GAP = 50e-6
 
 
 class Transport:
@@ -39,8 +35,8 @@ class Transport:
         self._sleeping = False
         self.failures = None          # a fault.FailureMonitor when ULFM is on
         self._dead = set()
-        self._last_send = {}          # dest -> perf_counter() of the last send to it
         self._direct = collections.deque()   # requests of sends made by other threads
+        self._flushing = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.stats = {"sent_batches": 0, "sent_messages": 0, "received_batches": 0}
 
@@ -51,27 +47,25 @@ class Transport:
     def send(self, dest, message):
         """Send ``message`` to rank ``dest`` (any thread; never blocks on the network).
 
-        On a quiet channel it leaves at once; otherwise it is queued for the progress
-        thread, which sends everything queued for one rank as one MPI message."""
+        While the progress thread sleeps (the rank is idle) the message leaves at once from
+        the calling thread: waking the progress thread to send it costs more than the send
+        (a synchronous call saves two thread wake-ups this way). Otherwise it is queued, and
+        the progress thread sends everything queued for one rank as one MPI message."""
         with self._out_lock:
-            now = time.perf_counter()
             box = self._outbox.get(dest)
             if box is None:
-                if (now - self._last_send.get(dest, 0.0) > DIRECT_SEND_GAP and dest != self.rank
-                        and dest not in self._dead and self._running and not self.is_current_thread()):
-                    self._last_send[dest] = now
-                    if self._send_direct(dest, message):
-                        return
+                if (self._sleeping and not self._flushing and dest != self.rank and dest not in self._dead
+                        and self._running) and self._send_direct(dest, message):
+                    return
                 self._outbox[dest] = [message]
             else:
                 box.append(message)
-            self._last_send[dest] = now
         if self._sleeping:  # Event.set costs ~5 us: only wake a thread that sleeps
             self._wake.set()
 
     def _send_direct(self, dest, message):
-        """isend from the calling thread (MPI_THREAD_MULTIPLE); _out_lock held, so it cannot
-        overtake queued messages to ``dest`` (the progress thread sends those under the lock)."""
+        """isend from the calling thread (MPI_THREAD_MULTIPLE), with _out_lock held and no flush
+        under way, so it cannot overtake messages queued for ``dest`` earlier."""
         try:
             self._direct.append(self.comm.isend([message], dest, TAG))
         except Exception:  # noqa: BLE001 - e.g. a dead peer: the progress thread sorts it out
@@ -140,8 +134,10 @@ class Transport:
         if not self._outbox:
             return False
         failure = None
-        with self._out_lock:   # held while sending, so a direct send cannot overtake these
+        with self._out_lock:
             outbox, self._outbox = self._outbox, {}
+            self._flushing = True     # no direct sends until these are out: they must not be overtaken
+        try:
             for dest, messages in outbox.items():
                 if dest == self.rank or dest in self._dead:
                     continue
@@ -152,6 +148,8 @@ class Transport:
                     continue
                 self.stats["sent_batches"] += 1
                 self.stats["sent_messages"] += len(messages)
+        finally:
+            self._flushing = False
         if failure is not None and (self.failures is None or not self.failures.on_mpi_error(failure)):
             raise failure
         mine = outbox.get(self.rank)

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 RESULT_MARKER = "tune_bench_result"
-CHILD_TIMEOUT_S = 900
+CHILD_TIMEOUT_S = 1500
 FULL = dict(trials=200, long_trials=4, results_per_trial=500)
 QUICK = dict(trials=50, long_trials=4, results_per_trial=100)
 

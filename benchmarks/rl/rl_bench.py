@@ -114,7 +114,7 @@ def _loop(train, metrics, target, max_steps, time_limit, start):
         if reached or steps >= max_steps or time.perf_counter() - start > time_limit:
             break
     return {"reached": bool(reached), "steps": int(steps), "final_return": float(ret), "iterations": iterations,
-            "wall_s": time.perf_counter() - start}
+            "train_wall_s": time.perf_counter() - start}
 
 
 def child(args):
@@ -170,8 +170,10 @@ def main():
             for seed in seeds:
                 cmd = [sys.executable, os.path.abspath(__file__), "--child", runtime, "--case", case,
                        "--seed", str(seed), "--time-limit", str(args.time_limit), "--config", args.config]
+                load_before = os.getloadavg()[0]
                 run = harness.run_process(cmd, harness.child_env(), args.time_limit + 300, MARKER)
-                result = harness.runtime_result(run, runtime, args.time_limit, MARKER, case=case, seed=seed)
+                result = harness.runtime_result(run, runtime, args.time_limit, MARKER, case=case, seed=seed,
+                                                runtime=runtime, load=[load_before, os.getloadavg()[0]])
                 result.pop("stdout_tail", None)
                 records.append(result)
                 rows.append(_row(case, runtime, seed, result))
@@ -181,20 +183,35 @@ def main():
                         print(f"  | {line}")
     print()
     harness.print_rows([("case", "runtime", "seed", "reached", "env steps", "wall s", "return at stop",
-                         "greedy eval")] + rows, left=3)
-    print(f"load average at end {os.getloadavg()[0]:.1f} (2-core machine shared with other work: wall times are "
-          f"contended when this is well above 2)")
-    harness.write_results("rl_bench", {"cases": {k: CASES[k][:4] for k in cases}, "runs": records},
-                          lambda path: False)
+                         "greedy eval", "load before/after")] + rows, left=3)
+    print("load: 1-minute load average before/after each run; on 2 cores, well above 2 means the wall times "
+          "were contended by other work")
+    _save(records)
+
+
+def _save(records):
+    """Merge ``records`` into results/rl_bench.json (a run replaces the earlier one of its case, runtime, seed)."""
+    path = os.path.join(harness.RESULTS_DIR, "rl_bench.json")
+    try:
+        with open(path) as f:
+            earlier = json.load(f).get("runs", [])
+    except (OSError, ValueError):
+        earlier = []
+    key = lambda r: (r.get("case"), r.get("runtime"), r.get("seed"))  # noqa: E731
+    fresh = {key(r) for r in records}
+    runs = [r for r in earlier if key(r) not in fresh] + records
+    harness.write_results("rl_bench", {"cases": {k: list(v[:4]) for k, v in CASES.items()}, "runs": runs},
+                          lambda _path: False)
 
 
 def _row(case, runtime, seed, result):
+    load = "/".join(f"{x:.1f}" for x in result["load"])
     if result.get("status") != "ok":
-        return (case, runtime, str(seed), result.get("status", "?"), "", "", "", "")
+        return (case, runtime, str(seed), result.get("status", "?"), "", "", "", "", load)
     evaluation = result.get("eval_return")
     return (case, runtime, str(seed), "yes" if result["reached"] else "NO", f"{result['steps']:,}",
-            f"{result['wall_s']:.1f}", f"{result['final_return']:.1f}",
-            "n/a" if evaluation is None else f"{evaluation:.1f}")
+            f"{result['train_wall_s']:.1f}", f"{result['final_return']:.1f}",
+            "n/a" if evaluation is None else f"{evaluation:.1f}", load)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ for _name, _cls in ALGORITHMS.items():
 
 
 def get_algorithm_class(name):
-    """The class for "PPO", "DQN", "ES", "A3C" or "ES"."""
+    """The class for "PPO", "DQN", "A3C" or "ES"."""
     try:
         return ALGORITHMS[name]
     except KeyError:

@@ -3,15 +3,23 @@ datasets, and everything else JSON in an attribute. Weights are readable by any 
 (``h5ls -r algo.h5``) without mpirt or torch."""
 import json
 
-import h5py
 import numpy as np
 
 FORMAT_VERSION = 1
 
 
+def _h5py():
+    """h5py, imported when a checkpoint is read or written: training works without it."""
+    try:
+        import h5py
+    except ImportError as error:
+        raise ImportError("saving and restoring RL algorithms needs h5py: pip install h5py") from error
+    return h5py
+
+
 def write(path, state, attrs):
     """Write ``state`` (nested dict) under /state and ``attrs`` (JSON-able) as root attributes."""
-    with h5py.File(path, "w") as f:
+    with _h5py().File(path, "w") as f:
         f.attrs["format_version"] = FORMAT_VERSION
         for key, value in attrs.items():
             f.attrs[key] = json.dumps(value)
@@ -20,7 +28,7 @@ def write(path, state, attrs):
 
 def read(path):
     """(state, attrs) as written by ``write``."""
-    with h5py.File(path, "r") as f:
+    with _h5py().File(path, "r") as f:
         if int(f.attrs.get("format_version", -1)) != FORMAT_VERSION or "state" not in f:
             raise ValueError(f"{path} is not an mpirt.libs.rl checkpoint (format {FORMAT_VERSION})")
         attrs = {key: json.loads(value) for key, value in f.attrs.items() if key != "format_version"}
@@ -43,7 +51,7 @@ def _write_group(group, state):
 def _read_group(group):
     state = {key: json.loads(value) for key, value in group.attrs.items()}
     for key, item in group.items():
-        if isinstance(item, h5py.Group):
+        if isinstance(item, _h5py().Group):
             state[key] = _read_group(item)
         else:
             value = item[()]

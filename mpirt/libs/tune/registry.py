@@ -31,13 +31,16 @@ def as_trainable_class(trainable):
 
 
 def lookup(name):
+    rl_missing = None
     if name not in _registry:
         try:
             import mpirt.libs.rl  # noqa: F401 - registers the RL algorithms
-        except ImportError:
-            pass
+        except ImportError as error:
+            rl_missing = error
     if name not in _registry:
         known = ", ".join(sorted(_registry)) or "none"
+        hint = (f"; the RL algorithms could not be loaded ({rl_missing}: pip install 'mpirt[rl]')"
+                if rl_missing is not None else "")
         raise ValueError(f"unknown trainable {name!r}: register it with tune.register_trainable({name!r}, fn) "
-                         f"(registered: {known})")
+                         f"(registered: {known}){hint}")
     return _registry[name]

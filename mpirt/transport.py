@@ -6,7 +6,6 @@ hands each message to ``dispatch(source, message)``. When nothing happens it
 backs off from polling to sleeping up to ``MAX_IDLE_SLEEP`` so idle ranks leave
 the cores to ranks that compute (DESIGN.md 2).
 """
-import collections
 import sys
 import threading
 import time
@@ -35,8 +34,6 @@ class Transport:
         self._sleeping = False
         self.failures = None          # a fault.FailureMonitor when ULFM is on
         self._dead = set()
-        self._direct = collections.deque()   # requests of sends made by other threads
-        self._flushing = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.stats = {"sent_batches": 0, "sent_messages": 0, "received_batches": 0}
 
@@ -45,34 +42,15 @@ class Transport:
         self._thread.start()
 
     def send(self, dest, message):
-        """Send ``message`` to rank ``dest`` (any thread; never blocks on the network).
-
-        While the progress thread sleeps (the rank is idle) the message leaves at once from
-        the calling thread: waking the progress thread to send it costs more than the send
-        (a synchronous call saves two thread wake-ups this way). Otherwise it is queued, and
-        the progress thread sends everything queued for one rank as one MPI message."""
+        """Queue ``message`` for rank ``dest`` (any thread; never blocks on the network)."""
         with self._out_lock:
             box = self._outbox.get(dest)
             if box is None:
-                if (self._sleeping and not self._flushing and dest != self.rank and dest not in self._dead
-                        and self._running) and self._send_direct(dest, message):
-                    return
                 self._outbox[dest] = [message]
             else:
                 box.append(message)
         if self._sleeping:  # Event.set costs ~5 us: only wake a thread that sleeps
             self._wake.set()
-
-    def _send_direct(self, dest, message):
-        """isend from the calling thread (MPI_THREAD_MULTIPLE), with _out_lock held and no flush
-        under way, so it cannot overtake messages queued for ``dest`` earlier."""
-        try:
-            self._direct.append(self.comm.isend([message], dest, TAG))
-        except Exception:  # noqa: BLE001 - e.g. a dead peer: the progress thread sorts it out
-            return False
-        self.stats["sent_batches"] += 1
-        self.stats["sent_messages"] += 1
-        return True
 
     def forget(self, rank):
         """``rank`` died: drop what is queued for it and never send to it again."""
@@ -129,32 +107,24 @@ class Transport:
         self._finish(status)
 
     def _flush(self):
-        while self._direct:
-            self._inflight.append(self._direct.popleft())
         if not self._outbox:
             return False
-        failure = None
         with self._out_lock:
             outbox, self._outbox = self._outbox, {}
-            self._flushing = True     # no direct sends until these are out: they must not be overtaken
-        try:
-            for dest, messages in outbox.items():
-                if dest == self.rank or dest in self._dead:
-                    continue
-                try:
-                    self._inflight.append(self.comm.isend(messages, dest, TAG))
-                except mpi().Exception as error:
-                    failure = error
-                    continue
-                self.stats["sent_batches"] += 1
-                self.stats["sent_messages"] += len(messages)
-        finally:
-            self._flushing = False
-        if failure is not None and (self.failures is None or not self.failures.on_mpi_error(failure)):
-            raise failure
-        mine = outbox.get(self.rank)
-        if mine:
-            self._deliver(self.rank, mine)
+        for dest, messages in outbox.items():
+            if dest == self.rank:
+                self._deliver(dest, messages)
+                continue
+            if dest in self._dead:
+                continue
+            try:
+                self._inflight.append(self.comm.isend(messages, dest, TAG))
+            except mpi().Exception as error:
+                if self.failures is None or not self.failures.on_mpi_error(error):
+                    raise
+                continue
+            self.stats["sent_batches"] += 1
+            self.stats["sent_messages"] += len(messages)
         return True
 
     def _drain(self, status):
@@ -202,8 +172,6 @@ class Transport:
     def _finish(self, status):
         """Last flush after stop: everything queued leaves, in-flight sends complete."""
         self._flush()
-        while self._direct:
-            self._inflight.append(self._direct.popleft())
         deadline = time.monotonic() + 10.0
         while self._inflight and time.monotonic() < deadline:
             self._inflight = [r for r in self._inflight if not self._test(r)]

@@ -180,12 +180,8 @@ class ActorCaller:
             for rec in list(state.queue):
                 if rec.pending_retry:
                     rec.pending_retry = False
-                    if max_task_retries != -1 and rec.retries_used >= max_task_retries:
+                    if not self._may_retry(rec, max_task_retries):
                         state.queue.remove(rec)
-                        self._fail(rec, self._died_blob(actor_id, "its rank died during the call, which has no "
-                                                                  "retries left (max_task_retries)"))
-                    else:
-                        rec.retries_used += 1
         state.location = worker
         state.locating = False
         for rank in state.waiting_for_location:
@@ -249,12 +245,8 @@ class ActorCaller:
                 if state.restarts_left > 0:
                     state.restarts_left -= 1
                 for rec in reversed(inflight):
-                    if state.max_task_retries == -1 or rec.retries_used < state.max_task_retries:
-                        rec.retries_used += 1
+                    if self._may_retry(rec, state.max_task_retries):
                         state.queue.appendleft(rec)
-                    else:
-                        self._fail(rec, self._died_blob(actor_id, f"its rank ({rank}) died during the call, which "
-                                                                  "has no retries left (max_task_retries)"))
                 state.queue.appendleft(self._record(actor_id, "recreate", "__init__", None, [], 0))
                 self.rt.send(HEAD_RANK, ("actor_place", actor_id, state.placement, state.held))
             elif owner == rank:
@@ -265,6 +257,15 @@ class ActorCaller:
                     state.queue.appendleft(rec)
                 state.locating = True
                 self.rt.send(owner, ("actor_locate", actor_id))
+
+    def _may_retry(self, rec, max_task_retries):
+        """A call whose actor died under it: count a retry and say True, or fail it and say False."""
+        if max_task_retries == -1 or rec.retries_used < max_task_retries:
+            rec.retries_used += 1
+            return True
+        self._fail(rec, self._died_blob(rec.actor_id, "its rank died during the call, which has no retries "
+                                                      "left (max_task_retries)"))
+        return False
 
     @staticmethod
     def _died_blob(actor_id, why):

@@ -59,9 +59,9 @@ class ObjectTable:
         entry = self.entries[object_id] = Entry()
         owner = owner_of(object_id)
         if owner == self.rank:  # owned but already freed: nothing can produce it again
-            self._lost(object_id, entry)
+            self._mark_lost(entry, object_id, f"it was freed by its owner (rank {owner})")
         elif owner in self.rt.failures.dead:
-            entry.blob, entry.is_error, entry.ready = self._lost_blob(object_id, f"its owner (rank {owner}) died"), True, True
+            self._mark_lost(entry, object_id, f"its owner (rank {owner}) died")
         else:
             self.rt.send(owner, ("obj_req", object_id))
         return entry
@@ -93,9 +93,8 @@ class ObjectTable:
         if isinstance(entry.blob, StoreLocation) and owner_of(object_id) == self.rank:
             self.rt.store.release(object_id, entry.blob)
 
-    def _lost(self, object_id, entry):
-        error = ObjectLostError(f"object {object_id:028x} was freed by its owner (rank {owner_of(object_id)})")
-        entry.blob, entry.is_error, entry.ready = dumps(ErrorPayload(error)), True, True
+    def _mark_lost(self, entry, object_id, why):
+        entry.blob, entry.is_error, entry.ready = self._lost_blob(object_id, why), True, True
 
     # -- worker deaths (ULFM) --------------------------------------------------
     def _on_rank_dead(self, rank):
@@ -116,11 +115,10 @@ class ObjectTable:
         for object_id, entry, why in lost:
             if why == "owner":
                 self.set_ready(object_id, self._lost_blob(object_id, f"its owner (rank {rank}) died"), True)
-            elif owner_of(object_id) != self.rank:     # a borrowed copy: the owner knows what became of it
-                entry.ready, entry.blob = False, None
+                continue
+            entry.ready, entry.blob = False, None
+            if owner_of(object_id) != self.rank:       # a borrowed copy: the owner knows what became of it
                 self.rt.send(owner_of(object_id), ("obj_req", object_id))
-            else:
-                entry.ready, entry.blob = False, None
         for object_id, entry, why in lost:
             if why == "copy" and owner_of(object_id) == self.rank and not self.rt.submitter.reconstruct(object_id):
                 self.set_ready(object_id, self._lost_blob(object_id, f"its only copy was on rank {rank}, which died, "
@@ -135,8 +133,8 @@ class ObjectTable:
     def _on_request(self, source, object_id):
         entry = self.entries.get(object_id)
         if entry is None:
-            error = ObjectLostError(f"object {object_id:028x} is unknown to its owner (rank {self.rank})")
-            self.rt.send(source, ("obj", object_id, dumps(ErrorPayload(error)), True))
+            self.rt.send(source, ("obj", object_id, self._lost_blob(object_id, f"it is unknown to its owner "
+                                                                               f"(rank {self.rank})"), True))
             return
         self.on_ready(object_id, lambda oid, e: self.rt.send(source, ("obj", oid, e.blob, e.is_error)))
 

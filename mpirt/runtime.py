@@ -5,6 +5,8 @@ all of its state; the progress thread takes it to handle a message, user and
 task threads take it to submit work or wait on ``cond``.
 """
 import itertools
+import os
+import sys
 import threading
 import time
 
@@ -223,9 +225,6 @@ class Runtime:
 
     def _on_rank_dead(self, rank):
         """The driver or the scheduler cannot be replaced: end this rank with a clear message."""
-        import os
-        import sys
-
         self.cluster.remove_rank(rank)
         if rank in (DRIVER_RANK, HEAD_RANK):
             role = "driver" if rank == DRIVER_RANK else "scheduler"
@@ -252,7 +251,7 @@ class Runtime:
 
     def shutdown_cluster(self, timeout=10.0):
         """Driver: tell every other rank to stop; wait until each has answered."""
-        others = [r for r in range(self.size) if r != self.rank and r not in self.failures.dead]
+        others = {r for r in range(self.size) if r != self.rank and r not in self.failures.dead}
         # Arrays the driver got from the store are views of its windows: while any is
         # alive the windows stay (freeing them is collective, so every rank is told).
         self.free_store_at_exit = self.store.live_views == 0
@@ -260,10 +259,10 @@ class Runtime:
             self.send(rank, ("shutdown", self.free_store_at_exit))
         deadline = time.monotonic() + timeout
         with self.lock:
-            while len(self.shutdown_acks - self.failures.dead) < len([r for r in others if r not in self.failures.dead]):
+            while not self.shutdown_acks >= others - self.failures.dead:   # a rank may die meanwhile
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self.cond.wait(remaining)
         self.transport.stop()
-        return self.shutdown_acks >= {r for r in others if r not in self.failures.dead}
+        return self.shutdown_acks >= others - self.failures.dead

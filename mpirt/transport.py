@@ -33,7 +33,6 @@ class Transport:
         self._running = False
         self._sleeping = False
         self.failures = None          # a fault.FailureMonitor when ULFM is on
-        self._dead = set()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.stats = {"sent_batches": 0, "sent_messages": 0, "received_batches": 0}
 
@@ -53,10 +52,13 @@ class Transport:
             self._wake.set()
 
     def forget(self, rank):
-        """``rank`` died: drop what is queued for it and never send to it again."""
-        self._dead.add(rank)
+        """``rank`` died (it is in ``failures.dead`` now): drop what is queued for it."""
         with self._out_lock:
             self._outbox.pop(rank, None)
+
+    def _peer_failed(self, error):
+        """True if ``error`` was a peer's death, which the failure monitor has now handled."""
+        return self.failures is not None and self.failures.on_mpi_error(error)
 
     def add_ticker(self, interval, fn):
         """Run ``fn()`` on the progress thread about every ``interval`` seconds."""
@@ -86,7 +88,7 @@ class Transport:
                 if self._inflight:
                     self._inflight = [r for r in self._inflight if not self._test(r)]
             except MPI.Exception as error:   # a peer died (ULFM): note it and go on
-                if self.failures is None or not self.failures.on_mpi_error(error):
+                if not self._peer_failed(error):
                     _fatal(self.rank, error)
                 busy = True
             if self._tickers:
@@ -115,12 +117,12 @@ class Transport:
             if dest == self.rank:
                 self._deliver(dest, messages)
                 continue
-            if dest in self._dead:
+            if self.failures is not None and dest in self.failures.dead:
                 continue
             try:
                 self._inflight.append(self.comm.isend(messages, dest, TAG))
             except mpi().Exception as error:
-                if self.failures is None or not self.failures.on_mpi_error(error):
+                if not self._peer_failed(error):
                     raise
                 continue
             self.stats["sent_batches"] += 1
@@ -144,7 +146,7 @@ class Transport:
         try:
             return request.Test()
         except mpi().Exception as error:
-            if self.failures is None or not self.failures.on_mpi_error(error):
+            if not self._peer_failed(error):
                 raise
             return True
 
@@ -178,7 +180,7 @@ class Transport:
             try:
                 self._drain(status)
             except mpi().Exception as error:
-                if self.failures is None or not self.failures.on_mpi_error(error):
+                if not self._peer_failed(error):
                     raise
             time.sleep(1e-4)
 

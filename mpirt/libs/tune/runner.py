@@ -14,7 +14,7 @@ import mpirt
 
 from . import schedulers as sched
 from .search import BasicVariantGenerator
-from .trainable import CHECKPOINT_KEY, RETURNED_KEY, FunctionTrainable
+from .trainable import CHECKPOINT_KEY, RETURNED_KEY, FunctionTrainable, split_metadata
 from .trial import ERROR, PAUSED, PENDING, RUNNING, TERMINATED, Trial
 
 logger = logging.getLogger(__name__)
@@ -292,11 +292,7 @@ class TrialRunner:
 
     @staticmethod
     def _iteration_of(checkpoint, trial):
-        import pickle
-        meta = checkpoint.files.get(".tune_metadata")
-        if meta is not None:
-            return pickle.loads(meta).get("iteration", 0)
-        return trial.last_result.get("training_iteration", 0)
+        return split_metadata(checkpoint)[1].get("iteration", trial.last_result.get("training_iteration", 0))
 
     def _on_result(self, trial, result):
         checkpoint = result.pop(CHECKPOINT_KEY, None)

@@ -20,6 +20,20 @@ from . import session as session_mod
 from .checkpoint import Checkpoint
 
 _METADATA_FILE = ".tune_metadata"
+
+
+def with_metadata(checkpoint, meta):
+    """``checkpoint`` plus Tune's bookkeeping (iteration, time, timesteps) as one more file."""
+    files = checkpoint.files
+    files[_METADATA_FILE] = pickle.dumps(meta)
+    return Checkpoint(files)
+
+
+def split_metadata(checkpoint):
+    """(the user's checkpoint, Tune's bookkeeping dict) of a checkpoint made by ``with_metadata``."""
+    files = checkpoint.files
+    meta = pickle.loads(files.pop(_METADATA_FILE)) if _METADATA_FILE in files else {}
+    return Checkpoint(files), meta
 # The checkpoint a function trainable reported travels to the driver inside its result.
 CHECKPOINT_KEY = "__checkpoint__"
 # Marks the result of a function trainable that returned: it ends the trial and carries no new metrics.
@@ -121,15 +135,11 @@ class Trainable:
             else:
                 raise TypeError(f"{type(self).__name__}.save_checkpoint() must return None, a dict or a path, "
                                 f"got {type(returned).__name__}")
-        files = checkpoint.files
-        files[_METADATA_FILE] = pickle.dumps(self._metadata())
-        return Checkpoint(files)
+        return with_metadata(checkpoint, self._metadata())
 
     def restore_from_checkpoint(self, checkpoint):
         """Load a ``Checkpoint`` made by ``save_to_checkpoint`` (on this or any other rank)."""
-        files = checkpoint.files
-        meta = pickle.loads(files.pop(_METADATA_FILE)) if _METADATA_FILE in files else {}
-        user = Checkpoint(files)
+        user, meta = split_metadata(checkpoint)
         if user.is_dict():
             self.load_checkpoint(user.to_dict())
         else:
@@ -243,23 +253,17 @@ class FunctionTrainable(Trainable):
             if not isinstance(checkpoint, Checkpoint):
                 raise TypeError(f"tune.report(checkpoint=...) needs a tune.Checkpoint, got {type(checkpoint).__name__}")
             self._last_checkpoint = checkpoint
-            files = checkpoint.files
-            files[_METADATA_FILE] = pickle.dumps({**self._metadata(), "iteration": self._iteration + 1})
-            result[CHECKPOINT_KEY] = Checkpoint(files)
+            result[CHECKPOINT_KEY] = with_metadata(checkpoint, {**self._metadata(), "iteration": self._iteration + 1})
         return result
 
     def save_to_checkpoint(self):
         """A function trainable's checkpoint is the last one it reported (None if it never did)."""
         if self._last_checkpoint is None:
             return None
-        files = self._last_checkpoint.files
-        files[_METADATA_FILE] = pickle.dumps(self._metadata())
-        return Checkpoint(files)
+        return with_metadata(self._last_checkpoint, self._metadata())
 
     def restore_from_checkpoint(self, checkpoint):
-        files = checkpoint.files
-        meta = pickle.loads(files.pop(_METADATA_FILE)) if _METADATA_FILE in files else {}
-        self._session.checkpoint = Checkpoint(files)
+        self._session.checkpoint, meta = split_metadata(checkpoint)
         self._last_checkpoint = self._session.checkpoint
         self._apply_metadata(meta)
 

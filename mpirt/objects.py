@@ -10,6 +10,7 @@ from .exceptions import ErrorPayload, ObjectLostError
 from .object_ref import owner_of, ref_events
 from .reachability import ReferenceCounter
 from .serialization import dumps
+from .store.device import DeviceObject
 from .store.manager import StoreLocation
 
 
@@ -90,8 +91,14 @@ class ObjectTable:
     def _forget(self, object_id, entry):
         del self.entries[object_id]
         self.rt.submitter.forget_lineage(object_id)
-        if isinstance(entry.blob, StoreLocation) and owner_of(object_id) == self.rank:
-            self.rt.store.release(object_id, entry.blob)
+        if owner_of(object_id) != self.rank:
+            return
+        blob = entry.blob
+        if isinstance(blob, DeviceObject):
+            self.rt.store.device.release(blob)
+            blob = blob.inner
+        if isinstance(blob, StoreLocation):
+            self.rt.store.release(object_id, blob)
 
     def _mark_lost(self, entry, object_id, why):
         entry.blob, entry.is_error, entry.ready = self._lost_blob(object_id, why), True, True
@@ -109,8 +116,7 @@ class ObjectTable:
                 if owner == rank:
                     lost.append((object_id, entry, "owner"))
                 continue
-            blob = entry.blob
-            if isinstance(blob, StoreLocation) and blob.holder == rank and not self.rt.store.arena.same_node(rank):
+            if self._only_copy_on(entry.blob, rank):
                 lost.append((object_id, entry, "copy"))
         for object_id, entry, why in lost:
             if why == "owner":
@@ -124,6 +130,15 @@ class ObjectTable:
                 self.set_ready(object_id, self._lost_blob(object_id, f"its only copy was on rank {rank}, which died, "
                                                           "and no task can make it again (it was put(), or its "
                                                           "task has no retries left)"), True)
+
+    def _only_copy_on(self, blob, rank):
+        """Whether the value of ``blob`` died with ``rank``: sealed GPU arrays die with their
+        process; store bytes only with their node (the segment is shared)."""
+        if isinstance(blob, DeviceObject):
+            if blob.holder == rank:
+                return True
+            blob = blob.inner
+        return isinstance(blob, StoreLocation) and blob.holder == rank and not self.rt.store.arena.same_node(rank)
 
     @staticmethod
     def _lost_blob(object_id, why):

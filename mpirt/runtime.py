@@ -16,6 +16,7 @@ from .object_ref import make_object_id, session_of
 from .objects import ObjectTable
 from .scheduler.resources import ClusterView
 from .serialization import loads
+from .store.device import DeviceObject
 from .store.manager import StoreLocation
 from .transport import Transport
 
@@ -196,7 +197,10 @@ class Runtime:
         return value
 
     def decode(self, object_id, blob):
-        """A value from its object-table form: an inline pickle or a place in the store."""
+        """A value from its object-table form: an inline pickle or a place in the store
+        (either perhaps wrapped in a DeviceObject: its GPU arrays open while unpickling)."""
+        if isinstance(blob, DeviceObject):
+            blob = blob.inner
         if isinstance(blob, StoreLocation):
             return self.store.read(object_id, blob)
         return loads(blob)

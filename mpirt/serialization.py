@@ -1,9 +1,11 @@
 """Serialization of values, task arguments and functions (cloudpickle, protocol 5)."""
+import io
 import pickle
 
 import cloudpickle
 
 from .object_ref import ObjectRef
+from .store import device
 
 
 def dumps(value):
@@ -11,6 +13,48 @@ def dumps(value):
 
 
 loads = pickle.loads
+
+
+class _DevicePickler(cloudpickle.Pickler):
+    """cloudpickle that asks ``on_device_array(array, kind)`` how to pickle each GPU array."""
+
+    def __init__(self, file, on_device_array, buffer_callback=None):
+        super().__init__(file, protocol=5, buffer_callback=buffer_callback)
+        self._on_device_array = on_device_array
+
+    def reducer_override(self, obj):
+        kind = device.device_kind(obj)
+        if kind is not None:
+            return self._on_device_array(obj, kind)
+        return super().reducer_override(obj)
+
+
+def dumps_with_devices(value, on_device_array, buffer_callback=None):
+    """Like ``dumps`` (with out-of-band buffers to ``buffer_callback``), but GPU arrays are
+    pickled as ``on_device_array`` says; plain cloudpickle when no GPU library is loaded."""
+    if not device.device_libraries_loaded():
+        return cloudpickle.dumps(value, protocol=5, buffer_callback=buffer_callback)
+    file = io.BytesIO()
+    _DevicePickler(file, on_device_array, buffer_callback).dump(value)
+    return file.getvalue()
+
+
+class _LargeDeviceArray(Exception):
+    pass
+
+
+def _refuse_large_device_arrays(array, kind):
+    if device.array_bytes(array, kind) > device.INLINE_THRESHOLD:
+        raise _LargeDeviceArray()
+    return device.reduce_small(array, kind)
+
+
+def _holds_large_device_array(value):
+    try:
+        dumps_with_devices(value, _refuse_large_device_arrays)
+    except _LargeDeviceArray:
+        return True
+    return False
 
 
 class ArgRef:
@@ -30,7 +74,9 @@ def pack_arguments(function_name, bound_args, args, kwargs, put=None, inline_lim
 
     Returns ``(blob, dependency_refs)``; ``blob`` is None when there are no arguments.
     When the blob would exceed ``inline_limit``, each argument bigger than that is
-    ``put`` into the object store first and passed by reference, as Ray does.
+    ``put`` into the object store first and passed by reference, as Ray does; so is
+    each argument holding a GPU array bigger than ``device.INLINE_THRESHOLD`` (it stays
+    on its GPU), whatever the blob's size.
     Raises TypeError naming the argument that cannot be serialized.
     """
     deps = []
@@ -45,15 +91,26 @@ def pack_arguments(function_name, bound_args, args, kwargs, put=None, inline_lim
         return None, deps
     packed_args = tuple(swap(a) for a in args)
     packed_kwargs = {k: swap(v) for k, v in kwargs.items()}
+    has_large_device_array = False
     try:
-        blob = dumps((packed_args, packed_kwargs))
+        if put is None:
+            blob = dumps_with_devices((packed_args, packed_kwargs), device.reduce_small)
+        else:
+            blob = dumps_with_devices((packed_args, packed_kwargs), _refuse_large_device_arrays)
+    except _LargeDeviceArray:
+        blob, has_large_device_array = None, True
     except Exception as exc:
         raise _argument_error(function_name, bound_args, exc) from exc
-    if put is None or inline_limit is None or len(blob) <= inline_limit:
+    if not has_large_device_array and (put is None or inline_limit is None or len(blob) <= inline_limit):
         return blob, deps
 
     def by_reference(value):
-        if not isinstance(value, ObjectRef) and len(dumps(value)) > inline_limit:
+        # Large GPU arrays always go through the store: sealed on their device, not copied to the host.
+        if isinstance(value, ObjectRef):
+            return value
+        if has_large_device_array and _holds_large_device_array(value):
+            return put(value)
+        if inline_limit is not None and len(dumps(value)) > inline_limit:
             return put(value)
         return value
 

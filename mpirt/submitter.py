@@ -13,6 +13,7 @@ from .exceptions import ErrorPayload, TaskCancelledError, WorkerCrashedError
 from .object_ref import ObjectRef
 from .runtime import HEAD_RANK
 from .serialization import dumps
+from .store.device import DeviceObject
 from .store.manager import StoreLocation
 
 WAITING, QUEUED, SENT, FINISHED = range(4)
@@ -134,7 +135,9 @@ class TaskSubmitter:
         for ref in rec.dep_refs:
             entry = entries.get(ref.id)
             blob = entry.blob if entry is not None else None
-            if isinstance(blob, StoreLocation) and blob.spill_path is None and blob.size > best_size:
+            if isinstance(blob, DeviceObject) and blob.nbytes > best_size:  # read there by a device copy
+                best, best_size = blob.holder, blob.nbytes
+            elif isinstance(blob, StoreLocation) and blob.spill_path is None and blob.size > best_size:
                 best, best_size = blob.holder, blob.size
         return best
 
@@ -255,7 +258,7 @@ class TaskSubmitter:
         stored = False
         for object_id, blob in zip(rec.return_ids, blobs):
             self.task_of_object.pop(object_id, None)
-            if not is_error and isinstance(blob, StoreLocation) and self.rt.failures.enabled:
+            if not is_error and isinstance(blob, (StoreLocation, DeviceObject)) and self.rt.failures.enabled:
                 self.lineage[object_id] = rec
                 stored = True
             objects.set_ready(object_id, blob, is_error)

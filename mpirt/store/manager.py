@@ -18,10 +18,11 @@ import shutil
 import tempfile
 import weakref
 
-import cloudpickle
 
 from ..exceptions import MpirtError
 from ..object_ref import owner_of, pickling_context
+from . import device
+from ..serialization import dumps_with_devices
 from .allocator import SegmentAllocator
 from .arena import Arena
 from .layout import Serialized, read_from
@@ -57,24 +58,63 @@ _PLAIN_TYPES = (type(None), bool, int, float, str, bytes)
 
 
 def encode(value, store):
-    """Serialize ``value`` for the object table: bytes if small, else a StoreLocation.
+    """Serialize ``value`` for the object table: bytes if small, else a StoreLocation;
+    wrapped in a DeviceObject when it holds GPU arrays sealed on this rank (``device.py``).
 
     References pickled here pin what they point to (the value may be read many times).
     """
     if type(value) in _PLAIN_TYPES and (not isinstance(value, (str, bytes)) or len(value) <= INLINE_THRESHOLD):
         return pickle.dumps(value, protocol=5)  # the common small results, without cloudpickle's set-up
-    buffers = []
+    sealing = _Sealing(store)
     pickling_context.stored = True
     try:
-        pickled = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        buffers = []
+        pickled = dumps_with_devices(value, sealing.reduce, buffers.append)
         size = len(pickled) + sum(b.raw().nbytes for b in buffers)
         if size <= INLINE_THRESHOLD or store is None:
-            if not buffers:
-                return pickled
-            return cloudpickle.dumps(value, protocol=5)  # small: one in-band pickle is cheaper
+            if buffers:  # small: one in-band pickle is cheaper (sealed arrays are not sealed twice)
+                pickled = dumps_with_devices(value, sealing.reduce)
+            blob = pickled
+        else:
+            blob = store.put(Serialized.from_parts(pickled, buffers))
+    except BaseException:
+        sealing.undo()
+        raise
     finally:
         pickling_context.stored = False
-    return store.put(Serialized.from_parts(pickled, buffers))
+    return sealing.wrap(blob)
+
+
+class _Sealing:
+    """How one ``encode`` pickles GPU arrays: large ones sealed in ``store`` (once each), small
+    ones (or all, without a store) as host bytes."""
+
+    def __init__(self, store):
+        self.store = store
+        self.handles = {}  # id(array) -> (array, reduce value)
+
+    def reduce(self, array, kind):
+        known = self.handles.get(id(array))
+        if known is not None:
+            return known[1]
+        if self.store is None or device.array_bytes(array, kind) <= device.INLINE_THRESHOLD:
+            return device.reduce_small(array, kind)
+        reduced = (device._open_device_array, (self.store.device.seal(array, kind),))
+        self.handles[id(array)] = (array, reduced)  # the array stays alive, so its id stays its own
+        return reduced
+
+    def _keys(self):
+        return [reduced[1][0].key for _, reduced in self.handles.values()]
+
+    def undo(self):
+        if self.handles:
+            self.store.device.free(self._keys())
+
+    def wrap(self, blob):
+        if not self.handles:
+            return blob
+        nbytes = sum(reduced[1][0].nbytes for _, reduced in self.handles.values())
+        return device.DeviceObject(blob, self.store.rank, self._keys(), nbytes)
 
 
 class StoreManager:
@@ -84,6 +124,7 @@ class StoreManager:
         self.rank = comm.Get_rank()
         self.arena = Arena(comm, bytes_per_node, ranks_per_node)
         self.allocator = SegmentAllocator(self.arena.capacity)
+        self.device = device.DeviceStore(runtime, self.arena.same_node)
         self.spill_dir = None
         self._spill_ids = itertools.count()
         self._pins = {}          # owner: object id -> live views/reads on any rank
@@ -224,6 +265,7 @@ class StoreManager:
             "used_bytes": self.allocator.used_bytes,
             "free_bytes": self.allocator.free_bytes,
             **self.stats,
+            **self.device.stats,
         }
 
     def close(self, free_windows):

@@ -1,0 +1,464 @@
+"""GPU arrays in the object store: they stay in device memory.
+
+Pickling a CuPy array, or a torch CUDA tensor, of more than ``INLINE_THRESHOLD``
+bytes for the store *seals* a copy of it in device memory of the rank that
+pickles it (the holder: whoever called ``put`` or returned the value) and writes
+only a ``DeviceArrayHandle`` into the pickle. Sealing copies, so the object
+keeps the value it had when it was stored, as for host objects. Unpickling the
+handle gives the reader a new array on its own current device:
+
+- in the holder's process: a device-to-device copy;
+- elsewhere on the holder's node: a copy straight from the sealed memory through
+  a CUDA IPC handle (GPU to GPU; no CUDA-aware MPI needed);
+- on another node, or where the IPC handle cannot be opened: the holder streams
+  the bytes over MPI, from device memory when the MPI library is CUDA-aware,
+  otherwise through pinned host memory on both sides, in chunks that overlap
+  the copies with the transfer.
+
+The sealed memory is plain ``cudaMalloc`` memory (one allocation per array, so
+an IPC handle maps exactly it) and lives until the object's owner frees the
+object (``release``). Smaller arrays travel as host bytes inside the pickle and
+come back on the reader's current device. Torch tensors take the same path: the
+reader's bytes become a tensor through DLPack.
+"""
+import ctypes
+import itertools
+import os
+import sys
+import threading
+import time
+
+from ..exceptions import ObjectLostError
+
+INLINE_THRESHOLD = 100 * 1024
+STAGING_CHUNK = 64 << 20          # bytes per MPI message on the staged path
+_FIRST_TAG, _LAST_TAG = 1000, 30000   # point-to-point tags for streams (the transport uses 7)
+
+
+# -- recognising device arrays (without importing CuPy or torch) --------------
+def device_kind(obj):
+    """"cupy" or "torch" for a GPU array, else None. Looks only at modules already imported:
+    a value cannot hold a CuPy array unless the program imported CuPy."""
+    cupy = sys.modules.get("cupy")
+    if cupy is not None and type(obj) is cupy.ndarray:
+        return "cupy"
+    torch = _torch_with_cuda()
+    if torch is not None and isinstance(obj, torch.Tensor) and obj.is_cuda:
+        return "torch"
+    return None
+
+
+def device_libraries_loaded():
+    return "cupy" in sys.modules or _torch_with_cuda() is not None
+
+
+def _torch_with_cuda():
+    """torch, if imported and CUDA is initialized in this process (else it holds no CUDA tensor)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    cuda = getattr(torch, "cuda", None)
+    return torch if cuda is not None and cuda.is_initialized() else None
+
+
+def _cupy():
+    try:
+        import cupy
+    except ImportError as exc:
+        raise RuntimeError("a GPU array is being moved between ranks, which needs CuPy on every rank that "
+                           "reads it (pip install 'mpirt[gpu]')") from exc
+    return cupy
+
+
+def array_bytes(obj, kind):
+    return obj.nbytes if kind == "cupy" else obj.numel() * obj.element_size()
+
+
+def _contiguous_pointer(obj, kind):
+    """(array kept alive, device pointer, device id) of a C-contiguous version of ``obj``."""
+    if kind == "cupy":
+        cupy = sys.modules["cupy"]
+        with obj.device:
+            contiguous = cupy.ascontiguousarray(obj)
+        return contiguous, contiguous.data.ptr, obj.device.id
+    contiguous = obj.detach().contiguous()
+    return contiguous, contiguous.data_ptr(), contiguous.device.index
+
+
+def _meta(obj, kind):
+    if kind == "cupy":
+        return (obj.dtype.str, tuple(obj.shape), False)
+    return (str(obj.dtype).replace("torch.", ""), tuple(obj.shape), bool(obj.requires_grad))
+
+
+# -- small arrays: host bytes inside the pickle ----------------------------------
+def reduce_small(obj, kind):
+    if kind == "cupy":
+        data = sys.modules["cupy"].asnumpy(obj).tobytes()
+    else:
+        torch = sys.modules["torch"]
+        data = obj.detach().contiguous().view(-1).view(torch.uint8).cpu().numpy().tobytes()
+    return (_rebuild_small, (kind, _meta(obj, kind), data))
+
+
+def _rebuild_small(kind, meta, data):
+    cupy = _cupy()
+    _check_reader_has_gpu(cupy, len(data))
+    import numpy
+
+    array = cupy.asarray(numpy.frombuffer(data, dtype=numpy.uint8))
+    return _as_kind(array, kind, meta)
+
+
+def _as_kind(flat_bytes, kind, meta):
+    """The reader's array from a flat uint8 CuPy array it owns."""
+    dtype, shape, requires_grad = meta
+    if kind == "cupy":
+        import numpy
+
+        return flat_bytes.view(numpy.dtype(dtype)).reshape(shape)
+    import torch
+
+    tensor = torch.from_dlpack(flat_bytes).view(getattr(torch, dtype)).reshape(shape)
+    if requires_grad:
+        tensor.requires_grad_(True)
+    return tensor
+
+
+def _check_reader_has_gpu(cupy, nbytes):
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception:
+        count = 0
+    if count == 0:
+        rank = getattr(_runtime(), "rank", "?")
+        raise RuntimeError(
+            f"rank {rank} cannot receive a GPU array ({nbytes:,} bytes): it has no GPU "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')!r}). Give the task or actor "
+            "num_gpus=..., or move the array to host memory (cupy.asnumpy / tensor.cpu()) before passing it")
+
+
+def _runtime():
+    from ..launch import current_runtime
+
+    return current_runtime()
+
+
+# -- large arrays: a handle to sealed device memory -----------------------------
+class DeviceArrayHandle:
+    """What travels in place of a sealed GPU array."""
+
+    __slots__ = ("holder", "key", "nbytes", "ipc_handle", "kind", "meta")
+
+    def __init__(self, holder, key, nbytes, ipc_handle, kind, meta):
+        self.holder, self.key, self.nbytes = holder, key, nbytes
+        self.ipc_handle, self.kind, self.meta = ipc_handle, kind, meta
+
+    def __reduce__(self):
+        return (DeviceArrayHandle, (self.holder, self.key, self.nbytes, self.ipc_handle, self.kind, self.meta))
+
+
+def _open_device_array(handle):
+    """Unpickling a sealed GPU array: the reader's own copy (see the module docstring)."""
+    rt = _runtime()
+    if rt is None:
+        raise RuntimeError("a GPU array from the object store can only be read while mpirt is running")
+    return rt.store.device.read(handle)
+
+
+class DeviceObject:
+    """An object-table value that holds sealed GPU arrays: ``inner`` is its ordinary blob
+    (pickle bytes or a StoreLocation), ``keys`` name the arrays ``holder`` keeps for it
+    and ``nbytes`` is their total size."""
+
+    __slots__ = ("inner", "holder", "keys", "nbytes")
+
+    def __init__(self, inner, holder, keys, nbytes):
+        self.inner, self.holder, self.keys, self.nbytes = inner, holder, keys, nbytes
+
+    def __reduce__(self):
+        return (DeviceObject, (self.inner, self.holder, self.keys, self.nbytes))
+
+
+class DeviceStore:
+    """One rank's sealed GPU arrays, and its side of the transfers."""
+
+    def __init__(self, runtime, same_node):
+        self.rt = runtime
+        self.rank = runtime.rank
+        self._same_node = same_node
+        self.sealed = {}                  # key -> (cupy Memory, nbytes, device id)
+        self._keys = itertools.count(1)
+        self._tags = itertools.cycle(range(_FIRST_TAG, _LAST_TAG))
+        self._lock = threading.Lock()
+        self._ipc_open = {}               # (holder, key) -> [device pointer, users]
+        self._failed_streams = {}         # tag -> why the holder could not send
+        self.ipc_enabled = os.environ.get("MPIRT_GPU_IPC", "1") not in ("0", "false", "no")
+        self._cuda_aware = None
+        self.stats = {"gpu_objects": 0, "gpu_bytes": 0, "gpu_local_reads": 0, "gpu_ipc_reads": 0,
+                      "gpu_staged_reads": 0, "gpu_read_bytes": 0}
+        runtime.handlers.update(device_free=self._on_free, device_fetch=self._on_fetch,
+                                device_fetch_failed=self._on_fetch_failed)
+
+    # -- holder: sealing and freeing ------------------------------------------
+    def seal(self, obj, kind):
+        """Copy ``obj`` into new device memory kept here; returns its handle."""
+        cupy = _cupy()
+        runtime_api = cupy.cuda.runtime
+        contiguous, pointer, device_id = _contiguous_pointer(obj, kind)
+        nbytes = array_bytes(obj, kind)
+        with cupy.cuda.Device(device_id):
+            memory = cupy.cuda.Memory(nbytes)      # cudaMalloc: its own allocation, so IPC maps exactly it
+            # Order after the producer's work on the current stream, then finish before anyone reads.
+            stream = cupy.cuda.get_current_stream()
+            runtime_api.memcpyAsync(memory.ptr, pointer, nbytes, runtime_api.memcpyDeviceToDevice, stream.ptr)
+            stream.synchronize()
+            ipc_handle = runtime_api.ipcGetMemHandle(memory.ptr)
+        del contiguous
+        key = next(self._keys)
+        with self._lock:
+            self.sealed[key] = (memory, nbytes, device_id)
+            self.stats["gpu_objects"] += 1
+            self.stats["gpu_bytes"] += nbytes
+        return DeviceArrayHandle(self.rank, key, nbytes, ipc_handle, kind, _meta(obj, kind))
+
+    def free(self, keys):
+        with self._lock:
+            for key in keys:
+                entry = self.sealed.pop(key, None)
+                if entry is not None:
+                    self.stats["gpu_objects"] -= 1
+                    self.stats["gpu_bytes"] -= entry[1]
+
+    def release(self, device_object):
+        """Owner: the object is unreachable; its holder frees the sealed arrays."""
+        if device_object.holder == self.rank:
+            self.free(device_object.keys)
+        else:
+            self.rt.send(device_object.holder, ("device_free", device_object.keys))
+
+    def _on_free(self, source, keys):
+        self.free(keys)
+
+    # -- reader --------------------------------------------------------------
+    def read(self, handle):
+        cupy = _cupy()
+        _check_reader_has_gpu(cupy, handle.nbytes)
+        out = cupy.empty(handle.nbytes, dtype=cupy.uint8)
+        if handle.holder == self.rank:
+            self._copy_local(cupy, handle, out)
+            self._count("gpu_local_reads", handle.nbytes)
+        elif self.ipc_enabled and self._same_node(handle.holder) and self._copy_through_ipc(cupy, handle, out):
+            self._count("gpu_ipc_reads", handle.nbytes)
+        else:
+            self._copy_staged(cupy, handle, out)
+            self._count("gpu_staged_reads", handle.nbytes)
+        return _as_kind(out, handle.kind, handle.meta)
+
+    def _count(self, what, nbytes):
+        with self._lock:
+            self.stats[what] += 1
+            self.stats["gpu_read_bytes"] += nbytes
+
+    def _copy_local(self, cupy, handle, out):
+        with self._lock:
+            entry = self.sealed.get(handle.key)
+        if entry is None:
+            raise _lost(handle, "its holder has freed it")
+        _device_copy(cupy, out.data.ptr, entry[0].ptr, handle.nbytes)
+
+    def _copy_through_ipc(self, cupy, handle, out):
+        """GPU to GPU from the holder's sealed memory; False if the handle cannot be opened here
+        (the holder's GPU not visible to this process, say): then the caller stages."""
+        ident = (handle.holder, handle.key)
+        with self._lock:
+            opened = self._ipc_open.get(ident)
+            if opened is None:
+                try:
+                    pointer = cupy.cuda.runtime.ipcOpenMemHandle(handle.ipc_handle,
+                                                                 cupy.cuda.runtime.cudaIpcMemLazyEnablePeerAccess)
+                except Exception:
+                    return False
+                opened = self._ipc_open[ident] = [pointer, 0]
+            opened[1] += 1
+        try:
+            _device_copy(cupy, out.data.ptr, opened[0], handle.nbytes)
+        finally:
+            with self._lock:
+                opened[1] -= 1
+                if opened[1] == 0:
+                    del self._ipc_open[ident]
+                    cupy.cuda.runtime.ipcCloseMemHandle(opened[0])
+        return True
+
+    def _copy_staged(self, cupy, handle, out):
+        """Receive the bytes from the holder over MPI, chunk by chunk, into ``out``."""
+        from .._mpi_env import mpi
+
+        MPI = mpi()
+        if self.rt.transport.is_current_thread():
+            raise RuntimeError("a GPU array from another node cannot be read on the progress thread")
+        direct = self.cuda_aware_mpi()
+        tag = next(self._tags)
+        chunks = _chunks(handle.nbytes)
+        staging = None if direct else [_pinned(cupy, STAGING_CHUNK if len(chunks) > 1 else handle.nbytes)
+                                       for _ in range(min(2, len(chunks)))]
+        comm = self.rt.comm
+
+        def post(i):
+            start, length = chunks[i]
+            if direct:
+                return comm.Irecv([out[start:start + length], MPI.BYTE], handle.holder, tag)
+            return comm.Irecv([staging[i % 2][:length], MPI.BYTE], handle.holder, tag)
+
+        requests = {i: post(i) for i in range(min(2, len(chunks)))}
+        self.rt.send(handle.holder, ("device_fetch", handle.key, tag, direct))
+        try:
+            for i, (start, length) in enumerate(chunks):
+                self._wait_stream(requests.pop(i), tag, handle)
+                if not direct:
+                    host = staging[i % 2]
+                    cupy.cuda.runtime.memcpy(out.data.ptr + start, host.ctypes.data, length,
+                                             cupy.cuda.runtime.memcpyHostToDevice)
+                if i + 2 < len(chunks):
+                    requests[i + 2] = post(i + 2)
+        except BaseException:
+            for request in requests.values():
+                _cancel(request)
+            raise
+
+    def _wait_stream(self, request, tag, handle):
+        """Wait for one chunk without spinning a core; fail if the holder said it cannot send."""
+        delay = 1e-5
+        while True:
+            try:
+                if request.Test():
+                    return
+            except Exception as exc:  # the holder died (ULFM)
+                raise _lost(handle, f"its holder (rank {handle.holder}) failed during the transfer: {exc}")
+            why = self._failed_streams.pop(tag, None)
+            if why is not None:
+                _cancel(request)
+                raise _lost(handle, why)
+            if handle.holder in self.rt.failures.dead:
+                _cancel(request)
+                raise _lost(handle, f"its holder (rank {handle.holder}) died")
+            time.sleep(delay)
+            delay = min(delay * 2, 1e-3)
+
+    def _on_fetch_failed(self, source, tag, why):
+        self._failed_streams[tag] = why
+
+    # -- holder: streaming to a reader on another node --------------------------
+    def _on_fetch(self, source, key, tag, direct):
+        with self._lock:
+            entry = self.sealed.get(key)
+        if entry is None:
+            self.rt.send(source, ("device_fetch_failed", tag, f"its holder (rank {self.rank}) has freed it"))
+            return
+        threading.Thread(target=self._stream, args=(source, tag, direct, entry), daemon=True,
+                         name="mpirt-gpu-stream").start()
+
+    def _stream(self, dest, tag, direct, entry):
+        from .._mpi_env import mpi
+
+        MPI = mpi()
+        cupy = _cupy()
+        memory, nbytes, device_id = entry
+        chunks = _chunks(nbytes)
+        comm = self.rt.comm
+        try:
+            with cupy.cuda.Device(device_id):
+                if direct:
+                    whole = cupy.ndarray((nbytes,), cupy.uint8, cupy.cuda.MemoryPointer(memory, 0))
+                    requests = [comm.Isend([whole[s:s + n], MPI.BYTE], dest, tag) for s, n in chunks]
+                    for request in requests:
+                        _wait_quietly(request)
+                    return
+                staging = [_pinned(cupy, STAGING_CHUNK if len(chunks) > 1 else nbytes)
+                           for _ in range(min(2, len(chunks)))]
+                in_flight = [None, None]
+                for i, (start, length) in enumerate(chunks):
+                    slot = i % 2
+                    if in_flight[slot] is not None:
+                        _wait_quietly(in_flight[slot])
+                    host = staging[slot]
+                    cupy.cuda.runtime.memcpy(host.ctypes.data, memory.ptr + start, length,
+                                             cupy.cuda.runtime.memcpyDeviceToHost)
+                    in_flight[slot] = comm.Isend([host[:length], MPI.BYTE], dest, tag)
+                for request in in_flight:
+                    if request is not None:
+                        _wait_quietly(request)
+        except Exception as exc:  # the reader died, or CUDA failed: the reader hears of it if it can
+            if dest not in self.rt.failures.dead:
+                self.rt.send(dest, ("device_fetch_failed", tag, f"its holder (rank {self.rank}) could not send "
+                                                                f"it: {type(exc).__name__}: {exc}"))
+
+    # -- CUDA-aware MPI --------------------------------------------------------
+    def cuda_aware_mpi(self):
+        if self._cuda_aware is None:
+            self._cuda_aware = mpi_is_cuda_aware()
+        return self._cuda_aware
+
+
+def _device_copy(cupy, destination, source, nbytes):
+    """Copy device bytes (any GPUs: unified addressing) and wait until they are there."""
+    stream = cupy.cuda.get_current_stream()
+    cupy.cuda.runtime.memcpyAsync(destination, source, nbytes, cupy.cuda.runtime.memcpyDefault, stream.ptr)
+    stream.synchronize()
+
+
+def _chunks(nbytes):
+    return [(start, min(STAGING_CHUNK, nbytes - start)) for start in range(0, nbytes, STAGING_CHUNK)] or [(0, 0)]
+
+
+def _pinned(cupy, nbytes):
+    """A numpy uint8 array in page-locked host memory (CuPy keeps a pool of them)."""
+    import numpy
+
+    memory = cupy.cuda.alloc_pinned_memory(max(nbytes, 1))
+    return numpy.frombuffer(memory, dtype=numpy.uint8, count=max(nbytes, 1))
+
+
+def _wait_quietly(request):
+    delay = 1e-5
+    while not request.Test():
+        time.sleep(delay)
+        delay = min(delay * 2, 1e-3)
+
+
+def _cancel(request):
+    try:
+        request.Cancel()
+        request.Free()
+    except Exception:
+        pass
+
+
+def _lost(handle, why):
+    return ObjectLostError(f"a GPU array of {handle.nbytes:,} bytes held by rank {handle.holder} is lost: {why}")
+
+
+def mpi_is_cuda_aware():
+    """Whether the MPI library moves device memory itself: ``MPIRT_CUDA_AWARE_MPI`` (0/1) if set,
+    else what Open MPI's or MPICH's ``MPIX_Query_cuda_support`` says, else False."""
+    setting = os.environ.get("MPIRT_CUDA_AWARE_MPI")
+    if setting is not None:
+        return setting.lower() not in ("0", "false", "no", "")
+    for path in _loaded_mpi_libraries():
+        try:
+            query = getattr(ctypes.CDLL(path), "MPIX_Query_cuda_support", None)
+        except OSError:
+            continue
+        if query is not None:
+            return bool(query())
+    return False
+
+
+def _loaded_mpi_libraries():
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libmpi" in line and "/" in line}
+    except OSError:
+        return []
+    return sorted(paths)

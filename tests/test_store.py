@@ -180,10 +180,11 @@ print("nodes", sorted((tuple(n["ranks"]), n["remote_gets"] > 0) for n in nodes.v
 """
 
 
-@pytest.mark.parametrize("ranks", [None, 4])
-def test_cross_node_reads_use_rma_get(tmp_path, ranks):
-    # Two "nodes" of two ranks: driver+head on one, the two workers on the other.
-    proc = run_app(tmp_path, CROSS_NODE_APP, ranks=ranks, env={"MPIRT_RANKS_PER_NODE": "2"},
+@pytest.mark.parametrize("ranks, rma", [(None, "1"), (4, "1"), (4, "0")])
+def test_cross_node_reads_use_rma_get_or_messages(tmp_path, ranks, rma):
+    # Two "nodes" of two ranks: driver+head on one, the two workers on the other. Without an
+    # RMA window (MPIRT_STORE_RMA=0, or an MPI that cannot make one) the holder sends the bytes.
+    proc = run_app(tmp_path, CROSS_NODE_APP, ranks=ranks, env={"MPIRT_RANKS_PER_NODE": "2", "MPIRT_STORE_RMA": rma},
                    args=())
     assert proc.returncode == 0, proc.stderr
     assert "task on the other node read True" in proc.stdout

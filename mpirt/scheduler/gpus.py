@@ -30,14 +30,17 @@ def detect_node_gpus():
 def share_gpus(node_gpus, worker_index, workers_on_node, per_worker=None):
     """The GPU ids of worker ``worker_index`` of ``workers_on_node``.
 
-    ``per_worker`` (an explicit count per rank) takes consecutive ids; otherwise the
-    node's GPUs are dealt round-robin, so every GPU is used once.
+    ``per_worker`` (an explicit count per rank) takes consecutive ids, wrapping around
+    when the node has fewer GPUs than its ranks ask for, so ranks share a device (as
+    ``mpirun -n 4`` on a one-GPU node does); otherwise the node's GPUs are dealt
+    round-robin, so every GPU is used once.
     """
     if per_worker is not None:
         count = int(per_worker)
         start = worker_index * count
-        ids = node_gpus[start:start + count]
-        return ids + [str(start + len(ids) + i) for i in range(count - len(ids))]
+        if node_gpus:
+            return [node_gpus[(start + i) % len(node_gpus)] for i in range(count)]
+        return [str(start + i) for i in range(count)]
     return [gpu for i, gpu in enumerate(node_gpus) if i % max(workers_on_node, 1) == worker_index]
 
 

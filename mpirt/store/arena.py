@@ -6,11 +6,13 @@ communicator and maps the segments of the other ranks of its node
 exposed through a window on the whole communicator (``Win.Create``), read
 across nodes with passive-target ``Lock(SHARED)`` + ``Get`` + ``Unlock``,
 which completes without the target's help (DESIGN.md 4; dynamic windows need
-it and are avoided).
+it and are avoided). Where MPI cannot make that window, cross-node reads are
+messages to the holder instead (``StoreManager``).
 
 ``MPIRT_RANKS_PER_NODE=k`` (read by the driver) groups ranks into nodes of k
 consecutive ranks instead of asking MPI, so one machine can play several nodes.
 """
+import os
 import threading
 
 import numpy as np
@@ -47,10 +49,22 @@ class Arena:
             buffer, _ = self.shared.Shared_query(local)
             self.segments[world] = np.frombuffer(buffer, dtype=np.uint8, count=segment_bytes if segment_bytes else 0)
         self.capacity = segment_bytes
-        self.world = MPI.Win.Create(self.segments[self.rank], 1, comm=comm)
+        self.world = self._world_window(MPI, comm)
         self._rma_lock = threading.Lock()  # one passive-target epoch at a time from this process
         self.remote_gets = 0
         self.remote_bytes = 0
+
+    def _world_window(self, MPI, comm):
+        """The RMA window for reads across nodes; None on one node (nothing to read remotely),
+        with ``MPIRT_STORE_RMA=0``, or where the MPI library cannot make one: some site builds
+        (Open MPI 4.1's pt2pt one-sided component) refuse windows under MPI_THREAD_MULTIPLE.
+        Without it, readers on other nodes ask the holder for the bytes by message."""
+        if len(set(self.node_of)) == 1 or os.environ.get("MPIRT_STORE_RMA", "1") in ("0", "false", "no"):
+            return None
+        try:
+            return MPI.Win.Create(self.segments[self.rank], 1, comm=comm)
+        except MPI.Exception:
+            return None
 
     def same_node(self, rank):
         return self.node_of[rank] == self.node_of[self.rank]
@@ -83,6 +97,7 @@ class Arena:
     def free(self):
         """Collective: release both windows and the node communicator."""
         self.segments = {}
-        self.world.Free()
+        if self.world is not None:
+            self.world.Free()
         self.shared.Free()
         self.node_comm.Free()

@@ -61,6 +61,15 @@ def _torch_with_cuda():
     return torch if cuda is not None and cuda.is_initialized() else None
 
 
+def can_seal():
+    """Sealing needs CuPy (torch tensors too: CuPy does the copies and IPC)."""
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _cupy():
     try:
         import cupy
@@ -208,7 +217,7 @@ class DeviceStore:
         contiguous, pointer, device_id = _contiguous_pointer(obj, kind)
         nbytes = array_bytes(obj, kind)
         with cupy.cuda.Device(device_id):
-            memory = cupy.cuda.Memory(nbytes)      # cudaMalloc: its own allocation, so IPC maps exactly it
+            memory = cupy.cuda.memory.Memory(nbytes)      # cudaMalloc: its own allocation, so IPC maps exactly it
             # Order after the producer's work on the current stream, then finish before anyone reads.
             stream = cupy.cuda.get_current_stream()
             runtime_api.memcpyAsync(memory.ptr, pointer, nbytes, runtime_api.memcpyDeviceToDevice, stream.ptr)
@@ -370,7 +379,7 @@ class DeviceStore:
         try:
             with cupy.cuda.Device(device_id):
                 if direct:
-                    whole = cupy.ndarray((nbytes,), cupy.uint8, cupy.cuda.MemoryPointer(memory, 0))
+                    whole = cupy.ndarray((nbytes,), cupy.uint8, cupy.cuda.memory.MemoryPointer(memory, 0))
                     requests = [comm.Isend([whole[s:s + n], MPI.BYTE], dest, tag) for s, n in chunks]
                     for request in requests:
                         _wait_quietly(request)

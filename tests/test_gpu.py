@@ -181,7 +181,7 @@ MB = 1 << 20
 
 @mpirt.remote(num_gpus=1)
 def make(n):
-    return cp.arange(n, dtype=cp.float32)
+    return cp.arange(n, dtype=cp.int32)
 
 @mpirt.remote(num_gpus=1)
 def checksum(a):
@@ -196,6 +196,28 @@ stats = {r["rank"]: r for r in mpirt.object_store_stats()["ranks"]}
 print("paths", stats[0]["gpu_staged_reads"], stats[0]["gpu_ipc_reads"])
 mpirt.shutdown()
 print("done")
+'''
+
+
+NO_GPU_RANK_APP = r'''
+import os, time
+import cupy as cp
+import mpirt
+
+mpirt.init()        # one GPU, two worker ranks: rank 2 gets it, rank 3 none (CUDA_VISIBLE_DEVICES="")
+
+@mpirt.remote
+def read_on_cpu_task(boxed):
+    time.sleep(0.3)  # keep both ranks busy, so the tasks spread over them
+    try:
+        return os.environ["CUDA_VISIBLE_DEVICES"], float(mpirt.get(boxed[0])[0])
+    except Exception as exc:
+        return os.environ["CUDA_VISIBLE_DEVICES"], str(exc)
+
+big = mpirt.put(cp.ones(1 << 20, dtype=cp.float32))
+print("gpus", mpirt.cluster_resources().get("GPU"))
+for visible, outcome in sorted(set(mpirt.get([read_on_cpu_task.remote([big]) for _ in range(8)]))):
+    print("outcome", repr(visible), outcome)
 '''
 
 
@@ -263,3 +285,14 @@ def test_ipc_can_be_switched_off(tmp_path):
     proc = run_app(tmp_path, TWO_NODE_APP, ranks=4, env={**GPU_ENV, "MPIRT_GPU_IPC": "0"}, timeout=100)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "staged 41943040 cupy True True" in proc.stdout.splitlines()
+
+
+def test_a_rank_without_gpu_gets_a_clear_error(tmp_path):
+    proc = run_app(tmp_path, NO_GPU_RANK_APP, ranks=4, env={"MPIRT_QUIET": "1"}, timeout=100)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "gpus 1.0" in lines
+    outcomes = [line for line in lines if line.startswith("outcome")]
+    assert "outcome '0' 1.0" in outcomes                   # the rank that has the GPU reads it
+    without = [line for line in outcomes if line.startswith("outcome ''")]
+    assert without and all("has no GPU" in line and "num_gpus" in line for line in without), outcomes

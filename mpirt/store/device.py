@@ -22,6 +22,7 @@ come back on the reader's current device. Torch tensors take the same path: the
 reader's bytes become a tensor through DLPack.
 """
 import ctypes
+import importlib.util
 import itertools
 import os
 import sys
@@ -63,11 +64,13 @@ def _torch_with_cuda():
 
 def can_seal():
     """Sealing needs CuPy (torch tensors too: CuPy does the copies and IPC)."""
-    try:
-        import cupy  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    global _cupy_installed
+    if _cupy_installed is None:
+        _cupy_installed = importlib.util.find_spec("cupy") is not None
+    return _cupy_installed
+
+
+_cupy_installed = None
 
 
 def _cupy():
@@ -337,8 +340,9 @@ class DeviceStore:
             raise
 
     def _wait_stream(self, request, tag, handle):
-        """Wait for one chunk without spinning a core; fail if the holder said it cannot send."""
-        delay = 1e-5
+        """Wait for one chunk, calling into MPI often (large messages move only while both sides
+        do); fail if the holder said it cannot send."""
+        started = time.monotonic()
         while True:
             try:
                 if request.Test():
@@ -352,8 +356,7 @@ class DeviceStore:
             if handle.holder in self.rt.failures.dead:
                 _cancel(request)
                 raise _lost(handle, f"its holder (rank {handle.holder}) died")
-            time.sleep(delay)
-            delay = min(delay * 2, 1e-3)
+            _yield(started)
 
     def _on_fetch_failed(self, source, tag, why):
         self._failed_streams[tag] = why
@@ -430,10 +433,15 @@ def _pinned(cupy, nbytes):
 
 
 def _wait_quietly(request):
-    delay = 1e-5
+    started = time.monotonic()
     while not request.Test():
-        time.sleep(delay)
-        delay = min(delay * 2, 1e-3)
+        _yield(started)
+
+
+def _yield(started):
+    """Between polls of a transfer: give the core away at once while it is young (MPI moves
+    large messages only while it is called), then sleep a little if it drags on."""
+    time.sleep(0 if time.monotonic() - started < 5.0 else 1e-4)
 
 
 def _cancel(request):

@@ -296,3 +296,14 @@ def test_a_rank_without_gpu_gets_a_clear_error(tmp_path):
     assert "outcome '0' 1.0" in outcomes                   # the rank that has the GPU reads it
     without = [line for line in outcomes if line.startswith("outcome ''")]
     assert without and all("has no GPU" in line and "num_gpus" in line for line in without), outcomes
+
+
+def test_gpu_parameter_server_example(tmp_path):
+    import os
+
+    from conftest import REPO
+
+    source = open(os.path.join(REPO, "examples", "gpu_parameter_server.py")).read()
+    proc = run_app(tmp_path, source, ranks=5, env={"MPIRT_QUIET": "1"}, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "after 20 steps: mean |w - 1| = " in proc.stdout and "cupy" in proc.stdout

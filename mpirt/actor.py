@@ -177,6 +177,8 @@ class ActorHandle:
 class ActorMethod:
     """``handle.method``: call ``.remote(...)`` to run it on the actor."""
 
+    __slots__ = ("_handle", "_name", "_num_returns")
+
     def __init__(self, handle, name, num_returns):
         self._handle = handle
         self._name = name
@@ -200,9 +202,13 @@ class ActorMethod:
     def _submit(self, args, kwargs, num_returns):
         rt = runtime_for_call()
         handle = self._handle
-        label = f"{handle._class_name}.{self._name}"
-        bound = _bind(handle._signatures.get(self._name), f"{label}.remote()", args, kwargs)
-        args_blob, dep_refs = pack_arguments(label, bound, args, kwargs, put, INLINE_THRESHOLD)
+        signature = handle._signatures.get(self._name)
+        if args or kwargs or (signature is not None and _required_parameters(signature)):
+            label = f"{handle._class_name}.{self._name}"
+            bound = _bind(signature, f"{label}.remote()", args, kwargs)
+            args_blob, dep_refs = pack_arguments(label, bound, args, kwargs, put, INLINE_THRESHOLD)
+        else:  # the common call without arguments: nothing to bind or pickle
+            args_blob, dep_refs = None, ()
         return returned(rt.actors.call(handle._actor_id, self._name, args_blob, dep_refs, num_returns), num_returns)
 
 

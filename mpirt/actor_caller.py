@@ -18,6 +18,8 @@ from .serialization import dumps
 # there: destructors run anywhere); the progress thread applies them.
 handle_events = collections.deque()
 
+_NO_VALUES = {}  # the inlined argument values of a call without ObjectRef arguments (never changed)
+
 
 class CallRecord:
     __slots__ = ("call_id", "actor_id", "kind", "method", "args_blob", "dep_refs", "deps_left", "return_ids",
@@ -50,6 +52,7 @@ class ActorCaller:
         self.actors = {}
         self.calls = {}
         self.references = ReferenceCounter(runtime, "actor_ref", self._terminate)  # unnamed actors only
+        runtime.handlers["actor_ref"] = self._on_reference_notice
         runtime.handlers.update(
             actor_placed=self._on_placed,
             actor_locate=self._on_locate,
@@ -83,20 +86,26 @@ class ActorCaller:
     def call(self, actor_id, method, args_blob, dep_refs, num_returns):
         rt = self.rt
         with rt.lock:
-            state = self._state(actor_id)
+            state = self.actors.get(actor_id) or self._state(actor_id)
             if state.location is None and not state.locating and owner_of(actor_id) != rt.rank:
                 state.locating = True
                 rt.send(owner_of(actor_id), ("actor_locate", actor_id))
             rec = self._record(actor_id, "call", method, args_blob, dep_refs, num_returns)
+            create_owned = rt.objects.create_owned
             for object_id in rec.return_ids:
-                rt.objects.create_owned(object_id)
+                create_owned(object_id)
             refs = [ObjectRef(object_id) for object_id in rec.return_ids]
             if state.dead_blob is not None:
                 self._fail(rec, state.dead_blob)
-                return refs
-            state.queue.append(rec)
-            self._watch_dependencies(rec)
-            self._pump(actor_id)
+            elif not dep_refs and not state.queue and state.location is not None:
+                # The common case: nothing to wait for and no earlier call queued: it goes now.
+                self.calls[rec.call_id] = rec
+                rt.send(state.location, ("actor_call", actor_id, rec.call_id, method, args_blob, _NO_VALUES,
+                                         num_returns))
+            else:
+                state.queue.append(rec)
+                self._watch_dependencies(rec)
+                self._pump(actor_id)
         return refs
 
     def kill(self, actor_id):
@@ -150,7 +159,8 @@ class ActorCaller:
         entries = rt.objects.entries
         while state.queue and state.queue[0].deps_left == 0:
             rec = state.queue.popleft()
-            inlined = {ref.id: entries[ref.id].blob for ref in rec.dep_refs if ref.id in entries}
+            inlined = ({ref.id: entries[ref.id].blob for ref in rec.dep_refs if ref.id in entries}
+                       if rec.dep_refs else _NO_VALUES)
             if rec.kind == "create":
                 # A failed constructor argument still goes: the worker records the actor as dead.
                 class_blob, options = rec.extra
@@ -196,6 +206,14 @@ class ActorCaller:
         if handle_events:
             with self.rt.lock:
                 self.references.apply_events(handle_events, owner_of)
+
+    def _on_reference_notice(self, source, actor_id, event):
+        """A borrower's notice. This rank's own handle events go first: a handle created and
+        passed on here could otherwise come back as "arrived" and "released" before the 20 ms
+        ticker counted it, and the actor would end while this rank still holds a handle."""
+        if handle_events:
+            self.references.apply_events(handle_events, owner_of)
+        self.references.count(source, actor_id, event)
 
     def _terminate(self, actor_id):
         """No handle is left: end the actor behind the calls already made (they still run, as in Ray)."""

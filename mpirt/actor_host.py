@@ -10,6 +10,7 @@ import asyncio
 import collections
 import inspect
 import threading
+import time
 
 from . import tracing
 from .exceptions import ActorDiedError, ErrorPayload, TaskError
@@ -84,7 +85,7 @@ class ActorHost:
         if actor.is_async:
             self._submit(actor, self._call_async, actor, source, call_id, method, args_blob, inlined, num_returns)
         else:
-            self._submit(actor, self._call, actor, source, call_id, method, args_blob, inlined, num_returns)
+            actor.pool.submit(self._call, actor, source, call_id, method, args_blob, inlined, num_returns)
 
     def _on_kill(self, source, actor_id):
         actor = self.actors.get(actor_id)
@@ -143,24 +144,29 @@ class ActorHost:
 
     def _call(self, actor, caller, call_id, method, args_blob, inlined, num_returns):
         label = f"{actor.class_name}.{method}"
-        task_context.label = label
-        task_context.num_gpus = actor.num_gpus
-        started = tracing.now()
+        context = task_context
+        context.label = label
+        context.num_gpus = actor.num_gpus
+        started = time.time()
         try:
             blobs, is_error = self._invoke(actor, method, args_blob, inlined, num_returns, label)
         finally:
-            task_context.label = None
-            task_context.num_gpus = 0.0
-        tracing.record("actor", label, started, tracing.now(), failed=is_error)
-        self._reply(caller, call_id, blobs, is_error)
+            context.label = None
+            context.num_gpus = 0.0
+        tracing.record("actor", label, started, time.time(), failed=is_error)
+        self.rt.send(caller, ("actor_done", call_id, blobs, is_error))
 
     def _invoke(self, actor, method, args_blob, inlined, num_returns, label):
-        actor.constructed.wait()
+        if not actor.constructed.is_set():
+            actor.constructed.wait()
         if actor.dead_error is not None:
             return error_blobs(actor.dead_error, num_returns), True
         try:
-            args, kwargs = resolve_arguments(self.rt, args_blob, inlined)
-            result = getattr(actor.instance, method)(*args, **kwargs)
+            if args_blob is None:
+                result = getattr(actor.instance, method)()
+            else:
+                args, kwargs = resolve_arguments(self.rt, args_blob, inlined)
+                result = getattr(actor.instance, method)(*args, **kwargs)
             return serialize_returns(label, result, num_returns, self.rt.store), False
         except ActorExit:
             return self._exit(actor, num_returns)

@@ -20,11 +20,13 @@ MAX_BATCHES_PER_POLL = 64
 
 
 class Transport:
-    def __init__(self, comm, dispatch, name="mpirt-progress"):
+    def __init__(self, comm, dispatch, name="mpirt-progress", lock=None):
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
         self._dispatch = dispatch
+        # Held while a batch is dispatched: one acquisition per batch, not per message.
+        self._dispatch_lock = lock if lock is not None else threading.RLock()
         self._outbox = {}
         self._out_lock = threading.Lock()
         self._wake = threading.Event()
@@ -151,14 +153,16 @@ class Transport:
             return True
 
     def _deliver(self, source, messages):
-        for message in messages:
-            try:
-                self._dispatch(source, message)
-            except Exception:
-                sys.__stderr__.write(
-                    f"mpirt rank {self.rank}: error handling {message[0]!r} from rank {source}:\n"
-                    + traceback.format_exc()
-                )
+        dispatch = self._dispatch
+        with self._dispatch_lock:
+            for message in messages:
+                try:
+                    dispatch(source, message)
+                except Exception:
+                    sys.__stderr__.write(
+                        f"mpirt rank {self.rank}: error handling {message[0]!r} from rank {source}:\n"
+                        + traceback.format_exc()
+                    )
 
     def _tick(self):
         now = time.monotonic()

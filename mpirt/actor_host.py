@@ -15,7 +15,7 @@ import time
 from . import tracing
 from .exceptions import ActorDiedError, ErrorPayload, TaskError
 from .executor import as_task_failure, error_blobs, resolve_arguments, serialize_returns
-from .runtime import HEAD_RANK, task_context
+from .runtime import HEAD_RANK, POLL_BUDGET, task_context
 from .serialization import loads
 from .threads import WorkerThreads
 
@@ -65,7 +65,7 @@ class ActorHost:
             actor.loop = asyncio.new_event_loop()
             threading.Thread(target=actor.loop.run_forever, name=f"mpirt-actor-{cls.__name__}", daemon=True).start()
         else:
-            actor.pool = WorkerThreads(f"mpirt-actor-{cls.__name__}", options["max_concurrency"])
+            actor.pool = WorkerThreads(f"mpirt-actor-{cls.__name__}", options["max_concurrency"], self._idle_poll)
         if failed_blob is not None:
             self._die(actor, ActorDiedError(f"actor {cls.__name__} could not be created: a constructor argument "
                                             "failed", cause=_exception_of(failed_blob)))
@@ -126,6 +126,12 @@ class ActorHost:
         self.rt.send(caller, ("actor_done", call_id, blobs, is_error))
 
     # -- actor threads -----------------------------------------------------
+    def _idle_poll(self, ready):
+        """An actor thread with nothing queued drives MPI for a moment: the next call of a
+        caller waiting for each reply then arrives on this thread (no hand-offs)."""
+        if POLL_BUDGET:
+            self.rt.transport.poll(ready, POLL_BUDGET)
+
     def _construct(self, actor, cls, args_blob, inlined):
         task_context.label = f"{cls.__name__}.__init__"
         task_context.num_gpus = actor.num_gpus

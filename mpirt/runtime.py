@@ -29,6 +29,8 @@ task_context = threading.local()
 
 
 GC_THRESHOLD = 20_000
+# Seconds a thread about to wait for a reply drives MPI itself first (``Transport.poll``).
+POLL_BUDGET = float(os.environ.get("MPIRT_POLL_BUDGET", 0.001))
 
 
 def _tune_gc():
@@ -171,8 +173,17 @@ class Runtime:
                         self.objects.on_ready(ref.id, waiter.on_ready)
             if waiter.done:
                 return [e.ready for e in entries]
+        waited_from = tracing.now()
+        budget = POLL_BUDGET if deadline is None else min(POLL_BUDGET, deadline - time.monotonic())
+        if budget > 0 and not self.lock._is_owned():
+            # Most waits for a call's result are short: drive MPI here for a moment rather than
+            # sleep until the progress thread wakes us (and before giving a task's CPU back).
+            self.transport.poll(lambda: waiter.done, budget)
+        with self.lock:
+            if waiter.done:
+                tracing.record("wait", "get" if fail_fast else "wait", waited_from, tracing.now(), objects=len(refs))
+                return [e.ready for e in entries]
             blocked = self._enter_blocked()
-            waited_from = tracing.now()
             try:
                 while not waiter.done:
                     remaining = None if deadline is None else deadline - time.monotonic()

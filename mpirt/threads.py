@@ -13,9 +13,12 @@ _STOP = object()
 
 
 class WorkerThreads:
-    def __init__(self, name, max_threads=None):
+    def __init__(self, name, max_threads=None, idle_poll=None):
         self._name = name
         self._max = max_threads
+        # ``idle_poll(ready)``: called by a thread that found nothing queued, before it
+        # sleeps; it may bring in work itself (drive MPI) until ``ready()``.
+        self._idle_poll = idle_poll
         self._queue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0       # threads waiting for work that no submit has claimed yet
@@ -41,8 +44,11 @@ class WorkerThreads:
             self._queue.put(_STOP)
 
     def _loop(self):
+        queue = self._queue
         while True:
-            item = self._queue.get()
+            if self._idle_poll is not None and queue.empty():
+                self._idle_poll(lambda: not queue.empty())
+            item = queue.get()
             if item is _STOP:
                 return
             fn, args = item

@@ -6,6 +6,7 @@ hands each message to ``dispatch(source, message)``. When nothing happens it
 backs off from polling to sleeping up to ``MAX_IDLE_SLEEP`` so idle ranks leave
 the cores to ranks that compute (DESIGN.md 2).
 """
+import os
 import sys
 import threading
 import time
@@ -17,6 +18,7 @@ TAG = 7
 HOT_POLLS = 64           # empty polls before sleeping at all
 MAX_IDLE_SLEEP = 1e-3    # longest sleep between polls of an idle rank
 MAX_BATCHES_PER_POLL = 64
+POLL_GRACE = 2e-4        # the progress thread keeps out this long after a thread's successful poll
 
 
 class Transport:
@@ -29,6 +31,11 @@ class Transport:
         self._dispatch_lock = lock if lock is not None else threading.RLock()
         self._outbox = {}
         self._out_lock = threading.Lock()
+        # Whoever drives MPI (the progress thread, or a thread in ``poll``) holds this:
+        # batches leave and are handled in order, by one thread at a time.
+        self._progress_lock = threading.Lock()
+        self._polling = False        # a thread other than the progress thread drives MPI now
+        self._polled_until = 0.0     # ... or did, successfully, until then (it will likely be back)
         self._wake = threading.Event()
         self._inflight = []
         self._tickers = []
@@ -50,7 +57,7 @@ class Transport:
                 self._outbox[dest] = [message]
             else:
                 box.append(message)
-        if self._sleeping:  # Event.set costs ~5 us: only wake a thread that sleeps
+        if self._sleeping and not self._polling:  # Event.set costs ~5 us: only wake a thread that sleeps
             self._wake.set()
 
     def forget(self, rank):
@@ -76,6 +83,49 @@ class Transport:
     def is_current_thread(self):
         return threading.current_thread() is self._thread
 
+    def poll(self, done, budget):
+        """Drive MPI from the calling thread until ``done()`` or ``budget`` seconds passed;
+        True if ``done()``. For a thread that would otherwise sleep until a reply comes (a
+        caller in ``get``, an idle actor thread): it sends, receives and handles messages
+        itself, which saves two thread hand-offs per round trip. The progress thread waits
+        meanwhile. Never call it holding the runtime lock."""
+        if not self._running or threading.current_thread() is self._thread:
+            return done()
+        deadline = time.perf_counter() + budget
+        lock = self._progress_lock
+        # Another thread that drives MPI also handles what this one waits for (and wakes it):
+        # wait for the lock only while the progress thread ends an iteration, not for a poller.
+        if self._polling or not lock.acquire(timeout=min(budget, POLL_GRACE)):
+            return done()
+        MPI = mpi()
+        status = MPI.Status()
+        self._polling = True
+        success = False
+        try:
+            while True:
+                try:
+                    busy = self._step(status)
+                except MPI.Exception as error:
+                    if not self._peer_failed(error):
+                        _fatal(self.rank, error)
+                    busy = True
+                if done():
+                    success = True
+                    return True
+                if time.perf_counter() >= deadline:
+                    return False
+                if not busy:
+                    os.sched_yield()  # not sleep(0): that pads by the thread's 50 us timer slack
+        finally:
+            # After a poll that got its answer the thread will likely poll again soon (the next
+            # call of a loop): the progress thread keeps out of the way for POLL_GRACE. After a
+            # poll that gave up it takes over at once.
+            self._polled_until = time.perf_counter() + POLL_GRACE if success else 0.0
+            self._polling = False
+            self._progress_lock.release()
+            if not success or self._outbox:
+                self._wake.set()
+
     # -- progress thread -------------------------------------------------
     def _run(self):
         _tighten_timer_slack()
@@ -84,15 +134,19 @@ class Transport:
         status = MPI.Status()
         while self._running:
             self._wake.clear()
-            try:
-                busy = self._flush()
-                busy = self._drain(status) or busy
-                if self._inflight:
-                    self._inflight = [r for r in self._inflight if not self._test(r)]
-            except MPI.Exception as error:   # a peer died (ULFM): note it and go on
-                if not self._peer_failed(error):
-                    _fatal(self.rank, error)
-                busy = True
+            if self._polling or time.perf_counter() < self._polled_until:
+                # Another thread drives MPI (Transport.poll): stay out of its way.
+                if self._tickers:
+                    self._tick()
+                self._wake.wait(POLL_GRACE)
+                continue
+            with self._progress_lock:
+                try:
+                    busy = self._step(status)
+                except MPI.Exception as error:   # a peer died (ULFM): note it and go on
+                    if not self._peer_failed(error):
+                        _fatal(self.rank, error)
+                    busy = True
             if self._tickers:
                 self._tick()
             if busy:
@@ -109,6 +163,14 @@ class Transport:
                 self._wake.wait(min(MAX_IDLE_SLEEP, 2e-6 * 1.25 ** (idle - HOT_POLLS)))
             self._sleeping = False
         self._finish(status)
+
+    def _step(self, status):
+        """Send what is queued, receive and handle what arrived (progress lock held)."""
+        busy = self._flush()
+        busy = self._drain(status) or busy
+        if self._inflight:
+            self._inflight = [r for r in self._inflight if not self._test(r)]
+        return busy
 
     def _flush(self):
         if not self._outbox:
@@ -177,16 +239,17 @@ class Transport:
 
     def _finish(self, status):
         """Last flush after stop: everything queued leaves, in-flight sends complete."""
-        self._flush()
-        deadline = time.monotonic() + 10.0
-        while self._inflight and time.monotonic() < deadline:
-            self._inflight = [r for r in self._inflight if not self._test(r)]
-            try:
-                self._drain(status)
-            except mpi().Exception as error:
-                if not self._peer_failed(error):
-                    raise
-            time.sleep(1e-4)
+        with self._progress_lock:
+            self._flush()
+            deadline = time.monotonic() + 10.0
+            while self._inflight and time.monotonic() < deadline:
+                self._inflight = [r for r in self._inflight if not self._test(r)]
+                try:
+                    self._drain(status)
+                except mpi().Exception as error:
+                    if not self._peer_failed(error):
+                        raise
+                time.sleep(1e-4)
 
 
 def _fatal(rank, error):

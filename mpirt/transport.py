@@ -18,7 +18,7 @@ TAG = 7
 HOT_POLLS = 64           # empty polls before sleeping at all
 MAX_IDLE_SLEEP = 1e-3    # longest sleep between polls of an idle rank
 MAX_BATCHES_PER_POLL = 64
-POLL_GRACE = 2e-4        # the progress thread keeps out this long after a thread's successful poll
+POLL_GRACE = 1e-3        # the progress thread keeps out this long after a thread's successful poll
 
 
 class Transport:
@@ -95,7 +95,7 @@ class Transport:
         lock = self._progress_lock
         # Another thread that drives MPI also handles what this one waits for (and wakes it):
         # wait for the lock only while the progress thread ends an iteration, not for a poller.
-        if self._polling or not lock.acquire(timeout=min(budget, POLL_GRACE)):
+        if self._polling or not lock.acquire(timeout=min(budget, 2e-4)):
             return done()
         MPI = mpi()
         status = MPI.Status()

@@ -128,9 +128,10 @@ class ActorHost:
     # -- actor threads -----------------------------------------------------
     def _idle_poll(self, ready):
         """An actor thread with nothing queued drives MPI for a moment: the next call of a
-        caller waiting for each reply then arrives on this thread (no hand-offs)."""
+        caller waiting for each reply then arrives on this thread (no hand-offs). It gives way
+        to a thread of this rank waiting in ``get`` (a caller's reply matters more)."""
         if POLL_BUDGET:
-            self.rt.transport.poll(ready, POLL_BUDGET)
+            self.rt.transport.poll(ready, POLL_BUDGET, yielding=True)
 
     def _construct(self, actor, cls, args_blob, inlined):
         task_context.label = f"{cls.__name__}.__init__"

@@ -19,6 +19,7 @@ from .scheduler.resources import ClusterView
 from .serialization import loads
 from .store.device import DeviceObject
 from .store.manager import StoreLocation
+from .threads import handoffs
 from .transport import Transport
 
 DRIVER_RANK = 0
@@ -68,6 +69,7 @@ class _Waiter:
         if not self.done:
             self.count(entry)
             if self.done:
+                handoffs[0] += 1
                 self.cond.notify_all()
 
 

@@ -11,6 +11,12 @@ import threading
 
 _STOP = object()
 
+# How many times a thread handed work to another waiting one (a call queued for an idle
+# thread, a waiting get woken). A thread driving MPI that just did so gives up its core
+# for a moment (Transport.poll): on 2 cores it would otherwise keep spinning while the
+# thread it woke waits for one.
+handoffs = [0]
+
 
 class WorkerThreads:
     def __init__(self, name, max_threads=None, idle_poll=None):
@@ -29,6 +35,7 @@ class WorkerThreads:
             if self._idle:
                 self._idle -= 1
                 start = False
+                handoffs[0] += 1
             else:
                 start = self._max is None or self._count < self._max
                 self._count += start

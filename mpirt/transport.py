@@ -13,6 +13,7 @@ import time
 import traceback
 
 from ._mpi_env import mpi
+from .threads import handoffs
 
 TAG = 7
 HOT_POLLS = 64           # empty polls before sleeping at all
@@ -36,6 +37,8 @@ class Transport:
         self._progress_lock = threading.Lock()
         self._polling = False        # a thread other than the progress thread drives MPI now
         self._polled_until = 0.0     # ... or did, successfully, until then (it will likely be back)
+        self._poll_yielding = False  # the poller is an idle thread that gives way to others
+        self._preempt = False        # a thread asks the yielding poller to give way
         self._wake = threading.Event()
         self._inflight = []
         self._tickers = []
@@ -83,26 +86,36 @@ class Transport:
     def is_current_thread(self):
         return threading.current_thread() is self._thread
 
-    def poll(self, done, budget):
+    def poll(self, done, budget, yielding=False):
         """Drive MPI from the calling thread until ``done()`` or ``budget`` seconds passed;
         True if ``done()``. For a thread that would otherwise sleep until a reply comes (a
         caller in ``get``, an idle actor thread): it sends, receives and handles messages
         itself, which saves two thread hand-offs per round trip. The progress thread waits
-        meanwhile. Never call it holding the runtime lock."""
+        meanwhile. A ``yielding`` poll (an idle actor thread) stops when another thread asks to
+        poll. Never call it holding the runtime lock."""
         if not self._running or threading.current_thread() is self._thread:
             return done()
         deadline = time.perf_counter() + budget
         lock = self._progress_lock
         # Another thread that drives MPI also handles what this one waits for (and wakes it):
         # wait for the lock only while the progress thread ends an iteration, not for a poller.
-        if self._polling or not lock.acquire(timeout=min(budget, 2e-4)):
+        if self._polling:
+            if yielding or not self._poll_yielding:
+                return done()      # the other poller dispatches what this thread waits for
+            self._preempt = True   # an idle actor thread polls: take over from it
+        acquired = lock.acquire(timeout=min(budget, 2e-4))
+        if not yielding:
+            self._preempt = False
+        if not acquired:
             return done()
         MPI = mpi()
         status = MPI.Status()
         self._polling = True
+        self._poll_yielding = yielding
         success = False
         try:
             while True:
+                woken = handoffs[0]
                 try:
                     busy = self._step(status)
                 except MPI.Exception as error:
@@ -114,7 +127,11 @@ class Transport:
                     return True
                 if time.perf_counter() >= deadline:
                     return False
-                if not busy:
+                if yielding and self._preempt:
+                    success = True  # another thread polls next: no need for the progress thread
+                    return done()
+                if not busy or handoffs[0] != woken:
+                    # Nothing came, or what came woke another thread: let others have the core.
                     os.sched_yield()  # not sleep(0): that pads by the thread's 50 us timer slack
         finally:
             # After a poll that got its answer the thread will likely poll again soon (the next

@@ -170,6 +170,11 @@ class DeviceArrayHandle:
         return (DeviceArrayHandle, (self.holder, self.key, self.nbytes, self.ipc_handle, self.kind, self.meta))
 
 
+def reduce_sealed(handle):
+    """How a sealed array is pickled: unpickling opens it on the reader (``DeviceStore.read``)."""
+    return (_open_device_array, (handle,))
+
+
 def _open_device_array(handle):
     """Unpickling a sealed GPU array: the reader's own copy (see the module docstring)."""
     rt = _runtime()

@@ -101,7 +101,7 @@ class _Sealing:
         if (self.store is None or device.array_bytes(array, kind) <= device.INLINE_THRESHOLD
                 or not device.can_seal()):
             return device.reduce_small(array, kind)
-        reduced = (device._open_device_array, (self.store.device.seal(array, kind),))
+        reduced = device.reduce_sealed(self.store.device.seal(array, kind))
         self.handles[id(array)] = (array, reduced)  # the array stays alive, so its id stays its own
         return reduced
 

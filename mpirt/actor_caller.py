@@ -100,8 +100,11 @@ class ActorCaller:
             elif not dep_refs and not state.queue and state.location is not None:
                 # The common case: nothing to wait for and no earlier call queued: it goes now.
                 self.calls[rec.call_id] = rec
-                rt.send(state.location, ("actor_call", actor_id, rec.call_id, method, args_blob, _NO_VALUES,
-                                         num_returns))
+                message = ("actor_call", actor_id, rec.call_id, method, args_blob, _NO_VALUES, num_returns)
+                if state.location == rt.rank:
+                    rt.transport.send_local(message)   # the actor lives here: straight to its thread
+                else:
+                    rt.send(state.location, message)
             else:
                 state.queue.append(rec)
                 self._watch_dependencies(rec)

@@ -159,6 +159,10 @@ class Runtime:
         """Block until ``num_required`` of ``refs`` are ready (or one failed, if
         ``fail_fast``, as ``get`` wants). Returns the ready flags. On timeout
         ``get`` (fail_fast) raises GetTimeoutError; ``wait`` just returns."""
+        return [e.ready for e in self.wait_entries(refs, num_required, timeout, fail_fast)]
+
+    def wait_entries(self, refs, num_required, timeout, fail_fast):
+        """``wait_objects``, returning the table entries of ``refs`` (which stay while the refs live)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         for ref in refs:
             if session_of(ref.id) != self.session:
@@ -174,17 +178,19 @@ class Runtime:
                     if not entry.ready:
                         self.objects.on_ready(ref.id, waiter.on_ready)
             if waiter.done:
-                return [e.ready for e in entries]
+                return entries
         waited_from = tracing.now()
         budget = POLL_BUDGET if deadline is None else min(POLL_BUDGET, deadline - time.monotonic())
         if budget > 0 and not self.lock._is_owned():
             # Most waits for a call's result are short: drive MPI here for a moment rather than
             # sleep until the progress thread wakes us (and before giving a task's CPU back).
-            self.transport.poll(lambda: waiter.done, budget)
+            if self.transport.poll(lambda: waiter.done, budget):
+                tracing.record("wait", "get" if fail_fast else "wait", waited_from, tracing.now(), objects=len(refs))
+                return entries
         with self.lock:
             if waiter.done:
                 tracing.record("wait", "get" if fail_fast else "wait", waited_from, tracing.now(), objects=len(refs))
-                return [e.ready for e in entries]
+                return entries
             blocked = self._enter_blocked()
             try:
                 while not waiter.done:
@@ -199,7 +205,7 @@ class Runtime:
                     self._exit_blocked()
                 tracing.record("wait", "get" if fail_fast else "wait", waited_from, tracing.now(),
                                 objects=len(refs))
-            return [e.ready for e in entries]
+            return entries
 
     def _enter_blocked(self):
         task = getattr(task_context, "task", None)
@@ -213,6 +219,8 @@ class Runtime:
 
     def raise_first_error(self, refs):
         """Raise the error of the first failed object among ``refs`` (ready or not)."""
+        if len(refs) == 1:
+            return  # value_of raises it
         with self.lock:
             entries = self.objects.entries
             failed = next((ref for ref in refs if ref.id in entries and entries[ref.id].is_error), None)
@@ -221,12 +229,15 @@ class Runtime:
 
     def value_of(self, ref):
         """The deserialized value of a ready object; raises its error if it failed."""
-        with self.lock:
-            entry = self.objects.entries.get(ref.id)
-            if entry is None or not entry.ready:
+        # No lock: set_ready stores blob and is_error before ready; a rank's death clears ready
+        # before blob, so ready still set after reading them means they belong together.
+        entry = self.objects.entries.get(ref.id)
+        if entry is not None and entry.ready:
+            blob, is_error = entry.blob, entry.is_error
+            if not entry.ready:
                 entry = None
-            else:
-                blob, is_error = entry.blob, entry.is_error
+        else:
+            entry = None
         if entry is None:
             self.wait_objects([ref], 1, None, True)
             return self.value_of(ref)

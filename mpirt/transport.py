@@ -41,6 +41,11 @@ class Transport:
         self._preempt = False        # a thread asks the yielding poller to give way
         self._wake = threading.Event()
         self._inflight = []
+        # Held while queued batches leave (and around _inflight): the thread driving MPI takes it,
+        # and so may, without waiting, a thread that just queued a reply while another drives MPI.
+        self._send_lock = threading.Lock()
+        self._local_busy = False      # a flush is handing messages to this rank's handlers
+        self._poll_status = None      # pollers take turns (progress lock): one MPI.Status serves them all
         self._tickers = []
         self._running = False
         self._sleeping = False
@@ -61,6 +66,31 @@ class Transport:
             else:
                 box.append(message)
         if self._sleeping and not self._polling:  # Event.set costs ~5 us: only wake a thread that sleeps
+            self._wake.set()
+
+    def send_local(self, message):
+        """Handle ``message`` to this rank now, on the calling thread (under the dispatch lock),
+        unless earlier messages to this rank are still queued or being handled: then it queues
+        behind them, so messages to oneself keep their order. For the same-rank actor call and
+        reply, which then cross no queue and wait for no poller."""
+        rank = self.rank
+        with self._dispatch_lock:
+            with self._out_lock:
+                queued = self._local_busy or rank in self._outbox
+                if queued:
+                    box = self._outbox.get(rank)
+                    if box is None:
+                        self._outbox[rank] = [message]
+                    else:
+                        box.append(message)
+            if not queued:
+                try:
+                    self._dispatch(rank, message)
+                except Exception:
+                    sys.__stderr__.write(f"mpirt rank {rank}: error handling {message[0]!r} from rank {rank}:\n"
+                                         + traceback.format_exc())
+                return
+        if self._sleeping and not self._polling:
             self._wake.set()
 
     def forget(self, rank):
@@ -101,7 +131,16 @@ class Transport:
         # wait for the lock only while the progress thread ends an iteration, not for a poller.
         if self._polling:
             if yielding or not self._poll_yielding:
-                return done()      # the other poller dispatches what this thread waits for
+                # The other poller dispatches what this thread waits for. An actor thread going
+                # idle sends the reply it just queued now, not at that poller's next step (which
+                # may be a whole call of its own away: it needs the GIL this thread had).
+                if yielding and not done():
+                    try:
+                        self._flush(wait=False)
+                    except mpi().Exception as error:
+                        if not self._peer_failed(error):
+                            _fatal(self.rank, error)
+                return done()
             self._preempt = True   # an idle actor thread polls: take over from it
         acquired = lock.acquire(timeout=min(budget, 2e-4))
         if not yielding:
@@ -109,7 +148,9 @@ class Transport:
         if not acquired:
             return done()
         MPI = mpi()
-        status = MPI.Status()
+        status = self._poll_status
+        if status is None:
+            status = self._poll_status = MPI.Status()
         self._polling = True
         self._poll_yielding = yielding
         success = False
@@ -186,17 +227,33 @@ class Transport:
         busy = self._flush()
         busy = self._drain(status) or busy
         if self._inflight:
-            self._inflight = [r for r in self._inflight if not self._test(r)]
+            with self._send_lock:
+                self._inflight = [r for r in self._inflight if not self._test(r)]
         return busy
 
-    def _flush(self):
+    def _flush(self, wait=True):
+        """Send what is queued. ``wait=False``: only if no other thread is sending right now."""
         if not self._outbox:
             return False
+        if not self._send_lock.acquire(wait):
+            return False
+        try:
+            return self._flush_locked()
+        finally:
+            self._send_lock.release()
+
+    def _flush_locked(self):
+        rank = self.rank
         with self._out_lock:
             outbox, self._outbox = self._outbox, {}
+            if rank in outbox:
+                self._local_busy = True   # send_local queues behind these until they are handled
         for dest, messages in outbox.items():
-            if dest == self.rank:
-                self._deliver(dest, messages)
+            if dest == rank:
+                try:
+                    self._deliver(dest, messages)
+                finally:
+                    self._local_busy = False
                 continue
             if self.failures is not None and dest in self.failures.dead:
                 continue
@@ -260,7 +317,8 @@ class Transport:
             self._flush()
             deadline = time.monotonic() + 10.0
             while self._inflight and time.monotonic() < deadline:
-                self._inflight = [r for r in self._inflight if not self._test(r)]
+                with self._send_lock:
+                    self._inflight = [r for r in self._inflight if not self._test(r)]
                 try:
                     self._drain(status)
                 except mpi().Exception as error:

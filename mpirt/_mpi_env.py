@@ -7,8 +7,10 @@ import os
 import sys
 
 _DEFAULTS = {
-    # Spawning more ranks than cores (plain ``python app.py`` on a laptop).
+    # Spawning more ranks than cores (plain ``python app.py`` on a laptop): Open MPI 5 (PRRTE),
+    # and Open MPI 4 (a site's MPI), whose singleton spawn otherwise stops at the core count.
     "PRTE_MCA_rmaps_default_mapping_policy": ":oversubscribe",
+    "OMPI_MCA_rmaps_base_oversubscribe": "1",
     # The libfabric transport costs a second at start-up and is not needed on one node.
     "OMPI_MCA_btl": "^ofi",
     # UCX one-sided components misbehave with shared-memory windows here.

@@ -20,7 +20,11 @@ MPIRUN_ENV = {
     "PRTE_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
     "OMPI_MCA_btl": "^ofi",
     "PYTHONUNBUFFERED": "1",
+    # The suite counts resources exactly: a machine's real GPUs stay out of it (tests that want GPUs
+    # fake them, or, in test_gpu.py, name the real ones).
+    "MPIRT_NODE_GPUS": "0",
 }
+os.environ.setdefault("MPIRT_NODE_GPUS", "0")  # for the in-process driver of the ``rt`` fixture
 
 
 @pytest.fixture(scope="module")

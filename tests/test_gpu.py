@@ -15,22 +15,24 @@ import pytest
 from conftest import run_app
 
 
-def _why_no_gpu():
+def _gpu_count():
+    """(number of GPUs, why none) on this machine."""
     try:
         import cupy
     except ImportError:
-        return "CuPy is not installed (pip install 'mpirt[gpu]'): the GPU tests need it and a GPU"
+        return 0, "CuPy is not installed (pip install 'mpirt[gpu]'): the GPU tests need it and a GPU"
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:
-        return f"no usable CUDA GPU here ({type(exc).__name__}: {exc})"
-    return None if count else "no CUDA GPU is visible here"
+        return 0, f"no usable CUDA GPU here ({type(exc).__name__}: {exc})"
+    return count, None if count else "no CUDA GPU is visible here"
 
 
-_NO_GPU = _why_no_gpu()
+_GPUS, _NO_GPU = _gpu_count()
 pytestmark = pytest.mark.skipif(_NO_GPU is not None, reason=_NO_GPU or "")
 
-GPU_ENV = {"MPIRT_NUM_GPUS": "1", "MPIRT_QUIET": "1"}
+REAL_GPUS = {"MPIRT_NODE_GPUS": str(_GPUS), "MPIRT_QUIET": "1"}  # conftest hides GPUs from other tests
+GPU_ENV = {**REAL_GPUS, "MPIRT_NUM_GPUS": "1"}
 
 SAME_NODE_APP = r'''
 import os, time
@@ -288,7 +290,7 @@ def test_ipc_can_be_switched_off(tmp_path):
 
 
 def test_a_rank_without_gpu_gets_a_clear_error(tmp_path):
-    proc = run_app(tmp_path, NO_GPU_RANK_APP, ranks=4, env={"MPIRT_QUIET": "1"}, timeout=100)
+    proc = run_app(tmp_path, NO_GPU_RANK_APP, ranks=4, env=REAL_GPUS, timeout=100)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert "gpus 1.0" in lines
@@ -304,6 +306,6 @@ def test_gpu_parameter_server_example(tmp_path):
     from conftest import REPO
 
     source = open(os.path.join(REPO, "examples", "gpu_parameter_server.py")).read()
-    proc = run_app(tmp_path, source, ranks=5, env={"MPIRT_QUIET": "1"}, timeout=120)
+    proc = run_app(tmp_path, source, ranks=5, env=REAL_GPUS, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "after 20 steps: mean |w - 1| = " in proc.stdout and "cupy" in proc.stdout

@@ -1,7 +1,6 @@
 """Resume after the whole job was killed with SIGKILL (as when a node or a Slurm allocation disappears)."""
 import collections
 import json
-import time
 
 import h5py
 import numpy as np

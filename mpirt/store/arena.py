@@ -39,15 +39,18 @@ class Arena:
         self.rank = comm.Get_rank()
         self.node_comm = node_communicator(comm, ranks_per_node)
         self.node_ranks = self.node_comm.allgather(self.rank)
-        # Each rank of the node gets an equal, 64-byte aligned segment.
+        # Each rank of the node gets an equal segment starting on a 64-byte boundary (numpy data read
+        # in place must be aligned; some MPI libraries' shared windows start off it: Open MPI 4.1).
         segment_bytes = bytes_per_node // len(self.node_ranks) // 64 * 64
         # Which node every world rank is on (the lowest world rank of its node names it).
         self.node_of = comm.allgather(min(self.node_ranks))
-        self.shared = MPI.Win.Allocate_shared(max(segment_bytes, 1), 1, comm=self.node_comm)
+        self.shared = MPI.Win.Allocate_shared(segment_bytes + 64, 1, comm=self.node_comm)
         self.segments = {}
         for local, world in enumerate(self.node_ranks):
             buffer, _ = self.shared.Shared_query(local)
-            self.segments[world] = np.frombuffer(buffer, dtype=np.uint8, count=segment_bytes if segment_bytes else 0)
+            whole = np.frombuffer(buffer, dtype=np.uint8, count=segment_bytes + 64)
+            start = -whole.ctypes.data % 64
+            self.segments[world] = whole[start:start + segment_bytes]
         self.capacity = segment_bytes
         self.world = self._world_window(MPI, comm)
         self._rma_lock = threading.Lock()  # one passive-target epoch at a time from this process

@@ -68,6 +68,11 @@ class ActorCaller:
             state = self.actors[actor_id] = ActorState()
         return state
 
+    def location_of(self, actor_id):
+        """The rank the actor lives on, if this rank knows it (runtime lock held)."""
+        state = self.actors.get(actor_id)
+        return state.location if state is not None else None
+
     # -- caller threads ------------------------------------------------------
     def create(self, actor_id, class_blob, args_blob, dep_refs, placement, held, options, tracked,
                max_restarts=0, max_task_retries=0):

@@ -124,7 +124,7 @@ class RemoteFunction:
         args_blob, dep_refs = pack_arguments(name, bound, args, kwargs, _put, INLINE_THRESHOLD)
         refs = rt.submitter.submit(
             self._descriptor_for_process(), args_blob, dep_refs, options["num_returns"], key, shape,
-            options["max_retries"], _retry_spec(options["retry_exceptions"]), name,
+            options["max_retries"], _retry_spec(options["retry_exceptions"]), name, _first_actor_argument(args, kwargs),
         )
         return returned(refs, options["num_returns"])
 
@@ -136,6 +136,17 @@ def returned(refs, num_returns):
     if num_returns == 0:
         return None
     return refs
+
+
+def _first_actor_argument(args, kwargs):
+    """The id of the first actor handed to the task as an argument (the task will likely call it:
+    its rank is a good place to run), or None."""
+    from .actor import ActorHandle  # actor.py imports this module
+
+    for value in itertools.chain(args, kwargs.values()):
+        if type(value) is ActorHandle:
+            return value._actor_id
+    return None
 
 
 def _put(value):

@@ -43,7 +43,7 @@ class FunctionDescriptor:
 class TaskRecord:
     __slots__ = (
         "task_id", "function", "args_blob", "dep_refs", "deps_left", "return_ids", "key", "shape",
-        "state", "retries_left", "retry_exceptions", "lease", "name", "preferred",
+        "state", "retries_left", "retry_exceptions", "lease", "name", "preferred", "near_actor",
     )
 
 
@@ -80,7 +80,10 @@ class TaskSubmitter:
         runtime.transport.add_ticker(LEASE_LINGER_SECONDS / 2, self._check_leases)
 
     # -- submission (caller thread) -------------------------------------------
-    def submit(self, function, args_blob, dep_refs, num_returns, key, shape, max_retries, retry_exceptions, name):
+    def submit(self, function, args_blob, dep_refs, num_returns, key, shape, max_retries, retry_exceptions, name,
+               near_actor=None):
+        """Queue a task; ``near_actor`` (an actor passed to it) makes that actor's rank its preferred
+        place when no large argument decides it."""
         rt = self.rt
         with rt.lock:
             rec = TaskRecord()
@@ -96,6 +99,7 @@ class TaskSubmitter:
             rec.lease = None
             rec.name = name
             rec.preferred = None
+            rec.near_actor = near_actor
             rec.deps_left = len(dep_refs)
             self.shapes[key] = shape
             self.tasks[rec.task_id] = rec
@@ -125,6 +129,8 @@ class TaskSubmitter:
     def _enqueue(self, rec):
         rec.state = QUEUED
         rec.preferred = self._holder_of_largest_argument(rec)
+        if rec.preferred is None and rec.near_actor is not None:
+            rec.preferred = self.rt.actors.location_of(rec.near_actor)  # its calls then skip MPI
         self.queues[rec.key].append(rec)
         self._pump(rec.key)
 
@@ -152,7 +158,9 @@ class TaskSubmitter:
             # Pipeline only on a lease whose tasks are short and still completing.
             depth = PIPELINE_DEPTH if short and now - lease.last_progress < SHORT_TASK_SECONDS else 1
             while queue and lease.inflight < depth:
-                rec = queue.popleft()
+                rec = self._next_for(queue, lease.worker, pipelined=lease.inflight > 0)
+                if rec is None:
+                    break
                 if rec.state == QUEUED:
                     self._send(rec, self._local_lease(rec, leases, depth) or lease)
             if lease.inflight == 0 and lease.idle_since is None:
@@ -162,8 +170,30 @@ class TaskSubmitter:
         if queue:
             wanted = min(len(queue), max(1, len(self.rt.cluster.worker_ranks)))
             while self.requested[key] < wanted:
+                # The n-th outstanding request asks for the place the n-th queued task prefers.
+                preferred = queue[min(self.requested[key], len(queue) - 1)].preferred
                 self.requested[key] += 1
-                self.rt.send(HEAD_RANK, ("lease_req", key, self.shapes[key], queue[0].preferred))
+                self.rt.send(HEAD_RANK, ("lease_req", key, self.shapes[key], preferred))
+
+    @staticmethod
+    def _next_for(queue, worker, pipelined, lookahead=8):
+        """The next queued task for a lease on ``worker``: among the first few, one that prefers
+        ``worker``; else the oldest, except that a task preferring another rank does not queue
+        up behind a running one here (``pipelined``): it waits for a lease of its own. None if
+        nothing should go to this lease now."""
+        fallback = None
+        for i in range(min(lookahead, len(queue))):
+            preferred = queue[i].preferred
+            if preferred == worker:
+                fallback = i
+                break
+            if fallback is None and (preferred is None or not pipelined):
+                fallback = i
+        if fallback is None:
+            return None
+        rec = queue[fallback]
+        del queue[fallback]
+        return rec
 
     @staticmethod
     def _local_lease(rec, leases, depth):

@@ -337,3 +337,23 @@ def test_actor_pool(rt):
         slow_pool.get_next(timeout=0.2)
     assert slow_pool.get_next(timeout=30) == 2
     assert slow_pool.get_next(timeout=30) == 0
+
+
+def test_a_task_given_an_actor_runs_on_its_rank_when_there_is_room(rt):
+    """Locality: the actor's rank is the preferred place of a task it is passed to (calls skip MPI)."""
+    import os
+
+    @mpirt.remote
+    class Where:
+        def pid(self):
+            return os.getpid()
+
+    @mpirt.remote
+    def task_and_actor_pids(actor):
+        return os.getpid(), mpirt.get(actor.pid.remote())
+
+    actors = [Where.remote() for _ in range(2)]
+    assert len(set(rt.get([a.pid.remote() for a in actors]))) == 2   # one on each worker rank
+    for order in (actors, actors[::-1]):
+        for task_pid, actor_pid in rt.get([task_and_actor_pids.remote(actor) for actor in order]):
+            assert task_pid == actor_pid

@@ -100,6 +100,7 @@ class Slurm:
         bindir = os.path.dirname(sys.executable)  # this python and its mpirun, in the job too
         self.env = {**os.environ, **MPIRUN_ENV, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
                     "PYTHONPATH": REPO, "MPIRT_OBJECT_STORE_MEMORY": str(64 << 20)}
+        self.env.pop("MPIRT_NODE_GPUS", None)  # jobs see the GPUs Slurm binds to them (conftest hides others)
 
     def submit(self, cwd, *args):
         marker = uuid.uuid4().hex

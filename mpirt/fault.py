@@ -57,7 +57,7 @@ class FailureMonitor:
         self.enabled = ulfm_requested() and hasattr(MPI.Comm, "Get_failed") and hasattr(MPI.Comm, "Ack_failed")
         self.failure_classes = _failure_classes(MPI)
         self.dead = set()
-        self.handlers = []        # fn(rank), called under runtime.lock on the progress thread
+        self.handlers = []        # fn(rank), called under runtime.lock by whichever thread drives MPI
         if self.enabled:
             runtime.transport.failures = self
             runtime.transport.add_ticker(POLL_SECONDS, self.check)
@@ -93,11 +93,13 @@ class FailureMonitor:
             self.declare_dead(rank)
 
     def declare_dead(self, rank):
-        if rank in self.dead:
-            return
-        self.dead.add(rank)
-        self.rt.transport.forget(rank)
+        # The progress thread's ticker and a thread in Transport.poll may both get here: the
+        # test-and-add happens under the runtime lock, so each death is handled once.
         with self.rt.lock:
+            if rank in self.dead:
+                return
+            self.dead.add(rank)
+            self.rt.transport.forget(rank)
             for handler in self.handlers:
                 try:
                     handler(rank)

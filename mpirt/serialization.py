@@ -18,12 +18,13 @@ loads = pickle.loads
 class _DevicePickler(cloudpickle.Pickler):
     """cloudpickle that asks ``on_device_array(array, kind)`` how to pickle each GPU array."""
 
-    def __init__(self, file, on_device_array, buffer_callback=None):
+    def __init__(self, file, types, on_device_array, buffer_callback=None):
         super().__init__(file, protocol=5, buffer_callback=buffer_callback)
+        self._types = types
         self._on_device_array = on_device_array
 
     def reducer_override(self, obj):
-        kind = device.device_kind(obj)
+        kind = device.device_kind(obj, self._types)
         if kind is not None:
             return self._on_device_array(obj, kind)
         return super().reducer_override(obj)
@@ -32,10 +33,11 @@ class _DevicePickler(cloudpickle.Pickler):
 def dumps_with_devices(value, on_device_array, buffer_callback=None):
     """Like ``dumps`` (with out-of-band buffers to ``buffer_callback``), but GPU arrays are
     pickled as ``on_device_array`` says; plain cloudpickle when no GPU library is loaded."""
-    if not device.device_libraries_loaded():
+    types = device.device_types()
+    if types == (None, None):
         return cloudpickle.dumps(value, protocol=5, buffer_callback=buffer_callback)
     file = io.BytesIO()
-    _DevicePickler(file, on_device_array, buffer_callback).dump(value)
+    _DevicePickler(file, types, on_device_array, buffer_callback).dump(value)
     return file.getvalue()
 
 

@@ -62,12 +62,16 @@ class Arena:
         with ``MPIRT_STORE_RMA=0``, or where the MPI library cannot make one: some site builds
         (Open MPI 4.1's pt2pt one-sided component) refuse windows under MPI_THREAD_MULTIPLE.
         Without it, readers on other nodes ask the holder for the bytes by message."""
-        if len(set(self.node_of)) == 1 or os.environ.get("MPIRT_STORE_RMA", "1") in ("0", "false", "no"):
+        wanted = os.environ.get("MPIRT_STORE_RMA", "1") not in ("0", "false", "no")
+        # Every rank must decide alike (creating and freeing the window are collective).
+        if len(set(self.node_of)) == 1 or not comm.allreduce(wanted, op=MPI.LAND):
             return None
         try:
-            return MPI.Win.Create(self.segments[self.rank], 1, comm=comm)
+            window = MPI.Win.Create(self.segments[self.rank], 1, comm=comm)
         except MPI.Exception:
-            return None
+            window = None
+        # A window only some ranks got is left alone (freeing it is collective too).
+        return window if comm.allreduce(window is not None, op=MPI.LAND) else None
 
     def same_node(self, rank):
         return self.node_of[rank] == self.node_of[self.rank]

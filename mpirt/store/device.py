@@ -31,35 +31,32 @@ import time
 
 from ..exceptions import ObjectLostError
 
-INLINE_THRESHOLD = 100 * 1024
+INLINE_THRESHOLD = 100 * 1024    # the store's inline limit (manager.py uses this one)
 STAGING_CHUNK = 64 << 20          # bytes per MPI message on the staged path
 _FIRST_TAG, _LAST_TAG = 1000, 30000   # point-to-point tags for streams (the transport uses 7)
 
 
 # -- recognising device arrays (without importing CuPy or torch) --------------
-def device_kind(obj):
-    """"cupy" or "torch" for a GPU array, else None. Looks only at modules already imported:
-    a value cannot hold a CuPy array unless the program imported CuPy."""
+def device_types():
+    """(CuPy's ndarray, torch's Tensor) where a value could hold such GPU arrays, else None for
+    each: only modules already imported count (a value cannot hold a CuPy array unless the program
+    imported CuPy), torch only once CUDA is initialized in this process, and only with CuPy (which
+    moves torch tensors too; without it torch pickles its own tensors, through host memory)."""
     cupy = sys.modules.get("cupy")
-    if cupy is not None and type(obj) is cupy.ndarray:
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None) if torch is not None else None
+    tensor = torch.Tensor if cuda is not None and cuda.is_initialized() and can_seal() else None
+    return (cupy.ndarray if cupy is not None else None), tensor
+
+
+def device_kind(obj, types):
+    """"cupy" or "torch" for a GPU array, else None (``types`` from ``device_types``)."""
+    ndarray, tensor = types
+    if ndarray is not None and type(obj) is ndarray:
         return "cupy"
-    torch = _torch_with_cuda()
-    if torch is not None and isinstance(obj, torch.Tensor) and obj.is_cuda:
+    if tensor is not None and isinstance(obj, tensor) and obj.is_cuda:
         return "torch"
     return None
-
-
-def device_libraries_loaded():
-    return "cupy" in sys.modules or _torch_with_cuda() is not None
-
-
-def _torch_with_cuda():
-    """torch, if imported and CUDA is initialized in this process (else it holds no CUDA tensor)."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return None
-    cuda = getattr(torch, "cuda", None)
-    return torch if cuda is not None and cuda.is_initialized() else None
 
 
 def can_seal():
@@ -329,6 +326,7 @@ class DeviceStore:
             return comm.Irecv([staging[i % 2][:length], MPI.BYTE], handle.holder, tag)
 
         requests = {i: post(i) for i in range(min(2, len(chunks)))}
+        self._failed_streams.pop(tag, None)   # a stale notice for an earlier use of this tag
         self.rt.send(handle.holder, ("device_fetch", handle.key, tag, direct))
         try:
             for i, (start, length) in enumerate(chunks):

@@ -18,7 +18,6 @@ import shutil
 import tempfile
 import weakref
 
-
 from ..exceptions import MpirtError
 from ..object_ref import owner_of, pickling_context
 from . import device
@@ -27,7 +26,7 @@ from .allocator import SegmentAllocator
 from .arena import Arena
 from .layout import Serialized, read_from
 
-INLINE_THRESHOLD = 100 * 1024
+INLINE_THRESHOLD = device.INLINE_THRESHOLD
 DEFAULT_STORE_BYTES_PER_NODE = 2 << 30
 MESSAGE_CHUNK = 256 << 20   # bytes per reply when cross-node reads are messages (no RMA window)
 
@@ -92,21 +91,19 @@ class _Sealing:
 
     def __init__(self, store):
         self.store = store
-        self.handles = {}  # id(array) -> (array, reduce value)
+        self.handles = {}  # id(array) -> (array, its DeviceArrayHandle)
 
     def reduce(self, array, kind):
         known = self.handles.get(id(array))
-        if known is not None:
-            return known[1]
-        if (self.store is None or device.array_bytes(array, kind) <= device.INLINE_THRESHOLD
-                or not device.can_seal()):
-            return device.reduce_small(array, kind)
-        reduced = device.reduce_sealed(self.store.device.seal(array, kind))
-        self.handles[id(array)] = (array, reduced)  # the array stays alive, so its id stays its own
-        return reduced
+        if known is None:
+            if self.store is None or device.array_bytes(array, kind) <= device.INLINE_THRESHOLD:
+                return device.reduce_small(array, kind)
+            # the array stays referenced here, so its id stays its own until encode ends
+            known = self.handles[id(array)] = (array, self.store.device.seal(array, kind))
+        return device.reduce_sealed(known[1])
 
     def _keys(self):
-        return [reduced[1][0].key for _, reduced in self.handles.values()]
+        return [handle.key for _, handle in self.handles.values()]
 
     def undo(self):
         if self.handles:
@@ -115,7 +112,7 @@ class _Sealing:
     def wrap(self, blob):
         if not self.handles:
             return blob
-        nbytes = sum(reduced[1][0].nbytes for _, reduced in self.handles.values())
+        nbytes = sum(handle.nbytes for _, handle in self.handles.values())
         return device.DeviceObject(blob, self.store.rank, self._keys(), nbytes)
 
 

@@ -165,7 +165,7 @@ def test_spilling_restore_and_objects_that_fit_nowhere(tmp_path):
 
 CROSS_NODE_APP = """
 import os, numpy as np, mpirt as ray
-ray.init(object_store_memory=256 << 20)
+ray.init(num_cpus=2, object_store_memory=256 << 20)   # plain python: 2 workers, whatever the core count
 @ray.remote
 def total(a):
     return int(a.sum())

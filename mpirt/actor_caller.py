@@ -51,8 +51,8 @@ class ActorCaller:
         self.rt = runtime
         self.actors = {}
         self.calls = {}
-        self.references = ReferenceCounter(runtime, "actor_ref", self._terminate)  # unnamed actors only
-        runtime.handlers["actor_ref"] = self._on_reference_notice
+        self.references = ReferenceCounter(runtime, "actor_ref", handle_events, owner_of,
+                                           self._terminate)  # unnamed actors only
         runtime.handlers.update(
             actor_placed=self._on_placed,
             actor_locate=self._on_locate,
@@ -213,15 +213,7 @@ class ActorCaller:
     def _apply_handle_events(self):
         if handle_events:
             with self.rt.lock:
-                self.references.apply_events(handle_events, owner_of)
-
-    def _on_reference_notice(self, source, actor_id, event):
-        """A borrower's notice. This rank's own handle events go first: a handle created and
-        passed on here could otherwise come back as "arrived" and "released" before the 20 ms
-        ticker counted it, and the actor would end while this rank still holds a handle."""
-        if handle_events:
-            self.references.apply_events(handle_events, owner_of)
-        self.references.count(source, actor_id, event)
+                self.references.apply_events()
 
     def _terminate(self, actor_id):
         """No handle is left: end the actor behind the calls already made (they still run, as in Ray)."""

@@ -30,7 +30,7 @@ class ObjectTable:
         self.rt = runtime
         self.rank = runtime.rank
         self.entries = {}
-        self.references = ReferenceCounter(runtime, "obj_ref", self._drop, self._drop)
+        self.references = ReferenceCounter(runtime, "obj_ref", ref_events, owner_of, self._drop, self._drop)
         runtime.handlers.update(obj_req=self._on_request, obj=self._on_value)
         runtime.failures.handlers.append(self._on_rank_dead)
 
@@ -77,7 +77,7 @@ class ObjectTable:
             entry.callbacks.append(callback)
 
     def apply_ref_events(self):
-        self.references.apply_events(ref_events, owner_of)
+        self.references.apply_events()
 
     def _drop(self, object_id):
         entry = self.entries.get(object_id)

@@ -50,24 +50,29 @@ class ReferenceCounter:
     The owner side keeps a ``Reachability`` per tracked id and calls
     ``on_unreachable(key)`` once nothing can reach it; the borrower side tells the
     owner (message ``notice_kind``) and calls ``on_released(key)`` when its last
-    reference goes. Every method runs with the runtime lock held.
+    reference goes. ``events`` is the deque this rank's own reference events are
+    queued on, ``owner_of(key)`` the rank that owns a key. Every method runs with the
+    runtime lock held.
     """
 
-    def __init__(self, runtime, notice_kind, on_unreachable, on_released=None):
+    def __init__(self, runtime, notice_kind, events, owner_of, on_unreachable, on_released=None):
         self.rt = runtime
         self.notice_kind = notice_kind
+        self.events = events
+        self.owner_of = owner_of
         self.on_unreachable = on_unreachable
         self.on_released = on_released
         self.reachability = {}
         self.borrowed = BorrowedCounts()
-        runtime.handlers[notice_kind] = self.count
+        runtime.handlers[notice_kind] = self._on_notice
 
     def track(self, key):
         """This rank owns ``key``: count who can reach it."""
         self.reachability[key] = Reachability()
 
-    def apply_events(self, events, owner_of):
-        rank = self.rt.rank
+    def apply_events(self):
+        """Count (owner) or report (borrower) this rank's queued reference events."""
+        events, owner_of, rank = self.events, self.owner_of, self.rt.rank
         while events:
             try:
                 key, event = events.popleft()
@@ -82,6 +87,14 @@ class ReferenceCounter:
                 self.rt.send(owner, (self.notice_kind, key, notice))
                 if notice == RELEASED and self.on_released is not None:
                     self.on_released(key)
+
+    def _on_notice(self, source, key, event):
+        """A borrower's notice. This rank's own events go first: a reference created and passed
+        on here could otherwise come back as "arrived" and "released" before a ticker counted it,
+        and the key would be freed while this rank still holds it."""
+        if self.events:
+            self.apply_events()
+        self.count(source, key, event)
 
     def count(self, source, key, event):
         reach = self.reachability.get(key)

@@ -13,7 +13,7 @@ import time
 
 from . import tracing
 from .exceptions import ErrorPayload, GetTimeoutError
-from .object_ref import make_object_id, ref_events, session_of
+from .object_ref import make_object_id, session_of
 from .objects import ObjectTable
 from .scheduler.resources import ClusterView
 from .serialization import loads
@@ -91,16 +91,6 @@ class Runtime:
         self.failures = FailureMonitor(self)
         self.failures.handlers.append(self._on_rank_dead)
         self.objects = ObjectTable(self)
-        # A borrower's notice must not overtake this rank's own reference events (a ref
-        # created, passed on, used and released within one ticker period would be freed).
-        count_notice = self.handlers["obj_ref"]
-
-        def on_obj_ref(source, object_id, event):
-            if ref_events:
-                self.objects.apply_ref_events()
-            count_notice(source, object_id, event)
-
-        self.handlers["obj_ref"] = on_obj_ref
         from .store.manager import StoreManager
 
         self.store = StoreManager(self, comm, config["object_store_memory"], config.get("ranks_per_node"))

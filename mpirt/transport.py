@@ -84,11 +84,7 @@ class Transport:
                     else:
                         box.append(message)
             if not queued:
-                try:
-                    self._dispatch(rank, message)
-                except Exception:
-                    sys.__stderr__.write(f"mpirt rank {rank}: error handling {message[0]!r} from rank {rank}:\n"
-                                         + traceback.format_exc())
+                self._deliver(rank, (message,))  # the dispatch lock is re-entrant
                 return
         if self._sleeping and not self._polling:
             self._wake.set()

@@ -94,6 +94,9 @@ class Runtime:
         from .store.manager import StoreManager
 
         self.store = StoreManager(self, comm, config["object_store_memory"], config.get("ranks_per_node"))
+        from .doorbell import Doorbells
+
+        self.transport.enable_doorbells(Doorbells.open(comm))  # collective, like the store
         self.stopped = threading.Event()
         self.shutdown_acks = set()
         self._queries = {}

@@ -4,7 +4,9 @@ Callers enqueue messages with ``send``; the thread coalesces everything queued
 for one destination into a single MPI message, drains incoming batches and
 hands each message to ``dispatch(source, message)``. When nothing happens it
 backs off from polling to sleeping up to ``MAX_IDLE_SLEEP`` so idle ranks leave
-the cores to ranks that compute (DESIGN.md 2).
+the cores to ranks that compute (DESIGN.md 2). With doorbells (``doorbell.py``, one
+host) a rank idle for ``DEEP_IDLE`` sleeps until rung or ``DEEP_SLEEP`` passed, and a
+sender rings a peer it has sent nothing to for ``RING_GAP``.
 """
 import os
 import sys
@@ -20,6 +22,13 @@ HOT_POLLS = 64           # empty polls before sleeping at all
 MAX_IDLE_SLEEP = 1e-3    # longest sleep between polls of an idle rank
 MAX_BATCHES_PER_POLL = 64
 POLL_GRACE = 1e-3        # the progress thread keeps out this long after a thread's successful poll
+# Doorbells. A rank sleeps deeply only after DEEP_IDLE without receiving anything, so a sender
+# whose last message to it left less than RING_GAP ago knows it is still polling (it received
+# that message later); the margin DEEP_IDLE - RING_GAP covers a message not yet visible to MPI.
+DEEP_IDLE = 4e-3
+RING_GAP = 2e-3
+DEEP_SLEEP = 0.02        # tickers of an idle rank run this late at most
+_LIGHT, _DEEP = 1, 2     # values of Transport._sleeping besides False
 
 
 class Transport:
@@ -48,7 +57,10 @@ class Transport:
         self._poll_status = None      # pollers take turns (progress lock): one MPI.Status serves them all
         self._tickers = []
         self._running = False
-        self._sleeping = False
+        self._sleeping = False        # or _LIGHT (on the wake Event) or _DEEP (on the doorbell)
+        self.doorbells = None         # a doorbell.Doorbells once enable_doorbells() ran
+        self._last_sent = {}          # rank -> when a batch last left for it (perf_counter)
+        self._last_received = 0.0     # when a batch last came in
         self.failures = None          # a fault.FailureMonitor when ULFM is on
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.stats = {"sent_batches": 0, "sent_messages": 0, "received_batches": 0}
@@ -66,7 +78,7 @@ class Transport:
             else:
                 box.append(message)
         if self._sleeping and not self._polling:  # Event.set costs ~5 us: only wake a thread that sleeps
-            self._wake.set()
+            self._wake_up()
 
     def send_local(self, message):
         """Handle ``message`` to this rank now, on the calling thread (under the dispatch lock),
@@ -87,6 +99,17 @@ class Transport:
                 self._deliver(rank, (message,))  # the dispatch lock is re-entrant
                 return
         if self._sleeping and not self._polling:
+            self._wake_up()
+
+    def enable_doorbells(self, doorbells):
+        """Use ``doorbells`` (before ``start``): idle ranks then sleep until a peer rings."""
+        self.doorbells = doorbells
+
+    def _wake_up(self):
+        """Wake the progress thread from whichever sleep it is in."""
+        if self._sleeping == _DEEP:
+            self.doorbells.ring_self()
+        else:
             self._wake.set()
 
     def forget(self, rank):
@@ -106,8 +129,12 @@ class Transport:
         """Send what is queued, wait for sends to complete, then end the thread."""
         self._running = False
         self._wake.set()  # always: stopping must not wait for a sleep to run out
+        if self.doorbells is not None:
+            self.doorbells.ring_self()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
+        if self.doorbells is not None and not self._thread.is_alive():
+            self.doorbells.close()
 
     def is_current_thread(self):
         return threading.current_thread() is self._thread
@@ -178,7 +205,7 @@ class Transport:
             self._polling = False
             self._progress_lock.release()
             if not success or self._outbox:
-                self._wake.set()
+                self._wake_up()
 
     # -- progress thread -------------------------------------------------
     def _run(self):
@@ -210,11 +237,18 @@ class Transport:
             if idle < HOT_POLLS:
                 time.sleep(0)
                 continue
+            deep = self.doorbells is not None and time.perf_counter() - self._last_received >= DEEP_IDLE
             # Announce the sleep before the last look at the outbox: a sender that
             # missed the flag queued its message before this look.
-            self._sleeping = True
+            self._sleeping = _DEEP if deep else _LIGHT
             if not self._outbox:
-                self._wake.wait(min(MAX_IDLE_SLEEP, 2e-6 * 1.25 ** (idle - HOT_POLLS)))
+                if not deep:
+                    self._wake.wait(min(MAX_IDLE_SLEEP, 2e-6 * 1.25 ** (idle - HOT_POLLS)))
+                elif self.doorbells.wait(DEEP_SLEEP):
+                    # Rung: the message may be a moment behind its ring. Poll hot, then light,
+                    # for DEEP_IDLE, as if it had come (and a peer that rang will not ring again soon).
+                    self._last_received = time.perf_counter()
+                    idle = 0
             self._sleeping = False
         self._finish(status)
 
@@ -261,6 +295,11 @@ class Transport:
                 continue
             self.stats["sent_batches"] += 1
             self.stats["sent_messages"] += len(messages)
+            if self.doorbells is not None:
+                now = time.perf_counter()
+                if now - self._last_sent.get(dest, 0.0) >= RING_GAP:
+                    self.doorbells.ring(dest)   # it may sleep on its doorbell
+                self._last_sent[dest] = now
         return True
 
     def _drain(self, status):
@@ -270,6 +309,7 @@ class Transport:
             if message is None:
                 break
             batch = message.recv()
+            self._last_received = time.perf_counter()
             self.stats["received_batches"] += 1
             self._deliver(status.Get_source(), batch)
             got = True

@@ -2,6 +2,8 @@
 import os
 import sys
 
+import pytest
+
 from conftest import run_app
 from mpirt._mpi_env import apply_defaults
 
@@ -131,28 +133,48 @@ def cpu_seconds(pid):
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+def wakeups(pid):
+    # times the threads of pid went to sleep (voluntary context switches)
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            status = open(f"/proc/{pid}/task/{task}/status").read()
+        except OSError:
+            continue
+        total += int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+    return total
+
 @ray.remote
 def noop():
     return 0
 
 ray.get([noop.remote() for _ in range(100)])
 time.sleep(0.5)
-pids = rank_pids() + [os.getpid()]
-before = {p: cpu_seconds(p) for p in pids}
+workers = rank_pids()
+before = {p: (cpu_seconds(p), wakeups(p)) for p in workers + [os.getpid()]}
 start = time.monotonic(); time.sleep(3); wall = time.monotonic() - start
-usage = {p: (cpu_seconds(p) - before[p]) / wall for p in pids}
-print("ranks", len(pids))
+usage = {p: (cpu_seconds(p) - cpu) / wall for p, (cpu, _) in before.items()}
+print("ranks", len(before))
 print("max_idle_cpu", max(usage.values()))
+print("max_worker_wakeups_per_s", max((wakeups(p) - before[p][1]) / wall for p in workers))
+# after the idle spell, sleeping ranks still hear new work (their doorbells wake them)
+print("after_idle", len(ray.get([noop.remote() for _ in range(100)])))
 """
 
 
-def test_idle_ranks_do_not_spin(tmp_path):
-    proc = run_app(tmp_path, IDLE)
+@pytest.mark.parametrize("doorbells", ["1", "0"])
+def test_idle_ranks_do_not_spin(tmp_path, doorbells):
+    proc = run_app(tmp_path, IDLE, env={"MPIRT_DOORBELLS": doorbells})
     assert proc.returncode == 0, proc.stderr
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
     assert int(lines["ranks"]) == 4  # head, two workers, driver
-    # a spinning rank would show ~1.0 (a full core); idle ranks poll about 1000 times a second
+    assert lines["after_idle"] == "100"
+    # a spinning rank would show ~1.0 (a full core)
     assert float(lines["max_idle_cpu"]) < 0.3, proc.stdout
+    if doorbells == "1":
+        # idle ranks sleep on their doorbells (one wake-up per DEEP_SLEEP, 50/s) instead of
+        # polling MPI every millisecond (1,000/s and more, what MPIRT_DOORBELLS=0 shows)
+        assert float(lines["max_worker_wakeups_per_s"]) < 250, proc.stdout
 
 
 def test_environment_defaults_never_override_the_user():

@@ -48,7 +48,7 @@ class TaskRecord:
 
 
 class Lease:
-    __slots__ = ("lease_id", "worker", "key", "inflight", "idle_since", "last_progress", "steal_pending")
+    __slots__ = ("lease_id", "worker", "key", "inflight", "idle_since", "last_progress", "steal_pending", "fresh")
 
     def __init__(self, lease_id, worker, key):
         self.lease_id = lease_id
@@ -58,6 +58,7 @@ class Lease:
         self.idle_since = None
         self.last_progress = time.monotonic()  # last send to an idle lease, or last completion
         self.steal_pending = False
+        self.fresh = True   # just granted: the head placed it knowing the preference it was asked for
 
 
 class TaskSubmitter:
@@ -158,11 +159,12 @@ class TaskSubmitter:
             # Pipeline only on a lease whose tasks are short and still completing.
             depth = PIPELINE_DEPTH if short and now - lease.last_progress < SHORT_TASK_SECONDS else 1
             while queue and lease.inflight < depth:
-                rec = self._next_for(queue, lease.worker, pipelined=lease.inflight > 0)
+                rec = self._next_for(queue, lease.worker, lease.inflight > 0, lease.fresh, self.rt.cluster.worker_ranks)
                 if rec is None:
                     break
                 if rec.state == QUEUED:
                     self._send(rec, self._local_lease(rec, leases, depth) or lease)
+            lease.fresh = False
             if lease.inflight == 0 and lease.idle_since is None:
                 lease.idle_since = time.monotonic()
         while queue and queue[0].state != QUEUED:
@@ -176,18 +178,19 @@ class TaskSubmitter:
                 self.rt.send(HEAD_RANK, ("lease_req", key, self.shapes[key], preferred))
 
     @staticmethod
-    def _next_for(queue, worker, pipelined, lookahead=8):
+    def _next_for(queue, worker, pipelined, fresh, workers, lookahead=8):
         """The next queued task for a lease on ``worker``: among the first few, one that prefers
-        ``worker``; else the oldest, except that a task preferring another rank does not queue
-        up behind a running one here (``pipelined``): it waits for a lease of its own. None if
-        nothing should go to this lease now."""
+        ``worker``; else the oldest that prefers no other worker rank. A task preferring another
+        worker waits for a lease of its own (the request names its preference, and the head
+        grants that rank when it has room), except on a ``fresh`` lease that is idle: the head
+        just placed it, and found no room there. None if nothing should go to this lease now."""
         fallback = None
         for i in range(min(lookahead, len(queue))):
             preferred = queue[i].preferred
             if preferred == worker:
                 fallback = i
                 break
-            if fallback is None and (preferred is None or not pipelined):
+            if fallback is None and (preferred is None or preferred not in workers or (fresh and not pipelined)):
                 fallback = i
         if fallback is None:
             return None

@@ -21,6 +21,7 @@ class HeadScheduler:
         self.requests = collections.deque()
         self.leases = {}                     # lease_id -> (worker, shape)
         self.actors = {}                     # actor_id -> (worker, shape held for its life)
+        self.actors_on = collections.Counter()  # worker -> live actors placed there
         self.names = {}                      # (namespace, name) -> actor handle state
         self.name_of_actor = {}              # actor_id -> (namespace, name)
         self._lease_ids = itertools.count(1)
@@ -48,8 +49,10 @@ class HeadScheduler:
 
     def _on_actor_dead(self, source, actor_id):
         placed = self.actors.pop(actor_id, None)
-        if placed is not None and placed[0] in self.available:
-            self._adjust(placed[0], placed[1], +1)
+        if placed is not None:
+            self.actors_on[placed[0]] -= 1
+            if placed[0] in self.available:
+                self._adjust(placed[0], placed[1], +1)
         name = self.name_of_actor.pop(actor_id, None)
         if name is not None:
             self.names.pop(name, None)
@@ -73,6 +76,7 @@ class HeadScheduler:
             del self.leases[lease_id]
         for actor_id in [a for a, (worker, _) in self.actors.items() if worker == rank]:
             del self.actors[actor_id]
+        self.actors_on.pop(rank, None)
         self.requests = collections.deque(r for r in self.requests if r[0] != rank)
         self._grant()
 
@@ -115,7 +119,7 @@ class HeadScheduler:
         while self.requests:
             request = self.requests.popleft()
             source, key, shape, held, actor_id, preferred = request
-            worker = self._pick(workers, shape, preferred)
+            worker = self._pick(workers, shape, preferred, actor_id is not None, not held)
             if worker is None:
                 waiting.append(request)
                 continue
@@ -126,23 +130,36 @@ class HeadScheduler:
                 self.rt.send(source, ("lease_grant", key, lease_id, worker))
             else:
                 self.actors[actor_id] = (worker, held)
+                self.actors_on[worker] += 1
                 self.rt.send(source, ("actor_placed", actor_id, worker))
         self.requests = waiting
 
-    def _pick(self, workers, shape, preferred=None):
+    def _pick(self, workers, shape, preferred=None, actor=False, holds_nothing=False):
         """``preferred`` (where the task's data is) if it fits, else the fitting rank
-        with the most free CPU; ties broken round-robin to spread load."""
+        with the most free CPU; ties broken round-robin to spread load.
+
+        An actor goes to a fitting rank with the fewest actors first: actors of one rank
+        share its interpreter lock (two busy actors on one rank run at half speed each).
+        An actor that holds nothing while it lives (Ray's default: 1 CPU to be placed, 0
+        to run) needs ``shape`` free on some rank, as in Ray, but may then go to any rank
+        whose total fits it: a CPU that a lingering lease holds for a moment must not
+        pile every new actor onto the other ranks."""
         if preferred in self.available and fits(self.available[preferred], shape):
             return preferred
-        best, best_cpu = None, None
+        candidates = self.available
+        if actor and holds_nothing:
+            if not any(fits(res, shape) for res in self.available.values()):
+                return None
+            candidates = self.total
+        best, best_key = None, None
         n = len(workers)
         for i in range(n):
             worker = workers[(self._round_robin + i) % n]
             res = self.available[worker]
-            if fits(res, shape):
-                cpu = res.get("CPU", 0.0)
-                if best is None or cpu > best_cpu + 1e-9:
-                    best, best_cpu = worker, cpu
+            if fits(candidates[worker], shape):
+                key = (-self.actors_on[worker] if actor else 0, res.get("CPU", 0.0))
+                if best is None or key[0] > best_key[0] or (key[0] == best_key[0] and key[1] > best_key[1] + 1e-9):
+                    best, best_key = worker, key
         if best is not None:
             self._round_robin = (workers.index(best) + 1) % n
         return best

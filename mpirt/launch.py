@@ -155,6 +155,9 @@ def _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace,
         _share_out(resources_by_rank, name, amount)
     config = _driver_config(log_to_driver, namespace, object_store_memory)
     config["rank_info"] = rank_info
+    # The driver and the ranks it spawns are two MPI jobs, which Open MPI links over TCP even on
+    # one host: their batches travel through host sockets instead (``MPIRT_SOCKET_MAIL=0``: MPI).
+    config["driver_mail"] = os.environ.get("MPIRT_SOCKET_MAIL", "1") != "0"
     comm.bcast((config, resources_by_rank), root=0)
     rt = Runtime(comm, config["session"], resources_by_rank, config)
     rt.launch = _Launch("spawn", comm, parent)

@@ -94,9 +94,9 @@ class Runtime:
         from .store.manager import StoreManager
 
         self.store = StoreManager(self, comm, config["object_store_memory"], config.get("ranks_per_node"))
-        from .doorbell import Doorbells
+        from .host_socket import HostSocket
 
-        self.transport.enable_doorbells(Doorbells.open(comm))  # collective, like the store
+        self.transport.enable_host_socket(HostSocket.open(comm), self._mail_peers(config))  # collective
         self.stopped = threading.Event()
         self.shutdown_acks = set()
         self._queries = {}
@@ -128,6 +128,13 @@ class Runtime:
             from .actor_host import ActorHost
 
             self.actor_host = ActorHost(self)
+
+    def _mail_peers(self, config):
+        """Ranks whose batches go through host sockets: a spawning driver and the ranks it spawned
+        (Open MPI links two jobs over TCP even on one host; the driver decides, see launch.py)."""
+        if not config.get("driver_mail"):
+            return ()
+        return range(1, self.size) if self.rank == DRIVER_RANK else (DRIVER_RANK,)
 
     def start(self):
         _tune_gc()

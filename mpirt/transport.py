@@ -4,11 +4,14 @@ Callers enqueue messages with ``send``; the thread coalesces everything queued
 for one destination into a single MPI message, drains incoming batches and
 hands each message to ``dispatch(source, message)``. When nothing happens it
 backs off from polling to sleeping up to ``MAX_IDLE_SLEEP`` so idle ranks leave
-the cores to ranks that compute (DESIGN.md 2). With doorbells (``doorbell.py``, one
-host) a rank idle for ``DEEP_IDLE`` sleeps until rung or ``DEEP_SLEEP`` passed, and a
-sender rings a peer it has sent nothing to for ``RING_GAP``.
+the cores to ranks that compute (DESIGN.md 2). With a host socket per rank
+(``host_socket.py``, one host) a rank idle for ``DEEP_IDLE`` sleeps until rung or
+``DEEP_SLEEP`` passed, and a sender rings a peer it has sent nothing to for
+``RING_GAP``; batches between ranks that MPI links over TCP (the driver and the
+ranks it spawned) travel through those sockets instead of MPI.
 """
 import os
+import pickle
 import sys
 import threading
 import time
@@ -57,8 +60,9 @@ class Transport:
         self._poll_status = None      # pollers take turns (progress lock): one MPI.Status serves them all
         self._tickers = []
         self._running = False
-        self._sleeping = False        # or _LIGHT (on the wake Event) or _DEEP (on the doorbell)
-        self.doorbells = None         # a doorbell.Doorbells once enable_doorbells() ran
+        self._sleeping = False        # or _LIGHT (on the wake Event) or _DEEP (on the host socket)
+        self.host = None              # a host_socket.HostSocket once enable_host_socket() ran
+        self._mail = frozenset()      # ranks whose batches go through the host sockets
         self._last_sent = {}          # rank -> when a batch last left for it (perf_counter)
         self._last_received = 0.0     # when a batch last came in
         self.failures = None          # a fault.FailureMonitor when ULFM is on
@@ -101,14 +105,17 @@ class Transport:
         if self._sleeping and not self._polling:
             self._wake_up()
 
-    def enable_doorbells(self, doorbells):
-        """Use ``doorbells`` (before ``start``): idle ranks then sleep until a peer rings."""
-        self.doorbells = doorbells
+    def enable_host_socket(self, host, mail_peers=()):
+        """Use ``host`` (before ``start``): idle ranks then sleep until a peer rings, and batches
+        to and from ``mail_peers`` travel through the sockets."""
+        self.host = host
+        if host is not None:
+            host.mail_peers = self._mail = frozenset(mail_peers)
 
     def _wake_up(self):
         """Wake the progress thread from whichever sleep it is in."""
         if self._sleeping == _DEEP:
-            self.doorbells.ring_self()
+            self.host.ring_self()
         else:
             self._wake.set()
 
@@ -116,6 +123,9 @@ class Transport:
         """``rank`` died (it is in ``failures.dead`` now): drop what is queued for it."""
         with self._out_lock:
             self._outbox.pop(rank, None)
+        if rank in self._mail:
+            with self._send_lock:
+                self.host.forget(rank)
 
     def _peer_failed(self, error):
         """True if ``error`` was a peer's death, which the failure monitor has now handled."""
@@ -129,12 +139,12 @@ class Transport:
         """Send what is queued, wait for sends to complete, then end the thread."""
         self._running = False
         self._wake.set()  # always: stopping must not wait for a sleep to run out
-        if self.doorbells is not None:
-            self.doorbells.ring_self()
+        if self.host is not None:
+            self.host.ring_self()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
-        if self.doorbells is not None and not self._thread.is_alive():
-            self.doorbells.close()
+        if self.host is not None and not self._thread.is_alive():
+            self.host.close()
 
     def is_current_thread(self):
         return threading.current_thread() is self._thread
@@ -237,14 +247,14 @@ class Transport:
             if idle < HOT_POLLS:
                 time.sleep(0)
                 continue
-            deep = self.doorbells is not None and time.perf_counter() - self._last_received >= DEEP_IDLE
+            deep = self.host is not None and time.perf_counter() - self._last_received >= DEEP_IDLE
             # Announce the sleep before the last look at the outbox: a sender that
             # missed the flag queued its message before this look.
             self._sleeping = _DEEP if deep else _LIGHT
             if not self._outbox:
                 if not deep:
                     self._wake.wait(min(MAX_IDLE_SLEEP, 2e-6 * 1.25 ** (idle - HOT_POLLS)))
-                elif self.doorbells.wait(DEEP_SLEEP):
+                elif self.host.wait(DEEP_SLEEP):
                     # Rung: the message may be a moment behind its ring. Poll hot, then light,
                     # for DEEP_IDLE, as if it had come (and a peer that rang will not ring again soon).
                     self._last_received = time.perf_counter()
@@ -256,6 +266,8 @@ class Transport:
         """Send what is queued, receive and handle what arrived (progress lock held)."""
         busy = self._flush()
         busy = self._drain(status) or busy
+        if self._mail:
+            busy = self._drain_mail() or busy
         if self._inflight:
             with self._send_lock:
                 self._inflight = [r for r in self._inflight if not self._test(r)]
@@ -287,6 +299,11 @@ class Transport:
                 continue
             if self.failures is not None and dest in self.failures.dead:
                 continue
+            if dest in self._mail:
+                self.host.send(dest, pickle.dumps(messages, pickle.HIGHEST_PROTOCOL))
+                self.stats["sent_batches"] += 1
+                self.stats["sent_messages"] += len(messages)
+                continue
             try:
                 self._inflight.append(self.comm.isend(messages, dest, TAG))
             except mpi().Exception as error:
@@ -295,10 +312,10 @@ class Transport:
                 continue
             self.stats["sent_batches"] += 1
             self.stats["sent_messages"] += len(messages)
-            if self.doorbells is not None:
+            if self.host is not None:
                 now = time.perf_counter()
                 if now - self._last_sent.get(dest, 0.0) >= RING_GAP:
-                    self.doorbells.ring(dest)   # it may sleep on its doorbell
+                    self.host.ring(dest)   # it may sleep on its socket
                 self._last_sent[dest] = now
         return True
 
@@ -312,6 +329,21 @@ class Transport:
             self._last_received = time.perf_counter()
             self.stats["received_batches"] += 1
             self._deliver(status.Get_source(), batch)
+            got = True
+        return got
+
+    def _drain_mail(self):
+        """Send what receivers' full queues refused before; receive and handle the batches that
+        came through the host socket."""
+        if self.host.backlog:
+            with self._send_lock:
+                self.host.send_unsent()
+        got = False
+        for source, data in self.host.receive():
+            batch = pickle.loads(data)
+            self._last_received = time.perf_counter()
+            self.stats["received_batches"] += 1
+            self._deliver(source, batch)
             got = True
         return got
 
@@ -352,7 +384,7 @@ class Transport:
         with self._progress_lock:
             self._flush()
             deadline = time.monotonic() + 10.0
-            while self._inflight and time.monotonic() < deadline:
+            while (self._inflight or (self._mail and self.host.backlog)) and time.monotonic() < deadline:
                 with self._send_lock:
                     self._inflight = [r for r in self._inflight if not self._test(r)]
                 try:
@@ -360,6 +392,8 @@ class Transport:
                 except mpi().Exception as error:
                     if not self._peer_failed(error):
                         raise
+                if self._mail:
+                    self._drain_mail()
                 time.sleep(1e-4)
 
 

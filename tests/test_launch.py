@@ -164,7 +164,7 @@ print("after_idle", len(ray.get([noop.remote() for _ in range(100)])))
 
 @pytest.mark.parametrize("doorbells", ["1", "0"])
 def test_idle_ranks_do_not_spin(tmp_path, doorbells):
-    proc = run_app(tmp_path, IDLE, env={"MPIRT_DOORBELLS": doorbells})
+    proc = run_app(tmp_path, IDLE, env={"MPIRT_HOST_SOCKETS": doorbells})
     assert proc.returncode == 0, proc.stderr
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
     assert int(lines["ranks"]) == 4  # head, two workers, driver
@@ -173,7 +173,7 @@ def test_idle_ranks_do_not_spin(tmp_path, doorbells):
     assert float(lines["max_idle_cpu"]) < 0.3, proc.stdout
     if doorbells == "1":
         # idle ranks sleep on their doorbells (one wake-up per DEEP_SLEEP, 50/s) instead of
-        # polling MPI every millisecond (1,000/s and more, what MPIRT_DOORBELLS=0 shows)
+        # polling MPI every millisecond (1,000/s and more, what MPIRT_HOST_SOCKETS=0 shows)
         assert float(lines["max_worker_wakeups_per_s"]) < 250, proc.stdout
 
 
@@ -206,3 +206,37 @@ print("ok")
     assert proc.stdout.count("rejected") == 4
     assert "unexpected keyword argument 'bogus'" in proc.stdout
     assert "twice" in proc.stdout and "ok" in proc.stdout
+
+
+LARGE_BATCHES = """
+import os, mpirt
+from mpirt.launch import runtime_for_call
+
+mpirt.init(num_cpus=2)
+
+@mpirt.remote
+def reverse(blob, i):
+    return blob[::-1], i
+
+# 90 KB each way stays inline (below the store's 100 KB), so pipelined tasks make batches of
+# megabytes between the driver and the workers: many fragments, receivers' queues full at times.
+blobs = [os.urandom(90_000) for _ in range(8)]
+results = mpirt.get([reverse.remote(blobs[i % 8], i) for i in range(300)])
+assert all(blob == blobs[i % 8][::-1] and j == i for i, (blob, j) in enumerate(results))
+host = runtime_for_call().transport.host
+print("mail_peers", len(host.mail_peers))
+print("fragments", host.fragments_sent, "refusals", host.refusals)
+print("all back")
+"""
+
+
+@pytest.mark.parametrize("mail", ["1", "0"])
+def test_driver_batches_through_host_sockets_or_mpi(tmp_path, mail):
+    """A spawning driver's batches travel through host sockets (MPIRT_SOCKET_MAIL=0: over MPI's
+    TCP link); large ones arrive whole and in order either way."""
+    proc = run_app(tmp_path, LARGE_BATCHES, env={"MPIRT_SOCKET_MAIL": mail}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "all back" in proc.stdout
+    assert f"mail_peers {3 if mail == '1' else 0}" in proc.stdout   # head and two workers
+    fragments = int(proc.stdout.split("fragments ")[1].split()[0])
+    assert (fragments > 0) == (mail == "1"), proc.stdout

@@ -1,0 +1,209 @@
+"""One Unix datagram socket per rank of a one-host job: doorbell, and mailbox where MPI is slow.
+
+Doorbell. MPI cannot wake a sleeping thread: a rank hears a message only when it
+next polls, so an idle rank had to poll every millisecond, and on a small machine
+those wake-ups land on the cores that busy ranks need (each idle rank cost ~5 % of a
+core and tens of microseconds of latency to the ranks it preempted). Now an idle rank
+sleeps in ``select`` on its socket, and a rank that sends it an MPI message after a
+quiet spell also sends one byte to the socket (the rule is in ``transport.py``).
+
+Mailbox. A plain ``python app.py`` spawns its ranks (``MPI_Comm_spawn``), and Open MPI
+links a parent and its spawned job over TCP, not shared memory: a small message's
+round trip took 33-36 us between the driver and a worker, 10.4 us between two workers.
+The driver and the spawned ranks therefore send each other their batches through
+these sockets (10.5 us per round trip), and a batch arriving also wakes a sleeping
+rank. Batches larger than a datagram travel as fragments; the kernel keeps each
+sender's datagrams in order and loses none, and a full queue (``EAGAIN``) keeps the
+rest queued here until the receiver has drained it.
+
+Sockets use Linux's abstract namespace (nothing to clean up) under a random per-job
+token. They are on only when every rank runs on one host and every rank can reach
+every other's socket; otherwise (several hosts, no abstract sockets: macOS,
+``MPIRT_HOST_SOCKETS=0``) ``open`` returns None, idle ranks keep polling every millisecond
+and all batches go over MPI.
+"""
+import collections
+import os
+import select
+import socket
+import sys
+
+from ._mpi_env import mpi
+
+_HELLO, _RING = b"?", b"!"
+_WHOLE, _MORE, _LAST = b"W", b"M", b"L"   # a batch in one datagram; a fragment, more follow; the last one
+FRAGMENT = 1 << 16
+_RECEIVE_LIMIT = 64                        # datagrams read per receive() call
+
+
+class HostSocket:
+    """This rank's socket and the addresses of the others' (one host)."""
+
+    def __init__(self, sock, addresses, rank):
+        self._sock = sock
+        self._addresses = addresses                # rank -> socket address
+        self._rank_of = {address: r for r, address in enumerate(addresses)}
+        self._own = addresses[rank]
+        self.mail_peers = frozenset()              # ranks whose batches travel through the sockets
+        self._unsent = collections.defaultdict(collections.deque)   # rank -> datagrams its queue refused
+        self._fragments = {}                       # rank -> fragments of a batch being received
+        self.backlog = False                       # some datagrams wait for room in a receiver's queue
+        self.rings = 0
+        self.fragments_sent = 0
+        self.refusals = 0                          # sends a full receiver queue refused (retried later)
+
+    @classmethod
+    def open(cls, comm):
+        """Collective: a socket for every rank, or None on every rank where they cannot work."""
+        MPI = mpi()
+        rank = comm.Get_rank()
+        token = comm.bcast(os.urandom(8).hex() if rank == 0 else None, root=0)
+        hosts = comm.allgather(socket.gethostname())
+        addresses = [f"\0mpirt-{token}-{r}".encode() for r in range(comm.Get_size())]
+        wanted = os.environ.get("MPIRT_HOST_SOCKETS", "1") != "0"
+        one_host = len(set(hosts)) == 1
+        sock = _bind(addresses[rank]) if wanted and one_host and sys.platform.startswith("linux") else None
+        if not comm.allreduce(sock is not None, op=MPI.LAND):
+            _close(sock)
+            return None
+        host = cls(sock, addresses, rank)
+        # Every rank must reach every other's socket (same network namespace: containers may differ).
+        reachable = all(host._send_datagram(addresses[r], (_HELLO,)) for r in range(len(addresses)) if r != rank)
+        if not comm.allreduce(reachable, op=MPI.LAND):
+            host.close()
+            return None
+        # The hellos stay queued: reading drops them like rings (dropping them here could drop a
+        # batch that a faster rank already sent).
+        host.rings = 0
+        return host
+
+    # -- doorbell ------------------------------------------------------------------
+    def ring(self, rank):
+        """Wake ``rank`` if it sleeps on its socket (if not, it finds one byte there next time)."""
+        self._send_datagram(self._addresses[rank], (_RING,))
+
+    def ring_self(self):
+        self._send_datagram(self._own, (_RING,))
+
+    def wait(self, timeout):
+        """Sleep until a datagram comes or ``timeout`` seconds passed; True if one came. Rings are
+        dropped here when no batch can come this way; else ``receive`` reads them with the batches.
+        A ring may come just before its MPI message is visible."""
+        try:
+            readable, _, _ = select.select((self._sock,), (), (), timeout)
+        except (OSError, ValueError):  # closed by stop() meanwhile
+            return False
+        if readable and not self.mail_peers:
+            self._drop_all()
+        return bool(readable)
+
+    # -- mailbox -------------------------------------------------------------------
+    def send(self, rank, payload):
+        """Queue the pickled batch ``payload`` for ``rank`` and send what its queue accepts."""
+        datagrams = self._unsent[rank]
+        if len(payload) <= FRAGMENT:
+            datagrams.append((_WHOLE, payload))
+        else:
+            view = memoryview(payload)
+            for start in range(0, len(payload), FRAGMENT):
+                datagrams.append((_MORE if start + FRAGMENT < len(payload) else _LAST, view[start:start + FRAGMENT]))
+            self.fragments_sent += (len(payload) + FRAGMENT - 1) // FRAGMENT
+        self._send_queued(rank, datagrams)
+
+    def send_unsent(self):
+        """Retry datagrams that receivers' full queues refused (``backlog`` says whether some still wait)."""
+        waiting = False
+        for rank, datagrams in self._unsent.items():
+            if datagrams:
+                self._send_queued(rank, datagrams)
+                waiting = waiting or bool(datagrams)
+        self.backlog = waiting
+
+    def forget(self, rank):
+        self._unsent.pop(rank, None)
+        self._fragments.pop(rank, None)
+
+    def receive(self):
+        """The batches (source rank, pickled bytes) that arrived whole; rings are dropped."""
+        batches = []
+        sock = self._sock
+        for _ in range(_RECEIVE_LIMIT):
+            try:
+                data, address = sock.recvfrom(FRAGMENT + 1)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:   # closed by stop()
+                break
+            kind = data[:1]
+            if kind == _WHOLE:
+                batches.append((self._rank_of[address], memoryview(data)[1:]))
+            elif kind == _MORE or kind == _LAST:
+                source = self._rank_of[address]
+                parts = self._fragments.setdefault(source, [])
+                parts.append(memoryview(data)[1:])
+                if kind == _LAST:
+                    del self._fragments[source]
+                    batches.append((source, b"".join(parts)))
+        return batches
+
+    def close(self):
+        _close(self._sock)
+
+    # -- internals -------------------------------------------------------------------
+    def _send_queued(self, rank, datagrams):
+        address = self._addresses[rank]
+        sock = self._sock
+        while datagrams:
+            try:
+                sock.sendmsg(datagrams[0], (), 0, address)
+            except (BlockingIOError, InterruptedError):
+                self.backlog = True
+                self.refusals += 1
+                return             # its queue is full: retried by send_unsent()
+            except OSError:        # the rank is gone: what it would have got is moot
+                datagrams.clear()
+                return
+            datagrams.popleft()
+
+    def _send_datagram(self, address, parts):
+        """True if ``address`` is a live socket (a full queue counts: it will wake anyway)."""
+        try:
+            self._sock.sendmsg(parts, (), 0, address)
+            self.rings += 1
+            return True
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:   # gone (ConnectionRefused, FileNotFound) or unreachable
+            return False
+
+    def _drop_all(self):
+        try:
+            while self._sock.recv(FRAGMENT + 1):
+                pass
+        except OSError:   # BlockingIOError: empty
+            pass
+
+
+def _bind(address):
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    except OSError:
+        return None
+    try:
+        sock.bind(address)
+        sock.setblocking(False)
+        # Room for a burst of full fragments (the kernel caps these at net.core.[wr]mem_max).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    except OSError:   # no abstract namespace (not Linux)
+        sock.close()
+        return None
+    return sock
+
+
+def _close(sock):
+    if sock is not None:
+        try:
+            sock.close()
+        except OSError:
+            pass

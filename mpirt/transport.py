@@ -31,7 +31,7 @@ POLL_GRACE = 1e-3        # the progress thread keeps out this long after a threa
 DEEP_IDLE = 4e-3
 RING_GAP = 2e-3
 DEEP_SLEEP = 0.02        # tickers of an idle rank run this late at most
-_LIGHT, _DEEP = 1, 2     # values of Transport._sleeping besides False
+_LIGHT, _SOCKET = 1, 2   # values of Transport._sleeping besides False: on the wake Event, on the host socket
 
 
 class Transport:
@@ -60,7 +60,7 @@ class Transport:
         self._poll_status = None      # pollers take turns (progress lock): one MPI.Status serves them all
         self._tickers = []
         self._running = False
-        self._sleeping = False        # or _LIGHT (on the wake Event) or _DEEP (on the host socket)
+        self._sleeping = False        # or _LIGHT (on the wake Event) or _SOCKET (on the host socket)
         self.host = None              # a host_socket.HostSocket once enable_host_socket() ran
         self._mail = frozenset()      # ranks whose batches go through the host sockets
         self._last_sent = {}          # rank -> when a batch last left for it (perf_counter)
@@ -114,7 +114,7 @@ class Transport:
 
     def _wake_up(self):
         """Wake the progress thread from whichever sleep it is in."""
-        if self._sleeping == _DEEP:
+        if self._sleeping == _SOCKET:
             self.host.ring_self()
         else:
             self._wake.set()
@@ -248,13 +248,16 @@ class Transport:
                 time.sleep(0)
                 continue
             deep = self.host is not None and time.perf_counter() - self._last_received >= DEEP_IDLE
-            # Announce the sleep before the last look at the outbox: a sender that
-            # missed the flag queued its message before this look.
-            self._sleeping = _DEEP if deep else _LIGHT
+            light_sleep = min(MAX_IDLE_SLEEP, 2e-6 * 1.25 ** (idle - HOT_POLLS))
+            # On the socket if batches come that way (they wake it), else on the wake Event. Announce
+            # the sleep before the last look at the outbox: a sender that missed the flag queued its
+            # message before this look.
+            on_socket = deep or bool(self._mail)
+            self._sleeping = _SOCKET if on_socket else _LIGHT
             if not self._outbox:
-                if not deep:
-                    self._wake.wait(min(MAX_IDLE_SLEEP, 2e-6 * 1.25 ** (idle - HOT_POLLS)))
-                elif self.host.wait(DEEP_SLEEP):
+                if not on_socket:
+                    self._wake.wait(light_sleep)
+                elif self.host.wait(DEEP_SLEEP if deep else light_sleep):
                     # Rung: the message may be a moment behind its ring. Poll hot, then light,
                     # for DEEP_IDLE, as if it had come (and a peer that rang will not ring again soon).
                     self._last_received = time.perf_counter()

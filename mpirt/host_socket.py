@@ -23,6 +23,7 @@ every other's socket; otherwise (several hosts, no abstract sockets: macOS,
 and all batches go over MPI.
 """
 import collections
+import errno
 import os
 import select
 import socket
@@ -34,6 +35,8 @@ _HELLO, _RING = b"?", b"!"
 _WHOLE, _MORE, _LAST = b"W", b"M", b"L"   # a batch in one datagram; a fragment, more follow; the last one
 FRAGMENT = 1 << 16
 _RECEIVE_LIMIT = 64                        # datagrams read per receive() call
+_SELECT_LIMIT = 1024                       # FD_SETSIZE: select() takes no descriptor from here up
+_GONE = (errno.ECONNREFUSED, errno.ENOENT)  # the receiving rank's socket is closed
 
 
 class HostSocket:
@@ -44,6 +47,12 @@ class HostSocket:
         self._addresses = addresses                # rank -> socket address
         self._rank_of = {address: r for r, address in enumerate(addresses)}
         self._own = addresses[rank]
+        # select() sleeps to the microsecond but only takes descriptors below FD_SETSIZE (an
+        # application with many open files pushes ours above); poll() takes any, in milliseconds.
+        self._poller = None
+        if sock.fileno() >= _SELECT_LIMIT:
+            self._poller = select.poll()
+            self._poller.register(sock, select.POLLIN)
         self.mail_peers = frozenset()              # ranks whose batches travel through the sockets
         self._unsent = collections.defaultdict(collections.deque)   # rank -> datagrams its queue refused
         self._fragments = {}                       # rank -> fragments of a batch being received
@@ -90,8 +99,11 @@ class HostSocket:
         dropped here when no batch can come this way; else ``receive`` reads them with the batches.
         A ring may come just before its MPI message is visible."""
         try:
-            readable, _, _ = select.select((self._sock,), (), (), timeout)
-        except (OSError, ValueError):  # closed by stop() meanwhile
+            if self._poller is None:
+                readable = select.select((self._sock,), (), (), timeout)[0]
+            else:
+                readable = [fd for fd, events in self._poller.poll(timeout * 1e3) if events & select.POLLIN]
+        except OSError:  # closed by stop() meanwhile
             return False
         if readable and not self.mail_peers:
             self._drop_all()
@@ -111,13 +123,17 @@ class HostSocket:
         self._send_queued(rank, datagrams)
 
     def send_unsent(self):
-        """Retry datagrams that receivers' full queues refused (``backlog`` says whether some still wait)."""
-        waiting = False
+        """Retry datagrams that receivers' full queues refused (``backlog`` says whether some
+        still wait); True if some left."""
+        waiting = sent = False
         for rank, datagrams in self._unsent.items():
             if datagrams:
+                before = len(datagrams)
                 self._send_queued(rank, datagrams)
+                sent = sent or len(datagrams) < before
                 waiting = waiting or bool(datagrams)
         self.backlog = waiting
+        return sent
 
     def forget(self, rank):
         self._unsent.pop(rank, None)
@@ -134,15 +150,17 @@ class HostSocket:
                 break
             except OSError:   # closed by stop()
                 break
+            source = self._rank_of.get(address)
+            if source is None:   # not from a rank of this job
+                continue
             kind = data[:1]
             if kind == _WHOLE:
-                batches.append((self._rank_of[address], memoryview(data)[1:]))
+                batches.append((source, memoryview(data)[1:]))
             elif kind == _MORE or kind == _LAST:
-                source = self._rank_of[address]
                 parts = self._fragments.setdefault(source, [])
                 parts.append(memoryview(data)[1:])
                 if kind == _LAST:
-                    del self._fragments[source]
+                    self._fragments.pop(source, None)
                     batches.append((source, b"".join(parts)))
         return batches
 
@@ -160,8 +178,12 @@ class HostSocket:
                 self.backlog = True
                 self.refusals += 1
                 return             # its queue is full: retried by send_unsent()
-            except OSError:        # the rank is gone: what it would have got is moot
-                datagrams.clear()
+            except OSError as error:
+                if error.errno in _GONE:   # the rank is gone: what it would have got is moot
+                    datagrams.clear()
+                else:              # short of kernel memory (ENOBUFS, ENOMEM): retried later
+                    self.backlog = True
+                    self.refusals += 1
                 return
             datagrams.popleft()
 

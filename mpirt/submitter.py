@@ -12,6 +12,7 @@ import time
 from .exceptions import ErrorPayload, TaskCancelledError, WorkerCrashedError
 from .object_ref import ObjectRef
 from .runtime import HEAD_RANK
+from .scheduler.resources import fits
 from .serialization import dumps
 from .store.device import DeviceObject
 from .store.manager import StoreLocation
@@ -27,6 +28,9 @@ STEAL_AFTER_SECONDS = 0.01
 # An idle lease is kept this long before it goes back, so a loop of synchronous
 # calls does not pay a round trip to the head per task.
 LEASE_LINGER_SECONDS = 0.01
+# A task preferring another worker rank (locality) waits this long for a lease there; then
+# an idle lease anywhere takes it (that rank may be busy with long tasks).
+PREFERENCE_WAIT_SECONDS = 2e-3
 
 
 class FunctionDescriptor:
@@ -43,7 +47,7 @@ class FunctionDescriptor:
 class TaskRecord:
     __slots__ = (
         "task_id", "function", "args_blob", "dep_refs", "deps_left", "return_ids", "key", "shape",
-        "state", "retries_left", "retry_exceptions", "lease", "name", "preferred", "near_actor",
+        "state", "retries_left", "retry_exceptions", "lease", "name", "preferred", "near_actor", "queued_at",
     )
 
 
@@ -129,9 +133,13 @@ class TaskSubmitter:
 
     def _enqueue(self, rec):
         rec.state = QUEUED
-        rec.preferred = self._holder_of_largest_argument(rec)
-        if rec.preferred is None and rec.near_actor is not None:
-            rec.preferred = self.rt.actors.location_of(rec.near_actor)  # its calls then skip MPI
+        rec.queued_at = time.monotonic()
+        preferred = self._holder_of_largest_argument(rec)
+        if preferred is None and rec.near_actor is not None:
+            preferred = self.rt.actors.location_of(rec.near_actor)  # its calls then skip MPI
+        if preferred is not None and not fits(self.rt.cluster.resources_by_rank.get(preferred, {}), rec.shape):
+            preferred = None   # that rank could never run it: no point waiting for it
+        rec.preferred = preferred
         self.queues[rec.key].append(rec)
         self._pump(rec.key)
 
@@ -155,11 +163,12 @@ class TaskSubmitter:
         average = self.task_seconds.get(key)
         short = average is not None and average < SHORT_TASK_SECONDS
         now = time.monotonic()
+        workers = self.rt.cluster.worker_ranks
         for lease in leases:
             # Pipeline only on a lease whose tasks are short and still completing.
             depth = PIPELINE_DEPTH if short and now - lease.last_progress < SHORT_TASK_SECONDS else 1
             while queue and lease.inflight < depth:
-                rec = self._next_for(queue, lease.worker, lease.inflight > 0, lease.fresh, self.rt.cluster.worker_ranks)
+                rec = self._next_for(queue, lease.worker, lease.inflight > 0, lease.fresh, workers, now)
                 if rec is None:
                     break
                 if rec.state == QUEUED:
@@ -178,19 +187,22 @@ class TaskSubmitter:
                 self.rt.send(HEAD_RANK, ("lease_req", key, self.shapes[key], preferred))
 
     @staticmethod
-    def _next_for(queue, worker, pipelined, fresh, workers, lookahead=8):
+    def _next_for(queue, worker, pipelined, fresh, workers, now, lookahead=8):
         """The next queued task for a lease on ``worker``: among the first few, one that prefers
         ``worker``; else the oldest that prefers no other worker rank. A task preferring another
         worker waits for a lease of its own (the request names its preference, and the head
-        grants that rank when it has room), except on a ``fresh`` lease that is idle: the head
-        just placed it, and found no room there. None if nothing should go to this lease now."""
+        grants that rank when it has room), except on a lease that is idle and either ``fresh``
+        (the head just placed it, and found no room there) or the task has waited
+        ``PREFERENCE_WAIT_SECONDS``. None if nothing should go to this lease now."""
         fallback = None
         for i in range(min(lookahead, len(queue))):
-            preferred = queue[i].preferred
+            rec = queue[i]
+            preferred = rec.preferred
             if preferred == worker:
                 fallback = i
                 break
-            if fallback is None and (preferred is None or preferred not in workers or (fresh and not pipelined)):
+            if fallback is None and (preferred is None or preferred not in workers or (
+                    not pipelined and (fresh or now - rec.queued_at >= PREFERENCE_WAIT_SECONDS))):
                 fallback = i
         if fallback is None:
             return None
@@ -228,7 +240,9 @@ class TaskSubmitter:
         """Return leases idle for a while; take back tasks stuck behind a long one."""
         now = time.monotonic()
         with self.rt.lock:
-            for leases in self.leases.values():
+            for key, leases in self.leases.items():
+                if self.queues[key] and any(lease.inflight == 0 for lease in leases):
+                    self._pump(key)   # tasks that waited for their preferred rank long enough go now
                 for lease in list(leases):
                     if lease.inflight == 0:
                         if now - lease.idle_since > LEASE_LINGER_SECONDS:

@@ -31,6 +31,7 @@ POLL_GRACE = 1e-3        # the progress thread keeps out this long after a threa
 DEEP_IDLE = 4e-3
 RING_GAP = 2e-3
 DEEP_SLEEP = 0.02        # tickers of an idle rank run this late at most
+BACKLOG_SLEEP = 5e-5     # longest sleep while a receiver's full queue holds back some of our datagrams
 _LIGHT, _SOCKET = 1, 2   # values of Transport._sleeping besides False: on the wake Event, on the host socket
 
 
@@ -214,7 +215,7 @@ class Transport:
             self._polled_until = time.perf_counter() + POLL_GRACE if success else 0.0
             self._polling = False
             self._progress_lock.release()
-            if not success or self._outbox:
+            if not success or self._outbox or (self.host is not None and self.host.backlog):
                 self._wake_up()
 
     # -- progress thread -------------------------------------------------
@@ -231,6 +232,7 @@ class Transport:
                     self._tick()
                 self._wake.wait(POLL_GRACE)
                 continue
+            checked = time.perf_counter()   # all that came before this is handled below
             with self._progress_lock:
                 try:
                     busy = self._step(status)
@@ -247,8 +249,14 @@ class Transport:
             if idle < HOT_POLLS:
                 time.sleep(0)
                 continue
-            deep = self.host is not None and time.perf_counter() - self._last_received >= DEEP_IDLE
             light_sleep = min(MAX_IDLE_SLEEP, 2e-6 * 1.25 ** (idle - HOT_POLLS))
+            # Deep only if nothing came for DEEP_IDLE before the last look (not before now: tickers
+            # may have run long since, and a peer that sent meanwhile did not ring). Never while
+            # datagrams wait for room in a receiver's queue: retry those soon.
+            backlog = self.host is not None and self.host.backlog
+            deep = self.host is not None and not backlog and checked - self._last_received >= DEEP_IDLE
+            if backlog:
+                light_sleep = min(light_sleep, BACKLOG_SLEEP)
             # On the socket if batches come that way (they wake it), else on the wake Event. Announce
             # the sleep before the last look at the outbox: a sender that missed the flag queued its
             # message before this look.
@@ -338,10 +346,10 @@ class Transport:
     def _drain_mail(self):
         """Send what receivers' full queues refused before; receive and handle the batches that
         came through the host socket."""
+        got = False
         if self.host.backlog:
             with self._send_lock:
-                self.host.send_unsent()
-        got = False
+                got = self.host.send_unsent()   # progress: keep polling hot
         for source, data in self.host.receive():
             batch = pickle.loads(data)
             self._last_received = time.perf_counter()

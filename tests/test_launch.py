@@ -111,7 +111,14 @@ os.kill(os.getpid(), 9)
 
 
 IDLE = """
-import os, time, mpirt as ray
+import os, resource, time, mpirt as ray
+if os.environ.get("MPIRT_TEST_HIGH_FDS"):
+    # An application with many files open: the driver's host socket gets a descriptor above
+    # FD_SETSIZE (1024), which select() cannot take.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(1200, hard), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
 ray.init(num_cpus=2)
 
 def rank_pids():
@@ -162,9 +169,9 @@ print("after_idle", len(ray.get([noop.remote() for _ in range(100)])))
 """
 
 
-@pytest.mark.parametrize("doorbells", ["1", "0"])
-def test_idle_ranks_do_not_spin(tmp_path, doorbells):
-    proc = run_app(tmp_path, IDLE, env={"MPIRT_HOST_SOCKETS": doorbells})
+@pytest.mark.parametrize("doorbells,high_fds", [("1", ""), ("0", ""), ("1", "1")])
+def test_idle_ranks_do_not_spin(tmp_path, doorbells, high_fds):
+    proc = run_app(tmp_path, IDLE, env={"MPIRT_HOST_SOCKETS": doorbells, "MPIRT_TEST_HIGH_FDS": high_fds})
     assert proc.returncode == 0, proc.stderr
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
     assert int(lines["ranks"]) == 4  # head, two workers, driver

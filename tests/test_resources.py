@@ -115,3 +115,31 @@ def test_per_rank_resources_from_environment_and_slurm_under_mpirun(tmp_path):
     out = proc.stdout
     assert "resources [('CPU', 4.0), ('GPU', 2.0), ('disk', 4.0)]" in out  # 2 worker ranks x (2 CPU, 1 GPU, 2 disk)
     assert "('0', [0])" in out and "('1', [1])" in out
+
+
+def test_a_task_waits_for_its_preferred_worker_only_briefly():
+    """The lease-matching rule (submitter._next_for): a task preferring another worker rank
+    (it holds the task's large argument, or its actor) is not sent to a busy or long-held lease
+    elsewhere, but an idle lease takes it once it has waited PREFERENCE_WAIT_SECONDS, or at once
+    if the head just granted that lease knowing the preference."""
+    from collections import deque
+    from types import SimpleNamespace
+
+    from mpirt.submitter import PREFERENCE_WAIT_SECONDS, TaskSubmitter
+
+    next_for = TaskSubmitter._next_for
+    workers = [2, 3]
+    now = 100.0
+
+    def queue(*tasks):
+        return deque(SimpleNamespace(preferred=p, queued_at=now - age) for p, age in tasks)
+
+    mine = queue((3, 0.0), (2, 0.0))
+    assert next_for(mine, 2, False, False, workers, now).preferred == 2       # its own first
+    assert next_for(queue((None, 0.0)), 2, True, False, workers, now).preferred is None
+    assert next_for(queue((0, 0.0)), 2, True, False, workers, now).preferred == 0  # the driver: not a worker
+    young, old = queue((3, 0.0)), queue((3, 2 * PREFERENCE_WAIT_SECONDS))
+    assert next_for(young, 2, False, False, workers, now) is None             # waits for rank 3
+    assert next_for(old, 2, True, False, workers, now) is None                # never onto a busy lease
+    assert next_for(old, 2, False, False, workers, now) is not None and not old
+    assert next_for(queue((3, 0.0)), 2, False, True, workers, now) is not None  # fresh and idle

@@ -10,6 +10,7 @@ from .scheduler.resources import make_shape
 from .store.manager import INLINE_THRESHOLD
 from .object_ref import pickle_event
 from .serialization import dumps, pack_arguments
+from .signals import holds_signals
 
 ACTOR_OPTIONS = {
     "num_cpus": None,
@@ -97,6 +98,7 @@ class ActorClass:
         validate_actor_options(options, f"{self._cls.__qualname__}.options()")
         return WithOptions(self._create, {**self._options, **options})
 
+    @holds_signals
     def _create(self, args, kwargs, options):
         rt = runtime_for_call()
         name = self._cls.__name__
@@ -199,6 +201,7 @@ class ActorMethod:
             raise ValueError(f"num_returns must be an integer >= 0, got {count!r}")
         return WithOptions(self._submit, count)
 
+    @holds_signals
     def _submit(self, args, kwargs, num_returns):
         rt = runtime_for_call()
         handle = self._handle
@@ -246,6 +249,7 @@ def _required_parameters(signature):
     return getattr(signature, "required", True)
 
 
+@holds_signals
 def get_actor(name, namespace=None):
     """The handle of the actor created with ``options(name=name)``; ValueError if there is none."""
     if not isinstance(name, str) or not name:
@@ -258,6 +262,7 @@ def get_actor(name, namespace=None):
     return ActorHandle(*state)
 
 
+@holds_signals
 def kill(actor, *, no_restart=True):
     """End an actor now; its pending and later calls raise ActorDiedError."""
     if not isinstance(actor, ActorHandle):

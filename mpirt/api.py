@@ -6,6 +6,7 @@ from .launch import runtime_for_call
 from .object_ref import ObjectRef
 from .remote_function import RemoteFunction
 from .runtime import HEAD_RANK
+from .signals import holds_signals
 from .store.manager import ObjectStoreFullError, encode
 
 
@@ -32,6 +33,7 @@ def _make_remote(target, options):
     return RemoteFunction(target, options)
 
 
+@holds_signals
 def put(value):
     """Store ``value`` and return an ObjectRef owned by this rank."""
     if isinstance(value, ObjectRef):
@@ -50,6 +52,7 @@ def put(value):
         return ObjectRef(object_id)
 
 
+@holds_signals
 def get(object_refs, *, timeout=None):
     """The value(s) of ``object_refs`` (a ref or a list of refs), waiting for them.
 
@@ -70,6 +73,7 @@ def get(object_refs, *, timeout=None):
     return values[0] if single else values
 
 
+@holds_signals
 def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     """Split ``object_refs`` into (ready, not_ready) once ``num_returns`` are ready
     or ``timeout`` seconds passed; both lists keep the input order."""
@@ -93,6 +97,7 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     return ready, not_ready
 
 
+@holds_signals
 def cancel(object_ref, *, force=False, recursive=True):
     """Cancel the task that produces ``object_ref``; ``get`` then raises TaskCancelledError.
 

@@ -250,6 +250,7 @@ def _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver
 def _start_driver(rt):
     rt.handlers["log"] = log_forward.print_forwarded
     signals.driver_exits_cleanly_on_sigterm()
+    signals.driver_holds_signals()
     if rt.launch.mode == "mpirun" and not rt.failures.enabled and not os.environ.get("MPIRT_QUIET"):
         sys.stderr.write(f"mpirt: without ULFM a worker rank that dies ends the whole job; {fault.ENABLE_HINT}\n")
     rt.start()
@@ -333,6 +334,7 @@ def _release_communicators(rt):
         launch.comm.Free()
 
 
+@signals.holds_signals
 def shutdown():
     """Stop every rank of this session. ``init()`` may be called again afterwards."""
     global _runtime, _mpirun_session_ended

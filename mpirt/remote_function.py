@@ -7,6 +7,7 @@ import os
 from .launch import runtime_for_call
 from .scheduler.resources import make_shape, shape_key
 from .serialization import dumps, pack_arguments
+from .signals import holds_signals
 from .store.manager import INLINE_THRESHOLD
 from .submitter import FunctionDescriptor
 
@@ -110,6 +111,7 @@ class RemoteFunction:
             self._default_shape = result
         return result
 
+    @holds_signals
     def _submit(self, args, kwargs, options):
         rt = runtime_for_call()
         name = options["name"] or self._function.__name__

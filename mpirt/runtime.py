@@ -17,6 +17,7 @@ from .object_ref import make_object_id, session_of
 from .objects import ObjectTable
 from .scheduler.resources import ClusterView
 from .serialization import loads
+from .signals import HOLD
 from .store.device import DeviceObject
 from .store.manager import StoreLocation
 from .threads import handoffs
@@ -32,6 +33,7 @@ task_context = threading.local()
 GC_THRESHOLD = 20_000
 # Seconds a thread about to wait for a reply drives MPI itself first (``Transport.poll``).
 POLL_BUDGET = float(os.environ.get("MPIRT_POLL_BUDGET", 0.001))
+SIGNAL_CHECK = 0.1   # a blocked get/wait looks for held signals (signals.HOLD) this often
 
 
 def _tune_gc():
@@ -187,25 +189,30 @@ class Runtime:
             if self.transport.poll(lambda: waiter.done, budget):
                 tracing.record("wait", "get" if fail_fast else "wait", waited_from, tracing.now(), objects=len(refs))
                 return entries
-        with self.lock:
-            if waiter.done:
-                tracing.record("wait", "get" if fail_fast else "wait", waited_from, tracing.now(), objects=len(refs))
-                return entries
-            blocked = self._enter_blocked()
-            try:
-                while not waiter.done:
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        if not fail_fast:
-                            break
-                        raise GetTimeoutError(f"get() timed out after {timeout} s")
-                    self.cond.wait(remaining if remaining is not None else 1.0)
-            finally:
-                if blocked:
-                    self._exit_blocked()
-                tracing.record("wait", "get" if fail_fast else "wait", waited_from, tracing.now(),
-                                objects=len(refs))
-            return entries
+        while True:
+            with self.lock:
+                if waiter.done:
+                    tracing.record("wait", "get" if fail_fast else "wait", waited_from, tracing.now(),
+                                   objects=len(refs))
+                    return entries
+                blocked = self._enter_blocked()
+                try:
+                    while not waiter.done and not HOLD.pending_here():
+                        remaining = None if deadline is None else deadline - time.monotonic()
+                        if remaining is not None and remaining <= 0:
+                            if not fail_fast:
+                                break
+                            raise GetTimeoutError(f"get() timed out after {timeout} s")
+                        # A signal held meanwhile (Ctrl-C) is seen within SIGNAL_CHECK.
+                        self.cond.wait(SIGNAL_CHECK if remaining is None else min(remaining, SIGNAL_CHECK))
+                finally:
+                    if blocked:
+                        self._exit_blocked()
+                    tracing.record("wait", "get" if fail_fast else "wait", waited_from, tracing.now(),
+                                   objects=len(refs))
+                if not HOLD.pending_here():
+                    return entries
+            HOLD.deliver()   # outside the lock; raises KeyboardInterrupt for Ctrl-C, else wait on
 
     def _enter_blocked(self):
         task = getattr(task_context, "task", None)

@@ -12,8 +12,15 @@ save, so:
   ``MPIRT_SIGNAL_GRACE`` seconds (default 60) they exit on their own;
 - the driver turns SIGTERM, when nobody has installed a handler for it, into
   ``SystemExit(143)``: ``finally`` blocks and ``atexit`` run, ``shutdown()``
-  ends every rank with status 0 instead of leaving them to be killed.
+  ends every rank with status 0 instead of leaving them to be killed;
+- on the driver, the handlers installed when ``init()`` runs (Python's Ctrl-C
+  handler among them) wait while the main thread is inside an mpirt call
+  (``holds_signals``): a ``KeyboardInterrupt`` between two bytecodes there could
+  leave a lock held or a task half submitted, and the job hung for good. A call
+  that blocks (``get``, ``wait``) lets them run at once, outside its locks
+  (``HOLD.pending_here``, ``HOLD.deliver``), so Ctrl-C still ends a long ``get``.
 """
+import functools
 import os
 import signal
 import sys
@@ -75,3 +82,70 @@ def _raise_system_exit(signum, frame):
     # Once is enough: a second SIGTERM during shutdown must not interrupt it.
     signal.signal(signum, signal.SIG_IGN)
     raise SystemExit(128 + signum)
+
+
+_MAIN_THREAD_ID = threading.main_thread().ident
+_HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+
+
+class _Hold:
+    """Signal handlers held back while the main thread is inside mpirt (``depth`` > 0)."""
+
+    def __init__(self):
+        self.depth = 0
+        self.pending = []   # (handler, signum, frame) that came meanwhile
+
+    def wrap(self, handler):
+        def held(signum, frame):
+            if self.depth:
+                self.pending.append((handler, signum, frame))
+            else:
+                handler(signum, frame)
+
+        held.mpirt_holds = handler
+        return held
+
+    def pending_here(self):
+        """True on the main thread when a held signal waits (a blocking call then lets it run)."""
+        return bool(self.pending) and threading.get_ident() == _MAIN_THREAD_ID
+
+    def deliver(self):
+        """Run the held handlers, now that mpirt's state is whole; the first that raises
+        (KeyboardInterrupt, SystemExit) drops the rest, as one Ctrl-C would."""
+        pending, self.pending = self.pending, []
+        for handler, signum, frame in pending:
+            handler(signum, frame)
+
+
+HOLD = _Hold()
+
+
+def holds_signals(function):
+    """Decorator for mpirt's API calls: on the main thread, signal handlers run after the call
+    (or where it blocks), not in the middle of it."""
+
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        if threading.get_ident() != _MAIN_THREAD_ID:
+            return function(*args, **kwargs)
+        HOLD.depth += 1
+        try:
+            return function(*args, **kwargs)
+        finally:
+            HOLD.depth -= 1
+            if HOLD.pending and not HOLD.depth:
+                HOLD.deliver()
+
+    return call
+
+
+def driver_holds_signals():
+    """On the driver's main thread, at ``init()``: route the Python handlers now installed for
+    the usual termination and checkpoint signals through ``HOLD`` (handlers installed later
+    run as Python runs them)."""
+    if threading.get_ident() != _MAIN_THREAD_ID:
+        return
+    for signum in _HELD_SIGNALS:
+        handler = signal.getsignal(signum)
+        if callable(handler) and not hasattr(handler, "mpirt_holds"):
+            signal.signal(signum, HOLD.wrap(handler))

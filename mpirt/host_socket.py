@@ -17,7 +17,9 @@ sender's datagrams in order and loses none, and a full queue (``EAGAIN``) keeps 
 rest queued here until the receiver has drained it.
 
 Sockets use Linux's abstract namespace (nothing to clean up) under a random per-job
-token. They are on only when every rank runs on one host and every rank can reach
+token. Abstract names have no permissions and anyone on the host can see them (and bind
+one a rank has closed), so every datagram starts with a secret cookie shared over MPI;
+a datagram without it is dropped unread. They are on only when every rank runs on one host and every rank can reach
 every other's socket; otherwise (several hosts, no abstract sockets: macOS,
 ``MPIRT_HOST_SOCKETS=0``) ``open`` returns None, idle ranks keep polling every millisecond
 and all batches go over MPI.
@@ -35,6 +37,7 @@ _HELLO, _RING = b"?", b"!"
 _WHOLE, _MORE, _LAST = b"W", b"M", b"L"   # a batch in one datagram; a fragment, more follow; the last one
 FRAGMENT = 1 << 16
 _RECEIVE_LIMIT = 64                        # datagrams read per receive() call
+_COOKIE_BYTES = 16
 _SELECT_LIMIT = 1024                       # FD_SETSIZE: select() takes no descriptor from here up
 _GONE = (errno.ECONNREFUSED, errno.ENOENT)  # the receiving rank's socket is closed
 
@@ -42,8 +45,9 @@ _GONE = (errno.ECONNREFUSED, errno.ENOENT)  # the receiving rank's socket is clo
 class HostSocket:
     """This rank's socket and the addresses of the others' (one host)."""
 
-    def __init__(self, sock, addresses, rank):
+    def __init__(self, sock, addresses, rank, cookie):
         self._sock = sock
+        self._cookie = cookie                      # starts every datagram of this job
         self._addresses = addresses                # rank -> socket address
         self._rank_of = {address: r for r, address in enumerate(addresses)}
         self._own = addresses[rank]
@@ -66,7 +70,7 @@ class HostSocket:
         """Collective: a socket for every rank, or None on every rank where they cannot work."""
         MPI = mpi()
         rank = comm.Get_rank()
-        token = comm.bcast(os.urandom(8).hex() if rank == 0 else None, root=0)
+        token, cookie = comm.bcast((os.urandom(8).hex(), os.urandom(_COOKIE_BYTES)) if rank == 0 else None, root=0)
         hosts = comm.allgather(socket.gethostname())
         addresses = [f"\0mpirt-{token}-{r}".encode() for r in range(comm.Get_size())]
         wanted = os.environ.get("MPIRT_HOST_SOCKETS", "1") != "0"
@@ -75,7 +79,7 @@ class HostSocket:
         if not comm.allreduce(sock is not None, op=MPI.LAND):
             _close(sock)
             return None
-        host = cls(sock, addresses, rank)
+        host = cls(sock, addresses, rank, cookie)
         # Every rank must reach every other's socket (same network namespace: containers may differ).
         reachable = all(host._send_datagram(addresses[r], (_HELLO,)) for r in range(len(addresses)) if r != rank)
         if not comm.allreduce(reachable, op=MPI.LAND):
@@ -113,27 +117,29 @@ class HostSocket:
     def send(self, rank, payload):
         """Queue the pickled batch ``payload`` for ``rank`` and send what its queue accepts."""
         datagrams = self._unsent[rank]
+        cookie = self._cookie
         if len(payload) <= FRAGMENT:
-            datagrams.append((_WHOLE, payload))
+            datagrams.append((cookie, _WHOLE, payload))
         else:
             view = memoryview(payload)
             for start in range(0, len(payload), FRAGMENT):
-                datagrams.append((_MORE if start + FRAGMENT < len(payload) else _LAST, view[start:start + FRAGMENT]))
+                kind = _MORE if start + FRAGMENT < len(payload) else _LAST
+                datagrams.append((cookie, kind, view[start:start + FRAGMENT]))
             self.fragments_sent += (len(payload) + FRAGMENT - 1) // FRAGMENT
         self._send_queued(rank, datagrams)
 
     def send_unsent(self):
         """Retry datagrams that receivers' full queues refused (``backlog`` says whether some
-        still wait); True if some left."""
-        waiting = sent = False
+        still wait); True if any went."""
+        waiting = went = False
         for rank, datagrams in self._unsent.items():
             if datagrams:
                 before = len(datagrams)
                 self._send_queued(rank, datagrams)
-                sent = sent or len(datagrams) < before
+                went = went or len(datagrams) < before
                 waiting = waiting or bool(datagrams)
         self.backlog = waiting
-        return sent
+        return went
 
     def forget(self, rank):
         self._unsent.pop(rank, None)
@@ -143,22 +149,24 @@ class HostSocket:
         """The batches (source rank, pickled bytes) that arrived whole; rings are dropped."""
         batches = []
         sock = self._sock
+        cookie = self._cookie
+        header = _COOKIE_BYTES + 1
         for _ in range(_RECEIVE_LIMIT):
             try:
-                data, address = sock.recvfrom(FRAGMENT + 1)
+                data, address = sock.recvfrom(FRAGMENT + header)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:   # closed by stop()
                 break
             source = self._rank_of.get(address)
-            if source is None:   # not from a rank of this job
+            if source is None or not data.startswith(cookie):   # not from a rank of this job
                 continue
-            kind = data[:1]
+            kind = data[_COOKIE_BYTES:header]
             if kind == _WHOLE:
-                batches.append((source, memoryview(data)[1:]))
+                batches.append((source, memoryview(data)[header:]))
             elif kind == _MORE or kind == _LAST:
                 parts = self._fragments.setdefault(source, [])
-                parts.append(memoryview(data)[1:])
+                parts.append(memoryview(data)[header:])
                 if kind == _LAST:
                     self._fragments.pop(source, None)
                     batches.append((source, b"".join(parts)))
@@ -190,7 +198,7 @@ class HostSocket:
     def _send_datagram(self, address, parts):
         """True if ``address`` is a live socket (a full queue counts: it will wake anyway)."""
         try:
-            self._sock.sendmsg(parts, (), 0, address)
+            self._sock.sendmsg((self._cookie, *parts), (), 0, address)
             self.rings += 1
             return True
         except (BlockingIOError, InterruptedError):
@@ -200,7 +208,7 @@ class HostSocket:
 
     def _drop_all(self):
         try:
-            while self._sock.recv(FRAGMENT + 1):
+            while self._sock.recv(FRAGMENT + _COOKIE_BYTES + 1):
                 pass
         except OSError:   # BlockingIOError: empty
             pass

@@ -56,6 +56,7 @@ def current_runtime():
     return _runtime
 
 
+@signals.holds_signals
 def init(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
          ignore_reinit_error=False, log_to_driver=True, namespace=None, **kwargs):
     """Start mpirt. Returns on the driver only; other ranks serve, then exit.
@@ -72,6 +73,8 @@ def init(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
             raise TypeError(f"init() got an unexpected keyword argument {key!r}")
     _check_init_args(num_cpus, num_gpus, resources)
     object_store_memory = _store_bytes(object_store_memory)
+    # Ctrl-C while ranks start would leave them, and this process's MPI_Finalize, waiting forever.
+    signals.driver_holds_signals()
     with _runtime_lock:
         if _runtime is not None:
             if ignore_reinit_error:

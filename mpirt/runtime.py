@@ -33,7 +33,6 @@ task_context = threading.local()
 GC_THRESHOLD = 20_000
 # Seconds a thread about to wait for a reply drives MPI itself first (``Transport.poll``).
 POLL_BUDGET = float(os.environ.get("MPIRT_POLL_BUDGET", 0.001))
-SIGNAL_CHECK = 0.1   # a blocked get/wait looks for held signals (signals.HOLD) this often
 
 
 def _tune_gc():
@@ -155,6 +154,7 @@ class Runtime:
     def _apply_ref_events(self):
         with self.lock:
             self.objects.apply_ref_events()
+            self.store.unpin_gone_views()
 
     # -- waiting for objects -------------------------------------------------
     def wait_objects(self, refs, num_required, timeout, fail_fast):
@@ -203,8 +203,8 @@ class Runtime:
                             if not fail_fast:
                                 break
                             raise GetTimeoutError(f"get() timed out after {timeout} s")
-                        # A signal held meanwhile (Ctrl-C) is seen within SIGNAL_CHECK.
-                        self.cond.wait(SIGNAL_CHECK if remaining is None else min(remaining, SIGNAL_CHECK))
+                        # A signal held meanwhile (Ctrl-C) is seen within signals.SIGNAL_CHECK.
+                        self.cond.wait(HOLD.wait_slice(1.0 if remaining is None else remaining))
                 finally:
                     if blocked:
                         self._exit_blocked()
@@ -272,10 +272,17 @@ class Runtime:
             request_id = next(self._seq)
             self._queries[request_id] = [event, None]
         self.send(dest, (kind, request_id, *payload))
-        if not event.wait(timeout):
-            raise TimeoutError(f"rank {dest} did not answer {kind} within {timeout} s")
-        with self.lock:
-            return self._queries.pop(request_id)[1]
+        deadline = time.monotonic() + timeout
+        try:
+            while not event.wait(HOLD.wait_slice(deadline - time.monotonic())):
+                if HOLD.pending_here():
+                    HOLD.deliver()   # Ctrl-C: raises; else wait on
+                elif time.monotonic() >= deadline:
+                    raise TimeoutError(f"rank {dest} did not answer {kind} within {timeout} s")
+            return self._queries[request_id][1]
+        finally:
+            with self.lock:
+                self._queries.pop(request_id, None)
 
     def _on_timeline_query(self, source, request_id):
         self.send(source, ("query_reply", request_id, list(tracing.events)))

@@ -85,6 +85,8 @@ def _raise_system_exit(signum, frame):
 
 
 _MAIN_THREAD_ID = threading.main_thread().ident
+SIGNAL_CHECK = 0.1   # a blocked call on the main thread looks for held signals this often
+RESEND_AFTER = 0.01  # held signals behind one whose handler raised come again this much later
 _HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -105,19 +107,44 @@ class _Hold:
         held.mpirt_holds = handler
         return held
 
+    def wait_slice(self, timeout):
+        """How long a blocking wait on this thread may sleep before it looks for held signals."""
+        if threading.get_ident() != _MAIN_THREAD_ID:
+            return timeout
+        return SIGNAL_CHECK if timeout is None else min(timeout, SIGNAL_CHECK)
+
     def pending_here(self):
         """True on the main thread when a held signal waits (a blocking call then lets it run)."""
         return bool(self.pending) and threading.get_ident() == _MAIN_THREAD_ID
 
     def deliver(self):
-        """Run the held handlers, now that mpirt's state is whole; the first that raises
-        (KeyboardInterrupt, SystemExit) drops the rest, as one Ctrl-C would."""
+        """Run the held handlers, now that mpirt's state is whole: once per signal, in the order
+        they came, as Python runs its own. When one raises (KeyboardInterrupt, SystemExit) the
+        other signals come again a moment later (``RESEND_AFTER``): Python would run their
+        handlers while the exception unwinds, after the program's ``except`` got it."""
         pending, self.pending = self.pending, []
+        done = set()
         for handler, signum, frame in pending:
-            handler(signum, frame)
+            if signum in done:
+                continue
+            done.add(signum)
+            try:
+                handler(signum, frame)
+            except BaseException:
+                rest = [other for _, other, _ in pending if other not in done]
+                if rest:
+                    resend = threading.Timer(RESEND_AFTER, _send_to_main_thread, (list(dict.fromkeys(rest)),))
+                    resend.daemon = True
+                    resend.start()
+                raise
 
 
 HOLD = _Hold()
+
+
+def _send_to_main_thread(signums):
+    for signum in signums:
+        signal.pthread_kill(_MAIN_THREAD_ID, signum)
 
 
 def holds_signals(function):

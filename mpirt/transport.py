@@ -31,7 +31,7 @@ POLL_GRACE = 1e-3        # the progress thread keeps out this long after a threa
 DEEP_IDLE = 4e-3
 RING_GAP = 2e-3
 DEEP_SLEEP = 0.02        # tickers of an idle rank run this late at most
-BACKLOG_SLEEP = 5e-5     # longest sleep while a receiver's full queue holds back some of our datagrams
+BACKLOG_WAIT = 5e-5      # first wait before retrying datagrams a full queue refused; doubles to DEEP_SLEEP
 _LIGHT, _SOCKET = 1, 2   # values of Transport._sleeping besides False: on the wake Event, on the host socket
 
 
@@ -66,6 +66,7 @@ class Transport:
         self._mail = frozenset()      # ranks whose batches go through the host sockets
         self._last_sent = {}          # rank -> when a batch last left for it (perf_counter)
         self._last_received = 0.0     # when a batch last came in
+        self._backlog_wait = BACKLOG_WAIT   # next sleep while refused datagrams wait (host sockets)
         self.failures = None          # a fault.FailureMonitor when ULFM is on
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.stats = {"sent_batches": 0, "sent_messages": 0, "received_batches": 0}
@@ -251,12 +252,14 @@ class Transport:
                 continue
             light_sleep = min(MAX_IDLE_SLEEP, 2e-6 * 1.25 ** (idle - HOT_POLLS))
             # Deep only if nothing came for DEEP_IDLE before the last look (not before now: tickers
-            # may have run long since, and a peer that sent meanwhile did not ring). Never while
-            # datagrams wait for room in a receiver's queue: retry those soon.
+            # may have run long since, and a peer that sent meanwhile did not ring). While datagrams
+            # wait for room in a receiver's queue, sleep from BACKLOG_WAIT, doubling while the
+            # receiver makes no room (a receiver busy in C code must not make its senders spin).
             backlog = self.host is not None and self.host.backlog
             deep = self.host is not None and not backlog and checked - self._last_received >= DEEP_IDLE
             if backlog:
-                light_sleep = min(light_sleep, BACKLOG_SLEEP)
+                light_sleep = self._backlog_wait
+                self._backlog_wait = min(2 * light_sleep, DEEP_SLEEP)
             # On the socket if batches come that way (they wake it), else on the wake Event. Announce
             # the sleep before the last look at the outbox: a sender that missed the flag queued its
             # message before this look.
@@ -346,10 +349,11 @@ class Transport:
     def _drain_mail(self):
         """Send what receivers' full queues refused before; receive and handle the batches that
         came through the host socket."""
-        got = False
         if self.host.backlog:
             with self._send_lock:
-                got = self.host.send_unsent()   # progress: keep polling hot
+                if self.host.send_unsent():
+                    self._backlog_wait = BACKLOG_WAIT   # the receiver makes room: retry soon again
+        got = False
         for source, data in self.host.receive():
             batch = pickle.loads(data)
             self._last_received = time.perf_counter()

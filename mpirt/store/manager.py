@@ -11,6 +11,7 @@ The object's owner decides when its bytes are freed: when nothing can reach the
 object (``reachability.py``) and no reader still holds a view ("pins", which
 readers report to the owner, on the same channel as their reference notices).
 """
+import collections
 import itertools
 import pickle
 import os
@@ -128,6 +129,7 @@ class StoreManager:
         self._spill_ids = itertools.count()
         self._pins = {}          # owner: object id -> live views/reads on any rank
         self.live_views = 0      # views of store memory handed out here and still alive
+        self._gone_views = collections.deque()   # (owner, object id) of views gone since the last unpin
         self._to_free = {}       # owner: object id -> location, freed once unpinned
         self.stats = {"stored_objects": 0, "spilled_objects": 0, "spilled_bytes": 0, "restored_from_disk": 0,
                       "remote_gets": 0, "remote_get_bytes": 0, "local_reads": 0}
@@ -187,8 +189,16 @@ class StoreManager:
         return read_from(memoryview(view))
 
     def _view_gone(self, owner, object_id):
+        """Finalizer: runs wherever the last array made from a view went (any thread, inside any
+        code, a Ctrl-C may interrupt it), so it only notes it: ``unpin_gone_views`` unpins."""
         self.live_views -= 1
-        self._unpin(owner, object_id)
+        self._gone_views.append((owner, object_id))
+
+    def unpin_gone_views(self):
+        """On the progress thread's ticker: unpin the objects whose last view went."""
+        gone = self._gone_views
+        while gone:
+            self._unpin(*gone.popleft())
 
     def _copy_here(self, location):
         if location.spill_path is not None:

@@ -123,7 +123,11 @@ class ActorHost:
             actor.pool.submit(fn, *args)
 
     def _reply(self, caller, call_id, blobs, is_error):
-        self.rt.send(caller, ("actor_done", call_id, blobs, is_error))
+        if caller == self.rt.rank:
+            # The caller is on this rank: its result is ready now, with no queue or poller between.
+            self.rt.transport.send_local(("actor_done", call_id, blobs, is_error))
+        else:
+            self.rt.send(caller, ("actor_done", call_id, blobs, is_error))
 
     # -- actor threads -----------------------------------------------------
     def _idle_poll(self, ready):
@@ -161,11 +165,7 @@ class ActorHost:
             context.label = None
             context.num_gpus = 0.0
         tracing.record("actor", label, started, time.time(), failed=is_error)
-        if caller == self.rt.rank:
-            # The caller is on this rank: its result is ready now, with no queue or poller between.
-            self.rt.transport.send_local(("actor_done", call_id, blobs, is_error))
-        else:
-            self.rt.send(caller, ("actor_done", call_id, blobs, is_error))
+        self._reply(caller, call_id, blobs, is_error)
 
     def _invoke(self, actor, method, args_blob, inlined, num_returns, label):
         if not actor.constructed.is_set():

@@ -67,6 +67,7 @@ class Transport:
         self._last_sent = {}          # rank -> when a batch last left for it (perf_counter)
         self._last_received = 0.0     # when a batch last came in
         self._backlog_wait = BACKLOG_WAIT   # next sleep while refused datagrams wait (host sockets)
+        self._forgotten = []          # dead mail peers whose queued datagrams are still to drop
         self.failures = None          # a fault.FailureMonitor when ULFM is on
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.stats = {"sent_batches": 0, "sent_messages": 0, "received_batches": 0}
@@ -126,8 +127,9 @@ class Transport:
         with self._out_lock:
             self._outbox.pop(rank, None)
         if rank in self._mail:
-            with self._send_lock:
-                self.host.forget(rank)
+            # Its datagrams are dropped by the thread driving MPI: this runs under the runtime lock,
+            # maybe on that very thread inside a send, so taking the send lock here could deadlock.
+            self._forgotten.append(rank)
 
     def _peer_failed(self, error):
         """True if ``error`` was a peer's death, which the failure monitor has now handled."""
@@ -349,6 +351,9 @@ class Transport:
     def _drain_mail(self):
         """Send what receivers' full queues refused before; receive and handle the batches that
         came through the host socket."""
+        while self._forgotten:
+            with self._send_lock:
+                self.host.forget(self._forgotten.pop())
         if self.host.backlog:
             with self._send_lock:
                 if self.host.send_unsent():

@@ -19,8 +19,8 @@ rest queued here until the receiver has drained it.
 Sockets use Linux's abstract namespace (nothing to clean up) under a random per-job
 token. Abstract names have no permissions and anyone on the host can see them (and bind
 one a rank has closed), so every datagram starts with a secret cookie shared over MPI;
-a datagram without it is dropped unread. They are on only when every rank runs on one host and every rank can reach
-every other's socket; otherwise (several hosts, no abstract sockets: macOS,
+a datagram without it is dropped unread. They are on only when every rank runs on one
+host and every rank can reach every other's socket; otherwise (several hosts, no abstract sockets: macOS,
 ``MPIRT_HOST_SOCKETS=0``) ``open`` returns None, idle ranks keep polling every millisecond
 and all batches go over MPI.
 """
@@ -38,6 +38,7 @@ _WHOLE, _MORE, _LAST = b"W", b"M", b"L"   # a batch in one datagram; a fragment,
 FRAGMENT = 1 << 16
 _RECEIVE_LIMIT = 64                        # datagrams read per receive() call
 _COOKIE_BYTES = 16
+_HEADER = _COOKIE_BYTES + 1                # cookie, then the datagram's kind
 _SELECT_LIMIT = 1024                       # FD_SETSIZE: select() takes no descriptor from here up
 _GONE = (errno.ECONNREFUSED, errno.ENOENT)  # the receiving rank's socket is closed
 
@@ -150,10 +151,9 @@ class HostSocket:
         batches = []
         sock = self._sock
         cookie = self._cookie
-        header = _COOKIE_BYTES + 1
         for _ in range(_RECEIVE_LIMIT):
             try:
-                data, address = sock.recvfrom(FRAGMENT + header)
+                data, address = sock.recvfrom(FRAGMENT + _HEADER)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:   # closed by stop()
@@ -161,12 +161,12 @@ class HostSocket:
             source = self._rank_of.get(address)
             if source is None or not data.startswith(cookie):   # not from a rank of this job
                 continue
-            kind = data[_COOKIE_BYTES:header]
+            kind = data[_COOKIE_BYTES:_HEADER]
             if kind == _WHOLE:
-                batches.append((source, memoryview(data)[header:]))
+                batches.append((source, memoryview(data)[_HEADER:]))
             elif kind == _MORE or kind == _LAST:
                 parts = self._fragments.setdefault(source, [])
-                parts.append(memoryview(data)[header:])
+                parts.append(memoryview(data)[_HEADER:])
                 if kind == _LAST:
                     self._fragments.pop(source, None)
                     batches.append((source, b"".join(parts)))
@@ -208,7 +208,7 @@ class HostSocket:
 
     def _drop_all(self):
         try:
-            while self._sock.recv(FRAGMENT + _COOKIE_BYTES + 1):
+            while self._sock.recv(FRAGMENT + _HEADER):
                 pass
         except OSError:   # BlockingIOError: empty
             pass

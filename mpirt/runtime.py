@@ -182,18 +182,21 @@ class Runtime:
             if waiter.done:
                 return entries
         waited_from = tracing.now()
+
+        def record_wait():
+            tracing.record("wait", "get" if fail_fast else "wait", waited_from, tracing.now(), objects=len(refs))
+
         budget = POLL_BUDGET if deadline is None else min(POLL_BUDGET, deadline - time.monotonic())
         if budget > 0 and not self.lock._is_owned():
             # Most waits for a call's result are short: drive MPI here for a moment rather than
             # sleep until the progress thread wakes us (and before giving a task's CPU back).
             if self.transport.poll(lambda: waiter.done, budget):
-                tracing.record("wait", "get" if fail_fast else "wait", waited_from, tracing.now(), objects=len(refs))
+                record_wait()
                 return entries
         while True:
             with self.lock:
                 if waiter.done:
-                    tracing.record("wait", "get" if fail_fast else "wait", waited_from, tracing.now(),
-                                   objects=len(refs))
+                    record_wait()
                     return entries
                 blocked = self._enter_blocked()
                 try:
@@ -208,8 +211,7 @@ class Runtime:
                 finally:
                     if blocked:
                         self._exit_blocked()
-                    tracing.record("wait", "get" if fail_fast else "wait", waited_from, tracing.now(),
-                                   objects=len(refs))
+                    record_wait()
                 if not HOLD.pending_here():
                     return entries
             HOLD.deliver()   # outside the lock; raises KeyboardInterrupt for Ctrl-C, else wait on

@@ -1,0 +1,60 @@
+"""A ``ray`` package that is mpirt, for running Ray programs unchanged in the tests.
+
+Put ``tests/ray_shim`` first on ``sys.path`` (or ``PYTHONPATH``) and ``import ray`` gives
+``mpirt``; ``ray.X`` gives ``mpirt.X``, with Ray's libraries mapped to ``mpirt.libs``
+(``ray.tune`` -> ``mpirt.libs.tune``, ``ray.rllib`` -> ``mpirt.libs.rl``). Each alias is the
+same module object as its target, so ``ray.util.ActorPool is mpirt.util.ActorPool``.
+It lives in the tests only: mpirt itself never claims the name ``ray``.
+"""
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+
+# Longest prefix first: the first match wins.
+_PREFIXES = (
+    ("ray.rllib", "mpirt.libs.rl"),
+    ("ray.tune", "mpirt.libs.tune"),
+    ("ray.train", "mpirt.libs.train"),
+    ("ray.air", "mpirt.libs.air"),
+    ("ray", "mpirt"),
+)
+
+
+def _target(fullname):
+    for alias, real in _PREFIXES:
+        if fullname == alias or fullname.startswith(alias + "."):
+            return real + fullname[len(alias):]
+    return None
+
+
+class _AliasLoader(importlib.abc.Loader):
+    def __init__(self, target):
+        self.target = target
+
+    def create_module(self, spec):
+        module = importlib.import_module(self.target)
+        self._real = (module.__spec__, module.__loader__)
+        return module
+
+    def exec_module(self, module):
+        # Already executed under its real name; importlib gave it the alias's spec: put its own back.
+        module.__spec__, module.__loader__ = self._real
+
+
+class _AliasFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path=None, target=None):
+        real = _target(fullname)
+        if real is None or fullname == "ray":
+            return None
+        if importlib.util.find_spec(real) is None:
+            return None  # ModuleNotFoundError names the ray module, as it would without the shim
+        return importlib.util.spec_from_loader(fullname, _AliasLoader(real))
+
+
+if not any(isinstance(f, _AliasFinder) for f in sys.meta_path):
+    sys.meta_path.insert(0, _AliasFinder())
+
+import mpirt as _mpirt  # noqa: E402
+
+sys.modules[__name__] = _mpirt

@@ -98,8 +98,9 @@ def init(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
 
 
 def _check_init_args(num_cpus, num_gpus, resources):
-    if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1):
-        raise ValueError(f"init(num_cpus=...) must be a positive integer, got {num_cpus!r}")
+    if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 0):
+        raise ValueError(f"init(num_cpus=...) must be an integer >= 0 (0: only 0-CPU tasks and actors run), "
+                         f"got {num_cpus!r}")
     if num_gpus is not None and (isinstance(num_gpus, bool) or not isinstance(num_gpus, int) or num_gpus < 0):
         raise ValueError(f"init(num_gpus=...) must be an integer >= 0, got {num_gpus!r}")
     if resources is not None:
@@ -142,7 +143,7 @@ def _driver_config(log_to_driver, namespace, object_store_memory):
 
 # -- plain python: spawn ---------------------------------------------------
 def _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace, object_store_memory):
-    workers = num_cpus or slurm.spawn_worker_count()
+    workers = slurm.spawn_worker_count() if num_cpus is None else max(num_cpus, 1)  # num_cpus=0: one, offering 0
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = f"import sys; sys.path.insert(0, {package_parent!r}); from mpirt._spawned import main; main()"
     parent = MPI.COMM_SELF.Spawn(sys.executable, args=["-c", code], maxprocs=workers + 1)
@@ -152,7 +153,7 @@ def _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace,
     rank_info = {DRIVER_RANK: _rank_info([], []), HEAD_RANK: _rank_info([], node_gpus)}
     for i in range(workers):
         gpu_ids = share_gpus(node_gpus, i, workers)
-        resources_by_rank[2 + i] = {"CPU": 1.0, **({"GPU": float(len(gpu_ids))} if gpu_ids else {})}
+        resources_by_rank[2 + i] = _rank_resources(0 if num_cpus == 0 else 1, len(gpu_ids), {})
         rank_info[2 + i] = _rank_info(gpu_ids, node_gpus)
     for name, amount in (resources or {}).items():
         _share_out(resources_by_rank, name, amount)
@@ -173,7 +174,10 @@ def _rank_info(gpu_ids, node_gpus):
 
 
 def _share_out(resources_by_rank, name, amount):
-    """Deal whole units of a node-wide resource round-robin over the worker ranks."""
+    """Deal whole units of a node-wide resource round-robin over the worker ranks.
+
+    The head pools them again per node (scheduler/head.py), so a task may ask for all of
+    them; the per-rank table only says what each rank brings to its node's pool."""
     workers = sorted(r for r in resources_by_rank if r >= 2)
     if not amount or not workers:
         return
@@ -270,16 +274,17 @@ def _explicit_gpus(num_gpus):
 
 
 def _rank_resources(num_cpus, num_gpus, resources):
-    """What this worker rank offers: init() arguments, else MPIRT_* (then Slurm) variables, else 1 CPU."""
+    """What this worker rank adds to its node's pool: init() arguments, else MPIRT_* (then Slurm)
+    variables, else 1 CPU. Zero amounts are left out, as Ray leaves them out of its tables."""
     env = os.environ
     cpus = num_cpus
     if cpus is None:
         cpus = float(env.get("MPIRT_NUM_CPUS") or env.get("SLURM_CPUS_PER_TASK") or 1)
     custom = resources if resources is not None else json.loads(env.get("MPIRT_RESOURCES", "{}"))
-    own = {"CPU": float(cpus)}
+    own = {"CPU": float(cpus)} if float(cpus) else {}
     if num_gpus:
         own["GPU"] = float(num_gpus)
-    own.update({k: float(v) for k, v in custom.items()})
+    own.update({k: float(v) for k, v in custom.items() if float(v)})
     return own
 
 

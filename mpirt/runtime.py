@@ -84,7 +84,7 @@ class Runtime:
         self.lock = threading.RLock()
         self.cond = threading.Condition(self.lock)
         self.handlers = {}
-        self.cluster = ClusterView(resources_by_rank)
+        self.cluster = ClusterView(resources_by_rank, config)
         self._seq = itertools.count(1)
         self.transport = Transport(comm, self._dispatch, lock=self.lock)
         from .fault import FailureMonitor

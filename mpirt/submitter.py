@@ -12,7 +12,6 @@ import time
 from .exceptions import ErrorPayload, TaskCancelledError, WorkerCrashedError
 from .object_ref import ObjectRef
 from .runtime import HEAD_RANK
-from .scheduler.resources import fits
 from .serialization import dumps
 from .store.device import DeviceObject
 from .store.manager import StoreLocation
@@ -137,7 +136,7 @@ class TaskSubmitter:
         preferred = self._holder_of_largest_argument(rec)
         if preferred is None and rec.near_actor is not None:
             preferred = self.rt.actors.location_of(rec.near_actor)  # its calls then skip MPI
-        if preferred is not None and not fits(self.rt.cluster.resources_by_rank.get(preferred, {}), rec.shape):
+        if preferred is not None and not self.rt.cluster.rank_could_run(preferred, rec.shape):
             preferred = None   # that rank could never run it: no point waiting for it
         rec.preferred = preferred
         self.queues[rec.key].append(rec)

@@ -2,6 +2,8 @@
 import json
 import time
 
+import pytest
+
 import mpirt
 
 from conftest import run_app, wait_for
@@ -75,6 +77,10 @@ try:
     one.options(num_gpus=3).remote()
 except ValueError as exc:
     print("infeasible", "GPU=3" in str(exc))
+@ray.remote(num_cpus=2, num_gpus=2)
+def whole_node():        # both CPUs of the node's pool, both GPUs of the rank that runs it
+    return ray.get_gpu_ids(), os.environ["CUDA_VISIBLE_DEVICES"], ray.available_resources()
+print("whole node", ray.get(whole_node.remote()))
 print("nodes", ray.nodes()[0]["GPUIds"])
 """
 
@@ -93,6 +99,8 @@ def test_gpu_assignment_with_faked_gpus(tmp_path):
     assert "none []" in out
     assert "actor [0, 2]" in out or "actor [1, 3]" in out
     assert "infeasible True" in out
+    assert ("whole node ([0, 2], '0,2', {'CPU': 0.0, 'GPU': 2.0})" in out
+            or "whole node ([1, 3], '1,3', {'CPU': 0.0, 'GPU': 2.0})" in out)
 
 
 MPIRUN_RESOURCES_APP = """
@@ -143,3 +151,199 @@ def test_a_task_waits_for_its_preferred_worker_only_briefly():
     assert next_for(old, 2, True, False, workers, now) is None                # never onto a busy lease
     assert next_for(old, 2, False, False, workers, now) is not None and not old
     assert next_for(queue((3, 0.0)), 2, False, True, workers, now) is not None  # fresh and idle
+
+
+# -- node pools (Ray's model: a node's resources, its ranks as executors) -----------------
+def test_a_task_may_hold_every_cpu_of_its_node(rt):
+    """2 worker ranks of 1 CPU each make one node of 2 CPUs: a 2-CPU task runs on one rank and
+    holds both, so 1-CPU tasks wait for it (their run spans do not overlap its span)."""
+    @mpirt.remote(num_cpus=2)
+    def whole_node(seconds):
+        start = time.monotonic()
+        time.sleep(seconds)
+        return start, time.monotonic()
+
+    @mpirt.remote
+    def one_cpu():
+        start = time.monotonic()
+        time.sleep(0.05)
+        return start, time.monotonic()
+
+    assert rt.cluster_resources() == {"CPU": 2.0}
+    assert wait_for(lambda: rt.available_resources()["CPU"] == 2.0)
+    big = whole_node.remote(1.0)
+    assert wait_for(lambda: rt.available_resources()["CPU"] == 0.0, 10)
+    small = [one_cpu.remote() for _ in range(3)]
+    big_start, big_end = rt.get(big)
+    spans = rt.get(small)
+    assert all(start >= big_end for start, _ in spans), (big_start, big_end, spans)
+    assert wait_for(lambda: rt.available_resources()["CPU"] == 2.0)
+
+
+def test_fractional_and_zero_cpu_requests_share_the_pool(rt):
+    @mpirt.remote(num_cpus=0.5)
+    def half(seconds):
+        time.sleep(seconds)
+        return 0.5
+
+    @mpirt.remote(num_cpus=0)
+    def free():
+        return 0
+
+    assert wait_for(lambda: rt.available_resources()["CPU"] == 2.0)
+    refs = [half.remote(1.5) for _ in range(3)]
+    assert wait_for(lambda: rt.available_resources()["CPU"] == 0.5, 10)
+    assert rt.get(free.remote()) == 0          # needs nothing: runs while the CPUs are taken
+    assert rt.get(refs) == [0.5] * 3
+    assert wait_for(lambda: rt.available_resources()["CPU"] == 2.0)
+
+
+def test_bad_and_infeasible_requests_name_the_argument_and_the_job_goes_on(rt):
+    @mpirt.remote
+    def square(x):
+        return x * x
+
+    with pytest.raises(ValueError, match=r"CPU=3.*no node has that much.*largest on one node: 2"):
+        square.options(num_cpus=3).remote(2)
+    with pytest.raises(ValueError, match=r"num_cpus must be a non-negative number, got -1"):
+        square.options(num_cpus=-1).remote(2)
+    with pytest.raises(ValueError, match=r"num_cpus: amounts above 1 must be whole numbers, got 1.5"):
+        square.options(num_cpus=1.5).remote(2)
+    with pytest.raises(ValueError, match=r"resources\['disk'\] must be a non-negative number, got 'a'"):
+        square.options(resources={"disk": "a"}).remote(2)
+    with pytest.raises(ValueError, match=r"disk=1.*no node has that much"):
+        square.options(resources={"disk": 1}).remote(2)
+    assert rt.get(square.remote(3)) == 9
+
+
+ZERO_CPU_APP = """
+import mpirt as ray
+from mpirt.exceptions import InfeasibleResourceError
+try:
+    ray.init(num_cpus=-1)
+except ValueError as exc:
+    print("negative:", exc)
+ray.init(num_cpus=0)
+print("resources", ray.cluster_resources(), ray.available_resources())
+print("ranks", ray.nodes()[0]["Ranks"])
+@ray.remote(num_cpus=0)
+def free(x):
+    return x + 1
+@ray.remote
+def needs_cpu():
+    return 1
+@ray.remote(num_cpus=0)
+class Free:
+    def ping(self):
+        return "pong"
+@ray.remote
+class Default:
+    pass
+print("free task", ray.get(free.remote(1)))
+print("free actor", ray.get(Free.remote().ping.remote()))
+for what, make in (("cpu task", needs_cpu.remote), ("default actor", Default.remote)):
+    try:
+        make()
+    except InfeasibleResourceError as exc:
+        print(what, "infeasible:", exc)
+print("still", ray.get(free.remote(2)))
+"""
+
+
+def test_init_with_zero_cpus_runs_zero_cpu_work(tmp_path):
+    proc = run_app(tmp_path, ZERO_CPU_APP)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "negative: init(num_cpus=...) must be an integer >= 0" in out and "got -1" in out
+    assert "resources {} {}" in out
+    assert "ranks [0, 1, 2]" in out          # driver, head and one worker offering nothing
+    assert "free task 2" in out and "free actor pong" in out and "still 3" in out
+    assert "cpu task infeasible: task needs_cpu asks for CPU=1" in out
+    assert "default actor infeasible: actor Default asks for CPU=1" in out
+
+
+NODES_APP = """
+import time, mpirt as ray
+from mpirt.launch import current_runtime
+ray.init()
+@ray.remote(num_cpus=2)
+def whole_node():
+    start = time.monotonic()
+    time.sleep(0.5)
+    return current_runtime().rank // 2, start, time.monotonic()
+print("resources", ray.cluster_resources())
+print("nodes", [(n["Ranks"], n["Resources"]) for n in ray.nodes()])
+runs = ray.get([whole_node.remote() for _ in range(4)])
+by_node = {}
+for node, start, end in runs:
+    by_node.setdefault(node, []).append((start, end))
+print("worker nodes", sorted(by_node))
+overlap = any(a[0] < b[1] and b[0] < a[1] for spans in by_node.values()
+              for i, a in enumerate(spans) for b in spans[i + 1:])
+print("overlap on one node", overlap)
+try:
+    whole_node.options(num_cpus=3).remote()
+except ValueError as exc:
+    print("infeasible:", exc)
+time.sleep(0.1)
+print("available", ray.available_resources())
+"""
+
+
+def test_emulated_nodes_each_have_a_pool_under_mpirun(tmp_path):
+    """Ranks 2,3 and 4,5 play two nodes of 2 CPUs: a 2-CPU task holds a whole node, so two run at
+    once (one per node) and never two on one node; 3 CPUs fit no node though the cluster has 4."""
+    proc = run_app(tmp_path, NODES_APP, ranks=6, env={"MPIRT_RANKS_PER_NODE": "2"}, timeout=150)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "resources {'CPU': 4.0}" in out
+    assert "nodes [([0, 1], {}), ([2, 3], {'CPU': 2.0}), ([4, 5], {'CPU': 2.0})]" in out
+    assert "worker nodes [1, 2]" in out
+    assert "overlap on one node False" in out
+    assert "infeasible: task whole_node asks for CPU=3, but no node has that much (largest on one node: 2; " \
+           "cluster total: 4" in out
+    assert "available {'CPU': 4.0}" in out
+
+
+def test_cluster_view_judges_requests_against_node_totals():
+    from mpirt.exceptions import InfeasibleResourceError
+    from mpirt.scheduler.resources import ClusterView
+
+    info = {r: {"hostname": host} for r, host in enumerate(["a", "a", "a", "a", "b", "b"])}
+    cpu_gpu = {"CPU": 2.0, "GPU": 1.0}
+    view = ClusterView({0: {}, 1: {}, 2: cpu_gpu, 3: cpu_gpu, 4: {"CPU": 1.0}, 5: {}}, {"rank_info": info})
+    assert view.worker_ranks == [2, 3, 4, 5]            # rank 5 offers nothing and still executes
+    assert view.node_of == {2: 0, 3: 0, 4: 4, 5: 4}
+    assert view.node_totals() == {0: {"CPU": 4.0, "GPU": 2.0}, 4: {"CPU": 1.0}}
+    view.check_feasible({"CPU": 4.0, "GPU": 1.0})       # node a's 4 CPUs, one rank's GPU
+    assert view.rank_could_run(5, {"CPU": 1.0}) and not view.rank_could_run(5, {"CPU": 2.0})
+    with pytest.raises(InfeasibleResourceError, match=r"GPU=2, but no worker rank has that many GPUs of its "
+                                                      r"own \(most on one rank: 1; most on one node: 2"):
+        view.check_feasible({"GPU": 2.0}, what="task t")
+    with pytest.raises(InfeasibleResourceError, match=r"CPU=5.*largest on one node: 4; cluster total: 5"):
+        view.check_feasible({"CPU": 5.0})
+    view.remove_rank(3)
+    with pytest.raises(InfeasibleResourceError, match=r"CPU=3.*largest on one node: 2"):
+        view.check_feasible({"CPU": 3.0})
+    emulated = ClusterView({r: {"CPU": 1.0} for r in range(2, 6)}, {"ranks_per_node": 2, "rank_info": info})
+    assert emulated.node_of == {2: 2, 3: 2, 4: 4, 5: 4}
+
+
+def test_node_pool_accounts_pooled_and_rank_bound_resources():
+    from mpirt.scheduler.head import NodePool
+
+    pool = NodePool([2, 3], {2: {"CPU": 1.0, "GPU": 2.0}, 3: {"CPU": 1.0, "disk": 1.0}})
+    assert pool.total == {"CPU": 2.0, "disk": 1.0} and pool.rank_total == {2: {"GPU": 2.0}, 3: {}}
+    two_cpus = {"CPU": 2.0}
+    assert pool.fits_now(3, two_cpus) and not pool.fits_now(3, {"GPU": 1.0})
+    pool.take(3, two_cpus)
+    assert pool.spare_cpus(3) == -1.0 and pool.spare_cpus(2) == 1.0
+    assert not pool.fits_now(2, {"CPU": 0.5}) and pool.fits_now(2, {"GPU": 2.0})
+    assert pool.available() == {"CPU": 0.0, "disk": 1.0, "GPU": 2.0}
+    pool.take(3, two_cpus, -1)
+    pool.take(2, {"CPU": 1.0, "GPU": 1.0})
+    pool.remove_rank(3, {"CPU": 1.0, "disk": 1.0})    # rank 3 died
+    assert pool.total == {"CPU": 1.0, "disk": 0.0} and pool.free["CPU"] == 0.0
+    assert not pool.could_fit(2, two_cpus) and pool.could_fit(2, {"CPU": 1.0, "GPU": 2.0})
+    pool.take(3, two_cpus)                             # late news from the dead rank: ignored
+    assert pool.available() == {"CPU": 0.0, "disk": 0.0, "GPU": 1.0}

@@ -1,22 +1,101 @@
-"""The head scheduler (rank 1): tracks free resources per rank and grants leases.
+"""The head scheduler (rank 1): keeps one resource pool per node and grants leases from it.
 
-A lease is one slot of a resource shape on one worker rank. Submitters send
-their tasks straight to leased workers and return the lease when they run out
-of work, so the head sees one message pair per lease, not per task. A task that
-blocks in ``get`` hands its CPU back (``cpu_release``) and takes it again when
-it resumes (``cpu_reacquire``), which may briefly oversubscribe its rank.
+As in Ray, resources belong to nodes and worker processes (here the node's worker ranks)
+are executors: a lease or actor fits if its node's pool has the shape, and runs on one
+rank of that node, so a task may hold more CPUs than one rank offers (the node's other
+ranks then get less). GPUs are the exception: a process sees only its own GPUs, so they
+are counted per rank (``RANK_BOUND``) and a GPU request runs on a rank that has them free.
+
+A lease is one slot of a resource shape. Submitters send their tasks straight to leased
+workers and return the lease when they run out of work, so the head sees one message
+pair per lease, not per task. A task that blocks in ``get`` hands its CPU back
+(``cpu_release``) and takes it again when it resumes (``cpu_reacquire``), which may
+briefly oversubscribe its node.
 """
 import collections
 import itertools
 
-from .resources import fits
+from .resources import CPU, RANK_BOUND, fits
+
+
+class NodePool:
+    """One node's resources: pooled ones (CPU, custom) shared by its ranks, rank-bound ones
+    (GPU) per rank, and how much CPU the tasks executing on each rank hold."""
+
+    def __init__(self, ranks, resources_by_rank):
+        self.ranks = list(ranks)
+        self.total, self.rank_total, self.own_cpus = {}, {}, {}
+        for rank in self.ranks:
+            self._add_rank(rank, resources_by_rank[rank])
+        self.free = dict(self.total)
+        self.rank_free = {rank: dict(res) for rank, res in self.rank_total.items()}
+        self.cpus_used = dict.fromkeys(self.ranks, 0.0)
+
+    def _add_rank(self, rank, offered):
+        self.rank_total[rank] = {n: a for n, a in offered.items() if n in RANK_BOUND}
+        self.own_cpus[rank] = offered.get(CPU, 0.0)
+        for name, amount in offered.items():
+            if name not in RANK_BOUND:
+                self.total[name] = self.total.get(name, 0.0) + amount
+
+    def fits_now(self, rank, shape):
+        return self._fits(self.free, self.rank_free[rank], shape)
+
+    def could_fit(self, rank, shape):
+        return self._fits(self.total, self.rank_total[rank], shape)
+
+    @staticmethod
+    def _fits(pooled, bound, shape):
+        for name, amount in shape.items():
+            if (bound if name in RANK_BOUND else pooled).get(name, 0.0) + 1e-9 < amount:
+                return False
+        return True
+
+    def take(self, rank, shape, sign=1):
+        """Hold (``sign`` 1) or give back (-1) ``shape`` for work executing on ``rank``."""
+        bound = self.rank_free.get(rank)
+        if bound is None:        # the rank died: what it held went with it
+            return
+        for name, amount in shape.items():
+            target = bound if name in RANK_BOUND else self.free
+            target[name] = target.get(name, 0.0) - sign * amount
+        self.cpus_used[rank] += sign * shape.get(CPU, 0.0)
+
+    def spare_cpus(self, rank):
+        """CPUs ``rank`` itself offers that no work on it holds: its room as an executor."""
+        return self.own_cpus[rank] - self.cpus_used[rank]
+
+    def remove_rank(self, rank, offered):
+        """``rank`` died (what ran there was given back first): the pool loses what it offered."""
+        if rank not in self.rank_free:
+            return
+        self.ranks.remove(rank)
+        for name, amount in offered.items():
+            if name not in RANK_BOUND:
+                self.total[name] -= amount
+                self.free[name] -= amount   # may go below 0 until work elsewhere on the node ends
+        for table in (self.rank_total, self.rank_free, self.own_cpus, self.cpus_used):
+            del table[rank]
+
+    def available(self):
+        """Free resources, rank-bound ones summed over the ranks (never below zero)."""
+        result = {name: max(amount, 0.0) for name, amount in self.free.items()}
+        for res in self.rank_free.values():
+            for name, amount in res.items():
+                result[name] = result.get(name, 0.0) + max(amount, 0.0)
+        return result
 
 
 class HeadScheduler:
     def __init__(self, runtime, cluster):
         self.rt = runtime
-        self.total = {r: dict(cluster.resources_by_rank[r]) for r in cluster.worker_ranks}
-        self.available = {r: dict(res) for r, res in self.total.items()}
+        self.offered = {r: dict(cluster.resources_by_rank[r]) for r in cluster.worker_ranks}
+        ranks_of_node = collections.defaultdict(list)
+        for rank in cluster.worker_ranks:
+            ranks_of_node[cluster.node_of[rank]].append(rank)
+        self.pools = {node: NodePool(ranks, self.offered) for node, ranks in sorted(ranks_of_node.items())}
+        self.pool_of = {rank: self.pools[cluster.node_of[rank]] for rank in cluster.worker_ranks}
+        self.workers = list(cluster.worker_ranks)
         # (submitter, shape_key, shape to fit, shape to hold, actor_id or None for a lease, preferred rank)
         self.requests = collections.deque()
         self.leases = {}                     # lease_id -> (worker, shape)
@@ -51,8 +130,7 @@ class HeadScheduler:
         placed = self.actors.pop(actor_id, None)
         if placed is not None:
             self.actors_on[placed[0]] -= 1
-            if placed[0] in self.available:
-                self._adjust(placed[0], placed[1], +1)
+            self._take(placed[0], placed[1], -1)
         name = self.name_of_actor.pop(actor_id, None)
         if name is not None:
             self.names.pop(name, None)
@@ -69,13 +147,15 @@ class HeadScheduler:
 
     def _on_rank_dead(self, rank):
         """A worker died: grant nothing there again; its leases and actors are gone with it
-        (their owners retry the tasks and restart the actors)."""
-        self.available.pop(rank, None)
-        self.total.pop(rank, None)
+        (their owners retry the tasks and restart the actors), and its node's pool shrinks."""
         for lease_id in [i for i, (worker, _) in self.leases.items() if worker == rank]:
-            del self.leases[lease_id]
+            self._take(rank, self.leases.pop(lease_id)[1], -1)
         for actor_id in [a for a, (worker, _) in self.actors.items() if worker == rank]:
-            del self.actors[actor_id]
+            self._take(rank, self.actors.pop(actor_id)[1], -1)
+        pool = self.pool_of.pop(rank, None)
+        if pool is not None:
+            pool.remove_rank(rank, self.offered.pop(rank))
+            self.workers.remove(rank)
         self.actors_on.pop(rank, None)
         self.requests = collections.deque(r for r in self.requests if r[0] != rank)
         self._grant()
@@ -84,46 +164,43 @@ class HeadScheduler:
         if lease_id not in self.leases:
             return
         worker, shape = self.leases.pop(lease_id)
-        self._adjust(worker, shape, +1)
+        self._take(worker, shape, -1)
         self._grant()
 
     def _on_cpu_release(self, source, shape):
-        self._adjust(source, shape, +1)
+        self._take(source, shape, -1)
         self._grant()
 
     def _on_cpu_reacquire(self, source, shape):
-        self._adjust(source, shape, -1)
+        self._take(source, shape, +1)
 
     def _on_resources_query(self, source, request_id):
         self.rt.send(source, ("query_reply", request_id, self.available_totals()))
 
     def available_totals(self):
         total = {}
-        for res in self.available.values():
-            for name, amount in res.items():
-                total[name] = total.get(name, 0.0) + max(amount, 0.0)
+        for pool in self.pools.values():
+            for name, amount in pool.available().items():
+                total[name] = total.get(name, 0.0) + amount
         return total
 
-    def _adjust(self, worker, shape, sign):
-        res = self.available.get(worker)
-        if res is None:          # the worker died
-            return
-        for name, amount in shape.items():
-            res[name] = res.get(name, 0.0) + sign * amount
+    def _take(self, worker, shape, sign):
+        pool = self.pool_of.get(worker)
+        if pool is not None:     # else the worker died
+            pool.take(worker, shape, sign)
 
     def _grant(self):
         if not self.requests:
             return
         waiting = collections.deque()
-        workers = list(self.available)
         while self.requests:
             request = self.requests.popleft()
             source, key, shape, held, actor_id, preferred = request
-            worker = self._pick(workers, shape, preferred, actor_id is not None, not held)
+            worker = self._pick(shape, preferred, actor_id is not None, not held)
             if worker is None:
                 waiting.append(request)
                 continue
-            self._adjust(worker, held, -1)
+            self._take(worker, held, +1)
             if actor_id is None:
                 lease_id = next(self._lease_ids)
                 self.leases[lease_id] = (worker, shape)
@@ -134,32 +211,40 @@ class HeadScheduler:
                 self.rt.send(source, ("actor_placed", actor_id, worker))
         self.requests = waiting
 
-    def _pick(self, workers, shape, preferred=None, actor=False, holds_nothing=False):
-        """``preferred`` (where the task's data is) if it fits, else the fitting rank
-        with the most free CPU; ties broken round-robin to spread load.
+    def _pick(self, shape, preferred=None, actor=False, holds_nothing=False):
+        """The worker rank to execute ``shape``: its node's pool must have it free (and the
+        rank its rank-bound part).
 
-        An actor goes to a fitting rank with the fewest actors first: actors of one rank
-        share its interpreter lock (two busy actors on one rank run at half speed each).
-        An actor that holds nothing while it lives (Ray's default: 1 CPU to be placed, 0
-        to run) needs ``shape`` free on some rank, as in Ray, but may then go to any rank
-        whose total fits it: a CPU that a lingering lease holds for a moment must not
-        pile every new actor onto the other ranks."""
-        if preferred in self.available and fits(self.available[preferred], shape):
+        ``preferred`` (where the task's data is) wins if it fits and has room of its own (spare
+        CPUs for the task, or all of its own for a task larger than one rank). Otherwise the
+        rank with the most spare CPUs of its own (an idle executor before a busy one), then the
+        node with the most free CPUs; ties broken round-robin to spread load.
+
+        An actor goes to a fitting rank with the fewest actors first: actors of one rank share
+        its interpreter lock (two busy actors on one rank run at half speed each). An actor that
+        holds nothing while it lives (Ray's default: 1 CPU to be placed, 0 to run) needs
+        ``shape`` free on some node, as in Ray, but may then go to any rank whose node's total
+        fits it: a CPU that a lingering lease holds for a moment must not pile every new actor
+        onto the other ranks."""
+        pool = self.pool_of.get(preferred)
+        if pool is not None and pool.fits_now(preferred, shape) \
+                and pool.spare_cpus(preferred) + 1e-9 >= min(shape.get(CPU, 0.0), pool.own_cpus[preferred]):
             return preferred
-        candidates = self.available
-        if actor and holds_nothing:
-            if not any(fits(res, shape) for res in self.available.values()):
-                return None
-            candidates = self.total
+        anywhere = actor and holds_nothing
+        if anywhere and not any(self.pool_of[w].fits_now(w, shape) for w in self.workers):
+            return None
         best, best_key = None, None
+        workers = self.workers
         n = len(workers)
         for i in range(n):
             worker = workers[(self._round_robin + i) % n]
-            res = self.available[worker]
-            if fits(candidates[worker], shape):
-                key = (-self.actors_on[worker] if actor else 0, res.get("CPU", 0.0))
-                if best is None or key[0] > best_key[0] or (key[0] == best_key[0] and key[1] > best_key[1] + 1e-9):
-                    best, best_key = worker, key
+            pool = self.pool_of[worker]
+            if not (pool.could_fit(worker, shape) if anywhere else pool.fits_now(worker, shape)):
+                continue
+            key = (-self.actors_on[worker] if actor else 0, round(pool.spare_cpus(worker), 6),
+                   round(pool.free.get(CPU, 0.0), 6))
+            if best is None or key > best_key:
+                best, best_key = worker, key
         if best is not None:
             self._round_robin = (workers.index(best) + 1) % n
         return best

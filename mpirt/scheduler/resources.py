@@ -1,4 +1,4 @@
-"""Resource requests ("shapes") and the cluster's per-rank resource table."""
+"""Resource requests ("shapes"), and the cluster as node pools that worker ranks execute for."""
 import numbers
 
 CPU = "CPU"
@@ -41,13 +41,43 @@ def fits(available, shape):
     return True
 
 
-class ClusterView:
-    """What every rank knows of the cluster: the resources each rank offers."""
+# Resources that belong to one process rather than to its node's pool: a worker process sees only
+# its own GPUs (CUDA_VISIBLE_DEVICES is read once per process, and tasks are threads of it), so the
+# GPU part of a request must fit the GPUs of the one rank that runs it.
+RANK_BOUND = frozenset((GPU,))
 
-    def __init__(self, resources_by_rank):
+
+def node_of_ranks(config, ranks):
+    """``{rank: node}`` for ``ranks``, the node named by its lowest rank, grouped as the object
+    store groups them (``store/arena.py``): ``ranks_per_node`` emulated nodes, else hostnames."""
+    per_node = config.get("ranks_per_node")
+    if per_node:
+        return {rank: rank // per_node * per_node for rank in ranks}
+    info = config.get("rank_info") or {}
+    first_on_host = {}
+    for rank in sorted(info):
+        first_on_host.setdefault(info[rank]["hostname"], rank)
+    return {rank: first_on_host.get(info[rank]["hostname"], rank) if rank in info else rank for rank in ranks}
+
+
+class ClusterView:
+    """What every rank knows of the cluster: what each worker rank adds to its node's pool.
+
+    Ray's model: a node has one pool of resources and its worker processes (here its worker
+    ranks) execute what the pool grants. A request fits a rank if the rank's node has it in
+    total and, for rank-bound resources (GPUs), the rank itself has it.
+    """
+
+    def __init__(self, resources_by_rank, config=None):
+        from ..runtime import DRIVER_RANK, HEAD_RANK
+
         self.resources_by_rank = {int(r): dict(res) for r, res in resources_by_rank.items()}
-        self.worker_ranks = sorted(r for r, res in self.resources_by_rank.items() if res)
+        # Every rank but the driver and the head executes tasks, even one offering nothing
+        # (``init(num_cpus=0)``: it runs the 0-CPU tasks and actors).
+        self.worker_ranks = sorted(r for r in self.resources_by_rank if r not in (DRIVER_RANK, HEAD_RANK))
+        self.node_of = node_of_ranks(config or {}, self.worker_ranks)
         self._feasible = set()  # shape keys known to fit somewhere (cleared when a rank dies)
+        self._node_totals = None
 
     def remove_rank(self, rank):
         """``rank`` died: it offers nothing any more."""
@@ -56,38 +86,75 @@ class ClusterView:
         if rank in self.worker_ranks:
             self.worker_ranks.remove(rank)
         self._feasible.clear()
+        self._node_totals = None
 
     def totals(self):
-        total = {}
-        for res in self.resources_by_rank.values():
-            for name, amount in res.items():
-                total[name] = total.get(name, 0.0) + amount
-        return total
+        return _summed(self.resources_by_rank.values())
+
+    def node_totals(self):
+        """``{node: resources}`` of the nodes with live worker ranks."""
+        if self._node_totals is None:
+            by_node = {}
+            for rank in self.worker_ranks:
+                by_node.setdefault(self.node_of[rank], []).append(self.resources_by_rank[rank])
+            self._node_totals = {node: _summed(parts) for node, parts in by_node.items()}
+        return self._node_totals
+
+    def rank_could_run(self, rank, shape, node_totals=None):
+        """Whether ``rank`` could ever execute ``shape`` (its node's total, its own GPUs)."""
+        if rank not in self.node_of or rank not in self.worker_ranks:
+            return False
+        node_total = (node_totals or self.node_totals())[self.node_of[rank]]
+        own = self.resources_by_rank[rank]
+        return all((own if name in RANK_BOUND else node_total).get(name, 0.0) + 1e-9 >= amount
+                   for name, amount in shape.items())
 
     def check_feasible(self, shape, what="task", key=None):
-        """Raise if no single rank could ever run ``shape``."""
+        """Raise InfeasibleResourceError if no node (no rank, for GPUs) could ever run ``shape``.
+
+        Ray keeps such a request pending with a warning; with no autoscaler to add nodes, mpirt
+        says so at submission instead."""
         if key is not None and key in self._feasible:
             return
-        if any(fits(res, shape) for res in self.resources_by_rank.values()):
+        node_totals = self.node_totals()
+        if any(self.rank_could_run(rank, shape, node_totals) for rank in self.worker_ranks):
             if key is not None:
                 self._feasible.add(key)
             return
         from ..exceptions import InfeasibleResourceError
 
         have = self.totals()
-        per_rank = max((res.get(n, 0.0) for res in self.resources_by_rank.values() for n in shape), default=0)
         for name, amount in shape.items():
-            best = max((res.get(name, 0.0) for res in self.resources_by_rank.values()), default=0.0)
-            if best + 1e-9 < amount:
-                raise InfeasibleResourceError(
-                    f"{what} asks for {name}={amount:g}, but no rank has that much "
-                    f"(largest on one rank: {best:g}; cluster total: {have.get(name, 0.0):g}; "
-                    f"cluster resources: {_fmt(have)})"
-                )
+            if name in RANK_BOUND:
+                best = max((self.resources_by_rank[r].get(name, 0.0) for r in self.worker_ranks), default=0.0)
+                on_node = max((res.get(name, 0.0) for res in node_totals.values()), default=0.0)
+                if best + 1e-9 < amount:
+                    raise InfeasibleResourceError(
+                        f"{what} asks for {name}={amount:g}, but no worker rank has that many {name}s of its "
+                        f"own (most on one rank: {best:g}; most on one node: {on_node:g}; cluster resources: "
+                        f"{_fmt(have)}). A task's {name}s must belong to the rank that runs it (each worker "
+                        f"process sees only its own through CUDA_VISIBLE_DEVICES): ask for at most {best:g}, "
+                        "or start fewer worker ranks per node with more GPUs each (MPIRT_NUM_GPUS, "
+                        "init(num_gpus=...) under mpirun)")
+            else:
+                best = max((res.get(name, 0.0) for res in node_totals.values()), default=0.0)
+                if best + 1e-9 < amount:
+                    raise InfeasibleResourceError(
+                        f"{what} asks for {name}={amount:g}, but no node has that much "
+                        f"(largest on one node: {best:g}; cluster total: {have.get(name, 0.0):g}; "
+                        f"cluster resources: {_fmt(have)})")
         raise InfeasibleResourceError(
-            f"{what} asks for {_fmt(shape)} together, but no single rank offers all of it "
-            f"(cluster resources: {_fmt(have)}, max per rank {per_rank:g})"
-        )
+            f"{what} asks for {_fmt(shape)} together, but no single node offers all of it "
+            f"(nodes: {', '.join(_fmt(res) for _, res in sorted(node_totals.items()))}; "
+            f"GPUs must also be on the one rank that runs it)")
+
+
+def _summed(tables):
+    total = {}
+    for res in tables:
+        for name, amount in res.items():
+            total[name] = total.get(name, 0.0) + amount
+    return total
 
 
 def _fmt(res):

@@ -27,6 +27,8 @@ def test_nodes_and_timeline(rt, tmp_path):
     nodes = rt.nodes()
     assert len(nodes) == 1 and nodes[0]["Alive"]
     assert nodes[0]["Ranks"] == [0, 1, 2, 3] and nodes[0]["Resources"] == {"CPU": 2.0}
+    runtime = mpirt.launch.current_runtime()       # the head's pools group ranks as the store does
+    assert runtime.cluster.node_of == {2: runtime.store.arena.node_of[2], 3: runtime.store.arena.node_of[3]}
 
     @mpirt.remote
     def traced_square(x):
@@ -79,7 +81,7 @@ except ValueError as exc:
     print("infeasible", "GPU=3" in str(exc))
 @ray.remote(num_cpus=2, num_gpus=2)
 def whole_node():        # both CPUs of the node's pool, both GPUs of the rank that runs it
-    return ray.get_gpu_ids(), os.environ["CUDA_VISIBLE_DEVICES"], ray.available_resources()
+    return ray.get_gpu_ids(), os.environ["CUDA_VISIBLE_DEVICES"], ray.available_resources()["CPU"]
 print("whole node", ray.get(whole_node.remote()))
 print("nodes", ray.nodes()[0]["GPUIds"])
 """
@@ -99,8 +101,7 @@ def test_gpu_assignment_with_faked_gpus(tmp_path):
     assert "none []" in out
     assert "actor [0, 2]" in out or "actor [1, 3]" in out
     assert "infeasible True" in out
-    assert ("whole node ([0, 2], '0,2', {'CPU': 0.0, 'GPU': 2.0})" in out
-            or "whole node ([1, 3], '1,3', {'CPU': 0.0, 'GPU': 2.0})" in out)
+    assert "whole node ([0, 2], '0,2', 0.0)" in out or "whole node ([1, 3], '1,3', 0.0)" in out
 
 
 MPIRUN_RESOURCES_APP = """
@@ -273,6 +274,8 @@ def whole_node():
     return current_runtime().rank // 2, start, time.monotonic()
 print("resources", ray.cluster_resources())
 print("nodes", [(n["Ranks"], n["Resources"]) for n in ray.nodes()])
+rt = current_runtime()
+print("pools grouped as the store", all(rt.cluster.node_of[r] == rt.store.arena.node_of[r] for r in range(2, 6)))
 runs = ray.get([whole_node.remote() for _ in range(4)])
 by_node = {}
 for node, start, end in runs:
@@ -298,6 +301,7 @@ def test_emulated_nodes_each_have_a_pool_under_mpirun(tmp_path):
     out = proc.stdout
     assert "resources {'CPU': 4.0}" in out
     assert "nodes [([0, 1], {}), ([2, 3], {'CPU': 2.0}), ([4, 5], {'CPU': 2.0})]" in out
+    assert "pools grouped as the store True" in out
     assert "worker nodes [1, 2]" in out
     assert "overlap on one node False" in out
     assert "infeasible: task whole_node asks for CPU=3, but no node has that much (largest on one node: 2; " \

@@ -309,7 +309,7 @@ def test_environment_defaults_never_override_the_user():
 def test_init_argument_errors(tmp_path):
     source = """
 import mpirt as ray
-for kwargs in ({"num_cpus": 0}, {"num_cpus": "2"}, {"resources": {"CPU": 2}}, {"bogus": 1}):
+for kwargs in ({"num_cpus": -1}, {"num_cpus": "2"}, {"resources": {"CPU": 2}}, {"bogus": 1}):
     try:
         ray.init(**kwargs)
     except (TypeError, ValueError) as exc:

@@ -1,5 +1,6 @@
 """Resources: accounting, GPUs (faked counts), custom and Slurm-given resources, nodes(), timeline."""
 import json
+import os
 import time
 
 import pytest
@@ -155,36 +156,41 @@ def test_a_task_waits_for_its_preferred_worker_only_briefly():
 
 
 # -- node pools (Ray's model: a node's resources, its ranks as executors) -----------------
-def test_a_task_may_hold_every_cpu_of_its_node(rt):
+def test_a_task_may_hold_every_cpu_of_its_node(rt, tmp_path):
     """2 worker ranks of 1 CPU each make one node of 2 CPUs: a 2-CPU task runs on one rank and
-    holds both, so 1-CPU tasks wait for it (their run spans do not overlap its span)."""
+    holds both, so 1-CPU tasks wait for it (their run spans start after its span ends)."""
+    gate = str(tmp_path / "open")
+
     @mpirt.remote(num_cpus=2)
-    def whole_node(seconds):
-        start = time.monotonic()
-        time.sleep(seconds)
-        return start, time.monotonic()
+    def whole_node():
+        while not os.path.exists(gate):      # no mpirt call here: a blocked get hands CPUs back
+            time.sleep(0.01)
+        return time.monotonic()
 
     @mpirt.remote
     def one_cpu():
-        start = time.monotonic()
-        time.sleep(0.05)
-        return start, time.monotonic()
+        return time.monotonic()
 
     assert rt.cluster_resources() == {"CPU": 2.0}
     assert wait_for(lambda: rt.available_resources()["CPU"] == 2.0)
-    big = whole_node.remote(1.0)
-    assert wait_for(lambda: rt.available_resources()["CPU"] == 0.0, 10)
+    big = whole_node.remote()
+    assert wait_for(lambda: rt.available_resources()["CPU"] == 0.0, 30)   # it runs, holding both
     small = [one_cpu.remote() for _ in range(3)]
-    big_start, big_end = rt.get(big)
-    spans = rt.get(small)
-    assert all(start >= big_end for start, _ in spans), (big_start, big_end, spans)
+    time.sleep(0.3)                          # room for a wrongly granted small task to start
+    (tmp_path / "open").touch()
+    big_end = rt.get(big)
+    starts = rt.get(small)
+    assert all(start >= big_end for start in starts), (big_end, starts)
     assert wait_for(lambda: rt.available_resources()["CPU"] == 2.0)
 
 
-def test_fractional_and_zero_cpu_requests_share_the_pool(rt):
+def test_fractional_and_zero_cpu_requests_share_the_pool(rt, tmp_path):
+    gate = str(tmp_path / "open")
+
     @mpirt.remote(num_cpus=0.5)
-    def half(seconds):
-        time.sleep(seconds)
+    def half():
+        while not os.path.exists(gate):      # no mpirt call here: a blocked get hands CPUs back
+            time.sleep(0.01)
         return 0.5
 
     @mpirt.remote(num_cpus=0)
@@ -192,9 +198,10 @@ def test_fractional_and_zero_cpu_requests_share_the_pool(rt):
         return 0
 
     assert wait_for(lambda: rt.available_resources()["CPU"] == 2.0)
-    refs = [half.remote(1.5) for _ in range(3)]
-    assert wait_for(lambda: rt.available_resources()["CPU"] == 0.5, 10)
+    refs = [half.remote() for _ in range(3)]
+    assert wait_for(lambda: rt.available_resources()["CPU"] == 0.5, 30)
     assert rt.get(free.remote()) == 0          # needs nothing: runs while the CPUs are taken
+    (tmp_path / "open").touch()
     assert rt.get(refs) == [0.5] * 3
     assert wait_for(lambda: rt.available_resources()["CPU"] == 2.0)
 

@@ -57,15 +57,19 @@ def test_resource_requirements_and_overrides(docs_node):
     assert ray.get(Actor.options(num_cpus=1, num_gpus=0).remote().gpus.remote()) == 0
 
 
-def test_a_task_holds_what_it_asked_for_while_it_runs(docs_node):
+def test_a_task_holds_what_it_asked_for_while_it_runs(docs_node, tmp_path):
+    gate = str(tmp_path / "open")
+
     @ray.remote(num_cpus=3, resources={"custom_label": 1})
-    def hold(seconds):
-        time.sleep(seconds)
+    def hold():
+        while not os.path.exists(gate):   # no ray call in here: a blocked get hands CPUs back
+            time.sleep(0.01)
         return "done"
 
-    ref = hold.remote(1.5)
+    ref = hold.remote()
     assert wait_for(lambda: ray.available_resources().get("CPU") == 0.0
-                    and ray.available_resources().get("custom_label") == 0.0)
+                    and ray.available_resources().get("custom_label") == 0.0, 30)
+    (tmp_path / "open").touch()
     assert ray.get(ref) == "done"
     assert wait_for(lambda: ray.available_resources()["CPU"] == 3.0)
 

@@ -213,12 +213,17 @@ def test_bad_and_infeasible_requests_name_the_argument_and_the_job_goes_on(rt):
 
     with pytest.raises(ValueError, match=r"CPU=3.*no node has that much.*largest on one node: 2"):
         square.options(num_cpus=3).remote(2)
-    with pytest.raises(ValueError, match=r"num_cpus must be a non-negative number, got -1"):
+    with pytest.raises(ValueError, match=r"'num_cpus' only accepts None, 0 or a positive number, got -1"):
         square.options(num_cpus=-1).remote(2)
-    with pytest.raises(ValueError, match=r"num_cpus: amounts above 1 must be whole numbers, got 1.5"):
+    with pytest.raises(ValueError, match=r"num_cpus: resource quantities >1 must be whole numbers, got 1.5"):
         square.options(num_cpus=1.5).remote(2)
-    with pytest.raises(ValueError, match=r"resources\['disk'\] must be a non-negative number, got 'a'"):
+    with pytest.raises(TypeError, match=r"'resources\['disk'\]' must be int or float.*resources\['disk'\]='a'"):
         square.options(resources={"disk": "a"}).remote(2)
+    with pytest.raises(TypeError, match=r"'num_gpus' must be int or float, but received type str"):
+        square.options(num_gpus="1").remote(2)
+    with pytest.raises(ValueError, match=r"instead of 'CPU' and 'GPU' in 'resources'"):
+        square.options(resources={"CPU": 1}).remote(2)
+    assert rt.get(square.options(num_cpus=None).remote(4)) == 16      # None: the default, 1 CPU
     with pytest.raises(ValueError, match=r"disk=1.*no node has that much"):
         square.options(resources={"disk": 1}).remote(2)
     assert rt.get(square.remote(3)) == 9

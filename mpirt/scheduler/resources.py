@@ -6,9 +6,13 @@ GPU = "GPU"
 
 
 def make_shape(num_cpus=1, num_gpus=0, resources=None):
-    """Validate a request and return it as ``{name: amount}`` without zero entries."""
+    """Validate a request and return it as ``{name: amount}`` without zero entries.
+
+    ``None`` means the default (1 CPU, no GPU), as in Ray. Errors are Ray's: TypeError for an
+    amount that is not a number, ValueError for a negative one or a fraction above 1."""
     shape = {}
-    for name, label, amount in ((CPU, "num_cpus", num_cpus), (GPU, "num_gpus", num_gpus)):
+    for name, label, amount in ((CPU, "num_cpus", 1 if num_cpus is None else num_cpus),
+                                (GPU, "num_gpus", num_gpus or 0)):
         _check_amount(label, amount)
         if amount:
             shape[name] = float(amount)
@@ -16,7 +20,8 @@ def make_shape(num_cpus=1, num_gpus=0, resources=None):
         if not isinstance(name, str) or not name:
             raise ValueError(f"resource names must be non-empty strings, got {name!r}")
         if name in (CPU, GPU):
-            raise ValueError(f"use num_cpus/num_gpus instead of resources={{'{name}': ...}}")
+            raise ValueError(f"Use the 'num_cpus' and 'num_gpus' keyword instead of 'CPU' and 'GPU' in "
+                             f"'resources' keyword: use num_cpus/num_gpus instead of resources={{'{name}': ...}}")
         _check_amount(f"resources[{name!r}]", amount)
         if amount:
             shape[name] = float(amount)
@@ -24,10 +29,14 @@ def make_shape(num_cpus=1, num_gpus=0, resources=None):
 
 
 def _check_amount(label, amount):
-    if isinstance(amount, bool) or not isinstance(amount, numbers.Real) or amount < 0:
-        raise ValueError(f"{label} must be a non-negative number, got {amount!r}")
+    if isinstance(amount, bool) or not isinstance(amount, numbers.Real):
+        raise TypeError(f"The type of keyword '{label}' must be int or float, but received type "
+                        f"{type(amount).__name__}: {label}={amount!r}")
+    if amount < 0:
+        raise ValueError(f"The keyword '{label}' only accepts None, 0 or a positive number, got {amount!r}")
     if amount > 1 and amount != int(amount):
-        raise ValueError(f"{label}: amounts above 1 must be whole numbers, got {amount!r}")
+        raise ValueError(f"{label}: resource quantities >1 must be whole numbers, got {amount!r} "
+                         f"(ask for at most 1, or a whole number)")
 
 
 def shape_key(shape):

@@ -121,18 +121,24 @@ def available_resources():
 
 
 def object_store_stats():
-    """Object store figures per node and per rank: capacity, used and free bytes,
-    objects spilled to disk, reads served from disk, cross-node RMA gets."""
+    """Object store figures per node and per rank. Each node shows its pool: capacity (and why
+    that size: ``capacity_reason``), bytes in use by objects, bytes reserved in chunks by its
+    ranks, free bytes, fragmentation (reserved but unused, as a fraction of reserved), where the
+    memory and spill files live; and the ranks' counters summed: objects stored, spilled to
+    disk, restored, reads served from disk, local zero-copy reads, cross-node RMA gets."""
     rt = runtime_for_call()
     ranks = [rt.store.local_stats()]
     ranks += [rt.query(rank, "store_stats_query") for rank in range(rt.size) if rank != rt.rank]
     nodes = {}
     for stats in sorted(ranks, key=lambda s: s["rank"]):
-        node = nodes.setdefault(stats["node"], {"ranks": []})
+        node = nodes.setdefault(stats["node"], {"ranks": [], **stats["node_store"]})
         node["ranks"].append(stats["rank"])
         for key, value in stats.items():
-            if key not in ("rank", "node"):
+            if key not in ("rank", "node", "node_store"):
                 node[key] = node.get(key, 0) + value
+    for node in nodes.values():
+        node["free_bytes"] = node["capacity_bytes"] - node["used_bytes"]
+        node["fragmentation"] = 1 - node["used_bytes"] / node["reserved_bytes"] if node["reserved_bytes"] else 0.0
     return {"nodes": nodes, "ranks": sorted(ranks, key=lambda s: s["rank"])}
 
 

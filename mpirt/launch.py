@@ -112,15 +112,11 @@ def _check_init_args(num_cpus, num_gpus, resources):
 
 
 def _store_bytes(object_store_memory):
-    """Store bytes per node: the argument, else MPIRT_OBJECT_STORE_MEMORY, else the default."""
-    from .store.manager import DEFAULT_STORE_BYTES_PER_NODE
+    """Store bytes per node asked for (argument, else MPIRT_OBJECT_STORE_MEMORY), or None: each node
+    then takes Ray's default for its own memory (``store/capacity.py``)."""
+    from .store.capacity import requested_bytes
 
-    value = object_store_memory
-    if value is None:
-        value = int(os.environ.get("MPIRT_OBJECT_STORE_MEMORY", DEFAULT_STORE_BYTES_PER_NODE))
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 << 20:
-        raise ValueError(f"object_store_memory must be an integer number of bytes >= 1 MiB, got {value!r}")
-    return value
+    return requested_bytes(object_store_memory)
 
 
 def _session_id():

@@ -129,40 +129,6 @@ def test_hundred_rounds_of_100mb_in_a_1gb_store(rt):
     assert _node(rt.object_store_stats())["spilled_objects"] == spilled
 
 
-SPILL_APP = """
-import numpy as np, mpirt as ray
-from mpirt.store.manager import ObjectStoreFullError
-ray.init(num_cpus=2, object_store_memory=64 << 20)       # 16 MiB per rank, 4 ranks
-refs = [ray.put(np.full(10 << 20, i, dtype=np.uint8)) for i in range(6)]  # 60 MiB held
-stats = ray.object_store_stats()["nodes"][0]
-print("spilled", stats["spilled_objects"])
-print("values", [int(ray.get(r)[123]) for r in refs])
-print("restored", ray.object_store_stats()["nodes"][0]["restored_from_disk"])
-try:
-    ray.put(np.zeros(40 << 20, dtype=np.uint8))
-except ObjectStoreFullError as exc:
-    print("too big:", exc)
-@ray.remote
-def big():
-    return np.zeros(40 << 20, dtype=np.uint8)
-try:
-    ray.get(big.remote())
-except ObjectStoreFullError as exc:
-    print("task too big:", type(exc).__name__)
-"""
-
-
-def test_spilling_restore_and_objects_that_fit_nowhere(tmp_path):
-    proc = run_app(tmp_path, SPILL_APP)
-    assert proc.returncode == 0, proc.stderr
-    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
-    assert int(lines["spilled"]) >= 1
-    assert lines["values"] == "[0, 1, 2, 3, 4, 5]"
-    assert int(lines["restored"]) >= 1
-    assert "41,943," in lines["too"] and "16,777,216" in lines["too"]  # names the sizes
-    assert "ObjectStoreFullError" in proc.stdout
-
-
 CROSS_NODE_APP = """
 import os, numpy as np, mpirt as ray
 ray.init(num_cpus=2, object_store_memory=256 << 20)   # plain python: 2 workers, whatever the core count

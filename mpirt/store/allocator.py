@@ -1,9 +1,14 @@
-"""Space management inside one rank's store segment.
+"""Space management inside the store memory one rank holds.
 
 First-fit over a free list kept sorted by offset; frees coalesce with their
 neighbours. Every block starts on a 64-byte boundary so numpy buffers placed
-in it are aligned. Only the segment's own rank allocates and frees, under the
+in it are aligned. Only the holding rank allocates and frees, under the
 runtime lock, so there is no locking here.
+
+The space need not be one range: ``grant`` adds a range (a chunk of the node
+pool the rank was handed, ``chunks.py``) and ``withdraw`` takes a wholly free
+range back out (a chunk returned to the pool), so offsets are offsets into the
+whole node pool.
 """
 import bisect
 
@@ -15,12 +20,14 @@ def aligned(size):
 
 
 class SegmentAllocator:
-    def __init__(self, capacity):
-        self.capacity = capacity - capacity % ALIGNMENT
-        self._free_offsets = [0] if self.capacity else []
-        self._free_sizes = {0: self.capacity} if self.capacity else {}
+    def __init__(self, capacity=0):
+        self.capacity = 0
+        self._free_offsets = []
+        self._free_sizes = {}
         self._used = {}  # offset -> size
         self.used_bytes = 0
+        if capacity - capacity % ALIGNMENT:
+            self.grant(0, capacity - capacity % ALIGNMENT)
 
     @property
     def free_bytes(self):
@@ -47,8 +54,34 @@ class SegmentAllocator:
         return None
 
     def free(self, offset):
+        """Free the block at ``offset``; returns the free range it is now part of (offset, size)."""
         size = self._used.pop(offset)
         self.used_bytes -= size
+        return self._insert_free(offset, size)
+
+    def grant(self, offset, size):
+        """Add the range [offset, offset + size) (aligned, not overlapping ours) as free space."""
+        self.capacity += size
+        return self._insert_free(offset, size)
+
+    def withdraw(self, offset, size):
+        """Take the range [offset, offset + size) out of the space; it must lie inside one free block."""
+        i = bisect.bisect_right(self._free_offsets, offset) - 1
+        start = self._free_offsets[i] if i >= 0 else None
+        if start is None or offset + size > start + self._free_sizes[start]:
+            raise ValueError(f"range {offset}+{size} is not free")
+        end = start + self._free_sizes[start]
+        del self._free_offsets[i]
+        del self._free_sizes[start]
+        if offset + size < end:
+            self._free_offsets.insert(i, offset + size)
+            self._free_sizes[offset + size] = end - offset - size
+        if start < offset:
+            self._free_offsets.insert(i, start)
+            self._free_sizes[start] = offset - start
+        self.capacity -= size
+
+    def _insert_free(self, offset, size):
         i = bisect.bisect_left(self._free_offsets, offset)
         # merge with the following free block
         if i < len(self._free_offsets) and self._free_offsets[i] == offset + size:
@@ -58,9 +91,14 @@ class SegmentAllocator:
             before = self._free_offsets[i - 1]
             if before + self._free_sizes[before] == offset:
                 self._free_sizes[before] += size
-                return
+                return before, self._free_sizes[before]
         self._free_offsets.insert(i, offset)
         self._free_sizes[offset] = size
+        return offset, size
 
     def block_size(self, offset):
         return self._used[offset]
+
+    def free_ranges(self):
+        """The free blocks, (offset, size) in offset order (for statistics)."""
+        return [(offset, self._free_sizes[offset]) for offset in self._free_offsets]

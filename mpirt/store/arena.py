@@ -1,23 +1,36 @@
-"""Store memory: one shared-memory window per node, one RMA window over the world.
+"""Store memory: one file-backed pool per node, every rank of the node maps all of it.
 
-Every rank owns a segment of ``MPI.Win.Allocate_shared`` on its node's
-communicator and maps the segments of the other ranks of its node
-(``Shared_query``), so it reads their objects in place. The same memory is also
-exposed through a window on the whole communicator (``Win.Create``), read
-across nodes with passive-target ``Lock(SHARED)`` + ``Get`` + ``Unlock``,
-which completes without the target's help (DESIGN.md 4; dynamic windows need
-it and are avoided). Where MPI cannot make that window, cross-node reads are
-messages to the holder instead (``StoreManager``).
+The node's lowest rank (its *leader*) decides the pool's size and place
+(``capacity.py``: a file in ``/dev/shm``, or in node-local temporary space when
+``/dev/shm`` is too small), creates the file at that size (sparse: pages are
+backed only when written) and lays out a small header with the chunk table
+(``chunks.py``); the other ranks of the node open and map the same file, then the
+file is unlinked at once, so a killed job leaves nothing behind and the memory
+goes back when the node's last process exits. A mapping of a plain file needs no
+MPI shared window, and works where ``/dev/shm`` is small.
+
+The same memory is exposed through a window on the whole communicator
+(``Win.Create``, every rank over the whole pool), read across nodes with
+passive-target ``Lock(SHARED)`` + ``Get`` + ``Unlock``, which completes without
+the target's help (DESIGN.md 4; dynamic windows need it and are avoided). Where
+MPI cannot make that window, cross-node reads are messages to the holder instead
+(``StoreManager``).
 
 ``MPIRT_RANKS_PER_NODE=k`` (read by the driver) groups ranks into nodes of k
 consecutive ranks instead of asking MPI, so one machine can play several nodes.
 """
+import fcntl
+import mmap
 import os
+import sys
+import tempfile
 import threading
 
 import numpy as np
 
 from .._mpi_env import mpi
+from . import capacity as store_capacity
+from .chunks import ChunkTable, chunk_geometry
 
 # Cross-node reads move this much per MPI call, far below MPI's int count limit.
 RMA_CHUNK = 1 << 30
@@ -31,31 +44,75 @@ def node_communicator(comm, ranks_per_node=None):
     return comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
 
 
+class NodeLock:
+    """Mutual exclusion among the node's processes (``flock`` on the pool file, which every rank
+    opened itself) and among this process's threads (``flock`` does not tell them apart). A
+    process that dies holding it releases it with its descriptor."""
+
+    def __init__(self, fd):
+        self._fd = fd
+        self._threads = threading.Lock()
+
+    def __enter__(self):
+        self._threads.acquire()
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+
 class Arena:
     """This rank's view of store memory (collective to create and to free)."""
 
-    def __init__(self, comm, bytes_per_node, ranks_per_node=None):
+    def __init__(self, comm, requested_bytes=None, ranks_per_node=None):
+        """``requested_bytes``: the node pool's size, or None for the per-node default."""
         MPI = mpi()
         self.rank = comm.Get_rank()
         self.node_comm = node_communicator(comm, ranks_per_node)
         self.node_ranks = self.node_comm.allgather(self.rank)
-        # Each rank of the node gets an equal segment starting on a 64-byte boundary (numpy data read
-        # in place must be aligned; some MPI libraries' shared windows start off it: Open MPI 4.1).
-        segment_bytes = bytes_per_node // len(self.node_ranks) // 64 * 64
         # Which node every world rank is on (the lowest world rank of its node names it).
         self.node_of = comm.allgather(min(self.node_ranks))
-        self.shared = MPI.Win.Allocate_shared(segment_bytes + 64, 1, comm=self.node_comm)
-        self.segments = {}
-        for local, world in enumerate(self.node_ranks):
-            buffer, _ = self.shared.Shared_query(local)
-            whole = np.frombuffer(buffer, dtype=np.uint8, count=segment_bytes + 64)
-            start = -whole.ctypes.data % 64
-            self.segments[world] = whole[start:start + segment_bytes]
-        self.capacity = segment_bytes
+        plan = self._create_pool(requested_bytes) if self.node_comm.Get_rank() == 0 else None
+        plan = self.node_comm.bcast(plan, root=0)
+        if isinstance(plan, str):
+            raise MemoryError(plan)
+        path, self.capacity, self.capacity_reason, self.directory, warning = plan
+        fd = self._fd if self.node_comm.Get_rank() == 0 else os.open(path, os.O_RDWR)
+        self.node_comm.Barrier()   # every rank has the file open: it can go
+        if self.node_comm.Get_rank() == 0:
+            os.unlink(path)
+            if warning:
+                sys.stderr.write(warning + "\n")
+        self._fd = fd
+        header_bytes, chunk_bytes, count = chunk_geometry(self.capacity)
+        self._mmap = mmap.mmap(fd, header_bytes + self.capacity, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.memory = np.frombuffer(self._mmap, dtype=np.uint8)
+        self.lock = NodeLock(fd)
+        self.chunks = ChunkTable(self.memory, self.lock, self.capacity)
         self.world = self._world_window(MPI, comm)
         self._rma_lock = threading.Lock()  # one passive-target epoch at a time from this process
         self.remote_gets = 0
         self.remote_bytes = 0
+
+    def _create_pool(self, requested_bytes):
+        """Leader: size the pool, make its file and header; the plan for the node, or an error text."""
+        directory = None
+        try:
+            size, why, directory, warning = store_capacity.choose(requested_bytes)
+            fd, path = tempfile.mkstemp(prefix=f"mpirt-store-{os.getpid()}-", dir=directory)
+            header_bytes, _, _ = chunk_geometry(size)
+            os.ftruncate(fd, header_bytes + size)
+            os.pwrite(fd, ChunkTable.initial_header(size), 0)
+        except OSError as exc:
+            return f"mpirt: cannot create the object store file in {directory}: {exc}"
+        self._fd = fd
+        return path, size, why, directory, warning
 
     def _world_window(self, MPI, comm):
         """The RMA window for reads across nodes; None on one node (nothing to read remotely),
@@ -67,7 +124,7 @@ class Arena:
         if len(set(self.node_of)) == 1 or not comm.allreduce(wanted, op=MPI.LAND):
             return None
         try:
-            window = MPI.Win.Create(self.segments[self.rank], 1, comm=comm)
+            window = MPI.Win.Create(self.memory, 1, comm=comm)
         except MPI.Exception:
             window = None
         # A window only some ranks got is left alone (freeing it is collective too).
@@ -76,16 +133,13 @@ class Arena:
     def same_node(self, rank):
         return self.node_of[rank] == self.node_of[self.rank]
 
-    def own(self):
-        """This rank's segment, writable."""
-        return self.segments[self.rank]
-
-    def local_view(self, rank, offset, size):
-        """An array over bytes of a segment on this node (no copy); a new object each call."""
-        return self.segments[rank][offset:offset + size]
+    def local_view(self, offset, size):
+        """An array over bytes of the node pool (no copy); a new object each call."""
+        return self.memory[offset:offset + size]
 
     def fetch(self, rank, offset, size):
-        """Copy bytes of another node's segment here with RMA Get; returns a new uint8 array."""
+        """Copy bytes of another node's pool here with RMA Get (through ``rank``'s window);
+        returns a new uint8 array."""
         MPI = mpi()
         out = np.empty(size, dtype=np.uint8)
         with self._rma_lock:
@@ -102,9 +156,13 @@ class Arena:
         return out
 
     def free(self):
-        """Collective: release both windows and the node communicator."""
-        self.segments = {}
+        """Collective: release the window and the node communicator; the mapping goes when
+        no array views it any more."""
         if self.world is not None:
             self.world.Free()
-        self.shared.Free()
         self.node_comm.Free()
+        self.memory = None
+        try:
+            self._mmap.close()
+        except BufferError:   # arrays still view it: the mapping lives until they go
+            pass

@@ -2,10 +2,18 @@
 
 Values up to ``INLINE_THRESHOLD`` bytes stay ordinary pickles that travel inside
 messages. Larger ones are written once, by the rank that produced them (the
-*holder*), into its segment of the node's shared window, or to a spill file on
-local disk when the segment is full; from then on only a ``StoreLocation``
-travels. Readers on the holder's node map the bytes in place (numpy arrays come
-back as read-only views), readers elsewhere copy them with an RMA ``Get``.
+*holder*), into the node's shared pool (``arena.py``; the holder places them in
+chunks it takes from the node, ``chunks.py``), or to a spill file on local disk
+when neither the pool nor spilling older objects makes room; from then on only a
+``StoreLocation`` travels. Readers on the holder's node map the bytes in place
+(numpy arrays come back as read-only views), readers elsewhere copy them with an
+RMA ``Get``.
+
+When the pool is full the holder spills its oldest objects that no reader is
+viewing (``blocks.py`` counts same-node views in each block's header) and
+restores a spilled object into memory on its next read. A location is fixed when
+the object is made, so a reader whose block no longer holds the object (spilled,
+or restored elsewhere) asks the holder where it is now.
 
 The object's owner decides when its bytes are freed: when nothing can reach the
 object (``reachability.py``) and no reader still holds a view ("pins", which
@@ -13,46 +21,69 @@ readers report to the owner, on the same channel as their reference notices).
 """
 import collections
 import itertools
+import mmap
 import pickle
 import os
-import shutil
-import tempfile
+import threading
 import weakref
 
-from ..exceptions import MpirtError
+from ..exceptions import MpirtError, ObjectLostError
 from ..object_ref import owner_of, pickling_context
-from . import device
+from . import blocks, device
 from ..serialization import dumps_with_devices
-from .allocator import SegmentAllocator
 from .arena import Arena
+from .blocks import HEADER_BYTES
+from .chunks import RankSpace
 from .layout import Serialized, read_from
+from .spill import RankSpill, make_node_directory, process_identity, spill_base
 
 INLINE_THRESHOLD = device.INLINE_THRESHOLD
-DEFAULT_STORE_BYTES_PER_NODE = 2 << 30
 MESSAGE_CHUNK = 256 << 20   # bytes per reply when cross-node reads are messages (no RMA window)
+_KEY_BITS = 40              # object keys: (holder rank + 1) << 40 | a counter of the holder
+_LOCATE_TRIES = 4           # a reader asks the holder again if the object moved once more meanwhile
+_KNOWN_MOVES = 4096         # relocations a reader remembers (spilled or restored objects it read)
 
 
 class ObjectStoreFullError(MpirtError, MemoryError):
-    """An object larger than a whole store segment: it can never be stored."""
+    """Neither the node's store memory nor the spill disk can hold an object."""
 
 
 class StoreLocation:
-    """Where a stored object's bytes are: a segment of ``holder`` or a spill file."""
+    """Where a stored object's bytes were put: a block of the node pool (``offset``, its header)
+    written by ``holder``, or a spill file. ``key`` names the object at its holder."""
 
-    __slots__ = ("holder", "offset", "size", "spill_path")
+    __slots__ = ("holder", "offset", "size", "spill_path", "key")
 
-    def __init__(self, holder, offset, size, spill_path=None):
+    def __init__(self, holder, offset, size, spill_path=None, key=0):
         self.holder = holder
         self.offset = offset
         self.size = size
         self.spill_path = spill_path
+        self.key = key
 
     def __reduce__(self):
-        return (StoreLocation, (self.holder, self.offset, self.size, self.spill_path))
+        return (StoreLocation, (self.holder, self.offset, self.size, self.spill_path, self.key))
 
     def __repr__(self):
         where = self.spill_path or f"rank {self.holder} offset {self.offset}"
         return f"StoreLocation({self.size} bytes at {where})"
+
+
+class _Held:
+    """The holder's record of one object it stored: in memory (``offset``), on disk
+    (``spill_path``), or both (restored objects keep their file, so spilling them again is free)."""
+
+    __slots__ = ("key", "size", "offset", "spill_path", "busy", "freed")
+
+    def __init__(self, key, size, offset=None, spill_path=None):
+        self.key, self.size, self.offset, self.spill_path = key, size, offset, spill_path
+        self.busy = False     # being spilled or restored (outside the runtime lock)
+        self.freed = False    # the owner freed it while busy: drop it when done
+
+    def location(self, rank):
+        if self.offset is not None:
+            return StoreLocation(rank, self.offset, self.size, None, self.key)
+        return StoreLocation(rank, -1, self.size, self.spill_path, self.key)
 
 
 _PLAIN_TYPES = (type(None), bool, int, float, str, bytes)
@@ -118,108 +149,306 @@ class _Sealing:
 
 
 class StoreManager:
-    def __init__(self, runtime, comm, bytes_per_node, ranks_per_node=None):
-        """Collective over ``comm``: every rank builds its StoreManager at the same point."""
+    def __init__(self, runtime, comm, bytes_per_node=None, ranks_per_node=None):
+        """Collective over ``comm``: every rank builds its StoreManager at the same point.
+        ``bytes_per_node``: the node pool's size, or None for the per-node default."""
         self.rt = runtime
         self.rank = comm.Get_rank()
         self.arena = Arena(comm, bytes_per_node, ranks_per_node)
-        self.allocator = SegmentAllocator(self.arena.capacity)
+        self.view = memoryview(self.arena.memory)
+        self.space = RankSpace(self.arena.chunks, self.rank)
         self.device = device.DeviceStore(runtime, self.arena.same_node)
-        self.spill_dir = None
-        self._spill_ids = itertools.count()
+        self.spill, self.spill_problem = self._open_spill(runtime.config.get("object_spilling_directory"))
+        self._keys = itertools.count(1)
+        self._held = collections.OrderedDict()   # holder: key -> _Held, oldest first
+        self._known = collections.OrderedDict()  # reader: key -> where the holder last said it is
         self._pins = {}          # owner: object id -> live views/reads on any rank
         self.live_views = 0      # views of store memory handed out here and still alive
-        self._gone_views = collections.deque()   # (owner, object id) of views gone since the last unpin
+        self._gone_views = collections.deque()   # (owner, object id, block, key) of views gone since the last unpin
         self._to_free = {}       # owner: object id -> location, freed once unpinned
-        self.stats = {"stored_objects": 0, "spilled_objects": 0, "spilled_bytes": 0, "restored_from_disk": 0,
-                      "remote_gets": 0, "remote_get_bytes": 0, "local_reads": 0}
+        self.stats = {"stored_objects": 0, "spilled_objects": 0, "spilled_bytes": 0, "restored_objects": 0,
+                      "restored_bytes": 0, "restored_from_disk": 0, "remote_gets": 0, "remote_get_bytes": 0,
+                      "local_reads": 0}
         runtime.handlers.update(store_pin=self._on_pin, store_unpin=self._on_unpin, store_free=self._on_free,
                                 store_stats_query=self._on_stats_query,
+                                store_locate_query=self._on_locate_query,
                                 store_read_spilled_query=self._on_read_spilled_query,
                                 store_read_query=self._on_read_query)
 
+    def _open_spill(self, configured):
+        """Collective over the node: the leader makes the node's spill directory (removing those of
+        dead jobs); (this rank's RankSpill or None, why there is none)."""
+        node_comm = self.arena.node_comm
+        identities = node_comm.gather(process_identity(), root=0)
+        base = spill_base(configured)
+        made = None
+        if node_comm.Get_rank() == 0:
+            try:
+                made = ("ok", make_node_directory(base, identities))
+            except OSError as exc:
+                made = ("error", f"cannot use the spill directory {base}: {exc}")
+        status, value = node_comm.bcast(made, root=0)
+        return (RankSpill(value, self.rank), None) if status == "ok" else (None, value)
+
     # -- writing (the producing rank) ------------------------------------------
+    def _new_key(self):
+        return (self.rank + 1) << _KEY_BITS | next(self._keys)
+
     def put(self, serialized):
         size = serialized.size
-        capacity = self.allocator.capacity
-        if size > capacity:
-            raise ObjectStoreFullError(
-                f"an object of {size:,} bytes cannot be stored: each rank's store segment holds {capacity:,} bytes "
-                f"({self.rt.config.get('object_store_memory', 0):,} bytes per node); "
-                f"raise init(object_store_memory=...)")
-        with self.rt.lock:
-            offset = self.allocator.allocate(size)
-            if offset is None:  # references dropped a moment ago may free enough: apply them now
-                self.rt.objects.apply_ref_events()
-                offset = self.allocator.allocate(size)
+        key = self._new_key()
+        offset = self._allocate(HEADER_BYTES + size) if HEADER_BYTES + size <= self.arena.capacity else None
         if offset is None:
-            return self._spill(serialized)
-        serialized.write_into(memoryview(self.arena.own())[offset:offset + size])
+            return self._put_on_disk(key, serialized)
+        data = offset + HEADER_BYTES
+        serialized.write_into(self.view[data:data + size])
+        with self.arena.lock:
+            blocks.write(self.view, offset, key)
+        with self.rt.lock:
+            self._held[key] = _Held(key, size, offset)
         self.stats["stored_objects"] += 1
-        return StoreLocation(self.rank, offset, size)
+        return StoreLocation(self.rank, offset, size, None, key)
 
-    def _spill(self, serialized):
-        if self.spill_dir is None:
-            self.spill_dir = tempfile.mkdtemp(prefix=f"mpirt-spill-rank{self.rank}-")
-        path = os.path.join(self.spill_dir, f"{next(self._spill_ids)}.obj")
-        buffer = bytearray(serialized.size)
-        serialized.write_into(memoryview(buffer))
-        with open(path, "wb") as f:
-            f.write(buffer)
+    def _allocate(self, size):
+        """A block of ``size`` bytes in the pool, spilling this rank's oldest unviewed objects to
+        make room; None when even that cannot."""
+        while True:
+            with self.rt.lock:
+                offset = self.space.allocate(size)
+                if offset is None:  # references dropped a moment ago may free enough: apply them now
+                    self.rt.objects.apply_ref_events()
+                    offset = self.space.allocate(size)
+                if offset is not None:
+                    return offset
+                victim = self._claim_victim()
+            if victim is None or not self._spill_out(victim):
+                return None
+
+    def _claim_victim(self):
+        """Under the runtime lock: the oldest object in memory that no view reads, its block's key
+        cleared so no reader maps it from now on; None if there is none."""
+        if self.spill is None:
+            return None
+        with self.arena.lock:
+            for record in self._held.values():
+                if record.offset is not None and not record.busy and \
+                        blocks.clear_if_unread(self.view, record.offset, record.key):
+                    record.busy = True
+                    return record
+        return None
+
+    def _spill_out(self, record):
+        """Write a claimed object to its file (unless it has one) and free its block; False, and
+        the object stays in memory, when the disk cannot take it."""
+        data = record.offset + HEADER_BYTES
+        path = record.spill_path
+        if path is None:
+            try:
+                room, _ = self.spill.room_for(record.size)
+                if room:
+                    path = self.spill.write(record.key, record.size,
+                                            lambda out: out.__setitem__(slice(None), self.view[data:data + record.size]))
+            except OSError:
+                path = None
+        with self.rt.lock:
+            record.busy = False
+            if path is None:
+                with self.arena.lock:
+                    blocks.write(self.view, record.offset, record.key)
+                self.rt.cond.notify_all()
+                return False
+            if record.spill_path is None:
+                self.stats["spilled_objects"] += 1
+                self.stats["spilled_bytes"] += record.size
+            record.spill_path = path
+            self.space.free(record.offset)
+            record.offset = None
+            if record.freed:
+                self._drop(record)
+            self.rt.cond.notify_all()
+        return True
+
+    def _put_on_disk(self, key, serialized):
+        size = serialized.size
+        room, free = self.spill.room_for(size) if self.spill is not None else (False, 0)
+        path = None
+        if room:
+            try:
+                path = self.spill.write(key, size, serialized.write_into)
+            except OSError:
+                path = None
+        if path is None:
+            raise ObjectStoreFullError(self._full_message(size, free))
+        with self.rt.lock:
+            self._held[key] = _Held(key, size, None, path)
         self.stats["spilled_objects"] += 1
-        self.stats["spilled_bytes"] += serialized.size
-        return StoreLocation(self.rank, -1, serialized.size, path)
+        self.stats["spilled_bytes"] += size
+        return StoreLocation(self.rank, -1, size, path, key)
+
+    def _full_message(self, size, disk_free):
+        if self.spill is None:
+            disk = f"spilling is off ({self.spill_problem})"
+        else:
+            disk = (f"the spill directory {self.spill.node_directory} has {disk_free:,} bytes free and spilling "
+                    f"stops at {self.spill.threshold:.0%} of its disk (MPIRT_SPILL_DISK_THRESHOLD)")
+        return (f"an object of {size:,} bytes cannot be stored: the node's object store holds "
+                f"{self.arena.capacity:,} bytes (objects that readers are viewing cannot be spilled) and {disk}. "
+                f"Raise init(object_store_memory=...) or point MPIRT_SPILL_DIR at a disk with more room.")
 
     # -- reading (any rank) -------------------------------------------------
     def read(self, object_id, location):
         """The stored value; same-node numpy data comes back as views of the store memory."""
         owner = owner_of(object_id)
         self._pin(owner, object_id)
-        if location.spill_path is not None or not self.arena.same_node(location.holder):
-            try:
-                data = self._copy_here(location)
-            finally:
+        viewing = False
+        try:
+            where = self._known.get(location.key, location) if location.key else location
+            for _ in range(_LOCATE_TRIES):
+                if where is None:
+                    break
+                if where.spill_path is None and self.arena.same_node(where.holder):
+                    view = self._map(where)
+                    if view is not None:
+                        viewing = True
+                        # The view's lifetime is the pin's: when the last array made from it is gone, unpin.
+                        self.live_views += 1
+                        weakref.finalize(view, self._view_gone, owner, object_id, where.offset, where.key)
+                        self.stats["local_reads"] += 1
+                        return read_from(memoryview(view))
+                elif where.spill_path is None:
+                    data = self._fetch_remote(where)
+                    if data is not None:
+                        return read_from(memoryview(data))
+                elif where is not location or where.size + HEADER_BYTES > self.arena.capacity:
+                    data = self._read_spilled(where)   # the holder could not bring it into memory
+                    if data is not None:
+                        return read_from(memoryview(data))
+                where = self._locate(where)
+            raise ObjectLostError(f"object {object_id:028x} is lost: its holder (rank {location.holder}) no longer "
+                                  f"has it")
+        finally:
+            if not viewing:
                 self._unpin(owner, object_id)
-            return read_from(memoryview(data))
-        view = self.arena.local_view(location.holder, location.offset, location.size)
-        # The view's lifetime is the pin's: when the last array made from it is gone, unpin.
-        self.live_views += 1
-        weakref.finalize(view, self._view_gone, owner, object_id)
-        self.stats["local_reads"] += 1
-        return read_from(memoryview(view))
 
-    def _view_gone(self, owner, object_id):
+    def _map(self, where):
+        """A view of a same-node block if it still holds the object (counted as a reader), else None."""
+        with self.arena.lock:
+            if not blocks.add_reader(self.view, where.offset, where.key):
+                return None
+        data = where.offset + HEADER_BYTES
+        return self.arena.local_view(data, where.size)
+
+    def _fetch_remote(self, where):
+        """A copy of a block on another node, or None if the block no longer holds the object."""
+        if self.arena.world is None:
+            data = self._fetch_by_message(where)
+        else:
+            block = self.arena.fetch(where.holder, where.offset, HEADER_BYTES + where.size)
+            # sequence lock: the holder clears the key before the bytes can change
+            after = self.arena.fetch(where.holder, where.offset, 8)
+            if blocks.key_of(block, 0) != where.key or blocks.key_of(after, 0) != where.key:
+                return None
+            data = block[HEADER_BYTES:]
+        if data is not None:
+            self.stats["remote_gets"] += 1
+            self.stats["remote_get_bytes"] += where.size
+        return data
+
+    def _fetch_by_message(self, where):
+        """Cross-node read without an RMA window: the holder sends the bytes, in chunks."""
+        parts = []
+        for start in range(0, where.size, MESSAGE_CHUNK):
+            part = self.rt.query(where.holder, "store_read_query", where.key, start,
+                                 min(MESSAGE_CHUNK, where.size - start), timeout=600.0)
+            if part is None:
+                return None
+            parts.append(part)
+        return b"".join(parts) if len(parts) != 1 else parts[0]
+
+    def _read_spilled(self, where):
+        self.stats["restored_from_disk"] += 1
+        if self.arena.same_node(where.holder):
+            return _map_file(where.spill_path)
+        return self.rt.query(where.holder, "store_read_spilled_query", where.key, timeout=600.0)
+
+    def _locate(self, where):
+        """Ask the holder where the object is now (it restores a spilled object into memory if it
+        can); None if it no longer has it. A dead holder's files on this node are still read."""
+        holder = where.holder
+        if holder == self.rank:
+            found = self._locate_here(where.key)
+        elif holder in self.rt.failures.dead:
+            path = self.spill.path_of(where.key, holder) if self.spill is not None else None
+            found = None
+            if path is not None and self.arena.same_node(holder) and os.path.exists(path):
+                found = StoreLocation(holder, -1, where.size, path, where.key)
+        else:
+            found = self.rt.query(holder, "store_locate_query", where.key, timeout=600.0)
+        if found is not None:
+            self._known[where.key] = found
+            if len(self._known) > _KNOWN_MOVES:
+                self._known.popitem(last=False)
+        return found
+
+    def _locate_here(self, key):
+        """Holder: where object ``key`` is, restoring it into memory first when it is on disk."""
+        with self.rt.lock:
+            record = self._held.get(key)
+            while record is not None and record.busy:
+                self.rt.cond.wait(0.05)
+                record = self._held.get(key)
+            if record is None:
+                return None
+            if record.offset is not None:
+                return record.location(self.rank)
+            record.busy = True
+        offset = None
+        try:
+            if HEADER_BYTES + record.size <= self.arena.capacity:
+                offset = self._allocate(HEADER_BYTES + record.size)
+            if offset is not None:
+                data = offset + HEADER_BYTES
+                with open(record.spill_path, "rb") as f:
+                    f.readinto(self.view[data:data + record.size])
+                with self.arena.lock:
+                    blocks.write(self.view, offset, key)
+        except OSError:
+            if offset is not None:
+                with self.rt.lock:
+                    self.space.free(offset)
+                offset = None
+        with self.rt.lock:
+            record.busy = False
+            self.rt.cond.notify_all()
+            if offset is not None:
+                record.offset = offset
+                self._held.move_to_end(key)
+                self.stats["restored_objects"] += 1
+                self.stats["restored_bytes"] += record.size
+            if record.freed:
+                self._drop(record)
+                return None
+            return record.location(self.rank)
+
+    def _view_gone(self, owner, object_id, block, key):
         """Finalizer: runs wherever the last array made from a view went (any thread, inside any
         code, a Ctrl-C may interrupt it), so it only notes it: ``unpin_gone_views`` unpins."""
         self.live_views -= 1
-        self._gone_views.append((owner, object_id))
+        self._gone_views.append((owner, object_id, block, key))
 
     def unpin_gone_views(self):
         """On the progress thread's ticker: unpin the objects whose last view went."""
         gone = self._gone_views
-        while gone:
-            self._unpin(*gone.popleft())
-
-    def _copy_here(self, location):
-        if location.spill_path is not None:
-            self.stats["restored_from_disk"] += 1
-            if self.arena.same_node(location.holder):
-                return _read_file(location.spill_path)
-            return self.rt.query(location.holder, "store_read_spilled_query", location.spill_path)
-        if self.arena.world is not None:
-            data = self.arena.fetch(location.holder, location.offset, location.size)
-        else:
-            data = self._fetch_by_message(location)
-        self.stats["remote_gets"] += 1
-        self.stats["remote_get_bytes"] += location.size
-        return data
-
-    def _fetch_by_message(self, location):
-        """Cross-node read without an RMA window: the holder sends the bytes, in chunks."""
-        parts = [self.rt.query(location.holder, "store_read_query", start, min(MESSAGE_CHUNK, location.size - start),
-                               location.offset, timeout=600.0)
-                 for start in range(0, location.size, MESSAGE_CHUNK)]
-        return b"".join(parts) if len(parts) != 1 else parts[0]
+        if not gone:
+            return
+        done = []
+        with self.arena.lock:
+            while gone:
+                owner, object_id, block, key = gone.popleft()
+                blocks.drop_reader(self.view, block, key)
+                done.append((owner, object_id))
+        for owner, object_id in done:
+            self._unpin(owner, object_id)
 
     def _pin(self, owner, object_id):
         if owner == self.rank:
@@ -263,46 +492,112 @@ class StoreManager:
             self._free(location)
 
     def _on_free(self, source, location):
-        if location.spill_path is not None:
+        """Holder (under the runtime lock): the owner freed the object."""
+        record = self._held.get(location.key)
+        if record is None:
+            return
+        if record.busy:
+            record.freed = True   # the spill or restore in progress drops it when done
+            return
+        self._drop(record)
+
+    def _drop(self, record):
+        del self._held[record.key]
+        if record.offset is not None:
+            with self.arena.lock:
+                blocks.clear(self.view, record.offset)
+            self.space.free(record.offset)
+        if record.spill_path is not None:
             try:
-                os.remove(location.spill_path)
+                os.remove(record.spill_path)
             except OSError:
                 pass
-        else:
-            self.allocator.free(location.offset)
 
-    def _on_read_query(self, source, request_id, start, size, offset):
-        begin = offset + start
-        self.rt.send(source, ("query_reply", request_id, self.arena.own()[begin:begin + size].tobytes()))
+    def _on_locate_query(self, source, request_id, key):
+        record = self._held.get(key)
+        if record is not None and record.offset is not None and not record.busy:
+            self.rt.send(source, ("query_reply", request_id, record.location(self.rank)))
+            return
+        # spilling or restoring takes long: not on the progress thread, under the runtime lock
+        threading.Thread(target=lambda: self.rt.send(source, ("query_reply", request_id, self._locate_here(key))),
+                         name="mpirt-store-restore", daemon=True).start()
 
-    def _on_read_spilled_query(self, source, request_id, path):
-        self.rt.send(source, ("query_reply", request_id, _read_file(path)))
+    def _on_read_query(self, source, request_id, key, start, size):
+        record = self._held.get(key)
+        data = None
+        if record is not None and record.offset is not None:
+            begin = record.offset + HEADER_BYTES + start
+            data = self.view[begin:begin + size].tobytes()
+        elif record is not None and record.spill_path is not None:
+            with open(record.spill_path, "rb") as f:
+                f.seek(start)
+                data = f.read(size)
+        self.rt.send(source, ("query_reply", request_id, data))
+
+    def _on_read_spilled_query(self, source, request_id, key):
+        record = self._held.get(key)
+        data = None
+        if record is not None and record.spill_path is not None:
+            with open(record.spill_path, "rb") as f:
+                data = f.read()
+        self.rt.send(source, ("query_reply", request_id, data))
 
     def _on_stats_query(self, source, request_id):
         self.rt.send(source, ("query_reply", request_id, self.local_stats()))
 
     def local_stats(self):
+        """This rank's figures; ``node_store`` holds those of its whole node (the same on each rank)."""
+        in_memory = sum(1 for r in self._held.values() if r.offset is not None)
+        on_disk = [r.size for r in self._held.values() if r.spill_path is not None]
         return {
             "rank": self.rank,
             "node": self.arena.node_of[self.rank],
-            "capacity_bytes": self.allocator.capacity,
-            "used_bytes": self.allocator.used_bytes,
-            "free_bytes": self.allocator.free_bytes,
+            "used_bytes": self.space.used_bytes,
+            "reserved_bytes": self.space.reserved_bytes,
+            "objects_in_memory": in_memory,
+            "objects_on_disk": len(on_disk),
+            "disk_bytes": sum(on_disk),
             **self.stats,
             **self.device.stats,
+            "node_store": self.node_stats(),
+        }
+
+    def node_stats(self):
+        table = self.arena.chunks
+        held = table.counts()
+        return {
+            "capacity_bytes": self.arena.capacity,
+            "capacity_reason": self.arena.capacity_reason,
+            "memory_directory": self.arena.directory,
+            "spill_directory": self.spill.node_directory if self.spill is not None else None,
+            "chunk_bytes": table.chunk_bytes,
+            "chunks": table.count,
+            "chunks_in_use": sum(held.values()),
+            "largest_free_run_bytes": table.largest_free_run() * table.chunk_bytes,
         }
 
     def close(self, free_windows):
         """Remove spill files; with ``free_windows`` also free the windows (collective:
         every rank passes the same value). Views handed out must not be used after."""
-        if self.spill_dir is not None:
-            shutil.rmtree(self.spill_dir, ignore_errors=True)
+        if self.spill is not None:
+            self.spill.close()
         # Freeing windows is collective: with a dead rank (ULFM) it could not complete; the
         # memory goes back when the processes end.
         if free_windows and not self.rt.failures.dead:
+            try:
+                self.view.release()
+            except BufferError:
+                pass
             self.arena.free()
 
 
-def _read_file(path):
-    with open(path, "rb") as f:
-        return f.read()
+def _map_file(path):
+    """A read-only mapping of a spill file (no copy; it stays valid if the file is removed), or None."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if not size:
+                return b""
+            return mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
+    except OSError:
+        return None

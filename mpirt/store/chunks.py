@@ -1,0 +1,157 @@
+"""The node pool's chunk table: which rank of the node holds which chunk.
+
+The pool (after a small header) is cut into chunks of ``chunk_bytes`` (64 MiB,
+less for small pools so every rank can hold a few). A rank that needs room takes
+free chunks from the table, under the node lock, and then places objects inside
+its own chunks with its own ``SegmentAllocator``, without asking anyone: the
+fast path stays local. An object larger than a chunk takes a run of contiguous
+chunks. Chunks that become wholly free go back to the table at once, so memory
+one rank no longer uses is there for every other rank of the node. Single
+chunks are taken from the top of the pool, runs first-fit from the bottom, so
+small objects do not break up the long runs big objects need.
+
+Header layout (little endian): magic u64, chunk bytes u64, chunk count u64, then
+one int32 per chunk: the world rank holding it, or -1.
+"""
+import struct
+
+import numpy as np
+
+from .allocator import ALIGNMENT, SegmentAllocator, aligned
+
+MAGIC = 0x6D70727463686B73   # "mprtchks"
+MAX_CHUNK_BYTES = 64 << 20
+MIN_CHUNK_BYTES = 1 << 20
+PAGE = 4096
+_HEAD = struct.Struct("<QQQ")
+FREE = -1
+
+
+def chunk_geometry(capacity):
+    """(header bytes, chunk bytes, chunk count) of a pool of ``capacity`` bytes."""
+    chunk = MAX_CHUNK_BYTES
+    while chunk > MIN_CHUNK_BYTES and chunk * 32 > capacity:
+        chunk //= 2
+    count = -(-capacity // chunk)
+    header = -(-(_HEAD.size + 4 * count) // PAGE) * PAGE
+    return header, chunk, count
+
+
+class ChunkTable:
+    """The shared table (in the pool's header), read and changed only under the node lock."""
+
+    def __init__(self, memory, lock, capacity):
+        self.lock = lock
+        self.capacity = capacity
+        self.header_bytes, self.chunk_bytes, self.count = chunk_geometry(capacity)
+        magic, chunk_bytes, count = _HEAD.unpack_from(memory, 0)
+        if (magic, chunk_bytes, count) != (MAGIC, self.chunk_bytes, self.count):
+            raise RuntimeError("the object store file does not hold this pool's chunk table")
+        self.owners = memory[_HEAD.size:_HEAD.size + 4 * self.count].view(np.int32)
+
+    @staticmethod
+    def initial_header(capacity):
+        """Bytes the leader writes at the start of a new pool file: every chunk free."""
+        _, chunk_bytes, count = chunk_geometry(capacity)
+        return _HEAD.pack(MAGIC, chunk_bytes, count) + np.full(count, FREE, dtype=np.int32).tobytes()
+
+    def chunk_range(self, index):
+        """(pool offset, bytes) of chunk ``index`` (the last one may be shorter)."""
+        start = index * self.chunk_bytes
+        return self.header_bytes + start, min(self.chunk_bytes, self.capacity - start)
+
+    def chunks_for(self, size):
+        return -(-max(aligned(size), ALIGNMENT) // self.chunk_bytes)
+
+    def take(self, rank, count):
+        """Mark a run of ``count`` free chunks as ``rank``'s; its first index, or None."""
+        with self.lock:
+            free = self.owners == FREE
+            if count == 1:
+                found = np.flatnonzero(free)
+                if not len(found):
+                    return None
+                first = int(found[-1])
+            else:
+                first = _first_run(free, count)
+                if first is None:
+                    return None
+            self.owners[first:first + count] = rank
+            return first
+
+    def give_back(self, indices):
+        with self.lock:
+            self.owners[indices] = FREE
+
+    def counts(self):
+        """(chunks held, by world rank), read without the lock (statistics only)."""
+        owners = self.owners.copy()
+        held = owners[owners != FREE]
+        ranks, numbers = np.unique(held, return_counts=True)
+        return dict(zip(ranks.tolist(), numbers.tolist()))
+
+    def largest_free_run(self):
+        free = np.concatenate(([False], self.owners == FREE, [False]))
+        edges = np.flatnonzero(np.diff(free.astype(np.int8)))
+        return int((edges[1::2] - edges[0::2]).max()) if len(edges) else 0
+
+
+def _first_run(free, count):
+    """Index of the first run of ``count`` True values in ``free``, or None."""
+    padded = np.concatenate(([False], free, [False]))
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    starts, ends = edges[0::2], edges[1::2]
+    long_enough = np.flatnonzero(ends - starts >= count)
+    return int(starts[long_enough[0]]) if len(long_enough) else None
+
+
+class RankSpace:
+    """The part of the node pool this rank holds: its chunks, and its objects inside them.
+    Used only by the holding rank, under the runtime lock."""
+
+    def __init__(self, table, rank):
+        self.table = table
+        self.rank = rank
+        self.allocator = SegmentAllocator()
+        self.chunks_held = 0
+
+    @property
+    def used_bytes(self):
+        return self.allocator.used_bytes
+
+    @property
+    def reserved_bytes(self):
+        return self.allocator.capacity
+
+    def allocate(self, size):
+        """Pool offset of a block of at least ``size`` bytes, or None when the node has no room."""
+        offset = self.allocator.allocate(size)
+        if offset is not None:
+            return offset
+        count = self.table.chunks_for(size)
+        first = self.table.take(self.rank, count)
+        if first is None:
+            return None
+        for index in range(first, first + count):
+            self.allocator.grant(*self.table.chunk_range(index))
+        self.chunks_held += count
+        return self.allocator.allocate(size)
+
+    def free(self, offset):
+        """Free a block; chunks left wholly free go back to the node."""
+        start, size = self.allocator.free(offset)
+        self._give_back_free_chunks(start, size)
+
+    def _give_back_free_chunks(self, start, size):
+        header, chunk = self.table.header_bytes, self.table.chunk_bytes
+        first = -(-(start - header) // chunk)
+        returned = []
+        for index in range(first, self.table.count):
+            chunk_start, chunk_size = self.table.chunk_range(index)
+            if chunk_start + chunk_size > start + size:
+                break
+            self.allocator.withdraw(chunk_start, chunk_size)
+            returned.append(index)
+        if returned:
+            self.chunks_held -= len(returned)
+            self.table.give_back(returned)

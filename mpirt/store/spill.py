@@ -1,0 +1,120 @@
+"""Spill files: where a node's ranks put objects the store has no memory for.
+
+One directory per node and job, ``mpirt-spill-<host>-<pid>-<n>`` under the
+spill base (``init(object_spilling_directory=...)`` where the launcher passes
+it, else ``MPIRT_SPILL_DIR``, else the job's node-local temporary directory),
+made by the node's leader; each rank writes its own files in ``rank<R>/``, named
+by object key, so a reader on the node finds a spilled object's file even after
+its holder died. An ``owners`` file lists the pid and start time of each of
+the node's processes: at start-up the leader removes the directories that
+earlier jobs on this host left behind (killed before they could clean up), but
+only directories of this format whose processes are all gone, never another
+live job's. Each rank removes its files at shutdown.
+"""
+import glob
+import os
+import shutil
+import socket
+import tempfile
+
+from .capacity import node_local_temp_dir
+
+# Spilling stops before it takes the disk past this fraction full (Ray's local_fs_capacity_threshold).
+DEFAULT_DISK_THRESHOLD = 0.95
+PREFIX = "mpirt-spill-"
+
+
+def process_identity(pid=None):
+    """'pid:start time' of a process (start time tells a reused pid apart), or None if it is gone."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return f"{pid}:{fields[19]}"
+
+
+def spill_base(configured=None):
+    return configured or os.environ.get("MPIRT_SPILL_DIR") or node_local_temp_dir()
+
+
+def make_node_directory(base, identities):
+    """Leader: clean up dead jobs' directories under ``base`` and make this job's; its path."""
+    os.makedirs(base, exist_ok=True)
+    remove_stale(base)
+    path = tempfile.mkdtemp(prefix=f"{PREFIX}{socket.gethostname()}-{os.getpid()}-", dir=base)
+    with open(os.path.join(path, "owners"), "w") as f:
+        f.write("\n".join(identities) + "\n")
+    return path
+
+
+def remove_stale(base):
+    """Remove spill directories of jobs on this host whose processes have all exited."""
+    host = socket.gethostname()
+    removed = []
+    for path in glob.glob(os.path.join(base, f"{PREFIX}{host}-*")):
+        try:
+            if os.stat(path).st_uid != os.getuid():
+                continue
+            with open(os.path.join(path, "owners")) as f:
+                owners = f.read().split()
+        except OSError:
+            continue
+        if owners and not any(_alive(owner) for owner in owners):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(identity):
+    pid, _, _ = identity.partition(":")
+    return pid.isdigit() and process_identity(int(pid)) == identity
+
+
+class RankSpill:
+    """This rank's spill files in the node's spill directory."""
+
+    def __init__(self, node_directory, rank):
+        self.node_directory = node_directory
+        self.directory = os.path.join(node_directory, f"rank{rank}")
+        self.threshold = float(os.environ.get("MPIRT_SPILL_DISK_THRESHOLD", DEFAULT_DISK_THRESHOLD))
+
+    def path_of(self, key, holder=None):
+        directory = self.directory if holder is None else os.path.join(self.node_directory, f"rank{holder}")
+        return os.path.join(directory, f"{key:x}.obj")
+
+    def room_for(self, size):
+        """Whether ``size`` more bytes keep the disk under the threshold; (ok, free bytes)."""
+        os.makedirs(self.directory, exist_ok=True)
+        stat = os.statvfs(self.directory)
+        total, free = stat.f_blocks * stat.f_frsize, stat.f_bavail * stat.f_frsize
+        return (total - free + size) <= self.threshold * total, free
+
+    def write(self, key, size, fill):
+        """Make the file of object ``key``: ``fill(memoryview)`` writes its ``size`` bytes. The
+        file appears under its final name only when complete."""
+        os.makedirs(self.directory, exist_ok=True)
+        path = self.path_of(key)
+        partial = path + ".part"
+        with open(partial, "w+b") as f:
+            if size:
+                f.truncate(size)
+                import mmap
+                with mmap.mmap(f.fileno(), size) as mapped:
+                    view = memoryview(mapped)
+                    try:
+                        fill(view)
+                    finally:
+                        view.release()
+        os.replace(partial, path)
+        return path
+
+    def close(self):
+        """Remove this rank's files; the last rank out removes the node directory."""
+        shutil.rmtree(self.directory, ignore_errors=True)
+        try:
+            if os.listdir(self.node_directory) == ["owners"]:
+                shutil.rmtree(self.node_directory, ignore_errors=True)
+        except OSError:
+            pass

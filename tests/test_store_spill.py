@@ -1,0 +1,111 @@
+"""Spill and restore: a full store spills its oldest unviewed objects to disk and restores them on
+the next get; objects larger than the store go straight to disk; an error only when the disk
+cannot take them either; spill files go at shutdown, and those of killed jobs at the next start."""
+import os
+import socket
+
+from conftest import run_app
+
+SPILL_APP = """
+import os, numpy as np, mpirt as ray
+ray.init(num_cpus=2, object_store_memory=64 << 20)
+def node():
+    return ray.object_store_stats()["nodes"][0]
+refs = [ray.put(np.full(10 << 20, i, dtype=np.uint8)) for i in range(10)]   # 100 MiB into 64 MiB
+print("spilled", node()["spilled_objects"])
+print("values", [int(ray.get(r)[123]) for r in refs])
+stats = node()
+print("restored", stats["restored_objects"], stats["restored_from_disk"])
+print("within capacity", stats["used_bytes"] <= stats["capacity_bytes"])
+held = ray.get(refs[-1])                      # a viewed object is never spilled under its reader
+more = [ray.put(np.full(10 << 20, 50 + i, dtype=np.uint8)) for i in range(6)]
+print("viewed intact", int(held.min()), int(held.max()))
+big = ray.put(np.full(100 << 20, 3, dtype=np.uint8))   # larger than the whole store: on disk
+value = ray.get(big)
+print("big", value.nbytes, int(value[::4096].sum()) == 3 * (100 << 20) // 4096)
+@ray.remote
+def tail(a):
+    return int(a[-1]), int(a.sum() // a.nbytes)
+print("reads_in_tasks", ray.get([tail.remote(r) for r in refs[:3]]), ray.get(tail.remote(big)))
+@ray.remote
+def make(n, v):
+    return np.full(n, v, dtype=np.uint8)
+print("result_larger_than_store", int(ray.get(make.remote(80 << 20, 9))[-1]))
+print("spill_dir", node()["spill_directory"])
+"""
+
+
+def _spill_dirs(base):
+    return sorted(name for name in os.listdir(base) if name.startswith("mpirt-spill-"))
+
+
+def test_spill_restore_and_objects_larger_than_the_store(tmp_path):
+    spill = tmp_path / "spill"
+    proc = run_app(tmp_path, SPILL_APP, env={"MPIRT_SPILL_DIR": str(spill)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
+    assert int(lines["spilled"]) >= 4
+    assert lines["values"] == str(list(range(10)))
+    restored_objects, _ = map(int, lines["restored"].split())
+    assert restored_objects >= 4                     # spilled objects came back into memory
+    assert lines["within"] == "capacity True"
+    assert lines["viewed"] == "intact 9 9"
+    assert lines["big"] == f"{100 << 20} True"
+    assert lines["reads_in_tasks"] == "[(0, 0), (1, 1), (2, 2)] (3, 3)"
+    assert lines["result_larger_than_store"] == "9"
+    assert lines["spill_dir"].startswith(str(spill))
+    assert _spill_dirs(spill) == []                  # removed at shutdown
+
+
+TOO_BIG_APP = """
+import numpy as np, mpirt as ray
+from mpirt.store.manager import ObjectStoreFullError
+ray.init(num_cpus=1, object_store_memory=32 << 20)
+try:
+    ray.put(np.zeros(40 << 20, dtype=np.uint8))
+except ObjectStoreFullError as exc:
+    print("too big:", exc)
+@ray.remote
+def big():
+    return np.zeros(40 << 20, dtype=np.uint8)
+try:
+    ray.get(big.remote())
+except ObjectStoreFullError as exc:
+    print("task too big:", isinstance(exc, ObjectStoreFullError), "41,943," in str(exc))
+print("still works", int(ray.get(ray.put(np.ones(1 << 20, dtype=np.uint8))).sum()))
+"""
+
+
+def test_error_only_when_neither_memory_nor_disk_can_hold_it(tmp_path):
+    # A threshold of 0 plays a full disk: spilling stops before any byte is written.
+    proc = run_app(tmp_path, TOO_BIG_APP, env={"MPIRT_SPILL_DIR": str(tmp_path / "spill"),
+                                               "MPIRT_SPILL_DISK_THRESHOLD": "0"})
+    assert proc.returncode == 0, proc.stderr
+    message = next(line for line in proc.stdout.splitlines() if line.startswith("too big:"))
+    assert "41,943," in message and "33,554,432" in message        # the object's and the store's sizes
+    assert "object_store_memory" in message and "MPIRT_SPILL_DIR" in message   # the knobs
+    assert "task too big: True True" in proc.stdout
+    assert f"still works {1 << 20}" in proc.stdout
+
+
+def test_a_later_start_removes_only_dead_jobs_spill_directories(tmp_path):
+    spill = tmp_path / "spill"
+    host = socket.gethostname()
+    dead = spill / f"mpirt-spill-{host}-999999-dead"
+    live = spill / f"mpirt-spill-{host}-{os.getpid()}-live"
+    other_host = spill / "mpirt-spill-otherhost-1-x"
+    for path, owner in ((dead, "999999:1"), (live, _identity()), (other_host, "1:1")):
+        (path / "rank2").mkdir(parents=True)
+        (path / "rank2" / "1.obj").write_bytes(b"x" * 100)
+        (path / "owners").write_text(owner + "\n")
+    (spill / "unrelated").mkdir()
+    proc = run_app(tmp_path, "import mpirt as ray\nray.init(num_cpus=1)\nray.shutdown()\n",
+                   env={"MPIRT_SPILL_DIR": str(spill)})
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(os.listdir(spill)) == sorted([live.name, other_host.name, "unrelated"])
+
+
+def _identity():
+    from mpirt.store.spill import process_identity
+
+    return process_identity()

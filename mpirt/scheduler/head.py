@@ -177,6 +177,11 @@ class HeadScheduler:
     def _on_resources_query(self, source, request_id):
         self.rt.send(source, ("query_reply", request_id, self.available_totals()))
 
+    @property
+    def available(self):
+        """Free resources per node (``{node: {name: amount}}``), for ``MPIRT_DEBUG_DUMP``."""
+        return {node: pool.available() for node, pool in self.pools.items()}
+
     def available_totals(self):
         total = {}
         for pool in self.pools.values():

@@ -109,3 +109,28 @@ def _identity():
     from mpirt.store.spill import process_identity
 
     return process_identity()
+
+
+NODE_WIDE_APP = """
+import numpy as np, mpirt as ray
+ray.init(num_cpus=2, object_store_memory=96 << 20)
+refs = [ray.put(np.full(10 << 20, i, dtype=np.uint8)) for i in range(8)]   # the driver fills the pool
+@ray.remote
+def make():
+    return np.full(40 << 20, 7, dtype=np.uint8)
+result = make.remote()
+ray.wait([result])
+ranks = ray.object_store_stats()["ranks"]
+print("driver spilled", ranks[0]["spilled_objects"] > 0)
+print("worker stored in memory", sum(r["objects_in_memory"] for r in ranks[2:]), sum(r["objects_on_disk"] for r in ranks[2:]))
+print("values", int(ray.get(result)[-1]), [int(ray.get(r)[0]) for r in refs])
+"""
+
+
+def test_a_full_pool_spills_other_ranks_objects_for_a_new_one(tmp_path):
+    # The driver's objects fill the pool; a worker's result makes the driver spill its oldest.
+    proc = run_app(tmp_path, NODE_WIDE_APP, env={"MPIRT_SPILL_DIR": str(tmp_path / "spill")})
+    assert proc.returncode == 0, proc.stderr
+    assert "driver spilled True" in proc.stdout
+    assert "worker stored in memory 1 0" in proc.stdout
+    assert f"values 7 {list(range(8))}" in proc.stdout

@@ -172,6 +172,7 @@ class StoreManager:
         runtime.handlers.update(store_pin=self._on_pin, store_unpin=self._on_unpin, store_free=self._on_free,
                                 store_stats_query=self._on_stats_query,
                                 store_locate_query=self._on_locate_query,
+                                store_make_room_query=self._on_make_room_query,
                                 store_read_spilled_query=self._on_read_spilled_query,
                                 store_read_query=self._on_read_query)
 
@@ -211,7 +212,8 @@ class StoreManager:
 
     def _allocate(self, size):
         """A block of ``size`` bytes in the pool, spilling this rank's oldest unviewed objects to
-        make room; None when even that cannot."""
+        make room, then asking the node's other ranks to spill theirs; None when even that cannot."""
+        asked_others = False
         while True:
             with self.rt.lock:
                 offset = self.space.allocate(size)
@@ -221,8 +223,37 @@ class StoreManager:
                 if offset is not None:
                     return offset
                 victim = self._claim_victim()
-            if victim is None or not self._spill_out(victim):
+            if victim is not None and self._spill_out(victim):
+                continue
+            if asked_others or not self._ask_node_to_make_room(size):
                 return None
+            asked_others = True
+
+    def _ask_node_to_make_room(self, size):
+        """Ask the node's other ranks, those holding most chunks first, to spill until ``size``
+        bytes of chunks went back to the node; whether any did."""
+        held = self.arena.chunks.counts()
+        others = sorted((count, rank) for rank, count in held.items()
+                        if rank != self.rank and rank not in self.rt.failures.dead and self.arena.same_node(rank))
+        for _, rank in reversed(others):
+            if self.rt.query(rank, "store_make_room_query", size, timeout=600.0):
+                return True
+        return False
+
+    def _make_room(self, size):
+        """Spill this rank's oldest unviewed objects until ``size`` bytes of chunks went back to
+        the node (or nothing is left to spill); the bytes given back."""
+        before = self.space.reserved_bytes
+        while before - self.space.reserved_bytes < size:
+            with self.rt.lock:
+                victim = self._claim_victim()
+            if victim is None or not self._spill_out(victim):
+                break
+        return before - self.space.reserved_bytes
+
+    def _on_make_room_query(self, source, request_id, size):
+        threading.Thread(target=lambda: self.rt.send(source, ("query_reply", request_id, self._make_room(size))),
+                         name="mpirt-store-spill", daemon=True).start()
 
     def _claim_victim(self):
         """Under the runtime lock: the oldest object in memory that no view reads, its block's key

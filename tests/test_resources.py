@@ -363,3 +363,55 @@ def test_node_pool_accounts_pooled_and_rank_bound_resources():
     assert not pool.could_fit(2, two_cpus) and pool.could_fit(2, {"CPU": 1.0, "GPU": 2.0})
     pool.take(3, two_cpus)                             # late news from the dead rank: ignored
     assert pool.available() == {"CPU": 0.0, "disk": 0.0, "GPU": 1.0}
+
+
+DEAD_RANK_APP = """
+import os, time, mpirt as ray
+from mpirt.launch import current_runtime
+ray.init()
+@ray.remote
+def where():
+    time.sleep(0.02)
+    return current_runtime().rank, os.getpid()
+@ray.remote(num_cpus=2)
+def whole_node():
+    return current_runtime().rank
+pids = {}
+while len(pids) < 4:
+    pids.update(ray.get([where.remote() for _ in range(8)]))
+os.kill(pids[3], 9)                  # node {2, 3} keeps rank 2's CPU only
+deadline = time.monotonic() + 30
+while ray.cluster_resources().get("CPU") != 3.0 and time.monotonic() < deadline:
+    time.sleep(0.05)
+while ray.available_resources().get("CPU") != 3.0 and time.monotonic() < deadline:
+    time.sleep(0.05)
+print("after", ray.cluster_resources(), ray.available_resources())
+print("whole node on", sorted(set(ray.get([whole_node.remote() for _ in range(4)]))))
+print("one cpu on", sorted({r for r, _ in ray.get([where.remote() for _ in range(24)])}))
+try:
+    whole_node.options(num_cpus=3).remote()
+except ValueError as exc:
+    print("infeasible:", exc)
+"""
+
+
+def test_a_dead_rank_leaves_its_node_pool_smaller(tmp_path):
+    """Under ULFM a worker's death takes what it offered out of its node's pool: a 2-CPU task then
+    fits only the other node, 1-CPU tasks still run on the survivor of the first."""
+    import subprocess
+    import sys
+
+    from conftest import MPIRUN_ENV, mpirun_path
+
+    probe = subprocess.run([mpirun_path(), "--with-ft", "ulfm", "-n", "1", sys.executable, "-c", "pass"],
+                           capture_output=True, text=True, timeout=60, env={**os.environ, **MPIRUN_ENV})
+    if probe.returncode != 0:
+        pytest.skip("this mpirun has no --with-ft ulfm (Open MPI 5 has it): worker deaths end the job")
+    proc = run_app(tmp_path, DEAD_RANK_APP, ranks=6, env={"MPIRT_RANKS_PER_NODE": "2"},
+                   mpirun_args=("--with-ft", "ulfm"), timeout=150)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    out = proc.stdout
+    assert "after {'CPU': 3.0} {'CPU': 3.0}" in out
+    assert "whole node on [4]" in out or "whole node on [5]" in out or "whole node on [4, 5]" in out
+    assert "one cpu on [2, 4, 5]" in out
+    assert "CPU=3, but no node has that much (largest on one node: 2; cluster total: 3" in out

@@ -78,11 +78,13 @@ class NodePool:
             del table[rank]
 
     def available(self):
-        """Free resources, rank-bound ones summed over the ranks (never below zero)."""
-        result = {name: max(amount, 0.0) for name, amount in self.free.items()}
+        """Free resources, rank-bound ones summed over the ranks; none of a resource free leaves
+        it out, as Ray's tables do (``available_resources()`` has no "CPU" while all are held)."""
+        result = {name: amount for name, amount in self.free.items() if amount > 1e-9}
         for res in self.rank_free.values():
             for name, amount in res.items():
-                result[name] = result.get(name, 0.0) + max(amount, 0.0)
+                if amount > 1e-9:
+                    result[name] = result.get(name, 0.0) + amount
         return result
 
 

@@ -263,8 +263,9 @@ print("still", ray.get(free.remote(2)))
 """
 
 
-def test_init_with_zero_cpus_runs_zero_cpu_work(tmp_path):
-    proc = run_app(tmp_path, ZERO_CPU_APP)
+@pytest.mark.parametrize("ranks", [None, 3], ids=["spawned", "mpirun"])
+def test_init_with_zero_cpus_runs_zero_cpu_work(tmp_path, ranks):
+    proc = run_app(tmp_path, ZERO_CPU_APP, ranks=ranks)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "negative: init(num_cpus=...) must be an integer >= 0" in out and "got -1" in out

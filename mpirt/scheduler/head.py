@@ -15,7 +15,7 @@ briefly oversubscribe its node.
 import collections
 import itertools
 
-from .resources import CPU, RANK_BOUND, fits
+from .resources import CPU, RANK_BOUND
 
 
 class NodePool:

@@ -43,13 +43,6 @@ def shape_key(shape):
     return tuple(sorted(shape.items()))
 
 
-def fits(available, shape):
-    for name, amount in shape.items():
-        if available.get(name, 0.0) + 1e-9 < amount:
-            return False
-    return True
-
-
 # Resources that belong to one process rather than to its node's pool: a worker process sees only
 # its own GPUs (CUDA_VISIBLE_DEVICES is read once per process, and tasks are threads of it), so the
 # GPU part of a request must fit the GPUs of the one rank that runs it.

@@ -206,6 +206,28 @@ def test_fractional_and_zero_cpu_requests_share_the_pool(rt, tmp_path):
     assert wait_for(lambda: rt.available_resources().get("CPU") == 2.0)
 
 
+def test_an_actor_may_hold_every_cpu_of_its_node(rt):
+    @mpirt.remote(num_cpus=2)
+    class WholeNode:
+        def ping(self):
+            return "pong"
+
+    @mpirt.remote
+    def one_cpu():
+        return 1
+
+    assert wait_for(lambda: rt.available_resources().get("CPU") == 2.0)
+    actor = WholeNode.remote()
+    assert rt.get(actor.ping.remote()) == "pong"
+    assert "CPU" not in rt.available_resources()       # held for the actor's life
+    waiting = one_cpu.remote()
+    ready, _ = rt.wait([waiting], timeout=0.5)
+    assert ready == []                                 # no CPU left on the node for it
+    rt.kill(actor)
+    assert rt.get(waiting, timeout=30) == 1
+    assert wait_for(lambda: rt.available_resources().get("CPU") == 2.0)
+
+
 def test_bad_and_infeasible_requests_name_the_argument_and_the_job_goes_on(rt):
     @mpirt.remote
     def square(x):

@@ -1,12 +1,12 @@
 """Object-store benchmarks: mpirt vs Ray, same code for both runtimes (numpy uint8 arrays).
 
-Measures, on ``init(num_cpus=2, object_store_memory=4 GiB)``:
-  1. ``rt.put`` of 1 MB, 100 MB and 1 GB arrays (GB/s, median of several puts, each ref
+Measures, on ``init(num_cpus=2, object_store_memory=6 GiB)``:
+  1. ``rt.put`` of 1 MB, 100 MB, 1 GiB and 4 GiB arrays (GB/s, median of several puts, each ref
      dropped before the next put). Steady state: the driver's store memory is touched once
      beforehand and each size gets an untimed pass of the same puts, since the first write
      to fresh shared memory page-faults (for both runtimes) and first-fit placement with
      asynchronous frees would otherwise mix fresh and reused space in the timed puts,
-  2. ``rt.get`` from the driver of a 1 MB, 100 MB and 1 GB object the driver put (same
+  2. ``rt.get`` from the driver of a 1 MB, 100 MB, 1 GiB and 4 GiB object the driver put (same
      node): median time per get (us) and effective GB/s (size / time). The returned array
      is dropped before the next get. mpirt's same-node get maps the store segment in
      place (zero-copy, read-only view), so its time should not grow with the size,
@@ -14,15 +14,23 @@ Measures, on ``init(num_cpus=2, object_store_memory=4 GiB)``:
      its first byte (ms per call, median),
   4. mpirt only: a cross-node get. A second mpirt child runs with MPIRT_RANKS_PER_NODE=2
      (ranks 0-1, driver and scheduler, are "node 0"; ranks 2-3, the workers, "node 2"); a
-     task there returns a 100 MB / 1 GB array made there and the driver gets it, which
+     task there returns a 1 MB / 100 MB / 1 GiB array made there and the driver gets it, which
      copies it over MPI RMA Get (GB/s). ``object_store_stats()["nodes"]`` must show
      remote_gets > 0 on the driver's node. Ray has no equivalent on one machine (it would
-     need a real multi-node cluster), so its column reads "n/a".
+     need a real multi-node cluster), so its column reads "n/a". The "plain MPI Get" line
+     is the same bytes moved by a bare mpi4py ``Win.Create`` + ``Lock``/``Get``/``Unlock``
+     between two processes of ``mpirun -n 2`` (the goal: mpirt within 2x of it). 4 GiB is
+     left out of the cross-node rows: maker, store and copy would need 12 GB at once,
+  5. spill and restore, in a child with ``object_store_memory=1 GiB`` for both runtimes: ten
+     200 MB puts held at once (2 GB into 1 GiB: the later puts spill older objects; GB/s =
+     bytes put / time of all puts), then a get of each (the spilled ones are restored from
+     disk; GB/s = bytes / time of all gets, each array dropped before the next get),
+  6. store memory in use: ``peak machine-wide memory`` under the table (MemAvailable drop
+     while a child runs, store included), and mpirt's own figures (bytes in use by objects,
+     reserved in chunks) after the spill phase.
 
-mpirt's object_store_memory is bytes per node, split equally over the node's ranks: 4
-ranks on one node (driver, scheduler, 2 workers) get 1 GiB each, enough for a 1 GB
-(10**9 bytes) object; with 2 ranks per node each rank gets 2 GiB. Sizes are decimal:
-1 GB = 10**9 bytes, GB/s = 10**9 bytes/s.
+mpirt's object_store_memory is the size of the one pool of each node, which all its ranks
+share. Sizes: 1 MB = 10**6 bytes, 1 GiB = 2**30 bytes, GB/s = 10**9 bytes/s.
 
 Each runtime runs in its own fresh subprocess (the script re-invokes itself with
 ``--runtime NAME``; the child prints its results as JSON on its last stdout line).
@@ -31,6 +39,7 @@ Ray is optional: without it the Ray column reads "n/a".
 Run:  python benchmarks/store_bench.py            (full run, a few minutes)
       python benchmarks/store_bench.py --quick    (1 MB / 10 MB / 100 MB, well under a minute)
       python benchmarks/store_bench.py --runtimes mpirt
+      RAY_PYTHON=/path/to/ray-venv/bin/python python benchmarks/store_bench.py   (Ray in its own venv)
 
 Results go to benchmarks/results/store_bench.json and, if matplotlib is installed,
 store_bench.png (horizontal bars of the mpirt/ray ratio per workload, log scale).
@@ -50,20 +59,28 @@ import harness  # noqa: E402  (child runner, process-tree cleanup, tables, resul
 RESULT_MARKER = "store_bench_result"
 CHILD_TIMEOUT_S = 300
 NUM_CPUS = 2
-STORE_BYTES = 4 * 2**30
+STORE_BYTES = 6 * 2**30
+SPILL_STORE_BYTES = 2**30
+GiB = 2**30
 XNODE_RANKS_PER_NODE = 2
 MB = 10**6
 GB = 10**9
 
-FULL = dict(sizes=[1 * MB, 100 * MB, 1 * GB], put_reps=[30, 10, 5], get_reps=[50, 30, 20],
-            task_arg_size=100 * MB, task_reps=20, xnode_sizes=[100 * MB, 1 * GB], xnode_reps=[10, 5])
+FULL = dict(sizes=[1 * MB, 100 * MB, 1 * GiB, 4 * GiB], put_reps=[30, 10, 5, 2], get_reps=[50, 30, 20, 10],
+            task_arg_size=100 * MB, task_reps=20, xnode_sizes=[1 * MB, 100 * MB, 1 * GiB], xnode_reps=[20, 10, 5],
+            spill_objects=10, spill_size=200 * MB)
 QUICK = dict(sizes=[1 * MB, 10 * MB, 100 * MB], put_reps=[10, 5, 3], get_reps=[20, 10, 10],
-             task_arg_size=10 * MB, task_reps=5, xnode_sizes=[10 * MB, 100 * MB], xnode_reps=[3, 3])
+             task_arg_size=10 * MB, task_reps=5, xnode_sizes=[1 * MB, 10 * MB, 100 * MB], xnode_reps=[5, 3, 3],
+             spill_objects=10, spill_size=200 * MB)
 
-CHILDREN = {"mpirt": "mpirt", "ray": "ray", "mpirt-xnode": "mpirt"}  # child name -> table column
+# child name -> table column; "mpi-get" runs under mpirun -n 2, without any runtime
+CHILDREN = {"mpirt": "mpirt", "ray": "ray", "mpirt-xnode": "mpirt", "mpirt-spill": "mpirt", "ray-spill": "ray",
+            "mpi-get": "mpi"}
 
 
 def _size_label(n):
+    if n >= GiB and n % GiB == 0:
+        return f"{n // GiB} GiB"
     return f"{n // GB} GB" if n >= GB and n % GB == 0 else f"{n / MB:g} MB"
 
 
@@ -79,14 +96,17 @@ def workloads(cfg):
     rows.append(("task_arg", f"task(ref to {_size_label(cfg['task_arg_size'])}) -> 1st byte", "ms/call", False, None))
     for n in cfg["xnode_sizes"]:
         rows.append((f"xnode_{n}", f"cross-node get {_size_label(n)} (RMA)**", "GB/s", True, "mpirt-xnode"))
+    rows.append(("spill_gbs", f"spill: {cfg['spill_objects']} x {_size_label(cfg['spill_size'])} puts into 1 GiB",
+                 "GB/s", True, "spill"))
+    rows.append(("restore_gbs", "restore: get of each of them", "GB/s", True, "spill"))
     return rows
 
 
 # --------------------------------------------------------------------------
 # child: run the workloads on one runtime
 # --------------------------------------------------------------------------
-def _import_runtime(name):
-    return harness.init_runtime(name, num_cpus=NUM_CPUS, object_store_memory=STORE_BYTES)
+def _import_runtime(name, store_bytes=STORE_BYTES):
+    return harness.init_runtime(name, num_cpus=NUM_CPUS, object_store_memory=store_bytes)
 
 
 def _array(n, fill=1):
@@ -194,10 +214,67 @@ def run_xnode(rt, cfg):
                  "driver_node_remote_gets": remote, "expected_remote_gets": expected}
 
 
-def _driver_store_bytes(rt, name):
-    """Store memory the driver's puts go to: its own segment (mpirt), the node's store (Ray)."""
+def run_spill(rt, cfg, name):
+    """Puts that overflow a 1 GiB store (held at once), then a get of each: spill and restore GB/s."""
+    n, count = cfg["spill_size"], cfg["spill_objects"]
+    src = _array(n, 1)
+    t0 = time.perf_counter()
+    refs = [rt.put(src) for _ in range(count)]
+    put_s = time.perf_counter() - t0
+    del src
+    t0 = time.perf_counter()
+    for ref in refs:
+        value = rt.get(ref)
+        assert value.nbytes == n and value[0] == 1 and value[-1] == 1
+        del value
+    get_s = time.perf_counter() - t0
+    out = {}
+    _record(out, "spill_gbs", [n * count / put_s / GB])
+    _record(out, "restore_gbs", [n * count / get_s / GB])
+    memory = None
     if name == "mpirt":
-        return next(s["capacity_bytes"] for s in rt.object_store_stats()["ranks"] if s["rank"] == 0)
+        node = rt.object_store_stats()["nodes"][0]
+        memory = {k: node[k] for k in ("capacity_bytes", "used_bytes", "reserved_bytes", "fragmentation",
+                                       "spilled_objects", "spilled_bytes", "restored_objects", "restored_bytes")}
+    del refs
+    return out, memory
+
+
+def mpi_get_child(cfg):
+    """Under ``mpirun -n 2``, no runtime: rank 0 Gets bytes of rank 1's window, into a fresh array
+    each time (as mpirt's cross-node get does); GB/s per size, keyed like mpirt's cross-node rows."""
+    import numpy as np
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    largest = max(cfg["xnode_sizes"])
+    exposed = np.ones(largest if comm.rank == 1 else 1, dtype=np.uint8)
+    window = MPI.Win.Create(exposed, 1, comm=comm)
+    out = {}
+    if comm.rank == 0:
+        for n, reps in zip(cfg["xnode_sizes"], cfg["xnode_reps"]):
+            def get():
+                buffer = np.empty(n, dtype=np.uint8)
+                window.Lock(1, MPI.LOCK_SHARED)
+                for start in range(0, n, 1 << 30):
+                    count = min(1 << 30, n - start)
+                    window.Get([buffer[start:start + count], count, MPI.BYTE], 1, target=(start, count, MPI.BYTE))
+                window.Unlock(1)
+                return buffer
+            get()
+            _record(out, f"xnode_{n}", [n / t / GB for t in harness.timed(get, reps)])
+    comm.Barrier()
+    window.Free()
+    if comm.rank == 0:
+        harness.emit({RESULT_MARKER: True, "runtime": "mpi-get", "status": "ok",
+                      "version": "mpi4py " + __import__("mpi4py").__version__, "results": out})
+    return 0
+
+
+def _driver_store_bytes(rt, name):
+    """Store memory the driver's puts go to: the node's pool (mpirt), the node's store (Ray)."""
+    if name == "mpirt":
+        return next(iter(rt.object_store_stats()["nodes"].values()))["capacity_bytes"]
     return STORE_BYTES
 
 
@@ -224,6 +301,8 @@ def _store_report(rt, name):
 
 def child_main(name, quick):
     cfg = QUICK if quick else FULL
+    if name == "mpi-get":
+        return mpi_get_child(cfg)
     runtime = CHILDREN[name]
     result = {RESULT_MARKER: True, "runtime": name, "config": cfg}
     if name == "mpirt-xnode":
@@ -232,6 +311,8 @@ def child_main(name, quick):
     def work(rt, result):
         if name == "mpirt-xnode":
             result["results"], result["xnode"] = run_xnode(rt, cfg)
+        elif name.endswith("-spill"):
+            result["results"], result["store_memory"] = run_spill(rt, cfg, runtime)
         else:
             result["results"] = run_workloads(rt, cfg, _driver_store_bytes(rt, runtime))
         result["store"] = _store_report(rt, runtime)
@@ -241,7 +322,9 @@ def child_main(name, quick):
 
         result["driver_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    return harness.run_in_child(result, runtime, _import_runtime, work, before_shutdown)
+    init = functools.partial(_import_runtime, store_bytes=SPILL_STORE_BYTES) if name.endswith("-spill") \
+        else _import_runtime
+    return harness.run_in_child(result, runtime, init, work, before_shutdown)
 
 
 # --------------------------------------------------------------------------
@@ -288,14 +371,27 @@ def run_child(name, quick, timeout):
         env["MPIRT_RANKS_PER_NODE"] = str(XNODE_RANKS_PER_NODE)
     else:
         env.pop("MPIRT_RANKS_PER_NODE", None)
+    command = harness.child_command(__file__, name, quick)
+    if CHILDREN[name] == "ray" and os.environ.get("RAY_PYTHON"):
+        command[0] = os.environ["RAY_PYTHON"]   # Ray installed in another environment
+    if name == "mpi-get":
+        import shutil
+
+        mpirun = shutil.which("mpirun", path=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""))
+        if mpirun is None:
+            return {"runtime": name, "status": "not installed", "error": "mpirun not found"}
+        command = [mpirun, "-n", "2", "--oversubscribe"] + command
+        env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     watch = _MemWatch()
-    run = harness.run_process(harness.child_command(__file__, name, quick), env, timeout, RESULT_MARKER)
+    run = harness.run_process(command, env, timeout, RESULT_MARKER)
     return harness.runtime_result(run, name, timeout, RESULT_MARKER, peak_mem_gb=watch.stop())
 
 
 def _cell(all_results, column, child, key):
     if column == "ray" and child == "mpirt-xnode":
         return None
+    if child == "spill":
+        child = f"{column}-spill"
     return harness.value(all_results.get(child or column), key)
 
 
@@ -306,7 +402,7 @@ def _ratio_of(all_results, child, key, higher_is_better):
 
 def print_table(all_results, cfg):
     sizes = ", ".join(_size_label(n) for n in cfg["sizes"])
-    print(f"mpirt vs Ray object store benchmark (num_cpus={NUM_CPUS}, object_store_memory=4 GiB, numpy uint8; "
+    print(f"mpirt vs Ray object store benchmark (num_cpus={NUM_CPUS}, object_store_memory=6 GiB, numpy uint8; "
           f"sizes {sizes}; medians; 1 GB = 10**9 bytes)")
     harness.print_comparison([(label, unit, _cell(all_results, "mpirt", child, key),
                                _cell(all_results, "ray", child, key), hib)
@@ -319,7 +415,20 @@ def print_table(all_results, cfg):
     print(f"** mpirt only: separate child with MPIRT_RANKS_PER_NODE={XNODE_RANKS_PER_NODE} (driver + scheduler = "
           "node 0, the 2 workers = node 2); a worker task makes the array, the driver's get copies it with MPI RMA "
           "Get. Ray: n/a (cross-node needs a real multi-node cluster).")
-    for name in ("mpirt", "mpirt-xnode", "ray"):
+    for n in cfg["xnode_sizes"]:
+        mine, plain = _cell(all_results, "mpirt", "mpirt-xnode", f"xnode_{n}"), \
+            harness.value(all_results.get("mpi-get"), f"xnode_{n}")
+        if mine is not None and plain is not None:
+            print(f"cross-node get {_size_label(n)}: mpirt {mine:.2f} GB/s, plain MPI Get of the same bytes "
+                  f"{plain:.2f} GB/s (mpirt at {mine / plain:.0%} of it; goal >= 50%)")
+    for name in ("mpirt", "ray", "mpirt-spill", "ray-spill"):
+        mem = (all_results.get(name) or {}).get("peak_mem_gb")
+        if mem is not None:
+            print(f"store memory: {name}: peak machine-wide memory in use +{mem:.1f} GB")
+    spill_memory = (all_results.get("mpirt-spill") or {}).get("store_memory")
+    if spill_memory:
+        print(f"store memory: mpirt-spill after the gets: {json.dumps(spill_memory)}")
+    for name in ("mpirt", "mpirt-xnode", "ray", "mpirt-spill", "ray-spill", "mpi-get"):
         res = all_results.get(name)
         if res is None:
             continue
@@ -349,7 +458,7 @@ def save_plot(all_results, cfg, path):
     """mpirt/ray ratio per workload; the mpirt-only cross-node rows have no ratio and are left out."""
     rows = [(f"{label.rstrip('*')} ({unit})", _ratio_of(all_results, child, key, hib))
             for key, label, unit, hib, child in workloads(cfg)]
-    title = (f"object store: {harness.versions(all_results)}, object_store_memory=4 GiB"
+    title = (f"object store: {harness.versions(all_results)}, object_store_memory=6 GiB"
              + (" (quick run)" if cfg is QUICK else "") + "\ncross-node rows: mpirt only, not plotted")
     return harness.save_ratio_plot(rows, path, title)
 
@@ -371,7 +480,7 @@ def main(argv=None):
     names = harness.runtime_names(parser, args.runtimes)
     children = []
     for n in names:
-        children += ["mpirt", "mpirt-xnode"] if n == "mpirt" else [n]
+        children += ["mpirt", "mpirt-xnode", "mpirt-spill", "mpi-get"] if n == "mpirt" else [n, f"{n}-spill"]
     all_results = {}
     for n in children:
         print(f"running {n} ...", file=sys.stderr, flush=True)

@@ -6,7 +6,8 @@ free chunks from the table, under the node lock, and then places objects inside
 its own chunks with its own ``SegmentAllocator``, without asking anyone: the
 fast path stays local. An object larger than a chunk takes a run of contiguous
 chunks. Chunks that become wholly free go back to the table at once, so memory
-one rank no longer uses is there for every other rank of the node. Single
+one rank no longer uses is there for every other rank of the node (each rank keeps its
+last chunk, so a loop of put and drop stays local, until another rank asks for room). Single
 chunks are taken from the top of the pool, runs first-fit from the bottom, so
 small objects do not break up the long runs big objects need.
 
@@ -130,6 +131,8 @@ class RankSpace:
             return offset
         count = self.table.chunks_for(size)
         first = self.table.take(self.rank, count)
+        if first is None and self.release_spare():   # the kept chunk may be what breaks up the run
+            first = self.table.take(self.rank, count)
         if first is None:
             return None
         for index in range(first, first + count):
@@ -145,13 +148,28 @@ class RankSpace:
     def _give_back_free_chunks(self, start, size):
         header, chunk = self.table.header_bytes, self.table.chunk_bytes
         first = -(-(start - header) // chunk)
-        returned = []
+        whole = []
         for index in range(first, self.table.count):
             chunk_start, chunk_size = self.table.chunk_range(index)
             if chunk_start + chunk_size > start + size:
                 break
-            self.allocator.withdraw(chunk_start, chunk_size)
-            returned.append(index)
-        if returned:
-            self.chunks_held -= len(returned)
-            self.table.give_back(returned)
+            whole.append(index)
+        if whole and len(whole) == self.chunks_held:
+            whole.pop()    # keep one wholly free chunk: a loop of put and drop then never touches the table
+        if whole:
+            for index in whole:
+                self.allocator.withdraw(*self.table.chunk_range(index))
+            self.chunks_held -= len(whole)
+            self.table.give_back(whole)
+
+    def release_spare(self):
+        """Give back the chunk kept when all others went (another rank of the node needs room);
+        the bytes given back."""
+        if self.chunks_held != 1 or self.allocator.used_bytes:
+            return 0
+        (start, size), = self.allocator.free_ranges()
+        index = (start - self.table.header_bytes) // self.table.chunk_bytes
+        self.allocator.withdraw(start, size)
+        self.chunks_held = 0
+        self.table.give_back([index])
+        return size

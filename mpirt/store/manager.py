@@ -216,10 +216,10 @@ class StoreManager:
         asked_others = False
         while True:
             with self.rt.lock:
+                # References dropped a moment ago free blocks: apply them first, so a loop of
+                # put and drop reuses the same (cache- and page-warm) memory.
+                self.rt.objects.apply_ref_events()
                 offset = self.space.allocate(size)
-                if offset is None:  # references dropped a moment ago may free enough: apply them now
-                    self.rt.objects.apply_ref_events()
-                    offset = self.space.allocate(size)
                 if offset is not None:
                     return offset
                 victim = self._claim_victim()
@@ -243,7 +243,9 @@ class StoreManager:
     def _make_room(self, size):
         """Spill this rank's oldest unviewed objects until ``size`` bytes of chunks went back to
         the node (or nothing is left to spill); the bytes given back."""
-        before = self.space.reserved_bytes
+        with self.rt.lock:
+            before = self.space.reserved_bytes
+            self.space.release_spare()
         while before - self.space.reserved_bytes < size:
             with self.rt.lock:
                 victim = self._claim_victim()
@@ -252,8 +254,23 @@ class StoreManager:
         return before - self.space.reserved_bytes
 
     def _on_make_room_query(self, source, request_id, size):
-        threading.Thread(target=lambda: self.rt.send(source, ("query_reply", request_id, self._make_room(size))),
-                         name="mpirt-store-spill", daemon=True).start()
+        self._answer_in_thread(source, request_id, self._make_room, size, failed=0)
+
+    def _answer_in_thread(self, source, request_id, work, *args, failed):
+        """Reply to a query with ``work(*args)`` computed on a helper thread (spilling and restoring
+        take long: not on the progress thread, under the runtime lock); ``failed`` if it raised, so
+        the asking rank never waits for an answer that cannot come."""
+        def answer():
+            try:
+                result = work(*args)
+            except Exception:
+                import traceback
+
+                traceback.print_exc()
+                result = failed
+            self.rt.send(source, ("query_reply", request_id, result))
+
+        threading.Thread(target=answer, name="mpirt-store-helper", daemon=True).start()
 
     def _claim_victim(self):
         """Under the runtime lock: the oldest object in memory that no view reads, its block's key
@@ -549,9 +566,7 @@ class StoreManager:
         if record is not None and record.offset is not None and not record.busy:
             self.rt.send(source, ("query_reply", request_id, record.location(self.rank)))
             return
-        # spilling or restoring takes long: not on the progress thread, under the runtime lock
-        threading.Thread(target=lambda: self.rt.send(source, ("query_reply", request_id, self._locate_here(key))),
-                         name="mpirt-store-restore", daemon=True).start()
+        self._answer_in_thread(source, request_id, self._locate_here, key, failed=None)
 
     def _on_read_query(self, source, request_id, key, start, size):
         record = self._held.get(key)

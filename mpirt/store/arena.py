@@ -137,11 +137,14 @@ class Arena:
         """An array over bytes of the node pool (no copy); a new object each call."""
         return self.memory[offset:offset + size]
 
-    def fetch(self, rank, offset, size):
-        """Copy bytes of another node's pool here with RMA Get (through ``rank``'s window);
-        returns a new uint8 array."""
+    def fetch(self, rank, offset, size, recheck=0):
+        """Copy bytes of another node's pool here with RMA Get (through ``rank``'s window); returns
+        a new uint8 array. With ``recheck``, the first ``recheck`` bytes are read again after the
+        rest has arrived (``Flush`` orders the two reads, in one lock epoch: the epoch, not the
+        bytes, is what costs on networks where the target must help), returned as a second array."""
         MPI = mpi()
         out = np.empty(size, dtype=np.uint8)
+        again = np.empty(recheck, dtype=np.uint8)
         with self._rma_lock:
             self.world.Lock(rank, MPI.LOCK_SHARED)
             try:
@@ -149,11 +152,14 @@ class Arena:
                     count = min(RMA_CHUNK, size - start)
                     self.world.Get([out[start:start + count], count, MPI.BYTE], rank,
                                    target=(offset + start, count, MPI.BYTE))
+                if recheck:
+                    self.world.Flush(rank)
+                    self.world.Get([again, recheck, MPI.BYTE], rank, target=(offset, recheck, MPI.BYTE))
             finally:
                 self.world.Unlock(rank)
             self.remote_gets += 1
             self.remote_bytes += size
-        return out
+        return (out, again) if recheck else out
 
     def free(self):
         """Collective: release the window and the node communicator; the mapping goes when

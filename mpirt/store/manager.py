@@ -173,6 +173,7 @@ class StoreManager:
                                 store_stats_query=self._on_stats_query,
                                 store_locate_query=self._on_locate_query,
                                 store_make_room_query=self._on_make_room_query,
+                                store_wake=lambda source: None,
                                 store_read_spilled_query=self._on_read_spilled_query,
                                 store_read_query=self._on_read_query)
 
@@ -391,9 +392,11 @@ class StoreManager:
         if self.arena.world is None:
             data = self._fetch_by_message(where)
         else:
-            block = self.arena.fetch(where.holder, where.offset, HEADER_BYTES + where.size)
+            # A passive-target epoch needs the target's help on some networks (Open MPI over TCP): a
+            # message first wakes a holder that sleeps while idle (up to 20 ms per round trip else).
+            self.rt.send(where.holder, ("store_wake",))
             # sequence lock: the holder clears the key before the bytes can change
-            after = self.arena.fetch(where.holder, where.offset, 8)
+            block, after = self.arena.fetch(where.holder, where.offset, HEADER_BYTES + where.size, recheck=8)
             if blocks.key_of(block, 0) != where.key or blocks.key_of(after, 0) != where.key:
                 return None
             data = block[HEADER_BYTES:]

@@ -134,3 +134,26 @@ def test_a_full_pool_spills_other_ranks_objects_for_a_new_one(tmp_path):
     assert "driver spilled True" in proc.stdout
     assert "worker stored in memory 1 0" in proc.stdout
     assert f"values 7 {list(range(8))}" in proc.stdout
+
+
+DISCARD_APP = """
+import numpy as np, mpirt as ray
+from mpirt.launch import runtime_for_call
+from mpirt.store.manager import encode
+ray.init(num_cpus=1, object_store_memory=64 << 20)
+store = runtime_for_call().store
+blobs = [encode(np.ones(20 << 20, dtype=np.uint8), store) for _ in range(2)]   # one in memory, one on disk
+blobs.append(encode(np.ones(100 << 20, dtype=np.uint8), store))
+before = ray.object_store_stats()["ranks"][0]
+store.discard(blobs)
+after = ray.object_store_stats()["ranks"][0]
+print("before", before["objects_in_memory"] + before["objects_on_disk"], "after", after["objects_in_memory"],
+      after["objects_on_disk"], after["used_bytes"])
+"""
+
+
+def test_discard_frees_stored_values_that_were_never_published(tmp_path):
+    spill = tmp_path / "spill"
+    proc = run_app(tmp_path, DISCARD_APP, env={"MPIRT_SPILL_DIR": str(spill)})
+    assert proc.returncode == 0, proc.stderr
+    assert "before 3 after 0 0 0" in proc.stdout

@@ -25,6 +25,7 @@ import ctypes
 import importlib.util
 import itertools
 import os
+import queue
 import sys
 import threading
 import time
@@ -34,6 +35,7 @@ from ..exceptions import ObjectLostError
 INLINE_THRESHOLD = 100 * 1024    # the store's inline limit (manager.py uses this one)
 STAGING_CHUNK = 64 << 20          # bytes per MPI message on the staged path
 _FIRST_TAG, _LAST_TAG = 1000, 30000   # point-to-point tags for streams (the transport uses 7)
+STREAM_STALL_SECONDS = 300.0      # a holder gives up on a reader whose chunk has not moved for this long
 
 
 # -- recognising device arrays (without importing CuPy or torch) --------------
@@ -223,10 +225,11 @@ class DeviceStore:
         nbytes = array_bytes(obj, kind)
         with cupy.cuda.Device(device_id):
             memory = cupy.cuda.memory.Memory(nbytes)      # cudaMalloc: its own allocation, so IPC maps exactly it
-            # Order after the producer's work on the current stream, then finish before anyone reads.
-            stream = cupy.cuda.get_current_stream()
-            runtime_api.memcpyAsync(memory.ptr, pointer, nbytes, runtime_api.memcpyDeviceToDevice, stream.ptr)
-            stream.synchronize()
+            # Order after the producer's work on its current stream (torch's own for a tensor: it may
+            # have been made on a side stream CuPy knows nothing of), then finish before anyone reads.
+            stream = _producer_stream(cupy, kind, device_id)
+            runtime_api.memcpyAsync(memory.ptr, pointer, nbytes, runtime_api.memcpyDeviceToDevice, stream)
+            runtime_api.streamSynchronize(stream)
             ipc_handle = runtime_api.ipcGetMemHandle(memory.ptr)
         del contiguous
         key = next(self._keys)
@@ -237,12 +240,18 @@ class DeviceStore:
         return DeviceArrayHandle(self.rank, key, nbytes, ipc_handle, kind, _meta(obj, kind))
 
     def free(self, keys):
+        """Forget sealed arrays; their memory goes back on the freeing thread, since ``cudaFree``
+        synchronizes the device and callers hold the runtime lock (the progress thread)."""
+        gone = []
         with self._lock:
             for key in keys:
                 entry = self.sealed.pop(key, None)
                 if entry is not None:
                     self.stats["gpu_objects"] -= 1
                     self.stats["gpu_bytes"] -= entry[1]
+                    gone.append(entry)
+        if gone:
+            _freeing_thread().put(gone)
 
     def release(self, device_object):
         """Owner: the object is unreachable; its holder frees the sealed arrays."""
@@ -387,33 +396,87 @@ class DeviceStore:
                 if direct:
                     whole = cupy.ndarray((nbytes,), cupy.uint8, cupy.cuda.memory.MemoryPointer(memory, 0))
                     requests = [comm.Isend([whole[s:s + n], MPI.BYTE], dest, tag) for s, n in chunks]
-                    for request in requests:
-                        _wait_quietly(request)
+                    for i, request in enumerate(requests):
+                        if not self._wait_for_reader(request, dest):
+                            for rest in requests[i + 1:]:
+                                _cancel(rest)
+                            return
                     return
                 staging = [_pinned(cupy, STAGING_CHUNK if len(chunks) > 1 else nbytes)
                            for _ in range(min(2, len(chunks)))]
-                in_flight = [None, None]
+                in_flight = []   # sends not yet done, oldest first: at most two (one per staging buffer)
+                reader_gone = False
                 for i, (start, length) in enumerate(chunks):
-                    slot = i % 2
-                    if in_flight[slot] is not None:
-                        _wait_quietly(in_flight[slot])
-                    host = staging[slot]
+                    if len(in_flight) == 2 and not self._wait_for_reader(in_flight.pop(0), dest):
+                        reader_gone = True
+                        break
+                    host = staging[i % 2]
                     cupy.cuda.runtime.memcpy(host.ctypes.data, memory.ptr + start, length,
                                              cupy.cuda.runtime.memcpyDeviceToHost)
-                    in_flight[slot] = comm.Isend([host[:length], MPI.BYTE], dest, tag)
-                for request in in_flight:
-                    if request is not None:
-                        _wait_quietly(request)
+                    in_flight.append(comm.Isend([host[:length], MPI.BYTE], dest, tag))
+                while in_flight and not reader_gone:
+                    reader_gone = not self._wait_for_reader(in_flight.pop(0), dest)
+                for request in in_flight:   # left after the reader went
+                    _cancel(request)
         except Exception as exc:  # the reader died, or CUDA failed: the reader hears of it if it can
             if dest not in self.rt.failures.dead:
                 self.rt.send(dest, ("device_fetch_failed", tag, f"its holder (rank {self.rank}) could not send "
                                                                 f"it: {type(exc).__name__}: {exc}"))
+
+    def _wait_for_reader(self, request, dest):
+        """Wait for one chunk to go; False (the send cancelled) once the reader died or the chunk
+        has not moved for ``STREAM_STALL_SECONDS`` (a reader that gave up cancels its receive, and
+        the send would then wait forever, holding the sealed memory and this thread)."""
+        started = time.monotonic()
+        while not request.Test():
+            if dest in self.rt.failures.dead or self.rt.stopped.is_set() or \
+                    time.monotonic() - started > STREAM_STALL_SECONDS:
+                _cancel(request)
+                return False
+            _yield(started)
+        return True
 
     # -- CUDA-aware MPI --------------------------------------------------------
     def cuda_aware_mpi(self):
         if self._cuda_aware is None:
             self._cuda_aware = mpi_is_cuda_aware()
         return self._cuda_aware
+
+
+def _producer_stream(cupy, kind, device_id):
+    """The raw stream the producer of an array works on: torch's current stream for a tensor,
+    CuPy's for a CuPy array."""
+    if kind == "torch":
+        return sys.modules["torch"].cuda.current_stream(device_id).cuda_stream
+    return cupy.cuda.get_current_stream().ptr
+
+
+class _Freer:
+    """One daemon thread that drops sealed device memory (``cudaFree`` runs in CuPy's destructor)."""
+
+    def __init__(self):
+        self._queue = queue.Queue()
+        threading.Thread(target=self._run, name="mpirt-gpu-free", daemon=True).start()
+
+    def put(self, entries):
+        self._queue.put(entries)
+
+    def _run(self):
+        while True:
+            entries = self._queue.get()
+            del entries
+
+
+_freer = None
+_freer_lock = threading.Lock()
+
+
+def _freeing_thread():
+    global _freer
+    with _freer_lock:
+        if _freer is None:
+            _freer = _Freer()
+        return _freer
 
 
 def _device_copy(cupy, destination, source, nbytes):
@@ -433,12 +496,6 @@ def _pinned(cupy, nbytes):
 
     memory = cupy.cuda.alloc_pinned_memory(max(nbytes, 1))
     return numpy.frombuffer(memory, dtype=numpy.uint8, count=max(nbytes, 1))
-
-
-def _wait_quietly(request):
-    started = time.monotonic()
-    while not request.Test():
-        _yield(started)
 
 
 def _yield(started):

@@ -529,6 +529,19 @@ class StoreManager:
         else:
             self.rt.send(location.holder, ("store_free", location))
 
+    def discard(self, blobs):
+        """Free what ``encode`` stored here for values that will never be published (a later return
+        value of the same task failed to serialize, say): their store blocks or spill files and
+        their sealed GPU arrays. No one else can know of them, so nothing else would free them."""
+        for blob in blobs:
+            if isinstance(blob, device.DeviceObject):
+                if blob.holder == self.rank:
+                    self.device.free(blob.keys)
+                blob = blob.inner
+            if isinstance(blob, StoreLocation) and blob.holder == self.rank:
+                with self.rt.lock:
+                    self._on_free(self.rank, blob)
+
     def _on_pin(self, source, object_id):
         self._pins[object_id] = self._pins.get(object_id, 0) + 1
 

@@ -331,14 +331,9 @@ def child_main(name, quick):
 # parent: run each runtime in a fresh subprocess, print the table
 # --------------------------------------------------------------------------
 def _mem_available():
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    from mpirt.store.capacity import meminfo_bytes  # reads /proc only: no MPI start
+
+    return meminfo_bytes("MemAvailable")
 
 
 class _MemWatch:

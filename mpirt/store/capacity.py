@@ -104,15 +104,21 @@ def _free_bytes(path):
     return stat.f_bavail * stat.f_frsize
 
 
-def _meminfo_total():
+def meminfo_bytes(field):
+    """``field`` of /proc/meminfo (``"MemTotal"``, ``"MemAvailable"``) in bytes, or None."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:
-                if line.startswith("MemTotal:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return None
+
+
+def _meminfo_total():
+    total = meminfo_bytes("MemTotal")
+    return total if total is not None else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def _cgroup_limit():

@@ -134,11 +134,14 @@ def object_store_stats():
         node = nodes.setdefault(stats["node"], {"ranks": [], **stats["node_store"]})
         node["ranks"].append(stats["rank"])
         for key, value in stats.items():
-            if key not in ("rank", "node", "node_store"):
+            if key not in ("rank", "node", "node_store") and key not in stats["node_store"]:
                 node[key] = node.get(key, 0) + value
     for node in nodes.values():
         node["free_bytes"] = node["capacity_bytes"] - node["used_bytes"]
-        node["fragmentation"] = 1 - node["used_bytes"] / node["reserved_bytes"] if node["reserved_bytes"] else 0.0
+        # used_bytes sums the ranks' figures, each read at its own moment, so it can briefly
+        # exceed the table's reserved_bytes; fragmentation is then 0, not negative
+        reserved = node["reserved_bytes"]
+        node["fragmentation"] = max(0.0, 1 - node["used_bytes"] / reserved) if reserved else 0.0
     return {"nodes": nodes, "ranks": sorted(ranks, key=lambda s: s["rank"])}
 
 

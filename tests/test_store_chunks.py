@@ -42,8 +42,9 @@ def test_freed_chunks_go_back_so_another_rank_can_use_the_whole_pool(tmp_path):
     assert first.release_spare() == 2 * MiB and first.reserved_bytes == 0
     big = second.allocate(63 * MiB)                      # one rank may take nearly all of it
     assert big is not None and table.counts() == {3: 32}
+    assert table.reserved_bytes() == second.reserved_bytes == 64 * MiB
     second.free(big)
-    assert table.counts() == {3: 1}
+    assert table.counts() == {3: 1} and table.reserved_bytes() == 2 * MiB
 
 
 def test_large_objects_take_contiguous_runs_and_small_ones_come_from_the_top(tmp_path):

@@ -91,6 +91,16 @@ class ChunkTable:
         ranks, numbers = np.unique(held, return_counts=True)
         return dict(zip(ranks.tolist(), numbers.tolist()))
 
+    def reserved_bytes(self):
+        """Bytes of the chunks held by any rank, from one copy of the table: a node-wide
+        figure that, unlike a sum of the ranks' own figures taken at different moments,
+        never counts a chunk twice while it passes from one rank to another."""
+        held = np.flatnonzero(self.owners.copy() != FREE)
+        if not len(held):
+            return 0
+        last = self.count - 1
+        return int(len(held) * self.chunk_bytes - (self.chunk_bytes - self.chunk_range(last)[1]) * (held[-1] == last))
+
     def largest_free_run(self):
         free = np.concatenate(([False], self.owners == FREE, [False]))
         edges = np.flatnonzero(np.diff(free.astype(np.int8)))

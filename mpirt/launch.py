@@ -37,6 +37,7 @@ class _Launch:
         self.mode = mode        # "mpirun" or "spawn"
         self.comm = comm
         self.parent = parent    # spawn mode: the intercommunicator to the children
+        self.watchdog = None    # spawn mode without ULFM: fault.SpawnedRankWatchdog
 
 
 def is_initialized():
@@ -159,8 +160,11 @@ def _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace,
     # one host: their batches travel through host sockets instead (``MPIRT_SOCKET_MAIL=0``: MPI).
     config["driver_mail"] = os.environ.get("MPIRT_SOCKET_MAIL", "1") != "0"
     comm.bcast((config, resources_by_rank), root=0)
+    pids = comm.gather(os.getpid(), root=0)
     rt = Runtime(comm, config["session"], resources_by_rank, config)
     rt.launch = _Launch("spawn", comm, parent)
+    if not rt.failures.enabled:
+        rt.launch.watchdog = fault.SpawnedRankWatchdog({r: p for r, p in enumerate(pids) if r != DRIVER_RANK}).start()
     _start_driver(rt)
     return rt
 
@@ -192,6 +196,7 @@ def serve_spawned():
     parent = MPI.Comm.Get_parent()
     comm = parent.Merge(high=True)
     config, resources_by_rank = comm.bcast(None, root=0)
+    comm.gather(os.getpid(), root=0)
     _adopt_driver_environment(config)
     info = config["rank_info"][comm.Get_rank()]
     restrict_visible_gpus(info["gpu_ids"], info["node_gpus"])
@@ -348,6 +353,8 @@ def shutdown():
             return
         _runtime = None
         _mpirun_session_ended = rt.launch.mode == "mpirun"
+    if rt.launch.watchdog is not None:
+        rt.launch.watchdog.stop()          # the spawned ranks now exit on purpose
     complete = rt.shutdown_cluster()
     if not complete:
         sys.stderr.write("mpirt: some ranks did not acknowledge shutdown within 10 s\n")
@@ -361,7 +368,27 @@ def shutdown():
 
 def _leave_after_failures(rt):
     """Under ULFM mpi4py does not finalize MPI at exit (see _mpi_env): after a rank died,
-    MPI_Finalize can hang on the dead rank, so a rank that saw a death leaves without it."""
-    if not rt.failures.dead:
-        _release_communicators(rt)
-        mpi().Finalize()
+    MPI_Finalize can hang on the dead rank, so a rank that saw a death leaves without it.
+    A spawning driver may call init() again, so it finalizes only when the process exits."""
+    global _deaths_seen
+    if rt.failures.dead:
+        _deaths_seen = True
+        return
+    _release_communicators(rt)
+    if rt.launch.mode == "spawn":
+        if not _finalize_registered[0]:
+            atexit.register(_finalize_at_exit)
+            _finalize_registered[0] = True
+        return
+    mpi().Finalize()
+
+
+_deaths_seen = False
+_finalize_registered = [False]
+
+
+def _finalize_at_exit():
+    shutdown()        # registered after shutdown's own atexit hook, so it runs first
+    MPI = mpi()
+    if not _deaths_seen and not MPI.Is_finalized():
+        MPI.Finalize()

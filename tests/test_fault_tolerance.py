@@ -1,5 +1,6 @@
-"""Worker deaths under ULFM (``mpirun --with-ft ulfm``): tasks retried, actors restarted,
-lost objects rebuilt; and without ULFM, a clear message and no hang."""
+"""Worker deaths under ULFM, in both launch modes (``mpirun --with-ft ulfm`` and a plain
+``python app.py``, which turns ULFM on by itself): tasks retried, actors restarted, lost objects
+rebuilt; and without ULFM, a clear message and no hang."""
 import functools
 import os
 import re
@@ -18,7 +19,7 @@ import numpy as np
 import mpirt
 from mpirt.exceptions import ActorDiedError, ObjectLostError, WorkerCrashedError
 
-mpirt.init()
+mpirt.init(INIT_ARGS)
 
 @mpirt.remote
 def pid():
@@ -43,16 +44,28 @@ def _mpirun_has_ulfm():
     return found.returncode == 0
 
 
-def _run(tmp_path, body, ranks=5, env=None, timeout=120, returncode=0):
+@pytest.fixture(params=["mpirun", "spawn"])
+def mode(request):
+    """How the job starts: ``mpirun --with-ft ulfm -n N``, or plain python spawning N - 1 ranks."""
     if not _mpirun_has_ulfm():
-        pytest.skip("this mpirun has no --with-ft ulfm (Open MPI 5 has it): worker deaths end the job")
-    proc = run_app(tmp_path, PRELUDE + body, ranks=ranks, mpirun_args=ULFM, env=env, timeout=timeout)
+        pytest.skip("this Open MPI has no ULFM (Open MPI 5 has it): worker deaths end the job")
+    return request.param
+
+
+def _run(tmp_path, mode, body, ranks=5, env=None, timeout=120, returncode=0):
+    """Run PRELUDE + body with ``ranks`` ranks in all (driver, head, ranks - 2 workers)."""
+    if mode == "mpirun":
+        source = PRELUDE.replace("INIT_ARGS", "") + body
+        proc = run_app(tmp_path, source, ranks=ranks, mpirun_args=ULFM, env=env, timeout=timeout)
+    else:
+        source = PRELUDE.replace("INIT_ARGS", f"num_cpus={ranks - 2}") + body
+        proc = run_app(tmp_path, source, env=env, timeout=timeout)
     assert proc.returncode == returncode, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     return proc
 
 
-def test_tasks_survive_a_worker_killed_mid_stream(tmp_path):
-    proc = _run(tmp_path, """
+def test_tasks_survive_a_worker_killed_mid_stream(tmp_path, mode):
+    proc = _run(tmp_path, mode, """
 @mpirt.remote
 def square(i):
     time.sleep(0.02)
@@ -74,8 +87,8 @@ mpirt.shutdown()
     assert "worker rank" in proc.stderr and "died" in proc.stderr
 
 
-def test_actor_restarts_on_another_rank_and_reruns_init(tmp_path):
-    proc = _run(tmp_path, """
+def test_actor_restarts_on_another_rank_and_reruns_init(tmp_path, mode):
+    proc = _run(tmp_path, mode, """
 @mpirt.remote(max_restarts=1, max_task_retries=1)
 class Counter:
     def __init__(self, start):
@@ -114,10 +127,10 @@ mpirt.shutdown()
     assert "DIED True" in proc.stdout
 
 
-def test_lost_task_result_is_rebuilt_from_lineage(tmp_path):
+def test_lost_task_result_is_rebuilt_from_lineage(tmp_path, mode):
     # Two ranks per "node": the workers' stores are on other nodes than the driver's, so a value
     # whose only copy was in a dead worker's store is really gone.
-    proc = _run(tmp_path, """
+    proc = _run(tmp_path, mode, """
 @mpirt.remote(max_retries=2)
 def big(seed):
     rng = np.random.default_rng(seed)
@@ -155,8 +168,8 @@ mpirt.shutdown()
     assert "PUT_LOST True" in proc.stdout
 
 
-def test_values_in_a_dead_ranks_store_on_the_same_node_stay_readable(tmp_path):
-    proc = _run(tmp_path, """
+def test_values_in_a_dead_ranks_store_on_the_same_node_stay_readable(tmp_path, mode):
+    proc = _run(tmp_path, mode, """
 @mpirt.remote
 def big():
     return np.arange(200_000), os.getpid()
@@ -172,8 +185,8 @@ mpirt.shutdown()
     assert "SAME_VALUE True NOT_RERUN True" in proc.stdout
 
 
-def test_task_that_exits_its_worker_is_retried_then_fails(tmp_path):
-    proc = _run(tmp_path, """
+def test_task_that_exits_its_worker_is_retried_then_fails(tmp_path, mode):
+    proc = _run(tmp_path, mode, """
 @mpirt.remote(max_retries=1)
 def crash():
     os._exit(3)
@@ -188,13 +201,13 @@ except WorkerCrashedError as error:
     print("CRASHED", "max_retries" in str(error))
 print("STILL_WORKS", mpirt.get(fine.remote()))
 mpirt.shutdown()
-""", ranks=5, returncode=3)        # mpirun reports the crashed workers' exit status
+""", ranks=5, returncode=3 if mode == "mpirun" else 0)   # mpirun reports the workers' exit status
     assert "CRASHED True" in proc.stdout and "STILL_WORKS ok" in proc.stdout
     assert len(re.findall(r"worker rank \d+ died", proc.stderr)) == 2
 
 
 def test_without_ulfm_a_death_ends_the_job_with_a_message(tmp_path):
-    source = PRELUDE + """
+    source = PRELUDE.replace("INIT_ARGS", "") + """
 victim = worker_pids()[0]
 kill(victim)
 mpirt.get([pid.remote() for _ in range(50)])
@@ -205,13 +218,33 @@ print("UNREACHABLE")
     assert proc.returncode != 0 and "UNREACHABLE" not in proc.stdout
 
 
-def test_plain_python_job_ends_when_a_spawned_worker_dies(tmp_path):
-    """Spawned ranks cannot use ULFM: Open MPI aborts the job; what matters is that it ends."""
-    source = PRELUDE + """
+def test_plain_python_job_without_ulfm_ends_when_a_spawned_worker_dies(tmp_path):
+    """A user who turns ULFM off gets today's MPI behaviour: the job ends, it does not hang."""
+    source = PRELUDE.replace("INIT_ARGS", "num_cpus=2") + """
 kill(worker_pids()[0])
 mpirt.get([pid.remote() for _ in range(50)])
 time.sleep(30)
 print("UNREACHABLE")
 """
-    proc = run_app(tmp_path, source, timeout=60)
+    proc = run_app(tmp_path, source, timeout=60, env={"OMPI_MCA_mpi_ft_enable": "0"})
     assert proc.returncode != 0 and "UNREACHABLE" not in proc.stdout
+
+
+def test_spawn_watchdog_reports_a_vanished_process_once():
+    """The guard an MPI without ULFM relies on (Open MPI 4 would hang): a real process dies."""
+    from mpirt.fault import SpawnedRankWatchdog, process_exists
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    deaths = []
+    watchdog = SpawnedRankWatchdog({1: os.getpid(), 3: child.pid}, interval=0.05,
+                                   on_death=lambda rank, pid: deaths.append((rank, pid))).start()
+    try:
+        assert process_exists(child.pid)
+        child.kill()
+        child.wait(timeout=10)
+        watchdog.thread.join(timeout=10)
+        assert deaths == [(3, child.pid)] and not process_exists(child.pid)
+    finally:
+        watchdog.stop()
+        child.kill()
+        child.wait(timeout=10)

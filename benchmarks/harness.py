@@ -340,7 +340,7 @@ def print_leftovers(prefix, res, after="the child exited"):
               f"{', '.join(killed.values())}")
 
 
-def save_ratio_plot(rows, path, title):
+def save_ratio_plot(rows, path, title, xlabel="mpirt / ray (> 1: mpirt better; log scale, lines at 1x and 10x)"):
     """Horizontal bars of the mpirt/ray ratio per workload (log x, lines at 1x and 10x).
 
     ``rows``: (label, ratio or None) in table order; None (n/a) rows are skipped.
@@ -374,7 +374,7 @@ def save_ratio_plot(rows, path, title):
                 bbox=dict(facecolor="white", edgecolor="none", alpha=0.8, pad=1))
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels(labels, fontsize=8)
-    ax.set_xlabel("mpirt / ray (> 1: mpirt better; log scale, lines at 1x and 10x)", fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=9)
     ax.set_title(title, fontsize=10)
     ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()

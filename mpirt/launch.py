@@ -370,21 +370,21 @@ def _leave_after_failures(rt):
     """Under ULFM mpi4py does not finalize MPI at exit (see _mpi_env): after a rank died,
     MPI_Finalize can hang on the dead rank, so a rank that saw a death leaves without it.
     A spawning driver may call init() again, so it finalizes only when the process exits."""
-    global _deaths_seen
+    global _deaths_seen, _finalize_registered
     if rt.failures.dead:
         _deaths_seen = True
         return
     _release_communicators(rt)
     if rt.launch.mode == "spawn":
-        if not _finalize_registered[0]:
+        if not _finalize_registered:
             atexit.register(_finalize_at_exit)
-            _finalize_registered[0] = True
+            _finalize_registered = True
         return
     mpi().Finalize()
 
 
 _deaths_seen = False
-_finalize_registered = [False]
+_finalize_registered = False
 
 
 def _finalize_at_exit():

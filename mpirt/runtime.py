@@ -100,6 +100,7 @@ class Runtime:
         self.transport.enable_host_socket(HostSocket.open(comm), self._mail_peers(config))  # collective
         self.stopped = threading.Event()
         self.shutdown_acks = set()
+        self.shutting_down = False   # the driver has begun telling the ranks to stop
         self._queries = {}
         self.handlers.update(
             shutdown=self._on_shutdown,
@@ -296,8 +297,12 @@ class Runtime:
             slot[0].set()
 
     def _on_rank_dead(self, rank):
-        """The driver or the scheduler cannot be replaced: end this rank with a clear message."""
+        """The driver or the scheduler cannot be replaced: end this rank with a clear message
+        (unless the job is ending anyway: then ranks leaving are no news)."""
         self.cluster.remove_rank(rank)
+        if self.shutting_down or self.stopped.is_set():
+            self.cond.notify_all()
+            return
         if rank in (DRIVER_RANK, HEAD_RANK):
             role = "driver" if rank == DRIVER_RANK else "scheduler"
             if self.rank == DRIVER_RANK or rank == HEAD_RANK:
@@ -322,19 +327,26 @@ class Runtime:
         self.cond.notify_all()
 
     def shutdown_cluster(self, timeout=10.0):
-        """Driver: tell every other rank to stop; wait until each has answered."""
+        """Driver: tell every other rank to stop; wait until each has answered.
+
+        Workers are told first and the scheduler last: a rank leaves as soon as it has
+        answered, and under ULFM its exit is seen as a death, which for the scheduler ends
+        the job (``_on_rank_dead``). Told last, the scheduler exits only when no worker is
+        still listening, and the driver, shutting down, takes no rank's exit for a death."""
+        self.shutting_down = True
         others = {r for r in range(self.size) if r != self.rank and r not in self.failures.dead}
         # Arrays the driver got from the store are views of its windows: while any is
         # alive the windows stay (freeing them is collective, so every rank is told).
         self.free_store_at_exit = self.store.live_views == 0
-        for rank in others:
-            self.send(rank, ("shutdown", self.free_store_at_exit))
         deadline = time.monotonic() + timeout
-        with self.lock:
-            while not self.shutdown_acks >= others - self.failures.dead:   # a rank may die meanwhile
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self.cond.wait(remaining)
+        for group in (others - {HEAD_RANK}, others & {HEAD_RANK}):
+            for rank in group:
+                self.send(rank, ("shutdown", self.free_store_at_exit))
+            with self.lock:
+                while not self.shutdown_acks >= group - self.failures.dead:   # a rank may die meanwhile
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self.cond.wait(remaining)
         self.transport.stop()
         return self.shutdown_acks >= others - self.failures.dead

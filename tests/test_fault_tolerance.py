@@ -1,7 +1,6 @@
 """Worker deaths under ULFM, in both launch modes (``mpirun --with-ft ulfm`` and a plain
 ``python app.py``, which turns ULFM on by itself): tasks retried, actors restarted, lost objects
 rebuilt; and without ULFM, a clear message and no hang."""
-import functools
 import os
 import re
 import subprocess
@@ -9,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import MPIRUN_ENV, mpirun_path, run_app
+from conftest import mpirun_has_ulfm, run_app
 
 ULFM = ("--with-ft", "ulfm")
 
@@ -36,18 +35,10 @@ def kill(p):
 """
 
 
-@functools.lru_cache(maxsize=None)
-def _mpirun_has_ulfm():
-    """Open MPI 5's mpirun takes ``--with-ft ulfm``; older or other MPIs (a site's Open MPI 4.1) do not."""
-    found = subprocess.run([mpirun_path(), "--with-ft", "ulfm", "-n", "1", sys.executable, "-c", "pass"],
-                           capture_output=True, text=True, timeout=60, env={**os.environ, **MPIRUN_ENV})
-    return found.returncode == 0
-
-
 @pytest.fixture(params=["mpirun", "spawn"])
 def mode(request):
     """How the job starts: ``mpirun --with-ft ulfm -n N``, or plain python spawning N - 1 ranks."""
-    if not _mpirun_has_ulfm():
+    if not mpirun_has_ulfm():
         pytest.skip("this Open MPI has no ULFM (Open MPI 5 has it): worker deaths end the job")
     return request.param
 

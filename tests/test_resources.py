@@ -423,14 +423,9 @@ except ValueError as exc:
 def test_a_dead_rank_leaves_its_node_pool_smaller(tmp_path):
     """Under ULFM a worker's death takes what it offered out of its node's pool: a 2-CPU task then
     fits only the other node, 1-CPU tasks still run on the survivor of the first."""
-    import subprocess
-    import sys
+    from conftest import mpirun_has_ulfm
 
-    from conftest import MPIRUN_ENV, mpirun_path
-
-    probe = subprocess.run([mpirun_path(), "--with-ft", "ulfm", "-n", "1", sys.executable, "-c", "pass"],
-                           capture_output=True, text=True, timeout=60, env={**os.environ, **MPIRUN_ENV})
-    if probe.returncode != 0:
+    if not mpirun_has_ulfm():
         pytest.skip("this mpirun has no --with-ft ulfm (Open MPI 5 has it): worker deaths end the job")
     proc = run_app(tmp_path, DEAD_RANK_APP, ranks=6, env={"MPIRT_RANKS_PER_NODE": "2"},
                    mpirun_args=("--with-ft", "ulfm"), timeout=150)

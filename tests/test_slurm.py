@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from conftest import MPIRUN_ENV, REPO, _kill_leftovers, _wait_for_no_leftovers, run_app
+from conftest import BASE_ENVIRON, MPIRUN_ENV, REPO, _kill_leftovers, _wait_for_no_leftovers, run_app
 from mpirt import slurm
 
 JOBSCRIPTS = os.path.join(REPO, "jobscripts")
@@ -98,7 +98,7 @@ class Slurm:
     def __init__(self):
         self.jobs = {}  # job id -> marker carried in its processes' environment
         bindir = os.path.dirname(sys.executable)  # this python and its mpirun, in the job too
-        self.env = {**os.environ, **MPIRUN_ENV, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+        self.env = {**BASE_ENVIRON, **MPIRUN_ENV, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
                     "PYTHONPATH": REPO, "MPIRT_OBJECT_STORE_MEMORY": str(64 << 20)}
         self.env.pop("MPIRT_NODE_GPUS", None)  # jobs see the GPUs Slurm binds to them (conftest hides others)
 

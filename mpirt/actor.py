@@ -1,16 +1,174 @@
-"""``@mpirt.remote`` on classes: actor classes, handles and methods."""
+"""``@mpirt.remote`` on classes: actor classes, handles and methods.
+
+Ray's rules hold: a handle's methods are the class's (looked up on the class, so an
+instance attribute of the same name does not hide one), class attributes, classmethods
+and staticmethods are reachable through the actor class object, an actor class cannot be
+instantiated directly nor subclassed, and options are checked as Ray checks them
+(``TypeError`` for a wrong type, ``ValueError`` for a wrong value, each naming the option
+and the value). Options mpirt accepts but does not act on are listed in ``ACCEPTED_ONLY``.
+"""
 import inspect
 
+from . import exceptions
 from .actor_caller import handle_events
-from .actor_host import ActorExit
+from .actor_host import ActorExit, SPECIAL_METHODS, method_table
 from .api import put
 from .launch import runtime_for_call
 from .remote_function import WithOptions, returned, validate_resource_options
 from .scheduler.resources import make_shape
 from .store.manager import INLINE_THRESHOLD
 from .object_ref import pickle_event
-from .serialization import dumps, pack_arguments
+from .serialization import dumps, loads, pack_arguments
 from .signals import holds_signals
+
+
+# Ray's exception classes that mpirt.exceptions may not define (yet): use its own if it does.
+ActorAlreadyExistsError = getattr(exceptions, "ActorAlreadyExistsError", None)
+if ActorAlreadyExistsError is None:
+    class ActorAlreadyExistsError(exceptions.MpirtError, ValueError):
+        """An actor of that name already lives in that namespace."""
+
+PendingCallsLimitExceeded = getattr(exceptions, "PendingCallsLimitExceeded", None)
+if PendingCallsLimitExceeded is None:
+    class PendingCallsLimitExceeded(exceptions.MpirtError):
+        """A handle already has ``max_pending_calls`` calls that have not finished."""
+
+
+class ActorClassInheritanceException(TypeError):
+    """Raised, as in Ray, by ``class B(A)`` where ``A`` is an actor class."""
+
+
+_NONE = type(None)
+_NUMBER = (float, int, _NONE)
+
+
+def _quantity(name):
+    def check(value):
+        if value is not None and value < 0:
+            return f"The quantity of resource {name} cannot be negative"
+        return None
+    return check
+
+
+def _counting(name, infinite):
+    """Whole counts: None, 0, positive, and -1 (for ever) where ``infinite``."""
+    def check(value):
+        if value is None or value >= (-1 if infinite else 0):
+            return None
+        if infinite:
+            return f"The keyword '{name}' only accepts None, 0, -1 or a positive integer, where -1 represents infinity."
+        return f"The keyword '{name}' only accepts None, 0 or a positive integer."
+    return check
+
+
+def _check_resources(resources):
+    if resources is None:
+        return None
+    if "CPU" in resources or "GPU" in resources:
+        return "Use the 'num_cpus' and 'num_gpus' keyword instead of 'CPU' and 'GPU' in 'resources' keyword"
+    for name, amount in resources.items():
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+            raise TypeError(f"The quantity of resource {name} must be a number, but received type {type(amount)}: "
+                            f"resources={resources!r}")
+        if amount < 0:
+            return f"The quantity of resource {name} cannot be negative"
+    return None
+
+
+def _check_lifetime(value):
+    if value in (None, "detached", "non_detached"):
+        return None
+    return "actor `lifetime` argument must be one of 'detached', 'non_detached' and 'None'."
+
+
+def _check_runtime_env(runtime_env):
+    """Types only here; keys mpirt cannot apply raise NotImplementedError at ``.remote()``."""
+    env_vars = (runtime_env or {}).get("env_vars")
+    if env_vars is not None:
+        if not isinstance(env_vars, dict):
+            raise TypeError(f"runtime_env['env_vars'] must be of type Dict[str, str], got {env_vars!r}")
+        for key, value in env_vars.items():
+            if not isinstance(key, str):
+                raise TypeError(f"runtime_env['env_vars'] must be of type Dict[str, str], but the key {key!r} "
+                                f"is of type {type(key)}")
+            if not isinstance(value, str):
+                raise TypeError(f"runtime_env['env_vars'] must be of type Dict[str, str], but the value {value!r} "
+                                f"is of type {type(value)}")
+    return None
+
+
+def _check_concurrency_groups(groups):
+    if groups is None:
+        return None
+    if not isinstance(groups, dict):
+        raise TypeError(f"concurrency_groups must be a dict of group name to its max concurrency, "
+                        f"got {groups!r}")
+    for name, limit in groups.items():
+        if not isinstance(name, str):
+            raise TypeError(f"concurrency_groups: a group name must be a string, got {name!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise TypeError(f"concurrency_groups: the max concurrency of group {name!r} must be an integer, "
+                            f"got {limit!r}")
+        if limit < 1:
+            return f"concurrency_groups: the max concurrency of group {name!r} must be at least 1"
+    return None
+
+
+def _strategy_types():
+    """None, a string ("DEFAULT", "SPREAD") or a strategy object from mpirt.util.scheduling_strategies."""
+    from .util import scheduling_strategies
+
+    classes = tuple(value for name, value in vars(scheduling_strategies).items()
+                    if name.endswith("SchedulingStrategy") and inspect.isclass(value))
+    return (_NONE, str) + classes
+
+
+def _placement_group_types():
+    try:
+        from .util.placement_group import PlacementGroup
+    except ImportError:
+        return (_NONE, str)
+    return (_NONE, str, PlacementGroup)
+
+
+# option -> (allowed types, or a function giving them; a check returning an error message or None)
+_ACTOR_OPTION_RULES = {
+    "label_selector": ((dict, _NONE), None),
+    "fallback_strategy": ((list, _NONE), None),
+    "accelerator_type": ((str, _NONE), None),
+    "memory": (_NUMBER, _quantity("memory")),
+    "name": ((str, _NONE), None),
+    "num_cpus": (_NUMBER, _quantity("num_cpus")),
+    "num_gpus": (_NUMBER, _quantity("num_gpus")),
+    "object_store_memory": ((int, _NONE), _counting("object_store_memory", False)),
+    "placement_group": (_placement_group_types, None),
+    "placement_group_bundle_index": (int, None),
+    "placement_group_capture_child_tasks": ((bool, _NONE), None),
+    "resources": ((dict, _NONE), _check_resources),
+    "runtime_env": ((dict, _NONE), _check_runtime_env),
+    "scheduling_strategy": (_strategy_types, None),
+    "enable_task_events": (bool, None),
+    "_labels": ((dict, _NONE), None),
+    "concurrency_groups": ((list, dict, _NONE), _check_concurrency_groups),
+    "enable_tensor_transport": ((bool, _NONE), None),
+    "lifetime": ((str, _NONE), _check_lifetime),
+    "max_concurrency": ((int, _NONE), _counting("max_concurrency", False)),
+    "max_restarts": ((int, _NONE), _counting("max_restarts", True)),
+    "max_task_retries": ((int, _NONE), _counting("max_task_retries", True)),
+    "max_pending_calls": ((int, _NONE), _counting("max_pending_calls", True)),
+    "namespace": ((str, _NONE), None),
+    "get_if_exists": (bool, None),
+    "allow_out_of_order_execution": ((bool, _NONE), None),
+    "_actor_generator_backpressure_num_objects": ((int, _NONE), None),
+}
+
+# Options taken and checked as Ray does, with no effect in mpirt (see docs/design.md):
+# placement follows mpirt's own rules, there is no memory or accelerator-type resource, no
+# labels, no task-event store, and calls from one caller always run in order.
+ACCEPTED_ONLY = ("memory", "accelerator_type", "label_selector", "fallback_strategy", "object_store_memory",
+                 "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
+                 "enable_task_events", "_labels", "enable_tensor_transport", "allow_out_of_order_execution",
+                 "_actor_generator_backpressure_num_objects")
 
 ACTOR_OPTIONS = {
     "num_cpus": None,
@@ -19,20 +177,106 @@ ACTOR_OPTIONS = {
     "max_concurrency": None,
     "max_restarts": 0,
     "max_task_retries": 0,
+    "max_pending_calls": -1,
     "name": None,
     "namespace": None,
     "lifetime": None,
     "get_if_exists": False,
+    "scheduling_strategy": None,
+    "runtime_env": None,
+    "concurrency_groups": None,
 }
 
 
-def method(*, num_returns=1):
-    """Decorate an actor method to set its default ``num_returns``."""
-    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 0:
-        raise ValueError(f"@method(num_returns=...) must be an integer >= 0, got {num_returns!r}")
+def _check_type(key, value, allowed):
+    if not isinstance(allowed, (type, tuple)):
+        allowed = allowed()
+    if not isinstance(value, allowed):
+        raise TypeError(f"The type of keyword '{key}' must be {allowed}, but received type {type(value)}: "
+                        f"{key}={value!r}")
+
+
+def validate_actor_options(options, in_options):
+    """Check actor options as Ray does: unknown keyword -> ValueError, wrong type -> TypeError,
+    wrong value -> ValueError; ``in_options`` for ``.options()`` (which cannot set concurrency groups)."""
+    for key, value in options.items():
+        rule = _ACTOR_OPTION_RULES.get(key)
+        if rule is None:
+            raise ValueError(f"Invalid option keyword {key} for actors. Valid ones are {list(_ACTOR_OPTION_RULES)}.")
+        allowed, check = rule
+        _check_type(key, value, allowed)
+        message = check(value) if check is not None else None
+        if message:
+            raise ValueError(f"{message.rstrip('.')}. Got {key}={value!r}.")
+    if in_options and "concurrency_groups" in options:
+        raise ValueError("Setting 'concurrency_groups' is not supported in '.options()'.")
+    if options.get("get_if_exists") and not options.get("name"):
+        raise ValueError("The actor name must be specified to use `get_if_exists`.")
+    if options.get("placement_group", "default") not in ("default", None) and \
+            options.get("scheduling_strategy") is not None:
+        raise ValueError("Placement groups should be specified via the scheduling_strategy option. "
+                         "The placement_group option is deprecated.")
+    where = ".options()" if in_options else "@remote"
+    validate_resource_options({key: options[key] for key in ("num_cpus", "num_gpus", "resources")
+                               if options.get(key) is not None}, where)
+
+
+# Keywords of @method and of ActorMethod.options() (Ray's; the last ones are accepted only).
+METHOD_DECORATOR_OPTIONS = ("num_returns", "concurrency_group", "max_task_retries", "retry_exceptions",
+                            "enable_task_events", "_generator_backpressure_num_objects", "_num_objects_per_yield",
+                            "tensor_transport")
+METHOD_CALL_OPTIONS = ("num_returns", "name", "concurrency_group", "max_task_retries", "retry_exceptions",
+                       "enable_task_events", "_metadata", "tensor_transport", "_labels",
+                       "_generator_backpressure_num_objects")
+
+
+def _validate_method_option(key, value, where):
+    if key == "num_returns":
+        if isinstance(value, str) and value in ("streaming", "dynamic"):
+            raise NotImplementedError(f"{where}: num_returns={value!r} (generator methods) is not supported by mpirt")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{where}: num_returns must be a non-negative integer, got {value!r}")
+        if value < 0:
+            raise ValueError(f"num_returns must be >= 0, but got {value}.")
+    elif key == "max_task_retries":
+        if value is not None:
+            _check_type(key, value, (int, _NONE))
+            message = _counting(key, True)(value)
+            if message:
+                raise ValueError(f"{where}: {message} Got {key}={value!r}.")
+    elif key == "retry_exceptions":
+        if not isinstance(value, (bool, list, tuple)):
+            raise TypeError(f"{where}: retry_exceptions must be either a boolean or a list of exceptions, "
+                            f"got {value!r}")
+        if not isinstance(value, bool) and not all(inspect.isclass(c) and issubclass(c, Exception) for c in value):
+            raise ValueError(f"{where}: retry_exceptions must be either a boolean or a list of exceptions, "
+                             f"got {value!r}")
+    elif key in ("concurrency_group", "name"):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{where}: {key} must be a string, got {value!r}")
+    elif key == "enable_task_events":
+        _check_type(key, value, bool)
+    elif key == "_metadata":
+        _check_type(key, value, (dict, _NONE))
+
+
+def method(*args, **options):
+    """Set a method's defaults: ``@method(num_returns=2, concurrency_group="io", max_task_retries=3,
+    retry_exceptions=[IOError])``. Bare ``@method`` leaves the method as it is, as in Ray."""
+    if len(args) == 1 and not options and callable(args[0]):
+        return args[0]
+    if args:
+        raise TypeError("@method takes keyword options only, e.g. @method(num_returns=2)")
+    for key, value in options.items():
+        if key not in METHOD_DECORATOR_OPTIONS:
+            # Ray asserts here; mpirt raises the same exception type with Ray's words.
+            raise AssertionError(f"Unexpected keyword argument to @ray.method: {key!r}. The supported keyword "
+                                 f"arguments are {list(METHOD_DECORATOR_OPTIONS)}")
+        _validate_method_option(key, value, "@method")
 
     def decorate(function):
-        function.__mpirt_num_returns__ = num_returns
+        target = getattr(function, "__func__", function)   # staticmethod/classmethod: their function
+        target.__mpirt_method_options__ = {**getattr(target, "__mpirt_method_options__", {}), **options}
         return function
 
     return decorate
@@ -47,117 +291,208 @@ def exit_actor():
     raise ActorExit()
 
 
-def validate_actor_options(options, where):
-    unknown = set(options) - set(ACTOR_OPTIONS)
-    if unknown:
-        raise ValueError(f"{where}: unknown option(s) {sorted(unknown)}; valid options: {sorted(ACTOR_OPTIONS)}")
-    validate_resource_options(options, where)
-    concurrency = options.get("max_concurrency")
-    if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1):
-        raise ValueError(f"{where}: max_concurrency must be a positive integer, got {concurrency!r}")
-    for key in ("max_restarts", "max_task_retries"):
-        value = options.get(key, 0)
-        if isinstance(value, bool) or not isinstance(value, int) or value < -1:
-            raise ValueError(f"{where}: {key} must be an integer >= -1, got {value!r}")
-    for key in ("name", "namespace"):
-        value = options.get(key)
-        if value is not None and (not isinstance(value, str) or not value):
-            raise ValueError(f"{where}: {key} must be a non-empty string, got {value!r}")
-    if options.get("lifetime") not in (None, "detached", "non_detached"):
-        raise ValueError(f"{where}: lifetime must be None, 'detached' or 'non_detached', got {options['lifetime']!r}")
-    if options.get("get_if_exists") and not options.get("name"):
-        raise ValueError(f"{where}: get_if_exists=True needs a name")
+class _Meta:
+    """What a handle knows of its actor's class: its name, its methods (``method_table``),
+    its concurrency groups and ``max_pending_calls``. Travels with every handle."""
+
+    __slots__ = ("class_name", "methods", "groups", "max_pending_calls", "blob")
+
+    def __init__(self, class_name, methods, groups, max_pending_calls):
+        self.blob = None   # this, pickled: what a handle's pickle carries
+        self.class_name = class_name
+        self.methods = methods
+        self.groups = groups
+        self.max_pending_calls = max_pending_calls
+
+    def __getstate__(self):
+        return (self.class_name, self.methods, self.groups, self.max_pending_calls)
+
+    def __setstate__(self, state):
+        self.class_name, self.methods, self.groups, self.max_pending_calls = state
+        self.blob = None
+
+
+_metas_by_blob = {}   # pickled _Meta -> _Meta, so handles arriving over and over share one
+
+
+def _meta_of(blob):
+    meta = _metas_by_blob.get(blob)
+    if meta is None:
+        meta = _metas_by_blob[blob] = loads(blob)
+        meta.blob = blob
+    return meta
 
 
 class ActorClass:
-    """A class whose instances live on worker ranks: ``Cls.remote(...)`` returns an ActorHandle."""
+    """A class whose instances live on worker ranks: ``Cls.remote(...)`` returns an ActorHandle.
+
+    Attributes the class (or its bases) defines, classmethods and staticmethods included,
+    are reachable here: ``Cls.CONSTANT``, ``Cls.helper()``.
+    """
 
     def __init__(self, cls, options):
-        validate_actor_options(options, f"@remote on {cls.__qualname__}")
+        validate_actor_options(options, in_options=False)
         self._cls = cls
         self._options = {**ACTOR_OPTIONS, **options}
-        self._methods = {}
-        self._signatures = {}
-        for name, member in inspect.getmembers(cls, inspect.isfunction):
-            if name.startswith("__") and name != "__call__":
-                continue
-            self._methods[name] = getattr(member, "__mpirt_num_returns__", 1)
-            self._signatures[name] = _method_signature(member)
-        self._init_signature = _method_signature(cls.__init__) if "__init__" in vars(cls) else None
+        self._methods = method_table(cls)
+        self._init_signature = _init_signature(cls)
         self._blob = None
+        self._meta_blobs = {}
         self.__doc__ = cls.__doc__
 
+    def __getattr__(self, name):
+        cls = self.__dict__.get("_cls")
+        if cls is None or (name.startswith("__") and name.endswith("__")):
+            raise AttributeError(name)
+        try:
+            return getattr(cls, name)
+        except AttributeError:
+            raise AttributeError(f"'ActorClass({cls.__name__})' object has no attribute '{name}'") from None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_blob": None, "_meta_blobs": {}}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+    def __mro_entries__(self, bases):
+        name = self._cls.__name__
+        raise ActorClassInheritanceException(
+            f"Attempted to define a subclass of actor class '{name}'. Inheriting from actor classes is not "
+            "currently supported. You can instead inherit from a non-actor base class and make the derived "
+            "class an actor class (with @ray.remote).")
+
     def __call__(self, *args, **kwargs):
-        raise TypeError(f"Actor class {self._cls.__qualname__} cannot be instantiated directly; "
-                        f"use {self._cls.__name__}.remote(...)")
+        name = self._cls.__name__
+        raise TypeError(f"Actors cannot be instantiated directly. Instead of '{name}()', use '{name}.remote()'.")
+
+    def __repr__(self):
+        return f"ActorClass({self._cls.__name__})"
 
     def remote(self, *args, **kwargs):
         return self._create(args, kwargs, self._options)
 
     def options(self, **options):
-        validate_actor_options(options, f"{self._cls.__qualname__}.options()")
+        validate_actor_options(options, in_options=True)
         return WithOptions(self._create, {**self._options, **options})
+
+    def _meta_blob(self, max_pending_calls):
+        blob = self._meta_blobs.get(max_pending_calls)
+        if blob is None:
+            groups = tuple(self._options["concurrency_groups"] or ())
+            meta = _Meta(self._cls.__name__, self._methods, groups, max_pending_calls)
+            blob = self._meta_blobs[max_pending_calls] = meta.blob = dumps(meta)
+            _metas_by_blob[blob] = meta
+        return blob
 
     @holds_signals
     def _create(self, args, kwargs, options):
         rt = runtime_for_call()
         name = self._cls.__name__
+        _check_at_creation(self, options, rt)
         bound = _bind(self._init_signature, f"{name}.remote()", args, kwargs)
         explicit = options["num_cpus"] is not None or options["num_gpus"] or options["resources"]
-        held = make_shape(options["num_cpus"] or 0, options["num_gpus"], options["resources"])
+        held = make_shape(options["num_cpus"] or 0, options["num_gpus"] or 0, options["resources"])
         # Placement needs a CPU free unless the actor asked for resources; it then holds only what it asked.
         placement = held if explicit else {**held, "CPU": 1.0}
         rt.cluster.check_feasible(placement, what=f"actor {name}")
         args_blob, dep_refs = pack_arguments(f"{name}.__init__", bound, args, kwargs, put, INLINE_THRESHOLD)
         if self._blob is None:
             self._blob = dumps(self._cls)
-        is_async = any(inspect.iscoroutinefunction(m) for _, m in inspect.getmembers(self._cls, inspect.isfunction))
+        is_async = any(entry.is_async for entry in self._methods.values())
         concurrency = options["max_concurrency"] or (1000 if is_async else 1)
+        max_pending = options["max_pending_calls"]
+        meta_blob = self._meta_blob(-1 if max_pending is None else max_pending)
+        meta = _metas_by_blob[meta_blob]
         actor_id = rt.next_id()
         # Named and detached actors live until killed or the session ends; others end
         # when no handle to them is left anywhere.
         tracked = not options["name"] and options["lifetime"] != "detached"
         if options["name"]:
             namespace = options["namespace"] or rt.config.get("namespace") or "default"
-            state = (actor_id, name, self._methods, False)
-            existing = rt.query(1, "actor_name_query", namespace, options["name"], state)
+            existing = rt.query(1, "actor_name_query", namespace, options["name"], (actor_id, meta_blob))
             if existing is not None:
                 if options["get_if_exists"]:
-                    return ActorHandle(*existing)
-                raise ValueError(f"an actor named {options['name']!r} already exists in namespace {namespace!r}")
-        rt.actors.create(actor_id, self._blob, args_blob, dep_refs, placement, held,
-                         {"max_concurrency": concurrency, "num_gpus": options["num_gpus"] or 0.0}, tracked,
-                         options["max_restarts"], options["max_task_retries"])
-        return ActorHandle(actor_id, name, self._methods, tracked, self._signatures)
+                    return ActorHandle(existing[0], _meta_of(existing[1]), False)
+                raise ActorAlreadyExistsError(
+                    f"The name {options['name']} (namespace={options['namespace']}) is already taken. Please use a "
+                    f"different name or get the existing actor using ray.get_actor('{options['name']}', "
+                    f"namespace='{namespace}')")
+        host_options = {
+            "max_concurrency": concurrency,
+            "num_gpus": options["num_gpus"] or 0.0,
+            "max_task_retries": options["max_task_retries"] or 0,
+            "concurrency_groups": dict(options["concurrency_groups"] or {}),
+            "env_vars": dict((options["runtime_env"] or {}).get("env_vars") or {}),
+        }
+        rt.actors.create(actor_id, self._blob, args_blob, dep_refs, placement, held, host_options, tracked,
+                         options["max_restarts"] or 0, options["max_task_retries"] or 0)
+        return ActorHandle(actor_id, meta, tracked)
+
+
+def _check_at_creation(actor_class, options, rt):
+    """What Ray checks when an actor is created rather than when options are given."""
+    if options["name"] == "":
+        raise ValueError("Actor name cannot be an empty string.")
+    if options["namespace"] == "":
+        raise ValueError('"" is not a valid namespace. Pass None to not specify a namespace.')
+    strategy = options["scheduling_strategy"]
+    if isinstance(strategy, str) and strategy not in ("DEFAULT", "SPREAD"):
+        raise ValueError(f'Invalid scheduling_strategy value {strategy}. Valid values are ["DEFAULT" | "SPREAD" '
+                         '| PlacementGroupSchedulingStrategy | NodeAffinitySchedulingStrategy]')
+    if type(strategy).__name__ == "NodeAffinitySchedulingStrategy" and not strategy.soft:
+        from .api import nodes
+
+        known = [str(node["NodeID"]) for node in nodes()]
+        if strategy.node_id not in known:
+            raise ValueError(f"NodeAffinitySchedulingStrategy(node_id={strategy.node_id!r}, soft=False): there is "
+                             f"no such node (the nodes are {known}); the actor could never be placed")
+    for key, value in (options["runtime_env"] or {}).items():
+        if key != "env_vars" and value:
+            raise NotImplementedError(f"runtime_env key {key!r} is not supported by mpirt (only 'env_vars' is): "
+                                      f"runtime_env={options['runtime_env']!r}")
+    groups = options["concurrency_groups"] or {}
+    for name, entry in actor_class._methods.items():
+        if entry.concurrency_group is not None and entry.concurrency_group not in groups:
+            raise ValueError(f"method {actor_class._cls.__name__}.{name} is in concurrency group "
+                             f"{entry.concurrency_group!r}, which the actor does not define "
+                             f"(concurrency_groups={dict(groups)!r})")
 
 
 class ActorHandle:
-    """A reference to an actor; pass it to tasks and other actors freely."""
+    """A reference to an actor; pass it to tasks and other actors freely (its methods'
+    signatures travel with it, so a wrong call raises TypeError at ``.remote()`` anywhere)."""
 
-    def __init__(self, actor_id, class_name, methods, tracked, signatures=None, event="created"):
+    def __init__(self, actor_id, meta, tracked, event="created"):
         self._actor_id = actor_id
-        self._class_name = class_name
-        self._method_returns = dict(methods)
+        self._meta = meta
+        self._class_name = meta.class_name
+        self._methods = meta.methods
         self._tracked = tracked  # counted, so the actor ends when no handle is left
-        self._signatures = signatures or {}
+        self._pending = []       # first refs of unfinished calls, kept only under max_pending_calls
         if tracked:
             handle_events.append((actor_id, event))
 
     @classmethod
-    def _arrive(cls, actor_id, class_name, methods, tracked):
-        return cls(actor_id, class_name, methods, tracked, event="arrived")
+    def _arrive(cls, actor_id, meta_blob, tracked):
+        return cls(actor_id, _meta_of(meta_blob), tracked, event="arrived")
 
     def __reduce__(self):
         if self._tracked:
             handle_events.append((self._actor_id, pickle_event()))
-        return (ActorHandle._arrive, (self._actor_id, self._class_name, self._method_returns, self._tracked))
+        return (ActorHandle._arrive, (self._actor_id, _meta_blob_of(self._meta), self._tracked))
 
     def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if name not in self._method_returns:
-            raise AttributeError(f"actor {self._class_name} has no method {name!r}")
-        return ActorMethod(self, name, self._method_returns[name])
+        methods = self.__dict__.get("_methods")
+        if methods is not None:
+            entry = methods.get(name) or SPECIAL_METHODS.get(name)
+            if entry is not None:
+                return ActorMethod(self, name, entry)
+        raise AttributeError(f"'ActorHandle' object has no attribute '{name}' "
+                             f"(actor {self.__dict__.get('_class_name')} has no method {name!r})")
+
+    def __dir__(self):
+        return sorted(set(super().__dir__()) | set(self._methods))
 
     def __del__(self):
         if getattr(self, "_tracked", False):
@@ -175,63 +510,102 @@ class ActorHandle:
     def __hash__(self):
         return hash(self._actor_id)
 
+    def _check_pending(self, rt, method_name):
+        """Ray's per-handle ``max_pending_calls``: count calls whose first result is not ready."""
+        limit = self._meta.max_pending_calls
+        with rt.lock:
+            entries = rt.objects.entries
+            self._pending = [ref for ref in self._pending
+                             if ref.id in entries and not entries[ref.id].ready]
+        if len(self._pending) >= limit:
+            raise PendingCallsLimitExceeded(
+                f"The task {method_name} could not be submitted to {self!r} because more than {limit} tasks are "
+                "queued on the actor. This limit can be adjusted with the `max_pending_calls` actor option.")
+
+
+def _meta_blob_of(meta):
+    if meta.blob is None:
+        meta.blob = dumps(meta)
+        _metas_by_blob[meta.blob] = meta
+    return meta.blob
+
 
 class ActorMethod:
     """``handle.method``: call ``.remote(...)`` to run it on the actor."""
 
-    __slots__ = ("_handle", "_name", "_num_returns")
+    __slots__ = ("_handle", "_name", "_entry")
 
-    def __init__(self, handle, name, num_returns):
+    def __init__(self, handle, name, entry):
         self._handle = handle
         self._name = name
-        self._num_returns = num_returns
+        self._entry = entry
 
     def __call__(self, *args, **kwargs):
-        raise TypeError(f"Actor method {self._handle._class_name}.{self._name} cannot be called directly; "
-                        f"use .{self._name}.remote(...)")
+        raise TypeError(f"Actor methods cannot be called directly. Instead of running 'object.{self._name}()', "
+                        f"try 'object.{self._name}.remote()'.")
 
     def remote(self, *args, **kwargs):
-        return self._submit(args, kwargs, self._num_returns)
+        return self._submit(args, kwargs, None)
 
-    def options(self, num_returns=None, **unknown):
-        if unknown:
-            raise ValueError(f"actor method options: unknown option(s) {sorted(unknown)}; valid: ['num_returns']")
-        count = self._num_returns if num_returns is None else num_returns
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise ValueError(f"num_returns must be an integer >= 0, got {count!r}")
-        return WithOptions(self._submit, count)
+    def options(self, **options):
+        """Per-call options: num_returns, name, concurrency_group, max_task_retries, retry_exceptions
+        (enable_task_events, _metadata and the rest of Ray's keywords are accepted only)."""
+        where = f"{self._handle._class_name}.{self._name}.options()"
+        for key, value in options.items():
+            if key not in METHOD_CALL_OPTIONS:
+                raise TypeError(f"ActorMethod.options() got an unexpected keyword argument '{key}'")
+            _validate_method_option(key, value, where)
+        group = options.get("concurrency_group")
+        if group is not None and group not in self._handle._meta.groups:
+            raise ValueError(f"{where}: concurrency_group={group!r} is not a concurrency group of actor "
+                             f"{self._handle._class_name} (its groups: {list(self._handle._meta.groups)})")
+        return WithOptions(self._submit, options)
 
     @holds_signals
-    def _submit(self, args, kwargs, num_returns):
+    def _submit(self, args, kwargs, call_options):
         rt = runtime_for_call()
         handle = self._handle
-        signature = handle._signatures.get(self._name)
-        if args or kwargs or (signature is not None and _required_parameters(signature)):
+        entry = self._entry
+        num_returns = entry.num_returns
+        overrides = None
+        if call_options:
+            num_returns = call_options.get("num_returns", num_returns)
+            overrides = {key: call_options[key] for key in ("concurrency_group", "max_task_retries", "name")
+                         if call_options.get(key) is not None}
+            if "retry_exceptions" in call_options:
+                retry = call_options["retry_exceptions"]
+                overrides["retry_exceptions"] = retry if isinstance(retry, bool) else dumps(tuple(retry))
+            overrides = overrides or None
+        limited = handle._meta.max_pending_calls not in (None, -1)
+        if limited:
+            handle._check_pending(rt, self._name)
+        signature = entry.signature
+        if args or kwargs or (signature is not None and entry.required):
             label = f"{handle._class_name}.{self._name}"
-            bound = _bind(signature, f"{label}.remote()", args, kwargs)
+            bound = _bind(signature, f"{label}.remote()", args, kwargs, entry.required)
             args_blob, dep_refs = pack_arguments(label, bound, args, kwargs, put, INLINE_THRESHOLD)
         else:  # the common call without arguments: nothing to bind or pickle
             args_blob, dep_refs = None, ()
-        return returned(rt.actors.call(handle._actor_id, self._name, args_blob, dep_refs, num_returns), num_returns)
+        max_retries = (overrides or {}).get("max_task_retries", entry.max_task_retries)
+        refs = rt.actors.call(handle._actor_id, self._name, args_blob, dep_refs, num_returns, overrides, max_retries)
+        if limited and refs:
+            handle._pending.append(refs[0])
+        return returned(refs, num_returns)
 
 
-def _method_signature(function):
-    """The signature without ``self``, for binding arguments at ``.remote()``."""
+def _init_signature(cls):
+    """What ``cls(...)`` takes (``__init__`` without ``self``; nothing for a class without
+    one), or None where Python cannot say."""
     try:
-        signature = inspect.signature(function)
+        return inspect.signature(cls)
     except (TypeError, ValueError):
         return None
-    parameters = list(signature.parameters.values())[1:]
-    method_signature = _MethodSignature(parameters, return_annotation=signature.return_annotation)
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    method_signature.required = any(p.default is inspect.Parameter.empty and p.kind in kinds for p in parameters)
-    return method_signature
 
 
-def _bind(signature, where, args, kwargs):
+def _bind(signature, where, args, kwargs, required=True):
     if signature is None:
         return None
-    if not args and not kwargs and not _required_parameters(signature):
+    if not args and not kwargs and not required:
         return None  # the common no-argument call needs no binding (hashing a Signature is slow)
     try:
         return signature.bind(*args, **kwargs)
@@ -239,32 +613,48 @@ def _bind(signature, where, args, kwargs):
         raise TypeError(f"{where}: {exc}") from None
 
 
-class _MethodSignature(inspect.Signature):
-    """A signature that knows, once, whether it has parameters without defaults."""
-
-    __slots__ = ("required",)
-
-
-def _required_parameters(signature):
-    return getattr(signature, "required", True)
+def _check_namespace(namespace):
+    if namespace is not None and not isinstance(namespace, str):
+        raise TypeError(f"namespace must be None or a string. Got namespace={namespace!r}")
+    if namespace == "":
+        raise ValueError('"" is not a valid namespace. Pass None to not specify a namespace.')
 
 
 @holds_signals
 def get_actor(name, namespace=None):
     """The handle of the actor created with ``options(name=name)``; ValueError if there is none."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"get_actor() needs a non-empty name, got {name!r}")
+    if name is None or name == "":
+        raise ValueError("Please supply a non-empty value to get_actor")
+    if not isinstance(name, str):
+        raise TypeError(f"get_actor() needs the actor's name as a string, got name={name!r}")
+    _check_namespace(namespace)
     rt = runtime_for_call()
     namespace = namespace or rt.config.get("namespace") or "default"
     state = rt.query(1, "actor_name_query", namespace, name, None)
     if state is None:
-        raise ValueError(f"no actor named {name!r} in namespace {namespace!r}")
-    return ActorHandle(*state)
+        raise ValueError(f"Failed to look up actor with name '{name}'. This could because 1. You are trying to look "
+                         "up a named actor you didn't create. 2. The named actor died. 3. You did not use a namespace "
+                         "matching the namespace of the actor.")
+    return ActorHandle(state[0], _meta_of(state[1]), False)
+
+
+@holds_signals
+def list_named_actors(all_namespaces=False):
+    """Names of the live named actors: of this job's namespace, or of every namespace as
+    ``{"name": ..., "namespace": ...}`` dicts with ``all_namespaces=True`` (Ray's shapes)."""
+    rt = runtime_for_call()
+    pairs = rt.query(1, "actor_names_query", None)
+    if all_namespaces:
+        return [{"name": name, "namespace": namespace} for namespace, name in pairs]
+    current = rt.config.get("namespace") or "default"
+    return [name for namespace, name in pairs if namespace == current]
 
 
 @holds_signals
 def kill(actor, *, no_restart=True):
-    """End an actor now; its pending and later calls raise ActorDiedError."""
+    """End an actor now; its pending and later calls raise ActorDiedError. With
+    ``no_restart=False`` an actor with restarts left (``max_restarts``) starts again:
+    ``__init__`` runs anew, and calls made after the kill run on the new instance."""
     if not isinstance(actor, ActorHandle):
-        raise TypeError(f"kill() takes an actor handle, got {type(actor).__name__}")
-    runtime_for_call().actors.kill(actor._actor_id)
+        raise ValueError(f"ray.kill() only supported for actors. For tasks, try ray.cancel(). Got: {type(actor)}.")
+    runtime_for_call().actors.kill(actor._actor_id, no_restart=bool(no_restart))

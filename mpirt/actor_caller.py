@@ -23,7 +23,7 @@ _NO_VALUES = {}  # the inlined argument values of a call without ObjectRef argum
 
 class CallRecord:
     __slots__ = ("call_id", "actor_id", "kind", "method", "args_blob", "dep_refs", "deps_left", "return_ids",
-                 "failed_blob", "extra", "retries_used", "pending_retry")
+                 "failed_blob", "extra", "retries_used", "pending_retry", "overrides", "max_retries")
 
 
 class ActorState:
@@ -58,6 +58,7 @@ class ActorCaller:
             actor_locate=self._on_locate,
             actor_location=self._on_location,
             actor_done=self._on_done,
+            actor_kill_restart=self._on_kill_restart,
         )
         runtime.failures.handlers.append(self._on_rank_dead)
         runtime.transport.add_ticker(0.02, self._apply_handle_events)
@@ -88,7 +89,10 @@ class ActorCaller:
             self._watch_dependencies(rec)
             self.rt.send(HEAD_RANK, ("actor_place", actor_id, placement, held))
 
-    def call(self, actor_id, method, args_blob, dep_refs, num_returns):
+    def call(self, actor_id, method, args_blob, dep_refs, num_returns, overrides=None, max_retries=None):
+        """``overrides``: per-call options for the host (concurrency_group, max_task_retries,
+        retry_exceptions, name), None for a plain call; ``max_retries``: the method's own
+        ``max_task_retries`` for calls its rank's death interrupts (None: the actor's)."""
         rt = self.rt
         with rt.lock:
             state = self.actors.get(actor_id) or self._state(actor_id)
@@ -96,6 +100,7 @@ class ActorCaller:
                 state.locating = True
                 rt.send(owner_of(actor_id), ("actor_locate", actor_id))
             rec = self._record(actor_id, "call", method, args_blob, dep_refs, num_returns)
+            rec.overrides, rec.max_retries = overrides, max_retries
             create_owned = rt.objects.create_owned
             for object_id in rec.return_ids:
                 create_owned(object_id)
@@ -106,6 +111,8 @@ class ActorCaller:
                 # The common case: nothing to wait for and no earlier call queued: it goes now.
                 self.calls[rec.call_id] = rec
                 message = ("actor_call", actor_id, rec.call_id, method, args_blob, _NO_VALUES, num_returns)
+                if overrides is not None:
+                    message += (overrides,)
                 if state.location == rt.rank:
                     rt.transport.send_local(message)   # the actor lives here: straight to its thread
                 else:
@@ -116,9 +123,16 @@ class ActorCaller:
                 self._pump(actor_id)
         return refs
 
-    def kill(self, actor_id):
+    def kill(self, actor_id, no_restart=True):
         rt = self.rt
         with rt.lock:
+            if not no_restart:
+                # Only the owner counts restarts: it decides between a restart and the end.
+                if owner_of(actor_id) == rt.rank:
+                    self._on_kill_restart(rt.rank, actor_id)
+                else:
+                    rt.send(owner_of(actor_id), ("actor_kill_restart", actor_id))
+                return
             state = self._state(actor_id)
             if state.location is not None:
                 rt.send(state.location, ("actor_kill", actor_id))
@@ -143,6 +157,8 @@ class ActorCaller:
         rec.extra = None
         rec.retries_used = 0
         rec.pending_retry = False
+        rec.overrides = None
+        rec.max_retries = None
         return rec
 
     def _watch_dependencies(self, rec):
@@ -184,8 +200,9 @@ class ActorCaller:
                     rt.objects.set_ready(object_id, rec.failed_blob, True)
             else:
                 self.calls[rec.call_id] = rec
-                rt.send(state.location, ("actor_call", actor_id, rec.call_id, rec.method, rec.args_blob, inlined,
-                                         len(rec.return_ids)))
+                message = ("actor_call", actor_id, rec.call_id, rec.method, rec.args_blob, inlined,
+                           len(rec.return_ids))
+                rt.send(state.location, message if rec.overrides is None else message + (rec.overrides,))
 
     def _set_location(self, actor_id, worker, max_task_retries=None):
         state = self._state(actor_id)
@@ -237,6 +254,25 @@ class ActorCaller:
     def _on_location(self, source, actor_id, worker, max_task_retries=None):
         self._set_location(actor_id, worker, max_task_retries)
 
+    def _on_kill_restart(self, source, actor_id):
+        """At the owner: ``kill(no_restart=False)``. With restarts left (``max_restarts``; -1
+        for ever) the actor's rank makes a new instance in place (same resources, same name);
+        without, it is killed as by ``kill()``."""
+        state = self._state(actor_id)
+        if state.dead_blob is not None:
+            return
+        if state.restarts_left == 0:
+            if state.location is not None:
+                self.rt.send(state.location, ("actor_kill", actor_id))
+            else:
+                state.kill_requested = True
+            return
+        if state.restarts_left > 0:
+            state.restarts_left -= 1
+        if state.location is not None:
+            self.rt.send(state.location, ("actor_restart", actor_id))
+        # Not placed yet: its first instance is still to come, which is what a restart gives.
+
     # -- worker deaths (ULFM) --------------------------------------------------
     def _on_rank_dead(self, rank):
         """Actors on ``rank`` restart elsewhere (their owner re-places them and runs ``__init__``
@@ -278,6 +314,8 @@ class ActorCaller:
 
     def _may_retry(self, rec, max_task_retries):
         """A call whose actor died under it: count a retry and say True, or fail it and say False."""
+        if rec.max_retries is not None:   # the method's own (@method or .options())
+            max_task_retries = rec.max_retries
         if max_task_retries == -1 or rec.retries_used < max_task_retries:
             rec.retries_used += 1
             return True

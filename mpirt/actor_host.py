@@ -3,12 +3,16 @@
 Each actor gets its own executor: one thread by default (calls run one at a
 time, in arrival order), ``max_concurrency`` threads if asked, or an asyncio
 event loop on a thread of its own when the class has ``async def`` methods.
+Concurrency groups (``concurrency_groups={"io": 2}``) get a pool of their own (a
+semaphore on the loop for async actors). Methods are looked up on the class, as in
+Ray: an instance attribute of the same name does not hide a method.
 A dead actor (constructor failed, killed, exited) stays as a tombstone so
 later calls get ``ActorDiedError`` instead of silence.
 """
 import asyncio
 import collections
 import inspect
+import os
 import threading
 import time
 
@@ -21,12 +25,96 @@ from .threads import WorkerThreads
 
 
 class ActorExit(BaseException):
-    """Raised by ``mpirt.actor.exit_actor()`` to end the actor from inside a method."""
+    """Raised by ``mpirt.actor.exit_actor()`` (and ``__ray_terminate__``) to end the actor from inside a method."""
+
+
+class _HasDefault:
+    """Stands for a parameter's default in the signatures handles carry: binding needs to
+    know a default exists, not its value (which might not pickle)."""
+
+    def __repr__(self):
+        return "<default>"
+
+    def __reduce__(self):
+        return "HAS_DEFAULT"
+
+
+HAS_DEFAULT = _HasDefault()
+_REQUIRED_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                   inspect.Parameter.KEYWORD_ONLY)
+# Not callable through a handle: how instances are made, pickled and have attributes.
+_NOT_METHODS = frozenset(("__init__", "__new__", "__del__", "__init_subclass__", "__class_getitem__", "__getattr__",
+                          "__getattribute__", "__setattr__", "__delattr__", "__getstate__", "__setstate__",
+                          "__reduce__", "__reduce_ex__", "__subclasshook__"))
+
+
+class MethodEntry:
+    """One method of an actor class as its callers and its host see it: default
+    ``num_returns``, the signature to bind calls against (without ``self``/``cls``), and
+    what ``@method`` set (concurrency group, retries of application errors)."""
+
+    __slots__ = ("num_returns", "signature", "required", "concurrency_group", "max_task_retries", "retry_exceptions",
+                 "is_async")
+
+    def __init__(self, num_returns=1, signature=None, required=False, concurrency_group=None, max_task_retries=None,
+                 retry_exceptions=False, is_async=False):
+        self.num_returns = num_returns
+        self.signature = signature
+        self.required = required
+        self.concurrency_group = concurrency_group
+        self.max_task_retries = max_task_retries
+        self.retry_exceptions = retry_exceptions
+        self.is_async = is_async
+
+
+# Ray's built-in actor methods, on every handle.
+SPECIAL_METHODS = {"__ray_ready__": MethodEntry(), "__ray_call__": MethodEntry(),
+                   "__ray_terminate__": MethodEntry()}
+
+
+def method_table(cls):
+    """Every method a handle of ``cls`` offers, the class's own and its bases' (first in the
+    MRO wins, as attribute lookup does), staticmethods and classmethods included."""
+    table = {}
+    seen = set()
+    for klass in cls.__mro__:
+        if klass is object:
+            continue
+        for name, raw in vars(klass).items():
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in _NOT_METHODS:
+                continue
+            function = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
+            if not inspect.isfunction(function):
+                continue
+            options = getattr(function, "__mpirt_method_options__", {})
+            signature, required = _call_signature(function, drop_first=not isinstance(raw, staticmethod))
+            table[name] = MethodEntry(options.get("num_returns", 1), signature, required,
+                                      options.get("concurrency_group"), options.get("max_task_retries"),
+                                      options.get("retry_exceptions", False),
+                                      inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function))
+    return table
+
+
+def _call_signature(function, drop_first):
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return None, True
+    parameters = list(signature.parameters.values())[1 if drop_first else 0:]
+    parameters = [p.replace(annotation=inspect.Parameter.empty,
+                            default=inspect.Parameter.empty if p.default is inspect.Parameter.empty else HAS_DEFAULT)
+                  for p in parameters]
+    required = any(p.default is inspect.Parameter.empty and p.kind in _REQUIRED_KINDS for p in parameters)
+    return inspect.Signature(parameters), required
 
 
 class HostedActor:
     __slots__ = ("actor_id", "cls", "class_name", "instance", "dead_error", "pool", "loop", "is_async", "owner",
-                 "constructed", "num_gpus")
+                 "constructed", "num_gpus", "table", "bound", "generation", "pools", "semaphores", "max_task_retries",
+                 "create_args", "env_vars")
 
     def __init__(self, actor_id, cls, owner):
         self.actor_id = actor_id
@@ -40,6 +128,14 @@ class HostedActor:
         self.is_async = False
         self.constructed = threading.Event()  # threaded actors: calls wait for __init__
         self.num_gpus = 0.0
+        self.table = {}         # method name -> MethodEntry
+        self.bound = {}         # method name -> the method bound to the current instance
+        self.generation = 0     # restarts by kill(no_restart=False): calls from before one fail
+        self.pools = {}         # concurrency group -> its WorkerThreads (threaded actors)
+        self.semaphores = {}    # concurrency group (None: the default) -> asyncio.Semaphore (async actors)
+        self.max_task_retries = 0
+        self.create_args = None  # (args_blob, inlined): __init__ runs again on a restart
+        self.env_vars = {}
 
 
 class ActorHost:
@@ -52,6 +148,7 @@ class ActorHost:
             actor_call=self._on_call,
             actor_kill=self._on_kill,
             actor_terminate=self._on_terminate,
+            actor_restart=self._on_restart,
         )
 
     # -- progress thread (runtime.lock held) ----------------------------------
@@ -59,13 +156,22 @@ class ActorHost:
         cls = loads(class_blob)
         actor = HostedActor(actor_id, cls, source)
         actor.num_gpus = options.get("num_gpus", 0.0)
+        actor.max_task_retries = options.get("max_task_retries", 0)
+        actor.env_vars = options.get("env_vars") or {}
+        actor.create_args = (args_blob, inlined)
         self.actors[actor_id] = actor
-        actor.is_async = any(inspect.iscoroutinefunction(m) for _, m in inspect.getmembers(cls, inspect.isfunction))
+        actor.table = method_table(cls)
+        actor.is_async = any(entry.is_async for entry in actor.table.values())
+        groups = options.get("concurrency_groups") or {}
         if actor.is_async:
             actor.loop = asyncio.new_event_loop()
             threading.Thread(target=actor.loop.run_forever, name=f"mpirt-actor-{cls.__name__}", daemon=True).start()
+            actor.semaphores = {group: asyncio.Semaphore(limit) for group, limit in groups.items()}
+            actor.semaphores[None] = asyncio.Semaphore(options["max_concurrency"])
         else:
             actor.pool = WorkerThreads(f"mpirt-actor-{cls.__name__}", options["max_concurrency"], self._idle_poll)
+            actor.pools = {group: WorkerThreads(f"mpirt-actor-{cls.__name__}-{group}", limit, self._idle_poll)
+                           for group, limit in groups.items()}
         if failed_blob is not None:
             self._die(actor, ActorDiedError(f"actor {cls.__name__} could not be created: a constructor argument "
                                             "failed", cause=_exception_of(failed_blob)))
@@ -74,18 +180,42 @@ class ActorHost:
         for call in self.early_calls.pop(actor_id, []):
             self._on_call(*call)
 
-    def _on_call(self, source, actor_id, call_id, method, args_blob, inlined, num_returns):
+    def _on_call(self, source, actor_id, call_id, method, args_blob, inlined, num_returns, overrides=None):
         actor = self.actors.get(actor_id)
         if actor is None:
-            self.early_calls[actor_id].append((source, actor_id, call_id, method, args_blob, inlined, num_returns))
+            self.early_calls[actor_id].append((source, actor_id, call_id, method, args_blob, inlined, num_returns,
+                                               overrides))
             return
         if actor.dead_error is not None:
             self._reply(source, call_id, error_blobs(actor.dead_error, num_returns), True)
             return
         if actor.is_async:
-            self._submit(actor, self._call_async, actor, source, call_id, method, args_blob, inlined, num_returns)
-        else:
-            actor.pool.submit(self._call, actor, source, call_id, method, args_blob, inlined, num_returns)
+            self._submit(actor, self._call_async, actor, source, call_id, method, args_blob, inlined, num_returns,
+                         overrides, actor.generation)
+            return
+        pool = actor.pool
+        if actor.pools:
+            group = overrides.get("concurrency_group") if overrides else None
+            if group is None:
+                entry = actor.table.get(method)
+                group = entry.concurrency_group if entry is not None else None
+            pool = actor.pools.get(group, pool)
+        pool.submit(self._call, actor, source, call_id, method, args_blob, inlined, num_returns, overrides,
+                    actor.generation)
+
+    def _on_restart(self, source, actor_id):
+        """``kill(no_restart=False)`` with restarts left (the owner counts them): a new instance,
+        ``__init__`` run again, here. Calls that arrived before it fail with ActorDiedError (as
+        Ray's killed process would fail them); one already running finishes on the old instance
+        (a thread cannot be stopped). Calls that arrive after it run on the new instance."""
+        actor = self.actors.get(actor_id)
+        if actor is None or actor.dead_error is not None:
+            return
+        actor.generation += 1
+        actor.constructed.clear()
+        actor.instance = None
+        actor.bound = {}
+        self._submit(actor, self._construct, actor, actor.cls, *actor.create_args)
 
     def _on_kill(self, source, actor_id):
         actor = self.actors.get(actor_id)
@@ -106,10 +236,13 @@ class ActorHost:
     def _die(self, actor, error):
         actor.dead_error = error
         actor.instance = None
+        actor.bound = {}     # bound methods hold the instance, and with it whatever refs it kept
         if actor.loop is not None:
             actor.loop.call_soon_threadsafe(actor.loop.stop)
         else:
             actor.pool.stop()
+            for pool in actor.pools.values():
+                pool.stop()
         self.rt.send(HEAD_RANK, ("actor_dead", actor.actor_id))
 
     def _submit(self, actor, fn, *args):
@@ -141,7 +274,12 @@ class ActorHost:
         task_context.label = f"{cls.__name__}.__init__"
         task_context.num_gpus = actor.num_gpus
         try:
+            if actor.env_vars:
+                # runtime_env={"env_vars": ...}: set in this rank's process, which the actor
+                # shares with whatever else runs here (mpirt has no process per actor).
+                os.environ.update(actor.env_vars)
             args, kwargs = resolve_arguments(self.rt, args_blob, inlined)
+            actor.bound = {}
             actor.instance = cls(*args, **kwargs)
         except BaseException as exc:  # noqa: B902 - the constructor's failure kills the actor
             failure = as_task_failure(exc, f"{cls.__name__}.__init__", self.rt.rank)
@@ -153,65 +291,150 @@ class ActorHost:
             task_context.label = None
             actor.constructed.set()
 
-    def _call(self, actor, caller, call_id, method, args_blob, inlined, num_returns):
-        label = f"{actor.class_name}.{method}"
+    def _call(self, actor, caller, call_id, method, args_blob, inlined, num_returns, overrides=None,
+              generation=0):
+        label = overrides["name"] if overrides and "name" in overrides else f"{actor.class_name}.{method}"
         context = task_context
         context.label = label
         context.num_gpus = actor.num_gpus
         started = time.time()
         try:
-            blobs, is_error = self._invoke(actor, method, args_blob, inlined, num_returns, label)
+            blobs, is_error = self._invoke(actor, method, args_blob, inlined, num_returns, label, overrides,
+                                           generation)
         finally:
             context.label = None
             context.num_gpus = 0.0
         tracing.record("actor", label, started, time.time(), failed=is_error)
         self._reply(caller, call_id, blobs, is_error)
 
-    def _invoke(self, actor, method, args_blob, inlined, num_returns, label):
+    def _invoke(self, actor, method, args_blob, inlined, num_returns, label, overrides, generation):
+        if generation != actor.generation:
+            return error_blobs(_restarted_error(actor), num_returns), True
         if not actor.constructed.is_set():
             actor.constructed.wait()
         if actor.dead_error is not None:
             return error_blobs(actor.dead_error, num_returns), True
-        try:
-            if args_blob is None:
-                result = getattr(actor.instance, method)()
-            else:
-                args, kwargs = resolve_arguments(self.rt, args_blob, inlined)
-                result = getattr(actor.instance, method)(*args, **kwargs)
-            return serialize_returns(label, result, num_returns, self.rt.store), False
-        except ActorExit:
-            return self._exit(actor, num_returns)
-        except BaseException as exc:  # noqa: B902 - the call's failure is its result
-            return error_blobs(as_task_failure(exc, label, self.rt.rank), num_returns), True
+        retries, retry_on = _retry_rule(actor, method, overrides)
+        while True:
+            try:
+                function = actor.bound.get(method) or _bind_method(actor, method)
+                if args_blob is None:
+                    result = function()
+                else:
+                    args, kwargs = resolve_arguments(self.rt, args_blob, inlined)
+                    result = function(*args, **kwargs)
+                return serialize_returns(label, result, num_returns, self.rt.store), False
+            except ActorExit as exit_request:
+                return self._exit(actor, num_returns, exit_request)
+            except BaseException as exc:  # noqa: B902 - the call's failure is its result
+                if retries != 0 and _should_retry(exc, retry_on):
+                    retries -= 1
+                    continue
+                return error_blobs(as_task_failure(exc, label, self.rt.rank), num_returns), True
 
-    async def _call_async(self, actor, caller, call_id, method, args_blob, inlined, num_returns):
-        label = f"{actor.class_name}.{method}"
-        if actor.dead_error is not None:
-            self._reply(caller, call_id, error_blobs(actor.dead_error, num_returns), True)
+    async def _call_async(self, actor, caller, call_id, method, args_blob, inlined, num_returns, overrides=None,
+                          generation=0):
+        label = overrides["name"] if overrides and "name" in overrides else f"{actor.class_name}.{method}"
+        if actor.dead_error is not None or generation != actor.generation:
+            error = actor.dead_error if actor.dead_error is not None else _restarted_error(actor)
+            self._reply(caller, call_id, error_blobs(error, num_returns), True)
             return
+        group = overrides.get("concurrency_group") if overrides else None
+        if group is None:
+            entry = actor.table.get(method)
+            group = entry.concurrency_group if entry is not None else None
+        semaphore = actor.semaphores.get(group) or actor.semaphores[None]
         started = tracing.now()
-        try:
-            loop = asyncio.get_running_loop()
-            args, kwargs = await loop.run_in_executor(None, resolve_arguments, self.rt, args_blob, inlined)
-            task_context.label = label
-            task_context.num_gpus = actor.num_gpus
-            result = getattr(actor.instance, method)(*args, **kwargs)
-            if inspect.isawaitable(result):
-                result = await result
-            blobs, is_error = serialize_returns(label, result, num_returns, self.rt.store), False
-        except ActorExit:
-            blobs, is_error = self._exit(actor, num_returns)
-        except BaseException as exc:  # noqa: B902
-            blobs, is_error = error_blobs(as_task_failure(exc, label, self.rt.rank), num_returns), True
+        retries, retry_on = _retry_rule(actor, method, overrides)
+        async with semaphore:
+            while True:
+                try:
+                    loop = asyncio.get_running_loop()
+                    args, kwargs = await loop.run_in_executor(None, resolve_arguments, self.rt, args_blob, inlined)
+                    task_context.label = label
+                    task_context.num_gpus = actor.num_gpus
+                    function = actor.bound.get(method) or _bind_method(actor, method)
+                    result = function(*args, **kwargs)
+                    if inspect.isawaitable(result):
+                        result = await result
+                    blobs, is_error = serialize_returns(label, result, num_returns, self.rt.store), False
+                except ActorExit as exit_request:
+                    blobs, is_error = self._exit(actor, num_returns, exit_request)
+                except BaseException as exc:  # noqa: B902
+                    if retries != 0 and _should_retry(exc, retry_on):
+                        retries -= 1
+                        continue
+                    blobs, is_error = error_blobs(as_task_failure(exc, label, self.rt.rank), num_returns), True
+                break
         tracing.record("actor", label, started, tracing.now(), failed=is_error)
         self._reply(caller, call_id, blobs, is_error)
 
-    def _exit(self, actor, num_returns):
-        error = ActorDiedError(f"actor {actor.class_name} exited with exit_actor()")
+    def _exit(self, actor, num_returns, exit_request=None):
+        how = "__ray_terminate__" if exit_request is not None and exit_request.args[:1] == ("terminate",) \
+            else "exit_actor()"
+        error = ActorDiedError(f"actor {actor.class_name} exited with {how}")
         with self.rt.lock:
             if actor.dead_error is None:
                 self._die(actor, error)
         return error_blobs(error, num_returns), True
+
+
+def _restarted_error(actor):
+    return ActorDiedError(f"actor {actor.class_name} was killed with mpirt.kill(no_restart=False) and restarted "
+                          "before this call ran")
+
+
+def _bind_method(actor, name):
+    """The method called ``name``, looked up on the class (Ray's rule: an instance attribute
+    of that name does not hide it) and bound to the current instance; cached per instance."""
+    instance = actor.instance
+    if name == "__ray_ready__":
+        function = _ready
+    elif name == "__ray_call__":
+        def function(fn, *args, **kwargs):
+            return fn(instance, *args, **kwargs)
+    elif name == "__ray_terminate__":
+        function = _terminate_request
+    else:
+        try:
+            raw = inspect.getattr_static(actor.cls, name)
+        except AttributeError:
+            raise AttributeError(f"actor class {actor.class_name} has no method {name!r}") from None
+        getter = getattr(type(raw), "__get__", None)
+        function = getter(raw, instance, actor.cls) if getter is not None else raw
+    actor.bound[name] = function
+    return function
+
+
+def _ready():
+    return True
+
+
+def _terminate_request():
+    raise ActorExit("terminate")
+
+
+def _retry_rule(actor, method, overrides):
+    """(retries left, which exceptions retry) for a call: ``.options()`` first, then ``@method``,
+    then the actor's ``max_task_retries``; nothing retries unless ``retry_exceptions`` says so."""
+    entry = actor.table.get(method)
+    retries = entry.max_task_retries if entry is not None and entry.max_task_retries is not None \
+        else actor.max_task_retries
+    retry_on = entry.retry_exceptions if entry is not None else False
+    if overrides:
+        retries = overrides.get("max_task_retries", retries)
+        retry_on = overrides.get("retry_exceptions", retry_on)
+        if isinstance(retry_on, bytes):
+            retry_on = loads(retry_on)
+    if not retry_on:
+        return 0, False
+    return retries, retry_on
+
+
+def _should_retry(exc, retry_on):
+    if retry_on is True:
+        return isinstance(exc, Exception)
+    return isinstance(exc, tuple(retry_on))
 
 
 def _exception_of(blob):

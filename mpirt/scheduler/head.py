@@ -116,6 +116,7 @@ class HeadScheduler:
             actor_place=self._on_actor_place,
             actor_dead=self._on_actor_dead,
             actor_name_query=self._on_actor_name_query,
+            actor_names_query=self._on_actor_names_query,
         )
         runtime.failures.handlers.append(self._on_rank_dead)
 
@@ -146,6 +147,11 @@ class HeadScheduler:
             self.names[key] = state
             self.name_of_actor[state[0]] = key
         self.rt.send(source, ("query_reply", request_id, existing))
+
+    def _on_actor_names_query(self, source, request_id, namespace):
+        """``list_named_actors``: (namespace, name) of every live named actor, in ``namespace`` or all."""
+        pairs = sorted(key for key in self.names if namespace is None or key[0] == namespace)
+        self.rt.send(source, ("query_reply", request_id, pairs))
 
     def _on_rank_dead(self, rank):
         """A worker died: grant nothing there again; its leases and actors are gone with it

@@ -1,8 +1,9 @@
 """Utilities on top of the core API."""
 import collections
 
-from .api import get, wait
-from .exceptions import GetTimeoutError
+from ..actor import list_named_actors  # noqa: F401 - Ray's ray.util.list_named_actors
+from ..api import get, wait
+from ..exceptions import GetTimeoutError
 
 
 class ActorPool:

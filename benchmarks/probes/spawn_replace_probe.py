@@ -2,11 +2,17 @@
 
 Run as a plain process (mpirt's spawn-mode defaults are set by hand here):
     OMPI_MCA_mpi_ft_enable=1 PRTE_MCA_state_base_recoverable=1 OPAL_PREFIX=$VIRTUAL_ENV \
+    OMPI_MCA_mpi_ft_detector=true OMPI_MCA_mpi_ft_detector_period=0.5 OMPI_MCA_mpi_ft_detector_timeout=4.0 \
         python benchmarks/probes/spawn_replace_probe.py
 The driver spawns 3 ranks and merges (size 4); merged rank 2 SIGKILLs itself; every survivor then
 calls Comm_shrink, the shrunk communicator (size 3) spawns one process, and Merge and Split (key: the
 old rank, the newcomer taking the dead rank's number) give a size-4 communicator again, which the
 driver checks with an allreduce of the ranks and a ping of the newcomer.
+
+Measured (2 cores, Open MPI 5.0.11 wheel, 2026-12-03): it works, in spawn mode as under
+``mpirun --with-ft ulfm -n 4``: the death is seen ~1.1 s after the kill, Shrink takes 0.04-0.09 s,
+Spawn 0.2 s, the whole repair 0.3-0.8 s. Every survivor must take part (the collectives include the
+driver), and a survivor that never talks to the dead rank may not notice the death on its own.
 """
 import os
 import signal
@@ -25,6 +31,17 @@ def say(rank, what):
 def repair(merged, my_old_rank):
     """Survivors: shrink, spawn one, merge, renumber. Returns the repaired communicator."""
     while True:
+        # A rank learns of a death from MPI progress: here, as in mpirt's progress thread, by
+        # receiving and by sending to the rank (with no traffic the driver, a job of its own,
+        # never noticed it and the others waited for it in Shrink for ever).
+        try:
+            merged.Iprobe()
+            if my_old_rank == 0:
+                request = merged.issend(b"ping", dest=DEAD, tag=5)
+                time.sleep(0.05)
+                request.Test()
+        except MPI.Exception:
+            pass
         try:
             merged.Ack_failed()
             if merged.Get_failed().Get_size() >= 1:

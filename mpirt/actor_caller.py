@@ -59,6 +59,8 @@ class ActorCaller:
             actor_location=self._on_location,
             actor_done=self._on_done,
             actor_kill_restart=self._on_kill_restart,
+            actor_restarted=self._on_restarted,
+            actor_unplaceable=self._on_unplaceable,
         )
         runtime.failures.handlers.append(self._on_rank_dead)
         runtime.transport.add_ticker(0.02, self._apply_handle_events)
@@ -84,7 +86,7 @@ class ActorCaller:
             state.restarts_left, state.max_task_retries = max_restarts, max_task_retries
             state.placement, state.held = placement, held
             rec = self._record(actor_id, "create", "__init__", args_blob, dep_refs, 0)
-            rec.extra = (class_blob, options)
+            rec.extra = (class_blob, {**options, "max_restarts": max_restarts})
             state.queue.append(rec)
             self._watch_dependencies(rec)
             self.rt.send(HEAD_RANK, ("actor_place", actor_id, placement, held))
@@ -97,8 +99,7 @@ class ActorCaller:
         with rt.lock:
             state = self.actors.get(actor_id) or self._state(actor_id)
             if state.location is None and not state.locating and owner_of(actor_id) != rt.rank:
-                state.locating = True
-                rt.send(owner_of(actor_id), ("actor_locate", actor_id))
+                self._ask_location(actor_id, state)
             rec = self._record(actor_id, "call", method, args_blob, dep_refs, num_returns)
             rec.overrides, rec.max_retries = overrides, max_retries
             create_owned = rt.objects.create_owned
@@ -139,10 +140,20 @@ class ActorCaller:
                 return
             state.kill_requested = True
             if not state.locating and owner_of(actor_id) != rt.rank:
-                state.locating = True
-                rt.send(owner_of(actor_id), ("actor_locate", actor_id))
+                self._ask_location(actor_id, state)
 
     # -- internals (runtime.lock held) --------------------------------------
+    def _ask_location(self, actor_id, state):
+        """Ask the actor's owner where it lives; once the owner is dead, ask the head, which
+        knows where it placed the actor (a detached actor outlives its creator; any other
+        actor dies with its owner, and the head then answers that it is gone)."""
+        state.locating = True
+        owner = owner_of(actor_id)
+        if owner in self.rt.failures.dead:
+            self.rt.send(HEAD_RANK, ("actor_where", actor_id))
+        else:
+            self.rt.send(owner, ("actor_locate", actor_id))
+
     def _record(self, actor_id, kind, method, args_blob, dep_refs, num_returns):
         rec = CallRecord()
         rec.call_id = self.rt.next_id()
@@ -192,6 +203,10 @@ class ActorCaller:
                                         rec.failed_blob)
                 rt.send(state.location, state.create_message)
             elif rec.kind == "recreate":
+                # The same creation, with the restarts that are left now (the host counts them too).
+                message = list(state.create_message)
+                message[5] = {**message[5], "max_restarts": state.restarts_left}
+                state.create_message = tuple(message)
                 rt.send(state.location, state.create_message)
             elif rec.kind == "terminate":
                 rt.send(state.location, ("actor_terminate", actor_id))
@@ -206,10 +221,14 @@ class ActorCaller:
 
     def _set_location(self, actor_id, worker, max_task_retries=None):
         state = self._state(actor_id)
-        if worker is None:                 # the owner says it is gone for good
+        if worker is None:                 # the owner (or the head, once the owner died) says it is gone
             state.locating = False
             if state.dead_blob is None:
-                self._mark_dead(actor_id, state, "its rank died and it was not restarted (max_restarts)", [])
+                owner = owner_of(actor_id)
+                why = (f"its owner (rank {owner}) died, and with it the actor (only a detached actor outlives its "
+                       "owner)" if owner in self.rt.failures.dead else
+                       "its rank died and it was not restarted (max_restarts)")
+                self._mark_dead(actor_id, state, why, [])
             return
         if max_task_retries is not None:   # calls that were on the dead rank: retry or fail them
             for rec in list(state.queue):
@@ -273,6 +292,19 @@ class ActorCaller:
             self.rt.send(state.location, ("actor_restart", actor_id))
         # Not placed yet: its first instance is still to come, which is what a restart gives.
 
+    def _on_unplaceable(self, source, actor_id, why):
+        """At the owner: the head cannot place the actor on any live rank."""
+        state = self._state(actor_id)
+        if state.dead_blob is None:
+            self._mark_dead(actor_id, state, why, [])
+
+    def _on_restarted(self, source, actor_id):
+        """At the owner: the actor's host restarted it in place after ``sys.exit()`` in a
+        method (actor_host._process_exit): one restart fewer left."""
+        state = self._state(actor_id)
+        if state.restarts_left > 0:
+            state.restarts_left -= 1
+
     # -- worker deaths (ULFM) --------------------------------------------------
     def _on_rank_dead(self, rank):
         """Actors on ``rank`` restart elsewhere (their owner re-places them and runs ``__init__``
@@ -284,8 +316,8 @@ class ActorCaller:
             if state.dead_blob is not None:
                 continue
             if state.location != rank:
-                if owner == rank and state.location is None and owner != me:
-                    self._mark_dead(actor_id, state, f"its owner (rank {rank}) died before it was placed", [])
+                if owner == rank and state.location is None and owner != me and state.locating:
+                    self._ask_location(actor_id, state)   # the owner will not answer now
                 continue
             inflight = sorted((c for c in self.calls.values() if c.actor_id == actor_id), key=lambda c: c.call_id)
             for rec in inflight:
@@ -303,14 +335,14 @@ class ActorCaller:
                         state.queue.appendleft(rec)
                 state.queue.appendleft(self._record(actor_id, "recreate", "__init__", None, [], 0))
                 self.rt.send(HEAD_RANK, ("actor_place", actor_id, state.placement, state.held))
-            elif owner == rank:
-                self._mark_dead(actor_id, state, f"its rank and its owner (rank {rank}) died", inflight)
+            elif owner == rank or owner in self.rt.failures.dead:
+                self._mark_dead(actor_id, state, f"its rank ({rank}) died, and its owner (rank {owner}), who "
+                                                 "could restart it, is dead", inflight)
             else:
                 for rec in reversed(inflight):
                     rec.pending_retry = True   # the owner's answer says whether it may run again
                     state.queue.appendleft(rec)
-                state.locating = True
-                self.rt.send(owner, ("actor_locate", actor_id))
+                self._ask_location(actor_id, state)
 
     def _may_retry(self, rec, max_task_retries):
         """A call whose actor died under it: count a retry and say True, or fail it and say False."""

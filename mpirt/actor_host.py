@@ -17,7 +17,7 @@ import threading
 import time
 
 from . import tracing
-from .exceptions import ActorDiedError, ErrorPayload, TaskError
+from .exceptions import ActorDiedError, ActorUnavailableError, ErrorPayload, TaskError
 from .executor import as_task_failure, error_blobs, resolve_arguments, serialize_returns
 from .runtime import HEAD_RANK, POLL_BUDGET, task_context
 from .serialization import loads
@@ -114,7 +114,7 @@ def _call_signature(function, drop_first):
 class HostedActor:
     __slots__ = ("actor_id", "cls", "class_name", "instance", "dead_error", "pool", "loop", "is_async", "owner",
                  "constructed", "num_gpus", "table", "bound", "generation", "pools", "semaphores", "max_task_retries",
-                 "create_args", "env_vars")
+                 "create_args", "env_vars", "restarts_left", "detached")
 
     def __init__(self, actor_id, cls, owner):
         self.actor_id = actor_id
@@ -136,6 +136,8 @@ class HostedActor:
         self.max_task_retries = 0
         self.create_args = None  # (args_blob, inlined): __init__ runs again on a restart
         self.env_vars = {}
+        self.restarts_left = 0   # max_restarts still to use (-1: for ever); the owner keeps the same count
+        self.detached = False    # lifetime="detached": it outlives its owner
 
 
 class ActorHost:
@@ -150,6 +152,7 @@ class ActorHost:
             actor_terminate=self._on_terminate,
             actor_restart=self._on_restart,
         )
+        runtime.failures.handlers.append(self._on_rank_dead)
 
     # -- progress thread (runtime.lock held) ----------------------------------
     def _on_create(self, source, actor_id, class_blob, args_blob, inlined, options, failed_blob):
@@ -157,6 +160,8 @@ class ActorHost:
         actor = HostedActor(actor_id, cls, source)
         actor.num_gpus = options.get("num_gpus", 0.0)
         actor.max_task_retries = options.get("max_task_retries", 0)
+        actor.restarts_left = options.get("max_restarts", 0)
+        actor.detached = options.get("detached", False)
         actor.env_vars = options.get("env_vars") or {}
         actor.create_args = (args_blob, inlined)
         self.actors[actor_id] = actor
@@ -211,11 +216,18 @@ class ActorHost:
         actor = self.actors.get(actor_id)
         if actor is None or actor.dead_error is not None:
             return
-        actor.generation += 1
-        actor.constructed.clear()
-        actor.instance = None
-        actor.bound = {}
+        if actor.restarts_left > 0:
+            actor.restarts_left -= 1
+        _begin_restart(actor)
         self._submit(actor, self._construct, actor, actor.cls, *actor.create_args)
+
+    def _on_rank_dead(self, rank):
+        """An actor shares its owner's fate, as in Ray, unless it is detached."""
+        for actor in self.actors.values():
+            if actor.owner == rank and not actor.detached and actor.dead_error is None:
+                self._die(actor, ActorDiedError(f"actor {actor.class_name} died because its owner (rank {rank}) "
+                                                "died; only a detached actor (lifetime='detached') outlives its "
+                                                "owner"))
 
     def _on_kill(self, source, actor_id):
         actor = self.actors.get(actor_id)
@@ -308,14 +320,15 @@ class ActorHost:
         self._reply(caller, call_id, blobs, is_error)
 
     def _invoke(self, actor, method, args_blob, inlined, num_returns, label, overrides, generation):
-        if generation != actor.generation:
+        restart_retries = _call_retries(actor, method, overrides)
+        if generation != actor.generation and restart_retries == 0:
             return error_blobs(_restarted_error(actor), num_returns), True
-        if not actor.constructed.is_set():
-            actor.constructed.wait()
-        if actor.dead_error is not None:
-            return error_blobs(actor.dead_error, num_returns), True
         retries, retry_on = _retry_rule(actor, method, overrides)
         while True:
+            if not actor.constructed.is_set():
+                actor.constructed.wait()
+            if actor.dead_error is not None:
+                return error_blobs(actor.dead_error, num_returns), True
             try:
                 function = actor.bound.get(method) or _bind_method(actor, method)
                 if args_blob is None:
@@ -326,6 +339,13 @@ class ActorHost:
                 return serialize_returns(label, result, num_returns, self.rt.store), False
             except ActorExit as exit_request:
                 return self._exit(actor, num_returns, exit_request)
+            except SystemExit as exc:
+                restarted = self._process_exit(actor, exc)
+                if restarted and restart_retries != 0:
+                    restart_retries -= 1 if restart_retries > 0 else 0
+                    task_context.label = label       # __init__ set its own
+                    continue
+                return error_blobs(_exit_error(actor, exc, restarted), num_returns), True
             except BaseException as exc:  # noqa: B902 - the call's failure is its result
                 if retries != 0 and _should_retry(exc, retry_on):
                     retries -= 1
@@ -335,7 +355,8 @@ class ActorHost:
     async def _call_async(self, actor, caller, call_id, method, args_blob, inlined, num_returns, overrides=None,
                           generation=0):
         label = overrides["name"] if overrides and "name" in overrides else f"{actor.class_name}.{method}"
-        if actor.dead_error is not None or generation != actor.generation:
+        restart_retries = _call_retries(actor, method, overrides)
+        if actor.dead_error is not None or (generation != actor.generation and restart_retries == 0):
             error = actor.dead_error if actor.dead_error is not None else _restarted_error(actor)
             self._reply(caller, call_id, error_blobs(error, num_returns), True)
             return
@@ -360,6 +381,13 @@ class ActorHost:
                     blobs, is_error = serialize_returns(label, result, num_returns, self.rt.store), False
                 except ActorExit as exit_request:
                     blobs, is_error = self._exit(actor, num_returns, exit_request)
+                except SystemExit as exc:
+                    restarted = self._process_exit(actor, exc)
+                    if restarted and restart_retries != 0:
+                        restart_retries -= 1 if restart_retries > 0 else 0
+                        task_context.label = label
+                        continue
+                    blobs, is_error = error_blobs(_exit_error(actor, exc, restarted), num_returns), True
                 except BaseException as exc:  # noqa: B902
                     if retries != 0 and _should_retry(exc, retry_on):
                         retries -= 1
@@ -369,6 +397,32 @@ class ActorHost:
         tracing.record("actor", label, started, tracing.now(), failed=is_error)
         self._reply(caller, call_id, blobs, is_error)
 
+    def _process_exit(self, actor, exc):
+        """``sys.exit()`` in a method: what Ray does when an actor's process exits, for this
+        actor only (its rank and the other actors there go on). Status 0 (``sys.exit()``) is an
+        intended exit: the actor ends for good. Any other status is a crash: while
+        ``max_restarts`` allows, the actor starts again in place (``__init__`` run anew, here on
+        this thread, so calls queued behind this one find the new instance), and its owner is
+        told to count the restart. True if the actor was restarted."""
+        with self.rt.lock:
+            if actor.dead_error is not None:
+                return False
+            status = _exit_status(exc)
+            if status == 0:
+                self._die(actor, ActorDiedError(f"actor {actor.class_name} exited with sys.exit({exc.code!r}), an "
+                                                "intended exit: it is not restarted"))
+                return False
+            if actor.restarts_left == 0:
+                self._die(actor, ActorDiedError(f"actor {actor.class_name} exited with status {status} "
+                                                f"(sys.exit({exc.code!r})) and has no restarts left (max_restarts)"))
+                return False
+            if actor.restarts_left > 0:
+                actor.restarts_left -= 1
+            _begin_restart(actor)
+            self.rt.send(actor.owner, ("actor_restarted", actor.actor_id))
+        self._construct(actor, actor.cls, *actor.create_args)
+        return actor.dead_error is None
+
     def _exit(self, actor, num_returns, exit_request=None):
         how = "__ray_terminate__" if exit_request is not None and exit_request.args[:1] == ("terminate",) \
             else "exit_actor()"
@@ -377,6 +431,37 @@ class ActorHost:
             if actor.dead_error is None:
                 self._die(actor, error)
         return error_blobs(error, num_returns), True
+
+
+def _begin_restart(actor):
+    """Drop the current instance: calls wait (``constructed``) until ``__init__`` has run again,
+    and calls that came before the restart know it by their generation."""
+    actor.generation += 1
+    actor.constructed.clear()
+    actor.instance = None
+    actor.bound = {}
+
+
+def _exit_status(exc):
+    """The exit status ``sys.exit(code)`` would give the process: None and 0 are 0, an int
+    is itself, anything else (a message) is 1."""
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    return 1
+
+
+def _exit_error(actor, exc, restarted):
+    """What a call that ran into ``sys.exit()`` fails with (Ray's types: unavailable while the
+    actor restarts, dead otherwise)."""
+    if restarted:
+        return ActorUnavailableError(
+            f"The actor {actor.actor_id:028x} ({actor.class_name}) is unavailable: its process exited with status "
+            f"{_exit_status(exc)} (sys.exit) during this call and it restarted (max_restarts); the call has no "
+            "retries left (max_task_retries). The task may or may not have been executed on the actor.")
+    return actor.dead_error if actor.dead_error is not None else ActorDiedError(f"actor {actor.class_name} exited")
 
 
 def _restarted_error(actor):
@@ -414,15 +499,23 @@ def _terminate_request():
     raise ActorExit("terminate")
 
 
-def _retry_rule(actor, method, overrides):
-    """(retries left, which exceptions retry) for a call: ``.options()`` first, then ``@method``,
-    then the actor's ``max_task_retries``; nothing retries unless ``retry_exceptions`` says so."""
+def _call_retries(actor, method, overrides):
+    """A call's ``max_task_retries``: ``.options()`` first, then ``@method``, then the actor's."""
+    if overrides and "max_task_retries" in overrides:
+        return overrides["max_task_retries"]
     entry = actor.table.get(method)
-    retries = entry.max_task_retries if entry is not None and entry.max_task_retries is not None \
-        else actor.max_task_retries
+    if entry is not None and entry.max_task_retries is not None:
+        return entry.max_task_retries
+    return actor.max_task_retries
+
+
+def _retry_rule(actor, method, overrides):
+    """(retries left, which exceptions retry) for a call: its ``max_task_retries``
+    (``_call_retries``); nothing retries unless ``retry_exceptions`` says so."""
+    entry = actor.table.get(method)
+    retries = _call_retries(actor, method, overrides)
     retry_on = entry.retry_exceptions if entry is not None else False
     if overrides:
-        retries = overrides.get("max_task_retries", retries)
         retry_on = overrides.get("retry_exceptions", retry_on)
         if isinstance(retry_on, bytes):
             retry_on = loads(retry_on)

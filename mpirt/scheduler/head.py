@@ -117,6 +117,7 @@ class HeadScheduler:
             actor_dead=self._on_actor_dead,
             actor_name_query=self._on_actor_name_query,
             actor_names_query=self._on_actor_names_query,
+            actor_where=self._on_actor_where,
         )
         runtime.failures.handlers.append(self._on_rank_dead)
 
@@ -152,6 +153,12 @@ class HeadScheduler:
         """``list_named_actors``: (namespace, name) of every live named actor, in ``namespace`` or all."""
         pairs = sorted(key for key in self.names if namespace is None or key[0] == namespace)
         self.rt.send(source, ("query_reply", request_id, pairs))
+
+    def _on_actor_where(self, source, actor_id):
+        """Where an actor whose owner died lives (its callers cannot ask the owner): the rank
+        it was placed on, or None once it is gone."""
+        placed = self.actors.get(actor_id)
+        self.rt.send(source, ("actor_location", actor_id, placed[0] if placed is not None else None, 0))
 
     def _on_rank_dead(self, rank):
         """A worker died: grant nothing there again; its leases and actors are gone with it
@@ -211,6 +218,13 @@ class HeadScheduler:
             source, key, shape, held, actor_id, preferred = request
             worker = self._pick(shape, preferred, actor_id is not None, not held)
             if worker is None:
+                if actor_id is not None and not any(self.pool_of[w].could_fit(w, shape) for w in self.workers):
+                    # Its capacity died with worker ranks (they are not replaced): fail it rather
+                    # than wait for ever; the owner marks it dead.
+                    self.rt.send(source, ("actor_unplaceable", actor_id,
+                                          f"no live worker rank can hold it ({_describe(shape)}): the ranks that "
+                                          "could have died, and dead worker ranks are not replaced"))
+                    continue
                 waiting.append(request)
                 continue
             self._take(worker, held, +1)
@@ -261,3 +275,7 @@ class HeadScheduler:
         if best is not None:
             self._round_robin = (workers.index(best) + 1) % n
         return best
+
+
+def _describe(shape):
+    return ", ".join(f"{name}={amount:g}" for name, amount in sorted(shape.items())) or "nothing"

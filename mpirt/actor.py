@@ -4,17 +4,18 @@ Ray's rules hold: a handle's methods are the class's (looked up on the class, so
 instance attribute of the same name does not hide one), class attributes, classmethods
 and staticmethods are reachable through the actor class object, an actor class cannot be
 instantiated directly nor subclassed, and options are checked as Ray checks them
-(``TypeError`` for a wrong type, ``ValueError`` for a wrong value, each naming the option
-and the value). Options mpirt accepts but does not act on are listed in ``ACCEPTED_ONLY``.
+(``mpirt.options``, which also lists the options mpirt takes without acting on them).
 """
 import inspect
 
-from . import exceptions
+from . import exceptions, runtime_env
 from .actor_caller import handle_events
 from .actor_host import ActorExit, SPECIAL_METHODS, method_table
 from .api import put
 from .launch import runtime_for_call
-from .remote_function import WithOptions, returned, validate_resource_options
+from .options import (ACTOR_DEFAULTS, METHOD_CALL_OPTIONS, METHOD_DECORATOR_OPTIONS, check_scheduling_strategy,
+                      validate_actor_options, validate_method_option)
+from .remote_function import WithOptions, returned
 from .scheduler.resources import make_shape
 from .store.manager import INLINE_THRESHOLD
 from .object_ref import pickle_event
@@ -38,228 +39,6 @@ class ActorClassInheritanceException(TypeError):
     """Raised, as in Ray, by ``class B(A)`` where ``A`` is an actor class."""
 
 
-_NONE = type(None)
-_NUMBER = (float, int, _NONE)
-
-
-def _quantity(name):
-    def check(value):
-        if value is not None and value < 0:
-            return f"The quantity of resource {name} cannot be negative"
-        return None
-    return check
-
-
-def _counting(name, infinite):
-    """Whole counts: None, 0, positive, and -1 (for ever) where ``infinite``."""
-    def check(value):
-        if value is None or value >= (-1 if infinite else 0):
-            return None
-        if infinite:
-            return f"The keyword '{name}' only accepts None, 0, -1 or a positive integer, where -1 represents infinity."
-        return f"The keyword '{name}' only accepts None, 0 or a positive integer."
-    return check
-
-
-def _check_resources(resources):
-    if resources is None:
-        return None
-    if "CPU" in resources or "GPU" in resources:
-        return "Use the 'num_cpus' and 'num_gpus' keyword instead of 'CPU' and 'GPU' in 'resources' keyword"
-    for name, amount in resources.items():
-        if isinstance(amount, bool) or not isinstance(amount, (int, float)):
-            raise TypeError(f"The quantity of resource {name} must be a number, but received type {type(amount)}: "
-                            f"resources={resources!r}")
-        if amount < 0:
-            return f"The quantity of resource {name} cannot be negative"
-    return None
-
-
-def _check_lifetime(value):
-    if value in (None, "detached", "non_detached"):
-        return None
-    return "actor `lifetime` argument must be one of 'detached', 'non_detached' and 'None'."
-
-
-def _check_runtime_env(runtime_env):
-    """Types only here; keys mpirt cannot apply raise NotImplementedError at ``.remote()``."""
-    env_vars = (runtime_env or {}).get("env_vars")
-    if env_vars is not None:
-        if not isinstance(env_vars, dict):
-            raise TypeError(f"runtime_env['env_vars'] must be of type Dict[str, str], got {env_vars!r}")
-        for key, value in env_vars.items():
-            if not isinstance(key, str):
-                raise TypeError(f"runtime_env['env_vars'] must be of type Dict[str, str], but the key {key!r} "
-                                f"is of type {type(key)}")
-            if not isinstance(value, str):
-                raise TypeError(f"runtime_env['env_vars'] must be of type Dict[str, str], but the value {value!r} "
-                                f"is of type {type(value)}")
-    return None
-
-
-def _check_concurrency_groups(groups):
-    if groups is None:
-        return None
-    if not isinstance(groups, dict):
-        raise TypeError(f"concurrency_groups must be a dict of group name to its max concurrency, "
-                        f"got {groups!r}")
-    for name, limit in groups.items():
-        if not isinstance(name, str):
-            raise TypeError(f"concurrency_groups: a group name must be a string, got {name!r}")
-        if isinstance(limit, bool) or not isinstance(limit, int):
-            raise TypeError(f"concurrency_groups: the max concurrency of group {name!r} must be an integer, "
-                            f"got {limit!r}")
-        if limit < 1:
-            return f"concurrency_groups: the max concurrency of group {name!r} must be at least 1"
-    return None
-
-
-def _strategy_types():
-    """None, a string ("DEFAULT", "SPREAD") or a strategy object from mpirt.util.scheduling_strategies."""
-    from .util import scheduling_strategies
-
-    classes = tuple(value for name, value in vars(scheduling_strategies).items()
-                    if name.endswith("SchedulingStrategy") and inspect.isclass(value))
-    return (_NONE, str) + classes
-
-
-def _placement_group_types():
-    try:
-        from .util.placement_group import PlacementGroup
-    except ImportError:
-        return (_NONE, str)
-    return (_NONE, str, PlacementGroup)
-
-
-# option -> (allowed types, or a function giving them; a check returning an error message or None)
-_ACTOR_OPTION_RULES = {
-    "label_selector": ((dict, _NONE), None),
-    "fallback_strategy": ((list, _NONE), None),
-    "accelerator_type": ((str, _NONE), None),
-    "memory": (_NUMBER, _quantity("memory")),
-    "name": ((str, _NONE), None),
-    "num_cpus": (_NUMBER, _quantity("num_cpus")),
-    "num_gpus": (_NUMBER, _quantity("num_gpus")),
-    "object_store_memory": ((int, _NONE), _counting("object_store_memory", False)),
-    "placement_group": (_placement_group_types, None),
-    "placement_group_bundle_index": (int, None),
-    "placement_group_capture_child_tasks": ((bool, _NONE), None),
-    "resources": ((dict, _NONE), _check_resources),
-    "runtime_env": ((dict, _NONE), _check_runtime_env),
-    "scheduling_strategy": (_strategy_types, None),
-    "enable_task_events": (bool, None),
-    "_labels": ((dict, _NONE), None),
-    "concurrency_groups": ((list, dict, _NONE), _check_concurrency_groups),
-    "enable_tensor_transport": ((bool, _NONE), None),
-    "lifetime": ((str, _NONE), _check_lifetime),
-    "max_concurrency": ((int, _NONE), _counting("max_concurrency", False)),
-    "max_restarts": ((int, _NONE), _counting("max_restarts", True)),
-    "max_task_retries": ((int, _NONE), _counting("max_task_retries", True)),
-    "max_pending_calls": ((int, _NONE), _counting("max_pending_calls", True)),
-    "namespace": ((str, _NONE), None),
-    "get_if_exists": (bool, None),
-    "allow_out_of_order_execution": ((bool, _NONE), None),
-    "_actor_generator_backpressure_num_objects": ((int, _NONE), None),
-}
-
-# Options taken and checked as Ray does, with no effect in mpirt (see docs/design.md):
-# placement follows mpirt's own rules, there is no memory or accelerator-type resource, no
-# labels, no task-event store, and calls from one caller always run in order.
-ACCEPTED_ONLY = ("memory", "accelerator_type", "label_selector", "fallback_strategy", "object_store_memory",
-                 "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
-                 "enable_task_events", "_labels", "enable_tensor_transport", "allow_out_of_order_execution",
-                 "_actor_generator_backpressure_num_objects")
-
-ACTOR_OPTIONS = {
-    "num_cpus": None,
-    "num_gpus": 0,
-    "resources": None,
-    "max_concurrency": None,
-    "max_restarts": 0,
-    "max_task_retries": 0,
-    "max_pending_calls": -1,
-    "name": None,
-    "namespace": None,
-    "lifetime": None,
-    "get_if_exists": False,
-    "scheduling_strategy": None,
-    "runtime_env": None,
-    "concurrency_groups": None,
-}
-
-
-def _check_type(key, value, allowed):
-    if not isinstance(allowed, (type, tuple)):
-        allowed = allowed()
-    if not isinstance(value, allowed):
-        raise TypeError(f"The type of keyword '{key}' must be {allowed}, but received type {type(value)}: "
-                        f"{key}={value!r}")
-
-
-def validate_actor_options(options, in_options):
-    """Check actor options as Ray does: unknown keyword -> ValueError, wrong type -> TypeError,
-    wrong value -> ValueError; ``in_options`` for ``.options()`` (which cannot set concurrency groups)."""
-    for key, value in options.items():
-        rule = _ACTOR_OPTION_RULES.get(key)
-        if rule is None:
-            raise ValueError(f"Invalid option keyword {key} for actors. Valid ones are {list(_ACTOR_OPTION_RULES)}.")
-        allowed, check = rule
-        _check_type(key, value, allowed)
-        message = check(value) if check is not None else None
-        if message:
-            raise ValueError(f"{message.rstrip('.')}. Got {key}={value!r}.")
-    if in_options and "concurrency_groups" in options:
-        raise ValueError("Setting 'concurrency_groups' is not supported in '.options()'.")
-    if options.get("get_if_exists") and not options.get("name"):
-        raise ValueError("The actor name must be specified to use `get_if_exists`.")
-    if options.get("placement_group", "default") not in ("default", None) and \
-            options.get("scheduling_strategy") is not None:
-        raise ValueError("Placement groups should be specified via the scheduling_strategy option. "
-                         "The placement_group option is deprecated.")
-    where = ".options()" if in_options else "@remote"
-    validate_resource_options({key: options[key] for key in ("num_cpus", "num_gpus", "resources")
-                               if options.get(key) is not None}, where)
-
-
-# Keywords of @method and of ActorMethod.options() (Ray's; the last ones are accepted only).
-METHOD_DECORATOR_OPTIONS = ("num_returns", "concurrency_group", "max_task_retries", "retry_exceptions",
-                            "enable_task_events", "_generator_backpressure_num_objects", "_num_objects_per_yield",
-                            "tensor_transport")
-METHOD_CALL_OPTIONS = ("num_returns", "name", "concurrency_group", "max_task_retries", "retry_exceptions",
-                       "enable_task_events", "_metadata", "tensor_transport", "_labels",
-                       "_generator_backpressure_num_objects")
-
-
-def _validate_method_option(key, value, where):
-    if key == "num_returns":
-        if isinstance(value, str) and value in ("streaming", "dynamic"):
-            raise NotImplementedError(f"{where}: num_returns={value!r} (generator methods) is not supported by mpirt")
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{where}: num_returns must be a non-negative integer, got {value!r}")
-        if value < 0:
-            raise ValueError(f"num_returns must be >= 0, but got {value}.")
-    elif key == "max_task_retries":
-        if value is not None:
-            _check_type(key, value, (int, _NONE))
-            message = _counting(key, True)(value)
-            if message:
-                raise ValueError(f"{where}: {message} Got {key}={value!r}.")
-    elif key == "retry_exceptions":
-        if not isinstance(value, (bool, list, tuple)):
-            raise TypeError(f"{where}: retry_exceptions must be either a boolean or a list of exceptions, "
-                            f"got {value!r}")
-        if not isinstance(value, bool) and not all(inspect.isclass(c) and issubclass(c, Exception) for c in value):
-            raise ValueError(f"{where}: retry_exceptions must be either a boolean or a list of exceptions, "
-                             f"got {value!r}")
-    elif key in ("concurrency_group", "name"):
-        if value is not None and not isinstance(value, str):
-            raise TypeError(f"{where}: {key} must be a string, got {value!r}")
-    elif key == "enable_task_events":
-        _check_type(key, value, bool)
-    elif key == "_metadata":
-        _check_type(key, value, (dict, _NONE))
-
-
 def method(*args, **options):
     """Set a method's defaults: ``@method(num_returns=2, concurrency_group="io", max_task_retries=3,
     retry_exceptions=[IOError])``. Bare ``@method`` leaves the method as it is, as in Ray."""
@@ -272,10 +51,14 @@ def method(*args, **options):
             # Ray asserts here; mpirt raises the same exception type with Ray's words.
             raise AssertionError(f"Unexpected keyword argument to @ray.method: {key!r}. The supported keyword "
                                  f"arguments are {list(METHOD_DECORATOR_OPTIONS)}")
-        _validate_method_option(key, value, "@method")
+        if key != "num_returns" or value not in ("streaming", "dynamic"):
+            validate_method_option(key, value, "@method")
 
     def decorate(function):
         target = getattr(function, "__func__", function)   # staticmethod/classmethod: their function
+        if options.get("num_returns") in ("streaming", "dynamic"):
+            yields = inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target)
+            validate_method_option("num_returns", options["num_returns"], "@method", is_generator=yields)
         target.__mpirt_method_options__ = {**getattr(target, "__mpirt_method_options__", {}), **options}
         return function
 
@@ -331,9 +114,9 @@ class ActorClass:
     """
 
     def __init__(self, cls, options):
-        validate_actor_options(options, in_options=False)
+        options = validate_actor_options(options, in_options=False)
         self._cls = cls
-        self._options = {**ACTOR_OPTIONS, **options}
+        self._options = {**ACTOR_DEFAULTS, **options}
         self._methods = method_table(cls)
         self._init_signature = _init_signature(cls)
         self._blob = None
@@ -373,7 +156,11 @@ class ActorClass:
         return self._create(args, kwargs, self._options)
 
     def options(self, **options):
-        validate_actor_options(options, in_options=True)
+        """These options for the actor created through the result, over the decorator's ones
+        (``runtime_env`` replaces the decorator's; None keeps it)."""
+        if "runtime_env" in options and options["runtime_env"] is None:
+            options = {key: value for key, value in options.items() if key != "runtime_env"}
+        options = validate_actor_options(options, in_options=True)
         return WithOptions(self._create, {**self._options, **options})
 
     def _meta_blob(self, max_pending_calls):
@@ -418,12 +205,19 @@ class ActorClass:
                     f"The name {options['name']} (namespace={options['namespace']}) is already taken. Please use a "
                     f"different name or get the existing actor using ray.get_actor('{options['name']}', "
                     f"namespace='{namespace}')")
+        environment = runtime_env.thaw(runtime_env.for_submission(rt.config.get("runtime_env"),
+                                                                  options["runtime_env"])) or {}
+        job_vars = (rt.config.get("runtime_env") or {}).get("env_vars") or {}
         host_options = {
             "max_concurrency": concurrency,
             "num_gpus": options["num_gpus"] or 0.0,
             "max_task_retries": options["max_task_retries"] or 0,
             "concurrency_groups": dict(options["concurrency_groups"] or {}),
-            "env_vars": dict((options["runtime_env"] or {}).get("env_vars") or {}),
+            # The job's runtime_env is in place on every worker rank: the host gets what differs (it sets
+            # env_vars for its whole rank), and "runtime_env", the actor's whole one (runtime_env.resolve's form).
+            "env_vars": {name: value for name, value in (environment.get("env_vars") or {}).items()
+                         if job_vars.get(name) != value},
+            "runtime_env": environment or None,
         }
         rt.actors.create(actor_id, self._blob, args_blob, dep_refs, placement, held, host_options, tracked,
                          options["max_restarts"] or 0, options["max_task_retries"] or 0)
@@ -436,21 +230,7 @@ def _check_at_creation(actor_class, options, rt):
         raise ValueError("Actor name cannot be an empty string.")
     if options["namespace"] == "":
         raise ValueError('"" is not a valid namespace. Pass None to not specify a namespace.')
-    strategy = options["scheduling_strategy"]
-    if isinstance(strategy, str) and strategy not in ("DEFAULT", "SPREAD"):
-        raise ValueError(f'Invalid scheduling_strategy value {strategy}. Valid values are ["DEFAULT" | "SPREAD" '
-                         '| PlacementGroupSchedulingStrategy | NodeAffinitySchedulingStrategy]')
-    if type(strategy).__name__ == "NodeAffinitySchedulingStrategy" and not strategy.soft:
-        from .api import nodes
-
-        known = [str(node["NodeID"]) for node in nodes()]
-        if strategy.node_id not in known:
-            raise ValueError(f"NodeAffinitySchedulingStrategy(node_id={strategy.node_id!r}, soft=False): there is "
-                             f"no such node (the nodes are {known}); the actor could never be placed")
-    for key, value in (options["runtime_env"] or {}).items():
-        if key != "env_vars" and value:
-            raise NotImplementedError(f"runtime_env key {key!r} is not supported by mpirt (only 'env_vars' is): "
-                                      f"runtime_env={options['runtime_env']!r}")
+    check_scheduling_strategy(options["scheduling_strategy"])
     groups = options["concurrency_groups"] or {}
     for name, entry in actor_class._methods.items():
         if entry.concurrency_group is not None and entry.concurrency_group not in groups:
@@ -551,10 +331,13 @@ class ActorMethod:
         """Per-call options: num_returns, name, concurrency_group, max_task_retries, retry_exceptions
         (enable_task_events, _metadata and the rest of Ray's keywords are accepted only)."""
         where = f"{self._handle._class_name}.{self._name}.options()"
+        if "_num_objects_per_yield" in options:
+            raise ValueError("_num_objects_per_yield cannot be overridden per actor method call. "
+                             "Use @ray.method(_num_objects_per_yield=...) instead.")
         for key, value in options.items():
             if key not in METHOD_CALL_OPTIONS:
                 raise TypeError(f"ActorMethod.options() got an unexpected keyword argument '{key}'")
-            _validate_method_option(key, value, where)
+            validate_method_option(key, value, where)
         group = options.get("concurrency_group")
         if group is not None and group not in self._handle._meta.groups:
             raise ValueError(f"{where}: concurrency_group={group!r} is not a concurrency group of actor "

@@ -17,6 +17,7 @@ from . import tracing
 from .exceptions import ErrorPayload, TaskCancelledError, make_task_error
 from .object_ref import ObjectRef
 from .runtime import HEAD_RANK, task_context
+from .runtime_env import RankEnvironment, apply_for_good
 from .serialization import dumps, loads, unpack_arguments
 from .store.manager import ObjectStoreFullError, encode
 from .threads import WorkerThreads
@@ -40,7 +41,12 @@ class LeaseSlot:
 
 
 class RunningTask:
-    __slots__ = ("task_id", "name", "lease_id", "submitter", "spec", "thread_id", "in_user_code")
+    """A task on this rank, queued or running. ``runtime_context`` reads its id, name,
+    ``function``, ``shape`` and ``cancelled``; ``children`` are the ids of the tasks it
+    submitted that have not finished (``cancel(recursive=True)`` cancels them too)."""
+
+    __slots__ = ("task_id", "name", "lease_id", "submitter", "spec", "thread_id", "in_user_code", "environment",
+                 "environment_held", "environment_left", "function", "cancelled", "children")
 
     def __init__(self, lease_id, submitter, spec):
         self.task_id = spec[0]
@@ -50,6 +56,17 @@ class RunningTask:
         self.spec = spec
         self.thread_id = None
         self.in_user_code = False
+        self.environment = spec[9]       # runtime_env beyond the job's (runtime_env.freeze), or None
+        self.environment_held = False    # holds the rank's environment (RankEnvironment)
+        self.environment_left = False    # let it go while blocked in get/wait
+        self.function = None
+        self.cancelled = False
+        self.children = set()
+
+    @property
+    def shape(self):
+        """The resources its lease holds for it, e.g. ``{"CPU": 1.0}``."""
+        return self.spec[8]
 
 
 class TaskExecutor:
@@ -59,6 +76,9 @@ class TaskExecutor:
         self.running = {}
         self.functions = {}
         self.pool = WorkerThreads("mpirt-task")
+        # init(runtime_env=...): every task's starting point, in place for the rank's life.
+        apply_for_good(runtime.config.get("runtime_env"))
+        self.environment = RankEnvironment(runtime.cond)
         runtime.handlers.update(task=self._on_task, cancel=self._on_cancel, steal=self._on_steal)
 
     # -- under runtime.lock ------------------------------------------------
@@ -102,6 +122,9 @@ class TaskExecutor:
         slot = self.slots[task.lease_id]
         slot.active -= 1
         slot.blocked += 1
+        if task.environment_held:   # a task it waits for may need the rank's environment as another
+            self._leave_environment(task)
+            task.environment_left = True
         self._update(task.lease_id, slot)
 
     def task_unblocked(self, task):
@@ -110,6 +133,17 @@ class TaskExecutor:
         slot.active += 1
         if slot.released:
             self._set_released(slot, False)
+        if task.environment_left:
+            task.environment_left = False
+            self._enter_environment(task)   # may wait (releasing the lock) for tasks of another environment
+
+    def _enter_environment(self, task):
+        self.environment.enter(task.environment)
+        task.environment_held = True
+
+    def _leave_environment(self, task):
+        task.environment_held = False
+        self.environment.leave()
 
     def _on_steal(self, source, lease_id):
         """Give the submitter back the tasks of a lease that have not started."""
@@ -121,19 +155,30 @@ class TaskExecutor:
             self._update(lease_id, slot)
         self.rt.send(source, ("stolen", lease_id, task_ids))
 
-    def _on_cancel(self, source, task_id, force):
+    def _on_cancel(self, source, task_id, force, recursive=True):
+        """``cancel()`` of a task sent here: one still queued never runs; a running one gets
+        KeyboardInterrupt raised in its thread, as Ray raises it (pure-Python code stops at its
+        next bytecode; a blocking C call such as ``time.sleep`` returns first). ``recursive``:
+        the tasks it submitted are cancelled too. ``force`` changes nothing here: a rank cannot be
+        killed for one task, so the submitter has failed the task's results already."""
         for lease_id, slot in self.slots.items():
             for task in slot.queue:
                 if task.task_id == task_id:
                     slot.queue.remove(task)
                     self._update(lease_id, slot)
-                    error = TaskCancelledError(f"task {task.name} was cancelled")
+                    error = TaskCancelledError(f"task {task.name} was cancelled before it ran")
                     self._reply(task, error_blobs(error, len(task.spec[6])), True, False, 0.0)
                     return
         task = self.running.get(task_id)
-        if task is not None and task.in_user_code and task.thread_id is not None:
+        if task is None or task.cancelled:
+            return
+        task.cancelled = True
+        if recursive:
+            for child in list(task.children):
+                self.rt.submitter.cancel_task(child, force, True)
+        if task.in_user_code and task.thread_id is not None:
             ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(task.thread_id), ctypes.py_object(TaskCancelledError))
+                ctypes.c_ulong(task.thread_id), ctypes.py_object(KeyboardInterrupt))
 
     # -- task thread -------------------------------------------------------
     def _run_logged(self, task):
@@ -162,7 +207,7 @@ class TaskExecutor:
 
     def _run(self, task):
         rt = self.rt
-        (task_id, function_id, _, name, args_blob, inlined, return_ids, retry_exceptions, _) = task.spec
+        (task_id, function_id, _, name, args_blob, inlined, return_ids, retry_exceptions, _, _) = task.spec
         task.thread_id = threading.get_ident()
         task_context.task = task
         task_context.label = name
@@ -172,22 +217,26 @@ class TaskExecutor:
         is_error, retryable = False, False
         try:
             try:
-                function = self._function(function_id)
+                function = task.function = self._function(function_id)
                 args, kwargs = resolve_arguments(rt, args_blob, inlined)
                 with rt.lock:
+                    self._enter_environment(task)   # its runtime_env, set now and put back after
                     task.in_user_code = True
                 try:
                     result = function(*args, **kwargs)
                 finally:
                     with rt.lock:
                         task.in_user_code = False
+                        if task.environment_held:
+                            self._leave_environment(task)
                 blobs = serialize_returns(f"task {name}", result, len(return_ids), rt.store)
-            except TaskCancelledError as exc:
-                is_error, blobs = True, error_blobs(exc, len(return_ids))
             except BaseException as exc:  # noqa: B902 - the task's failure is its result
                 is_error = True
-                retryable = _matches(retry_exceptions, exc)
-                blobs = error_blobs(as_task_failure(exc, name, rt.rank), len(return_ids))
+                if task.cancelled and isinstance(exc, (KeyboardInterrupt, TaskCancelledError)):
+                    blobs = error_blobs(TaskCancelledError(f"task {name} was cancelled"), len(return_ids))
+                else:
+                    retryable = _matches(retry_exceptions, exc)
+                    blobs = error_blobs(as_task_failure(exc, name, rt.rank), len(return_ids))
         finally:
             task_context.task = None
             task_context.label = None
@@ -199,9 +248,12 @@ class TaskExecutor:
         self.rt.send(task.submitter, ("done", task.task_id, blobs, is_error, retryable, seconds))
 
     def _function(self, function_id):
+        """The function of ``function_id``, unpickled on first use. A large one came as the
+        ObjectRef of its pickle in the object store (``submitter.FunctionDescriptor``): read
+        there, from shared memory on the submitter's node."""
         function = self.functions[function_id]
-        if isinstance(function, bytes):
-            function = loads(function)
+        if isinstance(function, (bytes, ObjectRef)):
+            function = loads(self.rt.value_of(function) if isinstance(function, ObjectRef) else function)
             with self.rt.lock:
                 self.functions[function_id] = function
         return function

@@ -8,15 +8,18 @@ per core with ``MPI_Comm_spawn`` and merges them into one communicator.
 """
 import atexit
 import json
+import numbers
 import os
 import socket
 import sys
 import threading
 import time
+import warnings
 
 from . import fault, log_forward, signals, slurm
 from ._mpi_env import mpi
 from .runtime import DRIVER_RANK, HEAD_RANK, Runtime
+from .runtime_env import resolve as resolve_runtime_env
 from .scheduler.gpus import detect_node_gpus, restrict_visible_gpus, share_gpus
 from .store.arena import node_communicator
 
@@ -26,8 +29,54 @@ _session_counter = 0
 _atexit_registered = False
 _mpirun_session_ended = False  # under mpirun the other ranks exit at shutdown: no second init
 
-INIT_OPTIONS = ("num_cpus", "num_gpus", "resources", "object_store_memory", "ignore_reinit_error",
-                "log_to_driver", "namespace", "include_dashboard", "configure_logging", "logging_level")
+_NONE = type(None)
+# init()'s keywords, Ray's, with the types each takes. Those mpirt acts on: address ("auto",
+# "local" or None), num_cpus, num_gpus, resources, object_store_memory, ignore_reinit_error,
+# log_to_driver, namespace, runtime_env (and job_config's runtime_env), local_mode=True (refused,
+# as in Ray). The others are accepted: INIT_ACCEPTED_ONLY says why they do nothing here.
+INIT_OPTIONS = {
+    "address": (str, _NONE),
+    "num_cpus": (int, _NONE),
+    "num_gpus": (int, _NONE),
+    "resources": (dict, _NONE),
+    "labels": (dict, _NONE),
+    "object_store_memory": (int, _NONE),
+    "local_mode": bool,
+    "ignore_reinit_error": bool,
+    "include_dashboard": (bool, _NONE),
+    "dashboard_host": str,
+    "dashboard_port": (int, _NONE),
+    "job_config": object,
+    "configure_logging": bool,
+    "logging_level": (int, str),
+    "logging_format": (str, _NONE),
+    "logging_config": object,
+    "log_to_driver": (bool, _NONE),
+    "namespace": (str, _NONE),
+    "runtime_env": (dict, _NONE),
+    "enable_resource_isolation": bool,
+    "cgroup_path": (str, _NONE),
+    "system_reserved_cpu": (float, int, _NONE),
+    "system_reserved_memory": (int, _NONE),
+    "proxy_server_url": (str, _NONE),
+}
+# Ray's hidden keywords (``**kwargs``), accepted; any other raises RuntimeError, as in Ray.
+INIT_HIDDEN_OPTIONS = ("_enable_object_reconstruction", "_plasma_directory", "object_spilling_directory",
+                       "_node_ip_address", "_driver_object_store_memory", "_memory", "_redis_username",
+                       "_redis_password", "_temp_dir", "_metrics_export_port", "_system_config",
+                       "_tracing_startup_hook", "_node_name", "_skip_env_hook", "storage", "allow_multiple")
+INIT_ACCEPTED_ONLY = {
+    "labels": "node labels for label selectors, which mpirt does not schedule by",
+    "include_dashboard, dashboard_host, dashboard_port": "mpirt has no dashboard (include_dashboard=True warns)",
+    "configure_logging, logging_level, logging_format, logging_config":
+        "Ray's own loggers; mpirt writes its few messages to stderr",
+    "enable_resource_isolation, cgroup_path, system_reserved_cpu, system_reserved_memory":
+        "cgroups for Ray's system processes; mpirt has none beside the ranks",
+    "proxy_server_url": "the dashboard's proxy",
+    "hidden keywords": "Ray's cluster internals (Redis, plasma directory, node IP and name, metrics port, "
+                       "system config, temp dir): no counterpart in an MPI job. _system_config must be a dict and "
+                       "_temp_dir absolute, as in Ray; storage and allow_multiple raise as in Ray",
+}
 
 
 class _Launch:
@@ -58,21 +107,35 @@ def current_runtime():
 
 
 @signals.holds_signals
-def init(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
-         ignore_reinit_error=False, log_to_driver=True, namespace=None, **kwargs):
+def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, labels=None, object_store_memory=None,
+         local_mode=False, ignore_reinit_error=False, include_dashboard=None, dashboard_host="127.0.0.1",
+         dashboard_port=None, job_config=None, configure_logging=True, logging_level="info", logging_format=None,
+         logging_config=None, log_to_driver=None, namespace=None, runtime_env=None, enable_resource_isolation=False,
+         cgroup_path=None, system_reserved_cpu=None, system_reserved_memory=None, proxy_server_url=None, **kwargs):
     """Start mpirt. Returns on the driver only; other ranks serve, then exit.
 
-    ``num_cpus``: workers to spawn in plain-python mode (default: one per CPU this
-    process may use, in a Slurm job the CPUs of the allocation);
-    under mpirun, CPUs each worker rank offers (default 1). ``num_gpus`` and
-    ``resources``: offered by each worker rank under mpirun, shared out over
-    the spawned workers otherwise.
+    Ray's keywords, checked as Ray checks them (``INIT_OPTIONS``; those without effect here
+    are in ``INIT_ACCEPTED_ONLY``). ``num_cpus``: workers to spawn in plain-python mode
+    (default: one per CPU this process may use, in a Slurm job the CPUs of the allocation);
+    under mpirun, CPUs each worker rank offers (default 1). ``num_gpus`` and ``resources``:
+    offered by each worker rank under mpirun, shared out over the spawned workers otherwise.
+    ``runtime_env``: the job's (``env_vars``, ``working_dir``: see ``mpirt.runtime_env``), in
+    place on every worker rank, and what tasks' and actors' own are merged onto. ``address``:
+    None, "auto" or "local" (mpirt starts or joins its own ranks; it cannot connect to a Ray
+    cluster).
     """
     global _runtime, _session_counter, _atexit_registered
-    for key in kwargs:
-        if key not in INIT_OPTIONS:
-            raise TypeError(f"init() got an unexpected keyword argument {key!r}")
+    arguments = dict(locals())
+    del arguments["kwargs"]
+    _check_init_keywords(arguments, kwargs)
     _check_init_args(num_cpus, num_gpus, resources)
+    if include_dashboard:
+        warnings.warn("init(include_dashboard=True): mpirt has no dashboard; use mpirt.timeline() for a trace "
+                      "of tasks and actor calls", stacklevel=3)
+    if runtime_env is None and job_config is not None:
+        runtime_env = getattr(job_config, "runtime_env", None) or None
+    job_env = resolve_runtime_env(runtime_env)
+    log_to_driver = True if log_to_driver is None else log_to_driver
     object_store_memory = _store_bytes(object_store_memory)
     # Ctrl-C while ranks start would leave them, and this process's MPI_Finalize, waiting forever.
     signals.driver_holds_signals()
@@ -80,8 +143,8 @@ def init(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
         if _runtime is not None:
             if ignore_reinit_error:
                 return
-            raise RuntimeError("mpirt.init() was already called; call mpirt.shutdown() first "
-                               "or pass ignore_reinit_error=True")
+            raise RuntimeError("Maybe you called ray.init twice by accident? This error can be suppressed by passing "
+                               "in 'ignore_reinit_error=True' or by calling 'ray.shutdown()' prior to 'ray.init()'.")
         if _mpirun_session_ended:
             raise RuntimeError("under mpirun, mpirt cannot start again after shutdown(): the other ranks have "
                                "exited. Call shutdown() once, at the end of the program.")
@@ -89,24 +152,62 @@ def init(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
         world = MPI.COMM_WORLD
         _session_counter += 1
         if world.Get_size() == 1:
-            rt = _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace, object_store_memory)
+            rt = _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace, object_store_memory,
+                                job_env)
         else:
-            rt = _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver, namespace, object_store_memory)
+            rt = _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver, namespace,
+                                     object_store_memory, job_env)
         _runtime = rt
         if not _atexit_registered:
             atexit.register(shutdown)
             _atexit_registered = True
 
 
+def _check_init_keywords(arguments, hidden):
+    """Types (TypeError naming the keyword and value), then Ray's refusals, in Ray's words."""
+    for key, value in arguments.items():
+        types = INIT_OPTIONS[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
+            raise TypeError(f"init(): the type of keyword '{key}' must be {types}, but received type "
+                            f"{type(value)}: {key}={value!r}")
+    unknown = [key for key in hidden if key not in INIT_HIDDEN_OPTIONS]
+    address = arguments["address"]
+    if address is not None and address not in ("auto", "local"):
+        raise ValueError(f"init(address={address!r}): mpirt cannot connect to a Ray cluster. It starts its own ranks "
+                         f"(python app.py) or joins those of its mpirun; leave address out (or use 'auto').")
+    if hidden.get("allow_multiple"):
+        raise RuntimeError("`allow_multiple` argument is passed to `ray.init` when the ray client is not used. Do "
+                           "not pass the `allow_multiple` to `ray.init` to fix the issue.")
+    if hidden.get("storage"):
+        raise RuntimeError("Cluster-wide storage configuration has been removed. The last Ray version supporting "
+                           "the `storage` argument is `ray==2.47`.")
+    if unknown:
+        raise RuntimeError(f"Unknown keyword argument(s): {', '.join(unknown)}")
+    if arguments["local_mode"]:
+        raise RuntimeError("`local_mode` is no longer supported. For interactive debugging consider using the Ray "
+                           "distributed debugger.")
+    if hidden.get("_system_config") is not None and not isinstance(hidden["_system_config"], dict):
+        raise TypeError("The _system_config must be a dict.")
+    temp_dir = hidden.get("_temp_dir")
+    if temp_dir is not None and not (isinstance(temp_dir, str) and os.path.isabs(temp_dir)):
+        raise ValueError("temp_dir must be absolute path or None.")
+
+
+def _as_tuple(types):
+    return types if isinstance(types, tuple) else (types,)
+
+
 def _check_init_args(num_cpus, num_gpus, resources):
-    if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 0):
+    if num_cpus is not None and num_cpus < 0:
         raise ValueError(f"init(num_cpus=...) must be an integer >= 0 (0: only 0-CPU tasks and actors run), "
                          f"got {num_cpus!r}")
-    if num_gpus is not None and (isinstance(num_gpus, bool) or not isinstance(num_gpus, int) or num_gpus < 0):
+    if num_gpus is not None and num_gpus < 0:
         raise ValueError(f"init(num_gpus=...) must be an integer >= 0, got {num_gpus!r}")
     if resources is not None:
-        if not isinstance(resources, dict):
-            raise ValueError(f"init(resources=...) must be a dict, got {type(resources).__name__}")
+        for name, amount in resources.items():
+            if isinstance(amount, bool) or not isinstance(amount, numbers.Real):
+                raise TypeError(f"init(resources=...): the quantity of resource {name} must be a number, got "
+                                f"{amount!r}")
         from .scheduler.resources import make_shape
 
         make_shape(0, 0, resources)
@@ -124,8 +225,9 @@ def _session_id():
     return ((os.getpid() & 0x3FF) << 10 | (_session_counter & 0x3FF)) or 1
 
 
-def _driver_config(log_to_driver, namespace, object_store_memory):
+def _driver_config(log_to_driver, namespace, object_store_memory, runtime_env):
     return {
+        "runtime_env": runtime_env,   # the job's, as runtime_env.resolve gives it
         "session": _session_id(),
         "sys_path": list(sys.path),
         "cwd": os.getcwd(),
@@ -139,7 +241,7 @@ def _driver_config(log_to_driver, namespace, object_store_memory):
 
 
 # -- plain python: spawn ---------------------------------------------------
-def _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace, object_store_memory):
+def _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace, object_store_memory, job_env):
     workers = slurm.spawn_worker_count() if num_cpus is None else max(num_cpus, 1)  # num_cpus=0: one, offering 0
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = f"import sys; sys.path.insert(0, {package_parent!r}); from mpirt._spawned import main; main()"
@@ -154,7 +256,7 @@ def _start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace,
         rank_info[2 + i] = _rank_info(gpu_ids, node_gpus)
     for name, amount in (resources or {}).items():
         _share_out(resources_by_rank, name, amount)
-    config = _driver_config(log_to_driver, namespace, object_store_memory)
+    config = _driver_config(log_to_driver, namespace, object_store_memory, job_env)
     config["rank_info"] = rank_info
     # The driver and the ranks it spawns are two MPI jobs, which Open MPI links over TCP even on
     # one host: their batches travel through host sockets instead (``MPIRT_SOCKET_MAIL=0``: MPI).
@@ -217,7 +319,8 @@ def serve_spawned():
 
 
 # -- mpirun ------------------------------------------------------------------
-def _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver, namespace, object_store_memory):
+def _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver, namespace, object_store_memory,
+                        job_env):
     size = world.Get_size()
     if size < 3:
         raise RuntimeError(
@@ -227,7 +330,7 @@ def _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver
     comm = world.Dup()
     rank = comm.Get_rank()
     _quiet_barrier(comm)  # ranks reach init() at different times; wait without spinning
-    config = comm.bcast(_driver_config(log_to_driver, namespace, object_store_memory)
+    config = comm.bcast(_driver_config(log_to_driver, namespace, object_store_memory, job_env)
                         if rank == DRIVER_RANK else None, root=DRIVER_RANK)
     node_comm = node_communicator(comm, config["ranks_per_node"])
     node_workers = [r for r in node_comm.allgather(rank) if r >= 2]

@@ -1,55 +1,23 @@
-"""``@mpirt.remote`` on functions: options, argument binding, submission."""
+"""``@mpirt.remote`` on functions: options, argument binding, submission.
+
+Options are Ray's, checked by ``mpirt.options``; ``runtime_env`` is merged onto the
+submitting task's (or the job's) and travels with the task (``mpirt.runtime_env``).
+"""
 import functools
 import inspect
 import itertools
 import os
 
+from . import runtime_env
 from .launch import runtime_for_call
+from .options import DEFAULT_MAX_RETRIES, TASK_DEFAULTS, check_scheduling_strategy, validate_task_options
 from .scheduler.resources import make_shape, shape_key
 from .serialization import dumps, pack_arguments
 from .signals import holds_signals
 from .store.manager import INLINE_THRESHOLD
 from .submitter import FunctionDescriptor
 
-TASK_OPTIONS = {
-    "num_cpus": 1,
-    "num_gpus": 0,
-    "resources": None,
-    "num_returns": 1,
-    "max_retries": 3,
-    "retry_exceptions": False,
-    "name": None,
-}
 _function_ids = itertools.count(1)
-
-
-def validate_task_options(options, where):
-    unknown = set(options) - set(TASK_OPTIONS)
-    if unknown:
-        raise ValueError(f"{where}: unknown option(s) {sorted(unknown)}; valid options: {sorted(TASK_OPTIONS)}")
-    validate_resource_options(options, where)
-    num_returns = options.get("num_returns", 1)
-    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 0:
-        raise ValueError(f"{where}: num_returns must be an integer >= 0, got {num_returns!r}")
-    max_retries = options.get("max_retries", 3)
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < -1:
-        raise ValueError(f"{where}: max_retries must be an integer >= -1 (-1: retry forever), got {max_retries!r}")
-    retry = options.get("retry_exceptions", False)
-    if not isinstance(retry, bool):
-        if not isinstance(retry, (list, tuple)) or not all(
-            isinstance(c, type) and issubclass(c, BaseException) for c in retry
-        ):
-            raise ValueError(f"{where}: retry_exceptions must be a bool or a list of exception classes, got {retry!r}")
-    name = options.get("name")
-    if name is not None and not isinstance(name, str):
-        raise ValueError(f"{where}: name must be a string, got {name!r}")
-
-
-def validate_resource_options(options, where):
-    try:
-        make_shape(options.get("num_cpus") or 0, options.get("num_gpus", 0), options.get("resources"))
-    except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from None
 
 
 class WithOptions:
@@ -69,9 +37,15 @@ class RemoteFunction:
     """A function that runs as a task: call ``f.remote(...)`` to get ObjectRefs."""
 
     def __init__(self, function, options):
-        validate_task_options(options, f"@remote on {function.__qualname__}")
+        if inspect.iscoroutinefunction(function):
+            raise ValueError("'async def' should not be used for remote tasks. You can wrap the async function with "
+                             "`asyncio.run(f())`. See more at:https://docs.ray.io/en/latest/ray-core/actors/"
+                             "async_api.html ")
+        self._is_generator = inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)
+        options = validate_task_options(options, in_options=False, is_generator=self._is_generator,
+                                        where=f"@remote on {function.__qualname__}")
         self._function = function
-        self._options = {**TASK_OPTIONS, **options}
+        self._options = {**TASK_DEFAULTS, **options}
         self._signature = _signature(function)
         self._descriptor = None
         self._descriptor_pid = None
@@ -88,8 +62,20 @@ class RemoteFunction:
         return self._submit(args, kwargs, self._options)
 
     def options(self, **options):
-        validate_task_options(options, f"{self._function.__qualname__}.options()")
-        return WithOptions(self._submit, {**self._options, **options})
+        """These options for the calls made through the result, over the decorator's ones.
+        ``runtime_env`` replaces the decorator's (None keeps it); ``max_calls`` cannot be set."""
+        where = f"{self._function.__qualname__}.options()"
+        if "_num_objects_per_yield" in options and \
+                options["_num_objects_per_yield"] != (self._options.get("_num_objects_per_yield") or 1):
+            raise ValueError("_num_objects_per_yield cannot be overridden per task call. "
+                             "Use @ray.remote(_num_objects_per_yield=...) instead.")
+        if "runtime_env" in options and options["runtime_env"] is None:
+            options = {key: value for key, value in options.items() if key != "runtime_env"}
+        defaults = {key: value for key, value in self._options.items() if key != "max_calls"}
+        options = validate_task_options(options, in_options=True,
+                                        is_generator=self._is_generator if "num_returns" in options else None,
+                                        where=where)
+        return WithOptions(self._submit, {**defaults, **options})
 
     def _descriptor_for_process(self):
         # Pickled once per process (and again after fork) on first submission.
@@ -105,7 +91,7 @@ class RemoteFunction:
         """The resource shape and its key; computed once for the decorator's own options."""
         if options is self._options and self._default_shape is not None:
             return self._default_shape
-        shape = make_shape(options["num_cpus"], options["num_gpus"], options["resources"])
+        shape = make_shape(options["num_cpus"], options["num_gpus"] or 0, options["resources"])
         result = (shape, shape_key(shape))
         if options is self._options:
             self._default_shape = result
@@ -115,6 +101,14 @@ class RemoteFunction:
     def _submit(self, args, kwargs, options):
         rt = runtime_for_call()
         name = options["name"] or self._function.__name__
+        num_returns = options["num_returns"]
+        if num_returns is None:
+            if self._is_generator:
+                raise NotImplementedError(
+                    f"{name}.remote(): {self._function.__qualname__} is a generator function, which Ray runs as a "
+                    f"streaming generator task (num_returns='streaming'); mpirt does not support those yet. Give "
+                    f"num_returns=N for a generator yielding N values.")
+            num_returns = 1
         bound = None
         if self._signature is not None:
             try:
@@ -123,12 +117,17 @@ class RemoteFunction:
                 raise TypeError(f"{name}.remote(): {exc}") from None
         shape, key = self._shape(options)
         rt.cluster.check_feasible(shape, what=f"task {name}", key=key)
+        if options["scheduling_strategy"] is not None:
+            check_scheduling_strategy(options["scheduling_strategy"])
+        max_retries = options["max_retries"]
+        environment = runtime_env.for_submission(rt.config.get("runtime_env"), options["runtime_env"])
         args_blob, dep_refs = pack_arguments(name, bound, args, kwargs, _put, INLINE_THRESHOLD)
         refs = rt.submitter.submit(
-            self._descriptor_for_process(), args_blob, dep_refs, options["num_returns"], key, shape,
-            options["max_retries"], _retry_spec(options["retry_exceptions"]), name, _first_actor_argument(args, kwargs),
+            self._descriptor_for_process(), args_blob, dep_refs, num_returns, key, shape,
+            DEFAULT_MAX_RETRIES if max_retries is None else max_retries, _retry_spec(options["retry_exceptions"]),
+            name, _first_actor_argument(args, kwargs), environment,
         )
-        return returned(refs, options["num_returns"])
+        return returned(refs, num_returns)
 
 
 def returned(refs, num_returns):

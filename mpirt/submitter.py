@@ -47,6 +47,7 @@ class TaskRecord:
     __slots__ = (
         "task_id", "function", "args_blob", "dep_refs", "deps_left", "return_ids", "key", "shape",
         "state", "retries_left", "retry_exceptions", "lease", "name", "preferred", "near_actor", "queued_at",
+        "environment",
     )
 
 
@@ -85,9 +86,10 @@ class TaskSubmitter:
 
     # -- submission (caller thread) -------------------------------------------
     def submit(self, function, args_blob, dep_refs, num_returns, key, shape, max_retries, retry_exceptions, name,
-               near_actor=None):
+               near_actor=None, environment=None):
         """Queue a task; ``near_actor`` (an actor passed to it) makes that actor's rank its preferred
-        place when no large argument decides it."""
+        place when no large argument decides it. ``environment``: its runtime_env beyond the job's
+        (``runtime_env.for_submission``), applied by the worker while it runs."""
         rt = self.rt
         with rt.lock:
             rec = TaskRecord()
@@ -104,6 +106,7 @@ class TaskSubmitter:
             rec.name = name
             rec.preferred = None
             rec.near_actor = near_actor
+            rec.environment = environment
             rec.deps_left = len(dep_refs)
             self.shapes[key] = shape
             self.tasks[rec.task_id] = rec
@@ -232,7 +235,7 @@ class TaskSubmitter:
         entries = self.rt.objects.entries
         inlined = {ref.id: entries[ref.id].blob for ref in rec.dep_refs if ref.id in entries}
         spec = (rec.task_id, function.function_id, blob, rec.name, rec.args_blob, inlined,
-                rec.return_ids, rec.retry_exceptions if rec.retries_left else None, rec.shape)
+                rec.return_ids, rec.retry_exceptions if rec.retries_left else None, rec.shape, rec.environment)
         self.rt.send(lease.worker, ("task", lease.lease_id, spec))
 
     def _check_leases(self):

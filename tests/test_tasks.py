@@ -74,13 +74,13 @@ def test_options_and_num_returns(rt):
 
 
 def test_bad_options_are_rejected(rt):
-    with pytest.raises(ValueError, match="unknown option"):
+    with pytest.raises(ValueError, match="Invalid option keyword num_cpu for remote functions"):
         identity.options(num_cpu=1)
     with pytest.raises(ValueError, match="num_returns"):
         identity.options(num_returns=-1)
     with pytest.raises(ValueError, match="num_cpus"):
         mpirt.remote(num_cpus=-1)(lambda: 1)
-    with pytest.raises(ValueError, match="retry_exceptions"):
+    with pytest.raises(TypeError, match="retry_exceptions"):
         identity.options(retry_exceptions="yes")
 
 

@@ -1,11 +1,13 @@
 """The object API: put, get, wait, cancel, and cluster queries."""
 import inspect
+import math
 import numbers
 
 from .launch import runtime_for_call
 from .object_ref import ObjectRef
 from .remote_function import RemoteFunction
 from .runtime import HEAD_RANK
+from .runtime_context import node_id_hex
 from .signals import holds_signals
 from .store.manager import ObjectStoreFullError, encode
 
@@ -58,13 +60,20 @@ def get(object_refs, *, timeout=None):
 
     Raises the task's error (a TaskError that is also an instance of the original
     exception class) as soon as any requested object failed, and
-    GetTimeoutError if ``timeout`` seconds pass first.
+    GetTimeoutError if ``timeout`` seconds pass first (``timeout=0``: only if one is
+    not ready now). As in Ray, anything but an ObjectRef or a list (a tuple too) is a
+    ValueError, and a list holding something else a TypeError.
     """
     single = isinstance(object_refs, ObjectRef)
     refs = [object_refs] if single else object_refs
-    if not isinstance(refs, (list, tuple)) or not all(isinstance(r, ObjectRef) for r in refs):
-        raise TypeError(f"get() takes an ObjectRef or a list of ObjectRefs, got {_describe(object_refs)}")
-    _check_timeout(timeout)
+    if not isinstance(refs, list):
+        hint = " Pass list(object_refs)." if isinstance(refs, (tuple, set, frozenset)) else ""
+        raise ValueError(f"Invalid type of object refs, {type(object_refs)}, is given. 'object_refs' must either be "
+                         f"an ObjectRef or a list of ObjectRefs.{hint}")
+    for ref in refs:
+        if not isinstance(ref, ObjectRef):
+            raise TypeError(f"Attempting to call `get` on the value {_short(ref)}, which is not an ray.ObjectRef.")
+    timeout = _checked_timeout("get", timeout)
     rt = runtime_for_call()
     if refs:
         rt.wait_objects(refs, len(refs), timeout, fail_fast=True)
@@ -76,21 +85,35 @@ def get(object_refs, *, timeout=None):
 @holds_signals
 def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     """Split ``object_refs`` into (ready, not_ready) once ``num_returns`` are ready
-    or ``timeout`` seconds passed; both lists keep the input order."""
-    if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
-        raise TypeError(f"wait() takes a list of ObjectRefs, got {_describe(object_refs)}")
-    if not all(isinstance(r, ObjectRef) for r in object_refs):
-        raise TypeError("wait() takes a list of ObjectRefs; found " +
-                        ", ".join(sorted({type(r).__name__ for r in object_refs if not isinstance(r, ObjectRef)})))
+    or ``timeout`` seconds passed; both lists keep the input order. ``wait([])`` is
+    ``([], [])``. Checks and messages are Ray's: a list of distinct refs (TypeError,
+    ValueError), ``1 <= num_returns <= len(object_refs)`` (ValueError), a timeout >= 0.
+
+    ``fetch_local`` is accepted and has no effect: an object is ready once its owner
+    knows it is, and ``get`` reads it from wherever it is (same-node reads map the
+    store, so there is nothing to fetch ahead).
+    """
+    if isinstance(object_refs, ObjectRef):
+        raise TypeError(f"wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, got a single "
+                        f"ray.ObjectRef or ray.ObjectRefGenerator {object_refs}. Pass [{object_refs}].")
+    if not isinstance(object_refs, list):
+        hint = " Pass list(object_refs)." if isinstance(object_refs, (tuple, set, frozenset)) else ""
+        raise TypeError(f"wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, got "
+                        f"{type(object_refs)}.{hint}")
+    timeout = _checked_timeout("wait", timeout)
+    for ref in object_refs:
+        if not isinstance(ref, ObjectRef):
+            raise TypeError(f"wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, got list "
+                            f"containing {type(ref)}: {_short(ref)}")
+    if not object_refs:
+        return [], []
     if len(set(object_refs)) != len(object_refs):
-        raise ValueError("wait() got the same ObjectRef more than once")
-    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 1:
-        raise ValueError(f"wait(num_returns=...) must be a positive integer, got {num_returns!r}")
-    if num_returns > len(object_refs):
-        raise ValueError(f"wait(num_returns={num_returns}) is more than the {len(object_refs)} refs given")
-    _check_timeout(timeout)
+        seen = set()
+        twice = next(ref for ref in object_refs if ref in seen or seen.add(ref))
+        raise ValueError(f"Wait requires a list of unique ray_waitables. {twice} is in the list more than once.")
+    num_returns = _checked_num_returns(num_returns, len(object_refs))
     rt = runtime_for_call()
-    flags = rt.wait_objects(list(object_refs), num_returns, timeout, fail_fast=False)
+    flags = rt.wait_objects(object_refs, num_returns, timeout, fail_fast=False)
     ready, not_ready = [], []
     for ref, flag in zip(object_refs, flags):
         (ready if flag and len(ready) < num_returns else not_ready).append(ref)
@@ -99,15 +122,24 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
 
 @holds_signals
 def cancel(object_ref, *, force=False, recursive=True):
-    """Cancel the task that produces ``object_ref``; ``get`` then raises TaskCancelledError.
+    """Cancel the task (or actor call) that produces ``object_ref``; a finished one is left
+    alone. As in Ray, it returns at once, and ``get`` then raises TaskCancelledError:
 
-    A task not started yet never runs; a running task gets TaskCancelledError
-    raised inside it (pure-Python code stops at its next bytecode).
+    - a task not started yet never runs;
+    - a running task gets KeyboardInterrupt raised in its thread (as Ray raises it in the
+      worker): Python code stops at its next bytecode, a blocking C call (``time.sleep``,
+      I/O) first returns; a task that catches it and returns a value has that value;
+    - ``force=True``: its results fail at once, whatever the task still does (Ray kills the
+      worker process; here a rank also runs other tasks and actors, so the task is
+      interrupted as above and its slot is free once it stops);
+    - ``recursive=True`` (the default): the tasks it submitted are cancelled too;
+      ``recursive=False`` leaves them running.
     """
     if not isinstance(object_ref, ObjectRef):
-        raise TypeError(f"cancel() takes an ObjectRef, got {_describe(object_ref)}")
+        raise TypeError(f"ray.cancel() only supported for object refs. For actors, try ray.kill(). "
+                        f"Got: {type(object_ref)}.")
     rt = runtime_for_call()
-    rt.submitter.cancel(object_ref.id, force)
+    rt.submitter.cancel(object_ref.id, bool(force), bool(recursive))
 
 
 def cluster_resources():
@@ -161,13 +193,14 @@ def get_gpu_ids():
 
 
 def nodes():
-    """One entry per node: its ranks, hostname and total resources, as Ray's ``nodes()``."""
+    """One entry per node: its ranks, hostname and total resources, as Ray's ``nodes()``.
+    ``NodeID`` is a hex string, as ``get_runtime_context().get_node_id()`` returns it."""
     rt = runtime_for_call()
     node_of = rt.store.arena.node_of
     info = rt.config["rank_info"]
     result = {}
     for rank, node in enumerate(node_of):
-        entry = result.setdefault(node, {"NodeID": node, "Alive": True, "Ranks": [], "Resources": {},
+        entry = result.setdefault(node, {"NodeID": node_id_hex(rt.session, node), "Alive": True, "Ranks": [], "Resources": {},
                                          "NodeManagerHostname": info[rank]["hostname"], "GPUIds": []})
         entry["Ranks"].append(rank)
         entry["GPUIds"] += info[rank]["gpu_ids"]
@@ -194,10 +227,35 @@ def timeline(filename=None):
     return events
 
 
-def _check_timeout(timeout):
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or timeout < 0):
-        raise ValueError(f"timeout must be None or a number >= 0, got {timeout!r}")
+def _checked_timeout(where, timeout):
+    """``timeout`` as the waits take it: None (no limit) or seconds >= 0."""
+    if timeout is None:
+        return None
+    if not isinstance(timeout, numbers.Real):
+        raise TypeError(f"{where}(timeout=...) must be None or a number of seconds, got {_short(timeout)} "
+                        f"({type(timeout).__name__})")
+    if not timeout >= 0:   # NaN too
+        raise ValueError(f"The 'timeout' argument must be nonnegative. Received {timeout}")
+    return None if timeout == math.inf else float(timeout)
 
 
-def _describe(value):
-    return f"{type(value).__name__} {value!r}"[:200]
+def _checked_num_returns(num_returns, count):
+    """Ray takes any whole number (1.0, numpy integers, True as 1); a text or None is a TypeError."""
+    if isinstance(num_returns, numbers.Integral):
+        value = int(num_returns)
+    elif isinstance(num_returns, numbers.Real) and float(num_returns).is_integer():
+        value = int(num_returns)
+    else:
+        raise TypeError(f"wait(num_returns=...) must be a whole number, got {_short(num_returns)} "
+                        f"({type(num_returns).__name__})")
+    if value <= 0:
+        raise ValueError(f"Invalid number of objects to return {value}.")
+    if value > count:
+        raise ValueError(f"num_returns cannot be greater than the number of ray_waitables provided to ray.wait. "
+                         f"(num_returns={value}, {count} refs given)")
+    return value
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."

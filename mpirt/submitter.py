@@ -7,14 +7,16 @@ leased from the head scheduler. Several tasks may be in flight on one lease
 when tasks of that shape are short; the lease goes back when the queue is empty.
 """
 import collections
+import os
 import time
+import warnings
 
 from .exceptions import ErrorPayload, TaskCancelledError, WorkerCrashedError
-from .object_ref import ObjectRef
-from .runtime import HEAD_RANK
+from .object_ref import ObjectRef, owner_of
+from .runtime import HEAD_RANK, task_context
 from .serialization import dumps
 from .store.device import DeviceObject
-from .store.manager import StoreLocation
+from .store.manager import INLINE_THRESHOLD, StoreLocation
 
 WAITING, QUEUED, SENT, FINISHED = range(4)
 
@@ -32,22 +34,67 @@ LEASE_LINGER_SECONDS = 0.01
 PREFERENCE_WAIT_SECONDS = 2e-3
 
 
-class FunctionDescriptor:
-    """A function as it travels: an id workers cache it under, and its pickle."""
+# Ray's limits on a pickled function or class (ray_constants.FUNCTION_SIZE_*): a warning above
+# the first, ValueError from the second on (the variable raises or lowers it).
+FUNCTION_SIZE_WARN_THRESHOLD = 10**7
+FUNCTION_SIZE_ERROR_THRESHOLD = int(os.environ.get("MPIRT_FUNCTION_SIZE_ERROR_THRESHOLD", 10**8))
 
-    __slots__ = ("function_id", "blob", "name")
+
+def check_pickled_size(blob, kind, name):
+    """Ray's check of a pickled remote function or actor class (``kind``: "remote function" or
+    "actor"): a warning naming it over 10 MB, ValueError from 100 MB (usually a large array
+    captured from the enclosing scope by accident)."""
+    size = len(blob)
+    if size <= FUNCTION_SIZE_WARN_THRESHOLD:
+        return
+    tip = ("Check that its definition is not implicitly capturing a large array or other object in scope. "
+           "Tip: use ray.put() to put large objects in the Ray object store.")
+    if size >= FUNCTION_SIZE_ERROR_THRESHOLD:
+        raise ValueError(f"The {kind} {name} is too large ({size // 2**20} MiB > FUNCTION_SIZE_ERROR_THRESHOLD="
+                         f"{FUNCTION_SIZE_ERROR_THRESHOLD // 2**20} MiB). {tip}")
+    warnings.warn(f"The {kind} {name} is very large ({size // 2**20} MiB). {tip} (mpirt stores it in the object "
+                  f"store once; each worker reads it from there.)", UserWarning, stacklevel=2)
+
+
+class FunctionDescriptor:
+    """A function as it travels: an id workers cache it under, and its pickle.
+
+    Each worker gets the pickle once, with the first task of the function sent to it. A pickle
+    larger than the store's inline limit goes into the object store instead, once per process
+    (``stored``, put at the first submission), and workers get its ObjectRef: a worker on the
+    submitter's node then reads it from shared memory rather than from a message of its own.
+    """
+
+    __slots__ = ("function_id", "blob", "name", "stored")
 
     def __init__(self, function_id, blob, name):
+        check_pickled_size(blob, "remote function", name)
         self.function_id = function_id
         self.blob = blob
         self.name = name
+        self.stored = None
+
+    def store_once(self):
+        """Put a large pickle into the object store (caller thread, before the task is queued)."""
+        if self.stored is None and len(self.blob) > INLINE_THRESHOLD:
+            import numpy as np
+
+            from .api import put   # api imports the modules that import this one
+
+            ref = put(np.frombuffer(self.blob, dtype=np.uint8))   # read back as a view, not a copy
+            if self.stored is None:
+                self.stored = ref
+
+    def sent_form(self):
+        """What the first task to a worker carries: the pickle, or its ObjectRef."""
+        return self.blob if self.stored is None else self.stored
 
 
 class TaskRecord:
     __slots__ = (
         "task_id", "function", "args_blob", "dep_refs", "deps_left", "return_ids", "key", "shape",
         "state", "retries_left", "retry_exceptions", "lease", "name", "preferred", "near_actor", "queued_at",
-        "environment",
+        "environment", "parent", "cancelled",
     )
 
 
@@ -80,7 +127,11 @@ class TaskSubmitter:
         # Lineage: the finished task behind each result kept in a worker's store, so the result
         # can be made again if that worker dies (results inline at the owner need none).
         self.lineage = {}                             # object id -> TaskRecord
-        runtime.handlers.update(lease_grant=self._on_lease_grant, done=self._on_done, stolen=self._on_stolen)
+        # Tasks cancelled with force=True while at a worker: finished here already, their lease
+        # slot still taken until the worker says the task ended.
+        self.abandoned = {}                           # task_id -> Lease
+        runtime.handlers.update(lease_grant=self._on_lease_grant, done=self._on_done, stolen=self._on_stolen,
+                                cancel_request=self._on_cancel_request)
         runtime.failures.handlers.append(self._on_rank_dead)
         runtime.transport.add_ticker(LEASE_LINGER_SECONDS / 2, self._check_leases)
 
@@ -91,6 +142,8 @@ class TaskSubmitter:
         place when no large argument decides it. ``environment``: its runtime_env beyond the job's
         (``runtime_env.for_submission``), applied by the worker while it runs."""
         rt = self.rt
+        function.store_once()
+        parent = getattr(task_context, "task", None)   # the task submitting it, on a worker rank
         with rt.lock:
             rec = TaskRecord()
             rec.task_id = rt.next_id()
@@ -107,6 +160,10 @@ class TaskSubmitter:
             rec.preferred = None
             rec.near_actor = near_actor
             rec.environment = environment
+            rec.parent = parent
+            rec.cancelled = False
+            if parent is not None:
+                parent.children.add(rec.task_id)
             rec.deps_left = len(dep_refs)
             self.shapes[key] = shape
             self.tasks[rec.task_id] = rec
@@ -231,7 +288,7 @@ class TaskSubmitter:
         blob = None
         if sent_key not in self.sent_functions:
             self.sent_functions.add(sent_key)
-            blob = function.blob
+            blob = function.sent_form()
         entries = self.rt.objects.entries
         inlined = {ref.id: entries[ref.id].blob for ref in rec.dep_refs if ref.id in entries}
         spec = (rec.task_id, function.function_id, blob, rec.name, rec.args_blob, inlined,
@@ -258,17 +315,24 @@ class TaskSubmitter:
         lease = self.leases_by_id.get(lease_id)
         if lease is not None:
             lease.steal_pending = False
-        queue = None
+        keys = set()
         for task_id in reversed(task_ids):
             rec = self.tasks.get(task_id)
             if rec is None or rec.state != SENT:
+                abandoned = self.abandoned.pop(task_id, None)
+                if abandoned is not None:
+                    abandoned.inflight -= 1
+                    keys.add(abandoned.key)
                 continue
             rec.lease.inflight -= 1
+            keys.add(rec.key)
+            if rec.cancelled:   # the cancel reached the worker after it had given the task back
+                self._finish(rec, self._cancelled_blobs(rec), True)
+                continue
             rec.state = QUEUED
-            queue = self.queues[rec.key]
-            queue.appendleft(rec)
-        if queue is not None:
-            self._pump(rec.key)
+            self.queues[rec.key].appendleft(rec)
+        for key in keys:
+            self._pump(key)
 
     def _return_lease(self, lease):
         self.leases[lease.key].remove(lease)
@@ -286,6 +350,11 @@ class TaskSubmitter:
     def _on_done(self, source, task_id, blobs, is_error, retryable, seconds):
         rec = self.tasks.get(task_id)
         if rec is None:
+            lease = self.abandoned.pop(task_id, None)
+            if lease is not None:   # a task cancelled with force=True has ended: its slot is free
+                lease.inflight -= 1
+                lease.last_progress = time.monotonic()
+                self._pump(lease.key)
             return
         lease = rec.lease
         lease.inflight -= 1
@@ -303,6 +372,9 @@ class TaskSubmitter:
     def _finish(self, rec, blobs, is_error):
         rec.state = FINISHED
         del self.tasks[rec.task_id]
+        if rec.parent is not None:
+            rec.parent.children.discard(rec.task_id)
+            rec.parent = None
         objects = self.rt.objects
         stored = False
         for object_id, blob in zip(rec.return_ids, blobs):
@@ -336,6 +408,7 @@ class TaskSubmitter:
                                            "and it has no retries left (max_retries)")
                 self._finish(rec, [dumps(ErrorPayload(error))] * len(rec.return_ids), True)
         self.sent_functions = {(worker, f) for worker, f in self.sent_functions if worker != rank}
+        self.abandoned = {task_id: lease for task_id, lease in self.abandoned.items() if lease.worker != rank}
         for key in keys | set(self.queues):
             self._pump(key)
 
@@ -368,18 +441,52 @@ class TaskSubmitter:
         return True
 
     # -- cancellation ----------------------------------------------------------
-    def cancel(self, object_id, force):
-        """Cancel the task producing ``object_id``; returns False if it already finished."""
+    def cancel(self, object_id, force, recursive):
+        """``cancel()`` of the task or actor call producing ``object_id`` (caller thread). Its
+        owner cancels it: this rank, or the one told here (which answers nothing, as Ray's
+        cancel of a borrowed ref returns before it took effect)."""
+        owner = owner_of(object_id)
+        if owner != self.rt.rank:
+            self.rt.send(owner, ("cancel_request", object_id, force, recursive))
+            return
         with self.rt.lock:
-            task_id = self.task_of_object.get(object_id)
-            rec = self.tasks.get(task_id) if task_id is not None else None
-            if rec is None:
-                return False
-            if rec.state in (WAITING, QUEUED):
-                blob = dumps(ErrorPayload(TaskCancelledError(f"task {rec.name} was cancelled before it ran")))
-                self._finish(rec, [blob] * len(rec.return_ids), True)
-                self._pump(rec.key)
-            elif rec.state == SENT:
-                rec.retries_left = 0
-                self.rt.send(rec.lease.worker, ("cancel", task_id, force))
-            return True
+            self._cancel_object(object_id, force, recursive)
+
+    def _on_cancel_request(self, source, object_id, force, recursive):
+        try:
+            self._cancel_object(object_id, force, recursive)
+        except ValueError:   # force=True on an actor call: refused, and nobody is waiting to hear it
+            pass
+
+    def _cancel_object(self, object_id, force, recursive):
+        task_id = self.task_of_object.get(object_id)
+        if task_id is not None:
+            self.cancel_task(task_id, force, recursive)
+            return
+        cancel_call = getattr(self.rt.actors, "cancel_call", None)   # an actor call's result
+        if cancel_call is not None:
+            cancel_call(object_id, force, recursive)
+
+    def cancel_task(self, task_id, force, recursive):
+        """Cancel task ``task_id`` of this rank (runtime lock held); a finished one is left as it
+        is. Not started: it never runs. At a worker: told there (``executor._on_cancel``), with
+        no retry left; with ``force`` its results fail now, while the worker stops it as soon
+        as it can (Ray kills the worker process; a rank also runs other tasks and actors)."""
+        rec = self.tasks.get(task_id)
+        if rec is None:
+            return
+        if rec.state in (WAITING, QUEUED):
+            self._finish(rec, self._cancelled_blobs(rec, "before it ran"), True)
+            self._pump(rec.key)
+        elif rec.state == SENT and not rec.cancelled:
+            rec.retries_left = 0
+            rec.cancelled = True
+            self.rt.send(rec.lease.worker, ("cancel", task_id, force, recursive))
+            if force:
+                self.abandoned[task_id] = rec.lease
+                self._finish(rec, self._cancelled_blobs(rec, "with force=True"), True)
+
+    @staticmethod
+    def _cancelled_blobs(rec, how=""):
+        error = TaskCancelledError(f"task {rec.name} was cancelled" + (f" {how}" if how else ""))
+        return [dumps(ErrorPayload(error))] * len(rec.return_ids)

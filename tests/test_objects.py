@@ -48,7 +48,7 @@ def test_put_of_ref_and_unpicklable_value_are_errors(rt):
 
 
 def test_get_bad_input(rt):
-    with pytest.raises(TypeError, match="ObjectRef"):
+    with pytest.raises(ValueError, match="ObjectRef"):   # Ray's type for something neither a ref nor a list
         rt.get(42)
     with pytest.raises(TypeError):
         rt.get([rt.put(1), 2])
@@ -96,9 +96,9 @@ def test_wait_bad_input(rt):
     ref = rt.put(1)
     with pytest.raises(TypeError):
         rt.wait(ref)
-    with pytest.raises(ValueError, match="more than"):
+    with pytest.raises(ValueError, match="greater than"):
         rt.wait([ref], num_returns=2)
-    with pytest.raises(ValueError, match="same ObjectRef"):
+    with pytest.raises(ValueError, match="unique"):
         rt.wait([ref, ref])
     with pytest.raises(TypeError):
         rt.wait([ref, 3])

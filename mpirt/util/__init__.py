@@ -1,9 +1,73 @@
-"""Utilities on top of the core API."""
+"""Utilities on top of the core API: Ray's ``ray.util`` names that make sense here
+(``ActorPool``, ``as_completed``, ``map_unordered``, ``get_node_ip_address``,
+``list_named_actors``)."""
 import collections
+import socket
 
 from ..actor import list_named_actors  # noqa: F401 - Ray's ray.util.list_named_actors
 from ..api import get, wait
 from ..exceptions import GetTimeoutError
+
+# Results ``as_completed``/``map_unordered`` wait for at a time, and tasks ``map_unordered``
+# keeps in flight: Ray's defaults.
+DEFAULT_CHUNK_SIZE = 10
+DEFAULT_BACKPRESSURE_SIZE = 100
+
+
+def get_node_ip_address(address="8.8.8.8:53"):
+    """The IP address of this node: the one its traffic towards ``address`` would leave from
+    (a UDP socket is connected, nothing is sent), else the host name's, else 127.0.0.1."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((host, int(port)))
+            return probe.getsockname()[0]
+    except (OSError, ValueError):
+        pass
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+def as_completed(refs, *, chunk_size=DEFAULT_CHUNK_SIZE, yield_obj_refs=False, **kwargs):
+    """Yield the results of ``refs`` as they become ready, ``chunk_size`` at a time (their
+    refs with ``yield_obj_refs=True``); ``kwargs`` go to ``wait`` (``timeout``, ``fetch_local``)."""
+    _check_chunk_size(chunk_size, kwargs)
+    refs = list(refs)
+    while refs:
+        ready, refs = _next_batch(refs, chunk_size, yield_obj_refs, kwargs)
+        yield from ready
+
+
+def map_unordered(fn, items, *, backpressure_size=DEFAULT_BACKPRESSURE_SIZE, chunk_size=DEFAULT_CHUNK_SIZE,
+                  yield_obj_refs=False, **kwargs):
+    """``fn.remote(item)`` for each item, yielding results as they complete; at most
+    ``backpressure_size`` tasks are in flight (None: no limit)."""
+    if backpressure_size is None:
+        backpressure_size = float("inf")
+    elif backpressure_size <= 0:
+        raise ValueError("backpressure_size must be positive.")
+    _check_chunk_size(chunk_size, kwargs)
+    refs = []
+    for item in items:
+        refs.append(fn.remote(item))
+        if len(refs) >= backpressure_size:
+            ready, refs = _next_batch(refs, chunk_size, yield_obj_refs, kwargs)
+            yield from ready
+    yield from as_completed(refs, chunk_size=chunk_size, yield_obj_refs=yield_obj_refs, **kwargs)
+
+
+def _check_chunk_size(chunk_size, kwargs):
+    if chunk_size < 1:
+        raise ValueError("`chunk_size` must be >= 1")
+    if "num_returns" in kwargs:
+        raise ValueError("Use the `chunk_size` argument instead of `num_returns`.")
+
+
+def _next_batch(refs, chunk_size, yield_obj_refs, kwargs):
+    ready, rest = wait(refs, num_returns=min(chunk_size, len(refs)), **kwargs)
+    return (ready if yield_obj_refs else get(ready)), rest
 
 
 class ActorPool:

@@ -200,8 +200,9 @@ def nodes():
     info = rt.config["rank_info"]
     result = {}
     for rank, node in enumerate(node_of):
-        entry = result.setdefault(node, {"NodeID": node_id_hex(rt.session, node), "Alive": True, "Ranks": [], "Resources": {},
-                                         "NodeManagerHostname": info[rank]["hostname"], "GPUIds": []})
+        entry = result.setdefault(node, {"NodeID": node_id_hex(rt.session, node), "Alive": True, "Ranks": [],
+                                         "Resources": {}, "NodeManagerHostname": info[rank]["hostname"],
+                                         "GPUIds": []})
         entry["Ranks"].append(rank)
         entry["GPUIds"] += info[rank]["gpu_ids"]
         for name, amount in rt.cluster.resources_by_rank[rank].items():

@@ -206,7 +206,7 @@ class Runtime:
                         if remaining is not None and remaining <= 0:
                             if not fail_fast:
                                 break
-                            raise GetTimeoutError(f"get() timed out after {timeout} s")
+                            raise GetTimeoutError(f"Get timed out: some object(s) not ready (timeout={timeout} s).")
                         # A signal held meanwhile (Ctrl-C) is seen within signals.SIGNAL_CHECK.
                         self.cond.wait(HOLD.wait_slice(1.0 if remaining is None else remaining))
                 finally:

@@ -12,7 +12,7 @@ import time
 import warnings
 
 from .exceptions import ErrorPayload, TaskCancelledError, WorkerCrashedError
-from .object_ref import ObjectRef, owner_of
+from .object_ref import ObjectRef, owner_of, session_of
 from .runtime import HEAD_RANK, task_context
 from .serialization import dumps
 from .store.device import DeviceObject
@@ -61,8 +61,9 @@ class FunctionDescriptor:
 
     Each worker gets the pickle once, with the first task of the function sent to it. A pickle
     larger than the store's inline limit goes into the object store instead, once per process
-    (``stored``, put at the first submission), and workers get its ObjectRef: a worker on the
-    submitter's node then reads it from shared memory rather than from a message of its own.
+    and session (``stored``, put at the first submission), and workers get its ObjectRef: a
+    worker on the submitter's node then reads it from shared memory rather than from a message
+    of its own.
     """
 
     __slots__ = ("function_id", "blob", "name", "stored")
@@ -74,16 +75,15 @@ class FunctionDescriptor:
         self.name = name
         self.stored = None
 
-    def store_once(self):
-        """Put a large pickle into the object store (caller thread, before the task is queued)."""
-        if self.stored is None and len(self.blob) > INLINE_THRESHOLD:
+    def store_once(self, session):
+        """Put a large pickle into the object store (caller thread, before the task is queued),
+        unless this session has it already (a descriptor outlives ``shutdown()``; refs do not)."""
+        if len(self.blob) > INLINE_THRESHOLD and (self.stored is None or session_of(self.stored.id) != session):
             import numpy as np
 
             from .api import put   # api imports the modules that import this one
 
-            ref = put(np.frombuffer(self.blob, dtype=np.uint8))   # read back as a view, not a copy
-            if self.stored is None:
-                self.stored = ref
+            self.stored = put(np.frombuffer(self.blob, dtype=np.uint8))   # read back as a view, not a copy
 
     def sent_form(self):
         """What the first task to a worker carries: the pickle, or its ObjectRef."""
@@ -142,7 +142,7 @@ class TaskSubmitter:
         place when no large argument decides it. ``environment``: its runtime_env beyond the job's
         (``runtime_env.for_submission``), applied by the worker while it runs."""
         rt = self.rt
-        function.store_once()
+        function.store_once(rt.session)
         parent = getattr(task_context, "task", None)   # the task submitting it, on a worker rank
         with rt.lock:
             rec = TaskRecord()

@@ -8,6 +8,7 @@ tasks and actors) the test says what mpirt does instead.
 """
 import os
 import re
+import textwrap
 import time
 import warnings
 
@@ -15,9 +16,11 @@ import numpy as np
 import pytest
 
 import ray
+from conftest import REPO, run_app
 from ray.exceptions import GetTimeoutError, TaskCancelledError
 
 HEX = re.compile(r"[0-9a-f]+")
+SHIM = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ray_shim")
 
 
 @ray.remote
@@ -426,3 +429,25 @@ def test_a_function_over_100_mb_is_refused(rt):
     with pytest.raises(ValueError, match="The remote function .*first is too large \\(99 MiB > "
                                          "FUNCTION_SIZE_ERROR_THRESHOLD=95 MiB\\)"):
         first.remote()
+
+
+def test_a_large_function_runs_again_after_shutdown_and_init(tmp_path):
+    """Stored once per session: a second session stores it again (the first one's store is gone)."""
+    source = textwrap.dedent("""
+        import numpy as np
+        import ray
+
+        table = np.arange(200_000.0)   # 1.6 MB: more than the store's inline limit, under the warning
+
+        @ray.remote
+        def lookup(i):
+            return float(table[i])
+
+        for session in range(2):
+            ray.init(num_cpus=2)
+            print(session, ray.get([lookup.remote(i) for i in (1, 199_999)]))
+            ray.shutdown()
+    """)
+    proc = run_app(tmp_path, source, env={"PYTHONPATH": SHIM + os.pathsep + REPO})
+    assert proc.returncode == 0, proc.stderr
+    assert "0 [1.0, 199999.0]" in proc.stdout and "1 [1.0, 199999.0]" in proc.stdout

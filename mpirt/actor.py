@@ -218,6 +218,8 @@ class ActorClass:
             "env_vars": {name: value for name, value in (environment.get("env_vars") or {}).items()
                          if job_vars.get(name) != value},
             "runtime_env": environment or None,
+            "name": options["name"] or "",
+            "detached": options["lifetime"] == "detached",   # outlives its owner (actor_host._on_rank_dead)
         }
         rt.actors.create(actor_id, self._blob, args_blob, dep_refs, placement, held, host_options, tracked,
                          options["max_restarts"] or 0, options["max_task_retries"] or 0)

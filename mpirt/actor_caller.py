@@ -8,7 +8,7 @@ has left, so calls from one caller run in submission order.
 """
 import collections
 
-from .exceptions import ActorDiedError, ErrorPayload
+from .exceptions import ActorDiedError, ErrorPayload, TaskCancelledError
 from .object_ref import ObjectRef, owner_of
 from .reachability import ReferenceCounter
 from .runtime import HEAD_RANK
@@ -30,7 +30,7 @@ class ActorState:
     """What this rank knows of one actor."""
 
     __slots__ = ("location", "locating", "queue", "kill_requested", "waiting_for_location", "restarts_left",
-                 "max_task_retries", "placement", "held", "create_message", "dead_blob")
+                 "restarts", "max_task_retries", "placement", "held", "create_message", "dead_blob")
 
     def __init__(self):
         self.location = None
@@ -40,6 +40,7 @@ class ActorState:
         self.waiting_for_location = []  # ranks that asked the owner where the actor is
         # Known at the owner: what restarting the actor after its rank died takes.
         self.restarts_left = 0
+        self.restarts = 0               # restarts so far (the host reports was_current_actor_reconstructed)
         self.max_task_retries = 0
         self.placement = self.held = None
         self.create_message = None
@@ -86,7 +87,7 @@ class ActorCaller:
             state.restarts_left, state.max_task_retries = max_restarts, max_task_retries
             state.placement, state.held = placement, held
             rec = self._record(actor_id, "create", "__init__", args_blob, dep_refs, 0)
-            rec.extra = (class_blob, {**options, "max_restarts": max_restarts})
+            rec.extra = (class_blob, {**options, "max_restarts": max_restarts, "held": held})
             state.queue.append(rec)
             self._watch_dependencies(rec)
             self.rt.send(HEAD_RANK, ("actor_place", actor_id, placement, held))
@@ -141,6 +142,36 @@ class ActorCaller:
             state.kill_requested = True
             if not state.locating and owner_of(actor_id) != rt.rank:
                 self._ask_location(actor_id, state)
+
+    def cancel_call(self, object_id, force, recursive):
+        """``cancel()`` of an actor call's result (runtime lock held; submitter._cancel_object).
+        Still queued here: it never goes, and fails with TaskCancelledError. Sent: the actor's
+        rank drops it if it has not started, cancels it if it is an async call, else flags it
+        (actor_host._on_cancel_call). Ray refuses ``force`` for actor calls; ``recursive``
+        reaches no further (what a call submitted is not tracked per call)."""
+        rec = self._call_making(object_id)
+        if rec is None:
+            return
+        if force:
+            raise ValueError("force=True is not supported for actor tasks.")
+        state = self.actors.get(rec.actor_id)
+        if state is not None and rec in state.queue:
+            state.queue.remove(rec)
+            self._fail(rec, dumps(ErrorPayload(TaskCancelledError(
+                f"the actor call {rec.method} was cancelled with cancel() before it was sent"))))
+        elif rec.call_id in self.calls and state is not None and state.location is not None:
+            self.rt.send(state.location, ("actor_cancel_call", rec.actor_id, rec.call_id))
+
+    def _call_making(self, object_id):
+        """The call record with ``object_id`` among its results (sent or queued), or None."""
+        for rec in self.calls.values():
+            if object_id in rec.return_ids:
+                return rec
+        for state in self.actors.values():
+            for rec in state.queue:
+                if rec.kind == "call" and object_id in rec.return_ids:
+                    return rec
+        return None
 
     # -- internals (runtime.lock held) --------------------------------------
     def _ask_location(self, actor_id, state):
@@ -205,7 +236,7 @@ class ActorCaller:
             elif rec.kind == "recreate":
                 # The same creation, with the restarts that are left now (the host counts them too).
                 message = list(state.create_message)
-                message[5] = {**message[5], "max_restarts": state.restarts_left}
+                message[5] = {**message[5], "max_restarts": state.restarts_left, "restarts": state.restarts}
                 state.create_message = tuple(message)
                 rt.send(state.location, state.create_message)
             elif rec.kind == "terminate":
@@ -288,6 +319,7 @@ class ActorCaller:
             return
         if state.restarts_left > 0:
             state.restarts_left -= 1
+        state.restarts += 1
         if state.location is not None:
             self.rt.send(state.location, ("actor_restart", actor_id))
         # Not placed yet: its first instance is still to come, which is what a restart gives.
@@ -304,6 +336,7 @@ class ActorCaller:
         state = self._state(actor_id)
         if state.restarts_left > 0:
             state.restarts_left -= 1
+        state.restarts += 1
 
     # -- worker deaths (ULFM) --------------------------------------------------
     def _on_rank_dead(self, rank):
@@ -330,6 +363,7 @@ class ActorCaller:
                     continue
                 if state.restarts_left > 0:
                     state.restarts_left -= 1
+                state.restarts += 1
                 for rec in reversed(inflight):
                     if self._may_retry(rec, state.max_task_retries):
                         state.queue.appendleft(rec)

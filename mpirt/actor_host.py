@@ -17,7 +17,7 @@ import threading
 import time
 
 from . import tracing
-from .exceptions import ActorDiedError, ActorUnavailableError, ErrorPayload, TaskError
+from .exceptions import ActorDiedError, ActorUnavailableError, ErrorPayload, TaskCancelledError, TaskError
 from .executor import as_task_failure, error_blobs, resolve_arguments, serialize_returns
 from .runtime import HEAD_RANK, POLL_BUDGET, task_context
 from .serialization import loads
@@ -114,7 +114,8 @@ def _call_signature(function, drop_first):
 class HostedActor:
     __slots__ = ("actor_id", "cls", "class_name", "instance", "dead_error", "pool", "loop", "is_async", "owner",
                  "constructed", "num_gpus", "table", "bound", "generation", "pools", "semaphores", "max_task_retries",
-                 "create_args", "env_vars", "restarts_left", "detached")
+                 "create_args", "env_vars", "restarts_left", "detached", "name", "held", "restarts", "running",
+                 "cancelled")
 
     def __init__(self, actor_id, cls, owner):
         self.actor_id = actor_id
@@ -138,6 +139,31 @@ class HostedActor:
         self.env_vars = {}
         self.restarts_left = 0   # max_restarts still to use (-1: for ever); the owner keeps the same count
         self.detached = False    # lifetime="detached": it outlives its owner
+        self.name = ""           # its name, "" if unnamed (get_runtime_context().get_actor_name())
+        self.held = {}           # resources it holds while it lives
+        self.restarts = 0        # times its constructor ran again (was_current_actor_reconstructed)
+        self.running = {}        # call id -> CallContext of the calls running now
+        self.cancelled = set()   # ids of calls cancelled before they started
+
+    def current_handle(self):
+        """A handle to this actor, for ``get_runtime_context().current_actor``. It does not
+        count as a reference: the actor lives on its callers' handles, as before."""
+        from .actor import ActorHandle, _Meta   # actor.py imports this module
+
+        groups = tuple(name for name in self.pools) or tuple(g for g in self.semaphores if g is not None)
+        return ActorHandle(self.actor_id, _Meta(self.class_name, self.table, groups, -1), False)
+
+
+class CallContext:
+    """One actor call while it runs, for ``get_runtime_context()`` and ``cancel()``."""
+
+    __slots__ = ("call_id", "method", "cancelled", "task")
+
+    def __init__(self, call_id, method):
+        self.call_id = call_id
+        self.method = method
+        self.cancelled = False   # cancel() asked: is_canceled() says so (a sync call is not interrupted)
+        self.task = None         # the asyncio task of an async call, which cancel() cancels
 
 
 class ActorHost:
@@ -151,6 +177,7 @@ class ActorHost:
             actor_kill=self._on_kill,
             actor_terminate=self._on_terminate,
             actor_restart=self._on_restart,
+            actor_cancel_call=self._on_cancel_call,
         )
         runtime.failures.handlers.append(self._on_rank_dead)
 
@@ -162,6 +189,9 @@ class ActorHost:
         actor.max_task_retries = options.get("max_task_retries", 0)
         actor.restarts_left = options.get("max_restarts", 0)
         actor.detached = options.get("detached", False)
+        actor.name = options.get("name") or ""
+        actor.held = dict(options.get("held") or {})
+        actor.restarts = options.get("restarts", 0)
         actor.env_vars = options.get("env_vars") or {}
         actor.create_args = (args_blob, inlined)
         self.actors[actor_id] = actor
@@ -220,6 +250,21 @@ class ActorHost:
             actor.restarts_left -= 1
         _begin_restart(actor)
         self._submit(actor, self._construct, actor, actor.cls, *actor.create_args)
+
+    def _on_cancel_call(self, source, actor_id, call_id):
+        """``cancel()`` of a call sent here: one not started never runs (TaskCancelledError);
+        a running async call is cancelled (asyncio.CancelledError inside it); a running sync
+        call is only flagged (``is_canceled()``), as in Ray, which does not interrupt them."""
+        actor = self.actors.get(actor_id)
+        if actor is None:
+            return
+        context = actor.running.get(call_id)
+        if context is None:
+            actor.cancelled.add(call_id)
+            return
+        context.cancelled = True
+        if context.task is not None:
+            actor.loop.call_soon_threadsafe(context.task.cancel)
 
     def _on_rank_dead(self, rank):
         """An actor shares its owner's fate, as in Ray, unless it is detached."""
@@ -285,6 +330,7 @@ class ActorHost:
     def _construct(self, actor, cls, args_blob, inlined):
         task_context.label = f"{cls.__name__}.__init__"
         task_context.num_gpus = actor.num_gpus
+        task_context.actor, task_context.call = actor, None
         try:
             if actor.env_vars:
                 # runtime_env={"env_vars": ...}: set in this rank's process, which the actor
@@ -301,14 +347,22 @@ class ActorHost:
             return
         finally:
             task_context.label = None
+            task_context.actor = None
             actor.constructed.set()
 
     def _call(self, actor, caller, call_id, method, args_blob, inlined, num_returns, overrides=None,
               generation=0):
         label = overrides["name"] if overrides and "name" in overrides else f"{actor.class_name}.{method}"
+        if actor.cancelled and call_id in actor.cancelled:
+            actor.cancelled.discard(call_id)
+            self._reply(caller, call_id, error_blobs(_cancelled_error(label), num_returns), True)
+            return
         context = task_context
         context.label = label
         context.num_gpus = actor.num_gpus
+        context.actor = actor
+        context.call = call = CallContext(call_id, method)
+        actor.running[call_id] = call
         started = time.time()
         try:
             blobs, is_error = self._invoke(actor, method, args_blob, inlined, num_returns, label, overrides,
@@ -316,6 +370,8 @@ class ActorHost:
         finally:
             context.label = None
             context.num_gpus = 0.0
+            context.actor = context.call = None
+            actor.running.pop(call_id, None)
         tracing.record("actor", label, started, time.time(), failed=is_error)
         self._reply(caller, call_id, blobs, is_error)
 
@@ -367,33 +423,48 @@ class ActorHost:
         semaphore = actor.semaphores.get(group) or actor.semaphores[None]
         started = tracing.now()
         retries, retry_on = _retry_rule(actor, method, overrides)
-        async with semaphore:
-            while True:
-                try:
-                    loop = asyncio.get_running_loop()
-                    args, kwargs = await loop.run_in_executor(None, resolve_arguments, self.rt, args_blob, inlined)
-                    task_context.label = label
-                    task_context.num_gpus = actor.num_gpus
-                    function = actor.bound.get(method) or _bind_method(actor, method)
-                    result = function(*args, **kwargs)
-                    if inspect.isawaitable(result):
-                        result = await result
-                    blobs, is_error = serialize_returns(label, result, num_returns, self.rt.store), False
-                except ActorExit as exit_request:
-                    blobs, is_error = self._exit(actor, num_returns, exit_request)
-                except SystemExit as exc:
-                    restarted = self._process_exit(actor, exc)
-                    if restarted and restart_retries != 0:
-                        restart_retries -= 1 if restart_retries > 0 else 0
+        if actor.cancelled and call_id in actor.cancelled:
+            actor.cancelled.discard(call_id)
+            self._reply(caller, call_id, error_blobs(_cancelled_error(label), num_returns), True)
+            return
+        call = CallContext(call_id, method)
+        call.task = asyncio.current_task()
+        actor.running[call_id] = call
+        try:
+            async with semaphore:
+                while True:
+                    try:
+                        loop = asyncio.get_running_loop()
+                        args, kwargs = await loop.run_in_executor(None, resolve_arguments, self.rt, args_blob,
+                                                                  inlined)
                         task_context.label = label
-                        continue
-                    blobs, is_error = error_blobs(_exit_error(actor, exc, restarted), num_returns), True
-                except BaseException as exc:  # noqa: B902
-                    if retries != 0 and _should_retry(exc, retry_on):
-                        retries -= 1
-                        continue
-                    blobs, is_error = error_blobs(as_task_failure(exc, label, self.rt.rank), num_returns), True
-                break
+                        task_context.num_gpus = actor.num_gpus
+                        task_context.actor, task_context.call = actor, call
+                        function = actor.bound.get(method) or _bind_method(actor, method)
+                        result = function(*args, **kwargs)
+                        if inspect.isawaitable(result):
+                            result = await result
+                        blobs, is_error = serialize_returns(label, result, num_returns, self.rt.store), False
+                    except asyncio.CancelledError:
+                        blobs, is_error = error_blobs(_cancelled_error(label), num_returns), True
+                    except ActorExit as exit_request:
+                        blobs, is_error = self._exit(actor, num_returns, exit_request)
+                    except SystemExit as exc:
+                        restarted = self._process_exit(actor, exc)
+                        if restarted and restart_retries != 0:
+                            restart_retries -= 1 if restart_retries > 0 else 0
+                            task_context.label = label
+                            continue
+                        blobs, is_error = error_blobs(_exit_error(actor, exc, restarted), num_returns), True
+                    except BaseException as exc:  # noqa: B902
+                        if retries != 0 and _should_retry(exc, retry_on):
+                            retries -= 1
+                            continue
+                        blobs, is_error = error_blobs(as_task_failure(exc, label, self.rt.rank), num_returns), True
+                    break
+        except asyncio.CancelledError:     # cancelled while it waited for its turn
+            blobs, is_error = error_blobs(_cancelled_error(label), num_returns), True
+        actor.running.pop(call_id, None)
         tracing.record("actor", label, started, tracing.now(), failed=is_error)
         self._reply(caller, call_id, blobs, is_error)
 
@@ -436,6 +507,7 @@ class ActorHost:
 def _begin_restart(actor):
     """Drop the current instance: calls wait (``constructed``) until ``__init__`` has run again,
     and calls that came before the restart know it by their generation."""
+    actor.restarts += 1
     actor.generation += 1
     actor.constructed.clear()
     actor.instance = None
@@ -462,6 +534,10 @@ def _exit_error(actor, exc, restarted):
             f"{_exit_status(exc)} (sys.exit) during this call and it restarted (max_restarts); the call has no "
             "retries left (max_task_retries). The task may or may not have been executed on the actor.")
     return actor.dead_error if actor.dead_error is not None else ActorDiedError(f"actor {actor.class_name} exited")
+
+
+def _cancelled_error(label):
+    return TaskCancelledError(f"the actor call {label} was cancelled with cancel()")
 
 
 def _restarted_error(actor):

@@ -304,7 +304,7 @@ def test_cancel_of_a_ref_owned_by_another_process(rt, tmp_path):
         ray.get(ref, timeout=60)
 
 
-@pytest.mark.xfail(strict=True, reason="needs ActorCaller.cancel_call (mpirt/actor_caller.py): see the report")
+
 def test_cancel_of_a_pending_actor_task(rt, tmp_path):
     @ray.remote
     class Actor:
@@ -362,7 +362,7 @@ def test_runtime_context_in_a_task(rt):
     assert first["resources"] == {"CPU": 1.0} and second["resources"] == {"CPU": 0.5}
 
 
-@pytest.mark.xfail(strict=True, reason="needs actor_host to set task_context.actor/call: see the report")
+
 def test_runtime_context_in_an_actor(rt):
     @ray.remote
     class Named:

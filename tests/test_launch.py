@@ -208,21 +208,27 @@ counter = Counter.remote()
 refs, stop = [], False
 
 def press_ctrl_c_again_and_again():
+    pressing.wait()
     while not stop:
         time.sleep(random.uniform(0.0005, 0.003))
         os.kill(os.getpid(), signal.SIGINT)
 
+# Ctrl-C may land on any line between the first press and SIG_IGN: all of them are in the try.
+pressing = threading.Event()
 presser = threading.Thread(target=press_ctrl_c_again_and_again, daemon=True)
 presser.start()
 interrupts, deadline = 0, time.monotonic() + 2
-while time.monotonic() < deadline:
+while True:
     try:
+        pressing.set()
+        if time.monotonic() >= deadline:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            break
         batch = [counter.inc.remote() for _ in range(20)] + [square.remote(i) for i in range(5)]
         refs.extend(batch)
         ray.get(batch)
     except KeyboardInterrupt:
         interrupts += 1
-signal.signal(signal.SIGINT, signal.SIG_IGN)
 stop = True
 presser.join()
 signal.signal(signal.SIGINT, signal.default_int_handler)

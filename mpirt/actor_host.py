@@ -12,11 +12,10 @@ later calls get ``ActorDiedError`` instead of silence.
 import asyncio
 import collections
 import inspect
-import os
 import threading
 import time
 
-from . import tracing
+from . import runtime_env, tracing
 from .exceptions import ActorDiedError, ActorUnavailableError, ErrorPayload, TaskCancelledError, TaskError
 from .executor import as_task_failure, error_blobs, resolve_arguments, serialize_returns
 from .runtime import HEAD_RANK, POLL_BUDGET, task_context
@@ -114,7 +113,7 @@ def _call_signature(function, drop_first):
 class HostedActor:
     __slots__ = ("actor_id", "cls", "class_name", "instance", "dead_error", "pool", "loop", "is_async", "owner",
                  "constructed", "num_gpus", "table", "bound", "generation", "pools", "semaphores", "max_task_retries",
-                 "create_args", "env_vars", "restarts_left", "detached", "name", "held", "restarts", "running",
+                 "create_args", "environment", "restarts_left", "detached", "name", "held", "restarts", "running",
                  "cancelled")
 
     def __init__(self, actor_id, cls, owner):
@@ -136,7 +135,7 @@ class HostedActor:
         self.semaphores = {}    # concurrency group (None: the default) -> asyncio.Semaphore (async actors)
         self.max_task_retries = 0
         self.create_args = None  # (args_blob, inlined): __init__ runs again on a restart
-        self.env_vars = {}
+        self.environment = None  # its runtime_env beyond the job's (runtime_env.freeze), or None
         self.restarts_left = 0   # max_restarts still to use (-1: for ever); the owner keeps the same count
         self.detached = False    # lifetime="detached": it outlives its owner
         self.name = ""           # its name, "" if unnamed (get_runtime_context().get_actor_name())
@@ -192,7 +191,7 @@ class ActorHost:
         actor.name = options.get("name") or ""
         actor.held = dict(options.get("held") or {})
         actor.restarts = options.get("restarts", 0)
-        actor.env_vars = options.get("env_vars") or {}
+        actor.environment = runtime_env.freeze(options.get("runtime_env"))
         actor.create_args = (args_blob, inlined)
         self.actors[actor_id] = actor
         actor.table = method_table(cls)
@@ -327,15 +326,28 @@ class ActorHost:
         if POLL_BUDGET:
             self.rt.transport.poll(ready, POLL_BUDGET, yielding=True)
 
-    def _construct(self, actor, cls, args_blob, inlined):
+    def _hold_environment(self, actor):
+        """Put the actor's runtime_env in place for one call (or its constructor), as a task's
+        is (``runtime_env.RankEnvironment``: the rank runs one environment at a time); True if
+        it has one beyond the job's and now holds it."""
+        if actor.environment is None:
+            return False
+        with self.rt.lock:
+            self.rt.executor.environment.enter(actor.environment)
+        task_context.environment = actor.environment
+        return True
+
+    def _release_environment(self):
+        task_context.environment = None
+        with self.rt.lock:
+            self.rt.executor.environment.leave()
+
+    def _construct(self, actor, cls, args_blob, inlined, hold_environment=True):
         task_context.label = f"{cls.__name__}.__init__"
         task_context.num_gpus = actor.num_gpus
         task_context.actor, task_context.call = actor, None
+        held = hold_environment and self._hold_environment(actor)
         try:
-            if actor.env_vars:
-                # runtime_env={"env_vars": ...}: set in this rank's process, which the actor
-                # shares with whatever else runs here (mpirt has no process per actor).
-                os.environ.update(actor.env_vars)
             args, kwargs = resolve_arguments(self.rt, args_blob, inlined)
             actor.bound = {}
             actor.instance = cls(*args, **kwargs)
@@ -346,6 +358,8 @@ class ActorHost:
                 self._die(actor, ActorDiedError(f"actor {cls.__name__} died in __init__: {reason}", cause=failure))
             return
         finally:
+            if held:
+                self._release_environment()
             task_context.label = None
             task_context.actor = None
             actor.constructed.set()
@@ -364,10 +378,13 @@ class ActorHost:
         context.call = call = CallContext(call_id, method)
         actor.running[call_id] = call
         started = time.time()
+        held = actor.environment is not None and self._hold_environment(actor)
         try:
             blobs, is_error = self._invoke(actor, method, args_blob, inlined, num_returns, label, overrides,
                                            generation)
         finally:
+            if held:
+                self._release_environment()
             context.label = None
             context.num_gpus = 0.0
             context.actor = context.call = None
@@ -441,9 +458,14 @@ class ActorHost:
                         task_context.num_gpus = actor.num_gpus
                         task_context.actor, task_context.call = actor, call
                         function = actor.bound.get(method) or _bind_method(actor, method)
-                        result = function(*args, **kwargs)
-                        if inspect.isawaitable(result):
-                            result = await result
+                        held = actor.environment is not None and self._hold_environment(actor)
+                        try:
+                            result = function(*args, **kwargs)
+                            if inspect.isawaitable(result):
+                                result = await result
+                        finally:
+                            if held:
+                                self._release_environment()
                         blobs, is_error = serialize_returns(label, result, num_returns, self.rt.store), False
                     except asyncio.CancelledError:
                         blobs, is_error = error_blobs(_cancelled_error(label), num_returns), True
@@ -491,7 +513,8 @@ class ActorHost:
                 actor.restarts_left -= 1
             _begin_restart(actor)
             self.rt.send(actor.owner, ("actor_restarted", actor.actor_id))
-        self._construct(actor, actor.cls, *actor.create_args)
+        # The call that exited holds the environment (if any) for this thread already.
+        self._construct(actor, actor.cls, *actor.create_args, hold_environment=False)
         return actor.dead_error is None
 
     def _exit(self, actor, num_returns, exit_request=None):

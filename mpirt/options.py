@@ -365,13 +365,7 @@ def validate_actor_options(options, in_options):
         raise ValueError("Setting 'concurrency_groups' is not supported in '.options()'.")
     if options.get("get_if_exists") and not options.get("name"):
         raise ValueError("The actor name must be specified to use `get_if_exists`.")
-    options = _resolved(options, ".options()" if in_options else "@remote")
-    if (options.get("runtime_env") or {}).get("working_dir"):
-        raise NotImplementedError(
-            "runtime_env['working_dir'] on an actor is not supported by mpirt yet: an actor shares its worker "
-            "rank's process with tasks and other actors, so it cannot have a current directory of its own. Give "
-            "the job one (init(runtime_env={'working_dir': ...})), or tasks theirs.")
-    return options
+    return _resolved(options, ".options()" if in_options else "@remote")
 
 
 def check_scheduling_strategy(strategy):

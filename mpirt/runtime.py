@@ -218,14 +218,25 @@ class Runtime:
             HOLD.deliver()   # outside the lock; raises KeyboardInterrupt for Ctrl-C, else wait on
 
     def _enter_blocked(self):
-        task = getattr(task_context, "task", None)
-        if task is None or self.executor is None:
+        """A task or actor call about to wait (runtime lock held): a task gives its CPU back,
+        and either lets go of the rank's runtime_env, which a task it waits for may need."""
+        if self.executor is None:
             return False
-        self.executor.task_blocked(task)
-        return True
+        task = getattr(task_context, "task", None)
+        if task is not None:
+            self.executor.task_blocked(task)
+            return True
+        if getattr(task_context, "environment", None) is not None:   # an actor call holding its own
+            self.executor.environment.leave()
+            return True
+        return False
 
     def _exit_blocked(self):
-        self.executor.task_unblocked(task_context.task)
+        task = getattr(task_context, "task", None)
+        if task is not None:
+            self.executor.task_unblocked(task)
+        else:
+            self.executor.environment.enter(task_context.environment)
 
     def raise_first_error(self, refs):
         """Raise the error of the first failed object among ``refs`` (ready or not)."""

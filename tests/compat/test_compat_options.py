@@ -358,6 +358,24 @@ def test_actor_runs_with_the_jobs_and_its_own_env_vars(job):
 
     reader = Reader.options(runtime_env={"env_vars": {"ACTOR_VAR": "actor"}}).remote()
     assert ray.get(reader.read.remote(["JOB_VAR", "ACTOR_VAR"])) == {"JOB_VAR": "job", "ACTOR_VAR": "actor"}
+    # Only while its calls run: a plain task on the same ranks does not see it.
+    assert ray.get([read_env.remote(["ACTOR_VAR"]) for _ in range(4)]) == [{"ACTOR_VAR": None}] * 4
+
+
+def test_actor_working_dir(job, tmp_path):
+    (tmp_path / "actor_helper.py").write_text("WHERE = 'the actor working_dir'\n")
+
+    @ray.remote
+    class InDir:
+        def __init__(self):
+            import actor_helper   # importable: the working_dir is on sys.path while it runs
+            self.where = actor_helper.WHERE
+
+        def describe(self):
+            return self.where, os.getcwd()
+
+    actor = InDir.options(runtime_env={"working_dir": str(tmp_path)}).remote()
+    assert ray.get(actor.describe.remote()) == ("the actor working_dir", str(tmp_path))
 
 
 def test_runtime_env_class_is_accepted(job):
@@ -390,8 +408,6 @@ def test_runtime_env_keys_that_install_software_are_not_supported():
             f.options(runtime_env=env)
     with pytest.raises(NotImplementedError, match="does not download"):
         f.options(runtime_env={"working_dir": "s3://bucket/code.zip"})
-    with pytest.raises(NotImplementedError, match="working_dir'\\] on an actor"):
-        ray.remote(type("Plain", (), {})).options(runtime_env={"working_dir": "."})
 
 
 def test_a_task_waiting_for_a_child_with_another_env_on_its_only_worker(tmp_path):

@@ -14,7 +14,7 @@ import time
 import traceback
 
 from . import tracing
-from .exceptions import ErrorPayload, TaskCancelledError, make_task_error
+from .exceptions import ErrorPayload, TaskCancelledError, WorkerCrashedError, make_task_error
 from .object_ref import ObjectRef
 from .runtime import HEAD_RANK, task_context
 from .runtime_env import RankEnvironment, apply_for_good
@@ -234,6 +234,13 @@ class TaskExecutor:
                 is_error = True
                 if task.cancelled and isinstance(exc, (KeyboardInterrupt, TaskCancelledError)):
                     blobs = error_blobs(TaskCancelledError(f"task {name} was cancelled"), len(return_ids))
+                elif isinstance(exc, SystemExit):
+                    # In Ray sys.exit() ends the task's worker process: a system failure, retried
+                    # while max_retries allows, then WorkerCrashedError. The rank itself goes on.
+                    retryable = True
+                    blobs = error_blobs(WorkerCrashedError(
+                        f"task {name} called sys.exit({exc.code!r}), which ends its worker process in Ray, and it has "
+                        "no retries left (max_retries)"), len(return_ids))
                 else:
                     retryable = _matches(retry_exceptions, exc)
                     blobs = error_blobs(as_task_failure(exc, name, rt.rank), len(return_ids))

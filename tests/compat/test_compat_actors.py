@@ -252,3 +252,27 @@ def test_named_actor_lookups_are_validated_as_in_ray(rt):
     while {"name": "compat-named", "namespace": "compat"} in ray.util.list_named_actors(all_namespaces=True):
         assert time.monotonic() < deadline, "a killed actor keeps its name"
         time.sleep(0.05)
+
+
+def test_sys_exit_in_a_task_is_a_worker_crash_retried_per_max_retries(rt, tmp_path):
+    # Ray: the worker process exits; a system failure, retried (max_retries), then WorkerCrashedError.
+    from ray.exceptions import WorkerCrashedError
+
+    @ray.remote(max_retries=0)
+    def leave():
+        sys.exit(3)
+
+    with pytest.raises(WorkerCrashedError, match="max_retries"):
+        ray.get(leave.remote(), timeout=30)
+
+    marker = tmp_path / "exited-once"
+
+    @ray.remote(max_retries=1)
+    def leave_once(path):
+        import os
+        if not os.path.exists(path):
+            open(path, "w").close()
+            sys.exit(1)
+        return "second try"
+
+    assert ray.get(leave_once.remote(str(marker)), timeout=30) == "second try"

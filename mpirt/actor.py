@@ -21,6 +21,7 @@ from .store.manager import INLINE_THRESHOLD
 from .object_ref import pickle_event
 from .serialization import dumps, loads, pack_arguments
 from .signals import holds_signals
+from .submitter import check_pickled_size
 
 
 # Ray's exception classes that mpirt.exceptions may not define (yet): use its own if it does.
@@ -185,7 +186,11 @@ class ActorClass:
         rt.cluster.check_feasible(placement, what=f"actor {name}")
         args_blob, dep_refs = pack_arguments(f"{name}.__init__", bound, args, kwargs, put, INLINE_THRESHOLD)
         if self._blob is None:
-            self._blob = dumps(self._cls)
+            blob = dumps(self._cls)
+            # Ray's limits (a warning over 10 MB, an error from 100 MB); the class travels once
+            # per actor created, in its creation message, never with calls.
+            check_pickled_size(blob, "actor", name)
+            self._blob = blob
         is_async = any(entry.is_async for entry in self._methods.values())
         concurrency = options["max_concurrency"] or (1000 if is_async else 1)
         max_pending = options["max_pending_calls"]

@@ -276,3 +276,15 @@ def test_sys_exit_in_a_task_is_a_worker_crash_retried_per_max_retries(rt, tmp_pa
         return "second try"
 
     assert ray.get(leave_once.remote(str(marker)), timeout=30) == "second try"
+
+
+def test_a_huge_actor_class_is_refused_as_in_ray(rt):
+    payload = bytes(101 * 2**20)      # captured by the class: its pickle is over Ray's 100 MB limit
+
+    @ray.remote
+    class Huge:
+        def size(self):
+            return len(payload)
+
+    with pytest.raises(ValueError, match="actor Huge is too large"):
+        Huge.remote()

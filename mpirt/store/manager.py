@@ -27,7 +27,7 @@ import os
 import threading
 import weakref
 
-from ..exceptions import MpirtError, ObjectLostError
+from ..exceptions import ObjectLostError, ObjectStoreFullError
 from ..object_ref import owner_of, pickling_context
 from . import blocks, device
 from ..serialization import dumps_with_devices
@@ -42,10 +42,6 @@ MESSAGE_CHUNK = 256 << 20   # bytes per reply when cross-node reads are messages
 _KEY_BITS = 40              # object keys: (holder rank + 1) << 40 | a counter of the holder
 _LOCATE_TRIES = 4           # a reader asks the holder again if the object moved once more meanwhile
 _KNOWN_MOVES = 4096         # relocations a reader remembers (spilled or restored objects it read)
-
-
-class ObjectStoreFullError(MpirtError, MemoryError):
-    """Neither the node's store memory nor the spill disk can hold an object."""
 
 
 class StoreLocation:

@@ -11,7 +11,7 @@ import os
 import time
 import warnings
 
-from .exceptions import ErrorPayload, TaskCancelledError, WorkerCrashedError
+from .exceptions import ErrorPayload, TaskCancelledError, TaskUnschedulableError, WorkerCrashedError
 from .object_ref import ObjectRef, owner_of, session_of
 from .runtime import HEAD_RANK, task_context
 from .serialization import dumps
@@ -131,7 +131,8 @@ class TaskSubmitter:
         # slot still taken until the worker says the task ended.
         self.abandoned = {}                           # task_id -> Lease
         runtime.handlers.update(lease_grant=self._on_lease_grant, done=self._on_done, stolen=self._on_stolen,
-                                cancel_request=self._on_cancel_request)
+                                cancel_request=self._on_cancel_request,
+                                lease_unschedulable=self._on_lease_unschedulable)
         runtime.failures.handlers.append(self._on_rank_dead)
         runtime.transport.add_ticker(LEASE_LINGER_SECONDS / 2, self._check_leases)
 
@@ -385,6 +386,18 @@ class TaskSubmitter:
             objects.set_ready(object_id, blob, is_error)
         if not stored:
             rec.dep_refs = None
+
+    def _on_lease_unschedulable(self, source, key, why):
+        """The head cannot place tasks of this shape on any live rank any more (worker ranks
+        died and are not replaced): the queued ones fail with TaskUnschedulableError rather
+        than wait for ever; tasks still waiting for arguments meet the same answer later."""
+        self.requested[key] -= 1
+        queue = self.queues[key]
+        while queue:
+            rec = queue.popleft()
+            if rec.state == QUEUED:
+                error = TaskUnschedulableError(f"task {rec.name} cannot run: {why}")
+                self._finish(rec, [dumps(ErrorPayload(error))] * len(rec.return_ids), True)
 
     # -- worker deaths (ULFM) ------------------------------------------------
     def _on_rank_dead(self, rank):

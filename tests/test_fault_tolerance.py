@@ -197,6 +197,49 @@ mpirt.shutdown()
     assert len(re.findall(r"worker rank \d+ died", proc.stderr)) == 2
 
 
+def test_work_that_no_live_rank_can_hold_fails_instead_of_waiting(tmp_path, mode):
+    """The only worker dies (dead ranks are not replaced): its queued tasks and its actor fail
+    with Ray's errors instead of pending for ever, and the driver goes on."""
+    proc = _run(tmp_path, mode, """
+from mpirt.exceptions import TaskUnschedulableError
+
+@mpirt.remote(max_retries=1)
+def slow(i):
+    time.sleep(0.2)
+    return i
+
+@mpirt.remote(max_restarts=2)
+class Keeper:
+    def pid(self):
+        return os.getpid()
+
+keeper = Keeper.remote()
+victim = mpirt.get(keeper.pid.remote())
+refs = [slow.remote(i) for i in range(6)]
+time.sleep(0.1)
+kill(victim)
+for ref in refs:
+    try:
+        mpirt.get(ref, timeout=60)
+        print("RAN")
+    except (TaskUnschedulableError, WorkerCrashedError) as error:
+        print("FAILED", type(error).__name__)
+try:
+    mpirt.get(keeper.pid.remote(), timeout=60)
+except ActorDiedError as error:
+    print("ACTOR_DIED", "no live worker rank" in str(error))
+try:
+    slow.remote(99)
+except ValueError as error:
+    print("REFUSED", type(error).__name__)
+print("DRIVER_GOES_ON", mpirt.get(mpirt.put(41)) + 1)
+mpirt.shutdown()
+""", ranks=3)
+    out = proc.stdout
+    assert "FAILED TaskUnschedulableError" in out, out
+    assert "ACTOR_DIED True" in out and "REFUSED InfeasibleResourceError" in out and "DRIVER_GOES_ON 42" in out
+
+
 def test_without_ulfm_a_death_ends_the_job_with_a_message(tmp_path):
     source = PRELUDE.replace("INIT_ARGS", "") + """
 victim = worker_pids()[0]

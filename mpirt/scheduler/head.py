@@ -218,12 +218,15 @@ class HeadScheduler:
             source, key, shape, held, actor_id, preferred = request
             worker = self._pick(shape, preferred, actor_id is not None, not held)
             if worker is None:
-                if actor_id is not None and not any(self.pool_of[w].could_fit(w, shape) for w in self.workers):
-                    # Its capacity died with worker ranks (they are not replaced): fail it rather
-                    # than wait for ever; the owner marks it dead.
-                    self.rt.send(source, ("actor_unplaceable", actor_id,
-                                          f"no live worker rank can hold it ({_describe(shape)}): the ranks that "
-                                          "could have died, and dead worker ranks are not replaced"))
+                if not any(self.pool_of[w].could_fit(w, shape) for w in self.workers):
+                    # Its capacity died with worker ranks (they are not replaced): refuse it rather
+                    # than let it wait for ever; the owner fails the actor or the tasks.
+                    why = (f"no live worker rank can hold {_describe(shape)}: the ranks that could have died, "
+                           "and dead worker ranks are not replaced")
+                    if actor_id is not None:
+                        self.rt.send(source, ("actor_unplaceable", actor_id, why))
+                    else:
+                        self.rt.send(source, ("lease_unschedulable", key, why))
                     continue
                 waiting.append(request)
                 continue

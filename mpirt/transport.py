@@ -69,12 +69,29 @@ class Transport:
         self._backlog_wait = BACKLOG_WAIT   # next sleep while refused datagrams wait (host sockets)
         self._forgotten = []          # dead mail peers whose queued datagrams are still to drop
         self.failures = None          # a fault.FailureMonitor when ULFM is on
+        self._assisting = 0           # one-sided reads of this rank's memory in progress (stay_hot)
+        self._hot_until = 0.0         # ... and until when to poll without sleeping for them
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.stats = {"sent_batches": 0, "sent_messages": 0, "received_batches": 0}
 
     def start(self):
         self._running = True
         self._thread.start()
+
+    def stay_hot(self, seconds):
+        """Poll MPI without sleeping for up to ``seconds`` (until ``cool_down``): another rank
+        reads this rank's memory with RMA, and over transports without true one-sided access
+        (TCP, Open MPI's shared-memory BTL) each fragment of the read waits for this rank to
+        drive MPI; with 1 ms naps between polls a 100 MB read took over a second."""
+        self._assisting += 1
+        self._hot_until = max(self._hot_until, time.perf_counter() + seconds)
+        self._wake_up()
+
+    def cool_down(self):
+        """One read that ``stay_hot`` served has ended."""
+        self._assisting = max(0, self._assisting - 1)
+        if self._assisting == 0:
+            self._hot_until = 0.0
 
     def send(self, dest, message):
         """Queue ``message`` for rank ``dest`` (any thread; never blocks on the network)."""
@@ -249,7 +266,7 @@ class Transport:
                 idle = 0
                 continue
             idle = min(idle + 1, HOT_POLLS + 64)
-            if idle < HOT_POLLS:
+            if idle < HOT_POLLS or checked < self._hot_until:
                 time.sleep(0)
                 continue
             light_sleep = min(MAX_IDLE_SLEEP, 2e-6 * 1.25 ** (idle - HOT_POLLS))

@@ -144,6 +144,11 @@ class _Sealing:
         return device.DeviceObject(blob, self.store.rank, self._keys(), nbytes)
 
 
+# Cross-node RMA reads from this size up keep the holder polling MPI while they run (below it
+# a read is a few fragments: the wake-up message is enough).
+ASSISTED_READ_BYTES = 4 << 20
+ASSISTED_READ_SECONDS = 30.0
+
 class StoreManager:
     def __init__(self, runtime, comm, bytes_per_node=None, ranks_per_node=None):
         """Collective over ``comm``: every rank builds its StoreManager at the same point.
@@ -169,7 +174,7 @@ class StoreManager:
                                 store_stats_query=self._on_stats_query,
                                 store_locate_query=self._on_locate_query,
                                 store_make_room_query=self._on_make_room_query,
-                                store_wake=lambda source: None,
+                                store_wake=self._on_wake, store_read_done=self._on_read_done,
                                 store_read_spilled_query=self._on_read_spilled_query,
                                 store_read_query=self._on_read_query)
 
@@ -388,11 +393,17 @@ class StoreManager:
         if self.arena.world is None:
             data = self._fetch_by_message(where)
         else:
-            # A passive-target epoch needs the target's help on some networks (Open MPI over TCP): a
-            # message first wakes a holder that sleeps while idle (up to 20 ms per round trip else).
-            self.rt.send(where.holder, ("store_wake",))
-            # sequence lock: the holder clears the key before the bytes can change
-            block, after = self.arena.fetch(where.holder, where.offset, HEADER_BYTES + where.size, recheck=8)
+            # A passive-target epoch needs the target's help on some transports (Open MPI over TCP
+            # or its shared-memory BTL): a message first wakes a holder that sleeps while idle (up
+            # to 20 ms per round trip else) and keeps it polling until the read is done.
+            assisted = where.size >= ASSISTED_READ_BYTES
+            self.rt.send(where.holder, ("store_wake", assisted))
+            try:
+                # sequence lock: the holder clears the key before the bytes can change
+                block, after = self.arena.fetch(where.holder, where.offset, HEADER_BYTES + where.size, recheck=8)
+            finally:
+                if assisted:
+                    self.rt.send(where.holder, ("store_read_done",))
             if blocks.key_of(block, 0) != where.key or blocks.key_of(after, 0) != where.key:
                 return None
             data = block[HEADER_BYTES:]
@@ -400,6 +411,16 @@ class StoreManager:
             self.stats["remote_gets"] += 1
             self.stats["remote_get_bytes"] += where.size
         return data
+
+    def _on_wake(self, source, assisted=False):
+        """A rank on another node starts an RMA read here. A large one (``assisted``) is served
+        by polling MPI without napping until the reader says it is done (``store_read_done``),
+        or for at most ``ASSISTED_READ_SECONDS`` should that message never come."""
+        if assisted:
+            self.rt.transport.stay_hot(ASSISTED_READ_SECONDS)
+
+    def _on_read_done(self, source):
+        self.rt.transport.cool_down()
 
     def _fetch_by_message(self, where):
         """Cross-node read without an RMA window: the holder sends the bytes, in chunks."""

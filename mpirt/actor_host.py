@@ -16,7 +16,7 @@ import threading
 import time
 
 from . import runtime_env, tracing
-from .exceptions import ActorDiedError, ActorUnavailableError, ErrorPayload, TaskCancelledError, TaskError
+from .exceptions import ActorDiedError, ActorUnavailableError, ErrorPayload, TaskCancelledError
 from .executor import as_task_failure, error_blobs, resolve_arguments, serialize_returns
 from .runtime import HEAD_RANK, POLL_BUDGET, task_context
 from .serialization import loads
@@ -353,9 +353,9 @@ class ActorHost:
             actor.instance = cls(*args, **kwargs)
         except BaseException as exc:  # noqa: B902 - the constructor's failure kills the actor
             failure = as_task_failure(exc, f"{cls.__name__}.__init__", self.rt.rank)
-            reason = failure.cause_repr if isinstance(failure, TaskError) else repr(failure)
             with self.rt.lock:
-                self._die(actor, ActorDiedError(f"actor {cls.__name__} died in __init__: {reason}", cause=failure))
+                # Ray's text: "The actor died because of an error raised in its creation task, ray::..."
+                self._die(actor, ActorDiedError(cause=failure, actor_id=format(actor.actor_id, "028x")))
             return
         finally:
             if held:

@@ -6,7 +6,7 @@ other ranks once the value is ready, and frees the value once no rank can reach
 it any more (``reachability.py``); a borrower drops its fetched copy when its
 last reference goes.
 """
-from .exceptions import ErrorPayload, ObjectLostError
+from .exceptions import ErrorPayload, ObjectLostError, OwnerDiedError
 from .object_ref import owner_of, ref_events
 from .reachability import ReferenceCounter
 from .serialization import dumps
@@ -120,7 +120,8 @@ class ObjectTable:
                 lost.append((object_id, entry, "copy"))
         for object_id, entry, why in lost:
             if why == "owner":
-                self.set_ready(object_id, self._lost_blob(object_id, f"its owner (rank {rank}) died"), True)
+                self.set_ready(object_id, self._lost_blob(object_id, f"its owner (rank {rank}) died", OwnerDiedError),
+                               True)
                 continue
             entry.ready, entry.blob = False, None
             if owner_of(object_id) != self.rank:       # a borrowed copy: the owner knows what became of it
@@ -141,8 +142,9 @@ class ObjectTable:
         return isinstance(blob, StoreLocation) and blob.holder == rank and not self.rt.store.arena.same_node(rank)
 
     @staticmethod
-    def _lost_blob(object_id, why):
-        return dumps(ErrorPayload(ObjectLostError(f"object {object_id:028x} is lost: {why}")))
+    def _lost_blob(object_id, why, error_class=ObjectLostError):
+        """The error a lost object reads as: ``OwnerDiedError`` when its owner died, as in Ray."""
+        return dumps(ErrorPayload(error_class(f"object {object_id:028x} is lost: {why}")))
 
     # -- handlers ------------------------------------------------------------
     def _on_request(self, source, object_id):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import ray
-from conftest import REPO, run_app
+from conftest import REPO, run_app, wait_for
 from ray.exceptions import GetTimeoutError, TaskCancelledError
 
 HEX = re.compile(r"[0-9a-f]+")
@@ -34,15 +34,6 @@ def wait_for_file(path):
     while not os.path.exists(path):
         time.sleep(0.01)
     return "done"
-
-
-def wait_until(predicate, seconds=30.0):
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            return predicate()
-        time.sleep(0.02)
-    return True
 
 
 # -- ray.wait -------------------------------------------------------------------
@@ -209,7 +200,7 @@ def test_cancel_of_a_running_task_raises_keyboard_interrupt_in_it(rt, tmp_path):
             return ray.get_runtime_context().is_canceled()   # a task may clean up, even return
 
     ref = interrupted.remote()
-    assert wait_until(started.exists)
+    assert wait_for(started.exists, 30.0)
     ray.cancel(ref)
     assert ray.get(ref, timeout=60) is True
 
@@ -243,7 +234,7 @@ def parent(path):
 def _cancel_parent(tmp_path, recursive):
     path = str(tmp_path / "child")
     ref = parent.remote(path)
-    assert wait_until(lambda: os.path.exists(path + ".started"))   # the parent waits for its running child
+    assert wait_for(lambda: os.path.exists(path + ".started"), 30.0)   # the parent waits for its running child
     ray.cancel(ref, recursive=recursive)
     with pytest.raises(TaskCancelledError):
         ray.get(ref, timeout=60)
@@ -252,7 +243,7 @@ def _cancel_parent(tmp_path, recursive):
 
 def test_cancel_is_recursive_by_default(rt, tmp_path):
     path = _cancel_parent(tmp_path, recursive=True)
-    assert wait_until(lambda: os.path.exists(path + ".cancelled"))
+    assert wait_for(lambda: os.path.exists(path + ".cancelled"), 30.0)
     open(path + ".gate", "w").close()
     assert not os.path.exists(path + ".finished")
 
@@ -260,7 +251,7 @@ def test_cancel_is_recursive_by_default(rt, tmp_path):
 def test_cancel_with_recursive_false_leaves_the_children_running(rt, tmp_path):
     path = _cancel_parent(tmp_path, recursive=False)
     open(path + ".gate", "w").close()
-    assert wait_until(lambda: os.path.exists(path + ".finished"))
+    assert wait_for(lambda: os.path.exists(path + ".finished"), 30.0)
     assert not os.path.exists(path + ".cancelled")
 
 
@@ -278,7 +269,7 @@ def test_cancel_with_force_fails_the_task_at_once(rt, tmp_path):
             return f.readline()
 
     ref = blocked_in_c.remote()
-    assert wait_until(started.exists)
+    assert wait_for(started.exists, 30.0)
     ray.cancel(ref, force=True)
     with pytest.raises(TaskCancelledError):
         ray.get(ref, timeout=60)
@@ -286,7 +277,7 @@ def test_cancel_with_force_fails_the_task_at_once(rt, tmp_path):
     writer = os.open(fifo, os.O_RDWR)
     try:
         os.write(writer, b"late\n")
-        assert wait_until(lambda: ray.available_resources().get("CPU") == 2.0)
+        assert wait_for(lambda: ray.available_resources().get("CPU") == 2.0, 30.0)
     finally:
         os.close(writer)
     assert ray.get([echo.remote(i) for i in range(4)]) == [0, 1, 2, 3]

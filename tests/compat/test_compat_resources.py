@@ -13,6 +13,7 @@ import time
 import pytest
 
 import ray
+from conftest import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -21,15 +22,6 @@ def docs_node():
     ray.init(num_cpus=3, num_gpus=4, resources={"special_hardware": 1, "custom_label": 1})
     yield ray
     ray.shutdown()
-
-
-def wait_for(predicate, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            return predicate()
-        time.sleep(0.05)
-    return True
 
 
 def test_node_resources_are_what_init_was_given(docs_node):

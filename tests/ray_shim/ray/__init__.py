@@ -11,12 +11,12 @@ import importlib.abc
 import importlib.util
 import sys
 
-# Longest prefix first: the first match wins.
-_PREFIXES = (
-    ("ray.rllib", "mpirt.libs.rl"),
-    ("ray.tune", "mpirt.libs.tune"),
-    ("ray.train", "mpirt.libs.train"),
-    ("ray.air", "mpirt.libs.air"),
+# Longest prefix first: the first match wins. ``from ray import tune`` looks for ``mpirt.tune``
+# (``ray`` is the mpirt module, and Python imports a missing attribute as a submodule of the
+# module's own name): those names map to the libraries too, in processes that use the shim.
+_LIBRARIES = (("rllib", "mpirt.libs.rl"), ("tune", "mpirt.libs.tune"), ("train", "mpirt.libs.train"),
+              ("air", "mpirt.libs.air"))
+_PREFIXES = tuple((f"{root}.{name}", target) for name, target in _LIBRARIES for root in ("ray", "mpirt")) + (
     ("ray", "mpirt"),
 )
 

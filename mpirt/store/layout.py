@@ -5,17 +5,29 @@
 The header holds a magic number, the pickle length and each buffer's offset
 and length; every buffer starts on a 64-byte boundary, so numpy arrays read
 back from shared memory need no copy (they come back read-only, as in Ray).
+
+A large buffer also starts at the same offset within a 4 KiB page as the memory it
+is copied from (it has a page of room for that): x86's fast copy (``rep movsb``)
+runs at a quarter of its speed when the destination lies a little ahead of the
+source within a page (4K aliasing: a 1 GiB put went at 3.8 GB/s, a plain copy at
+13-15 GB/s on the development VM).
 """
+import ctypes
 import pickle
 import struct
 
 import cloudpickle
+import numpy as np
 
-from .allocator import aligned
+from .allocator import ALIGNMENT, aligned
 
 MAGIC = 0x6D707274  # "mprt"
 _HEAD = struct.Struct("<IIQ")     # magic, buffer count, pickle length
 _ENTRY = struct.Struct("<QQ")     # buffer offset, buffer length
+
+
+PAGE = 4096
+PAGE_MATCHED_BYTES = 1 << 20   # buffers from this size on get a page of room to match their source's offset
 
 
 class Serialized:
@@ -43,19 +55,37 @@ class Serialized:
         for buffer in self.buffers:
             position = aligned(position)
             self.offsets.append(position)
-            position += buffer.nbytes
+            position += buffer.nbytes + (PAGE if buffer.nbytes >= PAGE_MATCHED_BYTES else 0)
         self.size = position
 
     def write_into(self, view):
         """Copy the object into ``view`` (a writable memoryview of at least ``size`` bytes)."""
+        offsets = self._placed(view)
         _HEAD.pack_into(view, 0, MAGIC, len(self.buffers), len(self.pickled))
         position = _HEAD.size
-        for offset, buffer in zip(self.offsets, self.buffers):
+        for offset, buffer in zip(offsets, self.buffers):
             _ENTRY.pack_into(view, position, offset, buffer.nbytes)
             position += _ENTRY.size
         view[position:position + len(self.pickled)] = self.pickled
-        for offset, buffer in zip(self.offsets, self.buffers):
+        for offset, buffer in zip(offsets, self.buffers):
             view[offset:offset + buffer.nbytes] = buffer.cast("B")
+
+    def _placed(self, view):
+        """Where each buffer goes in ``view``: its laid-out offset, moved within the page of room a
+        large buffer has so that it sits at its source's offset within a page (rounded down to
+        ``ALIGNMENT`` for a source that is not aligned that well: a destination a little behind
+        its source copies at full speed, one a little ahead does not)."""
+        if not any(buffer.nbytes >= PAGE_MATCHED_BYTES for buffer in self.buffers):
+            return self.offsets
+        base = ctypes.addressof(ctypes.c_char.from_buffer(view))
+        placed = []
+        for offset, buffer in zip(self.offsets, self.buffers):
+            if buffer.nbytes >= PAGE_MATCHED_BYTES:
+                source = np.frombuffer(buffer, dtype=np.uint8).ctypes.data
+                shift = (source - (base + offset)) % PAGE
+                offset += shift - shift % ALIGNMENT
+            placed.append(offset)
+        return placed
 
 
 def read_from(view):

@@ -201,7 +201,7 @@ def test_a_failing_trial_never_takes_the_experiment_down(rt, tmp_path):
     grid = tune.Tuner(always_fails, param_space={"fail": tune.grid_search([False, True])},
                       run_config=tune.RunConfig(name="fails2", storage_path=str(tmp_path), verbose=0)).fit()
     assert grid.num_errors == 1 and grid.num_terminated == 1
-    assert "this trial always fails" in grid.errors[0]
+    assert isinstance(grid.errors[0], ValueError) and "this trial always fails" in str(grid.errors[0])
     with h5py.File(tmp_path / "fails2" / "experiment.h5", "r") as f:
         statuses = sorted(g.attrs["status"] for g in f["trials"].values())
     assert statuses == ["ERROR", "TERMINATED"]
@@ -224,8 +224,7 @@ def test_bad_input_gets_clear_errors(rt, tmp_path):
         tune.run_experiments({"e": {"run": seed_func, "confg": {}}})
     with pytest.raises(ValueError, match="needs mode"):
         tune.run(seed_func, metric="x", local_dir=str(tmp_path), verbose=0)
-    with pytest.raises(ValueError, match="already exists"):
-        tune.run(seed_func, config={"alpha": 1, "beta": 1}, local_dir=str(tmp_path), name="nometric", verbose=0)
+
 
 
 def test_progress_table_is_printed(rt, tmp_path, capsys):

@@ -97,3 +97,15 @@ class ProgressReporter:
             return None
         pick = max if self.mode == "max" else min
         return pick(scored, key=lambda t: t.last_result[self.metric])
+
+
+class CLIReporter(ProgressReporter):
+    """Ray's console reporter's arguments, mapped onto the same table (the columns are chosen
+    from the metric and the configs that vary; ``metric_columns``/``parameter_columns`` are kept
+    for reference but not used to pick columns)."""
+
+    def __init__(self, metric_columns=None, parameter_columns=None, total_samples=None, max_progress_rows=20,
+                 max_error_rows=20, max_column_length=20, max_report_frequency=5, infer_limit=3,
+                 print_intermediate_tables=None, metric=None, mode=None, sort_by_metric=False):
+        super().__init__(metric, mode, interval=max_report_frequency, max_rows=max_progress_rows)
+        self.metric_columns, self.parameter_columns = metric_columns, parameter_columns

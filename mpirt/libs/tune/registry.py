@@ -44,3 +44,10 @@ def lookup(name):
         raise ValueError(f"unknown trainable {name!r}: register it with tune.register_trainable({name!r}, fn) "
                          f"(registered: {known}){hint}")
     return _registry[name]
+
+
+def register_env(name, env_creator):
+    """Register an environment creator ``env_creator(env_config) -> env`` under ``name`` for the RL
+    algorithms (``mpirt.libs.rl``, which keeps the registry)."""
+    from mpirt.libs.rl import register_env as register
+    return register(name, env_creator)

@@ -1,5 +1,7 @@
 """``tune.run`` and the seed API's ``run_experiments``: check the inputs, then run the loop."""
+import datetime
 import inspect
+import logging
 import numbers
 import os
 import random
@@ -12,12 +14,19 @@ import mpirt
 from . import search as search_mod
 from . import search_space
 from .analysis import ExperimentAnalysis
+from .callback import CallbackList
+from .config import CheckpointConfig, ResumeConfig, resume_config_from_legacy
 from .progress import ProgressReporter
 from .registry import as_trainable_class
 from .runner import TrialRunner, TuneError, TuneInterrupted, concurrency_limit
 from .schedulers import AsyncHyperBandScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
-from .storage import ExperimentStorage, default_local_dir, default_name
+from .stopper import as_stopper
+from .storage import ExperimentStorage, default_local_dir, reserve_default_name
+from .trainable import FunctionTrainable
+from .trainable_util import resources_of
 from .trial import ERROR, PENDING, TERMINATED, Trial
+
+logger = logging.getLogger(__name__)
 
 
 def _normalize_resources(resources):
@@ -35,68 +44,109 @@ def _normalize_resources(resources):
     return normalized
 
 
-def _check_stop(stop):
-    if stop is None or callable(stop):
-        return stop
-    if not isinstance(stop, dict):
-        raise TypeError(f"stop must be a dict of metric thresholds, a function (trial_id, result) -> bool or a "
-                        f"Stopper, got {stop!r}")
-    for key, threshold in stop.items():
-        if not isinstance(threshold, numbers.Number):
-            raise TypeError(f"stop[{key!r}] must be a number (stop once the metric reaches it), got {threshold!r}")
-    return dict(stop)
+def trainable_name(trainable):
+    """The name results are filed under: a registered name, or the function's or class's name."""
+    if isinstance(trainable, str):
+        return trainable
+    return getattr(trainable, "__name__", None) or type(trainable).__name__
 
 
-def _trainable_name(run_or_experiment, trainable_cls):
-    if isinstance(run_or_experiment, str):
-        return run_or_experiment
-    return getattr(run_or_experiment, "__name__", trainable_cls.__name__)
+def _check_checkpointing(trainable_cls, checkpoint_config):
+    if issubclass(trainable_cls, FunctionTrainable):
+        if checkpoint_config.checkpoint_at_end:
+            raise ValueError("'checkpoint_at_end' cannot be used with a function trainable. You should include one "
+                             "last call to `ray.tune.report(metrics=..., checkpoint=...)` at the end of your "
+                             "training loop to get this behavior.")
+        if checkpoint_config.checkpoint_frequency:
+            raise ValueError("'checkpoint_frequency' cannot be set for a function trainable. You will need to report "
+                             "a checkpoint every `checkpoint_frequency` iterations within your training loop using "
+                             "`ray.tune.report(metrics=..., checkpoint=...)` to get this behavior.")
 
 
 def run(run_or_experiment, *, name=None, metric=None, mode=None, stop=None, time_budget_s=None, config=None,
-        resources_per_trial=None, num_samples=1, local_dir=None, storage_path=None, search_alg=None,
-        scheduler=None, keep_checkpoints_num=None, checkpoint_freq=0, checkpoint_at_end=False, verbose=1,
-        progress_reporter=None, progress_interval=5.0, max_failures=0, resume=False,
-        max_concurrent_trials=None, raise_on_failed_trial=True, seed=None):
+        resources_per_trial=None, num_samples=1, storage_path=None, storage_filesystem=None, search_alg=None,
+        scheduler=None, checkpoint_config=None, verbose=1, progress_reporter=None, log_to_file=False,
+        trial_name_creator=None, trial_dirname_creator=None, sync_config=None, export_formats=None,
+        max_failures=0, fail_fast=False, restore=None, resume=False, resume_config=None, reuse_actors=None,
+        raise_on_failed_trial=True, callbacks=None, max_concurrent_trials=None, keep_checkpoints_num=None,
+        checkpoint_score_attr=None, checkpoint_freq=0, checkpoint_at_end=False, local_dir=None,
+        progress_interval=5.0, seed=None, _refresh_configs=False, _on_start=None):
     """Run an experiment: every config from ``config``/``search_alg``, ``num_samples`` times each.
 
     Trials run as actors holding ``resources_per_trial``, as many at once as the cluster holds
-    (or ``max_concurrent_trials``). Results land in ``<local_dir>/<name>/`` (experiment.h5 and
+    (or ``max_concurrent_trials``). Results land in ``<storage_path>/<name>/`` (experiment.h5 and
     per-trial logs); ``resume=True`` (or "AUTO") continues an interrupted experiment there.
+    ``sync_config``, ``export_formats``, ``log_to_file`` and ``reuse_actors`` are accepted
+    without effect (see docs/tune.md); ``progress_interval`` and ``seed`` are mpirt's.
     """
+    if storage_filesystem is not None:
+        raise NotImplementedError("storage_filesystem is not supported by mpirt: use a local or shared file system "
+                                  "storage_path")
+    if restore is not None:
+        raise DeprecationWarning("tune.run(restore=...) is deprecated: use Tuner.restore(path, trainable) (or "
+                                 "tune.run(..., resume=True) with the same storage_path and name)")
     trainable_cls = as_trainable_class(run_or_experiment)
-    resources = _normalize_resources(getattr(trainable_cls, "_tune_resources", None) or resources_per_trial)
+    resources = _normalize_resources(resources_of(run_or_experiment) or getattr(trainable_cls, "_resources", None)
+                                     or resources_per_trial)
     config = {} if config is None else config
     search_space.validate(config)
-    if not isinstance(num_samples, int) or num_samples < 1:
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
         raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
     if mode not in (None, "max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
     if metric is not None and mode is None:
         raise ValueError(f"metric={metric!r} needs mode='max' or mode='min'")
-    stop = _check_stop(stop)
-    if resume not in (False, True, "AUTO", "LOCAL", "must"):
-        raise ValueError(f"resume must be False, True or 'AUTO', got {resume!r}")
+    stopper = as_stopper(stop)
+    if isinstance(time_budget_s, datetime.timedelta):
+        time_budget_s = time_budget_s.total_seconds()
+    if resume_config is None:
+        resume_config = resume_config_from_legacy(resume)
+    elif not isinstance(resume_config, ResumeConfig):
+        raise TypeError(f"resume_config must be a tune.ResumeConfig, got {resume_config!r}")
+    if checkpoint_config is None:
+        checkpoint_config = CheckpointConfig(num_to_keep=keep_checkpoints_num,
+                                             checkpoint_frequency=checkpoint_freq or 0,
+                                             checkpoint_at_end=checkpoint_at_end or None)
+        if checkpoint_score_attr:
+            order = "min" if checkpoint_score_attr.startswith("min-") else "max"
+            checkpoint_config.checkpoint_score_attribute = checkpoint_score_attr[4:] if order == "min" \
+                else checkpoint_score_attr
+            checkpoint_config.checkpoint_score_order = order
+    elif not isinstance(checkpoint_config, CheckpointConfig):
+        raise TypeError(f"checkpoint_config must be a tune.CheckpointConfig, got {checkpoint_config!r}")
+    _check_checkpointing(trainable_cls, checkpoint_config)
+    if isinstance(fail_fast, str) and fail_fast.upper() != "RAISE" or not isinstance(fail_fast, (bool, str)):
+        raise ValueError(f"fail_fast must be one of {{bool, 'raise'}}. Got {fail_fast}.")
+    if fail_fast and max_failures != 0:
+        raise ValueError(f"max_failures must be 0 if fail_fast={fail_fast!r}.")
     scheduler = scheduler or FIFOScheduler()
     if not isinstance(scheduler, TrialScheduler):
         raise TypeError(f"scheduler must be a tune scheduler (e.g. ASHAScheduler()), got {scheduler!r}")
     scheduler.set_search_properties(metric, mode)
     metric = metric or scheduler.metric
     mode = mode or scheduler.mode
+    if isinstance(search_alg, str):
+        search_alg = search_mod.create_searcher(search_alg, metric=metric, mode=mode)
     if search_alg is not None and not isinstance(search_alg, search_mod.Searcher):
         raise TypeError(f"search_alg must be a tune Searcher (e.g. OptunaSearch()), got {search_alg!r}")
-    if max_concurrent_trials is not None and max_concurrent_trials < 1:
-        raise ValueError(f"max_concurrent_trials must be >= 1, got {max_concurrent_trials}")
+    if max_concurrent_trials is not None and (not isinstance(max_concurrent_trials, int)
+                                              or max_concurrent_trials < 0):
+        raise ValueError(f"max_concurrent_trials must be an integer >= 0 (0 or None: no limit), "
+                         f"got {max_concurrent_trials!r}")
+    callbacks = CallbackList(callbacks)
 
-    trainable_name = _trainable_name(run_or_experiment, trainable_cls)
-    storage = ExperimentStorage(storage_path or local_dir or default_local_dir(), name or default_name(trainable_name))
-    resuming = resume in (True, "LOCAL", "must") or (resume == "AUTO" and storage.exists())
-    if resuming and not storage.exists():
+    name_of_trainable = trainable_name(run_or_experiment)
+    root = storage_path or local_dir or default_local_dir()
+    resuming_possible = resume_config is not None
+    if name is None:
+        name = reserve_default_name(root, name_of_trainable)
+    storage = ExperimentStorage(root, name)
+    resuming = resuming_possible and storage.exists()
+    if resume is True and not resuming:
         raise ValueError(f"resume={resume!r} but there is no experiment at {storage.path} "
                          "(use resume='AUTO' to start one when none exists)")
     if not resuming and storage.exists():
-        raise ValueError(f"an experiment already exists at {storage.path}: pass resume=True (or 'AUTO') to "
-                         "continue it, or choose another name=")
+        storage.archive_previous()
 
     cluster = mpirt.cluster_resources()
     limit = concurrency_limit(resources, cluster)
@@ -105,33 +155,44 @@ def run(run_or_experiment, *, name=None, metric=None, mode=None, stop=None, time
 
     previous_meta, states = storage.replay() if resuming else ({}, [])
     seed = previous_meta.get("seed", seed if seed is not None else random.randrange(2 ** 31))
-    meta = {"name": storage.name, "trainable": trainable_name, "metric": metric or "", "mode": mode or "",
+    meta = {"name": storage.name, "trainable": name_of_trainable, "metric": metric or "", "mode": mode or "",
             "num_samples": num_samples, "seed": seed,
             "experiment_id": previous_meta.get("experiment_id") or uuid.uuid4().hex[:5]}
     searcher = search_alg or search_mod.BasicVariantGenerator(random_state=seed)
-    kwargs = {"num_samples": num_samples} if "num_samples" in inspect.signature(searcher.set_search_properties).parameters else {}
-    searcher.set_search_properties(metric, mode, config, **kwargs)
+    accepted = inspect.signature(searcher.set_search_properties).parameters
+    spec = {"num_samples": num_samples} if "num_samples" in accepted or any(
+        p.kind == p.VAR_KEYWORD for p in accepted.values()) else {}
+    if not searcher.set_search_properties(metric, mode, config, **spec) and search_space.has_domains(config):
+        raise ValueError(f"You passed a `param_space` with search space definitions to the Tuner, but "
+                         f"{type(searcher).__name__} already has its own search space: pass it to one of them only")
 
     storage.open(fresh=not resuming)
     if resuming:
         storage.record_event("resume")
     else:
         storage.record_start(meta)
+    if _on_start is not None:
+        _on_start(storage.path, name_of_trainable)
     reporter = progress_reporter or ProgressReporter(metric, mode, interval=progress_interval if verbose else None)
-    runner = TrialRunner(trainable_cls, searcher, scheduler, storage, reporter, resources=resources, stopper=stop,
-                         metric=metric, mode=mode, max_concurrent=limit, checkpoint_freq=checkpoint_freq,
-                         checkpoint_at_end=checkpoint_at_end, max_failures=max_failures,
-                         keep_checkpoints_num=keep_checkpoints_num, meta=meta, trial_name_prefix=trainable_name,
-                         experiment_id=meta["experiment_id"], time_budget_s=time_budget_s)
+    runner = TrialRunner(trainable_cls, searcher, scheduler, storage, reporter, resources=resources, stopper=stopper,
+                         metric=metric, mode=mode, max_concurrent=limit, checkpoint_config=checkpoint_config,
+                         max_failures=max_failures, fail_fast=fail_fast, meta=meta,
+                         trial_name_prefix=name_of_trainable, experiment_id=meta["experiment_id"],
+                         time_budget_s=time_budget_s, callbacks=callbacks, num_samples=num_samples,
+                         trial_name_creator=trial_name_creator, trial_dirname_creator=trial_dirname_creator)
     if resuming:
-        _restore_trials(runner, storage, states, searcher, scheduler, metric)
+        _restore_trials(runner, storage, states, searcher, scheduler, metric, resume_config, _refresh_configs)
 
+    callbacks.setup(stop=stopper, num_samples=num_samples, total_num_samples=searcher.total_trials())
     _run_with_signals(runner)
+    callbacks.on_experiment_end(trials=runner.trials)
     analysis = ExperimentAnalysis(runner.trials, storage.path, metric, mode)
     if runner.interrupted is not None:
         raise TuneInterrupted(f"experiment {storage.name} interrupted by {runner.interrupted}; its state is saved "
                               f"in {storage.path}: run it again with resume=True (or 'AUTO') to continue")
     failed = [t for t in runner.trials if t.status == ERROR]
+    if failed and isinstance(fail_fast, str):
+        raise failed[0].exception or TuneError(failed[0].error)
     if failed and raise_on_failed_trial:
         raise TuneError(f"{len(failed)} of {len(runner.trials)} trials failed ({', '.join(map(str, failed[:5]))}); "
                         f"the others finished and are saved in {storage.path}. First error:\n{failed[0].error}")
@@ -141,16 +202,35 @@ def run(run_or_experiment, *, name=None, metric=None, mode=None, stop=None, time
 _REPLAYABLE = (AsyncHyperBandScheduler, MedianStoppingRule)
 
 
-def _restore_trials(runner, storage, states, searcher, scheduler, metric):
-    """Rebuild trials from the journal: finished ones as they were, the rest pending from their checkpoint."""
+def _restore_trials(runner, storage, states, searcher, scheduler, metric, resume_config, refresh_configs):
+    """Rebuild trials from the journal. Each kind of trial (finished, unfinished, errored) is
+    skipped (kept as it ended; an unfinished one is marked TERMINATED), resumed from its last
+    checkpoint (results after that checkpoint are dropped: they will be produced again), or
+    restarted from scratch, as ``resume_config`` says."""
+    kind = resume_config.ResumeType
+    variants = getattr(searcher, "variant", None)
     for state in states:
         trial = Trial(state["id"], state["name"], state["config"], state["resources"], state["index"])
-        trial.local_path = os.path.join(storage.path, state["name"])
+        trial.dirname = state["dir"]
+        if refresh_configs and variants is not None and variants(state["index"]) is not None:
+            trial.config = variants(state["index"])   # the same config, with the new object references
+        if trial.config is None:
+            raise ValueError(f"trial {trial.trial_name}'s config could not be read back from {storage.journal_path}: "
+                             "pass the original param_space to Tuner.restore(param_space=...)")
+        trial.local_path = os.path.join(storage.path, trial.dirname)
         trial.num_failures = state["failures"]
         trial.error = state["error"]
         trial.results = state["results"]
-        finished = state["status"] in (TERMINATED, ERROR)
-        if not finished:
+        trial.checkpoints = [tuple(c) for c in state["checkpoints"]]
+        status = state["status"]
+        category = "finished" if status == TERMINATED else "errored" if status == ERROR else "unfinished"
+        action = getattr(resume_config, category)
+        if action == kind.RESTART:
+            trial.checkpoint_iteration = 0
+            if trial.results:
+                trial.results = []
+                storage.record_truncate(trial, 0)
+        elif action == kind.RESUME:
             checkpoint_file = state["checkpoint"]
             if checkpoint_file and os.path.exists(checkpoint_file):
                 trial.latest_checkpoint = storage.load_checkpoint(checkpoint_file)
@@ -161,8 +241,18 @@ def _restore_trials(runner, storage, states, searcher, scheduler, metric):
             if len(kept) != len(trial.results):
                 trial.results = kept
                 storage.record_truncate(trial, trial.checkpoint_iteration)
+        else:
+            checkpoint_file = state["checkpoint"]
+            if checkpoint_file and os.path.exists(checkpoint_file):
+                trial.latest_checkpoint = storage.load_checkpoint(checkpoint_file)
+                trial.checkpoint_iteration = state["checkpoint_iteration"]
         trial.last_result = trial.results[-1] if trial.results else {}
-        trial.status = state["status"] if finished else PENDING
+        rerun = action in (kind.RESUME, kind.RESTART)
+        if rerun:
+            trial.status = PENDING
+            trial.error = None
+        else:
+            trial.status = status if category != "unfinished" else TERMINATED
         storage.trial_files(trial).rewrite(trial.results)   # the logs may have missed the last lines
         runner.trials.append(trial)
         scheduler.on_trial_add(runner, trial)
@@ -170,9 +260,12 @@ def _restore_trials(runner, storage, states, searcher, scheduler, metric):
             searcher.on_trial_result(trial.trial_id, result)
             if isinstance(scheduler, _REPLAYABLE):   # pure bookkeeping: rebuild rungs and histories
                 scheduler.on_trial_result(runner, trial, result)
-        if finished and isinstance(searcher, search_mod.OptunaSearch) and metric in trial.last_result:
-            searcher.add_evaluated(trial.config, trial.last_result[metric])
-        if not finished:
+        if not rerun and metric and trial.status == TERMINATED and metric in trial.last_result:
+            try:
+                searcher.add_evaluated_point(trial.config, trial.last_result[metric])
+            except NotImplementedError:
+                pass
+        if rerun or status != trial.status:
             storage.record_status(trial)
     if hasattr(searcher, "skip"):
         searcher.skip(len(states))

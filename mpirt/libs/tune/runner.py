@@ -6,14 +6,17 @@ all of them with ``mpirt.wait``, so trials progress independently. Results,
 checkpoints and status changes go to the experiment's storage as they happen.
 """
 import logging
-import numbers
+import os
 import time
 import traceback
 
 import mpirt
 
 from . import schedulers as sched
+from .checkpoint import Checkpoint
+from .result import SHOULD_CHECKPOINT
 from .search import BasicVariantGenerator
+from .stopper import DictStopper
 from .trainable import CHECKPOINT_KEY, RETURNED_KEY, FunctionTrainable, split_metadata
 from .trial import ERROR, PAUSED, PENDING, RUNNING, TERMINATED, Trial
 
@@ -21,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 class TuneError(Exception):
-    """The experiment itself is misconfigured (not one trial's failure)."""
+    """The experiment itself is misconfigured, or (``tune.run``) some trials failed."""
 
 
 class TuneInterrupted(RuntimeError):
@@ -86,8 +89,9 @@ def concurrency_limit(resources, cluster):
 
 class TrialRunner:
     def __init__(self, trainable_cls, searcher, scheduler, storage, reporter, *, resources, stopper, metric, mode,
-                 max_concurrent, checkpoint_freq, checkpoint_at_end, max_failures, keep_checkpoints_num, meta,
-                 trial_name_prefix, experiment_id, time_budget_s=None):
+                 max_concurrent, checkpoint_config, max_failures, meta, trial_name_prefix, experiment_id,
+                 time_budget_s=None, fail_fast=False, callbacks=None, num_samples=None, trial_name_creator=None,
+                 trial_dirname_creator=None):
         self.trainable_cls = trainable_cls
         self.searcher = searcher
         self.scheduler = scheduler
@@ -97,10 +101,16 @@ class TrialRunner:
         self.stopper = stopper
         self.metric, self.mode = metric, mode
         self.max_concurrent = max_concurrent
-        self.checkpoint_freq = checkpoint_freq
-        self.checkpoint_at_end = checkpoint_at_end
+        self.checkpoint_config = checkpoint_config
+        self.checkpoint_freq = checkpoint_config.checkpoint_frequency or 0
+        self.checkpoint_at_end = bool(checkpoint_config.checkpoint_at_end)
         self.max_failures = max_failures
-        self.keep_checkpoints_num = keep_checkpoints_num
+        self.fail_fast = fail_fast
+        self.callbacks = callbacks
+        self.num_samples = num_samples
+        self.trial_name_creator = trial_name_creator
+        self.trial_dirname_creator = trial_dirname_creator
+        self.iteration = 0                   # steps of the loop, for callbacks
         self.meta = meta
         self.trial_name_prefix = trial_name_prefix
         self.experiment_id = experiment_id
@@ -156,14 +166,27 @@ class TrialRunner:
         index = len(self.trials)
         trial_id = f"{self.experiment_id}_{index:05d}"
         trial = Trial(trial_id, f"{self.trial_name_prefix}_{trial_id}", config, self.resources, index)
+        if self.trial_name_creator is not None:
+            trial.trial_name = str(self.trial_name_creator(trial))
+            trial.dirname = trial.trial_name
+        if self.trial_dirname_creator is not None:
+            dirname = str(self.trial_dirname_creator(trial))
+            if os.sep in dirname or dirname in ("", ".", ".."):
+                raise ValueError(f"trial_dirname_creator must return a directory name, not a path: got {dirname!r}")
+            trial.dirname = dirname
         self.trials.append(trial)
         self.storage.record_trial(trial)
         self.scheduler.on_trial_add(self, trial)
         return trial
 
+    def _hook(self, name, **info):
+        if self.callbacks:
+            getattr(self.callbacks, name)(iteration=self.iteration, trials=self.trials, **info)
+
     def run(self):
         start = time.monotonic()
         while self.interrupted is None:
+            self.iteration += 1
             if self.time_budget_s is not None and time.monotonic() - start > self.time_budget_s:
                 self._stop_everything(reason="time budget")
             self._start_trials()
@@ -182,6 +205,8 @@ class TrialRunner:
             self._retire(self._idle.pop())
         self._reap_stopping(wait=2.0 if self.interrupted is None else 0.5)
         self.storage.flush(self.trials, self.meta, final=True)
+        for trial in self.trials:            # trials cut short by an interrupt still have open logs
+            self.storage.close_trial(trial)
         self.reporter.report(self.trials, self.searcher.total_trials(), done=True)
 
     def _all_finished(self):
@@ -219,7 +244,10 @@ class TrialRunner:
             if trial is None:
                 if self.searcher_finished:
                     break
-                config = self.searcher.suggest(f"{self.experiment_id}_{len(self.trials):05d}")
+                if self.num_samples is not None and len(self.trials) >= self.num_samples:
+                    config = self.searcher.FINISHED      # a model-based searcher made num_samples trials
+                else:
+                    config = self.searcher.suggest(f"{self.experiment_id}_{len(self.trials):05d}")
                 if config == self.searcher.FINISHED:
                     self.searcher_finished = True
                     self.scheduler.on_searcher_finished(self)
@@ -243,6 +271,7 @@ class TrialRunner:
         self._inflight[actor.start.remote(self.trainable_cls, trial.config, trial.trial_id, trial.trial_name,
                                           trial.latest_checkpoint)] = (trial, "start", actor)
         self._set_status(trial, RUNNING)
+        self._hook("on_trial_restore" if trial.latest_checkpoint is not None else "on_trial_start", trial=trial)
         self._submit_train(trial)
 
     def _submit_train(self, trial):
@@ -305,11 +334,16 @@ class TrialRunner:
             return
         self._validate(trial, result)
         result.setdefault("config", trial.config)
+        self._hook("on_trial_result", trial=trial, result=result)
+        should_checkpoint = bool(result.pop(SHOULD_CHECKPOINT, False))
         trial.results.append(result)
         trial.last_result = result
         self.storage.record_result(trial, result)
         self.searcher.on_trial_result(trial.trial_id, result)
         if result.get("done") or self._should_stop(trial, result):
+            if should_checkpoint and not self.checkpoint_at_end and not issubclass(self.trainable_cls,
+                                                                                    FunctionTrainable):
+                self._submit_save(trial)
             self._complete(trial)
             return
         decision = self.scheduler.on_trial_result(self, trial, result)
@@ -320,8 +354,8 @@ class TrialRunner:
         elif decision == sched.PAUSE:
             self._pause(trial)
         else:
-            if self.checkpoint_freq and result["training_iteration"] % self.checkpoint_freq == 0 \
-                    and not issubclass(self.trainable_cls, FunctionTrainable):
+            periodic = self.checkpoint_freq and result["training_iteration"] % self.checkpoint_freq == 0
+            if (periodic or should_checkpoint) and not issubclass(self.trainable_cls, FunctionTrainable):
                 self._submit_save(trial)
             self._submit_train(trial)
 
@@ -329,34 +363,32 @@ class TrialRunner:
         if self.metric and self.metric not in result:
             raise TuneError(f"trial {trial} did not report the metric {self.metric!r} named in tune.run(metric=); "
                             f"it reported {sorted(k for k in result if not k.startswith('_'))}")
-        if isinstance(self.stopper, dict):
-            missing = [k for k in self.stopper if k not in result]
+        if isinstance(self.stopper, DictStopper):
+            missing = self.stopper.missing(result)
             if missing:
                 raise TuneError(f"stop criteria {missing} name no metric trial {trial} reports; it reported "
                                 f"{sorted(k for k in result if not k.startswith('_'))}")
 
     def _should_stop(self, trial, result):
-        if not self.stopper:
-            return False
-        if isinstance(self.stopper, dict):
-            for key, threshold in self.stopper.items():
-                value = result.get(key)
-                if isinstance(value, numbers.Number) and value >= threshold:
-                    return True
+        if self.stopper is None:
             return False
         stop = bool(self.stopper(trial.trial_id, result))
-        if hasattr(self.stopper, "stop_all") and self.stopper.stop_all():
+        if self.stopper.stop_all():
             self._stop_everything(reason="stopper")
         return stop
 
     def _store_checkpoint(self, trial, checkpoint, iteration):
+        checkpoint = Checkpoint.from_files(checkpoint.files, checkpoint.path)   # this trial's own (PBT shares)
         trial.latest_checkpoint = checkpoint
         trial.checkpoint_iteration = iteration
         if trial.local_path is None:
             return
-        self.storage.record_checkpoint(trial, checkpoint, iteration)
-        if self.keep_checkpoints_num:
-            self.storage.prune_checkpoints(trial, self.keep_checkpoints_num)
+        trial.latest_checkpoint.path = self.storage.record_checkpoint(trial, checkpoint, iteration)
+        self._hook("on_checkpoint", trial=trial, checkpoint=trial.latest_checkpoint)
+        config = self.checkpoint_config
+        if config.num_to_keep:
+            self.storage.prune_checkpoints(trial, config.num_to_keep, config.checkpoint_score_attribute,
+                                           config.checkpoint_score_order)
 
     def _complete(self, trial):
         if self.checkpoint_at_end and not issubclass(self.trainable_cls, FunctionTrainable):
@@ -375,13 +407,16 @@ class TrialRunner:
         if status == TERMINATED:
             self.searcher.on_trial_complete(trial.trial_id, trial.last_result, error=False)
             self.scheduler.on_trial_complete(self, trial, trial.last_result)
+            self._hook("on_trial_complete", trial=trial)
 
     def _on_trial_error(self, trial, error):
         trial.num_failures += 1
+        trial.exception = error
         trial.error = getattr(error, "traceback_str", None) or "".join(
             traceback.format_exception(type(error), error, error.__traceback__))
         self._stop_actor(trial, kill_now=True)
-        if self.max_failures < 0 or trial.num_failures <= self.max_failures:
+        if not self.fail_fast and (self.max_failures < 0 or trial.num_failures <= self.max_failures):
+            self._hook("on_trial_recover", trial=trial)
             logger.warning("trial %s failed (%d of %s failures allowed); restarting from %s", trial,
                            trial.num_failures, self.max_failures if self.max_failures >= 0 else "unlimited",
                            f"iteration {trial.checkpoint_iteration}" if trial.latest_checkpoint else "scratch")
@@ -391,6 +426,10 @@ class TrialRunner:
         self.storage.close_trial(trial)
         self.searcher.on_trial_complete(trial.trial_id, trial.last_result, error=True)
         self.scheduler.on_trial_error(self, trial)
+        self._hook("on_trial_error", trial=trial)
+        if self.fail_fast:
+            logger.warning("trial %s failed and fail_fast is set: stopping the experiment", trial)
+            self._stop_everything(reason="fail_fast")
 
     def _set_status(self, trial, status):
         trial.status = status

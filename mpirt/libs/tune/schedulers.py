@@ -336,3 +336,22 @@ class PopulationBasedTraining(TrialScheduler):
             else:
                 factor = self._rng.choice([0.8, 1.2])
                 config[key] = type(current)(current * factor) if isinstance(current, int) else current * factor
+
+
+_SCHEDULERS = {
+    "fifo": FIFOScheduler,
+    "async_hyperband": AsyncHyperBandScheduler,
+    "asynchyperband": AsyncHyperBandScheduler,
+    "median_stopping_rule": MedianStoppingRule,
+    "medianstopping": MedianStoppingRule,
+    "hyperband": HyperBandScheduler,
+    "pbt": PopulationBasedTraining,
+}
+
+
+def create_scheduler(scheduler, **kwargs):
+    """A scheduler by name (``"async_hyperband"``, ``"pbt"``, ...), built with ``kwargs``."""
+    key = scheduler.lower() if isinstance(scheduler, str) else scheduler
+    if key not in _SCHEDULERS:
+        raise ValueError(f"The `scheduler` argument must be one of {list(_SCHEDULERS)}. Got: {scheduler}")
+    return _SCHEDULERS[key](**kwargs)

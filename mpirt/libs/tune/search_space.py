@@ -64,11 +64,14 @@ class Integer(Domain):
         self.lower, self.upper, self.q, self.log = int(lower), int(upper), q, log
 
     def sample(self, rng, spec=None):
+        if self.log:
+            value = int(math.exp(rng.uniform(math.log(self.lower), math.log(self.upper))))
+            if self.q is None:
+                return min(value, self.upper - 1)
+            return int(min(max(self.quantized(value), self.lower), self.upper))
         if self.q is not None:
             value = rng.randint(self.lower, self.upper)
             return int(min(max(self.quantized(value), self.lower), self.upper))
-        if self.log:
-            return int(math.exp(rng.uniform(math.log(self.lower), math.log(self.upper))))
         return rng.randrange(self.lower, self.upper)
 
     def __repr__(self):
@@ -76,13 +79,13 @@ class Integer(Domain):
 
 
 class Normal(Domain):
-    def __init__(self, mean=0.0, sd=1.0):
+    def __init__(self, mean=0.0, sd=1.0, q=None):
         if sd <= 0:
             raise ValueError(f"tune.randn() needs sd > 0, got {sd}")
-        self.mean, self.sd = float(mean), float(sd)
+        self.mean, self.sd, self.q = float(mean), float(sd), q
 
     def sample(self, rng, spec=None):
-        return rng.gauss(self.mean, self.sd)
+        return self.quantized(rng.gauss(self.mean, self.sd))
 
     def __repr__(self):
         return f"randn({self.mean}, {self.sd})"
@@ -146,8 +149,18 @@ def lograndint(lower, upper):
     return Integer(lower, upper, log=True)
 
 
+def qlograndint(lower, upper, q):
+    """Integers in ``[lower, upper]`` sampled log-uniformly, rounded to multiples of ``q``."""
+    return Integer(lower, upper, q=q, log=True)
+
+
 def randn(mean=0.0, sd=1.0):
     return Normal(mean, sd)
+
+
+def qrandn(mean, sd, q):
+    """Normally distributed floats rounded to multiples of ``q``."""
+    return Normal(mean, sd, q=q)
 
 
 def sample_from(func):

@@ -67,3 +67,33 @@ class StatusReporter:
         """Attach a dict checkpoint to the next report."""
         from .checkpoint import Checkpoint
         _current().pending_checkpoint = Checkpoint.from_dict(data)
+
+
+class TuneContext:
+    """What ``tune.get_context()`` returns inside a trial: its name, id and directory."""
+
+    def get_trial_name(self):
+        return _current().trial_name
+
+    def get_trial_id(self):
+        return _current().trial_id
+
+    def get_trial_dir(self):
+        return _current().trial_dir
+
+    def get_world_size(self):
+        return 1
+
+    def get_world_rank(self):
+        return 0
+
+    def get_local_rank(self):
+        return 0
+
+    def get_metadata(self):
+        return {}
+
+
+def get_context():
+    """The running trial's context (``get_trial_name()``, ``get_trial_id()``, ``get_trial_dir()``)."""
+    return TuneContext()

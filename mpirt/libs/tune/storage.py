@@ -13,6 +13,7 @@
 """
 import base64
 import csv
+import itertools
 import json
 import logging
 import numbers
@@ -38,9 +39,32 @@ def default_local_dir():
     return slurm.default_results_dir()
 
 
-def default_name(trainable_name):
-    """Under Slurm the job's name and id (stable across requeues, so the job finds its experiment)."""
-    return slurm.default_run_name() or f"{trainable_name}_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+_slurm_names_given = itertools.count(1)
+
+
+def reserve_default_name(local_dir, trainable_name):
+    """A new experiment's name when none is given; it never names an existing experiment.
+
+    Outside Slurm: ``<trainable>_<date>`` as in Ray, with ``_2``, ``_3``, ... when that directory
+    exists (made here with ``mkdir``, so two experiments started in the same second, even by
+    two processes, get different directories). Under Slurm: ``<job name>-<job id>`` for the
+    script's first experiment, ``..._2`` for its second, ...: the same names when a requeued
+    job runs the script again, so ``resume="AUTO"`` finds each one.
+    """
+    base = slurm.default_run_name()
+    if base:
+        number = next(_slurm_names_given)
+        return base if number == 1 else f"{base}_{number}"
+    base = f"{trainable_name}_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    local_dir = os.path.abspath(os.path.expanduser(local_dir))
+    os.makedirs(local_dir, exist_ok=True)
+    for number in itertools.count(1):
+        name = base if number == 1 else f"{base}_{number}"
+        try:
+            os.mkdir(os.path.join(local_dir, name))
+            return name
+        except FileExistsError:
+            continue
 
 
 def to_json(value):
@@ -75,6 +99,22 @@ def _encode(obj):
 
 def _decode(text):
     return cloudpickle.loads(base64.b64decode(text))
+
+
+def _decode_or_none(text):
+    """A journaled config, or None when it cannot be unpickled here (restore then needs param_space=)."""
+    try:
+        return _decode(text)
+    except Exception:  # noqa: BLE001 - e.g. a class that no longer exists
+        logger.warning("a trial's config in the journal could not be unpickled", exc_info=True)
+        return None
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 class _BackgroundWriter:
@@ -205,6 +245,23 @@ class ExperimentStorage:
     def exists(self):
         return os.path.exists(self.journal_path)
 
+    def archive_previous(self):
+        """Set an earlier experiment's state aside (renamed with its start time) before a new one
+        starts in the same directory, so the two never mix; its trial directories stay."""
+        stamp = time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(os.path.getmtime(self.journal_path)))
+        for name in (JOURNAL, HDF5_FILE, "tuner.pkl"):
+            old = os.path.join(self.path, name)
+            if os.path.exists(old):
+                stem, ext = os.path.splitext(name)
+                target = os.path.join(self.path, f"{stem}-{stamp}{ext}")
+                number = 2
+                while os.path.exists(target):
+                    target = os.path.join(self.path, f"{stem}-{stamp}_{number}{ext}")
+                    number += 1
+                os.replace(old, target)
+        logger.warning("an earlier experiment's state at %s was renamed to *-%s.*: a new experiment starts there "
+                       "(pass resume=True or use Tuner.restore() to continue the earlier one)", self.path, stamp)
+
     # ---- journal
     def open(self, fresh):
         os.makedirs(self.path, exist_ok=True)
@@ -222,11 +279,11 @@ class ExperimentStorage:
         self._log({"e": "start", "time": time.time(), **to_json(meta)})
 
     def record_trial(self, trial):
-        trial.local_path = os.path.join(self.path, trial.trial_name)
+        trial.local_path = os.path.join(self.path, trial.dirname)
         files = self.trial_files(trial)
         files.write_params(trial.config)
         self._log({"e": "trial", "id": trial.trial_id, "name": trial.trial_name, "index": trial.index,
-                   "config": _encode(trial.config), "resources": trial.resources})
+                   "dir": trial.dirname, "config": _encode(trial.config), "resources": trial.resources})
 
     def record_config(self, trial):
         self.trial_files(trial).write_params(trial.config)
@@ -262,25 +319,41 @@ class ExperimentStorage:
                 dataset.attrs["path"] = rel
         os.replace(tmp, final)
         self._log({"e": "checkpoint", "id": trial.trial_id, "iteration": iteration,
-                   "file": os.path.join(trial.trial_name, filename)})
+                   "file": os.path.join(trial.dirname, filename)})
+        trial.checkpoints = [c for c in trial.checkpoints if c[1] != final] + [(iteration, final)]
         return final
 
-    def prune_checkpoints(self, trial, keep):
-        """Keep only the newest ``keep`` checkpoint files of ``trial`` (pruned in the background)."""
-        _writer.submit(self._prune, trial.local_path, keep)
+    def prune_checkpoints(self, trial, keep, score_attribute=None, score_order="max"):
+        """Keep ``keep`` checkpoint files of ``trial``: the best by ``score_attribute`` (the result
+        at each checkpoint's iteration), else the newest; the latest one always stays, since resuming
+        needs it. Files go in the background; the journal says which were dropped."""
+        if len(trial.checkpoints) <= keep:
+            return
+        latest = trial.checkpoints[-1]
+        if score_attribute:
+            by_iteration = {r.get("training_iteration"): r for r in trial.results}
 
-    @staticmethod
-    def _prune(path, keep):
-        names = sorted(n for n in os.listdir(path) if n.startswith("checkpoint_") and n.endswith(".h5"))
-        for name in names[:-keep]:
-            os.remove(os.path.join(path, name))
+            def score(entry):
+                value = by_iteration.get(entry[0], {}).get(score_attribute)
+                if not isinstance(value, numbers.Number):
+                    return float("-inf")
+                return value if score_order == "max" else -value
+            ranked = sorted(trial.checkpoints, key=score, reverse=True)
+        else:
+            ranked = list(reversed(trial.checkpoints))
+        kept = set(map(tuple, ranked[:keep])) | {tuple(latest)}
+        dropped = [c for c in trial.checkpoints if tuple(c) not in kept]
+        trial.checkpoints = [c for c in trial.checkpoints if tuple(c) in kept]
+        for iteration, file in dropped:
+            self._log({"e": "drop_checkpoint", "id": trial.trial_id, "iteration": iteration})
+            _writer.submit(_remove_quietly, file)
 
     @staticmethod
     def load_checkpoint(path):
         import h5py
         with h5py.File(path, "r") as f:
             files = {f[name].attrs["path"]: f[name][()].tobytes() for name in f}
-        return Checkpoint(files)
+        return Checkpoint.from_files(files, path)
 
     def trial_files(self, trial):
         files = self._files.get(trial.trial_id)
@@ -307,13 +380,15 @@ class ExperimentStorage:
                     meta = meta or event
                 elif kind == "trial":
                     trials[event["id"]] = {"id": event["id"], "name": event["name"], "index": event["index"],
-                                           "config": _decode(event["config"]), "resources": event["resources"],
-                                           "results": [], "status": "PENDING", "failures": 0, "error": None,
-                                           "checkpoint": None, "checkpoint_iteration": 0}
+                                           "dir": event.get("dir", event["name"]),
+                                           "config": _decode_or_none(event["config"]),
+                                           "resources": event["resources"], "results": [], "status": "PENDING",
+                                           "failures": 0, "error": None, "checkpoint": None,
+                                           "checkpoint_iteration": 0, "checkpoints": []}
                 elif event.get("id") in trials:
                     state = trials[event["id"]]
                     if kind == "config":
-                        state["config"] = _decode(event["config"])
+                        state["config"] = _decode_or_none(event["config"])
                     elif kind == "result":
                         state["results"].append(event["result"])
                     elif kind == "status":
@@ -322,8 +397,13 @@ class ExperimentStorage:
                         state["results"] = [r for r in state["results"]
                                             if r.get("training_iteration", 0) <= event["upto"]]
                     elif kind == "checkpoint":
-                        state["checkpoint"] = os.path.join(self.path, event["file"])
+                        file = os.path.join(self.path, event["file"])
+                        state["checkpoint"] = file
                         state["checkpoint_iteration"] = event["iteration"]
+                        state["checkpoints"] = [c for c in state["checkpoints"] if c[1] != file] + [
+                            (event["iteration"], file)]
+                    elif kind == "drop_checkpoint":
+                        state["checkpoints"] = [c for c in state["checkpoints"] if c[0] != event["iteration"]]
         return meta, list(trials.values())
 
     # ---- the HDF5 summary
@@ -379,7 +459,7 @@ class ExperimentStorage:
         if trial.local_path and os.path.isdir(trial.local_path):
             for filename in sorted(os.listdir(trial.local_path)):
                 if filename.startswith("checkpoint_") and filename.endswith(".h5"):
-                    relative = os.path.join(trial.trial_name, filename)
+                    relative = os.path.join(trial.dirname, filename)
                     checkpoints[filename[:-3]] = h5py.ExternalLink(relative, "/")
         if trial.latest_checkpoint is not None:
             group.attrs["latest_checkpoint_iteration"] = trial.checkpoint_iteration

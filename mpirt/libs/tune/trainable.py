@@ -26,14 +26,14 @@ def with_metadata(checkpoint, meta):
     """``checkpoint`` plus Tune's bookkeeping (iteration, time, timesteps) as one more file."""
     files = checkpoint.files
     files[_METADATA_FILE] = pickle.dumps(meta)
-    return Checkpoint(files)
+    return Checkpoint(files=files)
 
 
 def split_metadata(checkpoint):
     """(the user's checkpoint, Tune's bookkeeping dict) of a checkpoint made by ``with_metadata``."""
     files = checkpoint.files
     meta = pickle.loads(files.pop(_METADATA_FILE)) if _METADATA_FILE in files else {}
-    return Checkpoint(files), meta
+    return Checkpoint(files=files), meta
 # The checkpoint a function trainable reported travels to the driver inside its result.
 CHECKPOINT_KEY = "__checkpoint__"
 # Marks the result of a function trainable that returned: it ends the trial and carries no new metrics.
@@ -280,4 +280,7 @@ def wrap_function(function):
     if not callable(function):
         raise TypeError(f"a trainable must be a function or a Trainable subclass, got {function!r}")
     name = getattr(function, "__name__", "trainable")
-    return type(name, (FunctionTrainable,), {"_function": staticmethod(function), "__module__": function.__module__})
+    attrs = {"_function": staticmethod(function), "__module__": getattr(function, "__module__", __name__)}
+    if getattr(function, "_resources", None) is not None:     # tune.with_resources
+        attrs["_resources"] = function._resources
+    return type(name, (FunctionTrainable,), attrs)

@@ -1,0 +1,4 @@
+"""``ray.tune.search.bayesopt``: BayesOptSearch (needs ``pip install bayesian-optimization``)."""
+from .bayesopt_search import BayesOptSearch
+
+__all__ = ["BayesOptSearch"]

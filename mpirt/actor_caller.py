@@ -128,6 +128,8 @@ class ActorCaller:
     def kill(self, actor_id, no_restart=True):
         rt = self.rt
         with rt.lock:
+            if not no_restart and owner_of(actor_id) in rt.failures.dead:
+                no_restart = True      # only the owner could restart it, and it is gone
             if not no_restart:
                 # Only the owner counts restarts: it decides between a restart and the end.
                 if owner_of(actor_id) == rt.rank:
@@ -398,6 +400,9 @@ class ActorCaller:
             self.rt.objects.set_ready(object_id, blob, True)
 
     def _mark_dead(self, actor_id, state, why, inflight):
+        if owner_of(actor_id) == self.rt.rank:
+            # Dead for good (no host said so if it died with its rank): the head frees its name.
+            self.rt.send(HEAD_RANK, ("actor_dead", actor_id))
         state.dead_blob = self._died_blob(actor_id, why)
         for rec in list(inflight) + list(state.queue):
             self._fail(rec, state.dead_blob)

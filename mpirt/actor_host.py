@@ -18,7 +18,7 @@ import time
 from . import runtime_env, tracing
 from .exceptions import ActorDiedError, ActorUnavailableError, ErrorPayload, TaskCancelledError
 from .executor import as_task_failure, error_blobs, resolve_arguments, serialize_returns
-from .runtime import HEAD_RANK, POLL_BUDGET, task_context
+from .runtime import HEAD_RANK, POLL_BUDGET, async_call, task_context
 from .serialization import loads
 from .threads import WorkerThreads
 
@@ -114,7 +114,7 @@ class HostedActor:
     __slots__ = ("actor_id", "cls", "class_name", "instance", "dead_error", "pool", "loop", "is_async", "owner",
                  "constructed", "num_gpus", "table", "bound", "generation", "pools", "semaphores", "max_task_retries",
                  "create_args", "environment", "restarts_left", "detached", "name", "held", "restarts", "running",
-                 "cancelled")
+                 "cancelled", "unanswered", "environment_holds")
 
     def __init__(self, actor_id, cls, owner):
         self.actor_id = actor_id
@@ -143,6 +143,8 @@ class HostedActor:
         self.restarts = 0        # times its constructor ran again (was_current_actor_reconstructed)
         self.running = {}        # call id -> CallContext of the calls running now
         self.cancelled = set()   # ids of calls cancelled before they started
+        self.unanswered = {}     # async actors: call id -> (caller, num_returns) of the calls not answered yet
+        self.environment_holds = 0   # its calls and constructor holding the rank's environment now
 
     def current_handle(self):
         """A handle to this actor, for ``get_runtime_context().current_actor``. It does not
@@ -224,6 +226,8 @@ class ActorHost:
             self._reply(source, call_id, error_blobs(actor.dead_error, num_returns), True)
             return
         if actor.is_async:
+            # Answered by _call_async, or by _die if the loop stops first.
+            actor.unanswered[call_id] = (source, num_returns)
             self._submit(actor, self._call_async, actor, source, call_id, method, args_blob, inlined, num_returns,
                          overrides, actor.generation)
             return
@@ -294,6 +298,11 @@ class ActorHost:
         actor.instance = None
         actor.bound = {}     # bound methods hold the instance, and with it whatever refs it kept
         if actor.loop is not None:
+            # The loop stops: the calls it has not answered yet never will be (a threaded actor's
+            # queued calls still run, and find it dead).
+            for call_id, (caller, num_returns) in actor.unanswered.items():
+                self._reply(caller, call_id, error_blobs(error, num_returns), True)
+            actor.unanswered.clear()
             actor.loop.call_soon_threadsafe(actor.loop.stop)
         else:
             actor.pool.stop()
@@ -326,31 +335,63 @@ class ActorHost:
         if POLL_BUDGET:
             self.rt.transport.poll(ready, POLL_BUDGET, yielding=True)
 
+    def enter_environment(self, actor):
+        """Put the actor's runtime_env in place (runtime lock held; may wait on the runtime's
+        condition), as a task's is (``runtime_env.RankEnvironment``: the rank runs one
+        environment at a time). A call of an actor that already holds it joins without waiting:
+        waiting would block the loop (async actors) or the calls it waits behind."""
+        environment = self.rt.executor.environment
+        if actor.environment_holds:
+            environment.join()
+        else:
+            environment.enter(actor.environment)
+        actor.environment_holds += 1
+
+    def leave_environment(self, actor):
+        """Undo one ``enter_environment`` (runtime lock held)."""
+        actor.environment_holds -= 1
+        self.rt.executor.environment.leave()
+
     def _hold_environment(self, actor):
-        """Put the actor's runtime_env in place for one call (or its constructor), as a task's
-        is (``runtime_env.RankEnvironment``: the rank runs one environment at a time); True if
-        it has one beyond the job's and now holds it."""
+        """``enter_environment`` for a constructor or a threaded call; True if the actor has a
+        runtime_env beyond the job's and now holds it."""
         if actor.environment is None:
             return False
         with self.rt.lock:
-            self.rt.executor.environment.enter(actor.environment)
-        task_context.environment = actor.environment
+            self.enter_environment(actor)
         return True
 
-    def _release_environment(self):
-        task_context.environment = None
+    async def _hold_environment_async(self, actor):
+        """The same for an async call, waiting (if it must) on a thread of the loop's executor."""
+        if actor.environment is None:
+            return False
         with self.rt.lock:
-            self.rt.executor.environment.leave()
+            if actor.environment_holds:
+                self.enter_environment(actor)   # joins: no wait
+                return True
+        await asyncio.get_running_loop().run_in_executor(None, self._hold_environment, actor)
+        return True
+
+    def _release_environment(self, actor):
+        with self.rt.lock:
+            self.leave_environment(actor)
 
     def _construct(self, actor, cls, args_blob, inlined, hold_environment=True):
-        task_context.label = f"{cls.__name__}.__init__"
-        task_context.num_gpus = actor.num_gpus
-        task_context.actor, task_context.call = actor, None
+        """Run ``__init__`` and publish the instance. Also run by a call whose ``sys.exit()``
+        restarted the actor, on that call's thread: what the call set in ``task_context`` is
+        put back after."""
+        context = task_context
+        saved = (getattr(context, "label", None), getattr(context, "num_gpus", 0.0),
+                 getattr(context, "actor", None), getattr(context, "call", None))
+        context.label = f"{cls.__name__}.__init__"
+        context.num_gpus = actor.num_gpus
+        context.actor, context.call = actor, None
         held = hold_environment and self._hold_environment(actor)
         try:
             args, kwargs = resolve_arguments(self.rt, args_blob, inlined)
+            instance = cls(*args, **kwargs)
             actor.bound = {}
-            actor.instance = cls(*args, **kwargs)
+            actor.instance = instance
         except BaseException as exc:  # noqa: B902 - the constructor's failure kills the actor
             failure = as_task_failure(exc, f"{cls.__name__}.__init__", self.rt.rank)
             with self.rt.lock:
@@ -359,9 +400,8 @@ class ActorHost:
             return
         finally:
             if held:
-                self._release_environment()
-            task_context.label = None
-            task_context.actor = None
+                self._release_environment(actor)
+            context.label, context.num_gpus, context.actor, context.call = saved
             actor.constructed.set()
 
     def _call(self, actor, caller, call_id, method, args_blob, inlined, num_returns, overrides=None,
@@ -379,12 +419,15 @@ class ActorHost:
         actor.running[call_id] = call
         started = time.time()
         held = actor.environment is not None and self._hold_environment(actor)
+        if held:
+            context.environment_actor = actor   # let go while the call waits in get/wait (Runtime)
         try:
             blobs, is_error = self._invoke(actor, method, args_blob, inlined, num_returns, label, overrides,
                                            generation)
         finally:
             if held:
-                self._release_environment()
+                context.environment_actor = None
+                self._release_environment(actor)
             context.label = None
             context.num_gpus = 0.0
             context.actor = context.call = None
@@ -413,10 +456,9 @@ class ActorHost:
             except ActorExit as exit_request:
                 return self._exit(actor, num_returns, exit_request)
             except SystemExit as exc:
-                restarted = self._process_exit(actor, exc)
+                restarted = self._process_exit(actor, exc, environment_held=True)
                 if restarted and restart_retries != 0:
                     restart_retries -= 1 if restart_retries > 0 else 0
-                    task_context.label = label       # __init__ set its own
                     continue
                 return error_blobs(_exit_error(actor, exc, restarted), num_returns), True
             except BaseException as exc:  # noqa: B902 - the call's failure is its result
@@ -431,7 +473,11 @@ class ActorHost:
         restart_retries = _call_retries(actor, method, overrides)
         if actor.dead_error is not None or (generation != actor.generation and restart_retries == 0):
             error = actor.dead_error if actor.dead_error is not None else _restarted_error(actor)
-            self._reply(caller, call_id, error_blobs(error, num_returns), True)
+            self._answer_async(actor, caller, call_id, error_blobs(error, num_returns), True)
+            return
+        if actor.cancelled and call_id in actor.cancelled:
+            actor.cancelled.discard(call_id)
+            self._answer_async(actor, caller, call_id, error_blobs(_cancelled_error(label), num_returns), True)
             return
         group = overrides.get("concurrency_group") if overrides else None
         if group is None:
@@ -440,13 +486,13 @@ class ActorHost:
         semaphore = actor.semaphores.get(group) or actor.semaphores[None]
         started = tracing.now()
         retries, retry_on = _retry_rule(actor, method, overrides)
-        if actor.cancelled and call_id in actor.cancelled:
-            actor.cancelled.discard(call_id)
-            self._reply(caller, call_id, error_blobs(_cancelled_error(label), num_returns), True)
-            return
         call = CallContext(call_id, method)
         call.task = asyncio.current_task()
         actor.running[call_id] = call
+        # This coroutine's own context (its asyncio task's): the actor's other calls interleave
+        # with it on the same thread.
+        async_call.set((actor, call, label))
+        task_context.num_gpus = actor.num_gpus
         try:
             async with semaphore:
                 while True:
@@ -454,28 +500,24 @@ class ActorHost:
                         loop = asyncio.get_running_loop()
                         args, kwargs = await loop.run_in_executor(None, resolve_arguments, self.rt, args_blob,
                                                                   inlined)
-                        task_context.label = label
-                        task_context.num_gpus = actor.num_gpus
-                        task_context.actor, task_context.call = actor, call
                         function = actor.bound.get(method) or _bind_method(actor, method)
-                        held = actor.environment is not None and self._hold_environment(actor)
+                        held = await self._hold_environment_async(actor)
                         try:
                             result = function(*args, **kwargs)
                             if inspect.isawaitable(result):
                                 result = await result
                         finally:
                             if held:
-                                self._release_environment()
+                                self._release_environment(actor)
                         blobs, is_error = serialize_returns(label, result, num_returns, self.rt.store), False
                     except asyncio.CancelledError:
                         blobs, is_error = error_blobs(_cancelled_error(label), num_returns), True
                     except ActorExit as exit_request:
                         blobs, is_error = self._exit(actor, num_returns, exit_request)
                     except SystemExit as exc:
-                        restarted = self._process_exit(actor, exc)
+                        restarted = self._process_exit(actor, exc, environment_held=False)
                         if restarted and restart_retries != 0:
                             restart_retries -= 1 if restart_retries > 0 else 0
-                            task_context.label = label
                             continue
                         blobs, is_error = error_blobs(_exit_error(actor, exc, restarted), num_returns), True
                     except BaseException as exc:  # noqa: B902
@@ -488,9 +530,14 @@ class ActorHost:
             blobs, is_error = error_blobs(_cancelled_error(label), num_returns), True
         actor.running.pop(call_id, None)
         tracing.record("actor", label, started, tracing.now(), failed=is_error)
-        self._reply(caller, call_id, blobs, is_error)
+        self._answer_async(actor, caller, call_id, blobs, is_error)
 
-    def _process_exit(self, actor, exc):
+    def _answer_async(self, actor, caller, call_id, blobs, is_error):
+        """Reply to an async call unless ``_die`` already did (the actor died while it ran)."""
+        if actor.unanswered.pop(call_id, None) is not None:
+            self._reply(caller, call_id, blobs, is_error)
+
+    def _process_exit(self, actor, exc, environment_held):
         """``sys.exit()`` in a method: what Ray does when an actor's process exits, for this
         actor only (its rank and the other actors there go on). Status 0 (``sys.exit()``) is an
         intended exit: the actor ends for good. Any other status is a crash: while
@@ -513,8 +560,8 @@ class ActorHost:
                 actor.restarts_left -= 1
             _begin_restart(actor)
             self.rt.send(actor.owner, ("actor_restarted", actor.actor_id))
-        # The call that exited holds the environment (if any) for this thread already.
-        self._construct(actor, actor.cls, *actor.create_args, hold_environment=False)
+        # A threaded call that exited holds the actor's environment (if any) already.
+        self._construct(actor, actor.cls, *actor.create_args, hold_environment=not environment_held)
         return actor.dead_error is None
 
     def _exit(self, actor, num_returns, exit_request=None):
@@ -586,7 +633,8 @@ def _bind_method(actor, name):
             raise AttributeError(f"actor class {actor.class_name} has no method {name!r}") from None
         getter = getattr(type(raw), "__get__", None)
         function = getter(raw, instance, actor.cls) if getter is not None else raw
-    actor.bound[name] = function
+    if instance is not None and actor.instance is instance:   # not if a restart replaced it meanwhile
+        actor.bound[name] = function
     return function
 
 

@@ -245,6 +245,9 @@ class TaskExecutor:
                     retryable = _matches(retry_exceptions, exc)
                     blobs = error_blobs(as_task_failure(exc, name, rt.rank), len(return_ids))
         finally:
+            if task.environment_held:   # a cancel's KeyboardInterrupt can land before the inner let-go
+                with rt.lock:
+                    self._leave_environment(task)
             task_context.task = None
             task_context.label = None
             task_context.num_gpus = 0.0

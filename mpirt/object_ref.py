@@ -1,5 +1,7 @@
 """ObjectRef: a future for a value owned by the rank that created it."""
+import asyncio
 import collections
+import concurrent.futures
 import threading
 
 from .reachability import ARRIVED, CREATED, DELETED, PICKLED, PINNED
@@ -68,6 +70,27 @@ class ObjectRef:
 
     def __repr__(self):
         return f"ObjectRef({self.hex()})"
+
+    def future(self):
+        """A ``concurrent.futures.Future`` that gets the value (or the error) once it is ready,
+        as Ray's ``ObjectRef.future()``."""
+        from .api import get   # api imports this module
+
+        future = concurrent.futures.Future()
+
+        def resolve():
+            try:
+                future.set_result(get(self))
+            except BaseException as exc:  # noqa: B902 - the future carries it
+                future.set_exception(exc)
+
+        threading.Thread(target=resolve, name="mpirt-ref-future", daemon=True).start()
+        return future
+
+    def __await__(self):
+        """``await ref`` (in an async actor's methods, or any asyncio code): the value, without
+        blocking the event loop."""
+        return asyncio.wrap_future(self.future()).__await__()
 
     def __reduce__(self):
         ref_events.append((self.id, pickle_event()))

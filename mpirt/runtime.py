@@ -4,6 +4,7 @@ Every rank (driver, head scheduler, workers) holds one Runtime. One lock guards
 all of its state; the progress thread takes it to handle a message, user and
 task threads take it to submit work or wait on ``cond``.
 """
+import contextvars
 import gc
 import itertools
 import os
@@ -28,6 +29,19 @@ HEAD_RANK = 1
 
 # The task a thread is running (worker ranks), so get/wait know to release its CPU.
 task_context = threading.local()
+# The call a coroutine of an async actor runs for: (hosted actor, CallContext, label). The
+# coroutines of one actor share its loop's thread, so thread-local state would mix them up;
+# each asyncio task has a context of its own.
+async_call = contextvars.ContextVar("mpirt_async_actor_call", default=None)
+
+
+def running_actor_call():
+    """(hosted actor, CallContext) of the actor call or constructor running here, async or not;
+    (None, None) in a task or on the driver."""
+    current = async_call.get()
+    if current is not None:
+        return current[0], current[1]
+    return getattr(task_context, "actor", None), getattr(task_context, "call", None)
 
 
 GC_THRESHOLD = 20_000
@@ -226,8 +240,9 @@ class Runtime:
         if task is not None:
             self.executor.task_blocked(task)
             return True
-        if getattr(task_context, "environment", None) is not None:   # an actor call holding its own
-            self.executor.environment.leave()
+        actor = getattr(task_context, "environment_actor", None)
+        if actor is not None:            # a threaded actor call holding its actor's runtime_env
+            self.actor_host.leave_environment(actor)
             return True
         return False
 
@@ -236,7 +251,7 @@ class Runtime:
         if task is not None:
             self.executor.task_unblocked(task)
         else:
-            self.executor.environment.enter(task_context.environment)
+            self.actor_host.enter_environment(task_context.environment_actor)
 
     def raise_first_error(self, refs):
         """Raise the error of the first failed object among ``refs`` (ready or not)."""

@@ -21,7 +21,7 @@ What the executing task or actor call is comes from ``runtime.task_context`` (th
 Missing fields read as their defaults, so a context set by an older host still answers.
 """
 from .launch import current_runtime
-from .runtime import task_context
+from .runtime import async_call, running_actor_call, task_context
 
 
 def hex_id(value):
@@ -94,7 +94,7 @@ class RuntimeContext:
         task = getattr(task_context, "task", None)
         if task is not None:
             return hex_id(task.task_id)
-        call = getattr(task_context, "call", None)
+        _, call = running_actor_call()
         if call is not None:
             return hex_id(call.call_id)
         return None
@@ -102,6 +102,9 @@ class RuntimeContext:
     def get_task_name(self):
         """The running task's name (its ``name`` option, else the function's name; ``Class.method``
         for an actor call); None on the driver."""
+        current = async_call.get()
+        if current is not None:
+            return current[2]
         if getattr(task_context, "task", None) is None and getattr(task_context, "actor", None) is None:
             return None
         return getattr(task_context, "label", None)
@@ -112,10 +115,9 @@ class RuntimeContext:
         if task is not None:
             function = task.function
             return None if function is None else _qualified(function)
-        actor = getattr(task_context, "actor", None)
+        actor, call = running_actor_call()
         if actor is None:
             return None
-        call = getattr(task_context, "call", None)
         method = getattr(call, "method", None) or "__init__"
         return f"{_qualified(actor.cls)}.{method}"
 
@@ -125,7 +127,7 @@ class RuntimeContext:
         task = getattr(task_context, "task", None)
         if task is not None:
             return dict(task.shape)
-        actor = getattr(task_context, "actor", None)
+        actor, _ = running_actor_call()
         if actor is not None:
             return dict(getattr(actor, "held", None) or {})
         raise AssertionError(_in_worker_only("get_assigned_resources"))
@@ -150,7 +152,9 @@ class RuntimeContext:
         task = getattr(task_context, "task", None)
         if task is not None:
             return task.cancelled
-        call = getattr(task_context, "call", None)
+        if async_call.get() is not None:
+            raise RuntimeError("This method is not supported in an async actor.")   # Ray's words
+        _, call = running_actor_call()
         if call is not None:
             return bool(getattr(call, "cancelled", False))
         raise RuntimeError(_in_worker_only("is_canceled"))
@@ -158,18 +162,18 @@ class RuntimeContext:
     # -- the actor ------------------------------------------------------------
     def get_actor_id(self):
         """The id of the actor this runs in, in hex; None in a task or on the driver."""
-        actor = getattr(task_context, "actor", None)
+        actor, _ = running_actor_call()
         return None if actor is None else hex_id(actor.actor_id)
 
     def get_actor_name(self):
         """The actor's name ("" for an unnamed actor); None in a task or on the driver."""
-        actor = getattr(task_context, "actor", None)
+        actor, _ = running_actor_call()
         return None if actor is None else getattr(actor, "name", None) or ""
 
     @property
     def was_current_actor_reconstructed(self):
         """Whether this actor's constructor has run more than once (it was restarted)."""
-        actor = getattr(task_context, "actor", None)
+        actor, _ = running_actor_call()
         if actor is None:
             raise AssertionError("was_current_actor_reconstructed is only available in an actor")
         return getattr(actor, "restarts", 0) != 0
@@ -177,7 +181,7 @@ class RuntimeContext:
     @property
     def current_actor(self):
         """A handle to the actor this runs in."""
-        actor = getattr(task_context, "actor", None)
+        actor, _ = running_actor_call()
         if actor is None:
             raise RuntimeError("This method is only available in an actor.")
         make_handle = getattr(actor, "current_handle", None)

@@ -35,7 +35,7 @@ import os
 import re
 import sys
 
-from .runtime import task_context
+from .runtime import running_actor_call, task_context
 
 # Keys that need something installed or a different process: not done by mpirt.
 UNSUPPORTED_KEYS = ("pip", "conda", "uv", "py_modules", "py_executable", "container", "image_uri", "java_jars",
@@ -196,7 +196,12 @@ def for_submission(job_env, own):
     """The frozen environment a task or actor submitted now from this thread runs in: ``own``
     (resolved, or None) merged onto that of the task running here, if any, else onto the job's
     ``job_env``. None when it is just the job's (what every worker rank has in place)."""
-    parent = getattr(getattr(task_context, "task", None), "environment", None)
+    task = getattr(task_context, "task", None)
+    if task is not None:
+        parent = task.environment
+    else:                      # from an actor's constructor or call: the actor's, as in Ray
+        actor, _ = running_actor_call()
+        parent = getattr(actor, "environment", None)
     if own is None:
         return parent
     frozen = freeze(merge(thaw(parent) if parent is not None else job_env, own))
@@ -280,8 +285,9 @@ class RankEnvironment:
     Calls come with the runtime's lock held (``TaskExecutor``); waiting is on the runtime's
     condition, which releases that lock.
 
-    Not covered: actor calls on the same rank run outside this (the actor host sets an
-    actor's ``env_vars`` for the whole process when it starts), and a module imported from
+    Actor calls hold it the same way (``actor_host``); the calls of one async actor join the
+    environment their actor already holds without waiting (``join``), since a waiting call
+    would block the loop its other calls need to finish. Not covered: a module imported from
     one task's ``working_dir`` stays imported for the rest of the rank's life.
     """
 
@@ -305,6 +311,11 @@ class RankEnvironment:
                     del self.waiting[frozen]
         if frozen != self.current:      # nobody holds it: switch
             self._switch(frozen)
+        self.holders += 1
+
+    def join(self):
+        """Hold the environment in place once more, without waiting: for a caller that already
+        holds it (another call of the same async actor)."""
         self.holders += 1
 
     def leave(self):

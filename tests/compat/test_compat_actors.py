@@ -5,6 +5,7 @@ mixins, MRO, ``super()``, class attributes, classmethods and staticmethods), Ray
 what an actor class refuses, its built-in methods, ``@ray.method`` options, restarts
 (``kill(no_restart=False)``, ``sys.exit()`` in a method) and named actors.
 """
+import os
 import sys
 import time
 
@@ -288,3 +289,116 @@ def test_a_huge_actor_class_is_refused_as_in_ray(rt):
 
     with pytest.raises(ValueError, match="actor Huge is too large"):
         Huge.remote()
+
+
+def test_await_an_object_ref_in_an_async_actor(rt):
+    @ray.remote
+    def double(x):
+        return 2 * x
+
+    @ray.remote
+    class Awaiting:
+        async def total(self, values):
+            refs = [double.remote(v) for v in values]
+            return sum([await ref for ref in refs])
+
+    assert ray.get(Awaiting.remote().total.remote([1, 2, 3]), timeout=60) == 12
+    assert ray.put(5).future().result(timeout=60) == 5
+
+
+def test_each_async_call_sees_its_own_context(rt):
+    import asyncio
+
+    @ray.remote
+    class Slow:
+        async def ids(self, pause):
+            ctx = ray.get_runtime_context()
+            before = ctx.get_task_id()
+            await asyncio.sleep(pause)
+            return before, ctx.get_task_id(), ctx.get_task_name()
+
+    actor = Slow.remote()
+    slow, fast = actor.ids.remote(0.5), actor.ids.remote(0.0)
+    for before, after, name in ray.get([slow, fast], timeout=60):
+        assert before == after and name == "Slow.ids"
+    assert ray.get(slow)[0] != ray.get(fast)[0]
+
+
+def test_a_retried_call_after_a_restart_runs_in_its_actor(rt, tmp_path):
+    marker = tmp_path / "exited"
+
+    @ray.remote(max_restarts=1, max_task_retries=1)
+    class Once:
+        def who(self, path):
+            import os
+            if not os.path.exists(path):
+                open(path, "w").close()
+                sys.exit(1)
+            ctx = ray.get_runtime_context()
+            return ctx.get_actor_id() is not None, ctx.was_current_actor_reconstructed
+
+    assert ray.get(Once.remote().who.remote(str(marker)), timeout=60) == (True, True)
+
+
+def test_calls_pending_on_an_async_actor_fail_when_it_is_killed(rt):
+    import asyncio
+
+    @ray.remote
+    class Sleeper:
+        async def sleep(self):
+            await asyncio.sleep(60)
+
+    actor = Sleeper.remote()
+    pending = [actor.sleep.remote() for _ in range(3)]
+    time.sleep(0.3)
+    ray.kill(actor)
+    for ref in pending:
+        with pytest.raises(ActorDiedError):
+            ray.get(ref, timeout=30)
+
+
+def test_tasks_submitted_by_an_actor_inherit_its_runtime_env(rt):
+    @ray.remote
+    def read_var():
+        import os
+        return os.environ.get("INHERITED_VAR")
+
+    @ray.remote
+    class Parent:
+        def child_sees(self):
+            return ray.get(read_var.remote())
+
+    parent = Parent.options(runtime_env={"env_vars": {"INHERITED_VAR": "from-actor"}}).remote()
+    assert ray.get(parent.child_sees.remote(), timeout=60) == "from-actor"
+
+
+def test_an_async_actor_with_a_runtime_env_shares_its_rank_with_plain_tasks(tmp_path):
+    """Its calls hold the rank's environment across awaits; a plain task waits for them, and a
+    second call of the actor joins the first instead of queueing behind the task (which would
+    block the loop the first call needs to finish)."""
+    from conftest import REPO, run_app
+
+    proc = run_app(tmp_path, """
+import asyncio, os, ray
+ray.init(num_cpus=1)
+
+@ray.remote
+class Env:
+    async def read(self, pause):
+        await asyncio.sleep(pause)
+        return os.environ.get("ACTOR_X")
+
+@ray.remote
+def plain():
+    return os.environ.get("ACTOR_X")
+
+actor = Env.options(runtime_env={"env_vars": {"ACTOR_X": "x"}}).remote()
+first = actor.read.remote(1.0)
+import time; time.sleep(0.3)
+task = plain.remote()
+second = actor.read.remote(0.0)
+print("RESULTS", ray.get([first, second, task], timeout=60))
+ray.shutdown()
+""", env={"PYTHONPATH": os.path.join(REPO, "tests", "ray_shim") + os.pathsep + REPO}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "RESULTS ['x', 'x', None]" in proc.stdout

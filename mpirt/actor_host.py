@@ -18,6 +18,7 @@ import time
 from . import runtime_env, tracing
 from .exceptions import ActorDiedError, ActorUnavailableError, ErrorPayload, TaskCancelledError
 from .executor import as_task_failure, error_blobs, resolve_arguments, serialize_returns
+from .object_ref import owner_of
 from .runtime import HEAD_RANK, POLL_BUDGET, async_call, task_context
 from .serialization import loads
 from .threads import WorkerThreads
@@ -270,7 +271,13 @@ class ActorHost:
             actor.loop.call_soon_threadsafe(context.task.cancel)
 
     def _on_rank_dead(self, rank):
-        """An actor shares its owner's fate, as in Ray, unless it is detached."""
+        """An actor shares its owner's fate, as in Ray, unless it is detached. Calls held for an
+        actor whose creation its dead owner never sent fail now (it will not come)."""
+        for actor_id in [a for a in self.early_calls if owner_of(a) == rank]:
+            error = ActorDiedError(f"actor {actor_id:028x} died: its owner (rank {rank}) died before it created it")
+            for call in self.early_calls.pop(actor_id):
+                source, call_id, num_returns = call[0], call[2], call[6]
+                self._reply(source, call_id, error_blobs(error, num_returns), True)
         for actor in self.actors.values():
             if actor.owner == rank and not actor.detached and actor.dead_error is None:
                 self._die(actor, ActorDiedError(f"actor {actor.class_name} died because its owner (rank {rank}) "

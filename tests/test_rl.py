@@ -160,7 +160,7 @@ def test_bad_action_space_for_dqn():
 
 @pytest.mark.parametrize("config, message", [
     ({"lr_rate": 0.1}, "unknown config key 'lr_rate'"),
-    ({"num_workers": 0}, r"num_workers.*must be an integer >= 1"),
+    ({"num_workers": -1}, r"num_env_runners.*must be an integer >= 0"),
     ({"model": {"hiddens": [64], "activation": "sigmoid"}}, "activation"),
     ({"clip_param": -1}, "clip_param must be > 0"),
     ({"env": None}, "no environment given"),

@@ -1,19 +1,24 @@
-"""mpirt.libs.rl: ES, A3C, DQN and PPO on Gymnasium, with rollouts on mpirt actors.
+"""mpirt.libs.rl: ES, A3C, DQN and PPO on Gymnasium, with rollouts on mpirt actors, configured as in RLlib.
 
-    from mpirt.libs.rl import PPO
+    from mpirt.libs.rl.algorithms.ppo import PPOConfig      # RLlib's API (ray.rllib.algorithms.ppo)
+    algo = PPOConfig().environment("CartPole-v1").env_runners(num_env_runners=2).build_algo()
+    result = algo.train()          # result["env_runners"]["episode_return_mean"], ...
+
+    from mpirt.libs.rl import PPO                            # mpirt's dict API
     algo = PPO(env="CartPole-v1", config={"num_workers": 2})
-    result = algo.train()          # episode_reward_mean, timesteps_total, learner stats, ...
 
-Each algorithm is a Tune Trainable registered under its name (``tune.run("PPO", ...)``).
+Each algorithm is a Tune Trainable registered under its name (``tune.run("PPO", ...)``,
+``tune.Tuner("PPO", param_space=PPOConfig()...)``).
 """
 from mpirt.libs import tune
 
-from .a3c import A3C
+from .a3c import A3C, A3CConfig
 from .algorithm import Algorithm
-from .dqn import DQN
-from .es import ES
+from .config import AlgorithmConfig
+from .dqn import DQN, DQNConfig
 from .envs import register_env
-from .ppo import PPO
+from .es import ES, ESConfig
+from .ppo import PPO, PPOConfig
 
 ALGORITHMS = {"PPO": PPO, "A3C": A3C, "DQN": DQN, "ES": ES}
 
@@ -29,4 +34,5 @@ def get_algorithm_class(name):
         raise ValueError(f"unknown algorithm {name!r}; available: {', '.join(sorted(ALGORITHMS))}") from None
 
 
-__all__ = ["Algorithm", "PPO", "A3C", "DQN", "ES", "register_env", "get_algorithm_class", "ALGORITHMS"]
+__all__ = ["Algorithm", "AlgorithmConfig", "PPO", "PPOConfig", "A3C", "A3CConfig", "DQN", "DQNConfig", "ES",
+           "ESConfig", "register_env", "get_algorithm_class", "ALGORITHMS"]

@@ -11,9 +11,10 @@ import torch
 import mpirt
 
 from .algorithm import Algorithm
+from .config import AlgorithmConfig
 from .policies import ActorCriticPolicy
 from .rollout import RolloutWorker, make_workers
-from .utils import check_positive_int, load_optimizer, optimizer_bytes
+from .utils import check_grad_clip, check_positive_int, clip_gradients, load_optimizer, optimizer_bytes
 
 
 class A3CPolicy(ActorCriticPolicy):
@@ -40,34 +41,58 @@ class A3CPolicy(ActorCriticPolicy):
         return grads, stats
 
 
-class A3C(Algorithm):
-    _name = "A3C"
-    _default_config = {
-        "num_envs_per_worker": 4,
-        "lr": 1e-3,
+class A3CConfig(AlgorithmConfig):
+    """RLlib's ``A3CConfig`` (RLlib 2.x before A3C moved out of it), with mpirt's defaults: RLlib's
+    current releases no longer ship A3C, and these settings learn CartPole in seconds on 2 cores."""
+
+    _training = {
+        "use_critic": True, "use_gae": True, "lambda_": 1.0, "grad_clip": 0.5, "lr_schedule": None,
+        "vf_loss_coeff": 0.5, "entropy_coeff": 0.01, "entropy_coeff_schedule": None, "sample_async": True,
+    }
+    _defaults = {
+        "num_env_runners": 2, "num_envs_per_env_runner": 4, "lr": 1e-3,
         # steps each env takes per gradient (the n of n-step returns when lambda is 1)
         "rollout_fragment_length": 16,
-        "lambda": 1.0,
-        "vf_loss_coeff": 0.5,
-        "entropy_coeff": 0.01,
-        "grad_clip": 0.5,
-        # gradients applied per train() call
+        # env steps per train() call
         "min_sample_timesteps_per_iteration": 2000,
+        "model": {"fcnet_hiddens": [64, 64], "fcnet_activation": "tanh"},
+    }
+    _unsupported = {
+        "use_critic": "A3C without a value function", "use_gae": "A3C without GAE",
+        "sample_async": "synchronous sampling (that is A2C)", "lr_schedule": "learning-rate schedules",
+        "entropy_coeff_schedule": "entropy schedules",
     }
 
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class or A3C)
+
+
+class A3C(Algorithm):
+    _name = "A3C"
+    _config_class = A3CConfig
+    _dict_defaults = {"num_envs_per_env_runner": 4, "lr": 1e-3}
+
     def validate_config(self, config):
-        check_positive_int(config, self._name, "rollout_fragment_length", "min_sample_timesteps_per_iteration")
+        check_positive_int(config, self._name, "rollout_fragment_length")
+        check_grad_clip(config, self._name)
+        if config.num_env_runners < 1:
+            raise ValueError("A3C: num_env_runners must be >= 1 (its asynchrony is between rollout actors), "
+                             "got 0")
+        if config.entropy_coeff < 0:
+            raise ValueError(f"A3C: entropy_coeff must be >= 0, got {config.entropy_coeff!r}")
 
     def build(self, config):
-        self.policy = A3CPolicy(self.info, config)
+        worker_config = self.worker_config(**{"lambda": config.lambda_, "vf_loss_coeff": config.vf_loss_coeff,
+                                              "entropy_coeff": config.entropy_coeff})
+        self.policy = A3CPolicy(self.info, worker_config)
         self.policy.model.to(self.device)
-        self.optimizer = torch.optim.Adam(self.policy.model.parameters(), lr=config["lr"], foreach=True)
-        self.workers = make_workers(RolloutWorker, config["num_workers"], config,
-                                    self.env_creator, self.info, A3CPolicy, config)
+        self.optimizer = torch.optim.Adam(self.policy.model.parameters(), lr=config.lr, foreach=True)
+        self.workers = make_workers(RolloutWorker, config.num_env_runners, worker_config,
+                                    self.env_creator, self.info, A3CPolicy, worker_config)
         self.in_flight = {}
 
     def _request(self, worker, weights):
-        ref = worker.sample_and_compute_gradients.remote(self.config["rollout_fragment_length"], weights)
+        ref = worker.sample_and_compute_gradients.remote(self.config.rollout_fragment_length, weights)
         self.in_flight[ref] = worker
 
     def training_step(self):
@@ -76,7 +101,7 @@ class A3C(Algorithm):
             for worker in self.workers:
                 self._request(worker, weights)
         steps, episodes, applied, totals = 0, [], 0, {}
-        while steps < self.config["min_sample_timesteps_per_iteration"]:
+        while steps < max(self.config.min_sample_timesteps_per_iteration, 1):
             [ready], _ = mpirt.wait(list(self.in_flight), num_returns=1)
             worker = self.in_flight.pop(ready)
             result = mpirt.get(ready)
@@ -95,9 +120,8 @@ class A3C(Algorithm):
         model = self.policy.model
         for param, grad in zip(model.parameters(), gradients):
             param.grad = torch.as_tensor(np.array(grad), device=self.device)
-        if self.config["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(model.policy_parameters(), self.config["grad_clip"], foreach=True)
-            torch.nn.utils.clip_grad_norm_(model.vf.parameters(), self.config["grad_clip"], foreach=True)
+        clip_gradients((model.policy_parameters(), list(model.vf.parameters())), self.config.grad_clip,
+                       self.config.grad_clip_by)
         self.optimizer.step()
 
     def get_state(self):

@@ -1,16 +1,22 @@
 """Algorithm: what ES, A3C, DQN and PPO share. A Tune Trainable, so every algorithm is also a trial.
 
-``setup`` checks the config and the env on the driver (typos and wrong action
-spaces fail here, before any actor starts), then the subclass builds its
-learner and rollout actors in ``build``. ``step`` runs one ``training_step``
-and adds episode statistics over a sliding window of recent episodes, as RLlib
-reports them. State goes to and from one HDF5 file (``save``/``restore``).
+An algorithm is built from an ``AlgorithmConfig`` (``PPOConfig()...build_algo()``)
+or from a dict (``PPO(env=..., config={...})``, Tune's trainable "PPO"): a dict
+becomes a config object through ``update_from_dict`` over mpirt's own defaults
+(``_dict_defaults``), so both APIs end in one frozen ``self.config``. ``setup``
+checks it and the env on the driver (typos and wrong action spaces fail here,
+before any actor starts), then the subclass builds its learner and rollout
+actors in ``build``. ``step`` runs ``training_step`` (again while
+``min_time_s_per_iteration`` or ``min_sample_timesteps_per_iteration`` ask for
+more), evaluates every ``evaluation_interval`` iterations, and reports RLlib's
+result keys (``env_runners/episode_return_mean``, ...) beside mpirt's older ones.
+State goes to and from one HDF5 file (``save_to_path``, ``save``).
 """
 import collections
-import copy
 import math
 import os
 import tempfile
+import time
 
 import numpy as np
 
@@ -18,78 +24,132 @@ import mpirt
 from mpirt.libs.tune import Checkpoint, Trainable
 
 from . import h5state
+from .config import AlgorithmConfig
 from .envs import EnvCreator, inspect_env
 from .models import check_model_config
-from .utils import check_positive_int, learner_device, merge_config, set_torch_threads
+from .rl_module import RLModule
+from .rollout import LocalWorker
+from .utils import check_positive_int, learner_device, set_torch_threads
 
 CHECKPOINT_FILE = "algorithm.h5"
+DEFAULT_MODULE_ID = "default_policy"
 
-COMMON_CONFIG = {
-    # a Gymnasium id, a name given to register_env, or a callable env_config -> gym.Env
-    "env": None,
-    "env_config": {},
-    # rollout actors, and the envs each one steps
-    "num_workers": 2,
-    "num_envs_per_worker": 1,
-    # CPUs each rollout actor holds; 0 lets them share the CPU of the trial that made them
-    "num_cpus_per_worker": 0,
-    # GPUs for the learner (the driver, or the Tune trial actor)
-    "num_gpus": 0,
-    "seed": None,
-    "gamma": 0.99,
+# mpirt's dict API defaults shared by every algorithm, in RLlib's names (docs/rl.md, "Configuration").
+COMMON_DICT_DEFAULTS = {
+    "num_env_runners": 2,
+    "num_envs_per_env_runner": 1,
+    "num_cpus_per_env_runner": 0,
     "lr": 3e-4,
-    "model": {"hiddens": [64, 64], "activation": "tanh"},
-    # episode_reward_mean is the mean over this many most recent episodes
-    "metrics_num_episodes_for_smoothing": 100,
+    "model": {"fcnet_hiddens": [64, 64], "fcnet_activation": "tanh"},
 }
 
 
 class Algorithm(Trainable):
-    """Base class. Subclasses set ``_default_config`` and implement ``build``, ``training_step``,
-    ``get_state``/``set_state`` and, for rollouts, ``validate_spaces``."""
+    """Base class. Subclasses set ``_name``, ``_config_class``, ``_dict_defaults`` and implement ``build``,
+    ``training_step``, ``get_state``/``set_state`` and, for rollouts, ``validate_spaces``."""
 
     _name = "Algorithm"
-    _default_config = {}
+    _config_class = AlgorithmConfig
+    _dict_defaults = {}
 
-    def __init__(self, config=None, env=None, trial_id=None, trial_name=None):
-        if isinstance(config, str) or callable(config):  # PPO("CartPole-v1")
-            config, env = None, config
-        if config is not None and not isinstance(config, dict):
-            raise TypeError(f"{self._name}: config must be a dict, got {type(config).__name__}")
-        config = dict(config or {})
+    def __init__(self, config=None, env=None, logger_creator=None, trial_id=None, trial_name=None, **kwargs):
+        if isinstance(config, str) or (callable(config) and not isinstance(config, (dict, AlgorithmConfig))):
+            config, env = None, config  # PPO("CartPole-v1")
+        if isinstance(config, AlgorithmConfig):
+            algo_config = config.copy(copy_frozen=False)
+        elif config is None or isinstance(config, dict):
+            algo_config = self._config_from_dict(config or {})
+        else:
+            raise TypeError(f"{self._name}: config must be a {self._config_class.__name__} or a dict, "
+                            f"got {type(config).__name__}")
         if env is not None:
-            config["env"] = env
+            algo_config.env = env
         self.workers = []
-        super().__init__(config, trial_id=trial_id, trial_name=trial_name)
+        self._algo_config = algo_config
+        super().__init__(algo_config.to_dict(), trial_id=trial_id, trial_name=trial_name)
+
+    @classmethod
+    def _config_from_dict(cls, config_dict):
+        """A config object from a dict: mpirt's defaults for this algorithm, then the dict's keys."""
+        algo_config = cls._config_class()
+        algo_config.update_from_dict({**COMMON_DICT_DEFAULTS, **cls._dict_defaults})
+        return algo_config.update_from_dict(config_dict)
 
     @classmethod
     def get_default_config(cls):
-        return copy.deepcopy({**COMMON_CONFIG, **cls._default_config})
+        """RLlib's defaults for this algorithm, as a config object (``PPOConfig()``)."""
+        return cls._config_class()
 
     # ------------------------------------------------------------------ setup
     def setup(self, config):
         set_torch_threads()
-        config = merge_config(self.get_default_config(), config, self._name)
-        check_model_config(config["model"], self._name)
-        check_positive_int(config, self._name, "num_workers", "num_envs_per_worker",
-                           "metrics_num_episodes_for_smoothing")
-        for key in ("num_cpus_per_worker", "num_gpus"):
-            if not isinstance(config[key], (int, float)) or isinstance(config[key], bool) or config[key] < 0:
-                raise ValueError(f"{self._name}: config[{key!r}] must be a number >= 0, got {config[key]!r}")
+        config = self._algo_config
+        config.validate()
+        self._check_common(config)
         self.config = config
-        self.env_creator = EnvCreator(config["env"], config["env_config"])
+        self.env_creator = EnvCreator(config.env, config.env_config)
         self.env, self.info = inspect_env(self.env_creator)
         self.validate_spaces(self.info)
         self.validate_config(config)
-        self.device = learner_device(config["num_gpus"], self._name)
-        if config["seed"] is not None:
+        config.freeze()
+        self.device = learner_device(max(config.num_gpus_per_learner, config.num_gpus), self._name)
+        if config.seed is not None:
             import torch
-            torch.manual_seed(config["seed"])
-        self.rng = np.random.default_rng(config["seed"])
-        window = config["metrics_num_episodes_for_smoothing"]
+            torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        window = config.metrics_num_episodes_for_smoothing
         self._recent_returns = collections.deque(maxlen=window)
         self._recent_lengths = collections.deque(maxlen=window)
+        self._eval_env = None
         self.build(config)
+
+    def _check_common(self, config):
+        name = self._name
+        check_positive_int(config, name, "num_envs_per_env_runner", "metrics_num_episodes_for_smoothing")
+        check_positive_int(config, name, "num_env_runners", allow_zero=True)
+        for key in ("num_cpus_per_env_runner", "num_gpus_per_env_runner", "num_gpus_per_learner", "num_gpus"):
+            if not isinstance(config[key], (int, float)) or isinstance(config[key], bool) or config[key] < 0:
+                raise ValueError(f"{name}: config[{key!r}] must be a number >= 0, got {config[key]!r}")
+        if not isinstance(config.lr, (int, float)) or isinstance(config.lr, bool) or not config.lr > 0:
+            raise ValueError(f"{name}: lr must be a number > 0, got {config.lr!r}")
+        if not isinstance(config.gamma, (int, float)) or not 0 <= config.gamma <= 1:
+            raise ValueError(f"{name}: gamma must be in [0, 1], got {config.gamma!r}")
+        if not isinstance(config.env_config, dict):
+            raise TypeError(f"{name}: env_config must be a dict, got {type(config.env_config).__name__}")
+        if config.seed is not None and (not isinstance(config.seed, int) or isinstance(config.seed, bool)):
+            raise TypeError(f"{name}: seed must be an int or None, got {config.seed!r}")
+        check_model_config(self._network_config(config), name)
+        interval = config.evaluation_interval
+        if interval is not None and (not isinstance(interval, int) or isinstance(interval, bool) or interval < 0):
+            raise ValueError(f"{name}: evaluation_interval must be None or an integer >= 0, got {interval!r}")
+        if config.evaluation_duration_unit not in ("episodes", "timesteps"):
+            raise ValueError(f"{name}: evaluation_duration_unit must be 'episodes' or 'timesteps', got "
+                             f"{config.evaluation_duration_unit!r}")
+        duration = config.evaluation_duration
+        if duration != "auto" and (not isinstance(duration, int) or isinstance(duration, bool) or duration < 1):
+            raise ValueError(f"{name}: evaluation_duration must be an integer >= 1 or 'auto', got {duration!r}")
+        if config.evaluation_config is not None and not isinstance(config.evaluation_config, dict):
+            raise TypeError(f"{name}: evaluation_config must be a dict (AlgorithmConfig.overrides(...)), got "
+                            f"{type(config.evaluation_config).__name__}")
+        min_time = config.min_time_s_per_iteration
+        if min_time is not None and (not isinstance(min_time, (int, float)) or min_time < 0):
+            raise ValueError(f"{name}: min_time_s_per_iteration must be None or a number >= 0, got {min_time!r}")
+        check_positive_int(config, name, "min_sample_timesteps_per_iteration", allow_zero=True)
+
+    @staticmethod
+    def _network_config(config):
+        """The MLP mpirt builds: {"hiddens": [...], "activation": ...} from fcnet_hiddens/fcnet_activation."""
+        model = config.model_config
+        return {"hiddens": model.get("fcnet_hiddens"), "activation": model.get("fcnet_activation") or "linear"}
+
+    def worker_config(self, **extra):
+        """The plain dict rollout actors and policies read (no config object travels to the actors)."""
+        config = self.config
+        return {"model": self._network_config(config), "gamma": config.gamma, "seed": config.seed,
+                "num_envs_per_worker": config.num_envs_per_env_runner,
+                "num_cpus_per_worker": config.num_cpus_per_env_runner,
+                "num_gpus_per_worker": config.num_gpus_per_env_runner,
+                "resources": dict(config.custom_resources_per_env_runner or {}), **extra}
 
     def validate_spaces(self, info):
         """Raise ValueError if this algorithm cannot act in ``info``'s spaces."""
@@ -102,25 +162,59 @@ class Algorithm(Trainable):
 
     # ------------------------------------------------------------------ training
     def training_step(self):
-        """One iteration; return {"timesteps_this_iter", "episodes": [(return, length), ...], "learner": {...}}."""
+        """One step; return {"timesteps_this_iter", "episodes": [(return, length), ...], "learner": {...}}."""
         raise NotImplementedError
 
     def step(self):
-        metrics = self.training_step()
-        episodes = metrics.pop("episodes")
+        config = self.config
+        start = time.time()
+        steps, episodes, calls, learner = 0, [], 0, {}
+        while True:
+            metrics = self.training_step()
+            calls += 1
+            steps += metrics["timesteps_this_iter"]
+            episodes += metrics["episodes"]
+            learner = metrics["learner"]
+            long_enough = config.min_time_s_per_iteration is None or \
+                time.time() - start >= config.min_time_s_per_iteration
+            if long_enough and steps >= config.min_sample_timesteps_per_iteration:
+                break
+        step_time = time.time() - start
         for episode_return, length in episodes:
             self._recent_returns.append(episode_return)
             self._recent_lengths.append(length)
-        returns = list(self._recent_returns)
+        returns, lengths = list(self._recent_returns), list(self._recent_lengths)
+        steps_lifetime = (self._timesteps_total or 0) + steps
+        episodes_lifetime = (self._episodes_total or 0) + len(episodes)
+        env_runners = _episode_stats(returns, lengths)
+        env_runners.update(num_episodes=len(episodes), num_episodes_lifetime=episodes_lifetime,
+                           num_env_steps_sampled=steps, num_env_steps_sampled_lifetime=steps_lifetime,
+                           num_agent_steps_sampled={"default_agent": steps},
+                           num_module_steps_sampled={DEFAULT_MODULE_ID: steps},
+                           module_episode_return_mean={DEFAULT_MODULE_ID: env_runners["episode_return_mean"]},
+                           agent_episode_return_mean={"default_agent": env_runners["episode_return_mean"]})
         result = {
-            "episode_reward_mean": float(np.mean(returns)) if returns else math.nan,
-            "episode_reward_min": float(np.min(returns)) if returns else math.nan,
-            "episode_reward_max": float(np.max(returns)) if returns else math.nan,
-            "episode_len_mean": float(np.mean(self._recent_lengths)) if returns else math.nan,
+            # RLlib's keys
+            "env_runners": env_runners,
+            "learners": {DEFAULT_MODULE_ID: dict(learner), "__all_modules__": {"num_env_steps_trained": steps}},
+            "num_env_steps_sampled_lifetime": steps_lifetime,
+            "num_episodes_lifetime": episodes_lifetime,
+            "num_training_step_calls_per_iteration": calls,
+            "timers": {"training_iteration": step_time, "training_step": step_time / calls},
+            "fault_tolerance": {"num_healthy_workers": len(self.workers), "num_remote_worker_restarts": 0},
+            # mpirt's older keys (RLlib's old API stack spelled them so)
+            "episode_reward_mean": env_runners["episode_return_mean"],
+            "episode_reward_min": env_runners["episode_return_min"],
+            "episode_reward_max": env_runners["episode_return_max"],
+            "episode_len_mean": env_runners["episode_len_mean"],
             "episodes_this_iter": len(episodes),
-            "num_workers": len(self.workers),
+            "timesteps_this_iter": steps,
+            "num_workers": config.num_env_runners,
+            "learner": learner,
         }
-        result.update(metrics)
+        interval = config.evaluation_interval
+        if interval and (self.iteration + 1) % interval == 0:
+            result["evaluation"] = self.evaluate()
         return result
 
     # ------------------------------------------------------------------ acting
@@ -129,20 +223,72 @@ class Algorithm(Trainable):
         ``explore=True`` samples as the rollout actors do."""
         return self.policy.compute_single_action(observation, explore=explore)
 
-    compute_single_action = compute_action
+    def compute_single_action(self, observation=None, state=None, *, prev_action=None, prev_reward=None,
+                              info=None, input_dict=None, policy_id=DEFAULT_MODULE_ID, full_fetch=False,
+                              explore=None, timestep=None, episode=None, unsquash_action=None,
+                              clip_action=None, **kwargs):
+        """RLlib's call: ``explore=None`` follows the config's ``explore`` (True by default: a sample)."""
+        if observation is None and input_dict is not None:
+            observation = input_dict["obs"]
+        if observation is None:
+            raise ValueError("compute_single_action() needs an observation (or input_dict={'obs': ...})")
+        if policy_id != DEFAULT_MODULE_ID:
+            raise ValueError(f"{self._name} has one policy, {DEFAULT_MODULE_ID!r}; got policy_id={policy_id!r}")
+        action = self.compute_action(observation, explore=self.config.explore if explore is None else explore)
+        if full_fetch or state is not None:
+            return action, [], {}
+        return action
 
-    def evaluate(self, num_episodes=10, explore=False, seed=None):
-        """Mean return of ``num_episodes`` episodes run here on the driver with ``compute_action``."""
-        returns = []
-        for i in range(num_episodes):
-            obs, _ = self.env.reset(seed=None if seed is None else seed + i)
-            total, done = 0.0, False
-            while not done:
-                obs, reward, terminated, truncated, _ = self.env.step(self.compute_action(obs, explore=explore))
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
-        return float(np.mean(returns))
+    def get_module(self, module_id=DEFAULT_MODULE_ID):
+        """The policy network as an RLModule (``forward_inference({"obs": tensor})``)."""
+        if module_id != DEFAULT_MODULE_ID:
+            return None
+        return RLModule.of(self)
+
+    def _episode(self, env, explore, max_steps=None):
+        obs, _ = env.reset()
+        total, length, done = 0.0, 0, False
+        while not done and (max_steps is None or length < max_steps):
+            obs, reward, terminated, truncated, _ = env.step(self.compute_action(obs, explore=explore))
+            total += float(reward)
+            length += 1
+            done = terminated or truncated
+        return total, length
+
+    def evaluate(self, num_episodes=None, explore=None, seed=None):
+        """Without arguments, RLlib's evaluation: ``evaluation_duration`` episodes (or timesteps) with the
+        ``evaluation_config``'s ``explore`` (and ``env_config``), run in this process; returns
+        ``{"env_runners": {"episode_return_mean": ..., ...}}``. With ``num_episodes``, mpirt's older
+        call: the mean return (a float) of that many greedy episodes."""
+        if num_episodes is not None:
+            returns = []
+            for i in range(num_episodes):
+                if seed is not None:
+                    self.env.reset(seed=seed + i)
+                returns.append(self._episode(self.env, bool(explore))[0])
+            return float(np.mean(returns))
+        config = self.config
+        overrides = config.evaluation_config or {}
+        if explore is None:
+            explore = overrides.get("explore", config.explore)
+        env = self.env
+        if "env_config" in overrides or "env" in overrides:
+            if self._eval_env is None:
+                creator = EnvCreator(overrides.get("env", config.env),
+                                     {**config.env_config, **(overrides.get("env_config") or {})})
+                self._eval_env = creator()
+            env = self._eval_env
+        duration, unit = config.evaluation_duration, config.evaluation_duration_unit
+        if duration == "auto":
+            duration, unit = max(1, config.evaluation_num_env_runners), "episodes"
+        returns, lengths = [], []
+        while (len(returns) < duration) if unit == "episodes" else (sum(lengths) < duration):
+            episode_return, length = self._episode(env, explore)
+            returns.append(episode_return)
+            lengths.append(length)
+        stats = _episode_stats(returns, lengths)
+        stats.update(num_episodes=len(returns), num_env_steps_sampled=int(sum(lengths)))
+        return {"env_runners": stats}
 
     # ------------------------------------------------------------------ state
     def get_state(self):
@@ -154,10 +300,13 @@ class Algorithm(Trainable):
 
     def _write_file(self, path):
         meta = self._metadata()
+        blobs = {}
+        if not isinstance(self.config.env, str):
+            blobs["env_creator"] = mpirt.cloudpickle.dumps(self.config.env)
         h5state.write(path, self.get_state(), {
-            "algorithm": self._name, "env": self.env_creator.name, "config": _jsonable(self.config),
+            "algorithm": self._name, "env": self.env_creator.name, "config": _jsonable(self.config.to_dict()),
             "iteration": meta["iteration"], "time_total": meta["time_total"],
-            "timesteps_total": meta["timesteps_total"], "episodes_total": meta["episodes_total"]})
+            "timesteps_total": meta["timesteps_total"], "episodes_total": meta["episodes_total"]}, blobs)
 
     def _read_file(self, path):
         state, attrs = h5state.read(path)
@@ -179,31 +328,51 @@ class Algorithm(Trainable):
         self._write_file(path)
         return path
 
+    def save_to_path(self, path=None, *, state=None, filesystem=None, use_msgpack=False):
+        """RLlib's checkpoint call: a directory (``path``, or a new temporary one) holding
+        ``algorithm.h5``; returns the directory's path."""
+        path = os.fspath(path) if path is not None else tempfile.mkdtemp(prefix=f"mpirt_{self._name}_")
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise NotADirectoryError(f"save_to_path() writes a directory, and {path} is a file")
+        os.makedirs(path, exist_ok=True)
+        self._write_file(os.path.join(path, CHECKPOINT_FILE))
+        return os.path.abspath(path)
+
     def restore(self, path):
         """Load what ``save`` wrote (a file, or a directory holding ``algorithm.h5``), or a Tune Checkpoint."""
         if isinstance(path, Checkpoint):
             return super().restore(path)
-        path = os.fspath(path)
-        if os.path.isdir(path):
-            path = os.path.join(path, CHECKPOINT_FILE)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"no checkpoint at {path}")
-        self._read_file(path)
+        self._read_file(_checkpoint_file(path))
+
+    def restore_from_path(self, path, *, component=None, filesystem=None, **kwargs):
+        """RLlib's call: load the state ``save_to_path`` wrote into this algorithm."""
+        if component is not None:
+            raise NotImplementedError(f"{self._name}.restore_from_path(component={component!r}): mpirt.libs.rl "
+                                      f"restores whole algorithms only")
+        self._read_file(_checkpoint_file(path))
 
     @classmethod
-    def from_checkpoint(cls, path, env=None, config=None):
-        """A new algorithm built from the config saved in ``path``, with its state restored.
-        Pass ``env`` when training used a creator callable (those are not saved)."""
-        path = os.fspath(path)
-        if os.path.isdir(path):
-            path = os.path.join(path, CHECKPOINT_FILE)
+    def from_checkpoint(cls, path, env=None, config=None, **kwargs):
+        """A new algorithm built from the config saved in ``path``, with its state restored. An env creator
+        (a class or function) is saved pickled and comes back with it; ``env`` overrides it."""
+        path = _checkpoint_file(path)
         _, attrs = h5state.read(path)
+        if cls is Algorithm:  # Algorithm.from_checkpoint: the class the checkpoint names
+            from . import get_algorithm_class
+            cls = get_algorithm_class(attrs.get("algorithm"))
         saved = dict(attrs["config"])
+        if isinstance(config, AlgorithmConfig):
+            config = config.to_dict()
         saved.update(config or {})
+        saved_env = saved.get("env")
         if env is not None:
             saved["env"] = env
-        elif not isinstance(saved.get("env"), str) or saved["env"].startswith("<"):
-            raise ValueError(f"{path} was trained on an env creator; pass env= to from_checkpoint")
+        elif not isinstance(saved_env, str) or saved_env.startswith("<"):
+            pickled = h5state.read_blob(path, "env_creator")
+            if pickled is None:
+                raise ValueError(f"{path} was trained on an env creator that was not saved; pass env= to "
+                                 f"from_checkpoint")
+            saved["env"] = mpirt.cloudpickle.loads(pickled)
         algo = cls(saved)
         algo.restore(path)
         return algo
@@ -218,13 +387,33 @@ class Algorithm(Trainable):
     def cleanup(self):
         for worker in self.workers:
             try:
-                mpirt.kill(worker)
+                worker.stop() if isinstance(worker, LocalWorker) else mpirt.kill(worker)
             except Exception:  # noqa: BLE001 - already dead or the runtime is gone: nothing to release
                 pass
         self.workers = []
 
     def __repr__(self):
         return f"{self._name}(env={self.env_creator.name if hasattr(self, 'env_creator') else None})"
+
+
+def _checkpoint_file(path):
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, CHECKPOINT_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return path
+
+
+def _episode_stats(returns, lengths):
+    """RLlib's episode statistics (NaN before the first episode ends)."""
+    if not returns:
+        nan = math.nan
+        return {"episode_return_mean": nan, "episode_return_min": nan, "episode_return_max": nan,
+                "episode_len_mean": nan, "episode_len_min": nan, "episode_len_max": nan}
+    return {"episode_return_mean": float(np.mean(returns)), "episode_return_min": float(np.min(returns)),
+            "episode_return_max": float(np.max(returns)), "episode_len_mean": float(np.mean(lengths)),
+            "episode_len_min": int(np.min(lengths)), "episode_len_max": int(np.max(lengths))}
 
 
 def _jsonable(value):

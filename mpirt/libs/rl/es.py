@@ -7,11 +7,14 @@ antithetic pairs (theta + s*eps, theta - s*eps, on the same env seed) and send
 back only offsets and scalar returns; the learner rebuilds each eps from its own
 view, shapes fitness by centered ranks and takes an Adam step.
 """
+import math
+
 import numpy as np
 
 import mpirt
 
 from .algorithm import Algorithm
+from .config import AlgorithmConfig
 from .models import NumpyPolicy
 from .rollout import make_workers
 from .utils import check_positive_int
@@ -81,46 +84,77 @@ class Adam:
         return (params - lr * self.m / (np.sqrt(self.v) + self.epsilon)).astype(np.float32)
 
 
+class ESConfig(AlgorithmConfig):
+    """RLlib's ``ESConfig`` (RLlib 2.x before ES moved out of it), with mpirt's defaults: RLlib's current
+    releases no longer ship ES, and its old defaults (1000 episodes per batch, a 1 GB noise table) are
+    sized for clusters. ``noise_seed`` is mpirt's: the seed of the shared noise table."""
+
+    _training = {
+        "action_noise_std": 0.01, "l2_coeff": 0.005, "noise_stdev": 0.05, "episodes_per_batch": 32,
+        "eval_prob": 0.03, "stepsize": 0.02, "noise_size": 10_000_000, "report_length": 10,
+        "tf_single_threaded": True, "noise_seed": 123,
+    }
+    _defaults = {"num_env_runners": 2, "train_batch_size": 0,
+                 "model": {"fcnet_hiddens": [16], "fcnet_activation": "tanh"}}
+
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class or ES)
+
+    def _special_keys(self):
+        return ("lr", "num_perturbations")
+
+    def _apply_special_keys(self, values, config_dict):
+        """mpirt's dict API: ``lr`` is ES's Adam step (``stepsize``, unless given too) and
+        ``num_perturbations`` the antithetic pairs per iteration (``episodes_per_batch`` / 2)."""
+        if "lr" in values:
+            self.lr = values["lr"]
+            if "stepsize" not in config_dict:
+                self.stepsize = values["lr"]
+        if "num_perturbations" in values:
+            self.episodes_per_batch = 2 * values["num_perturbations"]
+
+
 class ES(Algorithm):
     _name = "ES"
-    _default_config = {
-        "lr": 0.02,
-        "model": {"hiddens": [16], "activation": "tanh"},
-        "noise_stdev": 0.05,
-        "l2_coeff": 0.005,
-        # antithetic pairs per iteration (two episodes each), split over the workers
-        "num_perturbations": 16,
-        # float32 entries in the shared noise table (4 bytes each)
-        "noise_size": 10_000_000,
-        "noise_seed": 123,
-    }
+    _config_class = ESConfig
+    _dict_defaults = {"lr": 0.02, "model": {"fcnet_hiddens": [16], "fcnet_activation": "tanh"}}
 
     def validate_config(self, config):
-        check_positive_int(config, self._name, "num_perturbations", "noise_size")
-        if not config["noise_stdev"] > 0:
-            raise ValueError(f"ES: noise_stdev must be > 0, got {config['noise_stdev']!r}")
+        check_positive_int(config, self._name, "episodes_per_batch", "noise_size")
+        check_positive_int(config, self._name, "train_batch_size", allow_zero=True)
+        if not config.noise_stdev > 0:
+            raise ValueError(f"ES: noise_stdev must be > 0, got {config.noise_stdev!r}")
+        if not config.stepsize > 0:
+            raise ValueError(f"ES: stepsize must be > 0, got {config.stepsize!r}")
+        if config.num_env_runners < 1:
+            raise ValueError("ES: num_env_runners must be >= 1, got 0")
 
     def build(self, config):
-        self.np_policy = NumpyPolicy(self.info, config["model"])
-        if config["noise_size"] < self.np_policy.num_params:
-            raise ValueError(f"ES: noise_size {config['noise_size']} is smaller than the policy's "
+        worker_config = self.worker_config()
+        self.np_policy = NumpyPolicy(self.info, worker_config["model"])
+        if config.noise_size < self.np_policy.num_params:
+            raise ValueError(f"ES: noise_size {config.noise_size} is smaller than the policy's "
                              f"{self.np_policy.num_params} parameters")
         self.params = self.np_policy.initial_parameters(self.rng)
-        self.optimizer = Adam(self.params.size, config["lr"])
-        table = np.random.default_rng(config["noise_seed"]).standard_normal(config["noise_size"], dtype=np.float32)
+        self.optimizer = Adam(self.params.size, config.stepsize)
+        table = np.random.default_rng(config.noise_seed).standard_normal(config.noise_size, dtype=np.float32)
         self.noise_ref = mpirt.put(table)
         del table
         self.noise = mpirt.get(self.noise_ref)  # the learner reads the same shared copy
-        self.workers = make_workers(ESWorker, config["num_workers"], config,
-                                    self.env_creator, self.info, self.noise_ref, config)
+        self.workers = make_workers(ESWorker, config.num_env_runners, worker_config,
+                                    self.env_creator, self.info, self.noise_ref, worker_config)
 
     def training_step(self):
+        """Antithetic pairs until ``episodes_per_batch`` episodes and ``train_batch_size`` steps are in,
+        then one Adam step on the rank-shaped gradient estimate."""
         config = self.config
-        pairs = np.array_split(np.arange(config["num_perturbations"]), len(self.workers))
+        pairs = np.array_split(np.arange(math.ceil(config.episodes_per_batch / 2)), len(self.workers))
         params = mpirt.put(self.params)
-        calls = [w.evaluate.remote(params, len(share), config["noise_stdev"])
-                 for w, share in zip(self.workers, pairs) if len(share)]
-        results = mpirt.get(calls)
+        results = []
+        while not results or sum(int(r["lengths"].sum()) for r in results) < config.train_batch_size:
+            calls = [w.evaluate.remote(params, len(share), config.noise_stdev)
+                     for w, share in zip(self.workers, pairs) if len(share)]
+            results += mpirt.get(calls)
         offsets = np.concatenate([r["offsets"] for r in results])
         returns = np.concatenate([r["returns"] for r in results])
         lengths = np.concatenate([r["lengths"] for r in results])
@@ -132,7 +166,7 @@ class ES(Algorithm):
             grad += weight * self.noise[offset:offset + dim]
         grad /= returns.size
         old = self.params
-        self.params = self.optimizer.step(self.params, -grad + config["l2_coeff"] * self.params)
+        self.params = self.optimizer.step(self.params, -grad + config.l2_coeff * self.params)
         stats = {"grad_norm": float(np.linalg.norm(grad)), "weights_norm": float(np.linalg.norm(self.params)),
                  "update_ratio": float(np.linalg.norm(self.params - old) / (np.linalg.norm(old) + 1e-12)),
                  "num_params": int(dim)}
@@ -143,7 +177,6 @@ class ES(Algorithm):
         """ES policies are deterministic; ``explore`` is accepted for the common signature."""
         return self.np_policy.act(self.params, np.asarray(observation, dtype=np.float32))
 
-    compute_single_action = compute_action
 
     def get_state(self):
         return {"params": self.params,

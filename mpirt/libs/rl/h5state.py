@@ -17,13 +17,22 @@ def _h5py():
     return h5py
 
 
-def write(path, state, attrs):
-    """Write ``state`` (nested dict) under /state and ``attrs`` (JSON-able) as root attributes."""
+def write(path, state, attrs, blobs=None):
+    """Write ``state`` (nested dict) under /state, ``attrs`` (JSON-able) as root attributes and ``blobs``
+    (name -> bytes, such as a pickled env creator) as opaque root datasets."""
     with _h5py().File(path, "w") as f:
         f.attrs["format_version"] = FORMAT_VERSION
         for key, value in attrs.items():
             f.attrs[key] = json.dumps(value)
         _write_group(f.create_group("state"), state)
+        for name, data in (blobs or {}).items():
+            f.create_dataset(name, data=np.void(bytes(data)))
+
+
+def read_blob(path, name):
+    """The bytes ``write`` stored as blob ``name``, or None."""
+    with _h5py().File(path, "r") as f:
+        return f[name][()].tobytes() if name in f else None
 
 
 def read(path):

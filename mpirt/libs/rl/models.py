@@ -8,20 +8,24 @@ import numpy as np
 import torch
 from torch import nn
 
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "swish": nn.SiLU, "silu": nn.SiLU,
+               "linear": nn.Identity}
+NUMPY_ACTIVATIONS = {
+    "tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0),
+    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
+    "swish": lambda x: x / (1.0 + np.exp(-x)), "silu": lambda x: x / (1.0 + np.exp(-x)), "linear": lambda x: x,
+}
 
 
 def check_model_config(model, where):
-    """``model`` is {"hiddens": [64, 64], "activation": "tanh"}; say clearly what is wrong."""
+    """``model`` is {"hiddens": [64, 64], "activation": "tanh"} (the config's fcnet_hiddens and
+    fcnet_activation); say clearly what is wrong, in the names the user wrote."""
     hiddens = model.get("hiddens")
     if not isinstance(hiddens, (list, tuple)) or not all(isinstance(h, int) and h > 0 for h in hiddens):
-        raise ValueError(f"{where}: model['hiddens'] must be a list of positive layer sizes, got {hiddens!r}")
+        raise ValueError(f"{where}: model['fcnet_hiddens'] must be a list of positive layer sizes, got {hiddens!r}")
     if model.get("activation") not in ACTIVATIONS:
-        raise ValueError(f"{where}: model['activation'] must be one of {sorted(ACTIVATIONS)}, "
+        raise ValueError(f"{where}: model['fcnet_activation'] must be one of {sorted(ACTIVATIONS)}, "
                          f"got {model.get('activation')!r}")
-    unknown = set(model) - {"hiddens", "activation"}
-    if unknown:
-        raise ValueError(f"{where}: unknown model option(s) {sorted(unknown)}; known: activation, hiddens")
 
 
 def mlp(sizes, activation, out_gain=1.0):
@@ -70,20 +74,25 @@ class ActorCritic(nn.Module):
 
 
 class QNetwork(nn.Module):
-    """Q(s, .) for every discrete action; ``dueling`` splits it into value and advantage streams."""
+    """Q(s, .) for every discrete action; ``dueling`` splits it into value and advantage streams, each a
+    head with ``head_hiddens`` layers (RLlib's DQN ``hiddens``) on the shared ``hiddens`` body."""
 
-    def __init__(self, info, model, dueling=True):
+    def __init__(self, info, model, dueling=True, head_hiddens=()):
         super().__init__()
         hiddens, activation = list(model["hiddens"]), model["activation"]
+        head_hiddens = list(head_hiddens)
         self.dueling = dueling
-        if dueling and hiddens:
-            self.body = nn.Sequential(mlp([info.obs_dim, *hiddens], activation, out_gain=np.sqrt(2)),
-                                      ACTIVATIONS[activation]())
-            self.advantage = mlp([hiddens[-1], info.num_actions], activation)
-            self.state_value = mlp([hiddens[-1], 1], activation)
+        if dueling:
+            if hiddens:
+                self.body = nn.Sequential(mlp([info.obs_dim, *hiddens], activation, out_gain=np.sqrt(2)),
+                                          ACTIVATIONS[activation]())
+            else:
+                self.body = nn.Identity()
+            features = hiddens[-1] if hiddens else info.obs_dim
+            self.advantage = mlp([features, *head_hiddens, info.num_actions], activation)
+            self.state_value = mlp([features, *head_hiddens, 1], activation)
         else:
-            self.dueling = False
-            self.q = mlp([info.obs_dim, *hiddens, info.num_actions], activation)
+            self.q = mlp([info.obs_dim, *hiddens, *head_hiddens, info.num_actions], activation)
 
     def forward(self, obs):
         if not self.dueling:
@@ -110,8 +119,7 @@ class NumpyPolicy:
 
     def __init__(self, info, model):
         self.info = info
-        self.activation = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0),
-                           "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0)))}[model["activation"]]
+        self.activation = NUMPY_ACTIVATIONS[model["activation"]]
         out = info.num_actions if info.discrete else info.action_dim
         sizes = [info.obs_dim, *model["hiddens"], out]
         self.shapes = [(sizes[i], sizes[i + 1]) for i in range(len(sizes) - 1)]

@@ -91,7 +91,8 @@ class QPolicy(Policy):
 
     def __init__(self, info, config):
         super().__init__(info, config)
-        self.model = models.QNetwork(info, config["model"], dueling=config["dueling"])
+        self.model = models.QNetwork(info, config["model"], dueling=config["dueling"],
+                                     head_hiddens=config.get("head_hiddens", ()))
         self._rng = np.random.default_rng(config.get("seed"))
 
     def act(self, obs, explore=True, epsilon=0.0):

@@ -89,6 +89,48 @@ class RolloutWorker:
 
 def make_workers(worker_cls, count, config, *args):
     """``count`` actors of ``worker_cls``, each told its index; they hold ``num_cpus_per_worker`` CPUs
-    (0 by default: inside a Tune trial that already holds a CPU, asking for more could wait forever)."""
-    actor_cls = mpirt.remote(worker_cls).options(num_cpus=config["num_cpus_per_worker"])
+    (0 by default: inside a Tune trial that already holds a CPU, asking for more could wait forever),
+    ``num_gpus_per_worker`` GPUs and the custom ``resources``. ``count`` 0 (RLlib's
+    ``num_env_runners=0``) gives one ``LocalWorker``: the same class, sampling in this process."""
+    if count == 0:
+        return [LocalWorker(worker_cls, *args, worker_index=0)]
+    options = {"num_cpus": config["num_cpus_per_worker"]}
+    if config.get("num_gpus_per_worker"):
+        options["num_gpus"] = config["num_gpus_per_worker"]
+    if config.get("resources"):
+        options["resources"] = config["resources"]
+    actor_cls = mpirt.remote(worker_cls).options(**options)
     return [actor_cls.remote(*args, worker_index=i + 1) for i in range(count)]
+
+
+class LocalWorker:
+    """A rollout worker in the algorithm's own process that answers ``worker.method.remote(...)`` like an
+    actor: the call runs at once and its result is put in the object store, so the algorithms' loops
+    (``mpirt.get``, ``mpirt.wait``) need no second path."""
+
+    is_local = True
+
+    def __init__(self, worker_cls, *args, **kwargs):
+        self._instance = worker_cls(*_resolve(args), **_resolve(kwargs))
+
+    def __getattr__(self, name):
+        method = getattr(self._instance, name)
+        return _LocalMethod(method)
+
+    def stop(self):
+        self._instance = None
+
+
+class _LocalMethod:
+    def __init__(self, method):
+        self._method = method
+
+    def remote(self, *args, **kwargs):
+        return mpirt.put(self._method(*_resolve(args), **_resolve(kwargs)))
+
+
+def _resolve(values):
+    """Top-level ObjectRefs become their values, as they do for an actor's arguments."""
+    if isinstance(values, dict):
+        return {k: mpirt.get(v) if isinstance(v, mpirt.ObjectRef) else v for k, v in values.items()}
+    return [mpirt.get(v) if isinstance(v, mpirt.ObjectRef) else v for v in values]

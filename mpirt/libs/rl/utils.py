@@ -64,3 +64,30 @@ def load_optimizer(optimizer, data, device):
     import torch
 
     optimizer.load_state_dict(torch.load(io.BytesIO(data), map_location=device, weights_only=True))
+
+
+def clip_gradients(groups, grad_clip, grad_clip_by):
+    """Clip the gradients of each parameter group (a network: mpirt keeps policy and value networks
+    apart, so "global_norm" is taken per network), by "global_norm", "norm" (each tensor) or "value"."""
+    import torch
+
+    if not grad_clip:
+        return
+    for params in groups:
+        params = [p for p in params if p.grad is not None]
+        if grad_clip_by == "value":
+            torch.nn.utils.clip_grad_value_(params, grad_clip)
+        elif grad_clip_by == "norm":
+            for param in params:
+                torch.nn.utils.clip_grad_norm_([param], grad_clip)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
+
+
+def check_grad_clip(config, algorithm):
+    if config["grad_clip"] is not None and (not isinstance(config["grad_clip"], (int, float))
+                                            or not config["grad_clip"] > 0):
+        raise ValueError(f"{algorithm}: grad_clip must be None or a number > 0, got {config['grad_clip']!r}")
+    if config["grad_clip_by"] not in ("global_norm", "norm", "value"):
+        raise ValueError(f"{algorithm}: grad_clip_by must be 'global_norm', 'norm' or 'value', got "
+                         f"{config['grad_clip_by']!r}")

@@ -1,0 +1,4 @@
+"""``ray.rllib.algorithms.dqn.dqn``: DQN and DQNConfig."""
+from mpirt.libs.rl.dqn import DQN, DQNConfig
+
+__all__ = ["DQN", "DQNConfig"]

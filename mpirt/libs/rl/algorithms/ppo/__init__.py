@@ -1,0 +1,4 @@
+"""``ray.rllib.algorithms.ppo``: PPO and PPOConfig."""
+from mpirt.libs.rl.ppo import PPO, PPOConfig
+
+__all__ = ["PPO", "PPOConfig"]

@@ -58,7 +58,7 @@ class Result:
 
     @property
     def config(self):
-        return self.metrics.get("config", self._trial.config)
+        return self._trial.config
 
     @property
     def filesystem(self):

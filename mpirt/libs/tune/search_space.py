@@ -68,11 +68,16 @@ class Integer(Domain):
             value = int(math.exp(rng.uniform(math.log(self.lower), math.log(self.upper))))
             if self.q is None:
                 return min(value, self.upper - 1)
-            return int(min(max(self.quantized(value), self.lower), self.upper))
+            return self._clamp(self.quantized(value))
         if self.q is not None:
-            value = rng.randint(self.lower, self.upper)
-            return int(min(max(self.quantized(value), self.lower), self.upper))
+            return self._clamp(self.quantized(rng.randint(self.lower, self.upper)))
         return rng.randrange(self.lower, self.upper)
+
+    def _clamp(self, value):
+        """Into ``[lower, upper]`` on multiples of ``q`` (when the bounds themselves are not multiples)."""
+        low = -(-self.lower // self.q) * self.q
+        high = self.upper // self.q * self.q
+        return int(min(max(value, low), high)) if low <= high else int(min(max(value, self.lower), self.upper))
 
     def __repr__(self):
         return f"randint({self.lower}, {self.upper})"

@@ -210,6 +210,7 @@ class FunctionTrainable(Trainable):
 
     def _run(self):
         session_mod._set_current(self._session)
+        _enter_actor_context(self._context)
         try:
             returned = self._call_function()
             if isinstance(returned, dict):
@@ -232,6 +233,7 @@ class FunctionTrainable(Trainable):
 
     def step(self):
         if self._thread is None:
+            self._context = _actor_context()
             self._thread = threading.Thread(target=self._run, name=f"trial-{self.trial_id}", daemon=True)
             self._thread.start()
         else:
@@ -273,6 +275,19 @@ class FunctionTrainable(Trainable):
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.cleanup()
+
+
+def _actor_context():
+    """The trial actor's runtime context (mpirt keeps it per thread), for the function's thread:
+    ``get_runtime_context()`` there answers for the actor (its id, its resources), as in Ray."""
+    from mpirt.runtime import task_context
+    return {k: v for k, v in vars(task_context).items() if k != "call"}
+
+
+def _enter_actor_context(context):
+    from mpirt.runtime import task_context
+    for key, value in context.items():
+        setattr(task_context, key, value)
 
 
 def wrap_function(function):

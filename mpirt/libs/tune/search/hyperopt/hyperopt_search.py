@@ -6,6 +6,7 @@ HyperOpt minimizes, so a ``mode="max"`` metric is negated.
 """
 import copy
 import functools
+import random
 
 from ... import search_space
 from ..searcher import Searcher, build_config, check_metric_mode, import_optional, label, searchable_leaves
@@ -25,6 +26,7 @@ class HyperOptSearch(Searcher):
         self._points = [dict(p) for p in points_to_evaluate or []]
         import numpy as np
         self._rng = np.random.default_rng(random_state_seed)
+        self._py_rng = random.Random(random_state_seed)
         self._space = space
         self._domain = None
         self._live = {}                      # trial_id -> hyperopt trial id
@@ -94,7 +96,8 @@ class HyperOptSearch(Searcher):
         flat = {label(p): v for p, v in search_space._walk(point)}
         vals = {}
         for path, domain in self._leaves:
-            value = flat[label(path)]
+            # a partial point: the values it leaves out are sampled
+            value = flat[label(path)] if label(path) in flat else domain.sample(self._py_rng)
             vals[label(path)] = [domain.categories.index(value)
                                  if isinstance(domain, search_space.Categorical) else value]
         misc = {"tid": tid, "cmd": self._domain.cmd, "workdir": None,

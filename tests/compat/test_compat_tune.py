@@ -640,6 +640,25 @@ def test_hyperopt_learns_from_results():
     assert sum(s > -1 for s in scores[20:]) > sum(s > -1 for s in scores[1:11])
 
 
+def test_bayesopt_searches_float_ranges(rt, tmp_path):
+    pytest.importorskip("bayes_opt")
+    from ray.tune.search.bayesopt import BayesOptSearch
+
+    def peak(config):
+        tune.report({"score": -(config["a"] - 0.7) ** 2 - (config["b"] - 3) ** 2})
+
+    grid = tune.Tuner(peak, param_space={"a": tune.uniform(0, 1), "b": tune.uniform(0, 20)},
+                      tune_config=tune.TuneConfig(metric="score", mode="max", num_samples=8,
+                                                  search_alg=BayesOptSearch(random_search_steps=4)),
+                      run_config=run_config(tmp_path)).fit()
+    assert len(grid) == 8 and grid.num_terminated == 8
+    assert all(0 <= r.config["a"] <= 1 and 0 <= r.config["b"] <= 20 for r in grid)
+    with pytest.raises(ValueError, match="BayesOpt does not support parameters of type `Categorical`"):
+        BayesOptSearch(metric="m", mode="max").set_search_properties(None, None, {"k": tune.choice([1, 2])})
+    with pytest.raises(ValueError, match="patience must be set to a value greater than 0"):
+        BayesOptSearch(patience=0)
+
+
 def test_model_based_searchers_reject_grids_and_need_a_metric():
     pytest.importorskip("hyperopt")
     from ray.tune.search.hyperopt import HyperOptSearch

@@ -23,6 +23,12 @@ class BayesOptSearch(Searcher):
         self._byo = import_optional("bayes_opt", "BayesOpt must be installed!. You can install BayesOpt with the "
                                                  "command: `pip install bayesian-optimization==1.4.3`.")
         super().__init__(metric, mode)
+        if isinstance(repeat_float_precision, bool) or not isinstance(repeat_float_precision, int):
+            raise TypeError("repeat_float_precision must be an integer.")
+        if repeat_float_precision < 0:
+            raise ValueError("repeat_float_precision must be non-negative.")
+        if patience is not None and patience <= 0:
+            raise ValueError("patience must be set to a value greater than 0!")
         self._utility_kwargs = {"kind": "ucb", "kappa": 2.576, "xi": 0.0, **(utility_kwargs or {})}
         self._random_state = random_state
         self._random_steps = random_search_steps
@@ -54,9 +60,12 @@ class BayesOptSearch(Searcher):
         self._leaves = searchable_leaves(space, "BayesOpt")
         bounds = {}
         for path, domain in self._leaves:
-            if not isinstance(domain, search_space.Float) or domain.log or domain.q:
+            if not isinstance(domain, search_space.Float):
                 raise ValueError(f"BayesOpt does not support parameters of type `{type(domain).__name__}` "
-                                 f"(config[{label(path)!r}] = {domain!r}): only tune.uniform()")
+                                 f"(config[{label(path)!r}] = {domain!r}): only float ranges (tune.uniform)")
+            if domain.q or domain.log:
+                logger.warning("BayesOpt samples config[%r] uniformly between its bounds: it supports neither "
+                               "quantization nor log sampling", label(path))
             bounds[label(path)] = (domain.lower, domain.upper)
         self._bounds = bounds
         self._optimizer = self._byo.BayesianOptimization(f=None, pbounds=bounds, verbose=self._verbose,

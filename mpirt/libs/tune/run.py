@@ -159,6 +159,10 @@ def run(run_or_experiment, *, name=None, metric=None, mode=None, stop=None, time
             "num_samples": num_samples, "seed": seed,
             "experiment_id": previous_meta.get("experiment_id") or uuid.uuid4().hex[:5]}
     searcher = search_alg or search_mod.BasicVariantGenerator(random_state=seed)
+    if isinstance(searcher, search_mod.BasicVariantGenerator):
+        searcher.seed_if_unseeded(seed)
+        if searcher.max_concurrent:
+            limit = min(limit, searcher.max_concurrent)
     accepted = inspect.signature(searcher.set_search_properties).parameters
     spec = {"num_samples": num_samples} if "num_samples" in accepted or any(
         p.kind == p.VAR_KEYWORD for p in accepted.values()) else {}

@@ -108,6 +108,9 @@ class TrialRunner:
         self.fail_fast = fail_fast
         self.callbacks = callbacks
         self.num_samples = num_samples
+        # a model-based searcher suggests for ever: the loop stops asking after num_samples trials
+        self._caps_samples = num_samples is not None and not isinstance(
+            getattr(searcher, "searcher", searcher), BasicVariantGenerator)
         self.trial_name_creator = trial_name_creator
         self.trial_dirname_creator = trial_dirname_creator
         self.iteration = 0                   # steps of the loop, for callbacks
@@ -244,7 +247,7 @@ class TrialRunner:
             if trial is None:
                 if self.searcher_finished:
                     break
-                if self.num_samples is not None and len(self.trials) >= self.num_samples:
+                if self._caps_samples and len(self.trials) >= self.num_samples:
                     config = self.searcher.FINISHED      # a model-based searcher made num_samples trials
                 else:
                     config = self.searcher.suggest(f"{self.experiment_id}_{len(self.trials):05d}")

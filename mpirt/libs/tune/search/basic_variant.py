@@ -17,7 +17,11 @@ class BasicVariantGenerator(Searcher):
         super().__init__()
         if points_to_evaluate is not None and not isinstance(points_to_evaluate, (list, tuple)):
             raise TypeError(f"points_to_evaluate must be a list of config dicts, got {points_to_evaluate!r}")
+        if not isinstance(max_concurrent, int) or max_concurrent < 0:
+            raise ValueError(f"max_concurrent must be an integer >= 0 (0: no limit), got {max_concurrent!r}")
         self._points = [dict(p) for p in points_to_evaluate or []]
+        self.max_concurrent = max_concurrent
+        self.random_state = random_state
         self._rng = random.Random(random_state)
         self._variants = None
         self._next = 0
@@ -27,6 +31,12 @@ class BasicVariantGenerator(Searcher):
         self._variants = self._points + list(search_space.generate_variants(config, num_samples, self._rng))
         self._next = 0
         return True
+
+    def seed_if_unseeded(self, seed):
+        """Seed with the experiment's seed unless the user chose one (so restore regenerates the configs)."""
+        if self.random_state is None:
+            self.random_state = seed
+            self._rng.seed(seed)
 
     def suggest(self, trial_id):
         if self._next >= len(self._variants):

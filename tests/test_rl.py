@@ -175,7 +175,7 @@ def test_gpu_asked_but_missing():
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    with pytest.raises(ValueError, match="num_gpus=1 but torch sees no CUDA device"):
+    with pytest.raises(ValueError, match="num_gpus_per_learner=1 .* but torch sees no CUDA device"):
         rl.PPO(env="CartPole-v1", config={"num_gpus": 1})
 
 

@@ -146,7 +146,7 @@ class Algorithm(Trainable):
         """The plain dict rollout actors and policies read (no config object travels to the actors)."""
         config = self.config
         return {"model": self._network_config(config), "gamma": config.gamma, "seed": config.seed,
-                "num_envs_per_worker": config.num_envs_per_env_runner,
+                "num_envs_per_worker": config.num_envs_per_env_runner, "num_workers": config.num_env_runners,
                 "num_cpus_per_worker": config.num_cpus_per_env_runner,
                 "num_gpus_per_worker": config.num_gpus_per_env_runner,
                 "resources": dict(config.custom_resources_per_env_runner or {}), **extra}

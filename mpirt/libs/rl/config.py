@@ -177,6 +177,8 @@ _DICT_KEYS = {"lambda_": "lambda", "input_": "input", "callbacks_class": "callba
               "create_env_on_local_worker": "create_env_on_driver",
               "custom_evaluation_function": "custom_eval_function", "_model_config": "model_config",
               "_rl_module_spec": "rl_module_spec"}
+# Dict settings that setters and update_from_dict update key by key (as RLlib does) instead of replacing.
+_MERGED = ("model", "replay_buffer_config")
 # Setter parameter -> attribute, where RLlib stores it under another name.
 _ATTRIBUTES = {"framework": "framework_str", "model_config": "_model_config", "rl_module_spec": "_rl_module_spec"}
 
@@ -282,10 +284,12 @@ class AlgorithmConfig:
                                 f"{name!r}{hint}")
             if name.startswith("on_"):
                 setattr(self, "callbacks_" + name[3:], value)
-            elif name == "model" and isinstance(value, dict):
-                self.model = {**self.model, **copy.deepcopy(value)}
+            elif name in _MERGED and isinstance(value, dict):  # RLlib updates these dicts key by key
+                setattr(self, name, {**getattr(self, name), **copy.deepcopy(value)})
             elif name == "env_config" and value is None:
                 self.env_config = {}
+            elif name == "evaluation_config" and isinstance(value, AlgorithmConfig):
+                self.evaluation_config = value.to_dict()
             else:
                 setattr(self, _ATTRIBUTES.get(name, name), copy.deepcopy(value) if _copyable(value) else value)
         return self
@@ -400,8 +404,8 @@ class AlgorithmConfig:
                 hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
                 raise ValueError(f"{self._algo_name()}: unknown config key {key!r}{hint}; see "
                                  f"{type(self).__name__}().to_dict() for the known keys")
-            if attribute == "model" and isinstance(value, dict):
-                value = {**self.model, **_model_from_mpirt(value)}
+            if attribute in _MERGED and isinstance(value, dict):
+                value = {**getattr(self, attribute), **(_model_from_mpirt(value) if attribute == "model" else value)}
             elif attribute == "evaluation_config" and isinstance(value, AlgorithmConfig):
                 value = value.to_dict()
             setattr(self, attribute, copy.deepcopy(value) if _copyable(value) else value)

@@ -13,12 +13,38 @@ import numpy as np
 _registry = {}
 
 
+class EnvContext(dict):
+    """The ``env_config`` dict an env creator receives, plus where the env lives: ``worker_index``
+    (0 for the algorithm's own process, i for the i-th rollout actor), ``vector_index`` (which of the
+    actor's envs), ``num_workers`` (rollout actors in all), ``remote``. RLlib passes the same."""
+
+    def __init__(self, env_config=None, worker_index=0, vector_index=0, remote=False, num_workers=None,
+                 recreated_worker=False):
+        super().__init__(env_config or {})
+        self.worker_index = worker_index
+        self.vector_index = vector_index
+        self.remote = remote
+        self.num_workers = num_workers
+        self.recreated_worker = recreated_worker
+
+    def copy_with_overrides(self, env_config=None, worker_index=None, vector_index=None, remote=None,
+                            num_workers=None, recreated_worker=None):
+        return EnvContext(
+            dict(self) if env_config is None else env_config,
+            self.worker_index if worker_index is None else worker_index,
+            self.vector_index if vector_index is None else vector_index,
+            self.remote if remote is None else remote,
+            self.num_workers if num_workers is None else num_workers,
+            self.recreated_worker if recreated_worker is None else recreated_worker)
+
+
 def register_env(name, creator):
     """Make ``creator(env_config) -> gym.Env`` available as ``config["env"] = name``."""
     if not isinstance(name, str) or not name:
         raise TypeError(f"an env name must be a non-empty string, got {name!r}")
     if not callable(creator):
-        raise TypeError(f"register_env({name!r}, ...) needs a callable that returns an env, got {creator!r}")
+        raise TypeError(f"Second argument must be callable. register_env({name!r}, ...) needs a function or "
+                        f"class that returns an env, got {creator!r}")
     _registry[name] = creator
 
 
@@ -42,14 +68,16 @@ class EnvCreator:
             return self.env
         return getattr(self.env, "__name__", type(self.env).__name__)
 
-    def __call__(self):
+    def __call__(self, worker_index=0, vector_index=0, num_workers=None):
         if isinstance(self.env, str):
             try:
                 return gym.make(self.env, **self.env_config)
             except gym.error.Error as error:
                 raise ValueError(f"unknown Gymnasium environment {self.env!r}: {error}") from error
         takes_config = bool(inspect.signature(self.env).parameters)
-        env = self.env(self.env_config) if takes_config else self.env()
+        context = EnvContext(self.env_config, worker_index, vector_index, remote=worker_index > 0,
+                             num_workers=num_workers)
+        env = self.env(context) if takes_config else self.env()
         if not isinstance(env, gym.Env):
             raise TypeError(f"the env creator {self.name} returned {type(env).__name__}, not a gymnasium.Env")
         return env

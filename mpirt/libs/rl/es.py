@@ -26,7 +26,7 @@ class ESWorker:
     def __init__(self, env_creator, info, noise, config, worker_index):
         self.noise = noise  # arrives as a read-only view of the object store
         self.policy = NumpyPolicy(info, config["model"])
-        self.env = env_creator()
+        self.env = env_creator(worker_index=worker_index, num_workers=config.get("num_workers"))
         seed = config["seed"]
         self.rng = np.random.default_rng(None if seed is None else seed + 1000 * worker_index)
 

@@ -21,7 +21,8 @@ class RolloutWorker:
             torch.manual_seed(seed + 1000 * worker_index)
         self.policy = policy_cls(info, {**config, "seed": None if seed is None else seed + 1000 * worker_index})
         self.info = info
-        self.envs = [env_creator() for _ in range(config["num_envs_per_worker"])]
+        self.envs = [env_creator(worker_index=worker_index, vector_index=i, num_workers=config.get("num_workers"))
+                     for i in range(config["num_envs_per_worker"])]
         self.obs = []
         for i, env in enumerate(self.envs):
             env_seed = None if seed is None else seed + 1000 * worker_index + i

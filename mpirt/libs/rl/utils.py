@@ -46,8 +46,8 @@ def learner_device(num_gpus, algorithm):
     if not num_gpus:
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise ValueError(f"{algorithm}: num_gpus={num_gpus} but torch sees no CUDA device "
-                         f"(torch {torch.__version__}); set num_gpus=0 to learn on the CPU")
+        raise ValueError(f"{algorithm}: num_gpus_per_learner={num_gpus} (num_gpus in the dict API) but torch "
+                         f"sees no CUDA device (torch {torch.__version__}); set it to 0 to learn on the CPU")
     return torch.device("cuda")
 
 

@@ -1,0 +1,4 @@
+"""``ray.rllib.env.env_context``: ``EnvContext``."""
+from mpirt.libs.rl.envs import EnvContext
+
+__all__ = ["EnvContext"]

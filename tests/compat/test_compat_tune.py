@@ -672,6 +672,17 @@ def test_model_based_searchers_reject_grids_and_need_a_metric():
         HyperOptSearch(mode="best")
 
 
+def test_a_rejected_experiment_leaves_no_directory(rt, tmp_path):
+    pytest.importorskip("hyperopt")
+    from ray.tune.search.hyperopt import HyperOptSearch
+    tuner = tune.Tuner(bowl, param_space={"x": tune.grid_search([1, 2]), "kind": "a"},
+                       tune_config=tune.TuneConfig(metric="loss", mode="min", search_alg=HyperOptSearch()),
+                       run_config=run_config(tmp_path))
+    with pytest.raises(ValueError, match="Grid search parameters cannot be automatically converted"):
+        tuner.fit()
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("package, module, name, message", [
     ("hyperopt", "ray.tune.search.hyperopt", "HyperOptSearch", "HyperOpt must be installed! Run `pip install "
                                                                "hyperopt`."),

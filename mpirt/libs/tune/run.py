@@ -135,41 +135,25 @@ def run(run_or_experiment, *, name=None, metric=None, mode=None, stop=None, time
                          f"got {max_concurrent_trials!r}")
     callbacks = CallbackList(callbacks)
 
-    name_of_trainable = trainable_name(run_or_experiment)
-    root = storage_path or local_dir or default_local_dir()
-    resuming_possible = resume_config is not None
-    if name is None:
-        name = reserve_default_name(root, name_of_trainable)
-    storage = ExperimentStorage(root, name)
-    resuming = resuming_possible and storage.exists()
-    if resume is True and not resuming:
-        raise ValueError(f"resume={resume!r} but there is no experiment at {storage.path} "
-                         "(use resume='AUTO' to start one when none exists)")
-    if not resuming and storage.exists():
-        storage.archive_previous()
-
     cluster = mpirt.cluster_resources()
     limit = concurrency_limit(resources, cluster)
     if max_concurrent_trials:
         limit = min(limit, max_concurrent_trials)
 
-    previous_meta, states = storage.replay() if resuming else ({}, [])
-    seed = previous_meta.get("seed", seed if seed is not None else random.randrange(2 ** 31))
-    meta = {"name": storage.name, "trainable": name_of_trainable, "metric": metric or "", "mode": mode or "",
-            "num_samples": num_samples, "seed": seed,
-            "experiment_id": previous_meta.get("experiment_id") or uuid.uuid4().hex[:5]}
-    searcher = search_alg or search_mod.BasicVariantGenerator(random_state=seed)
-    if isinstance(searcher, search_mod.BasicVariantGenerator):
-        searcher.seed_if_unseeded(seed)
-        if searcher.max_concurrent:
-            limit = min(limit, searcher.max_concurrent)
-    accepted = inspect.signature(searcher.set_search_properties).parameters
-    spec = {"num_samples": num_samples} if "num_samples" in accepted or any(
-        p.kind == p.VAR_KEYWORD for p in accepted.values()) else {}
-    if not searcher.set_search_properties(metric, mode, config, **spec) and search_space.has_domains(config):
-        raise ValueError(f"You passed a `param_space` with search space definitions to the Tuner, but "
-                         f"{type(searcher).__name__} already has its own search space: pass it to one of them only")
-
+    name_of_trainable = trainable_name(run_or_experiment)
+    root = storage_path or local_dir or default_local_dir()
+    reserved = name is None
+    if reserved:
+        name = reserve_default_name(root, name_of_trainable)
+    storage = ExperimentStorage(root, name)
+    try:
+        searcher, limit, resuming, meta, states = _prepare(
+            storage, resume, resume_config, search_alg, seed, limit, metric, mode, config, num_samples,
+            name_of_trainable)
+    except BaseException:
+        if reserved and os.path.isdir(storage.path) and not os.listdir(storage.path):
+            os.rmdir(storage.path)       # no experiment was started in the directory reserved for it
+        raise
     storage.open(fresh=not resuming)
     if resuming:
         storage.record_event("resume")
@@ -201,6 +185,37 @@ def run(run_or_experiment, *, name=None, metric=None, mode=None, stop=None, time
         raise TuneError(f"{len(failed)} of {len(runner.trials)} trials failed ({', '.join(map(str, failed[:5]))}); "
                         f"the others finished and are saved in {storage.path}. First error:\n{failed[0].error}")
     return analysis
+
+
+def _prepare(storage, resume, resume_config, search_alg, seed, limit, metric, mode, config, num_samples,
+             name_of_trainable):
+    """Decide between a new and a resumed experiment, and set up its searcher."""
+    resuming_possible = resume_config is not None
+    resuming = resuming_possible and storage.exists()
+    if resume is True and not resuming:
+        raise ValueError(f"resume={resume!r} but there is no experiment at {storage.path} "
+                         "(use resume='AUTO' to start one when none exists)")
+    if not resuming and storage.exists():
+        storage.archive_previous()
+
+    previous_meta, states = storage.replay() if resuming else ({}, [])
+    seed = previous_meta.get("seed", seed if seed is not None else random.randrange(2 ** 31))
+    meta = {"name": storage.name, "trainable": name_of_trainable, "metric": metric or "", "mode": mode or "",
+            "num_samples": num_samples, "seed": seed,
+            "experiment_id": previous_meta.get("experiment_id") or uuid.uuid4().hex[:5]}
+    searcher = search_alg or search_mod.BasicVariantGenerator(random_state=seed)
+    if isinstance(searcher, search_mod.BasicVariantGenerator):
+        searcher.seed_if_unseeded(seed)
+        if searcher.max_concurrent:
+            limit = min(limit, searcher.max_concurrent)
+    accepted = inspect.signature(searcher.set_search_properties).parameters
+    spec = {"num_samples": num_samples} if "num_samples" in accepted or any(
+        p.kind == p.VAR_KEYWORD for p in accepted.values()) else {}
+    if not searcher.set_search_properties(metric, mode, config, **spec) and search_space.has_domains(config):
+        raise ValueError(f"You passed a `param_space` with search space definitions to the Tuner, but "
+                         f"{type(searcher).__name__} already has its own search space: pass it to one of them only")
+
+    return searcher, limit, resuming, meta, states
 
 
 _REPLAYABLE = (AsyncHyperBandScheduler, MedianStoppingRule)

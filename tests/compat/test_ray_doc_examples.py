@@ -56,6 +56,9 @@ def test_manifest_names_every_example(example_set):
 def test_example_runs_unchanged(tmp_path, example_set, name):
     with open(os.path.join(_examples_of(example_set), name + ".py")) as f:
         source = f.read()
-    proc = run_app(tmp_path, source, timeout=TIMEOUT_S, env={"PYTHONPATH": SHIM + os.pathsep + REPO})
+    # Results (Tune's experiments) go under the test's own directory, not the user's home.
+    env = {"PYTHONPATH": SHIM + os.pathsep + REPO, "MPIRT_RESULTS_DIR": str(tmp_path / "results"),
+           "HOME": str(tmp_path)}
+    proc = run_app(tmp_path, source, timeout=TIMEOUT_S, env=env)
     assert proc.returncode == 0, f"{name} exited {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\n" \
                                  f"stderr:\n{proc.stderr[-3000:]}"

@@ -259,6 +259,41 @@ def test_dqn_config_trains_with_prioritized_replay(rt):
     assert algo.workers == [] and algo.config.num_env_runners == 0  # sampled in this process
 
 
+def test_replay_buffer_api_and_a_custom_buffer_in_dqn(rt):
+    from ray.rllib.policy.sample_batch import SampleBatch
+    from ray.rllib.utils.replay_buffers import ReplayBuffer, StorageUnit
+    from ray.rllib.utils.replay_buffers.utils import validate_buffer_config
+
+    buffer = ReplayBuffer(capacity=2, storage_unit=StorageUnit.FRAGMENTS)
+    buffer.add(SampleBatch({"a": [1], "b": [2]}))
+    sample = buffer.sample(2)  # elements can be drawn twice: the batch, concatenated with itself
+    assert isinstance(sample, SampleBatch) and sample.count == 2
+    assert (list(sample["a"]), list(sample["b"])) == ([1, 1], [2, 2])
+    configs = [DQNConfig().training(replay_buffer_config={"type": kind})
+               for kind in (ReplayBuffer, "ReplayBuffer", "ray.rllib.utils.replay_buffers.ReplayBuffer")]
+    for config in configs:
+        validate_buffer_config(config)
+    assert all(c.replay_buffer_config["type"] is ReplayBuffer for c in configs)
+
+    class CountingBuffer(ReplayBuffer):
+        sampled = 0
+
+        def sample(self, num_items=None, **kwargs):
+            CountingBuffer.sampled += 1
+            return super().sample(num_items, **kwargs)
+
+    algo = (DQNConfig().environment("CartPole-v1")
+            .training(replay_buffer_config={"type": CountingBuffer, "capacity": 500},
+                      num_steps_sampled_before_learning_starts=50, train_batch_size=8, hiddens=[8],
+                      model={"fcnet_hiddens": [8]}, training_intensity=4)
+            .reporting(min_sample_timesteps_per_iteration=100).build_algo())
+    try:
+        result = algo.train()
+    finally:
+        algo.stop()
+    assert CountingBuffer.sampled == result["learners"]["default_policy"]["num_updates"] > 0
+
+
 def test_a3c_and_es_configs_train(rt):
     from ray.rllib.algorithms.a3c import A3CConfig
     from ray.rllib.algorithms.es import ESConfig

@@ -18,7 +18,7 @@ from .algorithm import Algorithm
 from .config import AlgorithmConfig
 from .envs import require_discrete
 from .policies import QPolicy
-from .replay_buffer import PrioritizedReplayBuffer, ReplayBuffer
+from .replay_buffer import PrioritizedReplayBuffer, ReplayBuffer, SampleBatchBuffer
 from .rollout import RolloutWorker, make_workers
 from .utils import check_grad_clip, check_positive_int, clip_gradients, load_optimizer, optimizer_bytes
 
@@ -138,6 +138,8 @@ class DQN(Algorithm):
         if self.buffer_kind == "prioritized":
             self.buffer = PrioritizedReplayBuffer(capacity, alpha=buffer.get("alpha", 0.6),
                                                   beta=buffer.get("beta", 0.4), seed=config.seed)
+        elif self.buffer_kind == "rllib":
+            self.buffer = SampleBatchBuffer(_rllib_buffer(buffer))
         else:
             self.buffer = ReplayBuffer(capacity, seed=config.seed)
         envs = max(config.num_env_runners, 1) * config.num_envs_per_env_runner
@@ -267,15 +269,46 @@ def _interpolate(points, t):
 
 
 def _buffer_kind(buffer_config):
-    """"uniform" or "prioritized" for a replay_buffer_config's type (a name, a dotted path or a class)."""
+    """"uniform" or "prioritized" (mpirt's numpy buffers) for the types RLlib names, "rllib" for a
+    ``ReplayBuffer`` subclass of RLlib's API (``ray.rllib.utils.replay_buffers``), used as it is written."""
+    from .utils.replay_buffers import MultiAgentReplayBuffer, ReplayBuffer as RLlibReplayBuffer
+    from .utils.replay_buffers.utils import resolve_buffer_type
+
     if not isinstance(buffer_config, dict):
         raise TypeError(f"DQN: replay_buffer_config must be a dict, got {type(buffer_config).__name__}")
     kind = buffer_config.get("type", "EpisodeReplayBuffer")
-    name = kind if isinstance(kind, str) else getattr(kind, "__name__", repr(kind))
+    underlying = buffer_config.get("underlying_replay_buffer_config") or buffer_config.get("underlying_buffer_config")
+    if isinstance(kind, str) and "." in kind and kind.rsplit(".", 1)[-1] not in UNIFORM_BUFFERS + PRIORITIZED_BUFFERS:
+        try:
+            kind = resolve_buffer_type(kind)
+        except (TypeError, ValueError):
+            pass
+    if isinstance(kind, type):
+        if kind in (RLlibReplayBuffer, MultiAgentReplayBuffer) and not underlying:
+            return "uniform"
+        if issubclass(kind, RLlibReplayBuffer):
+            return "rllib"
+        raise NotImplementedError(f"DQN: replay_buffer_config type {kind.__name__} is not a subclass of "
+                                  f"ray.rllib.utils.replay_buffers.ReplayBuffer")
+    name = kind if isinstance(kind, str) else repr(kind)
     name = name.rsplit(".", 1)[-1]
+    if name == "MultiAgentReplayBuffer" and underlying:
+        return "rllib"
     if name in PRIORITIZED_BUFFERS:
         return "prioritized"
     if name in UNIFORM_BUFFERS:
         return "uniform"
     raise NotImplementedError(f"DQN: replay_buffer_config type {name!r} is not supported by mpirt.libs.rl; "
-                              f"supported: {', '.join(UNIFORM_BUFFERS + PRIORITIZED_BUFFERS)}")
+                              f"supported: {', '.join(UNIFORM_BUFFERS + PRIORITIZED_BUFFERS)}, or a subclass of "
+                              f"ray.rllib.utils.replay_buffers.ReplayBuffer")
+
+
+def _rllib_buffer(buffer_config):
+    """An RLlib-API buffer built from its config: the type, and the other keys as its arguments."""
+    from .utils.replay_buffers.utils import from_config
+
+    args = dict(buffer_config)
+    kind = args.pop("type")
+    if "underlying_replay_buffer_config" in args:
+        args["underlying_buffer_config"] = args.pop("underlying_replay_buffer_config")
+    return from_config(kind, args)

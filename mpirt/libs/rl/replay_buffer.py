@@ -1,4 +1,5 @@
-"""A uniform replay buffer: numpy ring arrays, one per field, allocated on the first add."""
+"""Replay for DQN: uniform and prioritized buffers on numpy ring arrays (one per field, allocated on the
+first add), and ``SampleBatchBuffer``, which puts a buffer of RLlib's API behind the same interface."""
 import numpy as np
 
 
@@ -87,3 +88,24 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         priorities = np.abs(np.asarray(td_errors, np.float64)) + self.epsilon
         self.max_priority = max(self.max_priority, float(priorities.max()))
         self._set(indices, priorities ** self.alpha)
+
+
+class SampleBatchBuffer:
+    """A buffer of RLlib's API (``ray.rllib.utils.replay_buffers.ReplayBuffer`` or a subclass a user wrote)
+    behind this module's interface: dicts of arrays go in as ``SampleBatch``, samples come out as dicts."""
+
+    def __init__(self, buffer):
+        self.buffer = buffer
+
+    def __len__(self):
+        return len(self.buffer)
+
+    def add(self, batch):
+        from .policy.sample_batch import SampleBatch
+        self.buffer.add(SampleBatch(batch))
+
+    def sample(self, batch_size):
+        sample = self.buffer.sample(batch_size)
+        if sample is None or len(sample) == 0:
+            raise ValueError(f"{type(self.buffer).__name__}.sample({batch_size}) returned no rows")
+        return {key: np.asarray(value) for key, value in sample.items()}

@@ -1,6 +1,5 @@
-"""Small helpers shared by the algorithms: config merging and checking, torch threads, learner device."""
-import copy
-import difflib
+"""Small helpers shared by the algorithms (config checks, torch threads, learner device, gradient clipping),
+and RLlib's ``ray.rllib.utils`` paths below it (``replay_buffers``, ``annotations``, ``typing``)."""
 import io
 
 
@@ -10,25 +9,6 @@ def set_torch_threads():
 
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
-
-
-def merge_config(defaults, config, algorithm):
-    """``defaults`` updated by ``config`` (nested dicts merged one level); unknown keys raise ValueError
-    with the closest known names, so a typo never silently trains with a default."""
-    merged = copy.deepcopy(defaults)
-    for key, value in (config or {}).items():
-        if key.startswith("__"):  # bookkeeping a caller such as Tune may add
-            continue
-        if key not in defaults:
-            close = difflib.get_close_matches(key, list(defaults), n=3)
-            hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
-            raise ValueError(f"{algorithm}: unknown config key {key!r}{hint}; "
-                             f"known keys: {', '.join(sorted(defaults))}")
-        if isinstance(defaults[key], dict) and isinstance(value, dict):
-            merged[key] = {**defaults[key], **value}
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def check_positive_int(config, algorithm, *keys, allow_zero=False):

@@ -1,0 +1,1 @@
+"""RLlib's ``ray.rllib.examples`` paths for what its documentation imports from there."""

@@ -248,7 +248,7 @@ class AlgorithmConfig:
                     setattr(self, _ATTRIBUTES.get(name, name), copy.deepcopy(default))
         for name in SETTINGS["callbacks"]:
             if name.startswith("on_"):
-                setattr(self, "callbacks_" + name[3:], None)
+                setattr(self, "callbacks_" + name, None)
         for name, value in self._defaults.items():
             setattr(self, name, copy.deepcopy(value))
 
@@ -283,7 +283,7 @@ class AlgorithmConfig:
                 raise TypeError(f"{type(self).__name__}.{method}() got an unexpected keyword argument "
                                 f"{name!r}{hint}")
             if name.startswith("on_"):
-                setattr(self, "callbacks_" + name[3:], value)
+                setattr(self, "callbacks_" + name, value)
             elif name in _MERGED and isinstance(value, dict):  # RLlib updates these dicts key by key
                 setattr(self, name, {**getattr(self, name), **copy.deepcopy(value)})
             elif name == "env_config" and value is None:
@@ -459,7 +459,7 @@ class AlgorithmConfig:
         defaults = self._default_values()
         name = self._algo_name()
         for key, reason in {**UNSUPPORTED, **self._unsupported}.items():
-            attribute = "callbacks_" + key[3:] if key.startswith("on_") else _ATTRIBUTES.get(key, key)
+            attribute = "callbacks_" + key if key.startswith("on_") else _ATTRIBUTES.get(key, key)
             value = getattr(self, attribute, None)
             if value is not None and value != defaults.get(attribute) and value != {}:
                 raise NotImplementedError(f"{name}: {_method_of(key)}({key}={_short(value)}) asks for {reason}, "

@@ -149,7 +149,7 @@ def test_to_dict_copy_freeze_overrides():
 
 # ---------------------------------------------------------------- bad configs fail at build, on the driver
 @pytest.mark.parametrize("config, error, message", [
-    (lambda: tiny_ppo().training(lr=-1), ValueError, "lr must be a number > 0"),
+    (lambda: tiny_ppo().training(lr=-1), ValueError, "lr must be > 0"),
     (lambda: tiny_ppo().training(minibatch_size=5000), ValueError, r"minibatch_size \(5000\) must be <="),
     (lambda: tiny_ppo().training(clip_param=0), ValueError, "clip_param must be > 0"),
     (lambda: tiny_ppo().training(model={"fcnet_activation": "sigmoid"}), ValueError, "fcnet_activation"),
@@ -200,6 +200,19 @@ def test_train_reports_rllibs_result_keys(rt):
     assert first["episode_reward_mean"] == runners["episode_return_mean"]  # mpirt's older keys stay
     assert actions <= {0, 1} and len(greedy) == 1
     assert tuple(logits.shape) == (1, 2) and not logits.requires_grad
+
+
+def test_schedules(rt):
+    algo = tiny_ppo().training(lr=[[0, 1e-3], [400, 1e-4]], entropy_coeff=[[0, 0.0], [400, 0.01]]).build_algo()
+    try:
+        first, second = algo.train(), algo.train()
+    finally:
+        algo.stop()
+    assert first["learners"]["default_policy"]["default_optimizer_learning_rate"] == 1e-3
+    assert second["learners"]["default_policy"]["default_optimizer_learning_rate"] == pytest.approx(1e-4)
+    assert second["learners"]["default_policy"]["curr_entropy_coeff"] == pytest.approx(0.01)
+    with pytest.raises(ValueError, match=r"lr must be a number or a list of \[timestep, value\] pairs"):
+        tiny_ppo().training(lr="fast").build_algo()
 
 
 def test_checkpoint_round_trip_with_custom_env_class(rt, tmp_path):

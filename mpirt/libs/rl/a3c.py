@@ -14,13 +14,14 @@ from .algorithm import Algorithm
 from .config import AlgorithmConfig
 from .policies import ActorCriticPolicy
 from .rollout import RolloutWorker, make_workers
-from .utils import check_grad_clip, check_positive_int, clip_gradients, load_optimizer, optimizer_bytes
+from .utils import (check_grad_clip, check_positive_int, clip_gradients, load_optimizer, optimizer_bytes, schedule,
+                    scheduled_value)
 
 
 class A3CPolicy(ActorCriticPolicy):
     """The actor-critic policy plus the A3C loss, computed where the rollout was made."""
 
-    def loss(self, batch):
+    def loss(self, batch, entropy_coeff=None):
         obs = torch.as_tensor(batch["obs"])
         dist = self.model.distribution(obs)
         logp = dist.log_prob(torch.as_tensor(batch["actions"]))
@@ -28,13 +29,15 @@ class A3CPolicy(ActorCriticPolicy):
         policy_loss = -(logp * advantages).mean()
         vf_loss = (self.model.value(obs) - torch.as_tensor(batch["value_targets"])).pow(2).mean()
         entropy = dist.entropy().mean()
-        total = policy_loss + self.config["vf_loss_coeff"] * vf_loss - self.config["entropy_coeff"] * entropy
+        if entropy_coeff is None:
+            entropy_coeff = self.config["entropy_coeff"]
+        total = policy_loss + self.config["vf_loss_coeff"] * vf_loss - entropy_coeff * entropy
         return total, {"policy_loss": policy_loss.item(), "vf_loss": vf_loss.item(), "entropy": entropy.item()}
 
-    def compute_gradients(self, batch):
+    def compute_gradients(self, batch, entropy_coeff=None):
         """Gradients of the loss on ``batch`` as numpy arrays, in ``model.parameters()`` order."""
         self.model.zero_grad()
-        loss, stats = self.loss(batch)
+        loss, stats = self.loss(batch, entropy_coeff)
         loss.backward()
         grads = [p.grad.numpy().copy() if p.grad is not None else np.zeros(p.shape, np.float32)
                  for p in self.model.parameters()]
@@ -59,8 +62,7 @@ class A3CConfig(AlgorithmConfig):
     }
     _unsupported = {
         "use_critic": "A3C without a value function", "use_gae": "A3C without GAE",
-        "sample_async": "synchronous sampling (that is A2C)", "lr_schedule": "learning-rate schedules",
-        "entropy_coeff_schedule": "entropy schedules",
+        "sample_async": "synchronous sampling (that is A2C)",
     }
 
     def __init__(self, algo_class=None):
@@ -78,21 +80,25 @@ class A3C(Algorithm):
         if config.num_env_runners < 1:
             raise ValueError("A3C: num_env_runners must be >= 1 (its asynchrony is between rollout actors), "
                              "got 0")
-        if config.entropy_coeff < 0:
+        self.entropy_schedule = schedule(config.entropy_coeff_schedule or config.entropy_coeff, "entropy_coeff",
+                                         self._name)
+        if any(value < 0 for _, value in self.entropy_schedule):
             raise ValueError(f"A3C: entropy_coeff must be >= 0, got {config.entropy_coeff!r}")
 
     def build(self, config):
         worker_config = self.worker_config(**{"lambda": config.lambda_, "vf_loss_coeff": config.vf_loss_coeff,
-                                              "entropy_coeff": config.entropy_coeff})
+                                              "entropy_coeff": self.entropy_schedule[0][1]})
         self.policy = A3CPolicy(self.info, worker_config)
         self.policy.model.to(self.device)
-        self.optimizer = torch.optim.Adam(self.policy.model.parameters(), lr=config.lr, foreach=True)
+        self.optimizer = torch.optim.Adam(self.policy.model.parameters(), lr=self.current_lr(), foreach=True)
         self.workers = make_workers(RolloutWorker, config.num_env_runners, worker_config,
                                     self.env_creator, self.info, A3CPolicy, worker_config)
         self.in_flight = {}
 
     def _request(self, worker, weights):
-        ref = worker.sample_and_compute_gradients.remote(self.config.rollout_fragment_length, weights)
+        entropy_coeff = scheduled_value(self.entropy_schedule, self._timesteps_total or 0)
+        ref = worker.sample_and_compute_gradients.remote(self.config.rollout_fragment_length, weights,
+                                                         entropy_coeff=entropy_coeff)
         self.in_flight[ref] = worker
 
     def training_step(self):
@@ -101,6 +107,7 @@ class A3C(Algorithm):
             for worker in self.workers:
                 self._request(worker, weights)
         steps, episodes, applied, totals = 0, [], 0, {}
+        self.current_lr(self.optimizer)
         while steps < max(self.config.min_sample_timesteps_per_iteration, 1):
             [ready], _ = mpirt.wait(list(self.in_flight), num_returns=1)
             worker = self.in_flight.pop(ready)

@@ -29,7 +29,7 @@ from .envs import EnvCreator, inspect_env
 from .models import check_model_config
 from .rl_module import RLModule
 from .rollout import LocalWorker
-from .utils import check_positive_int, learner_device, set_torch_threads
+from .utils import check_positive_int, learner_device, schedule, scheduled_value, set_torch_threads
 
 CHECKPOINT_FILE = "algorithm.h5"
 DEFAULT_MODULE_ID = "default_policy"
@@ -110,8 +110,9 @@ class Algorithm(Trainable):
         for key in ("num_cpus_per_env_runner", "num_gpus_per_env_runner", "num_gpus_per_learner", "num_gpus"):
             if not isinstance(config[key], (int, float)) or isinstance(config[key], bool) or config[key] < 0:
                 raise ValueError(f"{name}: config[{key!r}] must be a number >= 0, got {config[key]!r}")
-        if not isinstance(config.lr, (int, float)) or isinstance(config.lr, bool) or not config.lr > 0:
-            raise ValueError(f"{name}: lr must be a number > 0, got {config.lr!r}")
+        self.lr_schedule = schedule(config.lr_schedule if config.get("lr_schedule") else config.lr, "lr", name)
+        if any(not value > 0 for _, value in self.lr_schedule):
+            raise ValueError(f"{name}: lr must be > 0, got {config.lr!r}")
         if not isinstance(config.gamma, (int, float)) or not 0 <= config.gamma <= 1:
             raise ValueError(f"{name}: gamma must be in [0, 1], got {config.gamma!r}")
         if not isinstance(config.env_config, dict):
@@ -150,6 +151,14 @@ class Algorithm(Trainable):
                 "num_cpus_per_worker": config.num_cpus_per_env_runner,
                 "num_gpus_per_worker": config.num_gpus_per_env_runner,
                 "resources": dict(config.custom_resources_per_env_runner or {}), **extra}
+
+    def current_lr(self, optimizer=None):
+        """The learning rate at the env steps sampled so far (``lr`` may be a schedule); set on ``optimizer``."""
+        lr = scheduled_value(self.lr_schedule, self._timesteps_total or 0)
+        if optimizer is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        return lr
 
     def validate_spaces(self, info):
         """Raise ValueError if this algorithm cannot act in ``info``'s spaces."""

@@ -20,7 +20,8 @@ from .envs import require_discrete
 from .policies import QPolicy
 from .replay_buffer import PrioritizedReplayBuffer, ReplayBuffer, SampleBatchBuffer
 from .rollout import RolloutWorker, make_workers
-from .utils import check_grad_clip, check_positive_int, clip_gradients, load_optimizer, optimizer_bytes
+from .utils import (check_grad_clip, check_positive_int, clip_gradients, load_optimizer, optimizer_bytes, schedule,
+                    scheduled_value)
 
 UNIFORM_BUFFERS = ("ReplayBuffer", "EpisodeReplayBuffer", "MultiAgentReplayBuffer", "MultiAgentEpisodeReplayBuffer")
 PRIORITIZED_BUFFERS = ("PrioritizedReplayBuffer", "PrioritizedEpisodeReplayBuffer",
@@ -48,8 +49,7 @@ class DQNConfig(AlgorithmConfig):
                  "min_sample_timesteps_per_iteration": 1000, "evaluation_config": {"explore": False}}
     _aliases = {"learning_starts": "num_steps_sampled_before_learning_starts"}
     _unsupported = {
-        "store_buffer_in_checkpoints": "replay buffers in checkpoints", "lr_schedule": "learning-rate schedules",
-        "noisy": "noisy networks", "before_learn_on_batch": "batch hooks",
+        "store_buffer_in_checkpoints": "replay buffers in checkpoints", "noisy": "noisy networks", "before_learn_on_batch": "batch hooks",
     }
 
     def __init__(self, algo_class=None):
@@ -106,7 +106,7 @@ class DQN(Algorithm):
             raise ValueError(f"DQN: n_step must be an integer >= 1 (a range is not supported), got {config.n_step!r}")
         if config.rollout_fragment_length != "auto":
             check_positive_int(config, self._name, "rollout_fragment_length")
-        self.epsilon_schedule = _schedule(config.epsilon)
+        self.epsilon_schedule = schedule(config.epsilon, "epsilon", self._name)
         if any(not 0 <= value <= 1 for _, value in self.epsilon_schedule):
             raise ValueError(f"DQN: epsilon values must be in [0, 1], got {config.epsilon!r}")
         if config.num_atoms != 1:
@@ -131,7 +131,7 @@ class DQN(Algorithm):
         self.policy.model.to(self.device)
         self.target = QPolicy(self.info, worker_config).model.to(self.device)
         self.target.load_state_dict(self.policy.model.state_dict())
-        self.optimizer = torch.optim.Adam(self.policy.model.parameters(), lr=config.lr, eps=config.adam_epsilon,
+        self.optimizer = torch.optim.Adam(self.policy.model.parameters(), lr=self.current_lr(), eps=config.adam_epsilon,
                                           foreach=True)
         buffer = config.replay_buffer_config
         capacity = buffer.get("capacity", 50000)
@@ -158,7 +158,7 @@ class DQN(Algorithm):
         self.in_flight = {}
 
     def epsilon(self):
-        return _interpolate(self.epsilon_schedule, self.sampled)
+        return scheduled_value(self.epsilon_schedule, self.sampled)
 
     def _request(self, worker, weights):
         ref = worker.sample.remote(self.fragment, weights, epsilon=self.epsilon())
@@ -171,6 +171,7 @@ class DQN(Algorithm):
             for worker in self.workers:
                 self._request(worker, weights)
         steps, episodes, totals, updates = 0, [], {"loss": 0.0, "q_mean": 0.0}, 0
+        self.current_lr(self.optimizer)
         while steps < max(config.min_sample_timesteps_per_iteration, 1):
             [ready], _ = mpirt.wait(list(self.in_flight), num_returns=1)
             worker = self.in_flight.pop(ready)
@@ -244,28 +245,6 @@ class DQN(Algorithm):
         self.sampled = state["counters"]["sampled"]
         self.last_target_update = state["counters"]["last_target_update"]
         self.in_flight = {}
-
-
-def _schedule(value):
-    """RLlib's schedule forms: a number, or [(timestep, value), ...] interpolated linearly."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return [(0, float(value))]
-    try:
-        points = sorted((int(t), float(v)) for t, v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"DQN: epsilon must be a number or a list of (timestep, value) pairs, got {value!r}") from None
-    if not points:
-        raise ValueError("DQN: epsilon schedule is empty")
-    return points
-
-
-def _interpolate(points, t):
-    if t <= points[0][0]:
-        return points[0][1]
-    for (t0, v0), (t1, v1) in zip(points, points[1:]):
-        if t <= t1:
-            return v0 + (v1 - v0) * (t - t0) / max(t1 - t0, 1)
-    return points[-1][1]
 
 
 def _buffer_kind(buffer_config):

@@ -19,7 +19,8 @@ from .algorithm import Algorithm
 from .config import AlgorithmConfig
 from .policies import ActorCriticPolicy
 from .rollout import RolloutWorker, make_workers
-from .utils import check_grad_clip, check_positive_int, clip_gradients, load_optimizer, optimizer_bytes
+from .utils import (check_grad_clip, check_positive_int, clip_gradients, load_optimizer, optimizer_bytes, schedule,
+                    scheduled_value)
 
 
 class PPOConfig(AlgorithmConfig):
@@ -35,10 +36,7 @@ class PPOConfig(AlgorithmConfig):
         "lr": 5e-5, "rollout_fragment_length": "auto", "train_batch_size": 4000, "num_env_runners": 2,
         "num_epochs": 30, "minibatch_size": 128, "shuffle_batch_per_epoch": True,
     }
-    _unsupported = {
-        "use_critic": "PPO without a value function", "use_gae": "PPO without GAE",
-        "entropy_coeff_schedule": "entropy schedules", "lr_schedule": "learning-rate schedules",
-    }
+    _unsupported = {"use_critic": "PPO without a value function", "use_gae": "PPO without GAE"}
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or PPO)
@@ -69,12 +67,16 @@ class PPO(Algorithm):
         fragment = config.rollout_fragment_length
         if fragment != "auto":
             check_positive_int(config, self._name, "rollout_fragment_length")
+        self.entropy_schedule = schedule(config.entropy_coeff_schedule or config.entropy_coeff, "entropy_coeff",
+                                         self._name)
+        if any(value < 0 for _, value in self.entropy_schedule):
+            raise ValueError(f"PPO: entropy_coeff must be >= 0, got {config.entropy_coeff!r}")
 
     def build(self, config):
         worker_config = self.worker_config(**{"lambda": config.lambda_})
         self.policy = ActorCriticPolicy(self.info, worker_config)
         self.policy.model.to(self.device)
-        self.optimizer = torch.optim.Adam(self.policy.model.parameters(), lr=config.lr, foreach=True)
+        self.optimizer = torch.optim.Adam(self.policy.model.parameters(), lr=self.current_lr(), foreach=True)
         self.kl_coeff = float(config.kl_coeff)
         envs = max(config.num_env_runners, 1) * config.num_envs_per_env_runner
         batch = config.total_train_batch_size
@@ -103,6 +105,8 @@ class PPO(Algorithm):
         size = len(advantages)
         minibatch = min(config.minibatch_size, size)
         clip = config.clip_param
+        lr = self.current_lr(self.optimizer)
+        entropy_coeff = scheduled_value(self.entropy_schedule, self._timesteps_total or 0)
         totals = {"policy_loss": 0.0, "vf_loss": 0.0, "vf_loss_unclipped": 0.0, "entropy": 0.0,
                   "mean_kl_loss": 0.0, "clip_fraction": 0.0, "total_loss": 0.0}
         updates = 0
@@ -122,7 +126,7 @@ class PPO(Algorithm):
                 vf_loss = vf_error.clamp(max=config.vf_clip_param).mean() if config.vf_clip_param else vf_error.mean()
                 entropy = dist.entropy().mean()
                 kl = ((ratio - 1) - log_ratio).mean()  # KL(old || new), estimated from the samples
-                loss = policy_loss + config.vf_loss_coeff * vf_loss - config.entropy_coeff * entropy
+                loss = policy_loss + config.vf_loss_coeff * vf_loss - entropy_coeff * entropy
                 if config.use_kl_loss:
                     loss = loss + self.kl_coeff * kl
                 self.optimizer.zero_grad()
@@ -146,8 +150,8 @@ class PPO(Algorithm):
                 self.kl_coeff *= 1.5
             elif stats["mean_kl_loss"] < 0.5 * config.kl_target:
                 self.kl_coeff *= 0.5
-        stats["curr_entropy_coeff"] = config.entropy_coeff
-        stats["default_optimizer_learning_rate"] = config.lr
+        stats["curr_entropy_coeff"] = entropy_coeff
+        stats["default_optimizer_learning_rate"] = lr
         stats["num_sgd_updates"] = updates
         with torch.no_grad():
             values, targets = data["vf"], data["value_targets"]

@@ -43,10 +43,11 @@ class RolloutWorker:
         return {"batch": self.policy.postprocess(fragment), "episodes": episodes,
                 "steps": steps_per_env * len(self.envs)}
 
-    def sample_and_compute_gradients(self, steps_per_env, weights=None, **act_kwargs):
-        """A3C: sample with ``weights``, then return the policy's gradients on that batch."""
+    def sample_and_compute_gradients(self, steps_per_env, weights=None, entropy_coeff=None, **act_kwargs):
+        """A3C: sample with ``weights``, then return the policy's gradients on that batch (with the entropy
+        coefficient of the moment, when it follows a schedule)."""
         result = self.sample(steps_per_env, weights, **act_kwargs)
-        gradients, stats = self.policy.compute_gradients(result.pop("batch"))
+        gradients, stats = self.policy.compute_gradients(result.pop("batch"), entropy_coeff)
         return {**result, "gradients": gradients, "stats": stats}
 
     def _collect(self, steps, act_kwargs):

@@ -71,3 +71,28 @@ def check_grad_clip(config, algorithm):
     if config["grad_clip_by"] not in ("global_norm", "norm", "value"):
         raise ValueError(f"{algorithm}: grad_clip_by must be 'global_norm', 'norm' or 'value', got "
                          f"{config['grad_clip_by']!r}")
+
+
+def schedule(value, name, algorithm):
+    """RLlib's forms of a scheduled setting (``lr``, ``entropy_coeff``, DQN's ``epsilon``): a number, or
+    ``[[timestep, value], ...]`` interpolated linearly in env steps sampled, constant after the last point.
+    Returns the points, sorted."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [(0, float(value))]
+    try:
+        points = sorted((int(t), float(v)) for t, v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{algorithm}: {name} must be a number or a list of [timestep, value] pairs, "
+                         f"got {value!r}") from None
+    if not points:
+        raise ValueError(f"{algorithm}: {name} schedule is empty")
+    return points
+
+
+def scheduled_value(points, timestep):
+    if timestep <= points[0][0]:
+        return points[0][1]
+    for (t0, v0), (t1, v1) in zip(points, points[1:]):
+        if timestep <= t1:
+            return v0 + (v1 - v0) * (timestep - t0) / max(t1 - t0, 1)
+    return points[-1][1]

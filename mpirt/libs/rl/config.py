@@ -241,7 +241,7 @@ class AlgorithmConfig:
 
     def __init__(self, algo_class=None):
         object.__setattr__(self, "_is_frozen", False)
-        self.algo_class = algo_class if algo_class is not None else getattr(type(self), "_algo_class", None)
+        self.algo_class = algo_class
         for method, params in self._settings().items():
             for name, default in params.items():
                 if not name.startswith("on_"):

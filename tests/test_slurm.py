@@ -351,7 +351,7 @@ def trainable(config):
 mpirt.init()
 print("EXPERIMENT RUN", RUN, flush=True)
 tune.run(trainable, config={"x": tune.grid_search(%(xs)r)}, metric="score", mode="max", resume="AUTO",
-         checkpoint_freq=1, verbose=0)
+         verbose=0)
 print("EXPERIMENT DONE", flush=True)
 """ % {"iterations": ITERATIONS, "xs": XS}
 

@@ -222,8 +222,11 @@ def run_process(cmd, env, timeout, marker):
 
 
 def child_command(script, name, quick):
-    """Command line that re-invokes ``script`` in child mode for runtime ``name``."""
-    return [sys.executable, os.path.abspath(script), "--runtime", name] + (["--quick"] if quick else [])
+    """Command line that re-invokes ``script`` in child mode for runtime ``name``: Ray's children
+    run under ``$RAY_PYTHON`` when it is set (Ray in a venv of its own, so it never hides a
+    dependency mpirt lacks)."""
+    python = os.environ.get("RAY_PYTHON") if name.startswith("ray") else None
+    return [python or sys.executable, os.path.abspath(script), "--runtime", name] + (["--quick"] if quick else [])
 
 
 def child_env():

@@ -378,8 +378,6 @@ def run_child(name, quick, timeout):
     else:
         env.pop("MPIRT_RANKS_PER_NODE", None)
     command = harness.child_command(__file__, name, quick)
-    if CHILDREN[name] == "ray" and os.environ.get("RAY_PYTHON"):
-        command[0] = os.environ["RAY_PYTHON"]   # Ray installed in another environment
     if name in ("mpi-get", "mpirt-xnode"):
         # Both under mpirun, so mpirt's cross-node get and the plain Get it is compared with move
         # bytes between ranks of one MPI job (a spawning driver reaches its ranks over TCP).

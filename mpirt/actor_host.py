@@ -232,13 +232,7 @@ class ActorHost:
             self._submit(actor, self._call_async, actor, source, call_id, method, args_blob, inlined, num_returns,
                          overrides, actor.generation)
             return
-        pool = actor.pool
-        if actor.pools:
-            group = overrides.get("concurrency_group") if overrides else None
-            if group is None:
-                entry = actor.table.get(method)
-                group = entry.concurrency_group if entry is not None else None
-            pool = actor.pools.get(group, pool)
+        pool = actor.pools.get(_group_of(actor, method, overrides), actor.pool) if actor.pools else actor.pool
         pool.submit(self._call, actor, source, call_id, method, args_blob, inlined, num_returns, overrides,
                     actor.generation)
 
@@ -486,11 +480,7 @@ class ActorHost:
             actor.cancelled.discard(call_id)
             self._answer_async(actor, caller, call_id, error_blobs(_cancelled_error(label), num_returns), True)
             return
-        group = overrides.get("concurrency_group") if overrides else None
-        if group is None:
-            entry = actor.table.get(method)
-            group = entry.concurrency_group if entry is not None else None
-        semaphore = actor.semaphores.get(group) or actor.semaphores[None]
+        semaphore = actor.semaphores.get(_group_of(actor, method, overrides)) or actor.semaphores[None]
         started = tracing.now()
         retries, retry_on = _retry_rule(actor, method, overrides)
         call = CallContext(call_id, method)
@@ -651,6 +641,15 @@ def _ready():
 
 def _terminate_request():
     raise ActorExit("terminate")
+
+
+def _group_of(actor, method, overrides):
+    """A call's concurrency group: ``.options()`` first, then ``@method``; None for the default."""
+    group = overrides.get("concurrency_group") if overrides else None
+    if group is None:
+        entry = actor.table.get(method)
+        group = entry.concurrency_group if entry is not None else None
+    return group
 
 
 def _call_retries(actor, method, overrides):

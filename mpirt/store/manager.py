@@ -177,6 +177,8 @@ class StoreManager:
                                 store_wake=self._on_wake, store_read_done=self._on_read_done,
                                 store_read_spilled_query=self._on_read_spilled_query,
                                 store_read_query=self._on_read_query)
+        self._assisting = collections.Counter()   # reader rank -> its assisted reads under way here
+        runtime.failures.handlers.append(self._on_rank_dead)
 
     def _open_spill(self, configured):
         """Collective over the node: the leader makes the node's spill directory (removing those of
@@ -417,10 +419,18 @@ class StoreManager:
         by polling MPI without napping until the reader says it is done (``store_read_done``),
         or for at most ``ASSISTED_READ_SECONDS`` should that message never come."""
         if assisted:
+            self._assisting[source] += 1
             self.rt.transport.stay_hot(ASSISTED_READ_SECONDS)
 
     def _on_read_done(self, source):
-        self.rt.transport.cool_down()
+        if self._assisting[source] > 0:
+            self._assisting[source] -= 1
+            self.rt.transport.cool_down()
+
+    def _on_rank_dead(self, rank):
+        """A reader that died mid-read will not say it is done: stop polling for it."""
+        for _ in range(self._assisting.pop(rank, 0)):
+            self.rt.transport.cool_down()
 
     def _fetch_by_message(self, where):
         """Cross-node read without an RMA window: the holder sends the bytes, in chunks."""

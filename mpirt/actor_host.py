@@ -408,16 +408,18 @@ class ActorHost:
     def _call(self, actor, caller, call_id, method, args_blob, inlined, num_returns, overrides=None,
               generation=0):
         label = overrides["name"] if overrides and "name" in overrides else f"{actor.class_name}.{method}"
+        call = actor.running[call_id] = CallContext(call_id, method)
+        # After it is listed as running: a cancel() arriving now either finds it there or left its id.
         if actor.cancelled and call_id in actor.cancelled:
             actor.cancelled.discard(call_id)
+            del actor.running[call_id]
             self._reply(caller, call_id, error_blobs(_cancelled_error(label), num_returns), True)
             return
         context = task_context
         context.label = label
         context.num_gpus = actor.num_gpus
         context.actor = actor
-        context.call = call = CallContext(call_id, method)
-        actor.running[call_id] = call
+        context.call = call
         started = time.time()
         held = actor.environment is not None and self._hold_environment(actor)
         if held:
@@ -476,16 +478,17 @@ class ActorHost:
             error = actor.dead_error if actor.dead_error is not None else _restarted_error(actor)
             self._answer_async(actor, caller, call_id, error_blobs(error, num_returns), True)
             return
-        if actor.cancelled and call_id in actor.cancelled:
+        call = CallContext(call_id, method)
+        call.task = asyncio.current_task()
+        actor.running[call_id] = call
+        if actor.cancelled and call_id in actor.cancelled:   # see _call
             actor.cancelled.discard(call_id)
+            del actor.running[call_id]
             self._answer_async(actor, caller, call_id, error_blobs(_cancelled_error(label), num_returns), True)
             return
         semaphore = actor.semaphores.get(_group_of(actor, method, overrides)) or actor.semaphores[None]
         started = tracing.now()
         retries, retry_on = _retry_rule(actor, method, overrides)
-        call = CallContext(call_id, method)
-        call.task = asyncio.current_task()
-        actor.running[call_id] = call
         # This coroutine's own context (its asyncio task's): the actor's other calls interleave
         # with it on the same thread.
         async_call.set((actor, call, label))

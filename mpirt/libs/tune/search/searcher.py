@@ -64,6 +64,12 @@ class Searcher:
         """A config dict, None for 'not now' (e.g. a concurrency limit), or Searcher.FINISHED."""
         raise NotImplementedError
 
+    def _no_space_error(self):
+        """Ray's error for a searcher asked to suggest before it has a search space."""
+        return ValueError(f"Trying to sample a configuration from {type(self).__name__}, but no search space has "
+                          "been defined. Either pass the `space` argument when instantiating the search "
+                          "algorithm, or pass a `param_space` to `tune.Tuner()`.")
+
     def on_trial_result(self, trial_id, result):
         pass
 

@@ -79,9 +79,7 @@ class BayesOptSearch(Searcher):
     def suggest(self, trial_id):
         if self._optimizer is None:
             check_metric_mode(self)
-            raise ValueError("Trying to sample a configuration from BayesOptSearch, but no search space has been "
-                             "defined. Either pass the `space` argument when instantiating the search algorithm, "
-                             "or pass a `param_space` to `tune.Tuner()`.")
+            raise self._no_space_error()
         check_metric_mode(self)
         if self._points:
             flat = {label(p): v for p, v in search_space._walk(self._points.pop(0))}

@@ -107,9 +107,7 @@ class HyperOptSearch(Searcher):
     def suggest(self, trial_id):
         if self._domain is None:
             check_metric_mode(self)
-            raise ValueError("Trying to sample a configuration from HyperOptSearch, but no search space has been "
-                             "defined. Either pass the `space` argument when instantiating the search algorithm, "
-                             "or pass a `param_space` to `tune.Tuner()`.")
+            raise self._no_space_error()
         check_metric_mode(self)
         tid = self._trials.new_trial_ids(1)[0]
         if self._points:

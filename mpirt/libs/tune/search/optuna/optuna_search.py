@@ -76,9 +76,7 @@ class OptunaSearch(Searcher):
     def suggest(self, trial_id):
         if self._study is None:
             check_metric_mode(self)
-            raise ValueError("Trying to sample a configuration from OptunaSearch, but no search space has been "
-                             "defined. Either pass the `space` argument when instantiating the search algorithm, "
-                             "or pass a `param_space` to `tune.Tuner()`.")
+            raise self._no_space_error()
         if callable(self._space):
             trial = self._study.ask()
             constants = self._space(trial) or {}

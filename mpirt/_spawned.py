@@ -1,7 +1,17 @@
-"""Entry point of ranks started by MPI_Comm_spawn from a plain-python driver."""
+"""Entry point of ranks started by MPI_Comm_spawn: a plain-python driver's ranks, and ranks that
+replace dead workers (``join``: see ``replacement.py``)."""
+import os
+import sys
 
 
 def main():
+    if "join" in sys.argv[1:]:
+        # Replacements exist only under ULFM; the newcomer needs it on before MPI starts.
+        os.environ["OMPI_MCA_mpi_ft_enable"] = "1"
+        from .launch import serve_replacement
+
+        serve_replacement()
+        return
     from .launch import serve_spawned
 
     serve_spawned()

@@ -160,7 +160,7 @@ def object_store_stats():
     disk, restored, reads served from disk, local zero-copy reads, cross-node RMA gets."""
     rt = runtime_for_call()
     ranks = [rt.store.local_stats()]
-    ranks += [rt.query(rank, "store_stats_query") for rank in range(rt.size) if rank != rt.rank]
+    ranks += [rt.query(rank, "store_stats_query") for rank in rt.live_ranks() if rank != rt.rank]
     nodes = {}
     for stats in sorted(ranks, key=lambda s: s["rank"]):
         node = nodes.setdefault(stats["node"], {"ranks": [], **stats["node_store"]})
@@ -199,7 +199,8 @@ def nodes():
     node_of = rt.store.arena.node_of
     info = rt.config["rank_info"]
     result = {}
-    for rank, node in enumerate(node_of):
+    for rank in rt.live_ranks():
+        node = node_of[rank]
         entry = result.setdefault(node, {"NodeID": node_id_hex(rt.session, node), "Alive": True, "Ranks": [],
                                          "Resources": {}, "NodeManagerHostname": info[rank]["hostname"],
                                          "GPUIds": []})
@@ -218,7 +219,7 @@ def timeline(filename=None):
 
     rt = runtime_for_call()
     by_rank = {rt.rank: list(tracing.events)}
-    for rank in range(rt.size):
+    for rank in rt.live_ranks():
         if rank != rt.rank:
             by_rank[rank] = rt.query(rank, "timeline_query")
     roles = {DRIVER_RANK: "driver", HEAD_RANK: "scheduler"}

@@ -92,15 +92,20 @@ def _failure_classes(MPI):
 class FailureMonitor:
     def __init__(self, runtime):
         self.rt = runtime
-        self.comm = runtime.comm
         MPI = mpi()
-        self.enabled = ulfm_requested() and ulfm_available(self.comm)
+        self.enabled = ulfm_requested() and ulfm_available(runtime.comm)
         self.failure_classes = _failure_classes(MPI)
+        # Every communicator this rank is in (ranks that joined later bring new ones,
+        # ``replacement.py``): [comm, the mpirt rank of each of its ranks or None, failures seen].
+        self._comms = [[runtime.comm, runtime.members, 0]]
         self.dead = set()
         self.handlers = []        # fn(rank), called under runtime.lock by whichever thread drives MPI
         if self.enabled:
             runtime.transport.failures = self
             runtime.transport.add_ticker(POLL_SECONDS, self.check)
+
+    def add_communicator(self, comm, members):
+        self._comms = self._comms + [[comm, members, 0]]
 
     def on_mpi_error(self, error):
         """An MPI call raised: True if it was a process failure (now handled), else False."""
@@ -118,19 +123,24 @@ class FailureMonitor:
     def check(self):
         """Acknowledge failures MPI knows of and report ranks that died since the last check."""
         MPI = mpi()
-        try:
-            self.comm.Ack_failed()
-            failed = self.comm.Get_failed()
-        except MPI.Exception:
-            return
-        count = failed.Get_size()
-        if count == len(self.dead):
+        for entry in self._comms:
+            comm, members, seen = entry
+            try:
+                comm.Ack_failed()
+                failed = comm.Get_failed()
+            except MPI.Exception:
+                continue
+            count = failed.Get_size()
+            if count == seen:
+                failed.Free()
+                continue
+            ranks = MPI.Group.Translate_ranks(failed, list(range(count)), comm.Get_group())
             failed.Free()
-            return
-        ranks = MPI.Group.Translate_ranks(failed, list(range(count)), self.comm.Get_group())
-        failed.Free()
-        for rank in sorted(set(ranks) - self.dead):
-            self.declare_dead(rank)
+            entry[2] = count
+            if members is not None:
+                ranks = [members[r] for r in ranks]
+            for rank in sorted(set(ranks) - self.dead):
+                self.declare_dead(rank)
 
     def declare_dead(self, rank):
         # The progress thread's ticker and a thread in Transport.poll may both get here: the

@@ -46,9 +46,11 @@ _GONE = (errno.ECONNREFUSED, errno.ENOENT)  # the receiving rank's socket is clo
 class HostSocket:
     """This rank's socket and the addresses of the others' (one host)."""
 
-    def __init__(self, sock, addresses, rank, cookie):
+    def __init__(self, sock, token, rank, size, cookie):
         self._sock = sock
+        self.token = token                         # names this job's sockets
         self._cookie = cookie                      # starts every datagram of this job
+        addresses = [_address(token, r) for r in range(size)]
         self._addresses = addresses                # rank -> socket address
         self._rank_of = {address: r for r, address in enumerate(addresses)}
         self._own = addresses[rank]
@@ -73,16 +75,16 @@ class HostSocket:
         rank = comm.Get_rank()
         token, cookie = comm.bcast((os.urandom(8).hex(), os.urandom(_COOKIE_BYTES)) if rank == 0 else None, root=0)
         hosts = comm.allgather(socket.gethostname())
-        addresses = [f"\0mpirt-{token}-{r}".encode() for r in range(comm.Get_size())]
+        size = comm.Get_size()
         wanted = os.environ.get("MPIRT_HOST_SOCKETS", "1") != "0"
         one_host = len(set(hosts)) == 1
-        sock = _bind(addresses[rank]) if wanted and one_host and sys.platform.startswith("linux") else None
+        sock = _bind(_address(token, rank)) if wanted and one_host and sys.platform.startswith("linux") else None
         if not comm.allreduce(sock is not None, op=MPI.LAND):
             _close(sock)
             return None
-        host = cls(sock, addresses, rank, cookie)
+        host = cls(sock, token, rank, size, cookie)
         # Every rank must reach every other's socket (same network namespace: containers may differ).
-        reachable = all(host._send_datagram(addresses[r], (_HELLO,)) for r in range(len(addresses)) if r != rank)
+        reachable = all(host._send_datagram(_address(token, r), (_HELLO,)) for r in range(size) if r != rank)
         if not comm.allreduce(reachable, op=MPI.LAND):
             host.close()
             return None
@@ -90,6 +92,20 @@ class HostSocket:
         # batch that a faster rank already sent).
         host.rings = 0
         return host
+
+    @classmethod
+    def join(cls, token, cookie, rank, size):
+        """The socket of a rank that joins a running job (``replacement.py``): the job's token and
+        cookie come from its ranks; None if it cannot bind."""
+        sock = _bind(_address(token, rank))
+        return None if sock is None else cls(sock, token, rank, size, cookie)
+
+    def add_peer(self, rank):
+        """A rank that joined the job after this socket was opened."""
+        while len(self._addresses) <= rank:
+            address = _address(self.token, len(self._addresses))
+            self._rank_of[address] = len(self._addresses)
+            self._addresses.append(address)
 
     # -- doorbell ------------------------------------------------------------------
     def ring(self, rank):
@@ -212,6 +228,10 @@ class HostSocket:
                 pass
         except OSError:   # BlockingIOError: empty
             pass
+
+
+def _address(token, rank):
+    return f"\0mpirt-{token}-{rank}".encode()
 
 
 def _bind(address):

@@ -304,18 +304,43 @@ def serve_spawned():
     restrict_visible_gpus(info["gpu_ids"], info["node_gpus"])
     rt = Runtime(comm, config["session"], resources_by_rank, config)
     rt.launch = _Launch("spawn", comm, parent)
-    driver_pid = config["driver_pid"]
+    _watch_driver(rt, config["driver_pid"])
+    _serve(rt)
+
+
+def serve_replacement():
+    """Entry point of a rank spawned to replace a dead worker (``replacement.py``)."""
+    from . import replacement
+
+    MPI = mpi()
+    parent = MPI.Comm.Get_parent()
+    merged = parent.Merge(high=True)
+
+    def prepare(plan, rank):
+        config = plan["config"]
+        _adopt_driver_environment(config)
+        info = config["rank_info"][rank]
+        restrict_visible_gpus(info["gpu_ids"], info["node_gpus"])
+
+    rt = replacement.join(merged, prepare)
+    rt.launch = _Launch("spawn", merged, parent)
+    if rt.config["rank_info"][DRIVER_RANK]["hostname"] == socket.gethostname():
+        _watch_driver(rt, rt.config["driver_pid"])
+    _serve(rt)
+
+
+def _watch_driver(rt, driver_pid):
+    """A spawned rank on the driver's host leaves when the driver died without shutting it down."""
 
     def watch_driver():
         try:
             os.kill(driver_pid, 0)
-        except ProcessLookupError:  # the driver died without shutting us down
+        except ProcessLookupError:
             os._exit(1)
         except PermissionError:
             pass
 
     rt.transport.add_ticker(0.5, watch_driver)
-    _serve(rt)
 
 
 # -- mpirun ------------------------------------------------------------------
@@ -431,10 +456,28 @@ def _serve(rt):
         if not rt.failures.dead:        # after a death MPI_Finalize could hang on the dead rank
             _release_communicators(rt)
             mpi().Finalize()
+        elif rt.members is not None:
+            _finalize_joined()
     finally:
         sys.__stdout__.flush()
         sys.__stderr__.flush()
         os._exit(0)
+
+
+def _finalize_joined():
+    """A rank that joined in place of a dead one is a launcher job of its own, which no death
+    touched: leaving without finalizing, the launcher calls its exit improper and ends the whole
+    job by signal. MPI_Finalize would wait on the connected jobs' dead processes, so it only tells
+    the launcher it finalized (PMIx's own call, where Open MPI's PMIx library is loaded)."""
+    import ctypes
+
+    try:
+        pmix = ctypes.CDLL("libpmix.so.2")
+        finalize = pmix.PMIx_Finalize
+    except (OSError, AttributeError):
+        return
+    threading.Timer(5.0, lambda: os._exit(0)).start()   # foreign calls release the GIL: this can fire
+    finalize(None, ctypes.c_size_t(0))
 
 
 def _release_communicators(rt):

@@ -89,10 +89,15 @@ class _Waiter:
 
 
 class Runtime:
-    def __init__(self, comm, session, resources_by_rank, config):
+    def __init__(self, comm, session, resources_by_rank, config, joining=None):
+        """Collective over ``comm``, except for a rank that joins a running job in place of a
+        dead one (``joining``, see ``replacement.py``): its ``comm`` numbers ranks differently
+        from mpirt (``members``: the mpirt rank of each), and it gets what the others made
+        collectively at start-up from them."""
         self.comm = comm
-        self.rank = comm.Get_rank()
-        self.size = comm.Get_size()
+        self.members = None if joining is None else joining.members
+        self.rank = comm.Get_rank() if joining is None else joining.rank
+        self.size = comm.Get_size() if joining is None else joining.size   # rank numbers given so far
         self.session = session
         self.config = config
         self.lock = threading.RLock()
@@ -100,18 +105,26 @@ class Runtime:
         self.handlers = {}
         self.cluster = ClusterView(resources_by_rank, config)
         self._seq = itertools.count(1)
-        self.transport = Transport(comm, self._dispatch, lock=self.lock)
+        self.transport = Transport(comm, self._dispatch, lock=self.lock, members=self.members)
         from .fault import FailureMonitor
 
         self.failures = FailureMonitor(self)
         self.failures.handlers.append(self._on_rank_dead)
+        if joining is not None:
+            self.failures.dead.update(joining.dead)
+        from .replacement import Replacement
+
+        self.replacement = Replacement(self)
         self.objects = ObjectTable(self)
         from .store.manager import StoreManager
 
-        self.store = StoreManager(self, comm, config["object_store_memory"], config.get("ranks_per_node"))
+        self.store = StoreManager(self, comm, config["object_store_memory"], config.get("ranks_per_node"), joining)
         from .host_socket import HostSocket
 
-        self.transport.enable_host_socket(HostSocket.open(comm), self._mail_peers(config))  # collective
+        if joining is None:
+            self.transport.enable_host_socket(HostSocket.open(comm), self._mail_peers(config))  # collective
+        else:
+            self.transport.enable_host_socket(joining.host_socket(), joining.mail_peers())
         self.stopped = threading.Event()
         self.shutdown_acks = set()
         self.shutting_down = False   # the driver has begun telling the ranks to stop
@@ -151,6 +164,10 @@ class Runtime:
         if not config.get("driver_mail"):
             return ()
         return range(1, self.size) if self.rank == DRIVER_RANK else (DRIVER_RANK,)
+
+    def live_ranks(self):
+        """Every rank of the job that has not died (those that joined later included)."""
+        return [r for r in range(self.size) if r not in self.failures.dead]
 
     def start(self):
         _tune_gc()
@@ -360,7 +377,8 @@ class Runtime:
         the job (``_on_rank_dead``). Told last, the scheduler exits only when no worker is
         still listening, and the driver, shutting down, takes no rank's exit for a death."""
         self.shutting_down = True
-        others = {r for r in range(self.size) if r != self.rank and r not in self.failures.dead}
+        self.replacement.stop()
+        others = {r for r in self.live_ranks() if r != self.rank}
         # Arrays the driver got from the store are views of its windows: while any is
         # alive the windows stay (freeing them is collective, so every rank is told).
         self.free_store_at_exit = self.store.live_views == 0

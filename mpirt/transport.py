@@ -36,10 +36,16 @@ _LIGHT, _SOCKET = 1, 2   # values of Transport._sleeping besides False: on the w
 
 
 class Transport:
-    def __init__(self, comm, dispatch, name="mpirt-progress", lock=None):
+    def __init__(self, comm, dispatch, name="mpirt-progress", lock=None, members=None):
+        """``members``: the mpirt rank of each rank of ``comm`` (None: the same numbers). A rank
+        that joined later (``replacement.py``) has a communicator of its own whose numbering
+        differs from mpirt's rank numbers, which never change and are never reused."""
         self.comm = comm
-        self.rank = comm.Get_rank()
-        self.size = comm.Get_size()
+        self.rank = comm.Get_rank() if members is None else members[comm.Get_rank()]
+        # Every communicator this rank receives on, with its members (None: numbered as mpirt's
+        # ranks), and how to reach the ranks not reached on ``comm`` under their own number.
+        self._comms = [(comm, members)]
+        self._routes = {} if members is None else {r: (comm, i) for i, r in enumerate(members)}
         self._dispatch = dispatch
         # Held while a batch is dispatched: one acquisition per batch, not per message.
         self._dispatch_lock = lock if lock is not None else threading.RLock()
@@ -138,6 +144,25 @@ class Transport:
             self.host.ring_self()
         else:
             self._wake.set()
+
+    def add_communicator(self, comm, members, peers):
+        """Receive on ``comm`` too (``members``: the mpirt rank of each of its ranks), and reach
+        ``peers`` through it. Each pair of ranks keeps one communicator for its whole life (the
+        one made when the later of the two joined), so messages between two ranks keep their
+        order; ranks that join are new numbers, so no route ever changes."""
+        self._routes.update({peer: (comm, members.index(peer)) for peer in peers})
+        self._comms = self._comms + [(comm, members)]
+
+    def route(self, rank):
+        """(communicator, ``rank``'s number in it) through which this rank reaches ``rank``."""
+        return self._routes.get(rank) or (self.comm, rank)
+
+    def add_mail_peers(self, ranks):
+        """Batches to and from ``ranks`` travel through the host sockets from now on."""
+        if self.host is not None:
+            for rank in ranks:
+                self.host.add_peer(rank)
+            self.host.mail_peers = self._mail = self._mail | frozenset(ranks)
 
     def forget(self, rank):
         """``rank`` died (it is in ``failures.dead`` now): drop what is queued for it."""
@@ -337,8 +362,9 @@ class Transport:
                 self.stats["sent_batches"] += 1
                 self.stats["sent_messages"] += len(messages)
                 continue
+            comm, comm_rank = self.route(dest)
             try:
-                self._inflight.append(self.comm.isend(messages, dest, TAG))
+                self._inflight.append(comm.isend(messages, comm_rank, TAG))
             except mpi().Exception as error:
                 if not self._peer_failed(error):
                     raise
@@ -354,15 +380,17 @@ class Transport:
 
     def _drain(self, status):
         got = False
-        for _ in range(MAX_BATCHES_PER_POLL):
-            message = self.comm.improbe(status=status, tag=TAG)
-            if message is None:
-                break
-            batch = message.recv()
-            self._last_received = time.perf_counter()
-            self.stats["received_batches"] += 1
-            self._deliver(status.Get_source(), batch)
-            got = True
+        for comm, members in self._comms:
+            for _ in range(MAX_BATCHES_PER_POLL):
+                message = comm.improbe(status=status, tag=TAG)
+                if message is None:
+                    break
+                batch = message.recv()
+                self._last_received = time.perf_counter()
+                self.stats["received_batches"] += 1
+                source = status.Get_source()
+                self._deliver(source if members is None else members[source], batch)
+                got = True
         return got
 
     def _drain_mail(self):

@@ -6,15 +6,15 @@ import sys
 
 import pytest
 
-from mpirt.host_socket import FRAGMENT, HostSocket, _bind
+from mpirt.host_socket import FRAGMENT, HostSocket, _address, _bind
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="abstract Unix sockets are Linux's")
 
 
 def make_job(ranks, cookie):
-    token = os.urandom(8).hex()
-    addresses = [f"\0mpirt-test-{token}-{r}".encode() for r in range(ranks)]
-    hosts = [HostSocket(_bind(address), addresses, r, cookie) for r, address in enumerate(addresses)]
+    token = "test-" + os.urandom(8).hex()
+    addresses = [_address(token, r) for r in range(ranks)]
+    hosts = [HostSocket(_bind(address), token, r, ranks, cookie) for r, address in enumerate(addresses)]
     for host in hosts:
         host.mail_peers = frozenset(range(ranks))
     return addresses, hosts
@@ -56,3 +56,19 @@ def test_datagrams_without_the_jobs_cookie_are_dropped_unread():
     got = receive_all(driver, 1)
     assert [(source, bytes(data)) for source, data in got] == [(1, b"real batch")]
     intruder.close()
+
+
+def test_a_rank_that_joins_later_exchanges_batches_with_the_others():
+    cookie = os.urandom(16)
+    _, (driver, worker) = make_job(2, cookie)
+    newcomer = HostSocket.join(driver.token, cookie, 2, 3)
+    for host in (driver, worker):
+        host.add_peer(2)
+        host.mail_peers = frozenset(range(3))
+    newcomer.mail_peers = frozenset(range(3))
+    driver.send(2, b"welcome")
+    assert receive_all(newcomer, 1, driver) == [(0, b"welcome")]
+    newcomer.send(1, b"hello")
+    assert [(source, bytes(data)) for source, data in receive_all(worker, 1, newcomer)] == [(2, b"hello")]
+    for host in (driver, worker, newcomer):
+        host.close()

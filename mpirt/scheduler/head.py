@@ -65,6 +65,16 @@ class NodePool:
         """CPUs ``rank`` itself offers that no work on it holds: its room as an executor."""
         return self.own_cpus[rank] - self.cpus_used[rank]
 
+    def add_rank(self, rank, offered):
+        """A worker rank that joined the node (a dead one's replacement)."""
+        self.ranks.append(rank)
+        self._add_rank(rank, offered)
+        for name, amount in offered.items():
+            if name not in RANK_BOUND:
+                self.free[name] = self.free.get(name, 0.0) + amount
+        self.rank_free[rank] = dict(self.rank_total[rank])
+        self.cpus_used[rank] = 0.0
+
     def remove_rank(self, rank, offered):
         """``rank`` died (what ran there was given back first): the pool loses what it offered."""
         if rank not in self.rank_free:
@@ -107,6 +117,9 @@ class HeadScheduler:
         self.name_of_actor = {}              # actor_id -> (namespace, name)
         self._lease_ids = itertools.count(1)
         self._round_robin = 0
+        # Dead worker ranks whose replacements are on their way (replacement.py): node, what it
+        # offered. Work that only they could hold waits for them instead of being refused.
+        self.coming = {}
         runtime.handlers.update(
             lease_req=self._on_lease_request,
             lease_ret=self._on_lease_return,
@@ -169,11 +182,45 @@ class HeadScheduler:
             self._take(rank, self.actors.pop(actor_id)[1], -1)
         pool = self.pool_of.pop(rank, None)
         if pool is not None:
-            pool.remove_rank(rank, self.offered.pop(rank))
+            offered = self.offered.pop(rank)
+            pool.remove_rank(rank, offered)
             self.workers.remove(rank)
+            if self.rt.replacement.expected():
+                self.coming[rank] = (self.rt.cluster.node_of[rank], offered)
         self.actors_on.pop(rank, None)
         self.requests = collections.deque(r for r in self.requests if r[0] != rank)
         self._grant()
+
+    def add_rank(self, rank, offered, node, replaces):
+        """``rank`` joined ``node`` in place of the dead ``replaces``: grant work there."""
+        self.coming.pop(replaces, None)
+        pool = self.pools.get(node)
+        if pool is None:
+            pool = self.pools[node] = NodePool([], {})
+        pool.add_rank(rank, offered)
+        self.offered[rank] = dict(offered)
+        self.pool_of[rank] = pool
+        self.workers.append(rank)
+        self._grant()
+
+    def replacements_failed(self):
+        """No replacement comes after all: refuse what only they could have held."""
+        self.coming.clear()
+        self._grant()
+
+    def _could_ever_fit(self, shape):
+        """Whether a live worker rank, or a replacement on its way, could hold ``shape``."""
+        if any(self.pool_of[w].could_fit(w, shape) for w in self.workers):
+            return True
+        for node, offered in self.coming.values():
+            pool = self.pools.get(node)
+            pooled = dict(pool.total) if pool is not None else {}
+            for name, amount in offered.items():
+                if name not in RANK_BOUND:
+                    pooled[name] = pooled.get(name, 0.0) + amount
+            if NodePool._fits(pooled, {n: a for n, a in offered.items() if n in RANK_BOUND}, shape):
+                return True
+        return False
 
     def _on_lease_return(self, source, lease_id):
         if lease_id not in self.leases:
@@ -218,11 +265,12 @@ class HeadScheduler:
             source, key, shape, held, actor_id, preferred = request
             worker = self._pick(shape, preferred, actor_id is not None, not held)
             if worker is None:
-                if not any(self.pool_of[w].could_fit(w, shape) for w in self.workers):
-                    # Its capacity died with worker ranks (they are not replaced): refuse it rather
+                if not self._could_ever_fit(shape):
+                    # Its capacity died with worker ranks and no replacement comes: refuse it rather
                     # than let it wait for ever; the owner fails the actor or the tasks.
                     why = (f"no live worker rank can hold {_describe(shape)}: the ranks that could have died, "
-                           "and dead worker ranks are not replaced")
+                           "and they are not replaced (replacement needs ULFM and is off with "
+                           "MPIRT_REPLACE_RANKS=0, or failed: see the job's output)")
                     if actor_id is not None:
                         self.rt.send(source, ("actor_unplaceable", actor_id, why))
                     else:

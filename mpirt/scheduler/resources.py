@@ -52,14 +52,16 @@ RANK_BOUND = frozenset((GPU,))
 def node_of_ranks(config, ranks):
     """``{rank: node}`` for ``ranks``, the node named by its lowest rank, grouped as the object
     store groups them (``store/arena.py``): ``ranks_per_node`` emulated nodes, else hostnames."""
+    joined = config.get("joined_nodes") or {}     # ranks that replaced dead ones (replacement.py)
     per_node = config.get("ranks_per_node")
     if per_node:
-        return {rank: rank // per_node * per_node for rank in ranks}
+        return {rank: joined.get(rank, rank // per_node * per_node) for rank in ranks}
     info = config.get("rank_info") or {}
     first_on_host = {}
     for rank in sorted(info):
         first_on_host.setdefault(info[rank]["hostname"], rank)
-    return {rank: first_on_host.get(info[rank]["hostname"], rank) if rank in info else rank for rank in ranks}
+    return {rank: joined[rank] if rank in joined else first_on_host.get(info[rank]["hostname"], rank)
+            if rank in info else rank for rank in ranks}
 
 
 class ClusterView:
@@ -80,14 +82,24 @@ class ClusterView:
         self.node_of = node_of_ranks(config or {}, self.worker_ranks)
         self._feasible = set()  # shape keys known to fit somewhere (cleared when a rank dies)
         self._node_totals = None
+        self.lost = {}          # dead worker rank -> what it offered (its replacement offers the same)
 
     def remove_rank(self, rank):
         """``rank`` died: it offers nothing any more."""
         if rank in self.resources_by_rank:
+            if rank in self.worker_ranks:
+                self.lost[rank] = self.resources_by_rank[rank]
             self.resources_by_rank[rank] = {}
         if rank in self.worker_ranks:
             self.worker_ranks.remove(rank)
         self._feasible.clear()
+        self._node_totals = None
+
+    def add_rank(self, rank, resources, node):
+        """A worker rank that joined (``replacement.py``) offers ``resources`` to ``node``."""
+        self.resources_by_rank[rank] = dict(resources)
+        self.worker_ranks = sorted(self.worker_ranks + [rank])
+        self.node_of[rank] = node
         self._node_totals = None
 
     def totals(self):

@@ -89,16 +89,69 @@ class Arena:
             os.unlink(path)
             if warning:
                 sys.stderr.write(warning + "\n")
+        self._map(fd)
+        self.world = self._world_window(MPI, comm)
+
+    @classmethod
+    def joined(cls, rank, node_of, pool):
+        """The arena of a rank that joins a running job (``replacement.py``): it maps its node's
+        pool through a descriptor a rank of the node holds (``/proc/PID/fd/N``: the file itself
+        was unlinked at start-up). ``pool``: that rank's ``pool_handle()``. The world window is
+        made later, collectively (``make_window``)."""
+        arena = cls.__new__(cls)
+        arena.rank = rank
+        arena.node_comm = None
+        arena.node_of = list(node_of)
+        arena.node_ranks = [r for r, node in enumerate(node_of) if node == node_of[rank]]
+        pid, fd, arena.capacity, arena.capacity_reason, arena.directory = pool
+        arena._map(os.open(f"/proc/{pid}/fd/{fd}", os.O_RDWR))
+        arena.world = None
+        return arena
+
+    def _map(self, fd):
         self._fd = fd
         header_bytes, chunk_bytes, count = chunk_geometry(self.capacity)
         self._mmap = mmap.mmap(fd, header_bytes + self.capacity, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         self.memory = np.frombuffer(self._mmap, dtype=np.uint8)
         self.lock = NodeLock(fd)
         self.chunks = ChunkTable(self.memory, self.lock, self.capacity)
-        self.world = self._world_window(MPI, comm)
         self._rma_lock = threading.Lock()  # one passive-target epoch at a time from this process
+        self._window_rank = None           # rank -> its rank in ``world`` (None: the same number)
+        self._old_windows = []             # replaced windows, kept: freeing one is collective
         self.remote_gets = 0
         self.remote_bytes = 0
+
+    def pool_handle(self):
+        """What a rank joining this node needs to map the pool (see ``joined``)."""
+        return os.getpid(), self._fd, self.capacity, self.capacity_reason, self.directory
+
+    def make_window(self, comm):
+        """Collective over ``comm`` (a communicator of survivors and newcomers): a world window
+        over this rank's pool, or None on every rank if some rank could not make one."""
+        MPI = mpi()
+        memory = self.memory if self.memory is not None else np.empty(0, dtype=np.uint8)
+        try:
+            window = MPI.Win.Create(memory, 1, comm=comm)
+        except MPI.Exception:
+            window = None
+        return window if comm.allreduce(window is not None, op=MPI.LAND) else None
+
+    def use_window(self, window, members):
+        """Read other nodes through ``window`` from now on (``members``: the rank number of each of
+        its ranks); the old one stays allocated."""
+        with self._rma_lock:
+            if self.world is not None:
+                self._old_windows.append(self.world)
+            self.world = window
+            self._window_rank = {rank: i for i, rank in enumerate(members)}
+
+    def add_rank(self, rank, node):
+        """A rank that joined ``node``."""
+        while len(self.node_of) <= rank:
+            self.node_of.append(None)
+        self.node_of[rank] = node
+        if node == self.node_of[self.rank]:
+            self.node_ranks.append(rank)
 
     def _create_pool(self, requested_bytes):
         """Leader: size the pool, make its file and header; the plan for the node, or an error text."""
@@ -146,6 +199,8 @@ class Arena:
         out = np.empty(size, dtype=np.uint8)
         again = np.empty(recheck, dtype=np.uint8)
         with self._rma_lock:
+            if self._window_rank is not None:
+                rank = self._window_rank[rank]
             self.world.Lock(rank, MPI.LOCK_SHARED)
             try:
                 for start in range(0, size, RMA_CHUNK):
@@ -166,7 +221,8 @@ class Arena:
         no array views it any more."""
         if self.world is not None:
             self.world.Free()
-        self.node_comm.Free()
+        if self.node_comm is not None:
+            self.node_comm.Free()
         self.memory = None
         try:
             self._mmap.close()

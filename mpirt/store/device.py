@@ -326,13 +326,13 @@ class DeviceStore:
         chunks = _chunks(handle.nbytes)
         staging = None if direct else [_pinned(cupy, STAGING_CHUNK if len(chunks) > 1 else handle.nbytes)
                                        for _ in range(min(2, len(chunks)))]
-        comm = self.rt.comm
+        comm, holder = self.rt.transport.route(handle.holder)
 
         def post(i):
             start, length = chunks[i]
             if direct:
-                return comm.Irecv([out[start:start + length], MPI.BYTE], handle.holder, tag)
-            return comm.Irecv([staging[i % 2][:length], MPI.BYTE], handle.holder, tag)
+                return comm.Irecv([out[start:start + length], MPI.BYTE], holder, tag)
+            return comm.Irecv([staging[i % 2][:length], MPI.BYTE], holder, tag)
 
         requests = {i: post(i) for i in range(min(2, len(chunks)))}
         self._failed_streams.pop(tag, None)   # a stale notice for an earlier use of this tag
@@ -390,12 +390,12 @@ class DeviceStore:
         cupy = _cupy()
         memory, nbytes, device_id = entry
         chunks = _chunks(nbytes)
-        comm = self.rt.comm
+        comm, to = self.rt.transport.route(dest)
         try:
             with cupy.cuda.Device(device_id):
                 if direct:
                     whole = cupy.ndarray((nbytes,), cupy.uint8, cupy.cuda.memory.MemoryPointer(memory, 0))
-                    requests = [comm.Isend([whole[s:s + n], MPI.BYTE], dest, tag) for s, n in chunks]
+                    requests = [comm.Isend([whole[s:s + n], MPI.BYTE], to, tag) for s, n in chunks]
                     for i, request in enumerate(requests):
                         if not self._wait_for_reader(request, dest):
                             for rest in requests[i + 1:]:
@@ -413,7 +413,7 @@ class DeviceStore:
                     host = staging[i % 2]
                     cupy.cuda.runtime.memcpy(host.ctypes.data, memory.ptr + start, length,
                                              cupy.cuda.runtime.memcpyDeviceToHost)
-                    in_flight.append(comm.Isend([host[:length], MPI.BYTE], dest, tag))
+                    in_flight.append(comm.Isend([host[:length], MPI.BYTE], to, tag))
                 while in_flight and not reader_gone:
                     reader_gone = not self._wait_for_reader(in_flight.pop(0), dest)
                 for request in in_flight:   # left after the reader went

@@ -150,16 +150,21 @@ ASSISTED_READ_BYTES = 4 << 20
 ASSISTED_READ_SECONDS = 30.0
 
 class StoreManager:
-    def __init__(self, runtime, comm, bytes_per_node=None, ranks_per_node=None):
+    def __init__(self, runtime, comm, bytes_per_node=None, ranks_per_node=None, joining=None):
         """Collective over ``comm``: every rank builds its StoreManager at the same point.
-        ``bytes_per_node``: the node pool's size, or None for the per-node default."""
+        ``bytes_per_node``: the node pool's size, or None for the per-node default. A rank that
+        joins a running job (``replacement.py``) passes its ``joining``: the arena it mapped, and
+        its node's spill directory."""
         self.rt = runtime
-        self.rank = comm.Get_rank()
-        self.arena = Arena(comm, bytes_per_node, ranks_per_node)
+        self.rank = runtime.rank
+        self.arena = Arena(comm, bytes_per_node, ranks_per_node) if joining is None else joining.arena
         self.view = memoryview(self.arena.memory)
         self.space = RankSpace(self.arena.chunks, self.rank)
         self.device = device.DeviceStore(runtime, self.arena.same_node)
-        self.spill, self.spill_problem = self._open_spill(runtime.config.get("object_spilling_directory"))
+        if joining is None:
+            self.spill, self.spill_problem = self._open_spill(runtime.config.get("object_spilling_directory"))
+        else:
+            self.spill, self.spill_problem = joining.spill(self.rank)
         self._keys = itertools.count(1)
         self._held = collections.OrderedDict()   # holder: key -> _Held, oldest first
         self._known = collections.OrderedDict()  # reader: key -> where the holder last said it is

@@ -57,6 +57,7 @@ class Replacement:
         self.replaced_by = {}      # dead rank -> the rank that replaced it
         self._waiting = []         # driver: dead worker ranks not replaced yet
         self._coordinator = None   # driver: the thread that runs rounds while deaths wait
+        self._round_lock = threading.Lock()   # one round at a time on this rank
         runtime.handlers["replace_round"] = self._on_round
         if runtime.rank == DRIVER_RANK:
             runtime.failures.handlers.append(self._on_rank_dead)
@@ -65,9 +66,13 @@ class Replacement:
         """Whether a worker rank that dies now gets a replacement."""
         return self.enabled and not self.failed and not self.stopped and not self.rt.shutting_down
 
-    def stop(self):
-        """The job ends: no more rounds."""
-        self.stopped = True
+    def stop(self, timeout=10.0):
+        """The job ends: no more rounds, and the round under way (if any) ends first, so that no
+        newcomer is left waiting for ranks that exited."""
+        with self.rt.lock:
+            self.stopped = True
+        if self._round_lock.acquire(timeout=timeout):
+            self._round_lock.release()
 
     # -- the driver decides ------------------------------------------------------------
     def _on_rank_dead(self, rank):
@@ -91,10 +96,18 @@ class Replacement:
                 for rank in self.rt.live_ranks():
                     if rank != DRIVER_RANK:
                         self.rt.send(rank, ("replace_round", dead, first))
-            self._run_round(dead, first)
+                self._round_lock.acquire()   # before the lock goes: stop() then waits for this round
+            try:
+                self._run_round(dead, first)
+            finally:
+                self._round_lock.release()
 
     def _on_round(self, source, dead, first):
-        threading.Thread(target=self._run_round, args=(dead, first), name="mpirt-replace", daemon=True).start()
+        def run():
+            with self._round_lock:   # the previous round's commit comes first
+                self._run_round(dead, first)
+
+        threading.Thread(target=run, name="mpirt-replace", daemon=True).start()
 
     # -- every live rank -----------------------------------------------------------------
     def _run_round(self, dead, first):

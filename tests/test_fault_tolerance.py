@@ -381,3 +381,17 @@ mpirt.shutdown()
 """, ranks=3)
     out = proc.stdout
     assert "RESULTS [0, 1, 2, 3, 4, 5]" in out and "ACTOR_MOVED True" in out and "WHOLE True" in out, out
+
+
+def test_shutdown_while_a_replacement_joins_ends_cleanly(tmp_path, mode):
+    """shutdown() right after a death: the round under way finishes first (or none starts), so no
+    newcomer is left waiting for ranks that exited, and nothing is left running."""
+    proc = _run(tmp_path, mode, """
+victim = worker_pids()[0]
+kill(victim)
+time.sleep(0.5)
+mpirt.shutdown()
+print("SHUT")
+""", ranks=5)
+    assert "SHUT" in proc.stdout
+    assert "Traceback" not in proc.stderr and "ERROR" not in proc.stderr, proc.stderr

@@ -292,6 +292,12 @@ class ActorCaller:
 
     # -- handlers -----------------------------------------------------------
     def _on_placed(self, source, actor_id, worker):
+        state = self.actors.get(actor_id)
+        if worker in self.rt.failures.dead and state is not None and state.dead_blob is None:
+            # The head placed it before it heard that ``worker`` died, and this owner heard of the
+            # death before the placement: nothing will ever run there, so ask for a place again.
+            self.rt.send(HEAD_RANK, ("actor_place", actor_id, state.placement, state.held))
+            return
         self._set_location(actor_id, worker)
 
     def _on_locate(self, source, actor_id):

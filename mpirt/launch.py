@@ -304,7 +304,7 @@ def serve_spawned():
     restrict_visible_gpus(info["gpu_ids"], info["node_gpus"])
     rt = Runtime(comm, config["session"], resources_by_rank, config)
     rt.launch = _Launch("spawn", comm, parent)
-    _watch_driver(rt, config["driver_pid"])
+    _leave_with_driver(config["driver_pid"])
     _serve(rt)
 
 
@@ -312,9 +312,10 @@ def serve_replacement():
     """Entry point of a rank spawned to replace a dead worker (``replacement.py``)."""
     from . import replacement
 
+    if len(sys.argv) >= 4 and sys.argv[3] == socket.gethostname():   # ['-c', 'join', driver pid, host]
+        _leave_with_driver(int(sys.argv[2]))
     MPI = mpi()
     parent = MPI.Comm.Get_parent()
-    merged = parent.Merge(high=True)
 
     def prepare(plan, rank):
         config = plan["config"]
@@ -322,25 +323,21 @@ def serve_replacement():
         info = config["rank_info"][rank]
         restrict_visible_gpus(info["gpu_ids"], info["node_gpus"])
 
-    rt = replacement.join(merged, prepare)
+    rt, merged = replacement.join(parent, prepare)
     rt.launch = _Launch("spawn", merged, parent)
-    if rt.config["rank_info"][DRIVER_RANK]["hostname"] == socket.gethostname():
-        _watch_driver(rt, rt.config["driver_pid"])
     _serve(rt)
 
 
-def _watch_driver(rt, driver_pid):
-    """A spawned rank on the driver's host leaves when the driver died without shutting it down."""
+def _leave_with_driver(driver_pid):
+    """A spawned rank on the driver's host leaves when the driver died without shutting it down
+    (a thread of its own: the rank's progress thread may be the one that hangs)."""
 
-    def watch_driver():
-        try:
-            os.kill(driver_pid, 0)
-        except ProcessLookupError:
-            os._exit(1)
-        except PermissionError:
-            pass
+    def watch():
+        while fault.process_exists(driver_pid):
+            time.sleep(0.5)
+        os._exit(1)
 
-    rt.transport.add_ticker(0.5, watch_driver)
+    threading.Thread(target=watch, name="mpirt-driver-watch", daemon=True).start()
 
 
 # -- mpirun ------------------------------------------------------------------
@@ -383,6 +380,13 @@ def _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver
     _serve(rt)
 
 
+def _debug_dumps(rt):
+    if os.environ.get("MPIRT_DEBUG_DUMP"):
+        from ._debug import dump_state
+
+        rt.transport.add_ticker(float(os.environ["MPIRT_DEBUG_DUMP"]), lambda: dump_state(rt))
+
+
 def _start_driver(rt):
     rt.handlers["log"] = log_forward.print_forwarded
     signals.driver_exits_cleanly_on_sigterm()
@@ -390,6 +394,7 @@ def _start_driver(rt):
     if rt.launch.mode == "mpirun" and not rt.failures.enabled and not os.environ.get("MPIRT_QUIET"):
         sys.stderr.write(f"mpirt: without ULFM a worker rank that dies ends the whole job; {fault.ENABLE_HINT}\n")
     rt.start()
+    _debug_dumps(rt)
 
 
 def _explicit_gpus(num_gpus):
@@ -444,10 +449,7 @@ def _serve(rt):
         log_forward.install(rt, "scheduler" if rt.rank == HEAD_RANK else "worker")
     signals.serve_until_driver_says(rt.stopped)
     rt.start()
-    if os.environ.get("MPIRT_DEBUG_DUMP"):
-        from ._debug import dump_state
-
-        rt.transport.add_ticker(float(os.environ["MPIRT_DEBUG_DUMP"]), lambda: dump_state(rt))
+    _debug_dumps(rt)
     rt.stopped.wait()
     log_forward.flush()
     rt.transport.stop()

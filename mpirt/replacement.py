@@ -2,31 +2,35 @@
 
 Under ULFM a dead worker's tasks and actors are recovered on the other ranks (``fault.py``);
 this module makes the job whole again. The driver decides: ``REPLACE_DELAY`` after a worker's
-death (deaths close together are replaced together) it starts a *round* and tells every live
-rank; each rank runs the round on a thread of its own, so its progress thread keeps serving
-messages meanwhile:
+death (deaths close together are replaced together) it starts a *round*; the ranks that take
+part run it on a thread of their own, so their progress threads keep serving meanwhile. A
+newcomer gets a *new* rank number: a dead rank's number is never reused, so no message, object
+id or store key meant for the dead process can reach its replacement.
 
-1. ``Shrink`` the newest communicator that holds every live rank (ULFM: the survivors agree on
-   who died; a rank that had not noticed a death yet declares it now, so every death handler has
-   run everywhere before a newcomer exists).
-2. The shrunk communicator spawns one process per dead worker (on a job of several hosts each on
-   its dead rank's host), and ``Merge`` gives a communicator of the survivors, numbered among
-   themselves as before, and the newcomers, last.
-3. Every rank tells the others its host and its node pool's descriptor (``Arena.pool_handle``);
-   the driver sends the plan: the newcomers' rank numbers, what each offers (what its dead rank
-   offered), the job's configuration, the host sockets' token. A newcomer gets a *new* number:
-   a dead rank's number is never reused, so no message, object id or store key meant for the
-   dead process can reach its replacement.
-4. Collectively a new world RMA window where the job reads across nodes, then an ``allreduce`` in
-   which each newcomer says whether it could join (map its node's pool, build its runtime). Only
-   then does every survivor add the newcomers: routes (each pair of ranks keeps the communicator
-   of the later one's round, ``transport.py``), host-socket peers, failure detection on the new
-   communicator, the cluster tables and, on the head, the node pools, which grant work there at
-   once. Work that only the dead ranks could hold waits for their replacements meanwhile.
+One-host rounds (every rank on one host, host sockets on: ``python app.py``, ``mpirun`` on one
+node). Only the driver and the head take part in MPI: over a communicator of the two, made at
+start-up, they spawn one process per dead worker and ``Merge`` with them; the newcomers' batches
+to and from every rank go through the host sockets, and the driver tells the other workers to add
+them (messages, no collective) and relays every death to every rank (a worker and a newcomer share
+no communicator to notice each other's). So a worker that dies meanwhile cannot stall the round.
+Cross-node reads of a newcomer's objects (emulated nodes) are messages.
 
-A round that fails (a death during it, a newcomer that cannot join) is reported on the driver and
-ends replacement for the job: capacity then stays lost, and work only the lost ranks could hold is
-refused (``scheduler/head.py``). ``MPIRT_REPLACE_RANKS=0`` turns replacement off.
+Rounds over all survivors (ranks on several hosts, where MPI carries everything): every rank
+``Shrink``s the newest communicator of all live ranks (ULFM's agreement on who died), agrees that
+no one died since, spawns collectively (each newcomer on its dead rank's host) and merges; a new
+world RMA window follows. A survivor dying *during* that spawn can leave its root waiting for ever
+(measured: Open MPI's connect step is not fault tolerant); the coordinator then gives up after
+``ROUND_SECONDS``.
+
+In both kinds the newcomer maps its node's pool through a survivor's descriptor
+(``Arena.pool_handle``), builds its runtime and says in an ``allreduce`` whether it could; the
+round's ranks agree on the outcome (``Agree``, ULFM), add the newcomers (routes, host-socket peers,
+failure detection, cluster tables) and give a go-ahead (a barrier with the newcomers), after which
+the head grants work there. Until then work only the dead ranks could hold waits for them. A round
+that fails (a death during it, a newcomer that cannot join) is retried; after
+``MAX_FAILED_ROUNDS`` in a row, or one that hung, replacement ends for the job: capacity then stays
+lost and work only lost ranks could hold is refused (``scheduler/head.py``).
+``MPIRT_REPLACE_RANKS=0`` turns replacement off.
 """
 import os
 import socket
@@ -39,6 +43,8 @@ from ._mpi_env import mpi
 from .runtime import DRIVER_RANK, HEAD_RANK
 
 REPLACE_DELAY = 0.2    # seconds from a death to its round: deaths within it are replaced together
+MAX_FAILED_ROUNDS = 3  # rounds in a row that fail (deaths during them) before replacement stops
+ROUND_SECONDS = 60.0   # a round still under way after this has hung: replacement stops for the job
 
 
 def wanted(environ=os.environ):
@@ -58,7 +64,13 @@ class Replacement:
         self._waiting = []         # driver: dead worker ranks not replaced yet
         self._coordinator = None   # driver: the thread that runs rounds while deaths wait
         self._round_lock = threading.Lock()   # one round at a time on this rank
-        runtime.handlers["replace_round"] = self._on_round
+        self._hung = False                    # driver: a round never ended (stop() does not wait for it)
+        self.one_host = False     # set at start: rounds then need only the driver and the head (below)
+        self._stable = None       # driver and head: their own communicator, for one-host rounds
+        self._committed = set()   # driver: ranks that added the newcomers of the round under way
+        runtime.handlers.update(replace_round=self._on_round, replace_abandoned=self._on_abandoned,
+                                replace_commit=self._on_commit, replace_committed=self._on_committed,
+                                replace_pool_query=self._on_pool_query, rank_died=self._on_rank_died)
         if runtime.rank == DRIVER_RANK:
             runtime.failures.handlers.append(self._on_rank_dead)
 
@@ -71,12 +83,18 @@ class Replacement:
         newcomer is left waiting for ranks that exited."""
         with self.rt.lock:
             self.stopped = True
-        if self._round_lock.acquire(timeout=timeout):
+        if not self._hung and self._round_lock.acquire(timeout=timeout):
             self._round_lock.release()
 
     # -- the driver decides ------------------------------------------------------------
     def _on_rank_dead(self, rank):
         """(driver, runtime lock held, after the cluster dropped ``rank``)"""
+        if self.one_host:
+            # Ranks of one-host rounds share no communicator with the other workers: they hear of
+            # each other's deaths from the driver.
+            for other in self.rt.live_ranks():
+                if other != DRIVER_RANK:
+                    self.rt.send(other, ("rank_died", rank))
         if rank in (DRIVER_RANK, HEAD_RANK) or rank not in self.rt.cluster.lost or not self.expected():
             return
         self._waiting.append(rank)
@@ -86,6 +104,7 @@ class Replacement:
 
     def _coordinate(self):
         time.sleep(REPLACE_DELAY)
+        failures = 0
         while True:
             with self.rt.lock:
                 if not self._waiting or not self.expected():
@@ -93,14 +112,48 @@ class Replacement:
                     return
                 dead, self._waiting = sorted(self._waiting), []
                 first = self.rt.size
-                for rank in self.rt.live_ranks():
+                for rank in ((HEAD_RANK,) if self.one_host else self.rt.live_ranks()):
                     if rank != DRIVER_RANK:
                         self.rt.send(rank, ("replace_round", dead, first))
                 self._round_lock.acquire()   # before the lock goes: stop() then waits for this round
-            try:
-                self._run_round(dead, first)
-            finally:
-                self._round_lock.release()
+            outcome = []
+
+            def run():
+                try:
+                    outcome.append(self._run_round(dead, first))
+                except Exception as error:  # noqa: BLE001 - reported as the round's failure
+                    outcome.append(f"{type(error).__name__}: {error}")
+                    traceback.print_exc()
+                finally:
+                    self._round_lock.release()
+
+            runner = threading.Thread(target=run, name="mpirt-replace-round", daemon=True)
+            runner.start()
+            runner.join(ROUND_SECONDS)
+            if runner.is_alive():       # hung inside MPI (see _run_round): it will not come back
+                self._hung = True
+                failures = MAX_FAILED_ROUNDS - 1
+                why = f"a round did not end within {ROUND_SECONDS:g} s"
+            else:
+                why = outcome[0]
+            if why is None:
+                failures = 0
+                continue
+            failures += 1
+            with self.rt.lock:
+                # Dead ranks of a failed round wait for the next one (with any that died meanwhile).
+                self._waiting = sorted(set(self._waiting) | {r for r in dead if r in self.rt.cluster.lost})
+                retry = failures < MAX_FAILED_ROUNDS
+            if retry:
+                time.sleep(REPLACE_DELAY)
+                continue
+            with self.rt.lock:
+                for rank in self.rt.live_ranks():
+                    if rank != DRIVER_RANK:
+                        self.rt.send(rank, ("replace_abandoned", why))
+                self._abandon(why)
+                self._coordinator = None
+                return
 
     def _on_round(self, source, dead, first):
         def run():
@@ -109,22 +162,56 @@ class Replacement:
 
         threading.Thread(target=run, name="mpirt-replace", daemon=True).start()
 
+    def _on_rank_died(self, source, rank):
+        self.rt.failures.declare_dead(rank)
+
+    def _on_abandoned(self, source, why):
+        self._abandon(why)
+
+    def _abandon(self, why):
+        """(runtime lock held) No more rounds: work only dead ranks could hold is refused now."""
+        self.failed = True
+        if self.rt.head is not None:
+            self.rt.head.replacements_failed()
+        if self.rt.rank == DRIVER_RANK and not self.rt.shutting_down:
+            sys.__stderr__.write(f"mpirt: replacing dead worker ranks failed {MAX_FAILED_ROUNDS} times (last: {why}); "
+                                 "their capacity stays lost for the rest of the job\n")
+            sys.__stderr__.flush()
+
     # -- every live rank -----------------------------------------------------------------
     def _run_round(self, dead, first):
+        """This rank's part of a round; None if it succeeded, else why not. Every step that may
+        meet a death is guarded the ULFM way: a rank that fails revokes the round's
+        communicators (so no other rank waits in a step it skipped) and the survivors agree on
+        the outcome (``Agree`` on the shrunk communicator), so they all commit or none does."""
+        if self.one_host:
+            return self._run_one_host_round(dead, first)
         MPI = mpi()
         rt = self.rt
         comm, members = self.latest
         started = time.monotonic()
         try:
             shrunk = comm.Shrink()
-            survivors = _members_of(shrunk, comm, members)
-            with rt.lock:
-                for rank in _members_of(comm, comm, members):
-                    if rank not in survivors:
-                        rt.failures.declare_dead(rank)
-            replace = [rank for rank in dead if rank not in survivors]
-            if not replace:
-                return
+        except MPI.Exception as error:
+            return f"MPI_Comm_shrink failed: {error}"
+        survivors = _members_of(shrunk, comm, members)
+        with rt.lock:
+            for rank in _members_of(comm, comm, members):
+                if rank not in survivors:
+                    rt.failures.declare_dead(rank)
+        replace = [rank for rank in dead if rank not in survivors]
+        if not replace:
+            return None
+        if not _agree(shrunk, True, unless_failures=True):
+            # A survivor died since the shrink: spawning now could hang (below); the next round
+            # shrinks again.
+            return "a rank died as it began"
+        inter = merged = plan = window = None
+        why = None
+        try:
+            # Collective over the survivors, so the newcomers are connected to each of them. A
+            # survivor that dies during it can leave the root (the driver) waiting for ever: the
+            # coordinator's deadline (ROUND_SECONDS) then ends replacement for the job.
             inter = _spawn(shrunk, [rt.config["rank_info"][rank]["hostname"] for rank in replace],
                            len({info["hostname"] for info in rt.config["rank_info"].values()}) > 1)
             merged = inter.Merge(high=False)
@@ -133,14 +220,104 @@ class Replacement:
             plan = merged.bcast(self._plan(replace, new_ranks, survivors, entries)
                                 if rt.rank == DRIVER_RANK else None, root=0)
             window = rt.store.arena.make_window(merged) if plan["rma"] else None
-            joined = merged.allreduce(True, op=MPI.LAND)
+            if not merged.allreduce(True, op=MPI.LAND):
+                why = "a new rank could not join (its message is above)"
         except MPI.Exception as error:
-            self._fail(f"MPI failed during it: {error}")
-            return
-        if not joined:
-            self._fail("a new rank could not join (its message is above)")
-            return
-        self._commit(plan, merged, window)
+            why = f"a rank died during it ({error})"
+            _revoke(shrunk, inter, merged)   # no rank (newcomers included) waits in a step it skips
+        if not _agree(shrunk, why is None):
+            _revoke(inter, merged)           # newcomers waiting for the go-ahead leave
+            return why or "another rank's part failed"
+        self._commit(plan, merged, window, latest=True)
+        self._go_ahead(plan, merged, started)
+        return None
+
+    def _run_one_host_round(self, dead, first):
+        """A round where every rank is on one host (host sockets on): only the driver and the head
+        spawn and take the newcomers into a communicator; the newcomers' batches to every rank go
+        through the host sockets, and the other workers add them when the driver says (messages,
+        no collective). So a worker that dies meanwhile cannot stall the round: in a spawn
+        collective over all survivors, one did (the spawn's root then waited for ever)."""
+        MPI = mpi()
+        rt = self.rt
+        started = time.monotonic()
+        with rt.lock:
+            for rank in dead:                # the head may hear of a death after the driver
+                rt.failures.declare_dead(rank)
+        stable = self._stable_communicator()
+        inter = merged = plan = None
+        why = None
+        try:
+            inter = _spawn(stable, [rt.config["rank_info"][rank]["hostname"] for rank in dead], False)
+            merged = inter.Merge(high=False)
+            new_ranks = list(range(first, first + len(dead)))
+            entries = merged.allgather(self._entry())
+            plan = merged.bcast(self._plan(dead, new_ranks, [DRIVER_RANK, HEAD_RANK], entries)
+                                if rt.rank == DRIVER_RANK else None, root=0)
+            if not merged.allreduce(True, op=MPI.LAND):
+                why = "a new rank could not join (its message is above)"
+        except MPI.Exception as error:
+            why = f"MPI failed during it ({error})"
+            _revoke(inter, merged)
+        if not _agree(stable, why is None):
+            _revoke(inter, merged)
+            return why or "the other rank's part failed"
+        self._commit(plan, merged, None)
+        if rt.rank == DRIVER_RANK:
+            self._workers_commit(plan)
+        self._go_ahead(plan, merged, started)
+        return None
+
+    def _stable_communicator(self):
+        """(driver and head) Their communicator (``prepare``)."""
+        return self._stable
+
+    def prepare(self):
+        """At start-up, before any rank can have died: the driver and the head make a communicator
+        of the two for one-host rounds (neither can die without ending the job, so collectives
+        over it never wait for a dead rank; made later, MPI refused it for the dead rank's sake)."""
+        rt = self.rt
+        self.one_host = rt.transport.host is not None
+        if self.enabled and self.one_host and rt.rank in (DRIVER_RANK, HEAD_RANK) and rt.members is None:
+            self._stable = rt.comm.Create_group(rt.comm.Get_group().Incl([DRIVER_RANK, HEAD_RANK]))
+
+    def _workers_commit(self, plan, timeout=10.0):
+        """(driver) Have every other live rank add the newcomers, and wait until each has (or died)."""
+        rt = self.rt
+        new_ranks = set(plan["replaces"])
+        with rt.lock:
+            self._committed = set()
+            told = {r for r in rt.live_ranks() if r not in (DRIVER_RANK, HEAD_RANK) and r not in new_ranks}
+            for rank in told:
+                rt.send(rank, ("replace_commit", _commit_part(plan)))
+            deadline = time.monotonic() + timeout
+            while not self._committed >= told - rt.failures.dead and time.monotonic() < deadline:
+                rt.cond.wait(0.05)
+
+    def _on_commit(self, source, plan):
+        self._commit(plan, None, None)
+        self.rt.send(source, ("replace_committed",))
+
+    def _on_committed(self, source):
+        self._committed.add(source)
+        self.rt.cond.notify_all()
+
+    def _on_pool_query(self, source, request_id):
+        self.rt.send(source, ("query_reply", request_id, self._entry()))
+
+    def _go_ahead(self, plan, merged, started):
+        """Every rank reaches the newcomers now (and hears them): tell them to start, and only then
+        let the head grant work there. A death from here on is handled as any death."""
+        rt = self.rt
+        try:
+            quiet_barrier(merged)
+        except mpi().Exception:
+            pass
+        if rt.head is not None:
+            with rt.lock:
+                for new, old in plan["replaces"].items():
+                    if new not in rt.failures.dead:
+                        rt.head.add_rank(new, plan["resources"][new], plan["nodes"][new], old)
         if rt.rank == DRIVER_RANK:
             pairs = ", ".join(f"rank {new} for rank {old}" for new, old in plan["replaces"].items())
             sys.__stderr__.write(f"mpirt: replaced dead worker ranks ({pairs}) in {time.monotonic() - started:.1f} s; "
@@ -171,6 +348,9 @@ class Replacement:
                 plan["problems"][new] = (f"MPI started it on host {entry['host']}, not on {rank_info[old]['hostname']} "
                                          f"where rank {old} ran")
             holder = next((e for e in of_survivor if arena.node_of[e["rank"]] == node), None)
+            if holder is None:   # a one-host round: ask a live rank of that node
+                other = next((r for r in rt.live_ranks() if arena.node_of[r] == node), None)
+                holder = rt.query(other, "replace_pool_query", timeout=10.0) if other is not None else None
             if holder is None:
                 plan["problems"][new] = f"no rank of its node (the node of rank {old}) is left to share the store with"
             plan["replaces"][new] = old
@@ -187,7 +367,9 @@ class Replacement:
         live = [r for r in survivors if r not in (DRIVER_RANK, HEAD_RANK)]
         plan.update(
             config=config, members=list(survivors) + new_ranks, size=new_ranks[-1] + 1,
-            dead=sorted(set(rt.failures.dead) | set(replace)), node_of=node_of, rma=arena.world is not None,
+            dead=sorted(set(rt.failures.dead) | set(replace)), node_of=node_of,
+            rma=arena.world is not None and not self.one_host,
+            live=sorted(set(rt.live_ranks()) - set(replace)) + new_ranks,
             host=(host.token, host._cookie) if host is not None else None, session=rt.session,
             mode=rt.launch.mode if getattr(rt, "launch", None) else "spawn",
             resources_by_rank={**{r: rt.cluster.resources_by_rank[r] for r in live}, **plan["resources"],
@@ -195,17 +377,20 @@ class Replacement:
         )
         return plan
 
-    def _commit(self, plan, merged, window):
-        """(survivors) Add the newcomers everywhere this rank keeps ranks."""
+    def _commit(self, plan, merged, window, latest=False):
+        """(survivors) Add the newcomers everywhere this rank keeps ranks (the head's pools come
+        after every rank has done this: ``_go_ahead``). ``merged``: the round's communicator, if
+        this rank is in it; ``latest``: it holds every live rank (rounds over all survivors)."""
         rt = self.rt
         new_ranks = list(plan["replaces"])
         with rt.lock:
             rt.size = plan["size"]
             rt.config["rank_info"] = plan["config"]["rank_info"]
             rt.config["joined_nodes"] = plan["config"]["joined_nodes"]
-            rt.transport.add_communicator(merged, plan["members"], new_ranks)
+            if merged is not None:
+                rt.transport.add_communicator(merged, plan["members"], new_ranks)
+                rt.failures.add_communicator(merged, plan["members"])
             rt.transport.add_mail_peers(new_ranks)
-            rt.failures.add_communicator(merged, plan["members"])
             if window is not None:
                 rt.store.arena.use_window(window, plan["members"])
             for new, old in plan["replaces"].items():
@@ -214,22 +399,15 @@ class Replacement:
                 rt.cluster.add_rank(new, plan["resources"][new], node)
                 rt.cluster.lost.pop(old, None)
                 self.replaced_by[old] = new
-                if rt.head is not None:
-                    rt.head.add_rank(new, plan["resources"][new], node, old)
-            self.latest = (merged, plan["members"])
+            if latest:
+                self.latest = (merged, plan["members"])
             rt.cond.notify_all()
 
-    def _fail(self, why):
-        rt = self.rt
-        with rt.lock:
-            self.failed = True
-            if rt.head is not None:
-                rt.head.replacements_failed()
-        if rt.rank == DRIVER_RANK and not rt.shutting_down:
-            sys.__stderr__.write(f"mpirt: replacing dead worker ranks failed ({why}); their capacity stays lost "
-                                 "for the rest of the job\n")
-            sys.__stderr__.flush()
 
+def _commit_part(plan):
+    """What the workers outside a one-host round need of its plan."""
+    return {key: plan[key] for key in ("replaces", "resources", "nodes", "size")} | {
+        "config": {key: plan["config"][key] for key in ("rank_info", "joined_nodes")}}
 
 class Joining:
     """What a newcomer takes from the round's plan instead of building it collectively."""
@@ -262,17 +440,26 @@ class Joining:
     def mail_peers(self):
         """Every other rank: a spawned newcomer is an MPI job of its own, which Open MPI links to
         the others over TCP even on one host, so its batches go through the host sockets."""
-        return [r for r in self.members if r != self.rank] if self.plan["host"] is not None else ()
+        return [r for r in self.plan["live"] if r != self.rank] if self.plan["host"] is not None else ()
 
 
-def join(merged, prepare):
-    """A newcomer's part of the round that spawned it (``merged``: survivors and newcomers).
+def join(parent, prepare):
+    """A newcomer's part of the round that spawned it (``parent``: the intercommunicator to the
+    survivors, which spawned it).
     ``prepare(plan, rank)`` sets the process up as the driver's environment says before its
     runtime is built. Returns the runtime, or ends the process if it could not join."""
+    MPI = mpi()
+    try:
+        merged = parent.Merge(high=True)
+        return _join_round(merged, prepare, MPI), merged
+    except MPI.Exception:   # the survivors called the round off (a death during it): leave quietly
+        os._exit(1)
+
+
+def _join_round(merged, prepare, MPI):
     from .runtime import Runtime
     from .store.arena import Arena
 
-    MPI = mpi()
     merged.allgather({"rank": None, "host": socket.gethostname(), "pool": None, "spill": None})
     plan = merged.bcast(None, root=0)
     rank = plan["members"][merged.Get_rank()]
@@ -300,7 +487,48 @@ def join(merged, prepare):
         sys.__stderr__.flush()
     if not merged.allreduce(problem is None, op=MPI.LAND) or problem is not None:
         os._exit(1)
+    quiet_barrier(merged)   # the go-ahead: every survivor has added this rank
     return runtime
+
+
+def _agree(comm, flag, unless_failures=False):
+    """ULFM's agreement on ``flag`` (True only if every live rank of ``comm`` says True): the
+    same answer on every survivor, even when ranks die meanwhile. ``unless_failures``: a rank
+    that knows of a failure in ``comm`` says False."""
+    MPI = mpi()
+    for _ in range(16):
+        try:
+            local = flag
+            if unless_failures:
+                failed = comm.Get_failed()
+                local = local and failed.Get_size() == 0
+                failed.Free()
+            return bool(comm.Agree(1 if local else 0))
+        except MPI.Exception:
+            try:
+                comm.Ack_failed()   # a failure not yet acknowledged: acknowledge it and agree again
+            except MPI.Exception:
+                return False
+    return False
+
+
+def _revoke(*comms):
+    MPI = mpi()
+    for comm in comms:
+        if comm is not None:
+            try:
+                comm.Revoke()
+            except MPI.Exception:
+                pass
+
+
+def quiet_barrier(comm):
+    """A barrier that waits without spinning (ranks may be busy running tasks for a while)."""
+    request = comm.Ibarrier()
+    delay = 1e-5
+    while not request.Test():
+        time.sleep(delay)
+        delay = min(delay * 2, 5e-3)
 
 
 def _window_of(arena, comm):
@@ -328,10 +556,12 @@ def _members_of(part, whole, members):
 
 def _spawn(shrunk, hostnames, several_hosts):
     """Collective over ``shrunk``: one new process per entry of ``hostnames`` (each on that host
-    if the job has several); the intercommunicator to them."""
+    if the job has several); the intercommunicator to them. Each gets the driver's pid and host,
+    to leave if the driver dies before it has joined."""
     MPI = mpi()
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = f"import sys; sys.path.insert(0, {package_parent!r}); from mpirt._spawned import main; main()"
+    args = ["-c", code, "join", str(os.getpid()), socket.gethostname()]
     infos = []
     for hostname in hostnames:
         info = MPI.Info.Create()
@@ -340,8 +570,7 @@ def _spawn(shrunk, hostnames, several_hosts):
         infos.append(info)
     count = len(hostnames)
     try:
-        return shrunk.Spawn_multiple([sys.executable] * count, [["-c", code, "join"]] * count, [1] * count, infos,
-                                     root=0)
+        return shrunk.Spawn_multiple([sys.executable] * count, [args] * count, [1] * count, infos, root=0)
     finally:
         for info in infos:
             info.Free()

@@ -115,6 +115,7 @@ class Runtime:
         from .replacement import Replacement
 
         self.replacement = Replacement(self)
+        self.cluster.replacements_expected = self.replacement.expected
         self.objects = ObjectTable(self)
         from .store.manager import StoreManager
 
@@ -125,6 +126,7 @@ class Runtime:
             self.transport.enable_host_socket(HostSocket.open(comm), self._mail_peers(config))  # collective
         else:
             self.transport.enable_host_socket(joining.host_socket(), joining.mail_peers())
+        self.replacement.prepare()
         self.stopped = threading.Event()
         self.shutdown_acks = set()
         self.shutting_down = False   # the driver has begun telling the ranks to stop

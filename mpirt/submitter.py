@@ -342,6 +342,11 @@ class TaskSubmitter:
 
     def _on_lease_grant(self, source, key, lease_id, worker):
         self.requested[key] -= 1
+        if worker in self.rt.failures.dead:
+            # Granted before the head heard that ``worker`` died (the head has dropped the lease
+            # since); this rank heard first, so nothing sent there would run: ask again.
+            self._pump(key)
+            return
         lease = Lease(lease_id, worker, key)
         self.leases[key].append(lease)
         self.leases_by_id[lease_id] = lease

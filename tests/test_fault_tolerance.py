@@ -310,11 +310,15 @@ def wait_whole(cpus, gone, limit=60):
 """
 
 
-def test_a_dead_worker_is_replaced_on_its_node_and_the_cluster_is_whole_again(tmp_path, mode):
-    """Two nodes of two ranks (emulated: the cross-node store path through the RMA window): a
-    worker is killed, a new rank joins its node, offers its CPUs, runs tasks, holds objects the
-    driver reads across nodes and reads the driver's; then the replacement is killed and
-    replaced in turn."""
+@pytest.mark.parametrize("round_kind", ["one-host", "all-survivors"])
+def test_a_dead_worker_is_replaced_on_its_node_and_the_cluster_is_whole_again(tmp_path, mode, round_kind):
+    """Three nodes of two ranks (emulated: the cross-node store path): a worker is killed, a new
+    rank joins its node, offers its CPUs, runs tasks, holds objects the driver reads across nodes
+    and reads the driver's; then the replacement is killed and replaced in turn. Both kinds of
+    round: one-host (the driver and the head take the newcomer in, host sockets carry its
+    batches, cross-node reads of it are messages) and all-survivors (what a job of several hosts
+    does: every survivor takes part, MPI carries everything, a new RMA window; forced here by
+    turning the host sockets off)."""
     proc = _run(tmp_path, mode, REPLACEMENT_HELPERS + """
 @mpirt.remote
 def block(n):
@@ -344,7 +348,7 @@ again = ranks_now(60)
 print("SECOND", max(again) > newcomer, newcomer not in again)
 print("SUM", sum(mpirt.get([total.remote(b) for b in mpirt.get([block.remote(10) for _ in range(8)])])) > 0)
 mpirt.shutdown()
-""", ranks=6, env={"MPIRT_RANKS_PER_NODE": "2"},
+""", ranks=6, env={"MPIRT_RANKS_PER_NODE": "2", "MPIRT_HOST_SOCKETS": "1" if round_kind == "one-host" else "0"},
          returncode=137 if mode == "mpirun" else 0)   # mpirun: the killed replacement was a job of its own
     out = proc.stdout
     assert "BEFORE [2, 3, 4, 5]" in out, out

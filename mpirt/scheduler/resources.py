@@ -83,6 +83,7 @@ class ClusterView:
         self._feasible = set()  # shape keys known to fit somewhere (cleared when a rank dies)
         self._node_totals = None
         self.lost = {}          # dead worker rank -> what it offered (its replacement offers the same)
+        self.replacements_expected = lambda: False   # replacement.py says whether lost ranks come back
 
     def remove_rank(self, rank):
         """``rank`` died: it offers nothing any more."""
@@ -123,6 +124,20 @@ class ClusterView:
         return all((own if name in RANK_BOUND else node_total).get(name, 0.0) + 1e-9 >= amount
                    for name, amount in shape.items())
 
+    def _replacements_could_run(self, shape):
+        """Whether the replacements on their way for dead worker ranks (``replacement.py``), each
+        offering what its dead rank offered on the same node, could run ``shape``."""
+        if not self.lost or not self.replacements_expected():
+            return False
+        totals = {node: dict(res) for node, res in self.node_totals().items()}
+        for rank, res in self.lost.items():
+            node_total = totals.setdefault(self.node_of[rank], {})
+            for name, amount in res.items():
+                node_total[name] = node_total.get(name, 0.0) + amount
+        return any(all((own if name in RANK_BOUND else totals[self.node_of[rank]]).get(name, 0.0) + 1e-9 >= amount
+                       for name, amount in shape.items())
+                   for rank, own in self.lost.items())
+
     def check_feasible(self, shape, what="task", key=None):
         """Raise InfeasibleResourceError if no node (no rank, for GPUs) could ever run ``shape``.
 
@@ -131,7 +146,8 @@ class ClusterView:
         if key is not None and key in self._feasible:
             return
         node_totals = self.node_totals()
-        if any(self.rank_could_run(rank, shape, node_totals) for rank in self.worker_ranks):
+        if any(self.rank_could_run(rank, shape, node_totals) for rank in self.worker_ranks) \
+                or self._replacements_could_run(shape):
             if key is not None:
                 self._feasible.add(key)
             return

@@ -91,6 +91,7 @@ class Arena:
                 sys.stderr.write(warning + "\n")
         self._map(fd)
         self.world = self._world_window(MPI, comm)
+        self._window_size = comm.Get_size()
 
     @classmethod
     def joined(cls, rank, node_of, pool):
@@ -135,6 +136,15 @@ class Arena:
         except MPI.Exception:
             window = None
         return window if comm.allreduce(window is not None, op=MPI.LAND) else None
+
+    def reaches(self, rank):
+        """Whether ``rank``'s pool can be read through the world window (a rank that joined in a
+        one-host round is not in it: it is read by message)."""
+        if self.world is None:
+            return False
+        if self._window_rank is None:
+            return rank < self._window_size
+        return rank in self._window_rank
 
     def use_window(self, window, members):
         """Read other nodes through ``window`` from now on (``members``: the rank number of each of

@@ -397,7 +397,7 @@ class StoreManager:
 
     def _fetch_remote(self, where):
         """A copy of a block on another node, or None if the block no longer holds the object."""
-        if self.arena.world is None:
+        if not self.arena.reaches(where.holder):
             data = self._fetch_by_message(where)
         else:
             # A passive-target epoch needs the target's help on some transports (Open MPI over TCP

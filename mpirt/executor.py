@@ -225,10 +225,8 @@ class TaskExecutor:
         started = time.perf_counter()
         started_at = tracing.now()
         try:
-            if self.task_slots is not None:
-                blobs, is_error, retryable = self.task_slots.run(task)
-            else:
-                blobs, is_error, retryable = self._run_here(task)
+            outcome = self.task_slots.run(task) if self.task_slots is not None else None
+            blobs, is_error, retryable = outcome if outcome is not None else self._run_here(task)
         finally:
             task_context.task = None
             task_context.label = None

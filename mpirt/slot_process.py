@@ -16,12 +16,15 @@ forwarded line by line to the rank, which forwards it to the driver under the ta
 ``cancel`` arrives as SIGINT: ``KeyboardInterrupt`` in the task's code, as in Ray; while the
 task is inside a forwarded call the interrupt waits until the call returns.
 
-Run as ``python -c "...; from mpirt.slot_process import main; main()" <socket fd> <pool fd>``.
+Run as ``python -c "<block SIGINT>; from mpirt.slot_process import main; main()" <socket> <pool> <cell>``
+(descriptors)
+(``task_slots.TaskSlots``).
 """
 import io
 import mmap
 import os
 import signal
+import struct
 import sys
 import threading
 import traceback
@@ -36,6 +39,7 @@ class _State:
     """What the SIGINT handler needs to know about the task running now."""
 
     task_id = None         # the task being run, or None between tasks
+    sequence = 0           # its number among the tasks this slot ran (the rank numbers them)
     function = None        # its function
     in_user_code = False   # the task's own code (not a forwarded call, not this module's work)
     pending = False        # an interrupt arrived while it could not be raised
@@ -44,6 +48,7 @@ class _State:
 _state = _State()
 _channel = None
 _pool = None
+_cancel_cell = None                 # 8 bytes shared with the rank: the number of the task it cancelled
 _call_lock = threading.Lock()       # one forwarded call at a time (their replies share the pipe)
 _sent_callables = {}                # id -> RemoteFunction/ActorClass already sent to the rank (kept alive)
 
@@ -273,10 +278,17 @@ class _OutputStream(io.TextIOBase):
 
 
 # -- running tasks -----------------------------------------------------------------------
+def _cancelled_sequence():
+    """The number of the task the rank last cancelled here (``task_slots.SlotProcess.interrupt``)."""
+    return struct.unpack_from("q", _cancel_cell, 0)[0]
+
+
 def _on_sigint(signum, frame):
     """``cancel()`` of the running task: KeyboardInterrupt in its code, now or when the
-    forwarded call it is in returns; ignored between tasks."""
-    if _state.task_id is None:
+    forwarded call it is in returns. The rank writes the cancelled task's number before it
+    signals, so a signal meant for an earlier task is ignored, and one that came before this
+    task started is seen when it starts."""
+    if _state.task_id is None or _cancelled_sequence() != _state.sequence:
         return
     if _state.in_user_code:
         _state.pending = False
@@ -290,9 +302,10 @@ def _run_task(head, slices, body, functions):
     from .runtime_env import _Applied, _put_in_place, _take_away
     from .serialization import dumps, loads
 
-    _, task_id, name, function_id, function_blob, num_returns, retry_exceptions, environment, rank = head
+    _, task_id, sequence, name, function_id, function_blob, num_returns, retry_exceptions, environment, rank = head
+    _state.sequence = sequence
     _state.task_id = task_id
-    _state.pending = False
+    _state.pending = _cancelled_sequence() == sequence
     applied = None
     try:
         try:
@@ -361,7 +374,9 @@ def _watch_parent(parent_pid):
 
 def main():
     global _channel, _pool
-    socket_fd, pool_fd = int(sys.argv[1]), int(sys.argv[2])
+    global _cancel_cell
+    socket_fd, pool_fd, cell_fd = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    _cancel_cell = mmap.mmap(cell_fd, 8, mmap.MAP_SHARED, mmap.PROT_READ)
     parent_pid = os.getppid()
     threading.Thread(target=_watch_parent, args=(parent_pid,), name="mpirt-slot-watch", daemon=True).start()
     _channel = slot_wire.Channel(Connection(socket_fd))
@@ -379,6 +394,11 @@ def main():
     sys.stdout = _OutputStream("stdout")
     sys.stderr = _OutputStream("stderr")
     signal.signal(signal.SIGINT, _on_sigint)
+    # SIGINT (a cancel) must reach the main thread, which runs the task: taken by another thread
+    # it would not interrupt a blocking call there (``time.sleep``). The command line blocked it
+    # before anything started a thread (numpy's BLAS starts some at import); threads started so
+    # far keep it blocked, the main thread takes it from now on.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     functions = {}
     while True:
         try:

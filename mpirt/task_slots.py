@@ -21,12 +21,15 @@ ranks offering more than one CPU and as threads on 1-CPU ranks (no process hop: 
 time runs there anyway); ``process`` uses slot processes on every worker rank; ``thread``
 never. Actors always run in their rank's process (a Ray actor is one process too).
 """
+import mmap
 import os
 import pickle
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import tempfile
 import threading
 from multiprocessing.connection import Connection
 
@@ -75,18 +78,24 @@ def describe(mode, resources_by_rank, worker_ranks):
 
 
 class SlotProcess:
-    """One slot process and the rank's end of its socket."""
+    """One slot process, the rank's end of its socket, and the cell through which the rank tells
+    it which task a SIGINT cancels."""
 
-    def __init__(self, popen, channel):
+    def __init__(self, popen, channel, cell):
         self.popen = popen
         self.pid = popen.pid
         self.channel = channel
+        self.cell = cell
+        self.sequence = 0        # number of the task it runs now (counted per slot process)
         self.functions = set()   # function ids it has unpickled already
         self.callables = {}      # its remote functions and actor classes, by the key it sent them under
         self.alive = True
 
     def interrupt(self):
-        """``cancel()`` of the task it runs: SIGINT, which it raises as KeyboardInterrupt."""
+        """``cancel()`` of the task it runs: SIGINT, which it raises as KeyboardInterrupt. The
+        task's number goes first into the cell, so the slot knows the signal is for this task
+        even if it arrives before the task starts there or after it ended."""
+        struct.pack_into("q", self.cell, 0, self.sequence)
         try:
             os.kill(self.pid, signal.SIGINT)
         except OSError:
@@ -99,6 +108,7 @@ class SlotProcess:
         except OSError:
             pass
         self.channel.close()
+        self.cell.close()
         try:
             self.popen.wait(timeout=0)
         except subprocess.TimeoutExpired:
@@ -108,15 +118,20 @@ class SlotProcess:
 class TaskSlots:
     """The slot processes of one worker rank, and running a task in one of them.
 
-    Processes start when a task needs one and none is idle (0.2-0.4 s each, once); up to
-    ``cpus`` idle ones are kept. A task blocked in ``get`` keeps its slot process while its
-    CPU goes back to the head, so a rank may run more slots than CPUs for a while."""
+    ``cpus`` processes start in the background when the rank starts (0.2-0.4 s of CPU each,
+    once). A task blocked in ``get``/``wait`` keeps its slot process while its CPU goes back to
+    the head, which may then send the rank more tasks: more processes start for them, up to
+    twice ``cpus`` (so one level of tasks waiting on children keeps every CPU busy). Beyond
+    that, deep recursion for instance, a task runs on its thread in the rank (``run`` returns
+    None), as on a 1-CPU rank: starting a process per waiting task made a recursive
+    ``fib(15)`` take minutes."""
 
     def __init__(self, executor, cpus):
         self.executor = executor
         self.rt = executor.rt
-        self.keep_idle = max(1, int(cpus))
+        self.max_processes = 2 * max(1, int(cpus))
         self._idle = []
+        self._count = 0          # live slot processes, idle or busy
         self._lock = threading.Lock()
         arena = getattr(self.rt.store, "arena", None)
         memory = getattr(arena, "memory", None)
@@ -124,47 +139,72 @@ class TaskSlots:
         self.pool_fd = arena._fd if self.pool is not None else -1
         self.environ = {name: value for name, value in os.environ.items() if not name.startswith(_LAUNCHER_PREFIXES)}
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        self._code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
+        self._code = ("import signal; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}); "
+                      f"import sys; sys.path.insert(0, {package_parent!r}); "
                       "from mpirt.slot_process import main; main()")
+        threading.Thread(target=self._prestart, args=(max(1, int(cpus)),), name="mpirt-slot-start",
+                         daemon=True).start()
+
+    def _prestart(self, count):
+        for _ in range(count):
+            process = self._acquire()
+            if process is None:
+                return
+            self._release(process)
 
     # -- processes ------------------------------------------------------------------
     def _start(self):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        fds = (theirs.fileno(),) + ((self.pool_fd,) if self.pool_fd >= 0 else ())
+        cell_file = tempfile.TemporaryFile()
         try:
-            popen = subprocess.Popen([sys.executable, "-c", self._code, str(theirs.fileno()), str(self.pool_fd)],
+            cell_file.truncate(8)
+            cell = mmap.mmap(cell_file.fileno(), 8, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            fds = (theirs.fileno(), cell_file.fileno()) + ((self.pool_fd,) if self.pool_fd >= 0 else ())
+            popen = subprocess.Popen([sys.executable, "-c", self._code, str(theirs.fileno()), str(self.pool_fd),
+                                      str(cell_file.fileno())],
                                      pass_fds=fds, env=self.environ, stdin=subprocess.DEVNULL, close_fds=True)
         finally:
             theirs.close()
+            cell_file.close()
         channel = slot_wire.Channel(Connection(ours.detach()))
         channel.send(("hello", list(sys.path), os.getcwd()))
-        return SlotProcess(popen, channel)
+        return SlotProcess(popen, channel, cell)
 
     def _acquire(self):
+        """An idle slot process, a new one, or None when there are ``max_processes`` already."""
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        return self._start()
+            if self._count >= self.max_processes:
+                return None
+            self._count += 1
+        try:
+            return self._start()
+        except OSError as exc:
+            with self._lock:
+                self._count -= 1
+            sys.__stderr__.write(f"mpirt rank {self.rt.rank}: cannot start a task slot process ({exc}); "
+                                 "the task runs on a thread of the rank\n")
+            return None
 
     def _release(self, process):
         if process.alive:
             with self._lock:
-                if len(self._idle) < self.keep_idle:
-                    self._idle.append(process)
-                    return
-        process.stop()
-
-    def stop(self):
+                self._idle.append(process)
+            return
         with self._lock:
-            idle, self._idle = self._idle, []
-        for process in idle:
-            process.stop()
+            self._count -= 1
+        process.stop()
 
     # -- running a task (on the rank's task thread) -----------------------------------
     def run(self, task):
-        """Run ``task`` in a slot process: ``(blobs, is_error, retryable)``."""
+        """Run ``task`` in a slot process: ``(blobs, is_error, retryable)``, or None when no slot
+        process is free (the caller runs it on its own thread)."""
         from .executor import as_task_failure, error_blobs, matches_retry, resolve_arguments
 
+        process = self._acquire()
+        if process is None:
+            return None
         rt = self.rt
         task_id, function_id, _, name, args_blob, inlined, return_ids, retry_exceptions, _, environment = task.spec
         num_returns = len(return_ids)
@@ -177,15 +217,16 @@ class TaskSlots:
             body, slices = slot_wire.dumps((args, kwargs), self._outgoing(held), self.pool)
             del args, kwargs
         except BaseException as exc:  # noqa: B902 - the task's failure is its result
+            self._release(process)
             return error_blobs(as_task_failure(exc, name, rt.rank), num_returns), True, matches_retry(
                 retry_exceptions, exc)
-        process = self._acquire()
         try:
             with rt.lock:
                 if task.cancelled:
                     return self._cancelled(name, num_returns)
+                process.sequence += 1
                 task.slot_process = process
-            head = ("task", task_id, name, function_id, None if function_id in process.functions else function_blob,
+            head = ("task", task_id, process.sequence, name, function_id, None if function_id in process.functions else function_blob,
                     num_returns, retry_exceptions, environment, rt.rank)
             process.functions.add(function_id)
             process.channel.send(head, body, slices)

@@ -210,6 +210,8 @@ def install_forwarding():
     replaced[id(runtime_context.get_runtime_context)] = get_runtime_context
     replaced[id(launch.init)] = _ignore_init
     replaced[id(launch.is_initialized)] = lambda: True
+    rank_runtime = _RankRuntime()
+    replaced[id(launch.current_runtime)] = lambda: rank_runtime
     replaced[id(launch.shutdown)] = _not_here("shutdown()")
     originals = {key: None for key in replaced}
     for module_name, module in list(sys.modules.items()):
@@ -223,6 +225,16 @@ def install_forwarding():
     actor.ActorClass._create = _create_actor
     actor.ActorMethod._submit = _submit_actor_method
     assert mpirt.get is not None
+
+
+class _RankRuntime:
+    """``launch.current_runtime()`` in a slot: reading an attribute (``.rank``, ``.config``)
+    reads it of the rank's runtime (the value must pickle)."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return call_rank("mpirt.launch", ("_runtime", name), False)
 
 
 def _ignore_init(*args, ignore_reinit_error=False, **kwargs):

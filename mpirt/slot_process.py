@@ -23,6 +23,7 @@ Run as ``python -c "<block SIGINT>; from mpirt.slot_process import main; main()"
 import io
 import mmap
 import os
+import pickle
 import signal
 import struct
 import sys
@@ -313,8 +314,10 @@ def _run_task(head, slices, body, functions):
     from .executor import as_task_failure, matches_retry, split_returns
     from .runtime_env import _Applied, _put_in_place, _take_away
     from .serialization import dumps, loads
+    from .store.manager import _PLAIN_TYPES, INLINE_THRESHOLD
 
-    _, task_id, sequence, name, function_id, function_blob, num_returns, retry_exceptions, environment, rank = head
+    (_, task_id, sequence, passed_on, name, function_id, function_blob, num_returns, retry_exceptions, environment,
+     rank) = head
     _state.sequence = sequence
     _state.task_id = task_id
     _state.pending = _cancelled_sequence() == sequence
@@ -324,7 +327,10 @@ def _run_task(head, slices, body, functions):
             if function_blob is not None:
                 functions[function_id] = loads(function_blob)
             function = _state.function = functions[function_id]
-            args, kwargs = slot_wire.loads(body, slices, _persistent_load, _pool)
+            if passed_on:     # the submitter's own pickle (task_slots._plain_arguments)
+                args, kwargs = loads(body) if body else ((), {})
+            else:
+                args, kwargs = slot_wire.loads(body, slices, _persistent_load, _pool)
             del body
             if environment is not None:
                 applied = _Applied()
@@ -342,7 +348,11 @@ def _run_task(head, slices, body, functions):
             parts = []
             for i, value in enumerate(values):
                 try:
-                    parts.append(slot_wire.dumps(value, _persistent_id, _pool))
+                    if type(value) in _PLAIN_TYPES and (not isinstance(value, (str, bytes))
+                                                        or len(value) <= INLINE_THRESHOLD):
+                        parts.append((True, pickle.dumps(value, protocol=5), ()))   # as the store encodes it
+                    else:
+                        parts.append((False, *slot_wire.dumps(value, _persistent_id, _pool)))
                 except Exception as exc:
                     raise TypeError(f"Could not serialize the return value {i} of task {name} "
                                     f"(type {type(value).__name__}): {exc}") from exc
@@ -365,7 +375,8 @@ def _run_task(head, slices, body, functions):
             return
         sys.stdout.flush()
         sys.stderr.flush()
-        _channel.send(("done", [len(body) for body, _ in parts], [s for _, s in parts]), b"".join(b for b, _ in parts))
+        _channel.send(("done", [encoded for encoded, _, _ in parts], [len(body) for _, body, _ in parts],
+                       [list(s) for _, _, s in parts]), b"".join(body for _, body, _ in parts))
     finally:
         if applied is not None:
             _take_away(applied)

@@ -77,6 +77,14 @@ def describe(mode, resources_by_rank, worker_ranks):
     return f"mpirt: {'; '.join(parts)} (MPIRT_TASK_SLOTS={mode})"
 
 
+def _plain_arguments(args_blob, inlined):
+    """Whether a task's arguments can go to its slot as the submitter pickled them: nothing to
+    fetch (no ``ArgRef``, nothing inlined beside) and no handle inside (``ObjectRef`` and
+    ``ActorHandle`` unpickle through ``_arrive``, which would count them as arrived nowhere).
+    Looking for the names in the pickle can only err towards the general path."""
+    return not inlined and (args_blob is None or (b"ArgRef" not in args_blob and b"_arrive" not in args_blob))
+
+
 class SlotProcess:
     """One slot process, the rank's end of its socket, and the cell through which the rank tells
     it which task a SIGINT cancels."""
@@ -211,11 +219,15 @@ class TaskSlots:
         held = {}      # handles the slot has seen, by persistent id: it refers to them by id
         kept = []      # values it may view in place (store views stay pinned while kept)
         try:
-            args, kwargs = resolve_arguments(rt, args_blob, inlined)
             function_blob = self.executor.function_blob(function_id)
-            kept.append((args, kwargs))
-            body, slices = slot_wire.dumps((args, kwargs), self._outgoing(held), self.pool)
-            del args, kwargs
+            passed_on = _plain_arguments(args_blob, inlined)
+            if passed_on:      # the slot unpickles the submitter's pickle itself
+                body, slices = args_blob or b"", ()
+            else:
+                args, kwargs = resolve_arguments(rt, args_blob, inlined)
+                kept.append((args, kwargs))
+                body, slices = slot_wire.dumps((args, kwargs), self._outgoing(held), self.pool)
+                del args, kwargs
         except BaseException as exc:  # noqa: B902 - the task's failure is its result
             self._release(process)
             return error_blobs(as_task_failure(exc, name, rt.rank), num_returns), True, matches_retry(
@@ -226,7 +238,7 @@ class TaskSlots:
                     return self._cancelled(name, num_returns)
                 process.sequence += 1
                 task.slot_process = process
-            head = ("task", task_id, process.sequence, name, function_id, None if function_id in process.functions else function_blob,
+            head = ("task", task_id, process.sequence, passed_on, name, function_id, None if function_id in process.functions else function_blob,
                     num_returns, retry_exceptions, environment, rt.rank)
             process.functions.add(function_id)
             process.channel.send(head, body, slices)
@@ -261,11 +273,15 @@ class TaskSlots:
                 channel.send(*self._call(task, process, body, slices, held, kept))
             elif kind == "done":
                 try:
-                    values, start = [], 0
-                    for length, part_slices in zip(head[1], head[2]):
-                        values.append(slot_wire.loads(body[start:start + length], part_slices, incoming, self.pool))
+                    blobs, start = [], 0
+                    for encoded, length, part_slices in zip(head[1], head[2], head[3]):
+                        part = body[start:start + length]
                         start += length
-                    return encode_returns(f"task {name}", values, rt.store), False, False
+                        # Small plain values come encoded as the store would encode them; others are
+                        # encoded here (large ones into the store, refs counted as this rank's).
+                        blobs.append(part if encoded else encode_returns(
+                            f"task {name}", [slot_wire.loads(part, part_slices, incoming, self.pool)], rt.store)[0])
+                    return blobs, False, False
                 except BaseException as exc:  # noqa: B902 - e.g. the store is full
                     return error_blobs(as_task_failure(exc, name, rt.rank), num_returns), True, False
             elif kind == "error":

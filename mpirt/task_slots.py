@@ -53,8 +53,11 @@ def mode_from_environment():
 
 
 def uses_processes(mode, cpus):
-    """Whether a worker rank offering ``cpus`` CPUs runs its tasks in slot processes."""
-    return mode == "process" or (mode == "auto" and cpus > 1)
+    """Whether a worker rank offering ``cpus`` CPUs runs its tasks in slot processes. A
+    free-threaded CPython (3.13t and later, GIL off) runs threads in parallel: ``auto`` keeps
+    threads there."""
+    gil_enabled = getattr(sys, "_is_gil_enabled", lambda: True)()
+    return mode == "process" or (mode == "auto" and cpus > 1 and gil_enabled)
 
 
 def describe(mode, resources_by_rank, worker_ranks):
@@ -83,6 +86,20 @@ def _plain_arguments(args_blob, inlined):
     ``ActorHandle`` unpickle through ``_arrive``, which would count them as arrived nowhere).
     Looking for the names in the pickle can only err towards the general path."""
     return not inlined and (args_blob is None or (b"ArgRef" not in args_blob and b"_arrive" not in args_blob))
+
+
+def _warn_if_bound(rank, cpus):
+    """Slot processes run where their rank may run: say so when that is fewer CPUs than the rank
+    offers (``mpirun`` binds each rank to one core by default; ``--bind-to none`` or
+    ``--map-by slot:PE=<cpus>`` lets it use its CPUs, ``srun`` binds to ``--cpus-per-task``)."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return
+    if usable < cpus:
+        sys.__stderr__.write(f"mpirt rank {rank}: offers {cpus:g} CPUs but may run on {usable} (CPU binding or a "
+                             f"smaller machine): its task slots share {usable}. Under mpirun use --bind-to none or "
+                             f"--map-by slot:PE={int(cpus)}\n")
 
 
 class SlotProcess:
@@ -150,6 +167,7 @@ class TaskSlots:
         self._code = ("import signal; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}); "
                       f"import sys; sys.path.insert(0, {package_parent!r}); "
                       "from mpirt.slot_process import main; main()")
+        _warn_if_bound(self.rt.rank, cpus)
         threading.Thread(target=self._prestart, args=(max(1, int(cpus)),), name="mpirt-slot-start",
                          daemon=True).start()
 

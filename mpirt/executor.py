@@ -225,7 +225,9 @@ class TaskExecutor:
         started = time.perf_counter()
         started_at = tracing.now()
         try:
-            outcome = self.task_slots.run(task) if self.task_slots is not None else None
+            # GPU tasks stay in the rank: its CUDA context, its sealed device objects (store/device.py).
+            in_slot = self.task_slots is not None and not task_context.num_gpus
+            outcome = self.task_slots.run(task) if in_slot else None
             blobs, is_error, retryable = outcome if outcome is not None else self._run_here(task)
         finally:
             task_context.task = None

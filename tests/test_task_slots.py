@@ -296,7 +296,7 @@ def test_large_arguments_are_read_in_place(two_cpu_rank):
 
 
 ONE_CPU_APP = r'''
-import os
+import os, sys
 import mpirt as ray
 ray.init()
 
@@ -310,18 +310,22 @@ def pid():
     return os.getpid()
 
 probe = Probe.remote()
-print("SAME", ray.get(pid.remote(), timeout=60) == ray.get(probe.pid.remote(), timeout=60))
+gpus = int(sys.argv[1])
+print("SAME", ray.get(pid.options(num_gpus=gpus).remote(), timeout=60) == ray.get(probe.pid.remote(), timeout=60))
 ray.shutdown()
 '''
 
 
-@pytest.mark.parametrize("env", [{}, {"MPIRT_NUM_CPUS": "2", "MPIRT_TASK_SLOTS": "thread"}],
-                         ids=["one-cpu", "threads-asked"])
-def test_thread_path_where_a_rank_has_one_cpu_or_threads_are_asked(tmp_path, env):
-    proc = run_app(tmp_path, ONE_CPU_APP, ranks=3, timeout=120, env=env)
+@pytest.mark.parametrize("env, gpus", [({}, 0), ({"MPIRT_NUM_CPUS": "2", "MPIRT_TASK_SLOTS": "thread"}, 0),
+                                        ({"MPIRT_NUM_CPUS": "2", "MPIRT_NODE_GPUS": "1"}, 1)],
+                         ids=["one-cpu", "threads-asked", "gpu-task"])
+def test_thread_path_for_one_cpu_ranks_threads_asked_and_gpu_tasks(tmp_path, env, gpus):
+    """Tasks run in the rank's process on a 1-CPU rank, with MPIRT_TASK_SLOTS=thread, and when
+    they ask for GPUs (the rank's CUDA context); only the first layout prints no slot line."""
+    proc = run_app(tmp_path, ONE_CPU_APP, ranks=3, timeout=120, env=env, args=(str(gpus),))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SAME True" in proc.stdout
-    if env:
+    if env.get("MPIRT_TASK_SLOTS") == "thread":
         assert "tasks run as threads of the rank" in proc.stderr
-    else:
+    elif not env:
         assert "task slot" not in proc.stderr

@@ -1,7 +1,9 @@
 """Running tasks on a worker rank.
 
 Tasks arrive per lease; a lease is one slot, so its tasks run one after another,
-each on a thread of its own. When a running task blocks in ``get``/``wait`` its
+each on a thread of its own. On a rank offering several CPUs that thread hands the
+task to a slot process and serves it (``task_slots.py``), so the rank's CPUs run
+Python at once instead of taking turns on one interpreter lock. When a running task blocks in ``get``/``wait`` its
 slot goes to the next task queued on the same lease, or, if there is none, its
 CPU goes back to the head scheduler until it resumes. Either way a blocked
 task never holds the CPU that the tasks it waits for need.
@@ -20,6 +22,7 @@ from .runtime import HEAD_RANK, task_context
 from .runtime_env import RankEnvironment, apply_for_good
 from .serialization import dumps, loads, unpack_arguments
 from .store.manager import ObjectStoreFullError, encode
+from .task_slots import TaskSlots, uses_processes
 from .threads import WorkerThreads
 
 
@@ -46,7 +49,7 @@ class RunningTask:
     submitted that have not finished (``cancel(recursive=True)`` cancels them too)."""
 
     __slots__ = ("task_id", "name", "lease_id", "submitter", "spec", "thread_id", "in_user_code", "environment",
-                 "environment_held", "environment_left", "function", "cancelled", "children")
+                 "environment_held", "environment_left", "function", "cancelled", "children", "slot_process")
 
     def __init__(self, lease_id, submitter, spec):
         self.task_id = spec[0]
@@ -62,6 +65,7 @@ class RunningTask:
         self.function = None
         self.cancelled = False
         self.children = set()
+        self.slot_process = None         # the task_slots.SlotProcess running it, if any
 
     @property
     def shape(self):
@@ -79,6 +83,11 @@ class TaskExecutor:
         # init(runtime_env=...): every task's starting point, in place for the rank's life.
         apply_for_good(runtime.config.get("runtime_env"))
         self.environment = RankEnvironment(runtime.cond)
+        # Several CPUs: tasks run in slot processes (task_slots.py); one CPU: on threads here.
+        cpus = runtime.cluster.resources_by_rank.get(runtime.rank, {}).get("CPU", 0.0)
+        self.task_slots = None
+        if uses_processes(runtime.config.get("task_slots", "auto"), cpus):
+            self.task_slots = TaskSlots(self, cpus)
         runtime.handlers.update(task=self._on_task, cancel=self._on_cancel, steal=self._on_steal)
 
     # -- under runtime.lock ------------------------------------------------
@@ -176,6 +185,8 @@ class TaskExecutor:
         if recursive:
             for child in list(task.children):
                 self.rt.submitter.cancel_task(child, force, True)
+        if task.slot_process is not None:   # its code runs there; in_user_code: a call it made runs here
+            task.slot_process.interrupt()
         if task.in_user_code and task.thread_id is not None:
             ctypes.pythonapi.PyThreadState_SetAsyncExc(
                 ctypes.c_ulong(task.thread_id), ctypes.py_object(KeyboardInterrupt))
@@ -206,14 +217,29 @@ class TaskExecutor:
             return None
 
     def _run(self, task):
-        rt = self.rt
-        (task_id, function_id, _, name, args_blob, inlined, return_ids, retry_exceptions, _, _) = task.spec
+        task_id, name = task.task_id, task.name
         task.thread_id = threading.get_ident()
         task_context.task = task
         task_context.label = name
         task_context.num_gpus = task.spec[8].get("GPU", 0.0)
         started = time.perf_counter()
         started_at = tracing.now()
+        try:
+            # GPU tasks stay in the rank: its CUDA context, its sealed device objects (store/device.py).
+            in_slot = self.task_slots is not None and not task_context.num_gpus
+            outcome = self.task_slots.run(task) if in_slot else None
+            blobs, is_error, retryable = outcome if outcome is not None else self._run_here(task)
+        finally:
+            task_context.task = None
+            task_context.label = None
+            task_context.num_gpus = 0.0
+        tracing.record("task", name, started_at, tracing.now(), task_id=f"{task_id:028x}", failed=is_error)
+        self._reply(task, blobs, is_error, retryable, time.perf_counter() - started)
+
+    def _run_here(self, task):
+        """Run ``task`` on this thread: ``(blobs, is_error, retryable)``."""
+        rt = self.rt
+        (_, function_id, _, name, args_blob, inlined, return_ids, retry_exceptions, _, _) = task.spec
         is_error, retryable = False, False
         try:
             try:
@@ -242,17 +268,25 @@ class TaskExecutor:
                         f"task {name} called sys.exit({exc.code!r}), which ends its worker process in Ray, and it has "
                         "no retries left (max_retries)"), len(return_ids))
                 else:
-                    retryable = _matches(retry_exceptions, exc)
+                    retryable = matches_retry(retry_exceptions, exc)
                     blobs = error_blobs(as_task_failure(exc, name, rt.rank), len(return_ids))
         finally:
             if task.environment_held:   # a cancel's KeyboardInterrupt can land before the inner let-go
                 with rt.lock:
                     self._leave_environment(task)
-            task_context.task = None
-            task_context.label = None
-            task_context.num_gpus = 0.0
-        tracing.record("task", name, started_at, tracing.now(), task_id=f"{task_id:028x}", failed=is_error)
-        self._reply(task, blobs, is_error, retryable, time.perf_counter() - started)
+        return blobs, is_error, retryable
+
+    def function_blob(self, function_id):
+        """The pickle of ``function_id`` (for a slot process, which unpickles it itself); a large
+        one is read from the store once."""
+        function = self.functions[function_id]
+        if isinstance(function, ObjectRef):
+            function = self.rt.value_of(function)
+            with self.rt.lock:
+                self.functions[function_id] = function
+        elif not isinstance(function, (bytes, bytearray, memoryview)):
+            function = dumps(function)
+        return function
 
     def _reply(self, task, blobs, is_error, retryable, seconds):
         self.rt.send(task.submitter, ("done", task.task_id, blobs, is_error, retryable, seconds))
@@ -283,6 +317,11 @@ def resolve_arguments(rt, args_blob, inlined):
 
 def serialize_returns(name, result, num_returns, store):
     """Encode a task's result as ``num_returns`` objects (large ones into ``store``)."""
+    return encode_returns(name, split_returns(name, result, num_returns), store)
+
+
+def split_returns(name, result, num_returns):
+    """A task's result as the list of its ``num_returns`` values (ValueError if it is not that)."""
     if num_returns == 1:
         values = [result]
     elif num_returns == 0:
@@ -294,6 +333,11 @@ def serialize_returns(name, result, num_returns, store):
             raise ValueError(f"{name} has num_returns={num_returns} but returned a {type(result).__name__}")
         if len(values) != num_returns:
             raise ValueError(f"{name} has num_returns={num_returns} but returned {len(values)} values")
+    return values
+
+
+def encode_returns(name, values, store):
+    """Encode a task's return values as objects (large ones into ``store``)."""
     blobs = []
     for i, value in enumerate(values):
         try:
@@ -317,7 +361,8 @@ def as_task_failure(exc, name, rank):
     return make_task_error(exc, name, rank, traceback.format_exc())
 
 
-def _matches(retry_exceptions, exc):
+def matches_retry(retry_exceptions, exc):
+    """Whether ``exc`` is one the task's ``retry_exceptions`` option retries."""
     if not retry_exceptions:
         return False
     if retry_exceptions is True:

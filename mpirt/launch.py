@@ -16,7 +16,7 @@ import threading
 import time
 import warnings
 
-from . import fault, log_forward, signals, slurm
+from . import fault, log_forward, signals, slurm, task_slots
 from ._mpi_env import mpi
 from .runtime import DRIVER_RANK, HEAD_RANK, Runtime
 from .runtime_env import resolve as resolve_runtime_env
@@ -237,6 +237,8 @@ def _driver_config(log_to_driver, namespace, object_store_memory, runtime_env):
         "object_store_memory": object_store_memory,
         # Node grouping for tests that make one machine play several nodes (store/arena.py).
         "ranks_per_node": int(os.environ.get("MPIRT_RANKS_PER_NODE", 0)) or None,
+        # How multi-CPU worker ranks run tasks: slot processes or threads (task_slots.py).
+        "task_slots": task_slots.mode_from_environment(),
     }
 
 
@@ -393,6 +395,9 @@ def _start_driver(rt):
     signals.driver_holds_signals()
     if rt.launch.mode == "mpirun" and not rt.failures.enabled and not os.environ.get("MPIRT_QUIET"):
         sys.stderr.write(f"mpirt: without ULFM a worker rank that dies ends the whole job; {fault.ENABLE_HINT}\n")
+    slots_line = task_slots.describe(rt.config["task_slots"], rt.cluster.resources_by_rank, rt.cluster.worker_ranks)
+    if slots_line and not os.environ.get("MPIRT_QUIET"):
+        sys.stderr.write(slots_line + "\n")
     rt.start()
     _debug_dumps(rt)
 

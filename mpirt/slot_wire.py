@@ -1,0 +1,125 @@
+"""The pipe between a worker rank and its task-slot processes: framing and pickling.
+
+A worker rank with several CPUs runs its tasks in slot processes (``task_slots.py``, the
+rank's side; ``slot_process.py``, the slot's side). They talk over one Unix stream socket
+per slot. Every message is two frames: a small head (``pickle`` of ``(head, slices)``) and
+a body (a pickle stream, possibly empty).
+
+Large buffers are not copied through the socket when they lie in the node's object-store
+pool, which both processes map (the rank's ``Arena``, the slot through the descriptor it
+inherited): the pickle stream carries them out of band and ``slices`` names them as
+``(offset, nbytes)`` in the pool, so a task reads a large argument in place, as a thread
+of the rank would. Other buffers travel in band (copied).
+
+Handles do not travel as themselves: an ``ObjectRef`` or ``ActorHandle`` pickled the usual
+way would count as a reference in flight in the rank's distributed reference counting,
+and the slot has no runtime to count its arrival. They travel as persistent ids instead
+(``persistent_id``/``persistent_load`` of each side), and the rank keeps the real objects
+(``task_slots``).
+"""
+import pickle
+import threading
+
+import cloudpickle
+import numpy as np
+
+# Buffers smaller than this go in band even when they lie in the pool (a reference costs
+# about as much as copying a few KB).
+POOL_REF_MIN_BYTES = 64 * 1024
+
+
+class Pool:
+    """A process's mapping of the node's store pool: where it starts and how long it is."""
+
+    def __init__(self, memory):
+        """``memory``: a writable or read-only uint8 numpy array over the whole pool mapping."""
+        self.memory = memory
+        self.base = memory.ctypes.data
+        self.size = memory.nbytes
+
+    def offset_of(self, buffer):
+        """The pool offset of ``buffer`` (a contiguous memoryview), or None if it lies outside."""
+        if buffer.nbytes < POOL_REF_MIN_BYTES:
+            return None
+        address = np.frombuffer(buffer, dtype=np.uint8).ctypes.data
+        if self.base <= address and address + buffer.nbytes <= self.base + self.size:
+            return address - self.base
+        return None
+
+    def view(self, offset, nbytes):
+        """A read-only buffer over ``nbytes`` of the pool at ``offset`` (no copy)."""
+        return memoryview(self.memory[offset:offset + nbytes]).toreadonly()
+
+
+class _Pickler(cloudpickle.Pickler):
+    def __init__(self, file, persistent_id, buffer_callback):
+        super().__init__(file, protocol=5, buffer_callback=buffer_callback)
+        self._persistent_id = persistent_id
+
+    def persistent_id(self, obj):
+        return self._persistent_id(obj)
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file, persistent_load, buffers):
+        super().__init__(file, buffers=buffers)
+        self._persistent_load = persistent_load
+
+    def persistent_load(self, pid):
+        return self._persistent_load(pid)
+
+
+def dumps(value, persistent_id, pool=None):
+    """``(body, slices)`` for ``value``: buffers in ``pool`` by reference, the rest in band."""
+    import io
+
+    slices = []
+
+    def buffer_callback(picklebuffer):
+        if pool is None:
+            return True
+        try:
+            raw = picklebuffer.raw()
+        except BufferError:        # not contiguous: in band
+            return True
+        offset = pool.offset_of(raw)
+        if offset is None:
+            return True
+        slices.append((offset, raw.nbytes))
+        return False
+
+    file = io.BytesIO()
+    _Pickler(file, persistent_id, buffer_callback).dump(value)
+    return file.getvalue(), slices
+
+
+def loads(body, slices, persistent_load, pool=None):
+    """Inverse of ``dumps``; buffers named by ``slices`` are read-only views of ``pool``."""
+    import io
+
+    buffers = [pool.view(offset, nbytes) for offset, nbytes in slices] if slices else None
+    return _Unpickler(io.BytesIO(body), persistent_load, buffers).load()
+
+
+class Channel:
+    """Two-frame messages over a connected ``multiprocessing.connection.Connection``. Sends
+    from several threads are kept whole by a lock; receiving is one thread's job."""
+
+    def __init__(self, connection):
+        self.connection = connection
+        self._send_lock = threading.Lock()
+
+    def send(self, head, body=b"", slices=()):
+        frame = pickle.dumps((head, list(slices)), protocol=5)
+        with self._send_lock:
+            self.connection.send_bytes(frame)
+            self.connection.send_bytes(body)
+
+    def recv(self):
+        """``(head, slices, body)``; EOFError when the other side has gone."""
+        head, slices = pickle.loads(self.connection.recv_bytes())
+        body = self.connection.recv_bytes()
+        return head, slices, body
+
+    def close(self):
+        self.connection.close()

@@ -488,6 +488,7 @@ def _finalize_joined():
 
 
 def _release_communicators(rt):
+    rt.replacement.release()
     launch = rt.launch
     if launch.mode == "spawn":
         launch.comm.Free()

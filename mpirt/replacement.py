@@ -268,6 +268,13 @@ class Replacement:
         self._go_ahead(plan, merged, started)
         return None
 
+    def release(self):
+        """(before MPI_Finalize, no rank having died) Free the driver's and the head's communicator:
+        left alive it kept the two jobs connected and MPI_Finalize waited for ever."""
+        if self._stable is not None:
+            self._stable.Free()
+            self._stable = None
+
     def _stable_communicator(self):
         """(driver and head) Their communicator (``prepare``)."""
         return self._stable

@@ -344,14 +344,18 @@ import os, mpirt
 
 mpirt.init(num_cpus=2)
 
+def here():
+    # the rank (a task in a slot process of a multi-CPU rank has a pid of its own)
+    return mpirt.get_runtime_context().get_worker_id()
+
 @mpirt.remote
 class Where:
     def pid(self):
-        return os.getpid()
+        return here()
 
 @mpirt.remote
 def task_and_actor_pids(actor):
-    return os.getpid(), mpirt.get(actor.pid.remote())
+    return here(), mpirt.get(actor.pid.remote())
 
 @mpirt.remote
 def noop():

@@ -72,3 +72,15 @@ def mpi():
 
         _MPI = MPI
     return _MPI
+
+
+def quiet_barrier(comm):
+    """A barrier that waits without spinning: ranks reach it at different times (start-up, or busy
+    running tasks), and a blocking one would spin a core each meanwhile."""
+    import time
+
+    request = comm.Ibarrier()
+    delay = 1e-5
+    while not request.Test():
+        time.sleep(delay)
+        delay = min(delay * 2, 5e-3)

@@ -17,7 +17,7 @@ import time
 import warnings
 
 from . import fault, log_forward, signals, slurm, task_slots
-from ._mpi_env import mpi
+from ._mpi_env import mpi, quiet_barrier
 from .runtime import DRIVER_RANK, HEAD_RANK, Runtime
 from .runtime_env import resolve as resolve_runtime_env
 from .scheduler.gpus import detect_node_gpus, restrict_visible_gpus, share_gpus
@@ -353,7 +353,7 @@ def _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver
         )
     comm = world.Dup()
     rank = comm.Get_rank()
-    _quiet_barrier(comm)  # ranks reach init() at different times; wait without spinning
+    quiet_barrier(comm)  # ranks reach init() at different times; wait without spinning
     config = comm.bcast(_driver_config(log_to_driver, namespace, object_store_memory, job_env)
                         if rank == DRIVER_RANK else None, root=DRIVER_RANK)
     node_comm = node_communicator(comm, config["ranks_per_node"])
@@ -425,14 +425,6 @@ def _rank_resources(num_cpus, num_gpus, resources):
         own["GPU"] = float(num_gpus)
     own.update({k: float(v) for k, v in custom.items() if float(v)})
     return own
-
-
-def _quiet_barrier(comm):
-    request = comm.Ibarrier()
-    delay = 1e-5
-    while not request.Test():
-        time.sleep(delay)
-        delay = min(delay * 2, 5e-3)
 
 
 def _adopt_driver_environment(config, chdir=True):

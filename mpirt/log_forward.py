@@ -15,13 +15,9 @@ from .runtime import DRIVER_RANK, task_context
 _streams = []
 
 
-class ForwardingStream(io.TextIOBase):
-    def __init__(self, runtime, name, role):
-        self._rt = runtime
-        self._name = name
-        self._role = role
-        self._buffers = {}  # thread id -> [prefix, text]
-        self._lock = threading.Lock()
+class TextSink(io.TextIOBase):
+    """A text stream that is not a terminal and takes only str: what stands in for
+    ``sys.stdout``/``sys.stderr`` where output goes elsewhere."""
 
     @property
     def encoding(self):
@@ -33,9 +29,22 @@ class ForwardingStream(io.TextIOBase):
     def isatty(self):
         return False
 
-    def write(self, text):
+    @staticmethod
+    def check(text):
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+
+
+class ForwardingStream(TextSink):
+    def __init__(self, runtime, name, role):
+        self._rt = runtime
+        self._name = name
+        self._role = role
+        self._buffers = {}  # thread id -> [prefix, text]
+        self._lock = threading.Lock()
+
+    def write(self, text):
+        self.check(text)
         ident = threading.get_ident()
         with self._lock:
             buffer = self._buffers.get(ident)

@@ -39,7 +39,7 @@ import threading
 import time
 import traceback
 
-from ._mpi_env import mpi
+from ._mpi_env import mpi, quiet_barrier
 from .runtime import DRIVER_RANK, HEAD_RANK
 
 REPLACE_DELAY = 0.2    # seconds from a death to its round: deaths within it are replaced together
@@ -527,15 +527,6 @@ def _revoke(*comms):
                 comm.Revoke()
             except MPI.Exception:
                 pass
-
-
-def quiet_barrier(comm):
-    """A barrier that waits without spinning (ranks may be busy running tasks for a while)."""
-    request = comm.Ibarrier()
-    delay = 1e-5
-    while not request.Test():
-        time.sleep(delay)
-        delay = min(delay * 2, 5e-3)
 
 
 def _window_of(arena, comm):

@@ -20,7 +20,6 @@ Run as ``python -c "<block SIGINT>; from mpirt.slot_process import main; main()"
 (descriptors)
 (``task_slots.TaskSlots``).
 """
-import io
 import mmap
 import os
 import pickle
@@ -34,6 +33,7 @@ from multiprocessing.connection import Connection
 import numpy as np
 
 from . import slot_wire
+from .log_forward import TextSink
 
 
 class _State:
@@ -253,7 +253,7 @@ class _Discard:
 
 
 # -- output ------------------------------------------------------------------------------
-class _OutputStream(io.TextIOBase):
+class _OutputStream(TextSink):
     """stdout/stderr of the slot: complete lines go to the rank, which prints them on the
     task's thread (so the driver shows them under the task's name)."""
 
@@ -262,19 +262,8 @@ class _OutputStream(io.TextIOBase):
         self._partial = ""
         self._lock = threading.Lock()
 
-    @property
-    def encoding(self):
-        return "utf-8"
-
-    def writable(self):
-        return True
-
-    def isatty(self):
-        return False
-
     def write(self, text):
-        if not isinstance(text, str):
-            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self.check(text)
         with self._lock:
             self._partial += text
             if "\n" not in text:

@@ -65,11 +65,17 @@ def is_singleton(environ=os.environ):
 
 
 def apply_defaults(environ=os.environ):
-    if is_singleton(environ) and "OMPI_MCA_mpi_ft_enable" not in environ:
+    singleton = is_singleton(environ)
+    if singleton and "OMPI_MCA_mpi_ft_enable" not in environ:
         for key, value in _SPAWN_DEFAULTS.items():
             environ.setdefault(key, value)
     if ulfm_requested(environ):
-        for key, value in _DETECTOR_DEFAULTS.items():
+        # Spawned ranks are children of the singleton's prte, which reports every exit at once:
+        # no heartbeats needed. They would cost: a task holding the GIL in C code for longer than
+        # the timeout (sum(range(10**8)) on a busy machine) stops its rank's heartbeats, and the
+        # detector then declares the live rank dead and aborts it.
+        defaults = {"OMPI_MCA_mpi_ft_detector": "false"} if singleton else _DETECTOR_DEFAULTS
+        for key, value in defaults.items():
             environ.setdefault(key, value)
 
 

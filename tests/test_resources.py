@@ -422,12 +422,13 @@ except ValueError as exc:
 
 def test_a_dead_rank_leaves_its_node_pool_smaller(tmp_path):
     """Under ULFM a worker's death takes what it offered out of its node's pool: a 2-CPU task then
-    fits only the other node, 1-CPU tasks still run on the survivor of the first."""
+    fits only the other node, 1-CPU tasks still run on the survivor of the first (replacement off:
+    a replacement would make the node whole again, tests/test_fault_tolerance.py)."""
     from conftest import mpirun_has_ulfm
 
     if not mpirun_has_ulfm():
         pytest.skip("this mpirun has no --with-ft ulfm (Open MPI 5 has it): worker deaths end the job")
-    proc = run_app(tmp_path, DEAD_RANK_APP, ranks=6, env={"MPIRT_RANKS_PER_NODE": "2"},
+    proc = run_app(tmp_path, DEAD_RANK_APP, ranks=6, env={"MPIRT_RANKS_PER_NODE": "2", "MPIRT_REPLACE_RANKS": "0"},
                    mpirun_args=("--with-ft", "ulfm"), timeout=150)
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     out = proc.stdout

@@ -60,7 +60,6 @@ class Replacement:
         self.latest = (runtime.comm, runtime.members)   # the newest communicator of every live rank
         self.failed = False
         self.stopped = False
-        self.replaced_by = {}      # dead rank -> the rank that replaced it
         self._waiting = []         # driver: dead worker ranks not replaced yet
         self._coordinator = None   # driver: the thread that runs rounds while deaths wait
         self._round_lock = threading.Lock()   # one round at a time on this rank
@@ -244,7 +243,7 @@ class Replacement:
         with rt.lock:
             for rank in dead:                # the head may hear of a death after the driver
                 rt.failures.declare_dead(rank)
-        stable = self._stable_communicator()
+        stable = self._stable
         inter = merged = plan = None
         why = None
         try:
@@ -274,10 +273,6 @@ class Replacement:
         if self._stable is not None:
             self._stable.Free()
             self._stable = None
-
-    def _stable_communicator(self):
-        """(driver and head) Their communicator (``prepare``)."""
-        return self._stable
 
     def prepare(self):
         """At start-up, before any rank can have died: the driver and the head make a communicator
@@ -405,7 +400,6 @@ class Replacement:
                 rt.store.arena.add_rank(new, node)
                 rt.cluster.add_rank(new, plan["resources"][new], node)
                 rt.cluster.lost.pop(old, None)
-                self.replaced_by[old] = new
             if latest:
                 self.latest = (merged, plan["members"])
             rt.cond.notify_all()
@@ -427,14 +421,14 @@ class Joining:
         self.dead = plan["dead"]
         self.arena = arena
 
-    def spill(self, rank):
+    def spill(self):
         """(this rank's RankSpill or None, why there is none), in its node's spill directory."""
         from .store.spill import RankSpill
 
         directory = self.plan["spills"].get(self.rank)
         if directory is None:
             return None, "its node's ranks have no spill directory"
-        return RankSpill(directory, rank), None
+        return RankSpill(directory, self.rank), None
 
     def host_socket(self):
         from .host_socket import HostSocket

@@ -198,18 +198,14 @@ mpirt.shutdown()
     assert len(re.findall(r"worker rank \d+ died", proc.stderr)) == 2
 
 
-def test_work_that_no_live_rank_can_hold_fails_instead_of_waiting(tmp_path, mode):
-    """The only worker dies and replacement is off: its queued tasks and its actor fail with
-    Ray's errors instead of pending for ever, and the driver goes on."""
-    proc = _run(tmp_path, mode, """
-from mpirt.exceptions import TaskUnschedulableError
-
+# The only worker (with an actor on it and tasks queued for it) is killed.
+ONLY_WORKER_DIES = """
 @mpirt.remote(max_retries=1)
 def slow(i):
     time.sleep(0.2)
     return i
 
-@mpirt.remote(max_restarts=2)
+@mpirt.remote(max_restarts={max_restarts})
 class Keeper:
     def pid(self):
         return os.getpid()
@@ -219,6 +215,15 @@ victim = mpirt.get(keeper.pid.remote())
 refs = [slow.remote(i) for i in range(6)]
 time.sleep(0.1)
 kill(victim)
+"""
+
+
+def test_work_that_no_live_rank_can_hold_fails_instead_of_waiting(tmp_path, mode):
+    """The only worker dies and replacement is off: its queued tasks and its actor fail with
+    Ray's errors instead of pending for ever, and the driver goes on."""
+    proc = _run(tmp_path, mode, """
+from mpirt.exceptions import TaskUnschedulableError
+""" + ONLY_WORKER_DIES.format(max_restarts=2) + """
 for ref in refs:
     try:
         mpirt.get(ref, timeout=60)
@@ -362,22 +367,7 @@ mpirt.shutdown()
 
 def test_work_only_the_dead_worker_could_hold_waits_for_its_replacement(tmp_path, mode):
     """The only worker dies: its retried tasks and its restarted actor run on the replacement."""
-    proc = _run(tmp_path, mode, REPLACEMENT_HELPERS + """
-@mpirt.remote(max_retries=1)
-def slow(i):
-    time.sleep(0.2)
-    return i
-
-@mpirt.remote(max_restarts=1)
-class Keeper:
-    def pid(self):
-        return os.getpid()
-
-keeper = Keeper.remote()
-victim = mpirt.get(keeper.pid.remote())
-refs = [slow.remote(i) for i in range(6)]
-time.sleep(0.1)
-kill(victim)
+    proc = _run(tmp_path, mode, REPLACEMENT_HELPERS + ONLY_WORKER_DIES.format(max_restarts=1) + """
 print("RESULTS", mpirt.get(refs, timeout=60))
 print("ACTOR_MOVED", mpirt.get(keeper.pid.remote(), timeout=60) != victim)
 print("WHOLE", wait_whole(1, 2))

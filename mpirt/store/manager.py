@@ -164,7 +164,7 @@ class StoreManager:
         if joining is None:
             self.spill, self.spill_problem = self._open_spill(runtime.config.get("object_spilling_directory"))
         else:
-            self.spill, self.spill_problem = joining.spill(self.rank)
+            self.spill, self.spill_problem = joining.spill()
         self._keys = itertools.count(1)
         self._held = collections.OrderedDict()   # holder: key -> _Held, oldest first
         self._known = collections.OrderedDict()  # reader: key -> where the holder last said it is

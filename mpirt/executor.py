@@ -281,7 +281,8 @@ class TaskExecutor:
         one is read from the store once."""
         function = self.functions[function_id]
         if isinstance(function, ObjectRef):
-            function = self.rt.value_of(function)
+            # The stored pickle reads back as a read-only array over the store; the slot needs bytes.
+            function = bytes(self.rt.value_of(function))
             with self.rt.lock:
                 self.functions[function_id] = function
         elif not isinstance(function, (bytes, bytearray, memoryview)):

@@ -27,13 +27,25 @@ import signal
 import struct
 import sys
 import threading
+import time
 import traceback
 from multiprocessing.connection import Connection
 
 import numpy as np
 
-from . import slot_wire
+import mpirt
+
+from . import actor, launch, object_ref, remote_function, runtime_context, slot_wire
+from .actor import ActorClass, ActorHandle, _meta_of
+from .exceptions import ErrorPayload, TaskCancelledError
+from .executor import as_task_failure, matches_retry, split_returns
 from .log_forward import TextSink
+from .object_ref import ObjectRef
+from .remote_function import RemoteFunction
+from .runtime_context import RuntimeContext, _qualified
+from .runtime_env import _Applied, _put_in_place, _take_away
+from .serialization import dumps, loads
+from .store.manager import _PLAIN_TYPES, INLINE_THRESHOLD
 
 
 class _State:
@@ -57,10 +69,6 @@ _sent_callables = {}                # id -> RemoteFunction/ActorClass already se
 # -- forwarding mpirt calls to the rank --------------------------------------------------
 def _persistent_id(obj):
     """Handles go to the rank as ids it resolves to its own objects (``task_slots``)."""
-    from .actor import ActorClass, ActorHandle
-    from .object_ref import ObjectRef
-    from .remote_function import RemoteFunction
-
     kind = type(obj)
     if kind is ObjectRef:
         return ("R", obj.id)
@@ -71,16 +79,11 @@ def _persistent_id(obj):
         if key in _sent_callables:
             return ("F", key, None)
         _sent_callables[key] = obj
-        from .serialization import dumps
-
         return ("F", key, dumps(obj))
     return None
 
 
 def _persistent_load(pid):
-    from .actor import ActorHandle, _meta_of
-    from .object_ref import ObjectRef
-
     if pid[0] == "R":
         return ObjectRef._arrive(pid[1])
     if pid[0] == "A":
@@ -109,8 +112,6 @@ def call_rank(target, attrs, call, args=(), kwargs=None):
         _state.pending = False
         raise KeyboardInterrupt
     if head[0] == "raise":
-        from .exceptions import ErrorPayload
-
         raise value.to_exception() if isinstance(value, ErrorPayload) else value
     return value
 
@@ -161,8 +162,6 @@ class SlotRuntimeContext:
     its name is answered here)."""
 
     def get_task_function_name(self):
-        from .runtime_context import _qualified
-
         return None if _state.function is None else _qualified(_state.function)
 
     def __repr__(self):
@@ -170,8 +169,6 @@ class SlotRuntimeContext:
 
 
 def _build_context_proxy():
-    from .runtime_context import RuntimeContext
-
     for name, member in vars(RuntimeContext).items():
         if name.startswith("_") or name in vars(SlotRuntimeContext):
             continue
@@ -191,9 +188,6 @@ def install_forwarding():
     """Make mpirt's API in this process forward to the rank. Names bound elsewhere by
     ``from ... import`` before now (``mpirt.get``, ``mpirt.util.wait``) are replaced too;
     modules imported later import the replacements."""
-    import mpirt
-    from . import actor, launch, object_ref, remote_function, runtime_context
-
     # References made and dropped here are counted by the rank, not in this process.
     object_ref.ref_events = _Discard()
     actor.handle_events = _Discard()
@@ -269,14 +263,24 @@ class _OutputStream(TextSink):
             if "\n" not in text:
                 return len(text)
             complete, _, self._partial = self._partial.rpartition("\n")
-        _channel.send(("out", self._name, complete + "\n"))
+        _send_output(("out", self._name, complete + "\n"))
         return len(text)
 
     def flush(self):
         with self._lock:
             text, self._partial = self._partial, ""
         if text:
-            _channel.send(("out", self._name, text))
+            _send_output(("out", self._name, text))
+
+
+def _send_output(message):
+    """Output goes to the rank or nowhere: a closed pipe means the rank is gone, and so is anyone to
+    print for. Leave quietly then (an error here would be printed to this same stream, and Python
+    ends such a process with a "lost sys.stderr" report)."""
+    try:
+        _channel.send(message)
+    except OSError:
+        os._exit(0)
 
 
 # -- running tasks -----------------------------------------------------------------------
@@ -299,12 +303,6 @@ def _on_sigint(signum, frame):
 
 
 def _run_task(head, slices, body, functions):
-    from .exceptions import ErrorPayload, TaskCancelledError
-    from .executor import as_task_failure, matches_retry, split_returns
-    from .runtime_env import _Applied, _put_in_place, _take_away
-    from .serialization import dumps, loads
-    from .store.manager import _PLAIN_TYPES, INLINE_THRESHOLD
-
     (_, task_id, sequence, passed_on, name, function_id, function_blob, num_returns, retry_exceptions, environment,
      rank) = head
     _state.sequence = sequence
@@ -376,8 +374,6 @@ def _run_task(head, slices, body, functions):
 
 def _watch_parent(parent_pid):
     """End this process if its rank goes (a busy task would not see the pipe close)."""
-    import time
-
     while True:
         time.sleep(0.5)
         if os.getppid() != parent_pid:

@@ -62,7 +62,7 @@ def test_parameter_server_ends_cleanly_with_workers_still_looping(tmp_path, rank
     assert proc.returncode == 0, proc.stderr
     values = [float(line.split("=")[1]) for line in proc.stdout.splitlines() if line.startswith("params[0] =")]
     assert len(values) == 5
-    assert values == sorted(values, reverse=True) and values[-1] < values[0] < 0  # the workers keep updating
+    assert values == sorted(values, reverse=True) and values[-1] < values[0] <= 0  # the workers keep updating
 
 
 def test_tune_seed_experiment_under_mpirun(tmp_path):

@@ -29,6 +29,10 @@ os.environ.setdefault("MPIRT_NODE_GPUS", "0")  # for the in-process driver of th
 # The environment scripts start from: as it was before any in-process mpirt.init(), which sets
 # MPI's variables for its own spawned ranks (ULFM on among them) in this process's environment.
 BASE_ENVIRON = dict(os.environ)
+# Whether this run puts every task in a slot process of its rank (``MPIRT_TASK_SLOTS=process``, the
+# layout of multi-CPU ranks; tests/test_slot_layout.py runs the behaviour tests so): a task's
+# ``os.getpid()`` is then its slot's, and a task that exits ends its slot, not its rank.
+TASK_SLOTS = os.environ.get("MPIRT_TASK_SLOTS", "").strip().lower() == "process"
 
 
 @pytest.fixture(scope="module")

@@ -391,16 +391,19 @@ def test_node_pool_accounts_pooled_and_rank_bound_resources():
 
 
 DEAD_RANK_APP = """
-import os, time, mpirt as ray
-from mpirt.launch import current_runtime
+import os, sys, time, mpirt as ray
 ray.init()
+def rank():
+    return int(ray.get_runtime_context().get_worker_id(), 16) & 0xFFFFFFFF
+def rank_pid():   # a task in a slot process of its rank (MPIRT_TASK_SLOTS=process) has a pid of its own
+    return os.getppid() if "mpirt.slot_process" in sys.modules else os.getpid()
 @ray.remote
 def where():
     time.sleep(0.02)
-    return current_runtime().rank, os.getpid()
+    return rank(), rank_pid()
 @ray.remote(num_cpus=2)
 def whole_node():
-    return current_runtime().rank
+    return rank()
 pids = {}
 while len(pids) < 4:
     pids.update(ray.get([where.remote() for _ in range(8)]))

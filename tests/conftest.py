@@ -117,10 +117,10 @@ def start_app(tmp_path, source, ranks=None, env=None, args=(), mpirun_args=()):
     return StartedApp(proc, command, marker)
 
 
-def _matching(marker):
+def _matching(marker, variable="MPIRT_TEST_MARKER"):
     """Processes whose environment carries ``marker`` (spawned ranks and prte inherit it)."""
     found = []
-    needle = f"MPIRT_TEST_MARKER={marker}".encode()
+    needle = f"{variable}={marker}".encode()
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -135,19 +135,19 @@ def _matching(marker):
     return found
 
 
-def _wait_for_no_leftovers(marker, seconds=5.0):
+def _wait_for_no_leftovers(marker, seconds=5.0, variable="MPIRT_TEST_MARKER"):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if not _matching(marker):
+        if not _matching(marker, variable):
             return []
         time.sleep(0.1)
-    found = _matching(marker)
-    _kill_leftovers(marker)
+    found = _matching(marker, variable)
+    _kill_leftovers(marker, variable)
     return found
 
 
-def _kill_leftovers(marker):
-    for line in _matching(marker):
+def _kill_leftovers(marker, variable="MPIRT_TEST_MARKER"):
+    for line in _matching(marker, variable):
         try:
             os.kill(int(line.split()[0]), 9)
         except (ProcessLookupError, ValueError):

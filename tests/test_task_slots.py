@@ -230,7 +230,8 @@ def two_cpu_rank(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("slots")
     work = tmp_path / "work"
     work.mkdir()
-    proc = run_app(tmp_path, APP, ranks=3, timeout=240, env={"MPIRT_NUM_CPUS": "2"}, args=(str(work),))
+    proc = run_app(tmp_path, APP, ranks=3, timeout=240, env={"MPIRT_NUM_CPUS": "2", "MPIRT_TASK_SLOTS": "auto"},
+                   args=(str(work),))
     return _result(proc), proc.stdout, proc.stderr
 
 
@@ -316,8 +317,9 @@ ray.shutdown()
 '''
 
 
-@pytest.mark.parametrize("env, gpus", [({}, 0), ({"MPIRT_NUM_CPUS": "2", "MPIRT_TASK_SLOTS": "thread"}, 0),
-                                        ({"MPIRT_NUM_CPUS": "2", "MPIRT_NODE_GPUS": "1"}, 1)],
+@pytest.mark.parametrize("env, gpus", [({"MPIRT_TASK_SLOTS": "auto"}, 0),
+                                       ({"MPIRT_NUM_CPUS": "2", "MPIRT_TASK_SLOTS": "thread"}, 0),
+                                       ({"MPIRT_NUM_CPUS": "2", "MPIRT_NODE_GPUS": "1", "MPIRT_TASK_SLOTS": "auto"}, 1)],
                          ids=["one-cpu", "threads-asked", "gpu-task"])
 def test_thread_path_for_one_cpu_ranks_threads_asked_and_gpu_tasks(tmp_path, env, gpus):
     """Tasks run in the rank's process on a 1-CPU rank, with MPIRT_TASK_SLOTS=thread, and when
@@ -327,5 +329,5 @@ def test_thread_path_for_one_cpu_ranks_threads_asked_and_gpu_tasks(tmp_path, env
     assert "SAME True" in proc.stdout
     if env.get("MPIRT_TASK_SLOTS") == "thread":
         assert "tasks run as threads of the rank" in proc.stderr
-    elif not env:
+    elif "MPIRT_NUM_CPUS" not in env:
         assert "task slot" not in proc.stderr

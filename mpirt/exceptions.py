@@ -187,7 +187,7 @@ def _restore_task_error(cls, args, state, frozen):
     return err
 
 
-_DUAL_CLASSES = {}
+_DUAL_CLASSES: dict = {}
 
 
 class _DualTaskError:

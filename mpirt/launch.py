@@ -6,6 +6,8 @@ ranks workers; those serve until the driver shuts down and then exit the
 process with status 0. A plain ``python app.py`` spawns a head and one worker
 per core with ``MPI_Comm_spawn`` and merges them into one communicator.
 """
+from __future__ import annotations
+
 import atexit
 import json
 import numbers
@@ -89,7 +91,7 @@ class _Launch:
         self.watchdog = None    # spawn mode without ULFM: fault.SpawnedRankWatchdog
 
 
-def is_initialized():
+def is_initialized() -> bool:
     return _runtime is not None
 
 
@@ -107,10 +109,12 @@ def current_runtime():
 
 
 @signals.holds_signals
-def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, labels=None, object_store_memory=None,
-         local_mode=False, ignore_reinit_error=False, include_dashboard=None, dashboard_host="127.0.0.1",
-         dashboard_port=None, job_config=None, configure_logging=True, logging_level="info", logging_format=None,
-         logging_config=None, log_to_driver=None, namespace=None, runtime_env=None, enable_resource_isolation=False,
+def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,
+         resources: dict[str, float] | None = None, labels: dict[str, str] | None = None,
+         object_store_memory: int | None = None, local_mode: bool = False, ignore_reinit_error: bool = False,
+         include_dashboard=None, dashboard_host="127.0.0.1", dashboard_port=None, job_config=None,
+         configure_logging=True, logging_level="info", logging_format=None, logging_config=None, log_to_driver=None,
+         namespace: str | None = None, runtime_env: dict | None = None, enable_resource_isolation=False,
          cgroup_path=None, system_reserved_cpu=None, system_reserved_memory=None, proxy_server_url=None, **kwargs):
     """Start mpirt. Returns on the driver only; other ranks serve, then exit.
 
@@ -490,7 +494,7 @@ def _release_communicators(rt):
 
 
 @signals.holds_signals
-def shutdown():
+def shutdown() -> None:
     """Stop every rank of this session. ``init()`` may be called again afterwards."""
     global _runtime, _mpirun_session_ended
     with _runtime_lock:

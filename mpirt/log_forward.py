@@ -12,7 +12,7 @@ import threading
 
 from .runtime import DRIVER_RANK, task_context
 
-_streams = []
+_streams: list = []
 
 
 class TextSink(io.TextIOBase):

@@ -13,7 +13,7 @@ _RANK_MASK = (1 << 20) - 1
 
 # Reference events, (object_id, event), are queued here and applied by the runtime;
 # ``__del__`` can run on any thread at any moment, so it must never take a lock.
-ref_events = collections.deque()
+ref_events: collections.deque = collections.deque()
 
 # Set while pickling a value that may be unpickled any number of times (put values,
 # task results): references inside it pin what they point to (see reachability.py).

@@ -20,6 +20,8 @@ What the executing task or actor call is comes from ``runtime.task_context`` (th
 
 Missing fields read as their defaults, so a context set by an older host still answers.
 """
+from __future__ import annotations
+
 from .launch import current_runtime
 from .runtime import async_call, running_actor_call, task_context
 
@@ -203,6 +205,6 @@ def _qualified(obj):
 _context = RuntimeContext()
 
 
-def get_runtime_context():
+def get_runtime_context() -> RuntimeContext:
     """The runtime context of the calling driver, task or actor (``RuntimeContext``)."""
     return _context

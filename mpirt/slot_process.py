@@ -63,7 +63,7 @@ _channel = None
 _pool = None
 _cancel_cell = None                 # 8 bytes shared with the rank: the number of the task it cancelled
 _call_lock = threading.Lock()       # one forwarded call at a time (their replies share the pipe)
-_sent_callables = {}                # id -> RemoteFunction/ActorClass already sent to the rank (kept alive)
+_sent_callables: dict = {}                # id -> RemoteFunction/ActorClass already sent to the rank (kept alive)
 
 
 # -- forwarding mpirt calls to the rank --------------------------------------------------

@@ -13,7 +13,7 @@ import threading
 import time
 
 MAX_EVENTS_PER_RANK = 200_000
-events = collections.deque(maxlen=MAX_EVENTS_PER_RANK)
+events: collections.deque = collections.deque(maxlen=MAX_EVENTS_PER_RANK)
 
 
 def record(category, name, start, end, **args):

@@ -50,7 +50,7 @@ class Algorithm(Trainable):
 
     _name = "Algorithm"
     _config_class = AlgorithmConfig
-    _dict_defaults = {}
+    _dict_defaults: dict = {}
 
     def __init__(self, config=None, env=None, logger_creator=None, trial_id=None, trial_name=None, **kwargs):
         if isinstance(config, str) or (callable(config) and not isinstance(config, (dict, AlgorithmConfig))):

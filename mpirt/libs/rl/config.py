@@ -20,7 +20,7 @@ import copy
 import difflib
 
 # method -> {parameter: default}, RLlib's names and defaults (RLlib 2.x's AlgorithmConfig).
-SETTINGS = {
+SETTINGS: dict[str, dict] = {
     "environment": {
         "env": None, "env_config": {}, "observation_space": None, "action_space": None, "render_env": False,
         "clip_rewards": None, "normalize_actions": True, "clip_actions": False, "disable_env_checking": False,
@@ -234,10 +234,10 @@ class AlgorithmConfig:
     """RLlib's configuration object. ``algo_class`` is the algorithm ``build_algo()`` makes; subclasses
     (``PPOConfig``, ...) add their training settings in ``_training`` and change defaults in ``_defaults``."""
 
-    _training = {}    # algorithm-specific parameters of training(), with their defaults
-    _defaults = {}    # RLlib's defaults for this algorithm where they differ from AlgorithmConfig's
-    _aliases = {}     # algorithm-specific DICT_ALIASES
-    _unsupported = {}  # algorithm-specific UNSUPPORTED
+    _training: dict = {}    # algorithm-specific parameters of training(), with their defaults
+    _defaults: dict = {}    # RLlib's defaults for this algorithm where they differ from AlgorithmConfig's
+    _aliases: dict = {}     # algorithm-specific DICT_ALIASES
+    _unsupported: dict = {}  # algorithm-specific UNSUPPORTED
 
     def __init__(self, algo_class=None):
         object.__setattr__(self, "_is_frozen", False)

@@ -10,7 +10,7 @@ import inspect
 import gymnasium as gym
 import numpy as np
 
-_registry = {}
+_registry: dict = {}
 
 
 class EnvContext(dict):

@@ -7,7 +7,7 @@ import inspect
 
 from .trainable import Trainable, wrap_function
 
-_registry = {}
+_registry: dict = {}
 
 
 def register_trainable(name, trainable):

@@ -11,7 +11,7 @@ import collections
 from .exceptions import ActorDiedError, ErrorPayload, TaskCancelledError
 from .object_ref import ObjectRef, owner_of
 from .reachability import ReferenceCounter
-from .runtime import HEAD_RANK
+from .protocol import HEAD_RANK
 from .serialization import dumps
 
 # Actor handles post (actor_id, event) here from __init__/__del__/__reduce__ (no locks
@@ -54,7 +54,7 @@ class ActorCaller:
         self.calls = {}
         self.references = ReferenceCounter(runtime, "actor_ref", handle_events, owner_of,
                                            self._terminate)  # unnamed actors only
-        runtime.handlers.update(
+        runtime.register(
             actor_placed=self._on_placed,
             actor_locate=self._on_locate,
             actor_location=self._on_location,

@@ -19,7 +19,8 @@ from . import runtime_env, tracing
 from .exceptions import ActorDiedError, ActorUnavailableError, ErrorPayload, TaskCancelledError
 from .executor import as_task_failure, error_blobs, resolve_arguments, serialize_returns
 from .object_ref import owner_of
-from .runtime import HEAD_RANK, POLL_BUDGET, async_call, task_context
+from .protocol import HEAD_RANK
+from .runtime import POLL_BUDGET, async_call, task_context
 from .serialization import loads
 from .threads import WorkerThreads
 
@@ -173,7 +174,7 @@ class ActorHost:
         self.rt = runtime
         self.actors = {}
         self.early_calls = collections.defaultdict(list)  # calls that arrived before the constructor
-        runtime.handlers.update(
+        runtime.register(
             actor_create=self._on_create,
             actor_call=self._on_call,
             actor_kill=self._on_kill,

@@ -9,7 +9,7 @@ from typing import Any
 from .launch import runtime_for_call
 from .object_ref import ObjectRef
 from .remote_function import RemoteFunction
-from .runtime import HEAD_RANK
+from .protocol import DRIVER_RANK, HEAD_RANK
 from .runtime_context import node_id_hex
 from .signals import holds_signals
 from .store.manager import ObjectStoreFullError, encode
@@ -219,7 +219,6 @@ def timeline(filename: str | None = None) -> list[dict[str, Any]] | None:
     """Tasks, actor calls and waits of every rank as Chrome trace events; written to
     ``filename`` as JSON when given (open it in Perfetto or chrome://tracing)."""
     from . import tracing
-    from .runtime import DRIVER_RANK
 
     rt = runtime_for_call()
     by_rank = {rt.rank: list(tracing.events)}

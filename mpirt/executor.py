@@ -18,7 +18,8 @@ import traceback
 from . import tracing
 from .exceptions import ErrorPayload, TaskCancelledError, WorkerCrashedError, make_task_error
 from .object_ref import ObjectRef
-from .runtime import HEAD_RANK, task_context
+from .protocol import HEAD_RANK
+from .runtime import task_context
 from .runtime_env import RankEnvironment, apply_for_good
 from .serialization import dumps, loads, unpack_arguments
 from .store.manager import ObjectStoreFullError, encode
@@ -88,7 +89,7 @@ class TaskExecutor:
         self.task_slots = None
         if uses_processes(runtime.config.get("task_slots", "auto"), cpus):
             self.task_slots = TaskSlots(self, cpus)
-        runtime.handlers.update(task=self._on_task, cancel=self._on_cancel, steal=self._on_steal)
+        runtime.register(task=self._on_task, cancel=self._on_cancel, steal=self._on_steal)
 
     # -- under runtime.lock ------------------------------------------------
     def _on_task(self, source, lease_id, spec):

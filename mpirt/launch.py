@@ -20,7 +20,8 @@ import warnings
 
 from . import fault, log_forward, signals, slurm, task_slots
 from ._mpi_env import mpi, quiet_barrier
-from .runtime import DRIVER_RANK, HEAD_RANK, Runtime
+from .protocol import DRIVER_RANK, HEAD_RANK
+from .runtime import Runtime
 from .runtime_env import resolve as resolve_runtime_env
 from .scheduler.gpus import detect_node_gpus, restrict_visible_gpus, share_gpus
 from .store.arena import node_communicator
@@ -394,7 +395,7 @@ def _debug_dumps(rt):
 
 
 def _start_driver(rt):
-    rt.handlers["log"] = log_forward.print_forwarded
+    rt.register(log=log_forward.print_forwarded)
     signals.driver_exits_cleanly_on_sigterm()
     signals.driver_holds_signals()
     if rt.launch.mode == "mpirun" and not rt.failures.enabled and not os.environ.get("MPIRT_QUIET"):

@@ -10,7 +10,8 @@ import os
 import sys
 import threading
 
-from .runtime import DRIVER_RANK, task_context
+from .protocol import DRIVER_RANK
+from .runtime import task_context
 
 _streams: list = []
 

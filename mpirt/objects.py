@@ -31,7 +31,7 @@ class ObjectTable:
         self.rank = runtime.rank
         self.entries = {}
         self.references = ReferenceCounter(runtime, "obj_ref", ref_events, owner_of, self._drop, self._drop)
-        runtime.handlers.update(obj_req=self._on_request, obj=self._on_value)
+        runtime.register(obj_req=self._on_request, obj=self._on_value)
         runtime.failures.handlers.append(self._on_rank_dead)
 
     # All methods run with runtime.lock held.

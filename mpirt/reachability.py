@@ -64,7 +64,7 @@ class ReferenceCounter:
         self.on_released = on_released
         self.reachability = {}
         self.borrowed = BorrowedCounts()
-        runtime.handlers[notice_kind] = self._on_notice
+        runtime.register(**{notice_kind: self._on_notice})
 
     def track(self, key):
         """This rank owns ``key``: count who can reach it."""

@@ -40,7 +40,7 @@ import time
 import traceback
 
 from ._mpi_env import mpi, quiet_barrier
-from .runtime import DRIVER_RANK, HEAD_RANK
+from .protocol import DRIVER_RANK, HEAD_RANK
 
 REPLACE_DELAY = 0.2    # seconds from a death to its round: deaths within it are replaced together
 MAX_FAILED_ROUNDS = 3  # rounds in a row that fail (deaths during them) before replacement stops
@@ -67,7 +67,7 @@ class Replacement:
         self.one_host = False     # set at start: rounds then need only the driver and the head (below)
         self._stable = None       # driver and head: their own communicator, for one-host rounds
         self._committed = set()   # driver: ranks that added the newcomers of the round under way
-        runtime.handlers.update(replace_round=self._on_round, replace_abandoned=self._on_abandoned,
+        runtime.register(replace_round=self._on_round, replace_abandoned=self._on_abandoned,
                                 replace_commit=self._on_commit, replace_committed=self._on_committed,
                                 replace_pool_query=self._on_pool_query, rank_died=self._on_rank_died)
         if runtime.rank == DRIVER_RANK:

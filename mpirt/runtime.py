@@ -12,7 +12,8 @@ import sys
 import threading
 import time
 
-from . import tracing
+from . import protocol, tracing
+from .protocol import DRIVER_RANK, HEAD_RANK
 from .exceptions import ErrorPayload, GetTimeoutError
 from .object_ref import make_object_id, session_of
 from .objects import ObjectTable
@@ -24,8 +25,6 @@ from .store.manager import StoreLocation
 from .threads import handoffs
 from .transport import Transport
 
-DRIVER_RANK = 0
-HEAD_RANK = 1
 
 # The task a thread is running (worker ranks), so get/wait know to release its CPU.
 task_context = threading.local()
@@ -131,7 +130,7 @@ class Runtime:
         self.shutdown_acks = set()
         self.shutting_down = False   # the driver has begun telling the ranks to stop
         self._queries = {}
-        self.handlers.update(
+        self.register(
             shutdown=self._on_shutdown,
             shutdown_ack=self._on_shutdown_ack,
             query_reply=self._on_query_reply,
@@ -180,6 +179,12 @@ class Runtime:
 
     def next_id(self):
         return make_object_id(self.session, self.rank, next(self._seq))
+
+    def register(self, **handlers):
+        """A role's message handlers, checked against their kinds' fields in ``protocol.py``."""
+        for kind, handler in handlers.items():
+            protocol.check_handler(kind, handler)
+        self.handlers.update(handlers)
 
     def _dispatch(self, source, message):
         """Handle one message (the transport holds ``self.lock`` around each batch)."""

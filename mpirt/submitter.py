@@ -13,7 +13,8 @@ import warnings
 
 from .exceptions import ErrorPayload, TaskCancelledError, TaskUnschedulableError, WorkerCrashedError
 from .object_ref import ObjectRef, owner_of, session_of
-from .runtime import HEAD_RANK, task_context
+from .protocol import HEAD_RANK
+from .runtime import task_context
 from .serialization import dumps
 from .store.device import DeviceObject
 from .store.manager import INLINE_THRESHOLD, StoreLocation
@@ -130,7 +131,7 @@ class TaskSubmitter:
         # Tasks cancelled with force=True while at a worker: finished here already, their lease
         # slot still taken until the worker says the task ended.
         self.abandoned = {}                           # task_id -> Lease
-        runtime.handlers.update(lease_grant=self._on_lease_grant, done=self._on_done, stolen=self._on_stolen,
+        runtime.register(lease_grant=self._on_lease_grant, done=self._on_done, stolen=self._on_stolen,
                                 cancel_request=self._on_cancel_request,
                                 lease_unschedulable=self._on_lease_unschedulable)
         runtime.failures.handlers.append(self._on_rank_dead)

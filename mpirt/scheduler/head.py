@@ -120,7 +120,7 @@ class HeadScheduler:
         # Dead worker ranks whose replacements are on their way (replacement.py): node, what it
         # offered. Work that only they could hold waits for them instead of being refused.
         self.coming = {}
-        runtime.handlers.update(
+        runtime.register(
             lease_req=self._on_lease_request,
             lease_ret=self._on_lease_return,
             cpu_release=self._on_cpu_release,

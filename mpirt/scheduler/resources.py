@@ -1,6 +1,8 @@
 """Resource requests ("shapes"), and the cluster as node pools that worker ranks execute for."""
 import numbers
 
+from ..protocol import DRIVER_RANK, HEAD_RANK
+
 CPU = "CPU"
 GPU = "GPU"
 
@@ -73,8 +75,6 @@ class ClusterView:
     """
 
     def __init__(self, resources_by_rank, config=None):
-        from ..runtime import DRIVER_RANK, HEAD_RANK
-
         self.resources_by_rank = {int(r): dict(res) for r, res in resources_by_rank.items()}
         # Every rank but the driver and the head executes tasks, even one offering nothing
         # (``init(num_cpus=0)``: it runs the 0-CPU tasks and actors).

@@ -213,7 +213,7 @@ class DeviceStore:
         self._cuda_aware = None
         self.stats = {"gpu_objects": 0, "gpu_bytes": 0, "gpu_local_reads": 0, "gpu_ipc_reads": 0,
                       "gpu_staged_reads": 0, "gpu_read_bytes": 0}
-        runtime.handlers.update(device_free=self._on_free, device_fetch=self._on_fetch,
+        runtime.register(device_free=self._on_free, device_fetch=self._on_fetch,
                                 device_fetch_failed=self._on_fetch_failed)
 
     # -- holder: sealing and freeing ------------------------------------------

@@ -175,7 +175,7 @@ class StoreManager:
         self.stats = {"stored_objects": 0, "spilled_objects": 0, "spilled_bytes": 0, "restored_objects": 0,
                       "restored_bytes": 0, "restored_from_disk": 0, "remote_gets": 0, "remote_get_bytes": 0,
                       "local_reads": 0}
-        runtime.handlers.update(store_pin=self._on_pin, store_unpin=self._on_unpin, store_free=self._on_free,
+        runtime.register(store_pin=self._on_pin, store_unpin=self._on_unpin, store_free=self._on_free,
                                 store_stats_query=self._on_stats_query,
                                 store_locate_query=self._on_locate_query,
                                 store_make_room_query=self._on_make_room_query,

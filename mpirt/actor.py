@@ -63,7 +63,7 @@ def method(*args, **options):
 
 def exit_actor():
     """End the actor this method runs in; later calls raise ActorDiedError."""
-    from .runtime import task_context
+    from .call_context import task_context
 
     if getattr(task_context, "label", None) is None:
         raise RuntimeError("exit_actor() can only be called inside an actor method")

@@ -20,7 +20,8 @@ from .exceptions import ActorDiedError, ActorUnavailableError, ErrorPayload, Tas
 from .executor import as_task_failure, error_blobs, resolve_arguments, serialize_returns
 from .object_ref import owner_of
 from .protocol import HEAD_RANK
-from .runtime import POLL_BUDGET, async_call, task_context
+from .call_context import async_call, task_context
+from .transport import POLL_BUDGET
 from .serialization import loads
 from .threads import WorkerThreads
 

@@ -187,7 +187,7 @@ def get_gpu_ids() -> list:
     GPUs belong to worker ranks (shared out by node-local rank); the process sees
     only its own through CUDA_VISIBLE_DEVICES, so device 0 there is the first id here.
     """
-    from .runtime import task_context
+    from .call_context import task_context
 
     rt = runtime_for_call()
     if not getattr(task_context, "num_gpus", 0.0):

@@ -11,7 +11,7 @@ import sys
 import threading
 
 from .protocol import DRIVER_RANK
-from .runtime import task_context
+from .call_context import task_context
 
 _streams: list = []
 

@@ -4,7 +4,6 @@ Every rank (driver, head scheduler, workers) holds one Runtime. One lock guards
 all of its state; the progress thread takes it to handle a message, user and
 task threads take it to submit work or wait on ``cond``.
 """
-import contextvars
 import gc
 import itertools
 import os
@@ -23,29 +22,12 @@ from .signals import HOLD
 from .store.device import DeviceObject
 from .store.manager import StoreLocation
 from .threads import handoffs
-from .transport import Transport
+from .call_context import task_context
+from .transport import POLL_BUDGET, Transport
 
-
-# The task a thread is running (worker ranks), so get/wait know to release its CPU.
-task_context = threading.local()
-# The call a coroutine of an async actor runs for: (hosted actor, CallContext, label). The
-# coroutines of one actor share its loop's thread, so thread-local state would mix them up;
-# each asyncio task has a context of its own.
-async_call = contextvars.ContextVar("mpirt_async_actor_call", default=None)
-
-
-def running_actor_call():
-    """(hosted actor, CallContext) of the actor call or constructor running here, async or not;
-    (None, None) in a task or on the driver."""
-    current = async_call.get()
-    if current is not None:
-        return current[0], current[1]
-    return getattr(task_context, "actor", None), getattr(task_context, "call", None)
 
 
 GC_THRESHOLD = 20_000
-# Seconds a thread about to wait for a reply drives MPI itself first (``Transport.poll``).
-POLL_BUDGET = float(os.environ.get("MPIRT_POLL_BUDGET", 0.001))
 
 
 def _tune_gc():

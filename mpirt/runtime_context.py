@@ -6,7 +6,7 @@ a store (``nodes()[i]["NodeID"]`` is the same string), a worker is a rank, and t
 actors have the ids ``ObjectRef``/``ActorHandle`` print. On the driver, task and actor
 methods return None, as in Ray.
 
-What the executing task or actor call is comes from ``runtime.task_context`` (thread-local):
+What the executing task or actor call is comes from ``call_context.task_context`` (thread-local):
 
 - ``task``: the ``executor.RunningTask`` of a task (its id, name, function, resource shape,
   ``cancelled`` flag); None elsewhere.
@@ -23,7 +23,7 @@ Missing fields read as their defaults, so a context set by an older host still a
 from __future__ import annotations
 
 from .launch import current_runtime
-from .runtime import async_call, running_actor_call, task_context
+from .call_context import async_call, running_actor_call, task_context
 
 
 def hex_id(value):

@@ -35,7 +35,7 @@ import os
 import re
 import sys
 
-from .runtime import running_actor_call, task_context
+from .call_context import running_actor_call, task_context
 
 # Keys that need something installed or a different process: not done by mpirt.
 UNSUPPORTED_KEYS = ("pip", "conda", "uv", "py_modules", "py_executable", "container", "image_uri", "java_jars",

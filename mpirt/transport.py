@@ -25,6 +25,8 @@ HOT_POLLS = 64           # empty polls before sleeping at all
 MAX_IDLE_SLEEP = 1e-3    # longest sleep between polls of an idle rank
 MAX_BATCHES_PER_POLL = 64
 POLL_GRACE = 1e-3        # the progress thread keeps out this long after a thread's successful poll
+# Seconds a thread about to wait for a reply drives MPI itself first (``Transport.poll``).
+POLL_BUDGET = float(os.environ.get("MPIRT_POLL_BUDGET", 0.001))
 # Doorbells. A rank sleeps deeply only after DEEP_IDLE without receiving anything, so a sender
 # whose last message to it left less than RING_GAP ago knows it is still polling (it received
 # that message later); the margin DEEP_IDLE - RING_GAP covers a message not yet visible to MPI.

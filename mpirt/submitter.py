@@ -7,6 +7,7 @@ leased from the head scheduler. Several tasks may be in flight on one lease
 when tasks of that shape are short; the lease goes back when the queue is empty.
 """
 import collections
+import enum
 import os
 import time
 import warnings
@@ -19,7 +20,6 @@ from .serialization import dumps
 from .store.device import DeviceObject
 from .store.manager import INLINE_THRESHOLD, StoreLocation
 
-WAITING, QUEUED, SENT, FINISHED = range(4)
 
 # Tasks of a shape whose average run time is below this are pipelined on a lease.
 SHORT_TASK_SECONDS = 2e-3
@@ -91,12 +91,93 @@ class FunctionDescriptor:
         return self.blob if self.stored is None else self.stored
 
 
+class TaskState(enum.IntEnum):
+    """Where a task of this rank is, as its submitter sees it."""
+    WAITING = 0    # for its arguments
+    QUEUED = 1     # for a lease
+    SENT = 2       # to a worker, running or queued there
+    FINISHED = 3   # its results are set (values or the error); kept only as lineage
+
+
+WAITING, QUEUED, SENT, FINISHED = TaskState
+
+
+class IllegalTransition(RuntimeError):
+    """A task moved from a state it cannot leave that way: a bug in mpirt, never the user's."""
+
+
 class TaskRecord:
+    """One task submitted by this rank. Its state changes only through the methods below, each
+    of which checks the state it leaves; ``use_retry`` is the one place retries are counted."""
+
     __slots__ = (
         "task_id", "function", "args_blob", "dep_refs", "deps_left", "return_ids", "key", "shape",
         "state", "retries_left", "retry_exceptions", "lease", "name", "preferred", "near_actor", "queued_at",
         "environment", "parent", "cancelled",
     )
+
+    def _leave(self, *allowed):
+        if self.state not in allowed:
+            raise IllegalTransition(f"task {self.name} ({self.task_id:x}) is {TaskState(self.state).name}, not "
+                                    f"{' or '.join(TaskState(s).name for s in allowed)}")
+
+    def arguments_ready(self):
+        """WAITING -> QUEUED: every argument is ready; it waits for a lease."""
+        self._leave(WAITING)
+        self.state = QUEUED
+
+    def sent(self, lease):
+        """QUEUED -> SENT: on its way to ``lease``'s worker."""
+        self._leave(QUEUED)
+        self.state = SENT
+        self.lease = lease
+
+    def given_back(self):
+        """SENT -> QUEUED without using a retry: the worker gave it back unstarted (stolen)."""
+        self._leave(SENT)
+        self.state = QUEUED
+        self.lease = None
+
+    def use_retry(self):
+        """Count one retry: False when none is left (``max_retries``; -1 is unlimited)."""
+        if self.retries_left == 0:
+            return False
+        if self.retries_left > 0:
+            self.retries_left -= 1
+        return True
+
+    def retried(self):
+        """SENT -> QUEUED using a retry (it failed retryably, or its worker died); False, and no
+        change, when no retry is left."""
+        self._leave(SENT)
+        if not self.use_retry():
+            return False
+        self.state = QUEUED
+        self.lease = None
+        return True
+
+    def cancel_sent(self):
+        """A cancel reaches it while SENT: it must not run again."""
+        self._leave(SENT)
+        self.retries_left = 0
+        self.cancelled = True
+
+    def finished(self):
+        """WAITING, QUEUED or SENT -> FINISHED: its results are being set."""
+        self._leave(WAITING, QUEUED, SENT)
+        self.state = FINISHED
+
+    def rebuilt(self, task_id, pending):
+        """FINISHED -> WAITING, as ``task_id``, using a retry: a stored result of it died with its
+        worker (lineage reconstruction). False, and no change, when no retry is left."""
+        self._leave(FINISHED)
+        if not self.use_retry():
+            return False
+        self.task_id = task_id
+        self.lease = None
+        self.state = WAITING
+        self.deps_left = pending
+        return True
 
 
 class Lease:
@@ -193,7 +274,7 @@ class TaskSubmitter:
         return callback
 
     def _enqueue(self, rec):
-        rec.state = QUEUED
+        rec.arguments_ready()
         rec.queued_at = time.monotonic()
         preferred = self._holder_of_largest_argument(rec)
         if preferred is None and rec.near_actor is not None:
@@ -279,8 +360,7 @@ class TaskSubmitter:
         return next((x for x in leases if x.worker == rec.preferred and x.inflight < depth), None)
 
     def _send(self, rec, lease):
-        rec.state = SENT
-        rec.lease = lease
+        rec.sent(lease)
         if lease.inflight == 0:
             lease.last_progress = time.monotonic()
         lease.inflight += 1
@@ -331,7 +411,7 @@ class TaskSubmitter:
             if rec.cancelled:   # the cancel reached the worker after it had given the task back
                 self._finish(rec, self._cancelled_blobs(rec), True)
                 continue
-            rec.state = QUEUED
+            rec.given_back()
             self.queues[rec.key].appendleft(rec)
         for key in keys:
             self._pump(key)
@@ -368,16 +448,15 @@ class TaskSubmitter:
         lease.last_progress = time.monotonic()
         average = self.task_seconds.get(rec.key)
         self.task_seconds[rec.key] = seconds if average is None else 0.8 * average + 0.2 * seconds
-        if is_error and retryable and rec.retries_left != 0 and rec.state == SENT:
-            rec.retries_left -= 1
-            rec.state = QUEUED
-            self.queues[rec.key].appendleft(rec)
-        elif rec.state == SENT:
-            self._finish(rec, blobs, is_error)
+        if rec.state == SENT:
+            if is_error and retryable and rec.retried():
+                self.queues[rec.key].appendleft(rec)
+            else:
+                self._finish(rec, blobs, is_error)
         self._pump(rec.key)
 
     def _finish(self, rec, blobs, is_error):
-        rec.state = FINISHED
+        rec.finished()
         del self.tasks[rec.task_id]
         if rec.parent is not None:
             rec.parent.children.discard(rec.task_id)
@@ -417,10 +496,7 @@ class TaskSubmitter:
         keys = set()
         for rec in lost:
             keys.add(rec.key)
-            if rec.retries_left != 0:
-                rec.retries_left -= 1
-                rec.state = QUEUED
-                rec.lease = None
+            if rec.retried():
                 self.queues[rec.key].appendleft(rec)
             else:
                 error = WorkerCrashedError(f"task {rec.name} failed: its worker (rank {rank}) died while running it, "
@@ -438,21 +514,17 @@ class TaskSubmitter:
         """Run the task that made ``object_id`` again (its copy died with a worker); False if
         there is no lineage or no retry left."""
         rec = self.lineage.get(object_id)
-        if rec is None or rec.retries_left == 0:
+        entries = self.rt.objects.entries
+        pending = [] if rec is None else [ref for ref in rec.dep_refs
+                                          if ref.id not in entries or not entries[ref.id].ready]
+        if rec is None or not rec.rebuilt(self.rt.next_id(), len(pending)):
             return False
         for other in rec.return_ids:
             if self.lineage.get(other) is rec:
                 del self.lineage[other]
-        rec.retries_left = rec.retries_left - 1 if rec.retries_left > 0 else rec.retries_left
-        rec.task_id = self.rt.next_id()
-        rec.lease = None
         self.tasks[rec.task_id] = rec
         for other in rec.return_ids:
             self.task_of_object[other] = rec.task_id
-        entries = self.rt.objects.entries
-        pending = [ref for ref in rec.dep_refs if ref.id not in entries or not entries[ref.id].ready]
-        rec.state = WAITING
-        rec.deps_left = len(pending)
         if not pending:
             self._enqueue(rec)
         for ref in pending:                  # an argument that died too is being rebuilt as well
@@ -498,8 +570,7 @@ class TaskSubmitter:
             self._finish(rec, self._cancelled_blobs(rec, "before it ran"), True)
             self._pump(rec.key)
         elif rec.state == SENT and not rec.cancelled:
-            rec.retries_left = 0
-            rec.cancelled = True
+            rec.cancel_sent()
             self.rt.send(rec.lease.worker, ("cancel", task_id, force, recursive))
             if force:
                 self.abandoned[task_id] = rec.lease

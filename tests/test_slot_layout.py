@@ -17,6 +17,10 @@ from conftest import BASE_ENVIRON, REPO, TASK_SLOTS, _wait_for_no_leftovers
 
 MODULES = ["tests/test_tasks.py", "tests/test_objects.py", "tests/compat/test_compat_api.py",
            "tests/test_fault_tolerance.py"]
+# Left out: the replacement round over all survivors under mpirun. It is MPI's part (Shrink, Spawn,
+# Merge), the same in either layout, and it meets a rare crash inside Open MPI's failure detector
+# (docs/design.md, "Fault tolerance"), which one run of it per suite is enough to watch for.
+DESELECT = "not (mpirun and all-survivors)"
 SECONDS = 900
 
 
@@ -27,7 +31,7 @@ def test_behaviour_holds_with_every_task_in_a_slot_process(module):
         pytest.skip("this run has every task in a slot process already")
     marker = uuid.uuid4().hex   # every process the inner run starts inherits it
     env = {**BASE_ENVIRON, "MPIRT_TASK_SLOTS": "process", "MPIRT_TEST_RUN": marker}
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", module]
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", module, "-k", DESELECT]
     try:
         proc = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=SECONDS)
     except subprocess.TimeoutExpired as timeout:

@@ -118,17 +118,22 @@ class TaskRecord:
 
     def _leave(self, *allowed):
         if self.state not in allowed:
-            raise IllegalTransition(f"task {self.name} ({self.task_id:x}) is {TaskState(self.state).name}, not "
-                                    f"{' or '.join(TaskState(s).name for s in allowed)}")
+            self._refuse(*allowed)
+
+    def _refuse(self, *allowed):
+        raise IllegalTransition(f"task {self.name} ({self.task_id:x}) is {TaskState(self.state).name}, not "
+                                f"{' or '.join(TaskState(s).name for s in allowed)}")
 
     def arguments_ready(self):
         """WAITING -> QUEUED: every argument is ready; it waits for a lease."""
-        self._leave(WAITING)
+        if self.state != WAITING:   # these three run per task: the check is inline
+            self._refuse(WAITING)
         self.state = QUEUED
 
     def sent(self, lease):
         """QUEUED -> SENT: on its way to ``lease``'s worker."""
-        self._leave(QUEUED)
+        if self.state != QUEUED:
+            self._refuse(QUEUED)
         self.state = SENT
         self.lease = lease
 
@@ -164,7 +169,8 @@ class TaskRecord:
 
     def finished(self):
         """WAITING, QUEUED or SENT -> FINISHED: its results are being set."""
-        self._leave(WAITING, QUEUED, SENT)
+        if self.state == FINISHED:
+            self._refuse(WAITING, QUEUED, SENT)
         self.state = FINISHED
 
     def rebuilt(self, task_id, pending):

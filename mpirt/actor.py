@@ -18,12 +18,12 @@ from .launch import runtime_for_call
 from .protocol import HEAD_RANK
 from .options import (ACTOR_DEFAULTS, METHOD_CALL_OPTIONS, METHOD_DECORATOR_OPTIONS, check_scheduling_strategy,
                       validate_actor_options, validate_method_option)
+from .object_ref import pickle_event
 from .remote_function import WithOptions, returned
 from .scheduler.resources import make_shape
-from .store.manager import INLINE_THRESHOLD
-from .object_ref import pickle_event
 from .serialization import dumps, loads, pack_arguments
 from .signals import holds_signals
+from .store.manager import INLINE_THRESHOLD
 from .submitter import check_pickled_size
 
 

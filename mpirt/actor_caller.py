@@ -10,8 +10,8 @@ import collections
 
 from .exceptions import ActorDiedError, ErrorPayload, TaskCancelledError
 from .object_ref import ObjectRef, owner_of
-from .reachability import ReferenceCounter
 from .protocol import HEAD_RANK
+from .reachability import ReferenceCounter
 from .serialization import dumps
 
 # Actor handles post (actor_id, event) here from __init__/__del__/__reduce__ (no locks

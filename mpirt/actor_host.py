@@ -16,14 +16,14 @@ import threading
 import time
 
 from . import runtime_env, tracing
+from .call_context import async_call, task_context
 from .exceptions import ActorDiedError, ActorUnavailableError, ErrorPayload, TaskCancelledError
 from .executor import as_task_failure, error_blobs, resolve_arguments, serialize_returns
 from .object_ref import owner_of
 from .protocol import HEAD_RANK
-from .call_context import async_call, task_context
-from .transport import POLL_BUDGET
 from .serialization import loads
 from .threads import WorkerThreads
+from .transport import POLL_BUDGET
 
 
 class ActorExit(BaseException):

@@ -8,8 +8,8 @@ from typing import Any
 
 from .launch import runtime_for_call
 from .object_ref import ObjectRef
-from .remote_function import RemoteFunction
 from .protocol import DRIVER_RANK, HEAD_RANK
+from .remote_function import RemoteFunction
 from .runtime_context import node_id_hex
 from .signals import holds_signals
 from .store.manager import ObjectStoreFullError, encode

@@ -10,8 +10,8 @@ import os
 import sys
 import threading
 
-from .protocol import DRIVER_RANK
 from .call_context import task_context
+from .protocol import DRIVER_RANK
 
 _streams: list = []
 

@@ -12,19 +12,18 @@ import threading
 import time
 
 from . import protocol, tracing
-from .protocol import DRIVER_RANK, HEAD_RANK
+from .call_context import task_context
 from .exceptions import ErrorPayload, GetTimeoutError
 from .object_ref import make_object_id, session_of
 from .objects import ObjectTable
+from .protocol import DRIVER_RANK, HEAD_RANK
 from .scheduler.resources import ClusterView
 from .serialization import loads
 from .signals import HOLD
 from .store.device import DeviceObject
 from .store.manager import StoreLocation
 from .threads import handoffs
-from .call_context import task_context
 from .transport import POLL_BUDGET, Transport
-
 
 
 GC_THRESHOLD = 20_000

@@ -22,8 +22,8 @@ Missing fields read as their defaults, so a context set by an older host still a
 """
 from __future__ import annotations
 
-from .launch import current_runtime
 from .call_context import async_call, running_actor_call, task_context
+from .launch import current_runtime
 
 
 def hex_id(value):

@@ -12,10 +12,10 @@ import os
 import time
 import warnings
 
+from .call_context import task_context
 from .exceptions import ErrorPayload, TaskCancelledError, TaskUnschedulableError, WorkerCrashedError
 from .object_ref import ObjectRef, owner_of, session_of
 from .protocol import HEAD_RANK
-from .call_context import task_context
 from .serialization import dumps
 from .store.device import DeviceObject
 from .store.manager import INLINE_THRESHOLD, StoreLocation

@@ -314,12 +314,12 @@ class Transport:
                     busy = True
             if self._tickers:
                 self._tick()
-            if busy:
-                idle = 0
-                continue
-            idle = min(idle + 1, HOT_POLLS + 64)
+            idle = 0 if busy else min(idle + 1, HOT_POLLS + 64)
             if checked < self._hot_until:
+                # At once, not after one more step: the step that set it handled a read's wake-up.
                 self._spin(min(self._hot_until, time.perf_counter() + SPIN_SLICE))
+                continue
+            if busy:
                 continue
             if idle < HOT_POLLS:
                 time.sleep(0)

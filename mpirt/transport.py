@@ -90,9 +90,9 @@ class Transport:
         reads this rank's memory with RMA, and over transports without true one-sided access
         (TCP, Open MPI's shared-memory BTL, whose Gets are active messages of 32 KB) each
         fragment of the read waits for this rank to drive MPI. With 1 ms naps between polls a
-        100 MB read took over a second; with a Python step and a yield between polls a 1 MB
-        read took ~0.4 ms, with ``_spin`` ~0.15 ms (a plain Get from a target blocked in MPI:
-        ~0.1 ms)."""
+        100 MB read took over a second; with a Python step and a yield between polls the Get of
+        1 MB took ~0.25 ms, with ``_spin`` 0.12-0.25 ms, as a plain Get from a target blocked in
+        MPI did in the same minutes (2-core development VM)."""
         self._assisting += 1
         self._hot_until = max(self._hot_until, time.perf_counter() + seconds)
         self._wake_up()

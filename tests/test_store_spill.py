@@ -157,3 +157,32 @@ def test_discard_frees_stored_values_that_were_never_published(tmp_path):
     proc = run_app(tmp_path, DISCARD_APP, env={"MPIRT_SPILL_DIR": str(spill)})
     assert proc.returncode == 0, proc.stderr
     assert "before 3 after 0 0 0" in proc.stdout
+
+
+CROSS_NODE_RESTORE_APP = """
+import numpy as np, mpirt as ray
+ray.init(num_cpus=2, object_store_memory=64 << 20)   # each node's pool; the workers are node 2
+@ray.remote
+def make(i):
+    return np.full(10 << 20, i, dtype=np.uint8)
+refs = [make.remote(i) for i in range(10)]            # 100 MiB made on node 2: the first ones spill
+ray.wait(refs, num_returns=len(refs))
+for round in range(3):                                # restores spill others, which later reads restore
+    print("round", round, [int(ray.get(r)[-1]) for r in refs])
+nodes = ray.object_store_stats()["nodes"]
+workers = next(n for n in nodes.values() if 2 in n["ranks"])
+driver = next(n for n in nodes.values() if 0 in n["ranks"])
+print("restored", workers["restored_objects"] > 0, "remote", driver["remote_gets"] >= 30)
+"""
+
+
+def test_cross_node_reads_of_spilled_and_restored_objects(tmp_path):
+    # The driver's locations name the first write of each object; once the holder spilled and
+    # restored it (maybe into the same block) the reader is refused there, asks where it is now,
+    # and reads the restored copy.
+    proc = run_app(tmp_path, CROSS_NODE_RESTORE_APP, timeout=180,
+                   env={"MPIRT_RANKS_PER_NODE": "2", "MPIRT_SPILL_DIR": str(tmp_path / "spill")})
+    assert proc.returncode == 0, proc.stderr
+    for round in range(3):
+        assert f"round {round} {list(range(10))}" in proc.stdout
+    assert "restored True remote True" in proc.stdout

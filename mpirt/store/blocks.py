@@ -1,32 +1,43 @@
 """The 64-byte header in front of each object in the node pool.
 
-    [key u64][same-node readers i64][unused up to 64 bytes][object bytes...]
+    [key u64][same-node readers i64][stamp u64][unused up to 64 bytes][object bytes...]
 
 ``key`` names the object that the block holds (unique over the job, chosen by
 its holder), or is 0 while the block is free or being spilled. ``readers``
 counts the zero-copy views that ranks of the node hold on the block. Both are
 read and changed under the node lock, so a holder spills only a block no
 reader is viewing and a reader never maps a block after its holder began to
-spill it. Readers on other nodes cannot take the node lock: they check the key
-before and after their RMA ``Get`` (a sequence lock: the holder clears the key
-before the bytes can change).
+spill it.
+
+Readers on other nodes cannot take the node lock. They read the header again
+after their RMA ``Get`` of the bytes (``Flush`` orders the two), and keep the
+bytes only if it still holds the key and ``stamp`` of their location: a
+sequence lock. ``stamp`` is unique to one write of the object into a block (its
+put, or each restore from disk), and a holder clears the key before a block's
+bytes can change; so a header that still holds the stamp after the bytes were
+read proves that they did not change since that write. The key alone would not:
+an object spilled, and restored into the same block while a slow read of the
+block is under way, holds its key again although the reader may have copied
+bytes of whatever the block held in between.
 """
 import struct
 
 HEADER_BYTES = 64
+CHECKED_BYTES = 24      # the header a cross-node reader reads again: key, readers, stamp
 _FIELDS = struct.Struct("<Qq")
+_CHECKED = struct.Struct("<QqQ")
 
 
-def write(view, offset, key):
-    """Mark the block at ``offset`` as holding object ``key`` (its bytes are in place), no readers."""
-    _FIELDS.pack_into(view, offset, key, 0)
+def write(view, offset, key, stamp):
+    """Mark the block at ``offset`` as holding object ``key``, whose bytes are in place (written
+    as ``stamp``), with no readers."""
+    _CHECKED.pack_into(view, offset, key, 0, stamp)
 
 
-_KEY = struct.Struct("<Q")
-
-
-def key_of(view, offset):
-    return _KEY.unpack_from(view, offset)[0]
+def holds(header, key, stamp):
+    """Whether ``header`` (a copy of a block's first ``CHECKED_BYTES``) names ``key`` written as ``stamp``."""
+    held, _, written = _CHECKED.unpack_from(header, 0)
+    return held == key and written == stamp
 
 
 def add_reader(view, offset, key):

@@ -80,7 +80,7 @@ _DECLARED = (
     Message("store_pin", ("object_id",), "reader", "object owner"),
     Message("store_unpin", ("object_id",), "reader", "object owner"),
     Message("store_free", ("location",), "object owner", "holder"),
-    Message("store_wake", ("assisted?",), "reader on another node", "holder"),
+    Message("store_wake", (), "reader on another node", "holder"),
     Message("store_read_done", (), "reader on another node", "holder"),
     Message("store_read_query", ("request_id", "key", "start", "size"), "reader on another node", "holder"),
     Message("store_read_spilled_query", ("request_id", "key"), "reader", "holder"),

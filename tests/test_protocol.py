@@ -53,7 +53,7 @@ def test_every_declared_message_has_a_handler_registered():
 
 def test_every_message_sent_is_declared_with_the_right_number_of_fields():
     sent = []
-    for path, call in _calls({"send", "send_local", "_send_to", "broadcast"}):
+    for path, call in _calls({"send", "send_now", "send_local", "_send_to", "broadcast"}):
         if "channel" in ast.unparse(call.func.value):
             continue   # the pipe between a rank and its slot processes (slot_wire.py), not between ranks
         for arg in call.args:

@@ -300,6 +300,13 @@ def test_spawn_watchdog_reports_a_vanished_process_once():
         child.wait(timeout=10)
 
 
+# Open MPI's heartbeat detector (which mpirt turns on under mpirun) crashed the survivors of the first
+# death in 3 of about 50 runs of the all-survivors round under mpirun: a segmentation fault inside
+# Open MPI (ompi_errhandler_proc_failed_internal, from the shared-memory transport); docs/design.md,
+# "Fault tolerance". These tests kill with SIGKILL, which the launcher reports without heartbeats,
+# so they run without the detector and test mpirt's replacement rounds, not that crash.
+DETECTOR_OFF = {"OMPI_MCA_mpi_ft_detector": "false"}
+
 REPLACEMENT_HELPERS = """
 @mpirt.remote
 def ident():
@@ -362,7 +369,8 @@ again = ranks_now(60)
 print("SECOND", max(again) > newcomer, newcomer not in again)
 print("SUM", sum(mpirt.get([total.remote(b) for b in mpirt.get([block.remote(10) for _ in range(8)])])) > 0)
 mpirt.shutdown()
-""", ranks=6, env={"MPIRT_RANKS_PER_NODE": "2", "MPIRT_HOST_SOCKETS": "1" if round_kind == "one-host" else "0"},
+""", ranks=6, env={"MPIRT_RANKS_PER_NODE": "2", "MPIRT_HOST_SOCKETS": "1" if round_kind == "one-host" else "0",
+                   **DETECTOR_OFF},
          returncode=137 if mode == "mpirun" else 0)   # mpirun: the killed replacement was a job of its own
     out = proc.stdout
     assert "BEFORE [2, 3, 4, 5]" in out, out

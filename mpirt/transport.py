@@ -107,26 +107,24 @@ class Transport:
 
     def send(self, dest, message):
         """Queue ``message`` for rank ``dest`` (any thread; never blocks on the network)."""
+        self._queue(dest, message)
+        if self._sleeping and not self._polling:  # Event.set costs ~5 us: only wake a thread that sleeps
+            self._wake_up()
+
+    def _queue(self, dest, message):
         with self._out_lock:
             box = self._outbox.get(dest)
             if box is None:
                 self._outbox[dest] = [message]
             else:
                 box.append(message)
-        if self._sleeping and not self._polling:  # Event.set costs ~5 us: only wake a thread that sleeps
-            self._wake_up()
 
     def send_now(self, dest, message):
         """``send``, then send what is queued from the calling thread unless another thread is
         sending right now (it then sends this too): for a message whose receiver should act at
         once. Through the progress thread such a message left ~110 us after ``send`` on the
         2-core development VM under load (the thread's wake-up), this way ~10 us."""
-        with self._out_lock:
-            box = self._outbox.get(dest)
-            if box is None:
-                self._outbox[dest] = [message]
-            else:
-                box.append(message)
+        self._queue(dest, message)
         try:
             sent = self._flush(wait=False)
         except mpi().Exception as error:

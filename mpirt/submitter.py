@@ -14,6 +14,7 @@ import warnings
 
 from .call_context import task_context
 from .exceptions import ErrorPayload, TaskCancelledError, TaskUnschedulableError, WorkerCrashedError
+from .lifecycle import refuse
 from .object_ref import ObjectRef, owner_of, session_of
 from .protocol import HEAD_RANK
 from .serialization import dumps
@@ -102,10 +103,6 @@ class TaskState(enum.IntEnum):
 WAITING, QUEUED, SENT, FINISHED = TaskState
 
 
-class IllegalTransition(RuntimeError):
-    """A task moved from a state it cannot leave that way: a bug in mpirt, never the user's."""
-
-
 class TaskRecord:
     """One task submitted by this rank. Its state changes only through the methods below, each
     of which checks the state it leaves; ``use_retry`` is the one place retries are counted."""
@@ -121,8 +118,7 @@ class TaskRecord:
             self._refuse(*allowed)
 
     def _refuse(self, *allowed):
-        raise IllegalTransition(f"task {self.name} ({self.task_id:x}) is {TaskState(self.state).name}, not "
-                                f"{' or '.join(TaskState(s).name for s in allowed)}")
+        refuse(f"task {self.name} ({self.task_id:x})", self.state, allowed, TaskState)
 
     def arguments_ready(self):
         """WAITING -> QUEUED: every argument is ready; it waits for a lease."""

@@ -2,7 +2,8 @@
 states, the illegal ones refused, retries counted in one place."""
 import pytest
 
-from mpirt.submitter import FINISHED, QUEUED, SENT, WAITING, IllegalTransition, TaskRecord
+from mpirt.lifecycle import IllegalTransition
+from mpirt.submitter import FINISHED, QUEUED, SENT, WAITING, TaskRecord
 
 
 def record(retries):

@@ -11,7 +11,8 @@ from . import actor, exceptions, runtime_context, util
 from .actor import get_actor, kill, method
 from .api import (available_resources, cancel, cluster_resources, get, get_gpu_ids, nodes, object_store_stats, put,
                   remote, timeline, wait)
-from .launch import init, is_initialized, shutdown
+from .current import is_initialized
+from .launch import init, shutdown
 from .object_ref import ObjectRef
 from .runtime_context import get_runtime_context
 

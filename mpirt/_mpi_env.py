@@ -19,6 +19,56 @@ _DEFAULTS = {
     "OMPI_MCA_mpi_yield_when_idle": "1",
 }
 
+# ULFM's heartbeat detector. It beats from MPI progress, which the progress thread drives at
+# least every millisecond; a rank silent for the timeout is declared dead (and aborts itself
+# if it was alive after all), so the timeout is generous: a rank waiting for a core on a busy
+# node must not be taken for dead (timeout > 3 periods). The detector's own thread
+# (mpi_ft_detector_thread) hung or failed start-up in most runs here: not used.
+_DETECTOR_DEFAULTS = {
+    "OMPI_MCA_mpi_ft_detector": "true",
+    "OMPI_MCA_mpi_ft_detector_period": "0.5",
+    "OMPI_MCA_mpi_ft_detector_timeout": "4.0",
+}
+# Set by an MPI launcher (mpirun/prterun, srun, hydra) in the processes it starts; a process
+# with none of them is a singleton: mpirt spawns its ranks (launch.py).
+_LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS")
+_SPAWN_DEFAULTS = {
+    "OMPI_MCA_mpi_ft_enable": "1",
+    "PRTE_MCA_state_base_recoverable": "1",
+}
+
+
+def ulfm_requested(environ=os.environ):
+    """True when ULFM is asked for: ``mpirun --with-ft ulfm`` sets this for every rank, and
+    mpirt sets it for a plain ``python app.py`` (``apply_ft_defaults``)."""
+    return environ.get("OMPI_MCA_mpi_ft_enable", "").lower() in ("1", "true", "yes")
+
+
+def is_singleton(environ=os.environ):
+    """True in a process no MPI launcher started (``python app.py``)."""
+    return not any(environ.get(name) for name in _LAUNCHER_VARIABLES)
+
+
+def apply_ft_defaults(environ=os.environ):
+    """ULFM for spawned jobs (their ranks survive a worker's death), and the detector's settings."""
+    singleton = is_singleton(environ)
+    if singleton and "OMPI_MCA_mpi_ft_enable" not in environ:
+        for key, value in _SPAWN_DEFAULTS.items():
+            environ.setdefault(key, value)
+    if ulfm_requested(environ):
+        # Spawned ranks are children of the singleton's prte, which reports every exit at once:
+        # no heartbeats needed. They would cost: a task holding the GIL in C code for longer than
+        # the timeout (sum(range(10**8)) on a busy machine) stops its rank's heartbeats, and the
+        # detector then declares the live rank dead and aborts it.
+        defaults = {"OMPI_MCA_mpi_ft_detector": "false"} if singleton else _DETECTOR_DEFAULTS
+        for key, value in defaults.items():
+            environ.setdefault(key, value)
+
+
+ENABLE_HINT = ("run the job with `mpirun --with-ft ulfm -n N python app.py` (Open MPI 5) so that mpirt "
+               "survives the death of a worker rank")
+
+
 _ROOT_DEFAULTS = {
     "OMPI_ALLOW_RUN_AS_ROOT": "1",
     "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
@@ -31,9 +81,7 @@ def apply_defaults(environ=os.environ):
     """Set mpirt's MPI defaults in ``environ`` where the user has not set them."""
     for key, value in _DEFAULTS.items():
         environ.setdefault(key, value)
-    from . import fault
-
-    fault.apply_defaults(environ)
+    apply_ft_defaults(environ)
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         for key, value in _ROOT_DEFAULTS.items():
             environ.setdefault(key, value)
@@ -63,9 +111,7 @@ def mpi():
         import mpi4py
 
         mpi4py.rc.thread_level = "multiple"
-        from . import fault
-
-        if fault.ulfm_requested():
+        if ulfm_requested():
             # After a rank dies MPI_Finalize may hang: mpirt finalizes itself when it is safe.
             mpi4py.rc.finalize = False
         from mpi4py import MPI

@@ -3,15 +3,13 @@ replace dead workers (``join``: see ``replacement.py``)."""
 import os
 import sys
 
+from .launch import serve_replacement, serve_spawned
+
 
 def main():
     if "join" in sys.argv[1:]:
         # Replacements exist only under ULFM; the newcomer needs it on before MPI starts.
         os.environ["OMPI_MCA_mpi_ft_enable"] = "1"
-        from .launch import serve_replacement
-
         serve_replacement()
         return
-    from .launch import serve_spawned
-
     serve_spawned()

@@ -13,13 +13,12 @@ import inspect
 from . import exceptions, runtime_env
 from .actor_caller import handle_events
 from .actor_host import ActorExit, SPECIAL_METHODS, method_table
-from .api import put
-from .launch import runtime_for_call
+from .call_context import task_context
+from .current import runtime_for_call
+from .object_ref import pickle_event, returned
+from .options import (ACTOR_DEFAULTS, METHOD_CALL_OPTIONS, METHOD_DECORATOR_OPTIONS, WithOptions,
+                      check_scheduling_strategy, validate_actor_options, validate_method_option)
 from .protocol import HEAD_RANK
-from .options import (ACTOR_DEFAULTS, METHOD_CALL_OPTIONS, METHOD_DECORATOR_OPTIONS, check_scheduling_strategy,
-                      validate_actor_options, validate_method_option)
-from .object_ref import pickle_event
-from .remote_function import WithOptions, returned
 from .scheduler.resources import make_shape
 from .serialization import dumps, loads, pack_arguments
 from .signals import holds_signals
@@ -63,8 +62,6 @@ def method(*args, **options):
 
 def exit_actor():
     """End the actor this method runs in; later calls raise ActorDiedError."""
-    from .call_context import task_context
-
     if getattr(task_context, "label", None) is None:
         raise RuntimeError("exit_actor() can only be called inside an actor method")
     raise ActorExit()
@@ -179,7 +176,7 @@ class ActorClass:
         # Placement needs a CPU free unless the actor asked for resources; it then holds only what it asked.
         placement = held if explicit else {**held, "CPU": 1.0}
         rt.cluster.check_feasible(placement, what=f"actor {name}")
-        args_blob, dep_refs = pack_arguments(f"{name}.__init__", bound, args, kwargs, put, INLINE_THRESHOLD)
+        args_blob, dep_refs = pack_arguments(f"{name}.__init__", bound, args, kwargs, rt.put, INLINE_THRESHOLD)
         if self._blob is None:
             blob = dumps(self._cls)
             # Ray's limits (a warning over 10 MB, an error from 100 MB); the class travels once
@@ -232,7 +229,7 @@ def _check_at_creation(actor_class, options, rt):
         raise ValueError("Actor name cannot be an empty string.")
     if options["namespace"] == "":
         raise ValueError('"" is not a valid namespace. Pass None to not specify a namespace.')
-    check_scheduling_strategy(options["scheduling_strategy"])
+    check_scheduling_strategy(options["scheduling_strategy"], rt)
     groups = options["concurrency_groups"] or {}
     for name, entry in actor_class._methods.items():
         if entry.concurrency_group is not None and entry.concurrency_group not in groups:
@@ -368,7 +365,7 @@ class ActorMethod:
         if args or kwargs or (signature is not None and entry.required):
             label = f"{handle._class_name}.{self._name}"
             bound = _bind(signature, f"{label}.remote()", args, kwargs, entry.required)
-            args_blob, dep_refs = pack_arguments(label, bound, args, kwargs, put, INLINE_THRESHOLD)
+            args_blob, dep_refs = pack_arguments(label, bound, args, kwargs, rt.put, INLINE_THRESHOLD)
         else:  # the common call without arguments: nothing to bind or pickle
             args_blob, dep_refs = None, ()
         max_retries = (overrides or {}).get("max_task_retries", entry.max_task_retries)

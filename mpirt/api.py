@@ -6,13 +6,14 @@ import math
 import numbers
 from typing import Any
 
-from .launch import runtime_for_call
+from . import tracing
+from .actor import ActorClass
+from .current import runtime_for_call
 from .object_ref import ObjectRef
 from .protocol import DRIVER_RANK, HEAD_RANK
 from .remote_function import RemoteFunction
-from .runtime_context import node_id_hex
+from .runtime_context import gpu_ids, node_id_hex
 from .signals import holds_signals
-from .store.manager import ObjectStoreFullError, encode
 
 
 def remote(*args: Any, **options: Any) -> Any:
@@ -30,8 +31,6 @@ def remote(*args: Any, **options: Any) -> Any:
 
 def _make_remote(target, options):
     if inspect.isclass(target):
-        from .actor import ActorClass
-
         return ActorClass(target, options)
     if not callable(target):
         raise TypeError(f"@remote needs a function, got {type(target).__name__}")
@@ -43,18 +42,7 @@ def put(value: Any) -> ObjectRef:
     """Store ``value`` and return an ObjectRef owned by this rank."""
     if isinstance(value, ObjectRef):
         raise TypeError("put() of an ObjectRef is not allowed; pass the ref itself instead")
-    rt = runtime_for_call()
-    try:
-        blob = encode(value, rt.store)
-    except ObjectStoreFullError:
-        raise
-    except Exception as exc:
-        raise TypeError(f"Could not serialize the value given to put() (type {type(value).__name__}): {exc}") from exc
-    with rt.lock:
-        object_id = rt.next_id()
-        rt.objects.create_owned(object_id)
-        rt.objects.set_ready(object_id, blob)
-        return ObjectRef(object_id)
+    return runtime_for_call().put(value)
 
 
 @holds_signals
@@ -76,12 +64,7 @@ def get(object_refs: ObjectRef | list[ObjectRef], *, timeout: float | None = Non
     for ref in refs:
         if not isinstance(ref, ObjectRef):
             raise TypeError(f"Attempting to call `get` on the value {_short(ref)}, which is not an ray.ObjectRef.")
-    timeout = _checked_timeout("get", timeout)
-    rt = runtime_for_call()
-    if refs:
-        rt.wait_objects(refs, len(refs), timeout, fail_fast=True)
-        rt.raise_first_error(refs)
-    values = [rt.value_of(ref) for ref in refs]
+    values = runtime_for_call().get(refs, _checked_timeout("get", timeout))
     return values[0] if single else values
 
 
@@ -187,13 +170,7 @@ def get_gpu_ids() -> list:
     GPUs belong to worker ranks (shared out by node-local rank); the process sees
     only its own through CUDA_VISIBLE_DEVICES, so device 0 there is the first id here.
     """
-    from .call_context import task_context
-
-    rt = runtime_for_call()
-    if not getattr(task_context, "num_gpus", 0.0):
-        return []
-    ids = rt.config["rank_info"][rt.rank]["gpu_ids"]
-    return [int(i) if i.isdigit() else i for i in ids]
+    return gpu_ids(runtime_for_call())
 
 
 def nodes() -> list[dict[str, Any]]:
@@ -218,8 +195,6 @@ def nodes() -> list[dict[str, Any]]:
 def timeline(filename: str | None = None) -> list[dict[str, Any]] | None:
     """Tasks, actor calls and waits of every rank as Chrome trace events; written to
     ``filename`` as JSON when given (open it in Perfetto or chrome://tracing)."""
-    from . import tracing
-
     rt = runtime_for_call()
     by_rank = {rt.rank: list(tracing.events)}
     for rank in rt.live_ranks():

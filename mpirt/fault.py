@@ -19,7 +19,7 @@ itself, unless the user set ``OMPI_MCA_mpi_ft_enable``: Open MPI reads
 singleton starts reads ``PRTE_MCA_state_base_recoverable``, without which PRRTE
 ends the whole spawned job when one of its processes dies (measured with
 ``benchmarks/probes/spawn_ulfm_probe.py``). MPI libraries without ULFM ignore
-both; there the driver's ``SpawnedRankWatchdog`` (launch.py) ends the job with a
+both (``_mpi_env.apply_ft_defaults`` sets them); there the driver's ``SpawnedRankWatchdog`` (launch.py) ends the job with a
 message when a spawned rank's process disappears, instead of hanging.
 """
 import os
@@ -27,61 +27,14 @@ import signal
 import sys
 import threading
 
-from ._mpi_env import mpi
+from ._mpi_env import mpi, ulfm_requested
 
 POLL_SECONDS = 0.05
-# ULFM's heartbeat detector. It beats from MPI progress, which the progress thread drives at
-# least every millisecond; a rank silent for the timeout is declared dead (and aborts itself
-# if it was alive after all), so the timeout is generous: a rank waiting for a core on a busy
-# node must not be taken for dead (timeout > 3 periods). The detector's own thread
-# (mpi_ft_detector_thread) hung or failed start-up in most runs here: not used.
-_DETECTOR_DEFAULTS = {
-    "OMPI_MCA_mpi_ft_detector": "true",
-    "OMPI_MCA_mpi_ft_detector_period": "0.5",
-    "OMPI_MCA_mpi_ft_detector_timeout": "4.0",
-}
-ENABLE_HINT = ("run the job with `mpirun --with-ft ulfm -n N python app.py` (Open MPI 5) so that mpirt "
-               "survives the death of a worker rank")
-
-
-# Set by an MPI launcher (mpirun/prterun, srun, hydra) in the processes it starts; a process
-# with none of them is a singleton: mpirt spawns its ranks (launch.py).
-_LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS")
-_SPAWN_DEFAULTS = {
-    "OMPI_MCA_mpi_ft_enable": "1",
-    "PRTE_MCA_state_base_recoverable": "1",
-}
-
-
-def ulfm_requested(environ=os.environ):
-    """True when ULFM is asked for: ``mpirun --with-ft ulfm`` sets this for every rank, and
-    mpirt sets it for a plain ``python app.py`` (``apply_defaults``)."""
-    return environ.get("OMPI_MCA_mpi_ft_enable", "").lower() in ("1", "true", "yes")
-
-
-def is_singleton(environ=os.environ):
-    """True in a process no MPI launcher started (``python app.py``)."""
-    return not any(environ.get(name) for name in _LAUNCHER_VARIABLES)
-
-
-def apply_defaults(environ=os.environ):
-    singleton = is_singleton(environ)
-    if singleton and "OMPI_MCA_mpi_ft_enable" not in environ:
-        for key, value in _SPAWN_DEFAULTS.items():
-            environ.setdefault(key, value)
-    if ulfm_requested(environ):
-        # Spawned ranks are children of the singleton's prte, which reports every exit at once:
-        # no heartbeats needed. They would cost: a task holding the GIL in C code for longer than
-        # the timeout (sum(range(10**8)) on a busy machine) stops its rank's heartbeats, and the
-        # detector then declares the live rank dead and aborts it.
-        defaults = {"OMPI_MCA_mpi_ft_detector": "false"} if singleton else _DETECTOR_DEFAULTS
-        for key, value in defaults.items():
-            environ.setdefault(key, value)
 
 
 def ulfm_available(comm):
     """True when the MPI library implements ULFM's calls (Open MPI 5 does; an MPI without
-    them ignores the variables above and raises here)."""
+    them ignores ``_mpi_env``'s ULFM variables and raises here)."""
     MPI = mpi()
     try:
         comm.Get_failed().Free()

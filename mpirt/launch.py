@@ -18,15 +18,17 @@ import threading
 import time
 import warnings
 
-from . import fault, log_forward, signals, slurm, task_slots
-from ._mpi_env import mpi, quiet_barrier
+from . import current, fault, log_forward, replacement, signals, slurm, task_slots
+from ._debug import dump_state
+from ._mpi_env import ENABLE_HINT, mpi, quiet_barrier
 from .protocol import DRIVER_RANK, HEAD_RANK
 from .runtime import Runtime
 from .runtime_env import resolve as resolve_runtime_env
 from .scheduler.gpus import detect_node_gpus, restrict_visible_gpus, share_gpus
+from .scheduler.resources import make_shape
 from .store.arena import node_communicator
+from .store.capacity import requested_bytes
 
-_runtime = None
 _runtime_lock = threading.Lock()
 _session_counter = 0
 _atexit_registered = False
@@ -92,23 +94,6 @@ class _Launch:
         self.watchdog = None    # spawn mode without ULFM: fault.SpawnedRankWatchdog
 
 
-def is_initialized() -> bool:
-    return _runtime is not None
-
-
-def runtime_for_call():
-    """The running Runtime; the first API call without ``init()`` starts a default one."""
-    rt = _runtime
-    if rt is None:
-        init()
-        rt = _runtime
-    return rt
-
-
-def current_runtime():
-    return _runtime
-
-
 @signals.holds_signals
 def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,
          resources: dict[str, float] | None = None, labels: dict[str, str] | None = None,
@@ -129,7 +114,7 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
     None, "auto" or "local" (mpirt starts or joins its own ranks; it cannot connect to a Ray
     cluster).
     """
-    global _runtime, _session_counter, _atexit_registered
+    global _session_counter, _atexit_registered
     arguments = dict(locals())
     del arguments["kwargs"]
     _check_init_keywords(arguments, kwargs)
@@ -145,7 +130,7 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
     # Ctrl-C while ranks start would leave them, and this process's MPI_Finalize, waiting forever.
     signals.driver_holds_signals()
     with _runtime_lock:
-        if _runtime is not None:
+        if current.runtime() is not None:
             if ignore_reinit_error:
                 return
             raise RuntimeError("Maybe you called ray.init twice by accident? This error can be suppressed by passing "
@@ -162,7 +147,7 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
         else:
             rt = _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver, namespace,
                                      object_store_memory, job_env)
-        _runtime = rt
+        current.set_runtime(rt)
         if not _atexit_registered:
             atexit.register(shutdown)
             _atexit_registered = True
@@ -213,16 +198,12 @@ def _check_init_args(num_cpus, num_gpus, resources):
             if isinstance(amount, bool) or not isinstance(amount, numbers.Real):
                 raise TypeError(f"init(resources=...): the quantity of resource {name} must be a number, got "
                                 f"{amount!r}")
-        from .scheduler.resources import make_shape
-
         make_shape(0, 0, resources)
 
 
 def _store_bytes(object_store_memory):
     """Store bytes per node asked for (argument, else MPIRT_OBJECT_STORE_MEMORY), or None: each node
     then takes Ray's default for its own memory (``store/capacity.py``)."""
-    from .store.capacity import requested_bytes
-
     return requested_bytes(object_store_memory)
 
 
@@ -317,20 +298,19 @@ def serve_spawned():
 
 def serve_replacement():
     """Entry point of a rank spawned to replace a dead worker (``replacement.py``)."""
-    from . import replacement
-
     if len(sys.argv) >= 4 and sys.argv[3] == socket.gethostname():   # ['-c', 'join', driver pid, host]
         _leave_with_driver(int(sys.argv[2]))
     MPI = mpi()
     parent = MPI.Comm.Get_parent()
 
-    def prepare(plan, rank):
+    def build_runtime(comm, plan, joining):
         config = plan["config"]
         _adopt_driver_environment(config)
-        info = config["rank_info"][rank]
+        info = config["rank_info"][joining.rank]
         restrict_visible_gpus(info["gpu_ids"], info["node_gpus"])
+        return Runtime(comm, plan["session"], plan["resources_by_rank"], config, joining=joining)
 
-    rt, merged = replacement.join(parent, prepare)
+    rt, merged = replacement.join(parent, build_runtime)
     rt.launch = _Launch("spawn", merged, parent)
     _serve(rt)
 
@@ -389,8 +369,6 @@ def _start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver
 
 def _debug_dumps(rt):
     if os.environ.get("MPIRT_DEBUG_DUMP"):
-        from ._debug import dump_state
-
         rt.transport.add_ticker(float(os.environ["MPIRT_DEBUG_DUMP"]), lambda: dump_state(rt))
 
 
@@ -399,7 +377,7 @@ def _start_driver(rt):
     signals.driver_exits_cleanly_on_sigterm()
     signals.driver_holds_signals()
     if rt.launch.mode == "mpirun" and not rt.failures.enabled and not os.environ.get("MPIRT_QUIET"):
-        sys.stderr.write(f"mpirt: without ULFM a worker rank that dies ends the whole job; {fault.ENABLE_HINT}\n")
+        sys.stderr.write(f"mpirt: without ULFM a worker rank that dies ends the whole job; {ENABLE_HINT}\n")
     slots_line = task_slots.describe(rt.config["task_slots"], rt.cluster.resources_by_rank, rt.cluster.worker_ranks)
     if slots_line and not os.environ.get("MPIRT_QUIET"):
         sys.stderr.write(slots_line + "\n")
@@ -445,8 +423,7 @@ def _adopt_driver_environment(config, chdir=True):
 
 def _serve(rt):
     """Non-driver ranks: run until the driver says shutdown, then leave the process."""
-    global _runtime
-    _runtime = rt  # tasks running here submit and get through it
+    current.set_runtime(rt)  # tasks running here submit and get through it
     if rt.config.get("log_to_driver", True):
         log_forward.install(rt, "scheduler" if rt.rank == HEAD_RANK else "worker")
     signals.serve_until_driver_says(rt.stopped)
@@ -497,12 +474,12 @@ def _release_communicators(rt):
 @signals.holds_signals
 def shutdown() -> None:
     """Stop every rank of this session. ``init()`` may be called again afterwards."""
-    global _runtime, _mpirun_session_ended
+    global _mpirun_session_ended
     with _runtime_lock:
-        rt = _runtime
+        rt = current.runtime()
         if rt is None:
             return
-        _runtime = None
+        current.set_runtime(None)
         _mpirun_session_ended = rt.launch.mode == "mpirun"
     if rt.launch.watchdog is not None:
         rt.launch.watchdog.stop()          # the spawned ranks now exit on purpose
@@ -543,3 +520,6 @@ def _finalize_at_exit():
     MPI = mpi()
     if not _deaths_seen and not MPI.Is_finalized():
         MPI.Finalize()
+
+
+current.set_default_starter(init)

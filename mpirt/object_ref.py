@@ -4,6 +4,7 @@ import collections
 import concurrent.futures
 import threading
 
+from . import current
 from .reachability import ARRIVED, CREATED, DELETED, PICKLED, PINNED
 
 # Object ids are ints: session (bits 52+) | owner rank (bits 32-51) | sequence (bits 0-31).
@@ -34,6 +35,15 @@ def owner_of(object_id):
 
 def session_of(object_id):
     return object_id >> _SESSION_SHIFT
+
+
+def returned(refs, num_returns):
+    """What ``.remote()`` gives back, as in Ray: one ref, None, or a list."""
+    if num_returns == 1:
+        return refs[0]
+    if num_returns == 0:
+        return None
+    return refs
 
 
 class ObjectRef:
@@ -74,13 +84,11 @@ class ObjectRef:
     def future(self):
         """A ``concurrent.futures.Future`` that gets the value (or the error) once it is ready,
         as Ray's ``ObjectRef.future()``."""
-        from .api import get   # api imports this module
-
         future = concurrent.futures.Future()
 
         def resolve():
             try:
-                future.set_result(get(self))
+                future.set_result(current.runtime_for_call().get([self])[0])
             except BaseException as exc:  # noqa: B902 - the future carries it
                 future.set_exception(exc)
 

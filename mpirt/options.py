@@ -13,6 +13,8 @@ import inspect
 import re
 
 from . import runtime_env as runtime_env_module
+from .runtime_context import node_id_hex
+from .scheduler.strategies import NodeAffinitySchedulingStrategy
 from .scheduler.resources import make_shape
 
 _NONE = type(None)
@@ -48,9 +50,21 @@ ACCEPTED_ONLY = {
 }
 
 
+class WithOptions:
+    """What ``.options(...)`` returns: ``.remote(...)`` with those options applied."""
+
+    __slots__ = ("_submit", "_options")
+
+    def __init__(self, submit, options):
+        self._submit = submit
+        self._options = options
+
+    def remote(self, *args, **kwargs):
+        return self._submit(args, kwargs, self._options)
+
+
 class Option:
-    """One keyword: the types it takes (or a function giving them, for classes imported late)
-    and a check of its value returning Ray's message for a wrong one, or None."""
+    """One keyword: the types it takes and a check of its value returning Ray's message for a wrong one, or None."""
 
     __slots__ = ("types", "check")
 
@@ -59,7 +73,7 @@ class Option:
         self.check = check
 
     def validate(self, key, value):
-        types = self.types if isinstance(self.types, (type, tuple)) else self.types()
+        types = self.types
         if not isinstance(value, types):
             raise TypeError(f"The type of keyword '{key}' must be {types}, but received type {type(value)}: "
                             f"{key}={value!r}")
@@ -181,21 +195,8 @@ def _check_concurrency_groups(groups):
     return None
 
 
-def _strategy_types():
-    """None, a string ("DEFAULT", "SPREAD") or a strategy object from mpirt.util.scheduling_strategies."""
-    from .util import scheduling_strategies
-
-    classes = tuple(value for name, value in vars(scheduling_strategies).items()
-                    if name.endswith("SchedulingStrategy") and inspect.isclass(value))
-    return (_NONE, str) + classes
-
-
-def _placement_group_types():
-    try:
-        from .util.placement_group import PlacementGroup
-    except ImportError:
-        return (_NONE, str)
-    return (_NONE, str, PlacementGroup)
+# scheduling_strategy: None, a string ("DEFAULT", "SPREAD") or a strategy object (mpirt.util.scheduling_strategies).
+_STRATEGY_TYPES = (_NONE, str, NodeAffinitySchedulingStrategy)
 
 
 _NUM_RETURNS_RULE = ("Default None. When None is passed, The default value is 1 for a task and actor task, and "
@@ -227,12 +228,12 @@ COMMON_OPTIONS = {
     "num_cpus": _resource("num_cpus"),
     "num_gpus": _resource("num_gpus"),
     "object_store_memory": _counting("object_store_memory", infinite=False),
-    "placement_group": Option(_placement_group_types),
+    "placement_group": Option((_NONE, str)),
     "placement_group_bundle_index": Option(int),
     "placement_group_capture_child_tasks": Option((bool, _NONE)),
     "resources": Option((dict, _NONE), _check_resources),
     "runtime_env": Option((dict, _NONE), _check_runtime_env),
-    "scheduling_strategy": Option(_strategy_types),
+    "scheduling_strategy": Option(_STRATEGY_TYPES),
     "enable_task_events": Option(bool),
     "_labels": Option((dict, _NONE)),
 }
@@ -368,9 +369,9 @@ def validate_actor_options(options, in_options):
     return _resolved(options, ".options()" if in_options else "@remote")
 
 
-def check_scheduling_strategy(strategy):
-    """What Ray checks of ``scheduling_strategy`` when work is submitted rather than when the
-    option is given."""
+def check_scheduling_strategy(strategy, rt):
+    """What Ray checks of ``scheduling_strategy`` when work is submitted (to ``rt``) rather than
+    when the option is given."""
     if strategy is None:
         return
     if isinstance(strategy, str):
@@ -378,10 +379,9 @@ def check_scheduling_strategy(strategy):
             raise ValueError(f'Invalid scheduling_strategy value {strategy}. Valid values are ["DEFAULT" | "SPREAD" '
                              '| PlacementGroupSchedulingStrategy | NodeAffinitySchedulingStrategy]')
         return
-    if type(strategy).__name__ == "NodeAffinitySchedulingStrategy" and not strategy.soft:
-        from .api import nodes
-
-        known = [str(node["NodeID"]) for node in nodes()]
+    if isinstance(strategy, NodeAffinitySchedulingStrategy) and not strategy.soft:
+        nodes = sorted({rt.store.arena.node_of[rank] for rank in rt.live_ranks()})
+        known = [node_id_hex(rt.session, node) for node in nodes]
         if strategy.node_id not in known:
             raise ValueError(f"NodeAffinitySchedulingStrategy(node_id={strategy.node_id!r}, soft=False): there is "
                              f"no such node (the nodes are {known}); the work could never be placed")

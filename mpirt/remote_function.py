@@ -9,8 +9,11 @@ import itertools
 import os
 
 from . import runtime_env
-from .launch import runtime_for_call
-from .options import DEFAULT_MAX_RETRIES, TASK_DEFAULTS, check_scheduling_strategy, validate_task_options
+from .current import runtime_for_call
+from .actor import ActorHandle
+from .object_ref import returned
+from .options import (DEFAULT_MAX_RETRIES, TASK_DEFAULTS, WithOptions, check_scheduling_strategy,
+                      validate_task_options)
 from .scheduler.resources import make_shape, shape_key
 from .serialization import dumps, pack_arguments
 from .signals import holds_signals
@@ -18,19 +21,6 @@ from .store.manager import INLINE_THRESHOLD
 from .submitter import FunctionDescriptor
 
 _function_ids = itertools.count(1)
-
-
-class WithOptions:
-    """What ``.options(...)`` returns: ``.remote(...)`` with those options applied."""
-
-    __slots__ = ("_submit", "_options")
-
-    def __init__(self, submit, options):
-        self._submit = submit
-        self._options = options
-
-    def remote(self, *args, **kwargs):
-        return self._submit(args, kwargs, self._options)
 
 
 class RemoteFunction:
@@ -118,10 +108,10 @@ class RemoteFunction:
         shape, key = self._shape(options)
         rt.cluster.check_feasible(shape, what=f"task {name}", key=key)
         if options["scheduling_strategy"] is not None:
-            check_scheduling_strategy(options["scheduling_strategy"])
+            check_scheduling_strategy(options["scheduling_strategy"], rt)
         max_retries = options["max_retries"]
         environment = runtime_env.for_submission(rt.config.get("runtime_env"), options["runtime_env"])
-        args_blob, dep_refs = pack_arguments(name, bound, args, kwargs, _put, INLINE_THRESHOLD)
+        args_blob, dep_refs = pack_arguments(name, bound, args, kwargs, rt.put, INLINE_THRESHOLD)
         refs = rt.submitter.submit(
             self._descriptor_for_process(), args_blob, dep_refs, num_returns, key, shape,
             DEFAULT_MAX_RETRIES if max_retries is None else max_retries, _retry_spec(options["retry_exceptions"]),
@@ -130,30 +120,13 @@ class RemoteFunction:
         return returned(refs, num_returns)
 
 
-def returned(refs, num_returns):
-    """What ``.remote()`` gives back, as in Ray: one ref, None, or a list."""
-    if num_returns == 1:
-        return refs[0]
-    if num_returns == 0:
-        return None
-    return refs
-
-
 def _first_actor_argument(args, kwargs):
     """The id of the first actor handed to the task as an argument (the task will likely call it:
     its rank is a good place to run), or None."""
-    from .actor import ActorHandle  # actor.py imports this module
-
     for value in itertools.chain(args, kwargs.values()):
         if type(value) is ActorHandle:
             return value._actor_id
     return None
-
-
-def _put(value):
-    from .api import put  # api imports this module
-
-    return put(value)
 
 
 def _retry_spec(retry_exceptions):

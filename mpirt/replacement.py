@@ -40,7 +40,10 @@ import time
 import traceback
 
 from ._mpi_env import mpi, quiet_barrier
+from .host_socket import HostSocket
 from .protocol import DRIVER_RANK, HEAD_RANK
+from .store.arena import Arena
+from .store.spill import RankSpill
 
 REPLACE_DELAY = 0.2    # seconds from a death to its round: deaths within it are replaced together
 MAX_FAILED_ROUNDS = 3  # rounds in a row that fail (deaths during them) before replacement stops
@@ -423,16 +426,12 @@ class Joining:
 
     def spill(self):
         """(this rank's RankSpill or None, why there is none), in its node's spill directory."""
-        from .store.spill import RankSpill
-
         directory = self.plan["spills"].get(self.rank)
         if directory is None:
             return None, "its node's ranks have no spill directory"
         return RankSpill(directory, self.rank), None
 
     def host_socket(self):
-        from .host_socket import HostSocket
-
         if self.plan["host"] is None:
             return None
         token, cookie = self.plan["host"]
@@ -444,23 +443,21 @@ class Joining:
         return [r for r in self.plan["live"] if r != self.rank] if self.plan["host"] is not None else ()
 
 
-def join(parent, prepare):
+def join(parent, build_runtime):
     """A newcomer's part of the round that spawned it (``parent``: the intercommunicator to the
     survivors, which spawned it).
-    ``prepare(plan, rank)`` sets the process up as the driver's environment says before its
-    runtime is built. Returns the runtime, or ends the process if it could not join."""
+    ``build_runtime(comm, plan, joining)`` sets the process up as the driver's environment says
+    and builds its Runtime over ``comm`` (the launcher's job: this module sits below the runtime).
+    Returns the runtime, or ends the process if it could not join."""
     MPI = mpi()
     try:
         merged = parent.Merge(high=True)
-        return _join_round(merged, prepare, MPI), merged
+        return _join_round(merged, build_runtime, MPI), merged
     except MPI.Exception:   # the survivors called the round off (a death during it): leave quietly
         os._exit(1)
 
 
-def _join_round(merged, prepare, MPI):
-    from .runtime import Runtime
-    from .store.arena import Arena
-
+def _join_round(merged, build_runtime, MPI):
     merged.allgather({"rank": None, "host": socket.gethostname(), "pool": None, "spill": None})
     plan = merged.bcast(None, root=0)
     rank = plan["members"][merged.Get_rank()]
@@ -475,9 +472,7 @@ def _join_round(merged, prepare, MPI):
     runtime = None
     if problem is None:
         try:
-            prepare(plan, rank)
-            runtime = Runtime(merged, plan["session"], plan["resources_by_rank"], plan["config"],
-                              joining=Joining(plan, rank, arena))
+            runtime = build_runtime(merged, plan, Joining(plan, rank, arena))
             if window is not None:
                 arena.use_window(window, plan["members"])
         except Exception:  # noqa: BLE001 - said below, and the round is called off

@@ -11,17 +11,25 @@ import sys
 import threading
 import time
 
-from . import protocol, tracing
+from . import log_forward, protocol, tracing
+from .actor_caller import ActorCaller
+from .actor_host import ActorHost
 from .call_context import task_context
 from .exceptions import ErrorPayload, GetTimeoutError
-from .object_ref import make_object_id, session_of
+from .executor import TaskExecutor
+from .fault import FailureMonitor
+from .host_socket import HostSocket
+from .object_ref import ObjectRef, make_object_id, session_of
 from .objects import ObjectTable
 from .protocol import DRIVER_RANK, HEAD_RANK
+from .replacement import Replacement
+from .scheduler.head import HeadScheduler
 from .scheduler.resources import ClusterView
 from .serialization import loads
 from .signals import HOLD
 from .store.device import DeviceObject
-from .store.manager import StoreLocation
+from .store.manager import ObjectStoreFullError, StoreLocation, StoreManager, encode
+from .submitter import TaskSubmitter
 from .threads import handoffs
 from .transport import POLL_BUDGET, Transport
 
@@ -86,22 +94,14 @@ class Runtime:
         self.cluster = ClusterView(resources_by_rank, config)
         self._seq = itertools.count(1)
         self.transport = Transport(comm, self._dispatch, lock=self.lock, members=self.members)
-        from .fault import FailureMonitor
-
         self.failures = FailureMonitor(self)
         self.failures.handlers.append(self._on_rank_dead)
         if joining is not None:
             self.failures.dead.update(joining.dead)
-        from .replacement import Replacement
-
         self.replacement = Replacement(self)
         self.cluster.replacements_expected = self.replacement.expected
         self.objects = ObjectTable(self)
-        from .store.manager import StoreManager
-
         self.store = StoreManager(self, comm, config["object_store_memory"], config.get("ranks_per_node"), joining)
-        from .host_socket import HostSocket
-
         if joining is None:
             self.transport.enable_host_socket(HostSocket.open(comm), self._mail_peers(config))  # collective
         else:
@@ -118,26 +118,15 @@ class Runtime:
             timeline_query=self._on_timeline_query,
         )
         self.transport.add_ticker(0.005, self._apply_ref_events)
-        # Imported here to keep the module graph one-directional.
-        from .submitter import TaskSubmitter
-
         self.submitter = TaskSubmitter(self)
-        from .actor_caller import ActorCaller
-
         self.actors = ActorCaller(self)
         self.executor = None
         self.actor_host = None
         self.head = None
         if self.rank == HEAD_RANK:
-            from .scheduler.head import HeadScheduler
-
             self.head = HeadScheduler(self, self.cluster)
         elif self.rank in self.cluster.worker_ranks:
-            from .executor import TaskExecutor
-
             self.executor = TaskExecutor(self)
-            from .actor_host import ActorHost
-
             self.actor_host = ActorHost(self)
 
     def _mail_peers(self, config):
@@ -175,6 +164,30 @@ class Runtime:
         with self.lock:
             self.objects.apply_ref_events()
             self.store.unpin_gone_views()
+
+    # -- the object API's core -------------------------------------------------
+    def put(self, value):
+        """Store ``value`` as an object this rank owns and return its ObjectRef."""
+        try:
+            blob = encode(value, self.store)
+        except ObjectStoreFullError:
+            raise
+        except Exception as exc:
+            raise TypeError(f"Could not serialize the value given to put() (type {type(value).__name__}): "
+                            f"{exc}") from exc
+        with self.lock:
+            object_id = self.next_id()
+            self.objects.create_owned(object_id)
+            self.objects.set_ready(object_id, blob)
+            return ObjectRef(object_id)
+
+    def get(self, refs, timeout=None):
+        """The values of ``refs`` (a list), waiting up to ``timeout`` seconds (None: no limit);
+        raises the error of the first failed one as soon as one failed."""
+        if refs:
+            self.wait_objects(refs, len(refs), timeout, fail_fast=True)
+            self.raise_first_error(refs)
+        return [self.value_of(ref) for ref in refs]
 
     # -- waiting for objects -------------------------------------------------
     def wait_objects(self, refs, num_required, timeout, fail_fast):
@@ -346,8 +359,6 @@ class Runtime:
         self.cond.notify_all()
 
     def _on_shutdown(self, source, free_store):
-        from . import log_forward
-
         log_forward.flush()
         self.free_store_at_exit = free_store
         self.send(source, ("shutdown_ack",))

@@ -23,7 +23,7 @@ Missing fields read as their defaults, so a context set by an older host still a
 from __future__ import annotations
 
 from .call_context import async_call, running_actor_call, task_context
-from .launch import current_runtime
+from . import current
 
 
 def hex_id(value):
@@ -37,13 +37,23 @@ def node_id_hex(session, node):
     return "4e" + format(session << 32 | node, "054x")
 
 
+def gpu_ids(rt):
+    """The GPU ids of the task or actor running in this thread on ``rt`` ([] if it asked for none):
+    ``get_gpu_ids()``. GPUs belong to worker ranks (shared out by node-local rank); the process
+    sees only its own through CUDA_VISIBLE_DEVICES, so device 0 there is the first id here."""
+    if not getattr(task_context, "num_gpus", 0.0):
+        return []
+    ids = rt.config["rank_info"][rt.rank]["gpu_ids"]
+    return [int(i) if i.isdigit() else i for i in ids]
+
+
 def worker_id_hex(session, rank):
     """The id of the process ``rank`` (every rank is one process): 56 hex digits starting "57" (W)."""
     return "57" + format(session << 32 | rank, "054x")
 
 
 def _running(what):
-    rt = current_runtime()
+    rt = current.runtime()
     if rt is None:
         raise RuntimeError(f"{what} is not available because Ray has not been initialized.")
     return rt
@@ -136,10 +146,8 @@ class RuntimeContext:
 
     def get_accelerator_ids(self):
         """``{"GPU": [ids]}``: the GPUs of the running task or actor, as strings (none on the driver)."""
-        from .api import get_gpu_ids
-
         _running("Accelerator ids")
-        return {"GPU": [str(i) for i in get_gpu_ids()]}
+        return {"GPU": [str(i) for i in gpu_ids(current.runtime())]}
 
     def get_resource_ids(self):
         """Ray's older name of ``get_accelerator_ids``."""

@@ -35,7 +35,7 @@ import numpy as np
 
 import mpirt
 
-from . import actor, launch, object_ref, remote_function, runtime_context, slot_wire
+from . import actor, current, launch, object_ref, remote_function, runtime_context, slot_wire
 from .actor import ActorClass, ActorHandle, _meta_of
 from .exceptions import ErrorPayload, TaskCancelledError
 from .executor import as_task_failure, matches_retry, split_returns
@@ -204,9 +204,9 @@ def install_forwarding():
 
     replaced[id(runtime_context.get_runtime_context)] = get_runtime_context
     replaced[id(launch.init)] = _ignore_init
-    replaced[id(launch.is_initialized)] = lambda: True
     rank_runtime = _RankRuntime()
-    replaced[id(launch.current_runtime)] = lambda: rank_runtime
+    current.set_runtime(rank_runtime)
+    replaced[id(current.runtime_for_call)] = _not_here("this call")
     replaced[id(launch.shutdown)] = _not_here("shutdown()")
     originals = {key: None for key in replaced}
     for module_name, module in list(sys.modules.items()):
@@ -215,7 +215,6 @@ def install_forwarding():
         for name, value in list(vars(module).items()):
             if id(value) in originals and callable(value):
                 setattr(module, name, replaced[id(value)])
-    launch.runtime_for_call = _not_here("this call")
     remote_function.RemoteFunction._submit = _submit_remote_function
     actor.ActorClass._create = _create_actor
     actor.ActorMethod._submit = _submit_actor_method
@@ -223,13 +222,13 @@ def install_forwarding():
 
 
 class _RankRuntime:
-    """``launch.current_runtime()`` in a slot: reading an attribute (``.rank``, ``.config``)
+    """``current.runtime()`` in a slot: reading an attribute (``.rank``, ``.config``)
     reads it of the rank's runtime (the value must pickle)."""
 
     def __getattr__(self, name):
         if name.startswith("__"):
             raise AttributeError(name)
-        return call_rank("mpirt.launch", ("_runtime", name), False)
+        return call_rank("mpirt.current", ("_runtime", name), False)
 
 
 def _ignore_init(*args, ignore_reinit_error=False, **kwargs):

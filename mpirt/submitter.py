@@ -12,6 +12,8 @@ import os
 import time
 import warnings
 
+import numpy as np
+
 from .call_context import task_context
 from .exceptions import ErrorPayload, TaskCancelledError, TaskUnschedulableError, WorkerCrashedError
 from .lifecycle import refuse
@@ -77,15 +79,11 @@ class FunctionDescriptor:
         self.name = name
         self.stored = None
 
-    def store_once(self, session):
-        """Put a large pickle into the object store (caller thread, before the task is queued),
+    def store_once(self, rt):
+        """Put a large pickle into ``rt``'s object store (caller thread, before the task is queued),
         unless this session has it already (a descriptor outlives ``shutdown()``; refs do not)."""
-        if len(self.blob) > INLINE_THRESHOLD and (self.stored is None or session_of(self.stored.id) != session):
-            import numpy as np
-
-            from .api import put   # api imports the modules that import this one
-
-            self.stored = put(np.frombuffer(self.blob, dtype=np.uint8))   # read back as a view, not a copy
+        if len(self.blob) > INLINE_THRESHOLD and (self.stored is None or session_of(self.stored.id) != rt.session):
+            self.stored = rt.put(np.frombuffer(self.blob, dtype=np.uint8))   # read back as a view, not a copy
 
     def sent_form(self):
         """What the first task to a worker carries: the pickle, or its ObjectRef."""
@@ -227,7 +225,7 @@ class TaskSubmitter:
         place when no large argument decides it. ``environment``: its runtime_env beyond the job's
         (``runtime_env.for_submission``), applied by the worker while it runs."""
         rt = self.rt
-        function.store_once(rt.session)
+        function.store_once(rt)
         parent = getattr(task_context, "task", None)   # the task submitting it, on a worker rank
         with rt.lock:
             rec = TaskRecord()

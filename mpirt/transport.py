@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 
-from ._mpi_env import mpi
+from ._mpi_env import ENABLE_HINT, mpi
 from .threads import handoffs
 
 TAG = 7
@@ -514,12 +514,9 @@ class Transport:
 def _fatal(rank, error):
     """An MPI error mpirt cannot recover from (without ULFM: a rank died). End this rank with a
     message instead of a silent hang."""
-    from .fault import ENABLE_HINT
-
     sys.__stderr__.write(f"mpirt rank {rank}: MPI failed ({error}); a rank has probably died, and without "
                          f"ULFM the job cannot go on. To survive worker deaths, {ENABLE_HINT}\n")
     sys.__stderr__.flush()
-    import os
     os._exit(1)
 
 

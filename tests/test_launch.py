@@ -337,7 +337,7 @@ print("ok")
 
 LARGE_BATCHES = """
 import os, mpirt
-from mpirt.launch import runtime_for_call
+from mpirt.current import runtime_for_call
 
 mpirt.init(num_cpus=2)
 

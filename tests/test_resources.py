@@ -28,7 +28,7 @@ def test_nodes_and_timeline(rt, tmp_path):
     nodes = rt.nodes()
     assert len(nodes) == 1 and nodes[0]["Alive"]
     assert nodes[0]["Ranks"] == [0, 1, 2, 3] and nodes[0]["Resources"] == {"CPU": 2.0}
-    runtime = mpirt.launch.current_runtime()       # the head's pools group ranks as the store does
+    runtime = mpirt.current.runtime()       # the head's pools group ranks as the store does
     assert runtime.cluster.node_of == {2: runtime.store.arena.node_of[2], 3: runtime.store.arena.node_of[3]}
 
     @mpirt.remote
@@ -300,7 +300,7 @@ def test_init_with_zero_cpus_runs_zero_cpu_work(tmp_path, ranks):
 
 NODES_APP = """
 import time, mpirt as ray
-from mpirt.launch import current_runtime
+from mpirt.current import runtime as current_runtime
 ray.init()
 @ray.remote(num_cpus=2)
 def whole_node():

@@ -1,6 +1,7 @@
 """Resource requests ("shapes"), and the cluster as node pools that worker ranks execute for."""
 import numbers
 
+from ..exceptions import InfeasibleResourceError
 from ..protocol import DRIVER_RANK, HEAD_RANK
 
 CPU = "CPU"
@@ -151,8 +152,6 @@ class ClusterView:
             if key is not None:
                 self._feasible.add(key)
             return
-        from ..exceptions import InfeasibleResourceError
-
         have = self.totals()
         for name, amount in shape.items():
             if name in RANK_BOUND:

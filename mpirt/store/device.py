@@ -30,6 +30,8 @@ import sys
 import threading
 import time
 
+from .. import current
+from .._mpi_env import mpi
 from ..exceptions import ObjectLostError
 
 INLINE_THRESHOLD = 100 * 1024    # the store's inline limit (manager.py uses this one)
@@ -142,17 +144,11 @@ def _check_reader_has_gpu(cupy, nbytes):
     except Exception:
         count = 0
     if count == 0:
-        rank = getattr(_runtime(), "rank", "?")
+        rank = getattr(current.runtime(), "rank", "?")
         raise RuntimeError(
             f"rank {rank} cannot receive a GPU array ({nbytes:,} bytes): it has no GPU "
             f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')!r}). Give the task or actor "
             "num_gpus=..., or move the array to host memory (cupy.asnumpy / tensor.cpu()) before passing it")
-
-
-def _runtime():
-    from ..launch import current_runtime
-
-    return current_runtime()
 
 
 # -- large arrays: a handle to sealed device memory -----------------------------
@@ -176,7 +172,7 @@ def reduce_sealed(handle):
 
 def _open_device_array(handle):
     """Unpickling a sealed GPU array: the reader's own copy (see the module docstring)."""
-    rt = _runtime()
+    rt = current.runtime()
     if rt is None:
         raise RuntimeError("a GPU array from the object store can only be read while mpirt is running")
     return rt.store.device.read(handle)
@@ -316,8 +312,6 @@ class DeviceStore:
 
     def _copy_staged(self, cupy, handle, out):
         """Receive the bytes from the holder over MPI, chunk by chunk, into ``out``."""
-        from .._mpi_env import mpi
-
         MPI = mpi()
         if self.rt.transport.is_current_thread():
             raise RuntimeError("a GPU array from another node cannot be read on the progress thread")
@@ -384,8 +378,6 @@ class DeviceStore:
                          name="mpirt-gpu-stream").start()
 
     def _stream(self, dest, tag, direct, entry):
-        from .._mpi_env import mpi
-
         MPI = mpi()
         cupy = _cupy()
         memory, nbytes, device_id = entry

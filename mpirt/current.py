@@ -1,0 +1,40 @@
+"""The Runtime this process runs: set by ``launch`` when mpirt starts, cleared at shutdown.
+
+A leaf, so every layer can reach the running Runtime without importing the layers above it.
+``runtime_for_call`` starts a default session on the first API call made without ``init()``
+(as Ray does); the starter is ``launch.init``, which registers itself here when it is imported,
+so this module never imports ``launch``.
+"""
+_runtime = None
+_start_default = None
+
+
+def runtime():
+    """The running Runtime, or None before ``init()`` and after ``shutdown()``."""
+    return _runtime
+
+
+def is_initialized() -> bool:
+    """Whether mpirt runs in this process (Ray's ``is_initialized``)."""
+    return _runtime is not None
+
+
+def runtime_for_call():
+    """The running Runtime; the first API call without ``init()`` starts a default one."""
+    rt = _runtime
+    if rt is None:
+        _start_default()
+        rt = _runtime
+    return rt
+
+
+def set_runtime(rt):
+    """Make ``rt`` the process's Runtime (None: none runs)."""
+    global _runtime
+    _runtime = rt
+
+
+def set_default_starter(start):
+    """``start()`` is what ``runtime_for_call`` runs when no Runtime runs yet."""
+    global _start_default
+    _start_default = start

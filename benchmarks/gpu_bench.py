@@ -42,7 +42,7 @@ class Endpoint:
     def read(self, boxed_ref, path, repeats):
         """Seconds per ``mpirt.get`` of ``boxed_ref[0]`` over ``path`` (ipc or staged)."""
         import cupy as cp
-        from mpirt.current import runtime as current_runtime
+        from mpirt.core.current import runtime as current_runtime
 
         current_runtime().store.device.ipc_enabled = path == "ipc"
         times = []

@@ -1,6 +1,6 @@
 """What ULFM costs: benchmarks/core_bench.py's mpirt workloads with fault tolerance on and off.
 
-A plain ``python app.py`` turns ULFM on by default (``mpirt/fault.py``); this measures what
+A plain ``python app.py`` turns ULFM on by default (``mpirt/core/fault.py``); this measures what
 that costs on the core API. Each round runs core_bench's mpirt child twice, once with
 ``OMPI_MCA_mpi_ft_enable=1`` (mpirt's default) and once with ``=0`` (the user turned it off),
 alternating which goes first, so drift on the machine hits both settings alike. The table

@@ -11,9 +11,9 @@ from . import actor, exceptions, runtime_context, util
 from .actor import get_actor, kill, method
 from .api import (available_resources, cancel, cluster_resources, get, get_gpu_ids, nodes, object_store_stats, put,
                   remote, timeline, wait)
-from .current import is_initialized
+from .core.current import is_initialized
 from .launch import init, shutdown
-from .object_ref import ObjectRef
+from .core.object_ref import ObjectRef
 from .runtime_context import get_runtime_context
 
 # Ray's ``ray.cloudpickle`` is the cloudpickle that pickles functions and ObjectRefs for it;

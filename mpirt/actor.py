@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import inspect
 
-from . import exceptions, runtime_env
-from .actor_caller import handle_events
-from .actor_host import ActorExit, SPECIAL_METHODS, method_table
-from .call_context import task_context
-from .current import runtime_for_call
-from .object_ref import pickle_event, returned
+from . import exceptions
+from .core import runtime_env
+from .core.actor_caller import handle_events
+from .core.actor_host import ActorExit, SPECIAL_METHODS, method_table
+from .core.call_context import task_context
+from .core.current import runtime_for_call
+from .core.object_ref import pickle_event, returned
 from .options import (ACTOR_DEFAULTS, METHOD_CALL_OPTIONS, METHOD_DECORATOR_OPTIONS, WithOptions,
                       check_scheduling_strategy, validate_actor_options, validate_method_option)
-from .protocol import HEAD_RANK
+from .core.protocol import HEAD_RANK
 from .scheduler.resources import make_shape
-from .serialization import dumps, loads, pack_arguments
-from .signals import holds_signals
+from .core.serialization import dumps, loads, pack_arguments
+from .core.signals import holds_signals
 from .store.manager import INLINE_THRESHOLD
-from .submitter import check_pickled_size
+from .core.submitter import check_pickled_size
 
 
 ActorAlreadyExistsError = exceptions.ActorAlreadyExistsError

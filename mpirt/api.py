@@ -6,14 +6,14 @@ import math
 import numbers
 from typing import Any
 
-from . import tracing
+from .core import tracing
 from .actor import ActorClass
-from .current import runtime_for_call
-from .object_ref import ObjectRef
-from .protocol import DRIVER_RANK, HEAD_RANK
+from .core.current import runtime_for_call
+from .core.object_ref import ObjectRef
+from .core.protocol import DRIVER_RANK, HEAD_RANK
 from .remote_function import RemoteFunction
 from .runtime_context import gpu_ids, node_id_hex
-from .signals import holds_signals
+from .core.signals import holds_signals
 
 
 def remote(*args: Any, **options: Any) -> Any:

@@ -7,12 +7,12 @@ Ray's words (and the value). ``TASK_OPTIONS`` and ``ACTOR_OPTIONS`` are the comm
 plus those of each kind, as in Ray; ``METHOD_*_OPTIONS`` those of actor methods.
 
 Options mpirt takes but cannot act on are listed, with why, in ``ACCEPTED_ONLY``.
-``runtime_env`` is applied as ``mpirt.runtime_env`` says.
+``runtime_env`` is applied as ``mpirt.core.runtime_env`` says.
 """
 import inspect
 import re
 
-from . import runtime_env as runtime_env_module
+from .core import runtime_env as runtime_env_module
 from .runtime_context import node_id_hex
 from .scheduler.strategies import NodeAffinitySchedulingStrategy
 from .scheduler.resources import make_shape

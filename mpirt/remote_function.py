@@ -1,24 +1,24 @@
 """``@mpirt.remote`` on functions: options, argument binding, submission.
 
 Options are Ray's, checked by ``mpirt.options``; ``runtime_env`` is merged onto the
-submitting task's (or the job's) and travels with the task (``mpirt.runtime_env``).
+submitting task's (or the job's) and travels with the task (``mpirt.core.runtime_env``).
 """
 import functools
 import inspect
 import itertools
 import os
 
-from . import runtime_env
-from .current import runtime_for_call
+from .core import runtime_env
+from .core.current import runtime_for_call
 from .actor import ActorHandle
-from .object_ref import returned
+from .core.object_ref import returned
 from .options import (DEFAULT_MAX_RETRIES, TASK_DEFAULTS, WithOptions, check_scheduling_strategy,
                       validate_task_options)
 from .scheduler.resources import make_shape, shape_key
-from .serialization import dumps, pack_arguments
-from .signals import holds_signals
+from .core.serialization import dumps, pack_arguments
+from .core.signals import holds_signals
 from .store.manager import INLINE_THRESHOLD
-from .submitter import FunctionDescriptor
+from .core.submitter import FunctionDescriptor
 
 _function_ids = itertools.count(1)
 

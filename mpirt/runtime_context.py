@@ -22,8 +22,8 @@ Missing fields read as their defaults, so a context set by an older host still a
 """
 from __future__ import annotations
 
-from .call_context import async_call, running_actor_call, task_context
-from . import current
+from .core.call_context import async_call, running_actor_call, task_context
+from .core import current
 
 
 def hex_id(value):

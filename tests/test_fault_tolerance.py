@@ -23,7 +23,7 @@ mpirt.init(INIT_ARGS)
 def rank_pid():
     # The process of the worker rank running this task: a task may run in a slot process of its
     # rank (MPIRT_TASK_SLOTS=process), and killing that one is a task's crash, not a rank's death.
-    return os.getppid() if "mpirt.slot_process" in sys.modules else os.getpid()
+    return os.getppid() if "mpirt.core.slot_process" in sys.modules else os.getpid()
 
 def rank_of_task():
     return int(mpirt.get_runtime_context().get_worker_id(), 16) & 0xFFFFFFFF
@@ -282,7 +282,7 @@ print("UNREACHABLE")
 
 def test_spawn_watchdog_reports_a_vanished_process_once():
     """The guard an MPI without ULFM relies on (Open MPI 4 would hang): a real process dies."""
-    from mpirt.fault import SpawnedRankWatchdog, process_exists
+    from mpirt.core.fault import SpawnedRankWatchdog, process_exists
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     deaths = []

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from mpirt.host_socket import FRAGMENT, HostSocket, _address, _bind
+from mpirt.core.host_socket import FRAGMENT, HostSocket, _address, _bind
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="abstract Unix sockets are Linux's")
 

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from conftest import run_app
-from mpirt._mpi_env import apply_defaults
+from mpirt.core._mpi_env import apply_defaults
 
 APP = """
 import os, sys
@@ -132,7 +132,7 @@ def rank_pids():
             cmd = open(f"/proc/{pid}/cmdline", "rb").read()
         except OSError:
             continue
-        if marker in environ and b"mpirt._spawned" in cmd:
+        if marker in environ and b"mpirt.launch._spawned" in cmd:
             pids.append(int(pid))
     return pids
 
@@ -337,7 +337,7 @@ print("ok")
 
 LARGE_BATCHES = """
 import os, mpirt
-from mpirt.current import runtime_for_call
+from mpirt.core.current import runtime_for_call
 
 mpirt.init(num_cpus=2)
 

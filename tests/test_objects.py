@@ -137,7 +137,7 @@ def test_refs_returned_from_tasks_and_passed_nested(rt):
 
 
 def test_many_small_objects_are_freed(rt):
-    table = mpirt.current.runtime().objects
+    table = mpirt.core.current.runtime().objects
     for _ in range(5):
         refs = [rt.put(i) for i in range(2000)]
         assert rt.get(refs[-1]) == 1999
@@ -156,7 +156,7 @@ def test_cluster_resources(rt):
 
 
 def test_owner_frees_a_value_once_no_rank_can_reach_it(rt):
-    table = mpirt.current.runtime().objects
+    table = mpirt.core.current.runtime().objects
 
     @mpirt.remote
     class Keeper:

@@ -1,4 +1,4 @@
-"""The message protocol (mpirt/protocol.py) against the code that sends and handles messages, and
+"""The message protocol (mpirt/core/protocol.py) against the code that sends and handles messages, and
 against its documentation (docs/architecture.md, "Message catalogue")."""
 import ast
 import os
@@ -7,7 +7,7 @@ import re
 import pytest
 
 from conftest import REPO
-from mpirt import protocol
+from mpirt.core import protocol
 
 PACKAGE = os.path.join(REPO, "mpirt")
 
@@ -79,7 +79,7 @@ def test_a_handler_is_checked_against_its_kind():
     protocol.check_handler("done", lambda source, task_id, blobs, is_error, retryable, seconds: None)
     protocol.check_handler("lease_req", lambda source, key, shape, preferred=None: None)   # optional last field
     protocol.check_handler("lease_req", lambda source, *fields: None)
-    with pytest.raises(protocol.ProtocolError, match="no message kind 'dnoe' in mpirt/protocol.py"):
+    with pytest.raises(protocol.ProtocolError, match="no message kind 'dnoe' in mpirt/core/protocol.py"):
         protocol.check_handler("dnoe", lambda source, task_id: None)
     with pytest.raises(protocol.ProtocolError, match="cannot handle 'done'"):
         protocol.check_handler("done", lambda source, task_id, blobs: None)

@@ -28,7 +28,7 @@ def test_nodes_and_timeline(rt, tmp_path):
     nodes = rt.nodes()
     assert len(nodes) == 1 and nodes[0]["Alive"]
     assert nodes[0]["Ranks"] == [0, 1, 2, 3] and nodes[0]["Resources"] == {"CPU": 2.0}
-    runtime = mpirt.current.runtime()       # the head's pools group ranks as the store does
+    runtime = mpirt.core.current.runtime()       # the head's pools group ranks as the store does
     assert runtime.cluster.node_of == {2: runtime.store.arena.node_of[2], 3: runtime.store.arena.node_of[3]}
 
     @mpirt.remote
@@ -135,7 +135,7 @@ def test_a_task_waits_for_its_preferred_worker_only_briefly():
     from collections import deque
     from types import SimpleNamespace
 
-    from mpirt.submitter import PREFERENCE_WAIT_SECONDS, TaskSubmitter
+    from mpirt.core.submitter import PREFERENCE_WAIT_SECONDS, TaskSubmitter
 
     next_for = TaskSubmitter._next_for
     workers = [2, 3]
@@ -300,7 +300,7 @@ def test_init_with_zero_cpus_runs_zero_cpu_work(tmp_path, ranks):
 
 NODES_APP = """
 import time, mpirt as ray
-from mpirt.current import runtime as current_runtime
+from mpirt.core.current import runtime as current_runtime
 ray.init()
 @ray.remote(num_cpus=2)
 def whole_node():
@@ -396,7 +396,7 @@ ray.init()
 def rank():
     return int(ray.get_runtime_context().get_worker_id(), 16) & 0xFFFFFFFF
 def rank_pid():   # a task in a slot process of its rank (MPIRT_TASK_SLOTS=process) has a pid of its own
-    return os.getppid() if "mpirt.slot_process" in sys.modules else os.getpid()
+    return os.getppid() if "mpirt.core.slot_process" in sys.modules else os.getpid()
 @ray.remote
 def where():
     time.sleep(0.02)

@@ -1,7 +1,7 @@
 """The behaviour tests again, with every task in a slot process of its rank.
 
 A worker rank offering several CPUs runs each task in a *slot process* of its own
-(``mpirt/task_slots.py``), while most of this suite starts 1-CPU ranks, whose tasks run on the
+(``mpirt/core/task_slots.py``), while most of this suite starts 1-CPU ranks, whose tasks run on the
 rank's threads. ``MPIRT_TASK_SLOTS=process`` puts the tasks of every rank in slot processes; run
 so, the modules below check that tasks, objects, errors, Ray's API and worker deaths behave the
 same in that layout. The whole suite passes in it too (``MPIRT_TASK_SLOTS=process python -m

@@ -138,7 +138,7 @@ def test_a_full_pool_spills_other_ranks_objects_for_a_new_one(tmp_path):
 
 DISCARD_APP = """
 import numpy as np, mpirt as ray
-from mpirt.current import runtime_for_call
+from mpirt.core.current import runtime_for_call
 from mpirt.store.manager import encode
 ray.init(num_cpus=1, object_store_memory=64 << 20)
 store = runtime_for_call().store

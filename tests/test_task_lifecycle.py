@@ -2,8 +2,8 @@
 states, the illegal ones refused, retries counted in one place."""
 import pytest
 
-from mpirt.lifecycle import IllegalTransition
-from mpirt.submitter import FINISHED, QUEUED, SENT, WAITING, TaskRecord
+from mpirt.core.lifecycle import IllegalTransition
+from mpirt.core.submitter import FINISHED, QUEUED, SENT, WAITING, TaskRecord
 
 
 def record(retries):

@@ -1,4 +1,4 @@
-"""Task slots as processes (``mpirt/task_slots.py``): a worker rank with several CPUs runs its
+"""Task slots as processes (``mpirt/core/task_slots.py``): a worker rank with several CPUs runs its
 tasks in slot processes, and everything a task may do still works from there.
 
 One mpirun job (one worker rank offering 2 CPUs) runs every scenario and reports what it saw
@@ -33,7 +33,7 @@ class Probe:
 
 def in_slot_pool(array):
     """Whether ``array``'s memory lies in this slot's mapping of the node's store pool."""
-    from mpirt import slot_process
+    from mpirt.core import slot_process
     pool = slot_process._pool
     if pool is None:
         return None

@@ -2,7 +2,7 @@
 import numbers
 
 from ..exceptions import InfeasibleResourceError
-from ..protocol import DRIVER_RANK, HEAD_RANK
+from ..core.protocol import DRIVER_RANK, HEAD_RANK
 
 CPU = "CPU"
 GPU = "GPU"

@@ -28,7 +28,7 @@ import threading
 
 import numpy as np
 
-from .._mpi_env import mpi
+from ..core._mpi_env import mpi
 from . import capacity as store_capacity
 from .chunks import ChunkTable, chunk_geometry
 

@@ -30,8 +30,8 @@ import sys
 import threading
 import time
 
-from .. import current
-from .._mpi_env import mpi
+from ..core import current
+from ..core._mpi_env import mpi
 from ..exceptions import ObjectLostError
 
 INLINE_THRESHOLD = 100 * 1024    # the store's inline limit (manager.py uses this one)

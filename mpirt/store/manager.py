@@ -28,9 +28,9 @@ import threading
 import weakref
 
 from ..exceptions import ObjectLostError, ObjectStoreFullError
-from ..object_ref import owner_of, pickling_context
+from ..core.object_ref import owner_of, pickling_context
 from . import blocks, device
-from ..serialization import dumps_with_devices
+from ..core.serialization import dumps_with_devices
 from .arena import Arena
 from .blocks import HEADER_BYTES
 from .chunks import RankSpace

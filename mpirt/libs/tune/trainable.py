@@ -280,12 +280,12 @@ class FunctionTrainable(Trainable):
 def _actor_context():
     """The trial actor's runtime context (mpirt keeps it per thread), for the function's thread:
     ``get_runtime_context()`` there answers for the actor (its id, its resources), as in Ray."""
-    from mpirt.call_context import task_context
+    from mpirt.core.call_context import task_context
     return {k: v for k, v in vars(task_context).items() if k != "call"}
 
 
 def _enter_actor_context(context):
-    from mpirt.call_context import task_context
+    from mpirt.core.call_context import task_context
     for key, value in context.items():
         setattr(task_context, key, value)
 

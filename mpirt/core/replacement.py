@@ -42,8 +42,8 @@ import traceback
 from ._mpi_env import mpi, quiet_barrier
 from .host_socket import HostSocket
 from .protocol import DRIVER_RANK, HEAD_RANK
-from .store.arena import Arena
-from .store.spill import RankSpill
+from ..store.arena import Arena
+from ..store.spill import RankSpill
 
 REPLACE_DELAY = 0.2    # seconds from a death to its round: deaths within it are replaced together
 MAX_FAILED_ROUNDS = 3  # rounds in a row that fail (deaths during them) before replacement stops
@@ -546,8 +546,8 @@ def _spawn(shrunk, hostnames, several_hosts):
     if the job has several); the intercommunicator to them. Each gets the driver's pid and host,
     to leave if the driver dies before it has joined."""
     MPI = mpi()
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = f"import sys; sys.path.insert(0, {package_parent!r}); from mpirt._spawned import main; main()"
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = f"import sys; sys.path.insert(0, {package_parent!r}); from mpirt.launch._spawned import main; main()"
     args = ["-c", code, "join", str(os.getpid()), socket.gethostname()]
     infos = []
     for hostname in hostnames:

@@ -16,7 +16,7 @@ forwarded line by line to the rank, which forwards it to the driver under the ta
 ``cancel`` arrives as SIGINT: ``KeyboardInterrupt`` in the task's code, as in Ray; while the
 task is inside a forwarded call the interrupt waits until the call returns.
 
-Run as ``python -c "<block SIGINT>; from mpirt.slot_process import main; main()" <socket> <pool> <cell>``
+Run as ``python -c "<block SIGINT>; from mpirt.core.slot_process import main; main()" <socket> <pool> <cell>``
 (descriptors)
 (``task_slots.TaskSlots``).
 """
@@ -35,17 +35,18 @@ import numpy as np
 
 import mpirt
 
-from . import actor, current, launch, object_ref, remote_function, runtime_context, slot_wire
-from .actor import ActorClass, ActorHandle, _meta_of
-from .exceptions import ErrorPayload, TaskCancelledError
+from .. import actor, launch, remote_function, runtime_context
+from . import current, object_ref, slot_wire
+from ..actor import ActorClass, ActorHandle, _meta_of
+from ..exceptions import ErrorPayload, TaskCancelledError
 from .executor import as_task_failure, matches_retry, split_returns
 from .log_forward import TextSink
 from .object_ref import ObjectRef
-from .remote_function import RemoteFunction
-from .runtime_context import RuntimeContext, _qualified
+from ..remote_function import RemoteFunction
+from ..runtime_context import RuntimeContext, _qualified
 from .runtime_env import _Applied, _put_in_place, _take_away
 from .serialization import dumps, loads
-from .store.manager import _PLAIN_TYPES, INLINE_THRESHOLD
+from ..store.manager import _PLAIN_TYPES, INLINE_THRESHOLD
 
 
 class _State:
@@ -228,7 +229,7 @@ class _RankRuntime:
     def __getattr__(self, name):
         if name.startswith("__"):
             raise AttributeError(name)
-        return call_rank("mpirt.current", ("_runtime", name), False)
+        return call_rank("mpirt.core.current", ("_runtime", name), False)
 
 
 def _ignore_init(*args, ignore_reinit_error=False, **kwargs):

@@ -3,7 +3,7 @@ replace dead workers (``join``: see ``replacement.py``)."""
 import os
 import sys
 
-from .launch import serve_replacement, serve_spawned
+from .spawn import serve_replacement, serve_spawned
 
 
 def main():

@@ -5,7 +5,7 @@ import pickle
 import cloudpickle
 
 from .object_ref import ObjectRef
-from .store import device
+from ..store import device
 
 
 def dumps(value):

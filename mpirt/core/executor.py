@@ -17,12 +17,12 @@ import traceback
 
 from . import tracing
 from .call_context import task_context
-from .exceptions import ErrorPayload, TaskCancelledError, WorkerCrashedError, make_task_error
+from ..exceptions import ErrorPayload, TaskCancelledError, WorkerCrashedError, make_task_error
 from .object_ref import ObjectRef
 from .protocol import HEAD_RANK
 from .runtime_env import RankEnvironment, apply_for_good
 from .serialization import dumps, loads, unpack_arguments
-from .store.manager import ObjectStoreFullError, encode
+from ..store.manager import ObjectStoreFullError, encode
 from .task_slots import TaskSlots, uses_processes
 from .threads import WorkerThreads
 

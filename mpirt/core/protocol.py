@@ -117,7 +117,7 @@ def check_handler(kind: str, handler: Callable) -> None:
     """Raise ProtocolError unless ``handler(source, *fields)`` fits every declared form of ``kind``."""
     message = MESSAGES.get(kind)
     if message is None:
-        raise ProtocolError(f"no message kind {kind!r} in mpirt/protocol.py: declare it there (fields, sender, "
+        raise ProtocolError(f"no message kind {kind!r} in mpirt/core/protocol.py: declare it there (fields, sender, "
                             f"handler) and in docs/architecture.md before registering a handler")
     fewest, most = message.arity
     parameters = inspect.signature(handler).parameters.values()

@@ -34,7 +34,7 @@ import threading
 from multiprocessing.connection import Connection
 
 from . import slot_wire
-from .exceptions import ErrorPayload, TaskCancelledError, WorkerCrashedError
+from ..exceptions import ErrorPayload, TaskCancelledError, WorkerCrashedError
 from .object_ref import ObjectRef
 from .serialization import dumps
 
@@ -163,10 +163,10 @@ class TaskSlots:
         self.pool = slot_wire.Pool(memory) if memory is not None else None
         self.pool_fd = arena._fd if self.pool is not None else -1
         self.environ = {name: value for name, value in os.environ.items() if not name.startswith(_LAUNCHER_PREFIXES)}
-        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         self._code = ("import signal; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}); "
                       f"import sys; sys.path.insert(0, {package_parent!r}); "
-                      "from mpirt.slot_process import main; main()")
+                      "from mpirt.core.slot_process import main; main()")
         _warn_if_bound(self.rt.rank, cpus)
         threading.Thread(target=self._prestart, args=(max(1, int(cpus)),), name="mpirt-slot-start",
                          daemon=True).start()
@@ -354,7 +354,7 @@ class TaskSlots:
     def _outgoing(held):
         """persistent_id for what goes to the slot: refs and actor handles stay here (counted
         as this rank's), the slot gets their ids."""
-        from .actor import ActorHandle, _meta_blob_of
+        from ..actor import ActorHandle, _meta_blob_of
 
         def persistent_id(obj):
             kind = type(obj)

@@ -6,12 +6,12 @@ other ranks once the value is ready, and frees the value once no rank can reach
 it any more (``reachability.py``); a borrower drops its fetched copy when its
 last reference goes.
 """
-from .exceptions import ErrorPayload, ObjectLostError, OwnerDiedError
+from ..exceptions import ErrorPayload, ObjectLostError, OwnerDiedError
 from .object_ref import owner_of, ref_events
 from .reachability import ReferenceCounter
 from .serialization import dumps
-from .store.device import DeviceObject
-from .store.manager import StoreLocation
+from ..store.device import DeviceObject
+from ..store.manager import StoreLocation
 
 
 class Entry:

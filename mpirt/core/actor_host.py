@@ -17,7 +17,7 @@ import time
 
 from . import runtime_env, tracing
 from .call_context import async_call, task_context
-from .exceptions import ActorDiedError, ActorUnavailableError, ErrorPayload, TaskCancelledError
+from ..exceptions import ActorDiedError, ActorUnavailableError, ErrorPayload, TaskCancelledError
 from .executor import as_task_failure, error_blobs, resolve_arguments, serialize_returns
 from .object_ref import owner_of
 from .protocol import HEAD_RANK
@@ -152,7 +152,7 @@ class HostedActor:
     def current_handle(self):
         """A handle to this actor, for ``get_runtime_context().current_actor``. It does not
         count as a reference: the actor lives on its callers' handles, as before."""
-        from .actor import ActorHandle, _Meta   # actor.py imports this module
+        from ..actor import ActorHandle, _Meta   # actor.py imports this module
 
         groups = tuple(name for name in self.pools) or tuple(g for g in self.semaphores if g is not None)
         return ActorHandle(self.actor_id, _Meta(self.class_name, self.table, groups, -1), False)

@@ -8,7 +8,7 @@ has left, so calls from one caller run in submission order.
 """
 import collections
 
-from .exceptions import ActorDiedError, ErrorPayload, TaskCancelledError
+from ..exceptions import ActorDiedError, ErrorPayload, TaskCancelledError
 from .object_ref import ObjectRef, owner_of
 from .protocol import HEAD_RANK
 from .reachability import ReferenceCounter

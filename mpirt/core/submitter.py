@@ -15,13 +15,13 @@ import warnings
 import numpy as np
 
 from .call_context import task_context
-from .exceptions import ErrorPayload, TaskCancelledError, TaskUnschedulableError, WorkerCrashedError
+from ..exceptions import ErrorPayload, TaskCancelledError, TaskUnschedulableError, WorkerCrashedError
 from .lifecycle import refuse
 from .object_ref import ObjectRef, owner_of, session_of
 from .protocol import HEAD_RANK
 from .serialization import dumps
-from .store.device import DeviceObject
-from .store.manager import INLINE_THRESHOLD, StoreLocation
+from ..store.device import DeviceObject
+from ..store.manager import INLINE_THRESHOLD, StoreLocation
 
 
 # Tasks of a shape whose average run time is below this are pipelined on a lease.

@@ -15,7 +15,7 @@ from . import log_forward, protocol, tracing
 from .actor_caller import ActorCaller
 from .actor_host import ActorHost
 from .call_context import task_context
-from .exceptions import ErrorPayload, GetTimeoutError
+from ..exceptions import ErrorPayload, GetTimeoutError
 from .executor import TaskExecutor
 from .fault import FailureMonitor
 from .host_socket import HostSocket
@@ -23,12 +23,12 @@ from .object_ref import ObjectRef, make_object_id, session_of
 from .objects import ObjectTable
 from .protocol import DRIVER_RANK, HEAD_RANK
 from .replacement import Replacement
-from .scheduler.head import HeadScheduler
-from .scheduler.resources import ClusterView
+from ..scheduler.head import HeadScheduler
+from ..scheduler.resources import ClusterView
 from .serialization import loads
 from .signals import HOLD
-from .store.device import DeviceObject
-from .store.manager import ObjectStoreFullError, StoreLocation, StoreManager, encode
+from ..store.device import DeviceObject
+from ..store.manager import ObjectStoreFullError, StoreLocation, StoreManager, encode
 from .submitter import TaskSubmitter
 from .threads import handoffs
 from .transport import POLL_BUDGET, Transport

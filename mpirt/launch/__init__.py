@@ -1,0 +1,247 @@
+"""Starting and stopping mpirt: ``init()`` and ``shutdown()``.
+
+Under ``mpirun -n N`` every rank runs the user's script and calls ``init()``
+(``mpirun.py``): rank 0 (the driver) returns, rank 1 becomes the head scheduler and
+the other ranks workers; those serve until the driver shuts down and then exit the
+process with status 0 (``serve.py``). A plain ``python app.py`` spawns a head and one
+worker per core with ``MPI_Comm_spawn`` and merges them into one communicator
+(``spawn.py``). What each rank offers comes from ``discovery.py``.
+"""
+from __future__ import annotations
+
+import atexit
+import numbers
+import os
+import sys
+import threading
+import warnings
+
+from ..core import current, signals
+from ..core._mpi_env import mpi
+from ..core.runtime_env import resolve as resolve_runtime_env
+from ..scheduler.resources import make_shape
+from ..store.capacity import requested_bytes
+from .mpirun import start_under_mpirun
+from .serve import release_communicators
+from .spawn import start_spawned
+
+_runtime_lock = threading.Lock()
+_atexit_registered = False
+_mpirun_session_ended = False  # under mpirun the other ranks exit at shutdown: no second init
+
+_NONE = type(None)
+# init()'s keywords, Ray's, with the types each takes. Those mpirt acts on: address ("auto",
+# "local" or None), num_cpus, num_gpus, resources, object_store_memory, ignore_reinit_error,
+# log_to_driver, namespace, runtime_env (and job_config's runtime_env), local_mode=True (refused,
+# as in Ray). The others are accepted: INIT_ACCEPTED_ONLY says why they do nothing here.
+INIT_OPTIONS = {
+    "address": (str, _NONE),
+    "num_cpus": (int, _NONE),
+    "num_gpus": (int, _NONE),
+    "resources": (dict, _NONE),
+    "labels": (dict, _NONE),
+    "object_store_memory": (int, _NONE),
+    "local_mode": bool,
+    "ignore_reinit_error": bool,
+    "include_dashboard": (bool, _NONE),
+    "dashboard_host": str,
+    "dashboard_port": (int, _NONE),
+    "job_config": object,
+    "configure_logging": bool,
+    "logging_level": (int, str),
+    "logging_format": (str, _NONE),
+    "logging_config": object,
+    "log_to_driver": (bool, _NONE),
+    "namespace": (str, _NONE),
+    "runtime_env": (dict, _NONE),
+    "enable_resource_isolation": bool,
+    "cgroup_path": (str, _NONE),
+    "system_reserved_cpu": (float, int, _NONE),
+    "system_reserved_memory": (int, _NONE),
+    "proxy_server_url": (str, _NONE),
+}
+# Ray's hidden keywords (``**kwargs``), accepted; any other raises RuntimeError, as in Ray.
+INIT_HIDDEN_OPTIONS = ("_enable_object_reconstruction", "_plasma_directory", "object_spilling_directory",
+                       "_node_ip_address", "_driver_object_store_memory", "_memory", "_redis_username",
+                       "_redis_password", "_temp_dir", "_metrics_export_port", "_system_config",
+                       "_tracing_startup_hook", "_node_name", "_skip_env_hook", "storage", "allow_multiple")
+INIT_ACCEPTED_ONLY = {
+    "labels": "node labels for label selectors, which mpirt does not schedule by",
+    "include_dashboard, dashboard_host, dashboard_port": "mpirt has no dashboard (include_dashboard=True warns)",
+    "configure_logging, logging_level, logging_format, logging_config":
+        "Ray's own loggers; mpirt writes its few messages to stderr",
+    "enable_resource_isolation, cgroup_path, system_reserved_cpu, system_reserved_memory":
+        "cgroups for Ray's system processes; mpirt has none beside the ranks",
+    "proxy_server_url": "the dashboard's proxy",
+    "hidden keywords": "Ray's cluster internals (Redis, plasma directory, node IP and name, metrics port, "
+                       "system config, temp dir): no counterpart in an MPI job. _system_config must be a dict and "
+                       "_temp_dir absolute, as in Ray; storage and allow_multiple raise as in Ray",
+}
+
+
+@signals.holds_signals
+def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,
+         resources: dict[str, float] | None = None, labels: dict[str, str] | None = None,
+         object_store_memory: int | None = None, local_mode: bool = False, ignore_reinit_error: bool = False,
+         include_dashboard=None, dashboard_host="127.0.0.1", dashboard_port=None, job_config=None,
+         configure_logging=True, logging_level="info", logging_format=None, logging_config=None, log_to_driver=None,
+         namespace: str | None = None, runtime_env: dict | None = None, enable_resource_isolation=False,
+         cgroup_path=None, system_reserved_cpu=None, system_reserved_memory=None, proxy_server_url=None, **kwargs):
+    """Start mpirt. Returns on the driver only; other ranks serve, then exit.
+
+    Ray's keywords, checked as Ray checks them (``INIT_OPTIONS``; those without effect here
+    are in ``INIT_ACCEPTED_ONLY``). ``num_cpus``: workers to spawn in plain-python mode
+    (default: one per CPU this process may use, in a Slurm job the CPUs of the allocation);
+    under mpirun, CPUs each worker rank offers (default 1). ``num_gpus`` and ``resources``:
+    offered by each worker rank under mpirun, shared out over the spawned workers otherwise.
+    ``runtime_env``: the job's (``env_vars``, ``working_dir``: see ``mpirt.runtime_env``), in
+    place on every worker rank, and what tasks' and actors' own are merged onto. ``address``:
+    None, "auto" or "local" (mpirt starts or joins its own ranks; it cannot connect to a Ray
+    cluster).
+    """
+    global _atexit_registered
+    arguments = dict(locals())
+    del arguments["kwargs"]
+    _check_init_keywords(arguments, kwargs)
+    _check_init_args(num_cpus, num_gpus, resources)
+    if include_dashboard:
+        warnings.warn("init(include_dashboard=True): mpirt has no dashboard; use mpirt.timeline() for a trace "
+                      "of tasks and actor calls", stacklevel=3)
+    if runtime_env is None and job_config is not None:
+        runtime_env = getattr(job_config, "runtime_env", None) or None
+    job_env = resolve_runtime_env(runtime_env)
+    log_to_driver = True if log_to_driver is None else log_to_driver
+    object_store_memory = _store_bytes(object_store_memory)
+    # Ctrl-C while ranks start would leave them, and this process's MPI_Finalize, waiting forever.
+    signals.driver_holds_signals()
+    with _runtime_lock:
+        if current.runtime() is not None:
+            if ignore_reinit_error:
+                return
+            raise RuntimeError("Maybe you called ray.init twice by accident? This error can be suppressed by passing "
+                               "in 'ignore_reinit_error=True' or by calling 'ray.shutdown()' prior to 'ray.init()'.")
+        if _mpirun_session_ended:
+            raise RuntimeError("under mpirun, mpirt cannot start again after shutdown(): the other ranks have "
+                               "exited. Call shutdown() once, at the end of the program.")
+        MPI = mpi()
+        world = MPI.COMM_WORLD
+        if world.Get_size() == 1:
+            rt = start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace, object_store_memory,
+                                job_env)
+        else:
+            rt = start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver, namespace,
+                                     object_store_memory, job_env)
+        current.set_runtime(rt)
+        if not _atexit_registered:
+            atexit.register(shutdown)
+            _atexit_registered = True
+
+
+def _check_init_keywords(arguments, hidden):
+    """Types (TypeError naming the keyword and value), then Ray's refusals, in Ray's words."""
+    for key, value in arguments.items():
+        types = INIT_OPTIONS[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
+            raise TypeError(f"init(): the type of keyword '{key}' must be {types}, but received type "
+                            f"{type(value)}: {key}={value!r}")
+    unknown = [key for key in hidden if key not in INIT_HIDDEN_OPTIONS]
+    address = arguments["address"]
+    if address is not None and address not in ("auto", "local"):
+        raise ValueError(f"init(address={address!r}): mpirt cannot connect to a Ray cluster. It starts its own ranks "
+                         f"(python app.py) or joins those of its mpirun; leave address out (or use 'auto').")
+    if hidden.get("allow_multiple"):
+        raise RuntimeError("`allow_multiple` argument is passed to `ray.init` when the ray client is not used. Do "
+                           "not pass the `allow_multiple` to `ray.init` to fix the issue.")
+    if hidden.get("storage"):
+        raise RuntimeError("Cluster-wide storage configuration has been removed. The last Ray version supporting "
+                           "the `storage` argument is `ray==2.47`.")
+    if unknown:
+        raise RuntimeError(f"Unknown keyword argument(s): {', '.join(unknown)}")
+    if arguments["local_mode"]:
+        raise RuntimeError("`local_mode` is no longer supported. For interactive debugging consider using the Ray "
+                           "distributed debugger.")
+    if hidden.get("_system_config") is not None and not isinstance(hidden["_system_config"], dict):
+        raise TypeError("The _system_config must be a dict.")
+    temp_dir = hidden.get("_temp_dir")
+    if temp_dir is not None and not (isinstance(temp_dir, str) and os.path.isabs(temp_dir)):
+        raise ValueError("temp_dir must be absolute path or None.")
+
+
+def _as_tuple(types):
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _check_init_args(num_cpus, num_gpus, resources):
+    if num_cpus is not None and num_cpus < 0:
+        raise ValueError(f"init(num_cpus=...) must be an integer >= 0 (0: only 0-CPU tasks and actors run), "
+                         f"got {num_cpus!r}")
+    if num_gpus is not None and num_gpus < 0:
+        raise ValueError(f"init(num_gpus=...) must be an integer >= 0, got {num_gpus!r}")
+    if resources is not None:
+        for name, amount in resources.items():
+            if isinstance(amount, bool) or not isinstance(amount, numbers.Real):
+                raise TypeError(f"init(resources=...): the quantity of resource {name} must be a number, got "
+                                f"{amount!r}")
+        make_shape(0, 0, resources)
+
+
+def _store_bytes(object_store_memory):
+    """Store bytes per node asked for (argument, else MPIRT_OBJECT_STORE_MEMORY), or None: each node
+    then takes Ray's default for its own memory (``store/capacity.py``)."""
+    return requested_bytes(object_store_memory)
+
+
+@signals.holds_signals
+def shutdown() -> None:
+    """Stop every rank of this session. ``init()`` may be called again afterwards."""
+    global _mpirun_session_ended
+    with _runtime_lock:
+        rt = current.runtime()
+        if rt is None:
+            return
+        current.set_runtime(None)
+        _mpirun_session_ended = rt.launch.mode == "mpirun"
+    if rt.launch.watchdog is not None:
+        rt.launch.watchdog.stop()          # the spawned ranks now exit on purpose
+    complete = rt.shutdown_cluster()
+    if not complete:
+        sys.stderr.write("mpirt: some ranks did not acknowledge shutdown within 10 s\n")
+        return
+    rt.store.close(rt.free_store_at_exit)
+    if rt.failures.enabled:
+        _leave_after_failures(rt)
+        return
+    release_communicators(rt)
+
+
+def _leave_after_failures(rt):
+    """Under ULFM mpi4py does not finalize MPI at exit (see _mpi_env): after a rank died,
+    MPI_Finalize can hang on the dead rank, so a rank that saw a death leaves without it.
+    A spawning driver may call init() again, so it finalizes only when the process exits."""
+    global _deaths_seen, _finalize_registered
+    if rt.failures.dead:
+        _deaths_seen = True
+        return
+    release_communicators(rt)
+    if rt.launch.mode == "spawn":
+        if not _finalize_registered:
+            atexit.register(_finalize_at_exit)
+            _finalize_registered = True
+        return
+    mpi().Finalize()
+
+
+
+_deaths_seen = False
+_finalize_registered = False
+
+
+def _finalize_at_exit():
+    shutdown()        # registered after shutdown's own atexit hook, so it runs first
+    MPI = mpi()
+    if not _deaths_seen and not MPI.Is_finalized():
+        MPI.Finalize()
+
+
+
+current.set_default_starter(init)

@@ -1,0 +1,100 @@
+"""What a rank does once its Runtime is built: the driver starts its threads and returns to the
+user's program; every other rank serves until the driver shuts the job down, then leaves."""
+import os
+import sys
+import threading
+
+from ..core import current, log_forward, signals, task_slots
+from ..core._debug import dump_state
+from ..core._mpi_env import ENABLE_HINT, mpi
+from ..core.protocol import HEAD_RANK
+
+
+class Launch:
+    """How this session was started, for shutdown."""
+
+    def __init__(self, mode, comm, parent=None):
+        self.mode = mode        # "mpirun" or "spawn"
+        self.comm = comm
+        self.parent = parent    # spawn mode: the intercommunicator to the children
+        self.watchdog = None    # spawn mode without ULFM: fault.SpawnedRankWatchdog
+
+
+def start_driver(rt):
+    rt.register(log=log_forward.print_forwarded)
+    signals.driver_exits_cleanly_on_sigterm()
+    signals.driver_holds_signals()
+    if rt.launch.mode == "mpirun" and not rt.failures.enabled and not os.environ.get("MPIRT_QUIET"):
+        sys.stderr.write(f"mpirt: without ULFM a worker rank that dies ends the whole job; {ENABLE_HINT}\n")
+    slots_line = task_slots.describe(rt.config["task_slots"], rt.cluster.resources_by_rank, rt.cluster.worker_ranks)
+    if slots_line and not os.environ.get("MPIRT_QUIET"):
+        sys.stderr.write(slots_line + "\n")
+    rt.start()
+    debug_dumps(rt)
+
+
+def debug_dumps(rt):
+    if os.environ.get("MPIRT_DEBUG_DUMP"):
+        rt.transport.add_ticker(float(os.environ["MPIRT_DEBUG_DUMP"]), lambda: dump_state(rt))
+
+
+def adopt_driver_environment(config, chdir=True):
+    for entry in reversed(config["sys_path"]):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    if chdir:
+        try:
+            os.chdir(config["cwd"])
+        except OSError:
+            pass
+
+
+def serve(rt):
+    """Non-driver ranks: run until the driver says shutdown, then leave the process."""
+    current.set_runtime(rt)  # tasks running here submit and get through it
+    if rt.config.get("log_to_driver", True):
+        log_forward.install(rt, "scheduler" if rt.rank == HEAD_RANK else "worker")
+    signals.serve_until_driver_says(rt.stopped)
+    rt.start()
+    debug_dumps(rt)
+    rt.stopped.wait()
+    log_forward.flush()
+    rt.transport.stop()
+    rt.store.close(rt.free_store_at_exit)
+    try:
+        if not rt.failures.dead:        # after a death MPI_Finalize could hang on the dead rank
+            release_communicators(rt)
+            mpi().Finalize()
+        elif rt.members is not None:
+            finalize_joined()
+    finally:
+        sys.__stdout__.flush()
+        sys.__stderr__.flush()
+        os._exit(0)
+
+
+def finalize_joined():
+    """A rank that joined in place of a dead one is a launcher job of its own, which no death
+    touched: leaving without finalizing, the launcher calls its exit improper and ends the whole
+    job by signal. MPI_Finalize would wait on the connected jobs' dead processes, so it only tells
+    the launcher it finalized (PMIx's own call, where Open MPI's PMIx library is loaded)."""
+    import ctypes
+
+    try:
+        pmix = ctypes.CDLL("libpmix.so.2")
+        finalize = pmix.PMIx_Finalize
+    except (OSError, AttributeError):
+        return
+    threading.Timer(5.0, lambda: os._exit(0)).start()   # foreign calls release the GIL: this can fire
+    finalize(None, ctypes.c_size_t(0))
+
+
+def release_communicators(rt):
+    rt.replacement.release()
+    launch = rt.launch
+    if launch.mode == "spawn":
+        launch.comm.Free()
+        launch.parent.Disconnect()
+    else:
+        launch.comm.Free()
+

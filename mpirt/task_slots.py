@@ -33,8 +33,8 @@ import tempfile
 import threading
 from multiprocessing.connection import Connection
 
-from . import slot_wire
-from .exceptions import ErrorPayload, TaskCancelledError, WorkerCrashedError
+from . import invoke, slot_wire
+from .exceptions import ErrorPayload
 from .object_ref import ObjectRef
 from .serialization import dumps
 
@@ -226,8 +226,6 @@ class TaskSlots:
     def run(self, task):
         """Run ``task`` in a slot process: ``(blobs, is_error, retryable)``, or None when no slot
         process is free (the caller runs it on its own thread)."""
-        from .executor import as_task_failure, error_blobs, matches_retry, resolve_arguments
-
         process = self._acquire()
         if process is None:
             return None
@@ -242,14 +240,14 @@ class TaskSlots:
             if passed_on:      # the slot unpickles the submitter's pickle itself
                 body, slices = args_blob or b"", ()
             else:
-                args, kwargs = resolve_arguments(rt, args_blob, inlined)
+                args, kwargs = invoke.resolve_arguments(rt, args_blob, inlined)
                 kept.append((args, kwargs))
                 body, slices = slot_wire.dumps((args, kwargs), self._outgoing(held), self.pool)
                 del args, kwargs
         except BaseException as exc:  # noqa: B902 - the task's failure is its result
             self._release(process)
-            return error_blobs(as_task_failure(exc, name, rt.rank), num_returns), True, matches_retry(
-                retry_exceptions, exc)
+            return (invoke.failure_blobs(exc, name, rt.rank, num_returns), True,
+                    invoke.matches_retry(retry_exceptions, exc))
         try:
             with rt.lock:
                 if task.cancelled:
@@ -268,17 +266,13 @@ class TaskSlots:
             if status is None:
                 process.popen.kill()
                 status = process.popen.wait()
-            return error_blobs(WorkerCrashedError(
-                f"task {name}: its slot process (pid {process.pid}) died (exit status {status}), and the task has no "
-                "retries left (max_retries)"), num_returns), True, True
+            return invoke.error_blobs(invoke.slot_died(name, process.pid, status), num_returns), True, True
         finally:
             with rt.lock:
                 task.slot_process = None
             self._release(process)
 
     def _serve(self, task, process, held, kept, name, num_returns):
-        from .executor import as_task_failure, encode_returns, error_blobs
-
         rt = self.rt
         incoming = self._incoming(held, process)
         channel = process.channel
@@ -297,27 +291,23 @@ class TaskSlots:
                         start += length
                         # Small plain values come encoded as the store would encode them; others are
                         # encoded here (large ones into the store, refs counted as this rank's).
-                        blobs.append(part if encoded else encode_returns(
+                        blobs.append(part if encoded else invoke.encode_returns(
                             f"task {name}", [slot_wire.loads(part, part_slices, incoming, self.pool)], rt.store)[0])
                     return blobs, False, False
                 except BaseException as exc:  # noqa: B902 - e.g. the store is full
-                    return error_blobs(as_task_failure(exc, name, rt.rank), num_returns), True, False
+                    return invoke.failure_blobs(exc, name, rt.rank, num_returns), True, False
             elif kind == "error":
                 _, how, retryable, detail = head
                 if how == "interrupt" and task.cancelled:
                     return self._cancelled(name, num_returns)
                 if how == "exit":
                     # As on the thread path: Ray's sys.exit() ends the worker process, a system failure.
-                    return error_blobs(WorkerCrashedError(
-                        f"task {name} called sys.exit({detail}), which ends its worker process in Ray, and it has no "
-                        "retries left (max_retries)"), num_returns), True, True
+                    return invoke.error_blobs(invoke.task_exited(name, detail), num_returns), True, True
                 return [body] * num_returns, True, retryable
 
     @staticmethod
     def _cancelled(name, num_returns):
-        from .executor import error_blobs
-
-        return error_blobs(TaskCancelledError(f"task {name} was cancelled"), num_returns), True, False
+        return invoke.error_blobs(invoke.task_cancelled(name), num_returns), True, False
 
     def _call(self, task, process, body, slices, held, kept):
         """One mpirt call the task made in its slot, made here: the reply's ``(head, body, slices)``."""
@@ -354,6 +344,8 @@ class TaskSlots:
     def _outgoing(held):
         """persistent_id for what goes to the slot: refs and actor handles stay here (counted
         as this rank's), the slot gets their ids."""
+        # Not at module level: actor.py imports launch.py, which imports this module (its mode and
+        # start-up line); the import goes once launch reads those from a module of their own.
         from .actor import ActorHandle, _meta_blob_of
 
         def persistent_id(obj):

@@ -53,7 +53,12 @@ def enter(label, num_gpus, task=None, actor=None, call=None):
 
 def leave():
     """This thread runs no call any more."""
-    enter(None, 0.0)
+    context = task_context
+    context.task = None
+    context.label = None
+    context.num_gpus = 0.0
+    context.actor = None
+    context.call = None
 
 
 def current():
@@ -77,10 +82,14 @@ def invoke(function, args, kwargs):
     return function(*args, **kwargs)
 
 
-def finished(category, label, started, failed, **trace_args):
-    """Trace the call that began at ``started`` (``clock()``) and return how long it ran."""
+def finished(category, label, started, failed, task_id=None):
+    """Trace the call that began at ``started`` (``clock()``) and return how long it ran; a
+    task's trace event carries its id (hex)."""
     ended = clock()
-    tracing.record(category, label, started, ended, failed=failed, **trace_args)
+    if task_id is None:
+        tracing.record(category, label, started, ended, failed=failed)
+    else:
+        tracing.record(category, label, started, ended, task_id=task_id, failed=failed)
     return ended - started
 
 

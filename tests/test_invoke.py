@@ -71,7 +71,7 @@ def test_finished_traces_on_the_clock_it_times_with():
     seconds = invoke.finished("task", "f", started, False, task_id="10")
     category, name, start, end, _, args = tracing.events[-1]
     assert len(tracing.events) == before + 1 or len(tracing.events) == tracing.events.maxlen
-    assert (category, name, start, args) == ("task", "f", started, {"failed": False, "task_id": "10"})
+    assert (category, name, start, args) == ("task", "f", started, {"task_id": "10", "failed": False})
     assert seconds == end - start >= 0.0
 
 

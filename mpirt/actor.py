@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 
 from . import exceptions
-from .core import runtime_env
+from .core import runtime_env, task_slots
 from .core.actor_caller import handle_events
 from .core.actor_host import ActorExit, SPECIAL_METHODS, method_table
 from .core.call_context import task_context
@@ -441,3 +441,10 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     if not isinstance(actor, ActorHandle):
         raise ValueError(f"ray.kill() only supported for actors. For tasks, try ray.cancel(). Got: {type(actor)}.")
     runtime_for_call().actors.kill(actor._actor_id, no_restart=bool(no_restart))
+
+
+def _slot_persistent_id(handle):
+    return ("A", handle._actor_id, _meta_blob_of(handle._meta))
+
+
+task_slots.keep_on_rank(ActorHandle, _slot_persistent_id)

@@ -12,7 +12,8 @@ from .core.current import runtime_for_call
 from .core.object_ref import ObjectRef
 from .core.protocol import DRIVER_RANK, HEAD_RANK
 from .remote_function import RemoteFunction
-from .runtime_context import gpu_ids, node_id_hex
+from .core.ids import node_id_hex
+from .runtime_context import gpu_ids
 from .core.signals import holds_signals
 
 

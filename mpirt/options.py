@@ -13,7 +13,7 @@ import inspect
 import re
 
 from .core import runtime_env as runtime_env_module
-from .runtime_context import node_id_hex
+from .core.ids import node_id_hex
 from .scheduler.strategies import NodeAffinitySchedulingStrategy
 from .scheduler.resources import make_shape
 

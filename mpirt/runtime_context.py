@@ -12,8 +12,8 @@ What the executing task or actor call is comes from ``call_context.task_context`
   ``cancelled`` flag); None elsewhere.
 - ``actor``: the hosted actor (``actor_host.HostedActor``) an actor method or constructor
   runs for: read here are ``actor_id``, ``name`` ("" if unnamed), ``restarts`` (times its
-  constructor ran again), ``held`` (resources it holds), ``current_handle()`` (a handle to
-  itself).
+  constructor ran again), ``held`` (resources it holds), ``class_name``, ``table`` (its
+  methods) and ``concurrency_groups()``, from which ``current_actor`` makes a handle to it.
 - ``call``: the actor call running (``call_id``, ``method``, ``cancelled``), None in the
   constructor.
 - ``label``: the task or call name.
@@ -23,18 +23,9 @@ Missing fields read as their defaults, so a context set by an older host still a
 from __future__ import annotations
 
 from .core.call_context import async_call, running_actor_call, task_context
+from .actor import ActorHandle, _Meta
 from .core import current
-
-
-def hex_id(value):
-    """An mpirt task, actor or object id as the hex string ``ObjectRef.hex()`` prints."""
-    return format(value, "028x")
-
-
-def node_id_hex(session, node):
-    """The id of ``node`` (an index into the store's node table) in this session: 56 hex
-    digits, as long as Ray's node ids, starting "4e" (N); ``nodes()`` reports the same string."""
-    return "4e" + format(session << 32 | node, "054x")
+from .core.ids import hex_id, node_id_hex, worker_id_hex
 
 
 def gpu_ids(rt):
@@ -45,11 +36,6 @@ def gpu_ids(rt):
         return []
     ids = rt.config["rank_info"][rt.rank]["gpu_ids"]
     return [int(i) if i.isdigit() else i for i in ids]
-
-
-def worker_id_hex(session, rank):
-    """The id of the process ``rank`` (every rank is one process): 56 hex digits starting "57" (W)."""
-    return "57" + format(session << 32 | rank, "054x")
 
 
 def _running(what):
@@ -194,11 +180,9 @@ class RuntimeContext:
         actor, _ = running_actor_call()
         if actor is None:
             raise RuntimeError("This method is only available in an actor.")
-        make_handle = getattr(actor, "current_handle", None)
-        if make_handle is None:
-            raise NotImplementedError("current_actor: this mpirt's actor host does not offer a handle to the "
-                                      "actor itself yet")
-        return make_handle()
+        # Not counted as a reference: the actor lives on its callers' handles.
+        return ActorHandle(actor.actor_id, _Meta(actor.class_name, actor.table, actor.concurrency_groups(), -1),
+                           False)
 
     def __repr__(self):
         return "RuntimeContext()"

@@ -8,6 +8,8 @@ Layers, top to bottom; a module may import its own layer and the ones below, nev
 - the runtime: ``mpirt.core`` (roles and mechanisms), ``mpirt.store``, ``mpirt.scheduler``;
 - leaves importable from anywhere: ``mpirt.exceptions``.
 
+Entry points (``ENTRY_POINTS``: the main of a spawned rank or of a task slot) sit above them all.
+
 ``mpirt.libs`` (Tune, RL) sits on top of the public API and is checked for cycles among its module-level
 imports only (it imports its optional extras inside functions).
 """
@@ -18,6 +20,9 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "mpirt"
 LEAVES = {"mpirt.exceptions"}
+# The programs a process runs as its main: above everything, they wire the layers together. A task slot
+# (slot_process) rebinds the public API so that every call the task makes is forwarded to its rank.
+ENTRY_POINTS = {"mpirt.launch._spawned", "mpirt.core.slot_process"}
 
 
 def _modules():
@@ -77,6 +82,8 @@ GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
 
 
 def _layer(name):
+    if name in ENTRY_POINTS:
+        return 5
     if name in LEAVES:
         return 0
     if name.startswith(("mpirt.core", "mpirt.store", "mpirt.scheduler")):

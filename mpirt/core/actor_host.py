@@ -13,12 +13,11 @@ import asyncio
 import collections
 import inspect
 import threading
-import time
 
-from . import runtime_env, tracing
-from .call_context import async_call, task_context
-from ..exceptions import ActorDiedError, ActorUnavailableError, ErrorPayload, TaskCancelledError
-from .executor import as_task_failure, error_blobs, resolve_arguments, serialize_returns
+from . import invoke, runtime_env
+from .call_context import task_context
+from ..exceptions import ActorDiedError, ErrorPayload
+from .invoke import error_blobs
 from .object_ref import owner_of
 from .protocol import HEAD_RANK
 from .serialization import loads
@@ -42,6 +41,8 @@ class _HasDefault:
 
 
 HAS_DEFAULT = _HasDefault()
+_NO_ARGS: tuple = ()       # a call without arguments (its args_blob is None)
+_NO_KWARGS: dict = {}     # read only: ``invoke`` unpacks it
 _REQUIRED_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
                    inspect.Parameter.KEYWORD_ONLY)
 # Not callable through a handle: how instances are made, pickled and have attributes.
@@ -149,13 +150,9 @@ class HostedActor:
         self.unanswered = {}     # async actors: call id -> (caller, num_returns) of the calls not answered yet
         self.environment_holds = 0   # its calls and constructor holding the rank's environment now
 
-    def current_handle(self):
-        """A handle to this actor, for ``get_runtime_context().current_actor``. It does not
-        count as a reference: the actor lives on its callers' handles, as before."""
-        from ..actor import ActorHandle, _Meta   # actor.py imports this module
-
-        groups = tuple(name for name in self.pools) or tuple(g for g in self.semaphores if g is not None)
-        return ActorHandle(self.actor_id, _Meta(self.class_name, self.table, groups, -1), False)
+    def concurrency_groups(self):
+        """The names of its concurrency groups (threaded or async), as its handles list them."""
+        return tuple(name for name in self.pools) or tuple(g for g in self.semaphores if g is not None)
 
 
 class CallContext:
@@ -383,20 +380,16 @@ class ActorHost:
         """Run ``__init__`` and publish the instance. Also run by a call whose ``sys.exit()``
         restarted the actor, on that call's thread: what the call set in ``task_context`` is
         put back after."""
-        context = task_context
-        saved = (getattr(context, "label", None), getattr(context, "num_gpus", 0.0),
-                 getattr(context, "actor", None), getattr(context, "call", None))
-        context.label = f"{cls.__name__}.__init__"
-        context.num_gpus = actor.num_gpus
-        context.actor, context.call = actor, None
+        saved = invoke.current()
+        invoke.enter(f"{cls.__name__}.__init__", actor.num_gpus, actor=actor)
         held = hold_environment and self._hold_environment(actor)
         try:
-            args, kwargs = resolve_arguments(self.rt, args_blob, inlined)
-            instance = cls(*args, **kwargs)
+            args, kwargs = invoke.resolve_arguments(self.rt, args_blob, inlined)
+            instance = invoke.invoke(cls, args, kwargs)
             actor.bound = {}
             actor.instance = instance
         except BaseException as exc:  # noqa: B902 - the constructor's failure kills the actor
-            failure = as_task_failure(exc, f"{cls.__name__}.__init__", self.rt.rank)
+            failure = invoke.as_task_failure(exc, f"{cls.__name__}.__init__", self.rt.rank)
             with self.rt.lock:
                 # Ray's text: "The actor died because of an error raised in its creation task, ray::..."
                 self._die(actor, ActorDiedError(cause=failure, actor_id=format(actor.actor_id, "028x")))
@@ -404,7 +397,7 @@ class ActorHost:
         finally:
             if held:
                 self._release_environment(actor)
-            context.label, context.num_gpus, context.actor, context.call = saved
+            invoke.enter(*saved)
             actor.constructed.set()
 
     def _call(self, actor, caller, call_id, method, args_blob, inlined, num_returns, overrides=None,
@@ -415,35 +408,29 @@ class ActorHost:
         if actor.cancelled and call_id in actor.cancelled:
             actor.cancelled.discard(call_id)
             del actor.running[call_id]
-            self._reply(caller, call_id, error_blobs(_cancelled_error(label), num_returns), True)
+            self._reply(caller, call_id, error_blobs(invoke.call_cancelled(label), num_returns), True)
             return
-        context = task_context
-        context.label = label
-        context.num_gpus = actor.num_gpus
-        context.actor = actor
-        context.call = call
-        started = time.time()
+        invoke.enter(label, actor.num_gpus, actor=actor, call=call)
+        started = invoke.clock()
         held = actor.environment is not None and self._hold_environment(actor)
         if held:
-            context.environment_actor = actor   # let go while the call waits in get/wait (Runtime)
+            task_context.environment_actor = actor   # let go while the call waits in get/wait (Runtime)
         try:
             blobs, is_error = self._invoke(actor, method, args_blob, inlined, num_returns, label, overrides,
                                            generation)
         finally:
             if held:
-                context.environment_actor = None
+                task_context.environment_actor = None
                 self._release_environment(actor)
-            context.label = None
-            context.num_gpus = 0.0
-            context.actor = context.call = None
+            invoke.leave()
             actor.running.pop(call_id, None)
-        tracing.record("actor", label, started, time.time(), failed=is_error)
+        invoke.finished("actor", label, started, is_error)
         self._reply(caller, call_id, blobs, is_error)
 
     def _invoke(self, actor, method, args_blob, inlined, num_returns, label, overrides, generation):
         restart_retries = _call_retries(actor, method, overrides)
         if generation != actor.generation and restart_retries == 0:
-            return error_blobs(_restarted_error(actor), num_returns), True
+            return error_blobs(invoke.call_restarted(actor), num_returns), True
         retries, retry_on = _retry_rule(actor, method, overrides)
         while True:
             if not actor.constructed.is_set():
@@ -453,11 +440,11 @@ class ActorHost:
             try:
                 function = actor.bound.get(method) or _bind_method(actor, method)
                 if args_blob is None:
-                    result = function()
+                    result = invoke.invoke(function, _NO_ARGS, _NO_KWARGS)
                 else:
-                    args, kwargs = resolve_arguments(self.rt, args_blob, inlined)
-                    result = function(*args, **kwargs)
-                return serialize_returns(label, result, num_returns, self.rt.store), False
+                    args, kwargs = invoke.resolve_arguments(self.rt, args_blob, inlined)
+                    result = invoke.invoke(function, args, kwargs)
+                return invoke.serialize_returns(label, result, num_returns, self.rt.store), False
             except ActorExit as exit_request:
                 return self._exit(actor, num_returns, exit_request)
             except SystemExit as exc:
@@ -465,19 +452,19 @@ class ActorHost:
                 if restarted and restart_retries != 0:
                     restart_retries -= 1 if restart_retries > 0 else 0
                     continue
-                return error_blobs(_exit_error(actor, exc, restarted), num_returns), True
+                return error_blobs(invoke.call_exited(actor, exc, restarted), num_returns), True
             except BaseException as exc:  # noqa: B902 - the call's failure is its result
                 if retries != 0 and _should_retry(exc, retry_on):
                     retries -= 1
                     continue
-                return error_blobs(as_task_failure(exc, label, self.rt.rank), num_returns), True
+                return invoke.failure_blobs(exc, label, self.rt.rank, num_returns), True
 
     async def _call_async(self, actor, caller, call_id, method, args_blob, inlined, num_returns, overrides=None,
                           generation=0):
         label = overrides["name"] if overrides and "name" in overrides else f"{actor.class_name}.{method}"
         restart_retries = _call_retries(actor, method, overrides)
         if actor.dead_error is not None or (generation != actor.generation and restart_retries == 0):
-            error = actor.dead_error if actor.dead_error is not None else _restarted_error(actor)
+            error = actor.dead_error if actor.dead_error is not None else invoke.call_restarted(actor)
             self._answer_async(actor, caller, call_id, error_blobs(error, num_returns), True)
             return
         call = CallContext(call_id, method)
@@ -486,34 +473,31 @@ class ActorHost:
         if actor.cancelled and call_id in actor.cancelled:   # see _call
             actor.cancelled.discard(call_id)
             del actor.running[call_id]
-            self._answer_async(actor, caller, call_id, error_blobs(_cancelled_error(label), num_returns), True)
+            self._answer_async(actor, caller, call_id, error_blobs(invoke.call_cancelled(label), num_returns), True)
             return
         semaphore = actor.semaphores.get(_group_of(actor, method, overrides)) or actor.semaphores[None]
-        started = tracing.now()
+        started = invoke.clock()
         retries, retry_on = _retry_rule(actor, method, overrides)
-        # This coroutine's own context (its asyncio task's): the actor's other calls interleave
-        # with it on the same thread.
-        async_call.set((actor, call, label))
-        task_context.num_gpus = actor.num_gpus
+        invoke.enter_async(actor, call, label)
         try:
             async with semaphore:
                 while True:
                     try:
                         loop = asyncio.get_running_loop()
-                        args, kwargs = await loop.run_in_executor(None, resolve_arguments, self.rt, args_blob,
-                                                                  inlined)
+                        args, kwargs = await loop.run_in_executor(None, invoke.resolve_arguments, self.rt,
+                                                                  args_blob, inlined)
                         function = actor.bound.get(method) or _bind_method(actor, method)
                         held = await self._hold_environment_async(actor)
                         try:
-                            result = function(*args, **kwargs)
-                            if inspect.isawaitable(result):
+                            result = invoke.invoke(function, args, kwargs)
+                            if inspect.isawaitable(result):   # an async def method (a plain one returns its value)
                                 result = await result
                         finally:
                             if held:
                                 self._release_environment(actor)
-                        blobs, is_error = serialize_returns(label, result, num_returns, self.rt.store), False
+                        blobs, is_error = invoke.serialize_returns(label, result, num_returns, self.rt.store), False
                     except asyncio.CancelledError:
-                        blobs, is_error = error_blobs(_cancelled_error(label), num_returns), True
+                        blobs, is_error = error_blobs(invoke.call_cancelled(label), num_returns), True
                     except ActorExit as exit_request:
                         blobs, is_error = self._exit(actor, num_returns, exit_request)
                     except SystemExit as exc:
@@ -521,17 +505,17 @@ class ActorHost:
                         if restarted and restart_retries != 0:
                             restart_retries -= 1 if restart_retries > 0 else 0
                             continue
-                        blobs, is_error = error_blobs(_exit_error(actor, exc, restarted), num_returns), True
+                        blobs, is_error = error_blobs(invoke.call_exited(actor, exc, restarted), num_returns), True
                     except BaseException as exc:  # noqa: B902
                         if retries != 0 and _should_retry(exc, retry_on):
                             retries -= 1
                             continue
-                        blobs, is_error = error_blobs(as_task_failure(exc, label, self.rt.rank), num_returns), True
+                        blobs, is_error = invoke.failure_blobs(exc, label, self.rt.rank, num_returns), True
                     break
         except asyncio.CancelledError:     # cancelled while it waited for its turn
-            blobs, is_error = error_blobs(_cancelled_error(label), num_returns), True
+            blobs, is_error = error_blobs(invoke.call_cancelled(label), num_returns), True
         actor.running.pop(call_id, None)
-        tracing.record("actor", label, started, tracing.now(), failed=is_error)
+        invoke.finished("actor", label, started, is_error)
         self._answer_async(actor, caller, call_id, blobs, is_error)
 
     def _answer_async(self, actor, caller, call_id, blobs, is_error):
@@ -549,7 +533,7 @@ class ActorHost:
         with self.rt.lock:
             if actor.dead_error is not None:
                 return False
-            status = _exit_status(exc)
+            status = invoke.exit_status(exc)
             if status == 0:
                 self._die(actor, ActorDiedError(f"actor {actor.class_name} exited with sys.exit({exc.code!r}), an "
                                                 "intended exit: it is not restarted"))
@@ -584,37 +568,6 @@ def _begin_restart(actor):
     actor.constructed.clear()
     actor.instance = None
     actor.bound = {}
-
-
-def _exit_status(exc):
-    """The exit status ``sys.exit(code)`` would give the process: None and 0 are 0, an int
-    is itself, anything else (a message) is 1."""
-    code = exc.code
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    return 1
-
-
-def _exit_error(actor, exc, restarted):
-    """What a call that ran into ``sys.exit()`` fails with (Ray's types: unavailable while the
-    actor restarts, dead otherwise)."""
-    if restarted:
-        return ActorUnavailableError(
-            f"The actor {actor.actor_id:028x} ({actor.class_name}) is unavailable: its process exited with status "
-            f"{_exit_status(exc)} (sys.exit) during this call and it restarted (max_restarts); the call has no "
-            "retries left (max_task_retries). The task may or may not have been executed on the actor.")
-    return actor.dead_error if actor.dead_error is not None else ActorDiedError(f"actor {actor.class_name} exited")
-
-
-def _cancelled_error(label):
-    return TaskCancelledError(f"the actor call {label} was cancelled with cancel()")
-
-
-def _restarted_error(actor):
-    return ActorDiedError(f"actor {actor.class_name} was killed with mpirt.kill(no_restart=False) and restarted "
-                          "before this call ran")
 
 
 def _bind_method(actor, name):

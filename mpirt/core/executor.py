@@ -10,19 +10,18 @@ task never holds the CPU that the tasks it waits for need.
 """
 import collections
 import ctypes
+import enum
 import sys
 import threading
-import time
 import traceback
 
-from . import tracing
-from .call_context import task_context
-from ..exceptions import ErrorPayload, TaskCancelledError, WorkerCrashedError, make_task_error
+from . import invoke
+from ..exceptions import TaskCancelledError
+from .lifecycle import refuse
 from .object_ref import ObjectRef
 from .protocol import HEAD_RANK
 from .runtime_env import RankEnvironment, apply_for_good
-from .serialization import dumps, loads, unpack_arguments
-from ..store.manager import ObjectStoreFullError, encode
+from .serialization import dumps, loads
 from .task_slots import TaskSlots, uses_processes
 from .threads import WorkerThreads
 
@@ -44,13 +43,29 @@ class LeaseSlot:
         self.shape = shape
 
 
+class WorkState(enum.IntEnum):
+    """Where a task sent to this rank is, as the worker sees it."""
+    QUEUED = 0     # on its lease slot, not started
+    RUNNING = 1    # on a task thread (its code here or in a slot process)
+    BLOCKED = 2    # running, waiting in get/wait: its CPU may serve another task
+    FINISHED = 3   # answered, or given back unstarted: it has left this rank
+
+
+QUEUED, RUNNING, BLOCKED, FINISHED = WorkState
+
+
 class RunningTask:
     """A task on this rank, queued or running. ``runtime_context`` reads its id, name,
     ``function``, ``shape`` and ``cancelled``; ``children`` are the ids of the tasks it
-    submitted that have not finished (``cancel(recursive=True)`` cancels them too)."""
+    submitted that have not finished (``cancel(recursive=True)`` cancels them too).
+
+    Its ``state`` changes only through the methods below (under the runtime lock), each of which
+    checks the state it leaves. ``cancelled`` is set by ``cancel`` alone: a running task cannot be
+    stopped, only interrupted, so it stays RUNNING (or BLOCKED) until its code returns."""
 
     __slots__ = ("task_id", "name", "lease_id", "submitter", "spec", "thread_id", "in_user_code", "environment",
-                 "environment_held", "environment_left", "function", "cancelled", "children", "slot_process")
+                 "environment_held", "environment_left", "function", "cancelled", "children", "slot_process",
+                 "state")
 
     def __init__(self, lease_id, submitter, spec):
         self.task_id = spec[0]
@@ -58,6 +73,7 @@ class RunningTask:
         self.lease_id = lease_id
         self.submitter = submitter
         self.spec = spec
+        self.state = QUEUED
         self.thread_id = None
         self.in_user_code = False
         self.environment = spec[9]       # runtime_env beyond the job's (runtime_env.freeze), or None
@@ -72,6 +88,53 @@ class RunningTask:
     def shape(self):
         """The resources its lease holds for it, e.g. ``{"CPU": 1.0}``."""
         return self.spec[8]
+
+    def _refuse(self, *allowed):
+        refuse(f"task {self.name} ({self.task_id:x})", self.state, allowed, WorkState)
+
+    def started(self):
+        """QUEUED -> RUNNING: its lease slot is free; a task thread takes it."""
+        if self.state != QUEUED:    # these four run per task: the check is inline
+            self._refuse(QUEUED)
+        self.state = RUNNING
+
+    def blocked(self):
+        """RUNNING -> BLOCKED: it waits in get/wait."""
+        if self.state != RUNNING:
+            self._refuse(RUNNING)
+        self.state = BLOCKED
+
+    def unblocked(self):
+        """BLOCKED -> RUNNING: its get/wait returned."""
+        if self.state != BLOCKED:
+            self._refuse(BLOCKED)
+        self.state = RUNNING
+
+    def finished(self):
+        """RUNNING -> FINISHED: it ran and its result is sent."""
+        if self.state != RUNNING:
+            self._refuse(RUNNING)
+        self.state = FINISHED
+
+    def given_back(self):
+        """QUEUED -> FINISHED: its submitter took it back unstarted (steal)."""
+        if self.state != QUEUED:
+            self._refuse(QUEUED)
+        self.state = FINISHED
+
+    def cancel(self):
+        """``cancel()`` reached it. QUEUED -> FINISHED: it never runs (True: the caller answers it
+        with TaskCancelledError). RUNNING or BLOCKED: only marked (False); its thread is interrupted
+        and it finishes as usual. A second cancel of a running task changes nothing."""
+        state = self.state
+        if state == QUEUED:
+            self.cancelled = True
+            self.state = FINISHED
+            return True
+        if state == RUNNING or state == BLOCKED:
+            self.cancelled = True
+            return False
+        self._refuse(QUEUED, RUNNING, BLOCKED)
 
 
 class TaskExecutor:
@@ -112,6 +175,7 @@ class TaskExecutor:
             if slot.released:
                 self._set_released(slot, False)
             task = slot.queue.popleft()
+            task.started()
             slot.active += 1
             self.running[task.task_id] = task
             self.pool.submit(self._run_logged, task)
@@ -129,6 +193,7 @@ class TaskExecutor:
             self.rt.send(HEAD_RANK, ("cpu_release" if released else "cpu_reacquire", {"CPU": cpus}))
 
     def task_blocked(self, task):
+        task.blocked()
         slot = self.slots[task.lease_id]
         slot.active -= 1
         slot.blocked += 1
@@ -138,6 +203,7 @@ class TaskExecutor:
         self._update(task.lease_id, slot)
 
     def task_unblocked(self, task):
+        task.unblocked()
         slot = self.slots[task.lease_id]
         slot.blocked -= 1
         slot.active += 1
@@ -160,7 +226,9 @@ class TaskExecutor:
         slot = self.slots.get(lease_id)
         task_ids = []
         if slot is not None:
-            task_ids = [task.task_id for task in slot.queue]
+            for task in slot.queue:
+                task.given_back()
+                task_ids.append(task.task_id)
             slot.queue.clear()
             self._update(lease_id, slot)
         self.rt.send(source, ("stolen", lease_id, task_ids))
@@ -174,15 +242,16 @@ class TaskExecutor:
         for lease_id, slot in self.slots.items():
             for task in slot.queue:
                 if task.task_id == task_id:
+                    task.cancel()
                     slot.queue.remove(task)
                     self._update(lease_id, slot)
-                    error = TaskCancelledError(f"task {task.name} was cancelled before it ran")
-                    self._reply(task, error_blobs(error, len(task.spec[6])), True, False, 0.0)
+                    blobs = invoke.error_blobs(invoke.task_cancelled_unstarted(task.name), len(task.spec[6]))
+                    self._reply(task, blobs, True, False, 0.0)
                     return
         task = self.running.get(task_id)
         if task is None or task.cancelled:
             return
-        task.cancelled = True
+        task.cancel()
         if recursive:
             for child in list(task.children):
                 self.rt.submitter.cancel_task(child, force, True)
@@ -207,10 +276,12 @@ class TaskExecutor:
     def _finish_and_take_next(self, task):
         with self.rt.lock:
             self.running.pop(task.task_id, None)
+            task.finished()
             slot = self.slots[task.lease_id]
             slot.active -= 1
             if slot.active < 1 and slot.queue and not slot.released:
                 following = slot.queue.popleft()
+                following.started()
                 slot.active += 1
                 self.running[following.task_id] = following
                 return following
@@ -220,22 +291,18 @@ class TaskExecutor:
     def _run(self, task):
         task_id, name = task.task_id, task.name
         task.thread_id = threading.get_ident()
-        task_context.task = task
-        task_context.label = name
-        task_context.num_gpus = task.spec[8].get("GPU", 0.0)
-        started = time.perf_counter()
-        started_at = tracing.now()
+        num_gpus = task.spec[8].get("GPU", 0.0)
+        invoke.enter(name, num_gpus, task=task)
+        started = invoke.clock()
         try:
             # GPU tasks stay in the rank: its CUDA context, its sealed device objects (store/device.py).
-            in_slot = self.task_slots is not None and not task_context.num_gpus
+            in_slot = self.task_slots is not None and not num_gpus
             outcome = self.task_slots.run(task) if in_slot else None
             blobs, is_error, retryable = outcome if outcome is not None else self._run_here(task)
         finally:
-            task_context.task = None
-            task_context.label = None
-            task_context.num_gpus = 0.0
-        tracing.record("task", name, started_at, tracing.now(), task_id=f"{task_id:028x}", failed=is_error)
-        self._reply(task, blobs, is_error, retryable, time.perf_counter() - started)
+            invoke.leave()
+        seconds = invoke.finished("task", name, started, is_error, task_id=f"{task_id:028x}")
+        self._reply(task, blobs, is_error, retryable, seconds)
 
     def _run_here(self, task):
         """Run ``task`` on this thread: ``(blobs, is_error, retryable)``."""
@@ -245,32 +312,21 @@ class TaskExecutor:
         try:
             try:
                 function = task.function = self._function(function_id)
-                args, kwargs = resolve_arguments(rt, args_blob, inlined)
+                args, kwargs = invoke.resolve_arguments(rt, args_blob, inlined)
                 with rt.lock:
                     self._enter_environment(task)   # its runtime_env, set now and put back after
                     task.in_user_code = True
                 try:
-                    result = function(*args, **kwargs)
+                    result = invoke.invoke(function, args, kwargs)
                 finally:
                     with rt.lock:
                         task.in_user_code = False
                         if task.environment_held:
                             self._leave_environment(task)
-                blobs = serialize_returns(f"task {name}", result, len(return_ids), rt.store)
+                blobs = invoke.serialize_returns(f"task {name}", result, len(return_ids), rt.store)
             except BaseException as exc:  # noqa: B902 - the task's failure is its result
                 is_error = True
-                if task.cancelled and isinstance(exc, (KeyboardInterrupt, TaskCancelledError)):
-                    blobs = error_blobs(TaskCancelledError(f"task {name} was cancelled"), len(return_ids))
-                elif isinstance(exc, SystemExit):
-                    # In Ray sys.exit() ends the task's worker process: a system failure, retried
-                    # while max_retries allows, then WorkerCrashedError. The rank itself goes on.
-                    retryable = True
-                    blobs = error_blobs(WorkerCrashedError(
-                        f"task {name} called sys.exit({exc.code!r}), which ends its worker process in Ray, and it has "
-                        "no retries left (max_retries)"), len(return_ids))
-                else:
-                    retryable = matches_retry(retry_exceptions, exc)
-                    blobs = error_blobs(as_task_failure(exc, name, rt.rank), len(return_ids))
+                blobs, retryable = task_failure(exc, task, retry_exceptions, rt.rank)
         finally:
             if task.environment_held:   # a cancel's KeyboardInterrupt can land before the inner let-go
                 with rt.lock:
@@ -305,69 +361,13 @@ class TaskExecutor:
         return function
 
 
-def resolve_arguments(rt, args_blob, inlined):
-    """The task's (args, kwargs): inlined values, or values fetched from their owners."""
-
-    def resolve(object_id):
-        blob = inlined.get(object_id)
-        if blob is not None:
-            return rt.decode(object_id, blob)
-        return rt.value_of(ObjectRef(object_id))
-
-    return unpack_arguments(args_blob, resolve)
-
-
-def serialize_returns(name, result, num_returns, store):
-    """Encode a task's result as ``num_returns`` objects (large ones into ``store``)."""
-    return encode_returns(name, split_returns(name, result, num_returns), store)
-
-
-def split_returns(name, result, num_returns):
-    """A task's result as the list of its ``num_returns`` values (ValueError if it is not that)."""
-    if num_returns == 1:
-        values = [result]
-    elif num_returns == 0:
-        values = []
-    else:
-        try:
-            values = list(result)
-        except TypeError:
-            raise ValueError(f"{name} has num_returns={num_returns} but returned a {type(result).__name__}")
-        if len(values) != num_returns:
-            raise ValueError(f"{name} has num_returns={num_returns} but returned {len(values)} values")
-    return values
-
-
-def encode_returns(name, values, store):
-    """Encode a task's return values as objects (large ones into ``store``)."""
-    blobs = []
-    for i, value in enumerate(values):
-        try:
-            blobs.append(encode(value, store))
-        except ObjectStoreFullError:
-            raise
-        except Exception as exc:
-            raise TypeError(f"Could not serialize the return value {i} of {name} "
-                            f"(type {type(value).__name__}): {exc}") from exc
-    return blobs
-
-
-def error_blobs(error, num_returns):
-    return [dumps(ErrorPayload(error))] * num_returns
-
-
-def as_task_failure(exc, name, rank):
-    """The error object a failed task or actor call reports for ``exc``."""
-    if isinstance(exc, (SystemExit, KeyboardInterrupt)) and not isinstance(exc, Exception):
-        exc = RuntimeError(f"{name} raised {type(exc).__name__}: {exc}")
-    return make_task_error(exc, name, rank, traceback.format_exc())
-
-
-def matches_retry(retry_exceptions, exc):
-    """Whether ``exc`` is one the task's ``retry_exceptions`` option retries."""
-    if not retry_exceptions:
-        return False
-    if retry_exceptions is True:
-        return True
-    return isinstance(exc, loads(retry_exceptions))
-
+def task_failure(exc, task, retry_exceptions, rank):
+    """``(blobs, retryable)`` of a task run on this rank that raised ``exc`` (being handled):
+    cancelled, ``sys.exit()`` (a worker crash in Ray, retried while ``max_retries`` allows) or
+    its own error (retried if ``retry_exceptions`` says so)."""
+    name, num_returns = task.name, len(task.spec[6])
+    if task.cancelled and isinstance(exc, (KeyboardInterrupt, TaskCancelledError)):
+        return invoke.error_blobs(invoke.task_cancelled(name), num_returns), False
+    if isinstance(exc, SystemExit):
+        return invoke.error_blobs(invoke.task_exited(name, repr(exc.code)), num_returns), True
+    return invoke.failure_blobs(exc, name, rank, num_returns), invoke.matches_retry(retry_exceptions, exc)

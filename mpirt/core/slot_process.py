@@ -28,7 +28,6 @@ import struct
 import sys
 import threading
 import time
-import traceback
 from multiprocessing.connection import Connection
 
 import numpy as np
@@ -36,10 +35,9 @@ import numpy as np
 import mpirt
 
 from .. import actor, launch, remote_function, runtime_context
-from . import current, object_ref, slot_wire
+from . import current, invoke, object_ref, slot_wire
 from ..actor import ActorClass, ActorHandle, _meta_of
 from ..exceptions import ErrorPayload, TaskCancelledError
-from .executor import as_task_failure, matches_retry, split_returns
 from .log_forward import TextSink
 from .object_ref import ObjectRef
 from ..remote_function import RemoteFunction
@@ -326,11 +324,11 @@ def _run_task(head, slices, body, functions):
                 raise KeyboardInterrupt
             _state.in_user_code = True
             try:
-                result = function(*args, **kwargs)
+                result = invoke.invoke(function, args, kwargs)
             finally:
                 _state.in_user_code = False
             del args, kwargs
-            values = split_returns(f"task {name}", result, num_returns)
+            values = invoke.split_returns(f"task {name}", result, num_returns)
             del result
             parts = []
             for i, value in enumerate(values):
@@ -341,8 +339,7 @@ def _run_task(head, slices, body, functions):
                     else:
                         parts.append((False, *slot_wire.dumps(value, _persistent_id, _pool)))
                 except Exception as exc:
-                    raise TypeError(f"Could not serialize the return value {i} of task {name} "
-                                    f"(type {type(value).__name__}): {exc}") from exc
+                    raise invoke.unserializable_return(i, f"task {name}", value, exc) from exc
         except BaseException as exc:  # noqa: B902 - the task's failure is its result
             if isinstance(exc, (KeyboardInterrupt, TaskCancelledError)):
                 kind = "interrupt"
@@ -350,14 +347,10 @@ def _run_task(head, slices, body, functions):
                 kind = "exit"
             else:
                 kind = "exception"
-            failure = as_task_failure(exc, name, rank)
-            try:
-                blob = dumps(ErrorPayload(failure))
-            except Exception:   # an error that cannot be pickled: its text survives
-                blob = dumps(ErrorPayload(RuntimeError(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")))
+            blob = invoke.failure_blobs(exc, name, rank, 1)[0]
             sys.stdout.flush()
             sys.stderr.flush()
-            retryable = kind == "exception" and matches_retry(retry_exceptions, exc)
+            retryable = kind == "exception" and invoke.matches_retry(retry_exceptions, exc)
             _channel.send(("error", kind, retryable, repr(exc.code) if kind == "exit" else None), blob)
             return
         sys.stdout.flush()

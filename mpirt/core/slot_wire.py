@@ -17,6 +17,7 @@ and the slot has no runtime to count its arrival. They travel as ids instead (ea
 ``persistent_id`` names them, its ``persistent_load`` makes them back), and the rank keeps
 the real objects (``task_slots``).
 """
+import io
 import pickle
 import threading
 
@@ -79,8 +80,6 @@ class _Pickler(cloudpickle.Pickler):
 def dumps(value, persistent_id, pool=None):
     """``(body, slices)`` for ``value``: buffers in ``pool`` by reference, the rest in band.
     ``persistent_id(obj)``: the id a handle travels as, None for anything else."""
-    import io
-
     slices = []
 
     def buffer_callback(picklebuffer):

@@ -33,8 +33,8 @@ import tempfile
 import threading
 from multiprocessing.connection import Connection
 
-from . import slot_wire
-from ..exceptions import ErrorPayload, TaskCancelledError, WorkerCrashedError
+from . import invoke, slot_wire
+from ..exceptions import ErrorPayload
 from .object_ref import ObjectRef
 from .serialization import dumps
 
@@ -100,6 +100,18 @@ def _warn_if_bound(rank, cpus):
         sys.__stderr__.write(f"mpirt rank {rank}: offers {cpus:g} CPUs but may run on {usable} (CPU binding or a "
                              f"smaller machine): its task slots share {usable}. Under mpirun use --bind-to none or "
                              f"--map-by slot:PE={int(cpus)}\n")
+
+
+# Handle types other than ObjectRef that stay on the rank when a task's arguments go to its slot:
+# type -> function giving the persistent id the slot gets, whose first two items are its key.
+# actor.py registers ActorHandle (("A", actor id, meta blob)): it sits above the runtime, so it
+# tells the runtime about its type instead of the runtime importing it.
+_RANK_HANDLES = {}
+
+
+def keep_on_rank(kind, persistent_id):
+    """Instances of ``kind`` cross to a slot as ``persistent_id(instance)`` and come back as themselves."""
+    _RANK_HANDLES[kind] = persistent_id
 
 
 class SlotProcess:
@@ -226,8 +238,6 @@ class TaskSlots:
     def run(self, task):
         """Run ``task`` in a slot process: ``(blobs, is_error, retryable)``, or None when no slot
         process is free (the caller runs it on its own thread)."""
-        from .executor import as_task_failure, error_blobs, matches_retry, resolve_arguments
-
         process = self._acquire()
         if process is None:
             return None
@@ -242,14 +252,14 @@ class TaskSlots:
             if passed_on:      # the slot unpickles the submitter's pickle itself
                 body, slices = args_blob or b"", ()
             else:
-                args, kwargs = resolve_arguments(rt, args_blob, inlined)
+                args, kwargs = invoke.resolve_arguments(rt, args_blob, inlined)
                 kept.append((args, kwargs))
                 body, slices = slot_wire.dumps((args, kwargs), self._outgoing(held), self.pool)
                 del args, kwargs
         except BaseException as exc:  # noqa: B902 - the task's failure is its result
             self._release(process)
-            return error_blobs(as_task_failure(exc, name, rt.rank), num_returns), True, matches_retry(
-                retry_exceptions, exc)
+            return (invoke.failure_blobs(exc, name, rt.rank, num_returns), True,
+                    invoke.matches_retry(retry_exceptions, exc))
         try:
             with rt.lock:
                 if task.cancelled:
@@ -268,17 +278,13 @@ class TaskSlots:
             if status is None:
                 process.popen.kill()
                 status = process.popen.wait()
-            return error_blobs(WorkerCrashedError(
-                f"task {name}: its slot process (pid {process.pid}) died (exit status {status}), and the task has no "
-                "retries left (max_retries)"), num_returns), True, True
+            return invoke.error_blobs(invoke.slot_died(name, process.pid, status), num_returns), True, True
         finally:
             with rt.lock:
                 task.slot_process = None
             self._release(process)
 
     def _serve(self, task, process, held, kept, name, num_returns):
-        from .executor import as_task_failure, encode_returns, error_blobs
-
         rt = self.rt
         incoming = self._incoming(held, process)
         channel = process.channel
@@ -297,27 +303,23 @@ class TaskSlots:
                         start += length
                         # Small plain values come encoded as the store would encode them; others are
                         # encoded here (large ones into the store, refs counted as this rank's).
-                        blobs.append(part if encoded else encode_returns(
+                        blobs.append(part if encoded else invoke.encode_returns(
                             f"task {name}", [slot_wire.loads(part, part_slices, incoming, self.pool)], rt.store)[0])
                     return blobs, False, False
                 except BaseException as exc:  # noqa: B902 - e.g. the store is full
-                    return error_blobs(as_task_failure(exc, name, rt.rank), num_returns), True, False
+                    return invoke.failure_blobs(exc, name, rt.rank, num_returns), True, False
             elif kind == "error":
                 _, how, retryable, detail = head
                 if how == "interrupt" and task.cancelled:
                     return self._cancelled(name, num_returns)
                 if how == "exit":
                     # As on the thread path: Ray's sys.exit() ends the worker process, a system failure.
-                    return error_blobs(WorkerCrashedError(
-                        f"task {name} called sys.exit({detail}), which ends its worker process in Ray, and it has no "
-                        "retries left (max_retries)"), num_returns), True, True
+                    return invoke.error_blobs(invoke.task_exited(name, detail), num_returns), True, True
                 return [body] * num_returns, True, retryable
 
     @staticmethod
     def _cancelled(name, num_returns):
-        from .executor import error_blobs
-
-        return error_blobs(TaskCancelledError(f"task {name} was cancelled"), num_returns), True, False
+        return invoke.error_blobs(invoke.task_cancelled(name), num_returns), True, False
 
     def _call(self, task, process, body, slices, held, kept):
         """One mpirt call the task made in its slot, made here: the reply's ``(head, body, slices)``."""
@@ -354,16 +356,17 @@ class TaskSlots:
     def _outgoing(held):
         """persistent_id for what goes to the slot: refs and actor handles stay here (counted
         as this rank's), the slot gets their ids."""
-        from ..actor import ActorHandle, _meta_blob_of
 
         def persistent_id(obj):
             kind = type(obj)
             if kind is ObjectRef:
                 held[("R", obj.id)] = obj
                 return ("R", obj.id)
-            if kind is ActorHandle:
-                held[("A", obj._actor_id)] = obj
-                return ("A", obj._actor_id, _meta_blob_of(obj._meta))
+            token = _RANK_HANDLES.get(kind)
+            if token is not None:
+                pid = token(obj)
+                held[pid[:2]] = obj
+                return pid
             return None
 
         return persistent_id

@@ -1,28 +1,80 @@
 """The object table of one rank: values it owns, and copies it fetched from owners.
 
-Values are kept serialized (bytes) so they can be forwarded without re-pickling.
+Values are kept encoded (inline, stored or on a device: ``object_value.py``) so
+they can be forwarded without re-pickling; each entry's lifecycle is ``ObjectState``.
 The owner of an object (the rank that created its ref) answers ``obj_req`` from
 other ranks once the value is ready, and frees the value once no rank can reach
 it any more (``reachability.py``); a borrower drops its fetched copy when its
 last reference goes.
 """
+import enum
+
+from . import object_value
+from .codec import dumps
 from .exceptions import ErrorPayload, ObjectLostError, OwnerDiedError
+from .lifecycle import refuse
 from .object_ref import owner_of, ref_events
 from .reachability import ReferenceCounter
-from .serialization import dumps
-from .store.device import DeviceObject
-from .store.manager import StoreLocation
+
+
+class ObjectState(enum.IntEnum):
+    """Where one object's value is, as this rank's table sees it."""
+    PENDING = 0        # being made (the owner's task runs) or fetched (asked of the owner)
+    UNREFERENCED = 1   # still pending, but nothing here refers to it any more: forgotten once it comes
+    READY = 2          # ``blob`` holds its value, or its error when ``is_error``
+    RELEASED = 3       # forgotten: out of the table (the owner freed its stored bytes)
+
+
+PENDING, UNREFERENCED, READY, RELEASED = ObjectState
 
 
 class Entry:
-    __slots__ = ("blob", "is_error", "ready", "callbacks", "unreferenced")
+    """One object in the table. Its state changes only through the methods below, each of which
+    checks the state it leaves. ``ready`` is ``state is READY`` kept as a plain attribute: ``get``
+    reads it without the lock (``Runtime.value_of``), so ``resolve`` sets it after ``blob`` and
+    ``lose_copy`` clears it before."""
+
+    __slots__ = ("blob", "is_error", "ready", "callbacks", "state")
 
     def __init__(self):
         self.blob = None
         self.is_error = False
         self.ready = False
-        self.callbacks = None
-        self.unreferenced = False  # nothing refers to it any more: drop it once ready
+        self.callbacks = None   # called with (object_id, entry) once it is READY
+        self.state = PENDING
+
+    def _refuse(self, *allowed):
+        refuse("object", self.state, allowed, ObjectState)
+
+    def resolve(self, blob, is_error):
+        """PENDING or UNREFERENCED -> READY: its value (or error) came. Returns the callbacks to run."""
+        if self.state is not PENDING and self.state is not UNREFERENCED:
+            self._refuse(PENDING, UNREFERENCED)
+        self.blob, self.is_error = blob, is_error
+        self.state, self.ready = READY, True
+        callbacks, self.callbacks = self.callbacks, None
+        return callbacks
+
+    def unreference(self):
+        """PENDING -> UNREFERENCED: the last reference here went before the value came (again,
+        when it was referenced and let go once more meanwhile)."""
+        if self.state is not PENDING and self.state is not UNREFERENCED:
+            self._refuse(PENDING, UNREFERENCED)
+        self.state = UNREFERENCED
+
+    def forget(self):
+        """READY -> RELEASED: out of the table; its owner frees what holds the value."""
+        if self.state is not READY:
+            self._refuse(READY)
+        self.state, self.ready = RELEASED, False
+
+    def lose_copy(self):
+        """READY -> PENDING: its only copy died with a rank; the owner makes it again (lineage)
+        or a borrower asks the owner again."""
+        if self.state is not READY:
+            self._refuse(READY)
+        self.ready, self.state = False, PENDING
+        self.blob = None
 
 
 class ObjectTable:
@@ -42,12 +94,13 @@ class ObjectTable:
         return entry
 
     def set_ready(self, object_id, blob, is_error=False):
+        """The value (or error) of ``object_id`` came; a late or second answer is ignored."""
         entry = self.entries.get(object_id)
         if entry is None or entry.ready:
             return
-        entry.blob, entry.is_error, entry.ready = blob, is_error, True
-        callbacks, entry.callbacks = entry.callbacks, None
-        if entry.unreferenced:
+        unreferenced = entry.state is UNREFERENCED
+        callbacks = entry.resolve(blob, is_error)
+        if unreferenced:
             self._forget(object_id, entry)
         for callback in callbacks or ():
             callback(object_id, entry)
@@ -86,22 +139,17 @@ class ObjectTable:
         if entry.ready:
             self._forget(object_id, entry)
         else:
-            entry.unreferenced = True
+            entry.unreference()
 
     def _forget(self, object_id, entry):
+        entry.forget()
         del self.entries[object_id]
         self.rt.submitter.forget_lineage(object_id)
-        if owner_of(object_id) != self.rank:
-            return
-        blob = entry.blob
-        if isinstance(blob, DeviceObject):
-            self.rt.store.device.release(blob)
-            blob = blob.inner
-        if isinstance(blob, StoreLocation):
-            self.rt.store.release(object_id, blob)
+        if owner_of(object_id) == self.rank:
+            object_value.release(entry.blob, self.rt.store, object_id)
 
     def _mark_lost(self, entry, object_id, why):
-        entry.blob, entry.is_error, entry.ready = self._lost_blob(object_id, why), True, True
+        entry.resolve(self._lost_blob(object_id, why), True)
 
     # -- worker deaths (ULFM) --------------------------------------------------
     def _on_rank_dead(self, rank):
@@ -110,20 +158,21 @@ class ObjectTable:
         Values of objects ``rank`` owned but never delivered are lost with it. Same-node stores
         stay readable after their rank dies (the segment is shared), so those values live on."""
         lost = []
+        same_node = self.rt.store.arena.same_node
         for object_id, entry in self.entries.items():
             owner = owner_of(object_id)
             if not entry.ready:
                 if owner == rank:
                     lost.append((object_id, entry, "owner"))
                 continue
-            if self._only_copy_on(entry.blob, rank):
+            if object_value.lost_with(entry.blob, rank, same_node):
                 lost.append((object_id, entry, "copy"))
         for object_id, entry, why in lost:
             if why == "owner":
                 self.set_ready(object_id, self._lost_blob(object_id, f"its owner (rank {rank}) died", OwnerDiedError),
                                True)
                 continue
-            entry.ready, entry.blob = False, None
+            entry.lose_copy()
             if owner_of(object_id) != self.rank:       # a borrowed copy: the owner knows what became of it
                 self.rt.send(owner_of(object_id), ("obj_req", object_id))
         for object_id, entry, why in lost:
@@ -131,15 +180,6 @@ class ObjectTable:
                 self.set_ready(object_id, self._lost_blob(object_id, f"its only copy was on rank {rank}, which died, "
                                                           "and no task can make it again (it was put(), or its "
                                                           "task has no retries left)"), True)
-
-    def _only_copy_on(self, blob, rank):
-        """Whether the value of ``blob`` died with ``rank``: sealed GPU arrays die with their
-        process; store bytes only with their node (the segment is shared)."""
-        if isinstance(blob, DeviceObject):
-            if blob.holder == rank:
-                return True
-            blob = blob.inner
-        return isinstance(blob, StoreLocation) and blob.holder == rank and not self.rt.store.arena.same_node(rank)
 
     @staticmethod
     def _lost_blob(object_id, why, error_class=ObjectLostError):

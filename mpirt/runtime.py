@@ -11,17 +11,14 @@ import sys
 import threading
 import time
 
-from . import protocol, tracing
+from . import object_value, protocol, tracing
 from .call_context import task_context
 from .exceptions import ErrorPayload, GetTimeoutError
 from .object_ref import make_object_id, session_of
 from .objects import ObjectTable
 from .protocol import DRIVER_RANK, HEAD_RANK
 from .scheduler.resources import ClusterView
-from .serialization import loads
 from .signals import HOLD
-from .store.device import DeviceObject
-from .store.manager import StoreLocation
 from .threads import handoffs
 from .transport import POLL_BUDGET, Transport
 
@@ -290,13 +287,8 @@ class Runtime:
         return value
 
     def decode(self, object_id, blob):
-        """A value from its object-table form: an inline pickle or a place in the store
-        (either perhaps wrapped in a DeviceObject: its GPU arrays open while unpickling)."""
-        if isinstance(blob, DeviceObject):
-            blob = blob.inner
-        if isinstance(blob, StoreLocation):
-            return self.store.read(object_id, blob)
-        return loads(blob)
+        """A value from its object-table form (inline, stored or on a device: ``object_value.py``)."""
+        return object_value.decode(blob, self.store, object_id)
 
     # -- queries and shutdown ------------------------------------------------
     def query(self, dest, kind, *payload, timeout=30.0):

@@ -30,8 +30,9 @@ PENDING, UNREFERENCED, READY, RELEASED = ObjectState
 
 class Entry:
     """One object in the table. Its state changes only through the methods below, each of which
-    checks the state it leaves. ``ready`` is ``state is READY`` kept as a plain attribute: ``get``
-    reads it without the lock (``Runtime.value_of``), so ``resolve`` sets it after ``blob`` and
+    checks the state it leaves. ``ready`` says the value came (READY, or RELEASED after it: a
+    caller that holds the entry, ``wait``, still sees it ready), kept as a plain attribute because
+    ``get`` reads it without the lock (``Runtime.value_of``): ``resolve`` sets it after ``blob``,
     ``lose_copy`` clears it before."""
 
     __slots__ = ("blob", "is_error", "ready", "callbacks", "state")
@@ -48,7 +49,7 @@ class Entry:
 
     def resolve(self, blob, is_error):
         """PENDING or UNREFERENCED -> READY: its value (or error) came. Returns the callbacks to run."""
-        if self.state is not PENDING and self.state is not UNREFERENCED:
+        if self.state > UNREFERENCED:    # one comparison: this runs for every task result
             self._refuse(PENDING, UNREFERENCED)
         self.blob, self.is_error = blob, is_error
         self.state, self.ready = READY, True
@@ -58,7 +59,7 @@ class Entry:
     def unreference(self):
         """PENDING -> UNREFERENCED: the last reference here went before the value came (again,
         when it was referenced and let go once more meanwhile)."""
-        if self.state is not PENDING and self.state is not UNREFERENCED:
+        if self.state > UNREFERENCED:
             self._refuse(PENDING, UNREFERENCED)
         self.state = UNREFERENCED
 
@@ -66,7 +67,7 @@ class Entry:
         """READY -> RELEASED: out of the table; its owner frees what holds the value."""
         if self.state is not READY:
             self._refuse(READY)
-        self.state, self.ready = RELEASED, False
+        self.state = RELEASED
 
     def lose_copy(self):
         """READY -> PENDING: its only copy died with a rank; the owner makes it again (lineage)

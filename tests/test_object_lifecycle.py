@@ -78,7 +78,7 @@ def test_an_entry_runs_through_its_states():
     assert entry.state is UNREFERENCED
     entry.resolve(b"v", True)
     entry.forget()
-    assert (entry.state, entry.ready, entry.is_error) == (RELEASED, False, True)
+    assert (entry.state, entry.ready, entry.is_error) == (RELEASED, True, True)   # still ready to whoever holds it
 
 
 def entry_in(state):
@@ -139,6 +139,7 @@ def test_an_object_let_go_while_pending_is_released_when_its_value_comes(rt, tab
     assert entry.state is UNREFERENCED and oid(ME) in table.entries
     table.set_ready(oid(ME), StoreLocation(ME, 4096, 1 << 20, None, key=6))
     assert oid(ME) not in table.entries and rt.store.released == [(oid(ME), 6)] and seen == [RELEASED]
+    assert entry.ready                            # a wait that holds the entry sees its value came
 
 
 def test_an_object_its_owner_freed_or_whose_owner_died_reads_as_lost(rt, table):

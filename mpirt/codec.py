@@ -13,10 +13,12 @@ errors.
 """
 import io
 import pickle
+from typing import Any, Optional
 
 import cloudpickle
 
 from .object_ref import pickling_context
+from .object_value import Value
 from .store import device
 from .store.layout import Serialized
 
@@ -31,7 +33,7 @@ def dumps(value):
 loads = pickle.loads
 
 
-def encode_plain(value):
+def encode_plain(value: Any) -> Optional[bytes]:
     """The inline pickle of a small value of a plain type, the common task result, without
     cloudpickle's set-up; None for any other value."""
     if type(value) in PLAIN_TYPES and (not isinstance(value, (str, bytes)) or len(value) <= INLINE_THRESHOLD):
@@ -39,7 +41,7 @@ def encode_plain(value):
     return None
 
 
-def encode(value, store):
+def encode(value: Any, store: Any) -> Value:
     """``value`` as an object value: inline bytes if small, else stored in ``store`` (the rank's
     ``StoreManager``; None keeps every value inline); a ``DeviceObject`` when it holds GPU arrays
     sealed on this rank.
@@ -52,7 +54,7 @@ def encode(value, store):
     sealing = _Sealing(store)
     pickling_context.stored = True
     try:
-        buffers = []
+        buffers: list = []   # pickle 5 out-of-band buffers (numpy data), written straight into the store
         pickled = dumps_with_devices(value, sealing.reduce, buffers.append)
         size = len(pickled) + sum(b.raw().nbytes for b in buffers)
         if size <= INLINE_THRESHOLD or store is None:

@@ -20,6 +20,7 @@ with a ``__slots__`` wrapper took ~4.0 us against ~0.7 us with bare bytes, unpic
 against ~0.5 us, 72 bytes against 46; the dispatch below costs ~0.06 us over a bare ``loads``).
 """
 from pickle import loads
+from typing import Any, Callable, Optional, Tuple, Union
 
 
 class ObjectValue:
@@ -28,61 +29,66 @@ class ObjectValue:
 
     __slots__ = ()
 
-    def total_size(self):
+    def total_size(self) -> int:
         """Bytes the value takes where it is held (store bytes, device bytes)."""
         raise NotImplementedError
 
-    def decode(self, store, object_id):
+    def decode(self, store: Any, object_id: int) -> Any:
         """The Python value (reads the store or the device as needed)."""
         raise NotImplementedError
 
-    def release(self, store, object_id):
+    def release(self, store: Any, object_id: int) -> None:
         """Owner: nothing can reach the object any more; free what holds its value."""
         raise NotImplementedError
 
-    def discard(self, store):
+    def discard(self, store: Any) -> None:
         """Free what ``codec.encode`` stored on this rank for a value never published."""
         raise NotImplementedError
 
-    def lost_with(self, rank, same_node):
+    def lost_with(self, rank: int, same_node: Callable[[int], bool]) -> bool:
         """Whether the value died with ``rank`` (``same_node(rank)``: that rank shared this node)."""
         raise NotImplementedError
 
-    def placement(self):
+    def placement(self) -> Optional[Tuple[int, int]]:
         """(rank, bytes) where a task reading the value saves the most copying, or None."""
         raise NotImplementedError
 
 
-def is_inline(value):
+# What the table holds: an inline pickle (bytes, or a bytes-like slice of a received buffer) or an
+# out-of-band kind.
+Value = Union[bytes, memoryview, ObjectValue]
+
+
+def is_inline(value: Value) -> bool:
     """Whether ``value`` is an inline pickle (it cannot be lost with a rank, and needs no freeing)."""
     return not isinstance(value, ObjectValue)
 
 
-def size(value):
+def size(value: Value) -> int:
     return value.total_size() if isinstance(value, ObjectValue) else len(value)
 
 
-def decode(value, store, object_id):
+def decode(value: Value, store: Any, object_id: int) -> Any:
     if isinstance(value, ObjectValue):
         return value.decode(store, object_id)
     return loads(value)
 
 
-def release(value, store, object_id):
+def release(value: Value, store: Any, object_id: int) -> None:
     if isinstance(value, ObjectValue):
         value.release(store, object_id)
 
 
-def discard(value, store):
+def discard(value: Value, store: Any) -> None:
     if isinstance(value, ObjectValue):
         value.discard(store)
 
 
-def lost_with(value, rank, same_node):
+def lost_with(value: Value, rank: int, same_node: Callable[[int], bool]) -> bool:
     """Whether ``value`` lived only on ``rank``, which died: sealed GPU arrays die with their
     process, store bytes only with their node (the segment is shared)."""
     return isinstance(value, ObjectValue) and value.lost_with(rank, same_node)
 
 
-def placement(value):
+def placement(value: Optional[Value]) -> Optional[Tuple[int, int]]:
     return value.placement() if isinstance(value, ObjectValue) else None

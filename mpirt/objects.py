@@ -8,12 +8,14 @@ it any more (``reachability.py``); a borrower drops its fetched copy when its
 last reference goes.
 """
 import enum
+from typing import Callable, List, Optional
 
 from . import object_value
 from .codec import dumps
 from .exceptions import ErrorPayload, ObjectLostError, OwnerDiedError
 from .lifecycle import refuse
 from .object_ref import owner_of, ref_events
+from .object_value import Value
 from .reachability import ReferenceCounter
 
 
@@ -47,7 +49,7 @@ class Entry:
     def _refuse(self, *allowed):
         refuse("object", self.state, allowed, ObjectState)
 
-    def resolve(self, blob, is_error):
+    def resolve(self, blob: Value, is_error: bool) -> Optional[List["Callback"]]:
         """PENDING or UNREFERENCED -> READY: its value (or error) came. Returns the callbacks to run."""
         if self.state > UNREFERENCED:    # one comparison: this runs for every task result
             self._refuse(PENDING, UNREFERENCED)
@@ -56,26 +58,29 @@ class Entry:
         callbacks, self.callbacks = self.callbacks, None
         return callbacks
 
-    def unreference(self):
+    def unreference(self) -> None:
         """PENDING -> UNREFERENCED: the last reference here went before the value came (again,
         when it was referenced and let go once more meanwhile)."""
         if self.state > UNREFERENCED:
             self._refuse(PENDING, UNREFERENCED)
         self.state = UNREFERENCED
 
-    def forget(self):
+    def forget(self) -> None:
         """READY -> RELEASED: out of the table; its owner frees what holds the value."""
         if self.state is not READY:
             self._refuse(READY)
         self.state = RELEASED
 
-    def lose_copy(self):
+    def lose_copy(self) -> None:
         """READY -> PENDING: its only copy died with a rank; the owner makes it again (lineage)
         or a borrower asks the owner again."""
         if self.state is not READY:
             self._refuse(READY)
         self.ready, self.state = False, PENDING
         self.blob = None
+
+
+Callback = Callable[[int, Entry], None]
 
 
 class ObjectTable:
@@ -88,13 +93,13 @@ class ObjectTable:
         runtime.failures.handlers.append(self._on_rank_dead)
 
     # All methods run with runtime.lock held.
-    def create_owned(self, object_id):
+    def create_owned(self, object_id: int) -> Entry:
         entry = Entry()
         self.entries[object_id] = entry
         self.references.track(object_id)
         return entry
 
-    def set_ready(self, object_id, blob, is_error=False):
+    def set_ready(self, object_id: int, blob: Value, is_error: bool = False) -> None:
         """The value (or error) of ``object_id`` came; a late or second answer is ignored."""
         entry = self.entries.get(object_id)
         if entry is None or entry.ready:
@@ -106,7 +111,7 @@ class ObjectTable:
         for callback in callbacks or ():
             callback(object_id, entry)
 
-    def ensure(self, object_id):
+    def ensure(self, object_id: int) -> Entry:
         """The entry for ``object_id``; asks the owner for the value the first time."""
         entry = self.entries.get(object_id)
         if entry is not None:
@@ -121,7 +126,7 @@ class ObjectTable:
             self.rt.send(owner, ("obj_req", object_id))
         return entry
 
-    def on_ready(self, object_id, callback):
+    def on_ready(self, object_id: int, callback: "Callback") -> None:
         entry = self.ensure(object_id)
         if entry.ready:
             callback(object_id, entry)

@@ -21,9 +21,9 @@ from .options import (ACTOR_DEFAULTS, METHOD_CALL_OPTIONS, METHOD_DECORATOR_OPTI
                       check_scheduling_strategy, validate_actor_options, validate_method_option)
 from .core.protocol import HEAD_RANK
 from .scheduler.resources import make_shape
-from .core.serialization import dumps, loads, pack_arguments
+from .core.codec import INLINE_THRESHOLD, dumps, loads
+from .core.serialization import pack_arguments
 from .core.signals import holds_signals
-from .store.manager import INLINE_THRESHOLD
 from .core.submitter import check_pickled_size
 
 

@@ -15,9 +15,9 @@ from .core.object_ref import returned
 from .options import (DEFAULT_MAX_RETRIES, TASK_DEFAULTS, WithOptions, check_scheduling_strategy,
                       validate_task_options)
 from .scheduler.resources import make_shape, shape_key
-from .core.serialization import dumps, pack_arguments
+from .core.codec import INLINE_THRESHOLD, dumps
+from .core.serialization import pack_arguments
 from .core.signals import holds_signals
-from .store.manager import INLINE_THRESHOLD
 from .core.submitter import FunctionDescriptor
 
 _function_ids = itertools.count(1)

@@ -9,7 +9,7 @@ from mpirt.core import invoke, tracing
 from mpirt.core.call_context import async_call, running_actor_call, task_context
 from mpirt.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError, TaskCancelledError, WorkerCrashedError
 from mpirt.core.executor import RunningTask, task_failure
-from mpirt.core.serialization import dumps, loads
+from mpirt.core.codec import dumps, loads
 
 
 def error_of(blob):

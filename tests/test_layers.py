@@ -16,8 +16,6 @@ imports only (it imports its optional extras inside functions).
 import ast
 import pathlib
 
-import pytest
-
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "mpirt"
 LEAVES = {"mpirt.exceptions"}
 # The programs a process runs as its main: above everything, they wire the layers together. A task slot

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import mpirt
-from mpirt.store.manager import INLINE_THRESHOLD
+from mpirt.core.codec import INLINE_THRESHOLD
 
 from conftest import run_app, wait_for
 

@@ -59,7 +59,7 @@ def test_spill_restore_and_objects_larger_than_the_store(tmp_path):
 
 TOO_BIG_APP = """
 import numpy as np, mpirt as ray
-from mpirt.store.manager import ObjectStoreFullError
+from mpirt.exceptions import ObjectStoreFullError
 ray.init(num_cpus=1, object_store_memory=32 << 20)
 try:
     ray.put(np.zeros(40 << 20, dtype=np.uint8))
@@ -139,7 +139,7 @@ def test_a_full_pool_spills_other_ranks_objects_for_a_new_one(tmp_path):
 DISCARD_APP = """
 import numpy as np, mpirt as ray
 from mpirt.core.current import runtime_for_call
-from mpirt.store.manager import encode
+from mpirt.core.codec import encode
 ray.init(num_cpus=1, object_store_memory=64 << 20)
 store = runtime_for_call().store
 blobs = [encode(np.ones(20 << 20, dtype=np.uint8), store) for _ in range(2)]   # one in memory, one on disk

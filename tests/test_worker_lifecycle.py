@@ -8,7 +8,7 @@ import pytest
 from mpirt.core.executor import BLOCKED, FINISHED, QUEUED, RUNNING, RunningTask, TaskExecutor
 from mpirt.core.lifecycle import IllegalTransition
 from mpirt.core.protocol import HEAD_RANK
-from mpirt.core.serialization import loads
+from mpirt.core.codec import loads
 
 
 def spec(task_id, name="f", num_returns=1, gpus=0.0):

@@ -20,7 +20,7 @@ from ..exceptions import ActorDiedError, ErrorPayload
 from .invoke import error_blobs
 from .object_ref import owner_of
 from .protocol import HEAD_RANK
-from .serialization import loads
+from .codec import loads
 from .threads import WorkerThreads
 from .transport import POLL_BUDGET
 

@@ -21,7 +21,7 @@ from .lifecycle import refuse
 from .object_ref import ObjectRef
 from .protocol import HEAD_RANK
 from .runtime_env import RankEnvironment, apply_for_good
-from .serialization import dumps, loads
+from .codec import dumps, loads
 from .task_slots import TaskSlots, uses_processes
 from .threads import WorkerThreads
 

@@ -13,10 +13,11 @@ import traceback
 
 from . import tracing
 from .call_context import async_call, task_context
-from ..exceptions import ActorDiedError, ActorUnavailableError, ErrorPayload, TaskCancelledError, WorkerCrashedError, make_task_error
+from ..exceptions import (ActorDiedError, ActorUnavailableError, ErrorPayload, ObjectStoreFullError, TaskCancelledError,
+                          WorkerCrashedError, make_task_error)
 from .object_ref import ObjectRef
-from .serialization import dumps, loads, unpack_arguments
-from ..store.manager import ObjectStoreFullError, encode
+from .codec import dumps, encode, loads
+from .serialization import unpack_arguments
 
 # The one clock of a call: wall-clock seconds, because the trace compares times across ranks; a
 # call's run time is the difference of two readings (a clock step mid-call misreports one run

@@ -1,28 +1,86 @@
 """The object table of one rank: values it owns, and copies it fetched from owners.
 
-Values are kept serialized (bytes) so they can be forwarded without re-pickling.
+Values are kept encoded (inline, stored or on a device: ``object_value.py``) so
+they can be forwarded without re-pickling; each entry's lifecycle is ``ObjectState``.
 The owner of an object (the rank that created its ref) answers ``obj_req`` from
 other ranks once the value is ready, and frees the value once no rank can reach
 it any more (``reachability.py``); a borrower drops its fetched copy when its
 last reference goes.
 """
+import enum
+from typing import Callable, List, Optional
+
 from ..exceptions import ErrorPayload, ObjectLostError, OwnerDiedError
+from . import object_value
+from .codec import dumps
+from .lifecycle import refuse
 from .object_ref import owner_of, ref_events
+from .object_value import Value
 from .reachability import ReferenceCounter
-from .serialization import dumps
-from ..store.device import DeviceObject
-from ..store.manager import StoreLocation
+
+
+class ObjectState(enum.IntEnum):
+    """Where one object's value is, as this rank's table sees it."""
+    PENDING = 0        # being made (the owner's task runs) or fetched (asked of the owner)
+    UNREFERENCED = 1   # still pending, but nothing here refers to it any more: forgotten once it comes
+    READY = 2          # ``blob`` holds its value, or its error when ``is_error``
+    RELEASED = 3       # forgotten: out of the table (the owner freed its stored bytes)
+
+
+PENDING, UNREFERENCED, READY, RELEASED = ObjectState
 
 
 class Entry:
-    __slots__ = ("blob", "is_error", "ready", "callbacks", "unreferenced")
+    """One object in the table. Its state changes only through the methods below, each of which
+    checks the state it leaves. ``ready`` says the value came (READY, or RELEASED after it: a
+    caller that holds the entry, ``wait``, still sees it ready), kept as a plain attribute because
+    ``get`` reads it without the lock (``Runtime.value_of``): ``resolve`` sets it after ``blob``,
+    ``lose_copy`` clears it before."""
+
+    __slots__ = ("blob", "is_error", "ready", "callbacks", "state")
 
     def __init__(self):
         self.blob = None
         self.is_error = False
         self.ready = False
-        self.callbacks = None
-        self.unreferenced = False  # nothing refers to it any more: drop it once ready
+        self.callbacks = None   # called with (object_id, entry) once it is READY
+        self.state = PENDING
+
+    def _refuse(self, *allowed):
+        refuse("object", self.state, allowed, ObjectState)
+
+    def resolve(self, blob: Value, is_error: bool) -> Optional[List["Callback"]]:
+        """PENDING or UNREFERENCED -> READY: its value (or error) came. Returns the callbacks to run."""
+        if self.state > UNREFERENCED:    # one comparison: this runs for every task result
+            self._refuse(PENDING, UNREFERENCED)
+        self.blob, self.is_error = blob, is_error
+        self.state, self.ready = READY, True
+        callbacks, self.callbacks = self.callbacks, None
+        return callbacks
+
+    def unreference(self) -> None:
+        """PENDING -> UNREFERENCED: the last reference here went before the value came (again,
+        when it was referenced and let go once more meanwhile)."""
+        if self.state > UNREFERENCED:
+            self._refuse(PENDING, UNREFERENCED)
+        self.state = UNREFERENCED
+
+    def forget(self) -> None:
+        """READY -> RELEASED: out of the table; its owner frees what holds the value."""
+        if self.state is not READY:
+            self._refuse(READY)
+        self.state = RELEASED
+
+    def lose_copy(self) -> None:
+        """READY -> PENDING: its only copy died with a rank; the owner makes it again (lineage)
+        or a borrower asks the owner again."""
+        if self.state is not READY:
+            self._refuse(READY)
+        self.ready, self.state = False, PENDING
+        self.blob = None
+
+
+Callback = Callable[[int, Entry], None]
 
 
 class ObjectTable:
@@ -35,24 +93,25 @@ class ObjectTable:
         runtime.failures.handlers.append(self._on_rank_dead)
 
     # All methods run with runtime.lock held.
-    def create_owned(self, object_id):
+    def create_owned(self, object_id: int) -> Entry:
         entry = Entry()
         self.entries[object_id] = entry
         self.references.track(object_id)
         return entry
 
-    def set_ready(self, object_id, blob, is_error=False):
+    def set_ready(self, object_id: int, blob: Value, is_error: bool = False) -> None:
+        """The value (or error) of ``object_id`` came; a late or second answer is ignored."""
         entry = self.entries.get(object_id)
         if entry is None or entry.ready:
             return
-        entry.blob, entry.is_error, entry.ready = blob, is_error, True
-        callbacks, entry.callbacks = entry.callbacks, None
-        if entry.unreferenced:
+        unreferenced = entry.state is UNREFERENCED
+        callbacks = entry.resolve(blob, is_error)
+        if unreferenced:
             self._forget(object_id, entry)
         for callback in callbacks or ():
             callback(object_id, entry)
 
-    def ensure(self, object_id):
+    def ensure(self, object_id: int) -> Entry:
         """The entry for ``object_id``; asks the owner for the value the first time."""
         entry = self.entries.get(object_id)
         if entry is not None:
@@ -67,7 +126,7 @@ class ObjectTable:
             self.rt.send(owner, ("obj_req", object_id))
         return entry
 
-    def on_ready(self, object_id, callback):
+    def on_ready(self, object_id: int, callback: "Callback") -> None:
         entry = self.ensure(object_id)
         if entry.ready:
             callback(object_id, entry)
@@ -86,22 +145,17 @@ class ObjectTable:
         if entry.ready:
             self._forget(object_id, entry)
         else:
-            entry.unreferenced = True
+            entry.unreference()
 
     def _forget(self, object_id, entry):
+        entry.forget()
         del self.entries[object_id]
         self.rt.submitter.forget_lineage(object_id)
-        if owner_of(object_id) != self.rank:
-            return
-        blob = entry.blob
-        if isinstance(blob, DeviceObject):
-            self.rt.store.device.release(blob)
-            blob = blob.inner
-        if isinstance(blob, StoreLocation):
-            self.rt.store.release(object_id, blob)
+        if owner_of(object_id) == self.rank:
+            object_value.release(entry.blob, self.rt.store, object_id)
 
     def _mark_lost(self, entry, object_id, why):
-        entry.blob, entry.is_error, entry.ready = self._lost_blob(object_id, why), True, True
+        entry.resolve(self._lost_blob(object_id, why), True)
 
     # -- worker deaths (ULFM) --------------------------------------------------
     def _on_rank_dead(self, rank):
@@ -110,20 +164,21 @@ class ObjectTable:
         Values of objects ``rank`` owned but never delivered are lost with it. Same-node stores
         stay readable after their rank dies (the segment is shared), so those values live on."""
         lost = []
+        same_node = self.rt.store.arena.same_node
         for object_id, entry in self.entries.items():
             owner = owner_of(object_id)
             if not entry.ready:
                 if owner == rank:
                     lost.append((object_id, entry, "owner"))
                 continue
-            if self._only_copy_on(entry.blob, rank):
+            if object_value.lost_with(entry.blob, rank, same_node):
                 lost.append((object_id, entry, "copy"))
         for object_id, entry, why in lost:
             if why == "owner":
                 self.set_ready(object_id, self._lost_blob(object_id, f"its owner (rank {rank}) died", OwnerDiedError),
                                True)
                 continue
-            entry.ready, entry.blob = False, None
+            entry.lose_copy()
             if owner_of(object_id) != self.rank:       # a borrowed copy: the owner knows what became of it
                 self.rt.send(owner_of(object_id), ("obj_req", object_id))
         for object_id, entry, why in lost:
@@ -131,15 +186,6 @@ class ObjectTable:
                 self.set_ready(object_id, self._lost_blob(object_id, f"its only copy was on rank {rank}, which died, "
                                                           "and no task can make it again (it was put(), or its "
                                                           "task has no retries left)"), True)
-
-    def _only_copy_on(self, blob, rank):
-        """Whether the value of ``blob`` died with ``rank``: sealed GPU arrays die with their
-        process; store bytes only with their node (the segment is shared)."""
-        if isinstance(blob, DeviceObject):
-            if blob.holder == rank:
-                return True
-            blob = blob.inner
-        return isinstance(blob, StoreLocation) and blob.holder == rank and not self.rt.store.arena.same_node(rank)
 
     @staticmethod
     def _lost_blob(object_id, why, error_class=ObjectLostError):

@@ -11,11 +11,12 @@ import sys
 import threading
 import time
 
-from . import log_forward, protocol, tracing
+from . import log_forward, object_value, protocol, tracing
 from .actor_caller import ActorCaller
 from .actor_host import ActorHost
 from .call_context import task_context
-from ..exceptions import ErrorPayload, GetTimeoutError
+from ..exceptions import ErrorPayload, GetTimeoutError, ObjectStoreFullError
+from .codec import encode
 from .executor import TaskExecutor
 from .fault import FailureMonitor
 from .host_socket import HostSocket
@@ -25,10 +26,8 @@ from .protocol import DRIVER_RANK, HEAD_RANK
 from .replacement import Replacement
 from ..scheduler.head import HeadScheduler
 from ..scheduler.resources import ClusterView
-from .serialization import loads
 from .signals import HOLD
-from ..store.device import DeviceObject
-from ..store.manager import ObjectStoreFullError, StoreLocation, StoreManager, encode
+from ..store.manager import StoreManager
 from .submitter import TaskSubmitter
 from .threads import handoffs
 from .transport import POLL_BUDGET, Transport
@@ -303,13 +302,8 @@ class Runtime:
         return value
 
     def decode(self, object_id, blob):
-        """A value from its object-table form: an inline pickle or a place in the store
-        (either perhaps wrapped in a DeviceObject: its GPU arrays open while unpickling)."""
-        if isinstance(blob, DeviceObject):
-            blob = blob.inner
-        if isinstance(blob, StoreLocation):
-            return self.store.read(object_id, blob)
-        return loads(blob)
+        """A value from its object-table form (inline, stored or on a device: ``object_value.py``)."""
+        return object_value.decode(blob, self.store, object_id)
 
     # -- queries and shutdown ------------------------------------------------
     def query(self, dest, kind, *payload, timeout=30.0):

@@ -1,62 +1,12 @@
-"""Serialization of values, task arguments and functions (cloudpickle, protocol 5)."""
-import io
-import pickle
+"""Task and actor-call arguments: packed into one pickle, top-level refs passed by id, large
+arguments (and GPU arrays) put into the store first as the codec's policy says (``codec.py``).
 
-import cloudpickle
-
+"""
+from .codec import (LargeDeviceArray, dumps, dumps_with_devices, holds_large_device_array, loads,
+                    refuse_large_device_arrays)
 from .object_ref import ObjectRef
 from ..store import device
 
-
-def dumps(value):
-    return cloudpickle.dumps(value, protocol=5)
-
-
-loads = pickle.loads
-
-
-class _DevicePickler(cloudpickle.Pickler):
-    """cloudpickle that asks ``on_device_array(array, kind)`` how to pickle each GPU array."""
-
-    def __init__(self, file, types, on_device_array, buffer_callback=None):
-        super().__init__(file, protocol=5, buffer_callback=buffer_callback)
-        self._types = types
-        self._on_device_array = on_device_array
-
-    def reducer_override(self, obj):
-        kind = device.device_kind(obj, self._types)
-        if kind is not None:
-            return self._on_device_array(obj, kind)
-        return super().reducer_override(obj)
-
-
-def dumps_with_devices(value, on_device_array, buffer_callback=None):
-    """Like ``dumps`` (with out-of-band buffers to ``buffer_callback``), but GPU arrays are
-    pickled as ``on_device_array`` says; plain cloudpickle when no GPU library is loaded."""
-    types = device.device_types()
-    if types == (None, None):
-        return cloudpickle.dumps(value, protocol=5, buffer_callback=buffer_callback)
-    file = io.BytesIO()
-    _DevicePickler(file, types, on_device_array, buffer_callback).dump(value)
-    return file.getvalue()
-
-
-class _LargeDeviceArray(Exception):
-    pass
-
-
-def _refuse_large_device_arrays(array, kind):
-    if device.array_bytes(array, kind) > device.INLINE_THRESHOLD:
-        raise _LargeDeviceArray()
-    return device.reduce_small(array, kind)
-
-
-def _holds_large_device_array(value):
-    try:
-        dumps_with_devices(value, _refuse_large_device_arrays)
-    except _LargeDeviceArray:
-        return True
-    return False
 
 
 class ArgRef:
@@ -77,7 +27,7 @@ def pack_arguments(function_name, bound_args, args, kwargs, put=None, inline_lim
     Returns ``(blob, dependency_refs)``; ``blob`` is None when there are no arguments.
     When the blob would exceed ``inline_limit``, each argument bigger than that is
     ``put`` into the object store first and passed by reference, as Ray does; so is
-    each argument holding a GPU array bigger than ``device.INLINE_THRESHOLD`` (it stays
+    each argument holding a GPU array bigger than ``INLINE_THRESHOLD`` (it stays
     on its GPU), whatever the blob's size.
     Raises TypeError naming the argument that cannot be serialized.
     """
@@ -98,8 +48,8 @@ def pack_arguments(function_name, bound_args, args, kwargs, put=None, inline_lim
         if put is None:
             blob = dumps_with_devices((packed_args, packed_kwargs), device.reduce_small)
         else:
-            blob = dumps_with_devices((packed_args, packed_kwargs), _refuse_large_device_arrays)
-    except _LargeDeviceArray:
+            blob = dumps_with_devices((packed_args, packed_kwargs), refuse_large_device_arrays)
+    except LargeDeviceArray:
         blob, has_large_device_array = None, True
     except Exception as exc:
         raise _argument_error(function_name, bound_args, exc) from exc
@@ -110,7 +60,7 @@ def pack_arguments(function_name, bound_args, args, kwargs, put=None, inline_lim
         # Large GPU arrays always go through the store: sealed on their device, not copied to the host.
         if isinstance(value, ObjectRef):
             return value
-        if has_large_device_array and _holds_large_device_array(value):
+        if has_large_device_array and holds_large_device_array(value):
             return put(value)
         if inline_limit is not None and len(dumps(value)) > inline_limit:
             return put(value)

@@ -22,7 +22,6 @@ Run as ``python -c "<block SIGINT>; from mpirt.core.slot_process import main; ma
 """
 import mmap
 import os
-import pickle
 import signal
 import struct
 import sys
@@ -43,8 +42,7 @@ from .object_ref import ObjectRef
 from ..remote_function import RemoteFunction
 from ..runtime_context import RuntimeContext, _qualified
 from .runtime_env import _Applied, _put_in_place, _take_away
-from .serialization import dumps, loads
-from ..store.manager import _PLAIN_TYPES, INLINE_THRESHOLD
+from .codec import dumps, encode_plain, loads
 
 
 class _State:
@@ -333,9 +331,9 @@ def _run_task(head, slices, body, functions):
             parts = []
             for i, value in enumerate(values):
                 try:
-                    if type(value) in _PLAIN_TYPES and (not isinstance(value, (str, bytes))
-                                                        or len(value) <= INLINE_THRESHOLD):
-                        parts.append((True, pickle.dumps(value, protocol=5), ()))   # as the store encodes it
+                    inline = encode_plain(value)   # as the store encodes it
+                    if inline is not None:
+                        parts.append((True, inline, ()))
                     else:
                         parts.append((False, *slot_wire.dumps(value, _persistent_id, _pool)))
                 except Exception as exc:

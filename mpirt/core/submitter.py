@@ -18,10 +18,9 @@ from .call_context import task_context
 from ..exceptions import ErrorPayload, TaskCancelledError, TaskUnschedulableError, WorkerCrashedError
 from .lifecycle import refuse
 from .object_ref import ObjectRef, owner_of, session_of
+from .object_value import is_inline, placement
 from .protocol import HEAD_RANK
-from .serialization import dumps
-from ..store.device import DeviceObject
-from ..store.manager import INLINE_THRESHOLD, StoreLocation
+from .codec import INLINE_THRESHOLD, dumps
 
 
 # Tasks of a shape whose average run time is below this are pipelined on a lease.
@@ -291,11 +290,9 @@ class TaskSubmitter:
         entries = self.rt.objects.entries
         for ref in rec.dep_refs:
             entry = entries.get(ref.id)
-            blob = entry.blob if entry is not None else None
-            if isinstance(blob, DeviceObject) and blob.nbytes > best_size:  # read there by a device copy
-                best, best_size = blob.holder, blob.nbytes
-            elif isinstance(blob, StoreLocation) and blob.spill_path is None and blob.size > best_size:
-                best, best_size = blob.holder, blob.size
+            where = placement(entry.blob) if entry is not None else None
+            if where is not None and where[1] > best_size:
+                best, best_size = where
         return best
 
     # -- leases and dispatch (under lock) --------------------------------------
@@ -465,7 +462,7 @@ class TaskSubmitter:
         stored = False
         for object_id, blob in zip(rec.return_ids, blobs):
             self.task_of_object.pop(object_id, None)
-            if not is_error and isinstance(blob, (StoreLocation, DeviceObject)) and self.rt.failures.enabled:
+            if not is_error and self.rt.failures.enabled and not is_inline(blob):   # it can be lost with a rank
                 self.lineage[object_id] = rec
                 stored = True
             objects.set_ready(object_id, blob, is_error)

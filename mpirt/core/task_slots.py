@@ -36,7 +36,7 @@ from multiprocessing.connection import Connection
 from . import invoke, slot_wire
 from ..exceptions import ErrorPayload
 from .object_ref import ObjectRef
-from .serialization import dumps
+from .codec import dumps
 
 MODES = ("auto", "process", "thread")
 # Variables a slot process must not see: they would make MPI code in a task believe it is a
@@ -106,7 +106,7 @@ def _warn_if_bound(rank, cpus):
 # type -> function giving the persistent id the slot gets, whose first two items are its key.
 # actor.py registers ActorHandle (("A", actor id, meta blob)): it sits above the runtime, so it
 # tells the runtime about its type instead of the runtime importing it.
-_RANK_HANDLES = {}
+_RANK_HANDLES: dict = {}
 
 
 def keep_on_rank(kind, persistent_id):

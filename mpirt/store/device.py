@@ -1,7 +1,7 @@
 """GPU arrays in the object store: they stay in device memory.
 
 Pickling a CuPy array, or a torch CUDA tensor, of more than ``INLINE_THRESHOLD``
-bytes for the store *seals* a copy of it in device memory of the rank that
+bytes (``codec.py``) for the store *seals* a copy of it in device memory of the rank that
 pickles it (the holder: whoever called ``put`` or returned the value) and writes
 only a ``DeviceArrayHandle`` into the pickle. Sealing copies, so the object
 keeps the value it had when it was stored, as for host objects. Unpickling the
@@ -30,11 +30,11 @@ import sys
 import threading
 import time
 
-from ..core import current
+from ..core import current, object_value
 from ..core._mpi_env import mpi
 from ..exceptions import ObjectLostError
+from ..core.object_value import ObjectValue
 
-INLINE_THRESHOLD = 100 * 1024    # the store's inline limit (manager.py uses this one)
 STAGING_CHUNK = 64 << 20          # bytes per MPI message on the staged path
 _FIRST_TAG, _LAST_TAG = 1000, 30000   # point-to-point tags for streams (the transport uses 7)
 STREAM_STALL_SECONDS = 300.0      # a holder gives up on a reader whose chunk has not moved for this long
@@ -178,10 +178,10 @@ def _open_device_array(handle):
     return rt.store.device.read(handle)
 
 
-class DeviceObject:
-    """An object-table value that holds sealed GPU arrays: ``inner`` is its ordinary blob
-    (pickle bytes or a StoreLocation), ``keys`` name the arrays ``holder`` keeps for it
-    and ``nbytes`` is their total size."""
+class DeviceObject(ObjectValue):
+    """A value on a device (``object_value.py``), one that holds sealed GPU arrays: ``inner`` is
+    its inline or stored pickle, which names them, ``keys`` name the arrays ``holder`` keeps for
+    it and ``nbytes`` is their total size."""
 
     __slots__ = ("inner", "holder", "keys", "nbytes")
 
@@ -190,6 +190,30 @@ class DeviceObject:
 
     def __reduce__(self):
         return (DeviceObject, (self.inner, self.holder, self.keys, self.nbytes))
+
+    def total_size(self):
+        return self.nbytes + object_value.size(self.inner)
+
+    def decode(self, store, object_id):
+        """Unpickling ``inner`` opens the arrays (``_open_device_array``)."""
+        return object_value.decode(self.inner, store, object_id)
+
+    def release(self, store, object_id):
+        store.device.release(self)
+        object_value.release(self.inner, store, object_id)
+
+    def discard(self, store):
+        if self.holder == store.rank:
+            store.device.free(self.keys)
+        object_value.discard(self.inner, store)
+
+    def lost_with(self, rank, same_node):
+        """Sealed arrays die with their process, wherever their pickle lives."""
+        return self.holder == rank or object_value.lost_with(self.inner, rank, same_node)
+
+    def placement(self):
+        """The arrays' holder: a reader there copies them device to device."""
+        return (self.holder, self.nbytes)
 
 
 class DeviceStore:

@@ -1,13 +1,13 @@
 """One rank's part of the object store.
 
 Values up to ``INLINE_THRESHOLD`` bytes stay ordinary pickles that travel inside
-messages. Larger ones are written once, by the rank that produced them (the
-*holder*), into the node's shared pool (``arena.py``; the holder places them in
-chunks it takes from the node, ``chunks.py``), or to a spill file on local disk
-when neither the pool nor spilling older objects makes room; from then on only a
-``StoreLocation`` travels. Readers on the holder's node map the bytes in place
-(numpy arrays come back as read-only views), readers elsewhere copy them with an
-RMA ``Get``.
+messages (``codec.py`` decides). Larger ones are written once, by the rank that
+produced them (the *holder*), into the node's shared pool (``arena.py``; the
+holder places them in chunks it takes from the node, ``chunks.py``), or to a
+spill file on local disk when neither the pool nor spilling older objects makes
+room; from then on only a ``StoreLocation`` travels. Readers on the holder's
+node map the bytes in place (numpy arrays come back as read-only views), readers
+elsewhere copy them with an RMA ``Get``.
 
 When the pool is full the holder spills its oldest objects that no reader is
 viewing (``blocks.py`` counts same-node views in each block's header) and
@@ -22,33 +22,32 @@ readers report to the owner, on the same channel as their reference notices).
 import collections
 import itertools
 import mmap
-import pickle
 import os
 import threading
 import weakref
 
+from ..core import object_value
 from ..exceptions import ObjectLostError, ObjectStoreFullError
-from ..core.object_ref import owner_of, pickling_context
+from ..core.object_ref import owner_of
+from ..core.object_value import ObjectValue
 from . import blocks, device
-from ..core.serialization import dumps_with_devices
 from .arena import Arena
 from .blocks import HEADER_BYTES
 from .chunks import RankSpace
-from .layout import Serialized, read_from
+from .layout import read_from
 from .spill import RankSpill, make_node_directory, process_identity, spill_base
 
-INLINE_THRESHOLD = device.INLINE_THRESHOLD
 MESSAGE_CHUNK = 256 << 20   # bytes per reply when cross-node reads are messages (no RMA window)
 _KEY_BITS = 40              # object keys: (holder rank + 1) << 40 | a counter of the holder
 _LOCATE_TRIES = 4           # a reader asks the holder again if the object moved once more meanwhile
 _KNOWN_MOVES = 4096         # relocations a reader remembers (spilled or restored objects it read)
 
 
-class StoreLocation:
-    """Where a stored object's bytes were put: a block of the node pool (``offset``, its header)
-    written by ``holder``, or a spill file. ``key`` names the object at its holder; ``stamp``
-    names this write of it into the block (``blocks.py``): the key for its put, a new one for
-    each restore from disk."""
+class StoreLocation(ObjectValue):
+    """A stored value (``object_value.py``): where its bytes were put, a block of the node pool
+    (``offset``, its header) written by ``holder``, or a spill file. ``key`` names the object at
+    its holder; ``stamp`` names this write of it into the block (``blocks.py``): the key for its
+    put, a new one for each restore from disk."""
 
     __slots__ = ("holder", "offset", "size", "spill_path", "key", "stamp")
 
@@ -67,6 +66,26 @@ class StoreLocation:
         where = self.spill_path or f"rank {self.holder} offset {self.offset}"
         return f"StoreLocation({self.size} bytes at {where})"
 
+    def total_size(self):
+        return self.size
+
+    def decode(self, store, object_id):
+        return store.read(object_id, self)
+
+    def release(self, store, object_id):
+        store.release(object_id, self)
+
+    def discard(self, store):
+        if self.holder == store.rank:
+            store.free_unpublished(self)
+
+    def lost_with(self, rank, same_node):
+        return self.holder == rank and not same_node(rank)
+
+    def placement(self):
+        """A spilled value is read from disk wherever the reader is: no rank is better placed."""
+        return (self.holder, self.size) if self.spill_path is None else None
+
 
 class _Held:
     """The holder's record of one object it stored: in memory (``offset``), on disk
@@ -84,68 +103,6 @@ class _Held:
         if self.offset is not None:
             return StoreLocation(rank, self.offset, self.size, None, self.key, self.stamp)
         return StoreLocation(rank, -1, self.size, self.spill_path, self.key)
-
-
-_PLAIN_TYPES = (type(None), bool, int, float, str, bytes)
-
-
-def encode(value, store):
-    """Serialize ``value`` for the object table: bytes if small, else a StoreLocation;
-    wrapped in a DeviceObject when it holds GPU arrays sealed on this rank (``device.py``).
-
-    References pickled here pin what they point to (the value may be read many times).
-    """
-    if type(value) in _PLAIN_TYPES and (not isinstance(value, (str, bytes)) or len(value) <= INLINE_THRESHOLD):
-        return pickle.dumps(value, protocol=5)  # the common small results, without cloudpickle's set-up
-    sealing = _Sealing(store)
-    pickling_context.stored = True
-    try:
-        buffers = []
-        pickled = dumps_with_devices(value, sealing.reduce, buffers.append)
-        size = len(pickled) + sum(b.raw().nbytes for b in buffers)
-        if size <= INLINE_THRESHOLD or store is None:
-            if buffers:  # small: one in-band pickle is cheaper (sealed arrays are not sealed twice)
-                pickled = dumps_with_devices(value, sealing.reduce)
-            blob = pickled
-        else:
-            blob = store.put(Serialized.from_parts(pickled, buffers))
-    except BaseException:
-        sealing.undo()
-        raise
-    finally:
-        pickling_context.stored = False
-    return sealing.wrap(blob)
-
-
-class _Sealing:
-    """How one ``encode`` pickles GPU arrays: large ones sealed in ``store`` (once each), small
-    ones (or all, without a store) as host bytes."""
-
-    def __init__(self, store):
-        self.store = store
-        self.handles = {}  # id(array) -> (array, its DeviceArrayHandle)
-
-    def reduce(self, array, kind):
-        known = self.handles.get(id(array))
-        if known is None:
-            if self.store is None or device.array_bytes(array, kind) <= device.INLINE_THRESHOLD:
-                return device.reduce_small(array, kind)
-            # the array stays referenced here, so its id stays its own until encode ends
-            known = self.handles[id(array)] = (array, self.store.device.seal(array, kind))
-        return device.reduce_sealed(known[1])
-
-    def _keys(self):
-        return [handle.key for _, handle in self.handles.values()]
-
-    def undo(self):
-        if self.handles:
-            self.store.device.free(self._keys())
-
-    def wrap(self, blob):
-        if not self.handles:
-            return blob
-        nbytes = sum(handle.nbytes for _, handle in self.handles.values())
-        return device.DeviceObject(blob, self.store.rank, self._keys(), nbytes)
 
 
 # Longest a holder drives MPI without pause for one cross-node read whose reader never says it is done.
@@ -572,13 +529,12 @@ class StoreManager:
         value of the same task failed to serialize, say): their store blocks or spill files and
         their sealed GPU arrays. No one else can know of them, so nothing else would free them."""
         for blob in blobs:
-            if isinstance(blob, device.DeviceObject):
-                if blob.holder == self.rank:
-                    self.device.free(blob.keys)
-                blob = blob.inner
-            if isinstance(blob, StoreLocation) and blob.holder == self.rank:
-                with self.rt.lock:
-                    self._on_free(self.rank, blob)
+            object_value.discard(blob, self)
+
+    def free_unpublished(self, location):
+        """Holder: free a block or spill file of this rank's that no owner knows of."""
+        with self.rt.lock:
+            self._on_free(self.rank, location)
 
     def _on_pin(self, source, object_id):
         self._pins[object_id] = self._pins.get(object_id, 0) + 1

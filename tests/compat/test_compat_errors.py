@@ -156,7 +156,7 @@ def test_exception_classes_and_bases_are_rays():
     assert issubclass(ex.RayError, Exception)
     # mpirt's earlier names are the same classes
     assert ex.MpirtError is ex.RayError and ex.TaskError is ex.RayTaskError
-    from mpirt.store.manager import ObjectStoreFullError
+    from mpirt.exceptions import ObjectStoreFullError
     assert ObjectStoreFullError is ex.ObjectStoreFullError
 
 

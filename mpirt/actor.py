@@ -195,7 +195,7 @@ class ActorClass:
         tracked = not options["name"] and options["lifetime"] != "detached"
         if options["name"]:
             namespace = options["namespace"] or rt.config.get("namespace") or "default"
-            existing = rt.query(HEAD_RANK, "actor_name_query", namespace, options["name"], (actor_id, meta_blob))
+            existing = rt.queries.ask(HEAD_RANK, "actor_name_query", namespace, options["name"], (actor_id, meta_blob))
             if existing is not None:
                 if options["get_if_exists"]:
                     return ActorHandle(existing[0], _meta_of(existing[1]), False)
@@ -413,7 +413,7 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
     _check_namespace(namespace)
     rt = runtime_for_call()
     namespace = namespace or rt.config.get("namespace") or "default"
-    state = rt.query(HEAD_RANK, "actor_name_query", namespace, name, None)
+    state = rt.queries.ask(HEAD_RANK, "actor_name_query", namespace, name, None)
     if state is None:
         raise ValueError(f"Failed to look up actor with name '{name}'. This could because 1. You are trying to look "
                          "up a named actor you didn't create. 2. The named actor died. 3. You did not use a namespace "
@@ -426,7 +426,7 @@ def list_named_actors(all_namespaces=False):
     """Names of the live named actors: of this job's namespace, or of every namespace as
     ``{"name": ..., "namespace": ...}`` dicts with ``all_namespaces=True`` (Ray's shapes)."""
     rt = runtime_for_call()
-    pairs = rt.query(HEAD_RANK, "actor_names_query", None)
+    pairs = rt.queries.ask(HEAD_RANK, "actor_names_query", None)
     if all_namespaces:
         return [{"name": name, "namespace": namespace} for namespace, name in pairs]
     current = rt.config.get("namespace") or "default"

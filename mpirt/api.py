@@ -137,7 +137,7 @@ def cluster_resources() -> dict[str, float]:
 
 def available_resources() -> dict[str, float]:
     """Resources not held by leases right now, as the head scheduler sees them."""
-    return runtime_for_call().query(HEAD_RANK, "resources_query")
+    return runtime_for_call().queries.ask(HEAD_RANK, "resources_query")
 
 
 def object_store_stats() -> dict[str, Any]:
@@ -148,7 +148,7 @@ def object_store_stats() -> dict[str, Any]:
     disk, restored, reads served from disk, local zero-copy reads, cross-node RMA gets."""
     rt = runtime_for_call()
     ranks = [rt.store.local_stats()]
-    ranks += [rt.query(rank, "store_stats_query") for rank in rt.live_ranks() if rank != rt.rank]
+    ranks += [rt.queries.ask(rank, "store_stats_query") for rank in rt.live_ranks() if rank != rt.rank]
     nodes: dict[Any, dict[str, Any]] = {}
     for stats in sorted(ranks, key=lambda s: s["rank"]):
         node = nodes.setdefault(stats["node"], {"ranks": [], **stats["node_store"]})
@@ -200,7 +200,7 @@ def timeline(filename: str | None = None) -> list[dict[str, Any]] | None:
     by_rank = {rt.rank: list(tracing.events)}
     for rank in rt.live_ranks():
         if rank != rt.rank:
-            by_rank[rank] = rt.query(rank, "timeline_query")
+            by_rank[rank] = rt.queries.ask(rank, "timeline_query")
     roles = {DRIVER_RANK: "driver", HEAD_RANK: "scheduler"}
     events = tracing.chrome_trace(by_rank, roles)
     if filename is not None:

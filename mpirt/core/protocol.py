@@ -7,7 +7,7 @@ against ``MESSAGES`` here: a kind not declared, or a handler that cannot take th
 fields, fails when the rank starts, not when the first such message arrives.
 
 A *query* (``kind`` ending in ``_query``) is a request a thread waits for: its first field is
-the request id, and its handler answers with ``query_reply`` (``Runtime.query``).
+the request id, and its handler answers with ``query_reply`` (``Queries.ask`` and ``Queries.answer``).
 
 ``docs/architecture.md`` ("Message catalogue") says for each kind which function sends it and
 which handles it; ``tests/test_protocol.py`` checks that every kind here is there.

@@ -78,7 +78,7 @@ class Replacement:
 
     def expected(self):
         """Whether a worker rank that dies now gets a replacement."""
-        return self.enabled and not self.failed and not self.stopped and not self.rt.shutting_down
+        return self.enabled and not self.failed and not self.stopped and not self.rt.shutdown.begun
 
     def stop(self, timeout=10.0):
         """The job ends: no more rounds, and the round under way (if any) ends first, so that no
@@ -175,7 +175,7 @@ class Replacement:
         self.failed = True
         if self.rt.head is not None:
             self.rt.head.replacements_failed()
-        if self.rt.rank == DRIVER_RANK and not self.rt.shutting_down:
+        if self.rt.rank == DRIVER_RANK and not self.rt.shutdown.begun:
             sys.__stderr__.write(f"mpirt: replacing dead worker ranks failed {MAX_FAILED_ROUNDS} times (last: {why}); "
                                  "their capacity stays lost for the rest of the job\n")
             sys.__stderr__.flush()
@@ -308,7 +308,7 @@ class Replacement:
         self.rt.cond.notify_all()
 
     def _on_pool_query(self, source, request_id):
-        self.rt.send(source, ("query_reply", request_id, self._entry()))
+        self.rt.queries.answer(source, request_id, self._entry())
 
     def _go_ahead(self, plan, merged, started):
         """Every rank reaches the newcomers now (and hears them): tell them to start, and only then
@@ -355,7 +355,7 @@ class Replacement:
             holder = next((e for e in of_survivor if arena.node_of[e["rank"]] == node), None)
             if holder is None:   # a one-host round: ask a live rank of that node
                 other = next((r for r in rt.live_ranks() if arena.node_of[r] == node), None)
-                holder = rt.query(other, "replace_pool_query", timeout=10.0) if other is not None else None
+                holder = rt.queries.ask(other, "replace_pool_query", timeout=10.0) if other is not None else None
             if holder is None:
                 plan["problems"][new] = f"no rank of its node (the node of rank {old}) is left to share the store with"
             plan["replaces"][new] = old

@@ -203,11 +203,11 @@ def shutdown() -> None:
         _mpirun_session_ended = rt.launch.mode == "mpirun"
     if rt.launch.watchdog is not None:
         rt.launch.watchdog.stop()          # the spawned ranks now exit on purpose
-    complete = rt.shutdown_cluster()
+    complete = rt.shutdown.stop_every_rank()
     if not complete:
         sys.stderr.write("mpirt: some ranks did not acknowledge shutdown within 10 s\n")
         return
-    rt.store.close(rt.free_store_at_exit)
+    rt.store.close(rt.shutdown.free_store)
     if rt.failures.enabled:
         _leave_after_failures(rt)
         return

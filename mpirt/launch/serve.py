@@ -54,13 +54,13 @@ def serve(rt):
     current.set_runtime(rt)  # tasks running here submit and get through it
     if rt.config.get("log_to_driver", True):
         log_forward.install(rt, "scheduler" if rt.rank == HEAD_RANK else "worker")
-    signals.serve_until_driver_says(rt.stopped)
+    signals.serve_until_driver_says(rt.shutdown.stopped)
     rt.start()
     debug_dumps(rt)
-    rt.stopped.wait()
+    rt.shutdown.stopped.wait()
     log_forward.flush()
     rt.transport.stop()
-    rt.store.close(rt.free_store_at_exit)
+    rt.store.close(rt.shutdown.free_store)
     try:
         if not rt.failures.dead:        # after a death MPI_Finalize could hang on the dead rank
             release_communicators(rt)

@@ -160,12 +160,12 @@ class HeadScheduler:
         if state is not None and existing is None:
             self.names[key] = state
             self.name_of_actor[state[0]] = key
-        self.rt.send(source, ("query_reply", request_id, existing))
+        self.rt.queries.answer(source, request_id, existing)
 
     def _on_actor_names_query(self, source, request_id, namespace):
         """``list_named_actors``: (namespace, name) of every live named actor, in ``namespace`` or all."""
         pairs = sorted(key for key in self.names if namespace is None or key[0] == namespace)
-        self.rt.send(source, ("query_reply", request_id, pairs))
+        self.rt.queries.answer(source, request_id, pairs)
 
     def _on_actor_where(self, source, actor_id):
         """Where an actor whose owner died lives (its callers cannot ask the owner): the rank
@@ -237,7 +237,7 @@ class HeadScheduler:
         self._take(source, shape, +1)
 
     def _on_resources_query(self, source, request_id):
-        self.rt.send(source, ("query_reply", request_id, self.available_totals()))
+        self.rt.queries.answer(source, request_id, self.available_totals())
 
     @property
     def available(self):

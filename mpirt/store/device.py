@@ -445,7 +445,7 @@ class DeviceStore:
         the send would then wait forever, holding the sealed memory and this thread)."""
         started = time.monotonic()
         while not request.Test():
-            if dest in self.rt.failures.dead or self.rt.stopped.is_set() or \
+            if dest in self.rt.failures.dead or self.rt.shutdown.stopped.is_set() or \
                     time.monotonic() - started > STREAM_STALL_SECONDS:
                 _cancel(request)
                 return False

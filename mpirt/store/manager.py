@@ -205,7 +205,7 @@ class StoreManager:
         others = sorted((count, rank) for rank, count in held.items()
                         if rank != self.rank and rank not in self.rt.failures.dead and self.arena.same_node(rank))
         for _, rank in reversed(others):
-            if self.rt.query(rank, "store_make_room_query", size, timeout=600.0):
+            if self.rt.queries.ask(rank, "store_make_room_query", size, timeout=600.0):
                 return True
         return False
 
@@ -237,7 +237,7 @@ class StoreManager:
 
                 traceback.print_exc()
                 result = failed
-            self.rt.send(source, ("query_reply", request_id, result))
+            self.rt.queries.answer(source, request_id, result)
 
         threading.Thread(target=answer, name="mpirt-store-helper", daemon=True).start()
 
@@ -403,7 +403,7 @@ class StoreManager:
         """Cross-node read without an RMA window: the holder sends the bytes, in chunks."""
         parts = []
         for start in range(0, where.size, MESSAGE_CHUNK):
-            part = self.rt.query(where.holder, "store_read_query", where.key, start,
+            part = self.rt.queries.ask(where.holder, "store_read_query", where.key, start,
                                  min(MESSAGE_CHUNK, where.size - start), timeout=600.0)
             if part is None:
                 return None
@@ -414,7 +414,7 @@ class StoreManager:
         self.stats["restored_from_disk"] += 1
         if self.arena.same_node(where.holder):
             return _map_file(where.spill_path)
-        return self.rt.query(where.holder, "store_read_spilled_query", where.key, timeout=600.0)
+        return self.rt.queries.ask(where.holder, "store_read_spilled_query", where.key, timeout=600.0)
 
     def _locate(self, where):
         """Ask the holder where the object is now (it restores a spilled object into memory if it
@@ -428,7 +428,7 @@ class StoreManager:
             if path is not None and self.arena.same_node(holder) and os.path.exists(path):
                 found = StoreLocation(holder, -1, where.size, path, where.key)
         else:
-            found = self.rt.query(holder, "store_locate_query", where.key, timeout=600.0)
+            found = self.rt.queries.ask(holder, "store_locate_query", where.key, timeout=600.0)
         if found is not None:
             self._known[where.key] = found
             if len(self._known) > _KNOWN_MOVES:
@@ -574,7 +574,7 @@ class StoreManager:
     def _on_locate_query(self, source, request_id, key):
         record = self._held.get(key)
         if record is not None and record.offset is not None and not record.busy:
-            self.rt.send(source, ("query_reply", request_id, record.location(self.rank)))
+            self.rt.queries.answer(source, request_id, record.location(self.rank))
             return
         self._answer_in_thread(source, request_id, self._locate_here, key, failed=None)
 
@@ -588,7 +588,7 @@ class StoreManager:
             with open(record.spill_path, "rb") as f:
                 f.seek(start)
                 data = f.read(size)
-        self.rt.send(source, ("query_reply", request_id, data))
+        self.rt.queries.answer(source, request_id, data)
 
     def _on_read_spilled_query(self, source, request_id, key):
         record = self._held.get(key)
@@ -596,10 +596,10 @@ class StoreManager:
         if record is not None and record.spill_path is not None:
             with open(record.spill_path, "rb") as f:
                 data = f.read()
-        self.rt.send(source, ("query_reply", request_id, data))
+        self.rt.queries.answer(source, request_id, data)
 
     def _on_stats_query(self, source, request_id):
-        self.rt.send(source, ("query_reply", request_id, self.local_stats()))
+        self.rt.queries.answer(source, request_id, self.local_stats())
 
     def local_stats(self):
         """This rank's figures; ``node_store`` holds those of its whole node (the same on each rank)."""

@@ -1,0 +1,123 @@
+"""Waiting for objects: how ``get`` and ``wait`` block until enough of their objects are ready.
+
+A waiting thread first drives MPI itself for up to ``POLL_BUDGET`` (most results of short calls
+arrive within it), then sleeps on the runtime's condition until the object table's ``on_ready``
+callbacks count enough objects. A task or threaded actor call that waits gives its CPU and the
+rank's runtime_env back meanwhile (a task it waits for may need them).
+"""
+import time
+
+from . import tracing
+from ..exceptions import GetTimeoutError
+from .call_context import task_context
+from .object_ref import session_of
+from .signals import HOLD
+from .threads import handoffs
+from .transport import POLL_BUDGET
+
+
+class _Waiter:
+    """Counts objects becoming ready for one get/wait call; wakes it when satisfied."""
+
+    __slots__ = ("cond", "needed", "fail_fast", "ready", "done")
+
+    def __init__(self, cond, needed, fail_fast):
+        self.cond = cond
+        self.needed = needed
+        self.fail_fast = fail_fast
+        self.ready = 0
+        self.done = needed <= 0
+
+    def count(self, entry):
+        self.ready += 1
+        if self.ready >= self.needed or (self.fail_fast and entry.is_error):
+            self.done = True
+
+    def on_ready(self, object_id, entry):
+        if not self.done:
+            self.count(entry)
+            if self.done:
+                handoffs[0] += 1
+                self.cond.notify_all()
+
+
+class ObjectWaits:
+    def __init__(self, rt):
+        self.rt = rt
+
+    def wait_entries(self, refs, num_required, timeout, fail_fast):
+        """Block until ``num_required`` of ``refs`` are ready (or one failed, if ``fail_fast``, as
+        ``get`` wants); return their table entries (which stay while the refs live). On timeout
+        ``get`` (fail_fast) raises GetTimeoutError; ``wait`` just returns."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for ref in refs:
+            if session_of(ref.id) != self.rt.session:
+                raise ValueError(f"{ref} belongs to an earlier mpirt session (it was created before shutdown())")
+        with self.rt.lock:
+            entries = [self.rt.objects.ensure(ref.id) for ref in refs]
+            waiter = _Waiter(self.rt.cond, num_required, fail_fast)
+            for ref, entry in zip(refs, entries):
+                if entry.ready:
+                    waiter.count(entry)
+            if not waiter.done:
+                for ref, entry in zip(refs, entries):
+                    if not entry.ready:
+                        self.rt.objects.on_ready(ref.id, waiter.on_ready)
+            if waiter.done:
+                return entries
+        waited_from = tracing.now()
+
+        def record_wait():
+            tracing.record("wait", "get" if fail_fast else "wait", waited_from, tracing.now(), objects=len(refs))
+
+        budget = POLL_BUDGET if deadline is None else min(POLL_BUDGET, deadline - time.monotonic())
+        if budget > 0 and not self.rt.lock._is_owned():
+            # Most waits for a call's result are short: drive MPI here for a moment rather than
+            # sleep until the progress thread wakes us (and before giving a task's CPU back).
+            if self.rt.transport.poll(lambda: waiter.done, budget):
+                record_wait()
+                return entries
+        while True:
+            with self.rt.lock:
+                if waiter.done:
+                    record_wait()
+                    return entries
+                blocked = self._enter_blocked()
+                try:
+                    while not waiter.done and not HOLD.pending_here():
+                        remaining = None if deadline is None else deadline - time.monotonic()
+                        if remaining is not None and remaining <= 0:
+                            if not fail_fast:
+                                break
+                            raise GetTimeoutError(f"Get timed out: some object(s) not ready (timeout={timeout} s).")
+                        # A signal held meanwhile (Ctrl-C) is seen within signals.SIGNAL_CHECK.
+                        self.rt.cond.wait(HOLD.wait_slice(1.0 if remaining is None else remaining))
+                finally:
+                    if blocked:
+                        self._exit_blocked()
+                    record_wait()
+                if not HOLD.pending_here():
+                    return entries
+            HOLD.deliver()   # outside the lock; raises KeyboardInterrupt for Ctrl-C, else wait on
+
+    def _enter_blocked(self):
+        """A task or actor call about to wait (runtime lock held): a task gives its CPU back,
+        and either lets go of the rank's runtime_env, which a task it waits for may need."""
+        if self.rt.executor is None:
+            return False
+        task = getattr(task_context, "task", None)
+        if task is not None:
+            self.rt.executor.task_blocked(task)
+            return True
+        actor = getattr(task_context, "environment_actor", None)
+        if actor is not None:            # a threaded actor call holding its actor's runtime_env
+            self.rt.actor_host.leave_environment(actor)
+            return True
+        return False
+
+    def _exit_blocked(self):
+        task = getattr(task_context, "task", None)
+        if task is not None:
+            self.rt.executor.task_unblocked(task)
+        else:
+            self.rt.actor_host.enter_environment(task_context.environment_actor)

@@ -84,6 +84,7 @@ class ActorRecord:
 
     @property
     def locating(self):
+        """Read by ``_debug.py``'s state dump."""
         return self.state is LOCATING
 
     def _leave(self, *allowed):

@@ -5,6 +5,8 @@ import sys
 import threading
 import traceback
 
+from .actor_caller import ActorState
+
 
 def dump_state(rt):
     with rt.lock:
@@ -20,9 +22,9 @@ def dump_state(rt):
             lines.append(f"  executor running={len(rt.executor.running)} slots(active, queued, blocked, released)={slots}")
         if rt.actor_host is not None:
             lines.append(f"  hosted actors={list(rt.actor_host.actors)}")
-        owned = {a: (s.location, s.locating, len(s.queue), s.restarts_left) for a, s in rt.actors.actors.items()}
+        owned = {a: (ActorState(s.state).name, s.location, len(s.queue), s.restarts_left) for a, s in rt.actors.actors.items()}
         if owned:
-            lines.append(f"  actor states (location, locating, queued, restarts left)={owned}")
+            lines.append(f"  actor states (state, location, queued, restarts left)={owned}")
         if rt.head is not None:
             lines.append(f"  head available={rt.head.available} waiting requests={list(rt.head.requests)} "
                          f"leases={len(rt.head.leases)} actors={rt.head.actors} workers={rt.head.workers} "

@@ -5,10 +5,18 @@ the constructor to the chosen worker, and tells other ranks where the actor
 lives (``actor_locate``). Each rank keeps one queue per actor; a call leaves
 the queue only when its ObjectRef arguments are ready and every earlier call
 has left, so calls from one caller run in submission order.
+
+What one rank knows of an actor is an ``ActorRecord`` whose ``ActorState`` changes only
+through the record's transition methods (each checks the state it leaves). The owner goes
+PENDING_CREATION -> ALIVE (-> RESTARTING -> ALIVE while ``max_restarts`` allows) -> DEAD; a
+borrower (a rank that got a handle) goes UNKNOWN -> LOCATING -> ALIVE (-> LOCATING again when
+the actor's rank dies) -> DEAD. Calls are sent only while ALIVE and fail at once when DEAD.
 """
 import collections
+import enum
 
 from ..exceptions import ActorDiedError, ErrorPayload, TaskCancelledError
+from .lifecycle import refuse
 from .object_ref import ObjectRef, owner_of
 from .protocol import HEAD_RANK
 from .reachability import ReferenceCounter
@@ -22,21 +30,49 @@ _NO_VALUES: dict = {}  # the inlined argument values of a call without ObjectRef
 
 
 class CallRecord:
+    """One creation, call or termination queued or sent by this rank."""
+
     __slots__ = ("call_id", "actor_id", "kind", "method", "args_blob", "dep_refs", "deps_left", "return_ids",
                  "failed_blob", "extra", "retries_used", "pending_retry", "overrides", "max_retries")
 
+    def use_retry(self, max_task_retries):
+        """Count one retry of a call its actor's death interrupted: False when none is left. The
+        limit is the method's own ``max_task_retries`` (@method or .options()), else the actor's
+        (``max_task_retries``); -1 is unlimited. The one place a call's retries are counted."""
+        limit = max_task_retries if self.max_retries is None else self.max_retries
+        if limit != -1 and self.retries_used >= limit:
+            return False
+        self.retries_used += 1
+        return True
 
-class ActorState:
-    """What this rank knows of one actor."""
 
-    __slots__ = ("location", "locating", "queue", "kill_requested", "waiting_for_location", "restarts_left",
-                 "restarts", "max_task_retries", "placement", "held", "create_message", "dead_blob")
+class ActorState(enum.IntEnum):
+    """Where an actor is, as one rank calling it sees it (Ray's ``ActorState`` names where they match)."""
+    UNKNOWN = 0           # a borrower that has not asked where it lives yet
+    PENDING_CREATION = 1  # the owner waits for the head to place it
+    LOCATING = 2          # a borrower asked the owner (the head, once the owner died) where it lives
+    ALIVE = 3             # its rank is known: calls are sent there
+    RESTARTING = 4        # the owner: its rank died, the head is asked to place it again
+    DEAD = 5              # gone for good: calls fail with its ActorDiedError
 
-    def __init__(self):
+
+UNKNOWN, PENDING_CREATION, LOCATING, ALIVE, RESTARTING, DEAD = ActorState
+
+
+class ActorRecord:
+    """What this rank knows of one actor. ``state`` changes only through the methods below, each
+    of which checks the state it leaves; ``location`` is set exactly while ALIVE, ``dead_blob``
+    once DEAD. The caller (``ActorCaller``) sends the messages each transition calls for."""
+
+    __slots__ = ("actor_id", "state", "location", "queue", "kill_requested", "waiting_for_location",
+                 "restarts_left", "restarts", "max_task_retries", "placement", "held", "create_message", "dead_blob")
+
+    def __init__(self, actor_id):
+        self.actor_id = actor_id
+        self.state = UNKNOWN
         self.location = None
-        self.locating = False
         self.queue = collections.deque()
-        self.kill_requested = False
+        self.kill_requested = False     # kill() before the location was known: sent once ALIVE
         self.waiting_for_location = []  # ranks that asked the owner where the actor is
         # Known at the owner: what restarting the actor after its rank died takes.
         self.restarts_left = 0
@@ -44,10 +80,67 @@ class ActorState:
         self.max_task_retries = 0
         self.placement = self.held = None
         self.create_message = None
-        self.dead_blob = None           # set once the actor is gone for good (its rank died)
+        self.dead_blob = None           # the ActorDiedError its calls fail with, once DEAD
+
+    def _leave(self, *allowed):
+        if self.state not in allowed:
+            refuse(f"actor {self.actor_id:028x}", self.state, allowed, ActorState)
+
+    def placement_asked(self):
+        """UNKNOWN -> PENDING_CREATION: this rank created the actor and asked the head for a place."""
+        self._leave(UNKNOWN)
+        self.state = PENDING_CREATION
+
+    def location_asked(self):
+        """UNKNOWN, LOCATING or ALIVE -> LOCATING: a borrower asks where the actor lives (again
+        from LOCATING when the owner it asked died; from ALIVE when the actor's rank died and the
+        owner will say where it restarted)."""
+        self._leave(UNKNOWN, LOCATING, ALIVE)
+        self.state = LOCATING
+        self.location = None
+
+    def located(self, worker):
+        """PENDING_CREATION, RESTARTING, LOCATING or ALIVE -> ALIVE on ``worker``: the head placed
+        it (owner) or an answer came (borrower; a borrower that asked the head after the owner
+        died may get the owner's answer too, hence ALIVE)."""
+        self._leave(PENDING_CREATION, RESTARTING, LOCATING, ALIVE)
+        self.state = ALIVE
+        self.location = worker
+
+    def restarting(self):
+        """ALIVE -> RESTARTING: the owner saw its rank die and asks the head for a new place
+        (the restart is counted by ``use_restart``)."""
+        self._leave(ALIVE)
+        self.state = RESTARTING
+        self.location = None
+
+    def died(self, blob):
+        """PENDING_CREATION, LOCATING, ALIVE or RESTARTING -> DEAD: ``blob`` (an ActorDiedError)
+        is what its calls fail with from now on."""
+        self._leave(PENDING_CREATION, LOCATING, ALIVE, RESTARTING)
+        self.state = DEAD
+        self.location = None
+        self.dead_blob = blob
+
+    def count_restart(self):
+        """One restart happened (the host restarted the actor in place, or the owner restarts it):
+        one fewer left (``max_restarts``; -1 is unlimited)."""
+        if self.restarts_left > 0:
+            self.restarts_left -= 1
+        self.restarts += 1
+
+    def use_restart(self):
+        """Count a restart the owner decides on: False, and nothing counted, when none is left."""
+        if self.restarts_left == 0:
+            return False
+        self.count_restart()
+        return True
 
 
 class ActorCaller:
+    """This rank's side of every actor it created or calls: ``ActorRecord``s, calls in flight,
+    and the handlers of the owner's and caller's messages."""
+
     def __init__(self, runtime):
         self.rt = runtime
         self.actors = {}
@@ -69,7 +162,7 @@ class ActorCaller:
     def _state(self, actor_id):
         state = self.actors.get(actor_id)
         if state is None:
-            state = self.actors[actor_id] = ActorState()
+            state = self.actors[actor_id] = ActorRecord(actor_id)
         return state
 
     def location_of(self, actor_id):
@@ -90,6 +183,7 @@ class ActorCaller:
             rec.extra = (class_blob, {**options, "max_restarts": max_restarts, "held": held})
             state.queue.append(rec)
             self._watch_dependencies(rec)
+            state.placement_asked()
             self.rt.send(HEAD_RANK, ("actor_place", actor_id, placement, held))
 
     def call(self, actor_id, method, args_blob, dep_refs, num_returns, overrides=None, max_retries=None):
@@ -99,17 +193,14 @@ class ActorCaller:
         rt = self.rt
         with rt.lock:
             state = self.actors.get(actor_id) or self._state(actor_id)
-            if state.location is None and not state.locating and owner_of(actor_id) != rt.rank:
-                self._ask_location(actor_id, state)
             rec = self._record(actor_id, "call", method, args_blob, dep_refs, num_returns)
             rec.overrides, rec.max_retries = overrides, max_retries
             create_owned = rt.objects.create_owned
             for object_id in rec.return_ids:
                 create_owned(object_id)
             refs = [ObjectRef(object_id) for object_id in rec.return_ids]
-            if state.dead_blob is not None:
-                self._fail(rec, state.dead_blob)
-            elif not dep_refs and not state.queue and state.location is not None:
+            lifecycle = state.state
+            if lifecycle is ALIVE and not dep_refs and not state.queue:
                 # The common case: nothing to wait for and no earlier call queued: it goes now.
                 self.calls[rec.call_id] = rec
                 message = ("actor_call", actor_id, rec.call_id, method, args_blob, _NO_VALUES, num_returns)
@@ -119,7 +210,11 @@ class ActorCaller:
                     rt.transport.send_local(message)   # the actor lives here: straight to its thread
                 else:
                     rt.send(state.location, message)
+            elif lifecycle is DEAD:
+                self._fail(rec, state.dead_blob)
             else:
+                if lifecycle is UNKNOWN and owner_of(actor_id) != rt.rank:
+                    self._ask_location(actor_id, state)
                 state.queue.append(rec)
                 self._watch_dependencies(rec)
                 self._pump(actor_id)
@@ -138,12 +233,12 @@ class ActorCaller:
                     rt.send(owner_of(actor_id), ("actor_kill_restart", actor_id))
                 return
             state = self._state(actor_id)
-            if state.location is not None:
+            if state.state is ALIVE:
                 rt.send(state.location, ("actor_kill", actor_id))
-                return
-            state.kill_requested = True
-            if not state.locating and owner_of(actor_id) != rt.rank:
-                self._ask_location(actor_id, state)
+            elif state.state is not DEAD:   # sent once it is ALIVE (_set_location)
+                state.kill_requested = True
+                if state.state is UNKNOWN and owner_of(actor_id) != rt.rank:
+                    self._ask_location(actor_id, state)
 
     def cancel_call(self, object_id, force, recursive):
         """``cancel()`` of an actor call's result (runtime lock held; submitter._cancel_object).
@@ -161,7 +256,7 @@ class ActorCaller:
             state.queue.remove(rec)
             self._fail(rec, dumps(ErrorPayload(TaskCancelledError(
                 f"the actor call {rec.method} was cancelled with cancel() before it was sent"))))
-        elif rec.call_id in self.calls and state is not None and state.location is not None:
+        elif rec.call_id in self.calls and state is not None and state.state is ALIVE:
             self.rt.send(state.location, ("actor_cancel_call", rec.actor_id, rec.call_id))
 
     def _call_making(self, object_id):
@@ -180,7 +275,7 @@ class ActorCaller:
         """Ask the actor's owner where it lives; once the owner is dead, ask the head, which
         knows where it placed the actor (a detached actor outlives its creator; any other
         actor dies with its owner, and the head then answers that it is gone)."""
-        state.locating = True
+        state.location_asked()
         owner = owner_of(actor_id)
         if owner in self.rt.failures.dead:
             self.rt.send(HEAD_RANK, ("actor_where", actor_id))
@@ -220,8 +315,9 @@ class ActorCaller:
         return callback
 
     def _pump(self, actor_id):
+        """Send the queued records whose arguments are ready, in order, while the actor is ALIVE."""
         state = self.actors[actor_id]
-        if state.location is None:
+        if state.state is not ALIVE:
             return
         rt = self.rt
         entries = rt.objects.entries
@@ -252,25 +348,10 @@ class ActorCaller:
                            len(rec.return_ids))
                 rt.send(state.location, message if rec.overrides is None else message + (rec.overrides,))
 
-    def _set_location(self, actor_id, worker, max_task_retries=None):
-        state = self._state(actor_id)
-        if worker is None:                 # the owner (or the head, once the owner died) says it is gone
-            state.locating = False
-            if state.dead_blob is None:
-                owner = owner_of(actor_id)
-                why = (f"its owner (rank {owner}) died, and with it the actor (only a detached actor outlives its "
-                       "owner)" if owner in self.rt.failures.dead else
-                       "its rank died and it was not restarted (max_restarts)")
-                self._mark_dead(actor_id, state, why, [])
-            return
-        if max_task_retries is not None:   # calls that were on the dead rank: retry or fail them
-            for rec in list(state.queue):
-                if rec.pending_retry:
-                    rec.pending_retry = False
-                    if not self._may_retry(rec, max_task_retries):
-                        state.queue.remove(rec)
-        state.location = worker
-        state.locating = False
+    def _set_location(self, actor_id, state, worker):
+        """The actor is ALIVE on ``worker``: answer the ranks that asked, send what was queued,
+        then a kill asked for meanwhile."""
+        state.located(worker)
         for rank in state.waiting_for_location:
             self.rt.send(rank, ("actor_location", actor_id, worker, state.max_task_retries))
         state.waiting_for_location = []
@@ -287,96 +368,98 @@ class ActorCaller:
     def _terminate(self, actor_id):
         """No handle is left: end the actor behind the calls already made (they still run, as in Ray)."""
         state = self._state(actor_id)
-        state.queue.append(self._record(actor_id, "terminate", None, None, [], 0))
-        self._pump(actor_id)
+        if state.state is not DEAD:
+            state.queue.append(self._record(actor_id, "terminate", None, None, [], 0))
+            self._pump(actor_id)
 
     # -- handlers -----------------------------------------------------------
     def _on_placed(self, source, actor_id, worker):
-        state = self.actors.get(actor_id)
-        if worker in self.rt.failures.dead and state is not None and state.dead_blob is None:
+        state = self._state(actor_id)
+        if state.state is DEAD:
+            return
+        if worker in self.rt.failures.dead:
             # The head placed it before it heard that ``worker`` died, and this owner heard of the
             # death before the placement: nothing will ever run there, so ask for a place again.
             self.rt.send(HEAD_RANK, ("actor_place", actor_id, state.placement, state.held))
             return
-        self._set_location(actor_id, worker)
+        self._set_location(actor_id, state, worker)
 
     def _on_locate(self, source, actor_id):
         state = self._state(actor_id)
-        if state.dead_blob is not None:
+        if state.state is DEAD:
             self.rt.send(source, ("actor_location", actor_id, None, 0))
-        elif state.location is not None:
+        elif state.state is ALIVE:
             self.rt.send(source, ("actor_location", actor_id, state.location, state.max_task_retries))
         else:
             state.waiting_for_location.append(source)
 
     def _on_location(self, source, actor_id, worker, max_task_retries=None):
-        self._set_location(actor_id, worker, max_task_retries)
+        """A borrower's answer: where the actor lives, or None once it is gone for good (from the
+        owner, or from the head once the owner died). A late second answer to a DEAD actor is dropped."""
+        state = self._state(actor_id)
+        if state.state is DEAD:
+            return
+        if worker is None:
+            owner = owner_of(actor_id)
+            why = (f"its owner (rank {owner}) died, and with it the actor (only a detached actor outlives its "
+                   "owner)" if owner in self.rt.failures.dead else
+                   "its rank died and it was not restarted (max_restarts)")
+            self._mark_dead(actor_id, state, why, [])
+            return
+        if max_task_retries is not None:   # calls that were on the dead rank: retry or fail them
+            for rec in list(state.queue):
+                if rec.pending_retry:
+                    rec.pending_retry = False
+                    if not self._may_retry(rec, max_task_retries):
+                        state.queue.remove(rec)
+        self._set_location(actor_id, state, worker)
 
     def _on_kill_restart(self, source, actor_id):
         """At the owner: ``kill(no_restart=False)``. With restarts left (``max_restarts``; -1
         for ever) the actor's rank makes a new instance in place (same resources, same name);
-        without, it is killed as by ``kill()``."""
+        without, it is killed as by ``kill()``. Either way it stays ALIVE here: the host does it."""
         state = self._state(actor_id)
-        if state.dead_blob is not None:
+        if state.state is DEAD:
             return
-        if state.restarts_left == 0:
-            if state.location is not None:
+        if not state.use_restart():
+            if state.state is ALIVE:
                 self.rt.send(state.location, ("actor_kill", actor_id))
             else:
                 state.kill_requested = True
             return
-        if state.restarts_left > 0:
-            state.restarts_left -= 1
-        state.restarts += 1
-        if state.location is not None:
+        if state.state is ALIVE:
             self.rt.send(state.location, ("actor_restart", actor_id))
         # Not placed yet: its first instance is still to come, which is what a restart gives.
 
     def _on_unplaceable(self, source, actor_id, why):
         """At the owner: the head cannot place the actor on any live rank."""
         state = self._state(actor_id)
-        if state.dead_blob is None:
+        if state.state is not DEAD:
             self._mark_dead(actor_id, state, why, [])
 
     def _on_restarted(self, source, actor_id):
         """At the owner: the actor's host restarted it in place after ``sys.exit()`` in a
         method (actor_host._process_exit): one restart fewer left."""
-        state = self._state(actor_id)
-        if state.restarts_left > 0:
-            state.restarts_left -= 1
-        state.restarts += 1
+        self._state(actor_id).count_restart()
 
     # -- worker deaths (ULFM) --------------------------------------------------
     def _on_rank_dead(self, rank):
         """Actors on ``rank`` restart elsewhere (their owner re-places them and runs ``__init__``
         again) while ``max_restarts`` allows; the calls they were running are sent again while
         ``max_task_retries`` allows. Otherwise their calls fail with ActorDiedError."""
-        me = self.rt.rank
         for actor_id, state in list(self.actors.items()):
-            owner = owner_of(actor_id)
-            if state.dead_blob is not None:
+            if state.state is DEAD:
                 continue
+            owner = owner_of(actor_id)
             if state.location != rank:
-                if owner == rank and state.location is None and owner != me and state.locating:
+                if owner == rank and state.state is LOCATING:
                     self._ask_location(actor_id, state)   # the owner will not answer now
                 continue
             inflight = sorted((c for c in self.calls.values() if c.actor_id == actor_id), key=lambda c: c.call_id)
             for rec in inflight:
                 del self.calls[rec.call_id]
-            state.location = None
-            if owner == me:
-                if state.create_message is None or state.restarts_left == 0:
-                    self._mark_dead(actor_id, state, f"its rank ({rank}) died and it has no restarts left "
-                                                     "(max_restarts)", inflight)
-                    continue
-                if state.restarts_left > 0:
-                    state.restarts_left -= 1
-                state.restarts += 1
-                for rec in reversed(inflight):
-                    if self._may_retry(rec, state.max_task_retries):
-                        state.queue.appendleft(rec)
-                state.queue.appendleft(self._record(actor_id, "recreate", "__init__", None, [], 0))
-                self.rt.send(HEAD_RANK, ("actor_place", actor_id, state.placement, state.held))
+            if owner == self.rt.rank:
+                self._restart_or_die(actor_id, state, rank, inflight)
             elif owner == rank or owner in self.rt.failures.dead:
                 self._mark_dead(actor_id, state, f"its rank ({rank}) died, and its owner (rank {owner}), who "
                                                  "could restart it, is dead", inflight)
@@ -386,12 +469,23 @@ class ActorCaller:
                     state.queue.appendleft(rec)
                 self._ask_location(actor_id, state)
 
+    def _restart_or_die(self, actor_id, state, rank, inflight):
+        """At the owner, the actor's rank died: RESTARTING with the calls it was running first
+        again (those with retries left), behind a re-creation, or DEAD without restarts left."""
+        if state.create_message is None or not state.use_restart():
+            self._mark_dead(actor_id, state, f"its rank ({rank}) died and it has no restarts left "
+                                             "(max_restarts)", inflight)
+            return
+        state.restarting()
+        for rec in reversed(inflight):
+            if self._may_retry(rec, state.max_task_retries):
+                state.queue.appendleft(rec)
+        state.queue.appendleft(self._record(actor_id, "recreate", "__init__", None, [], 0))
+        self.rt.send(HEAD_RANK, ("actor_place", actor_id, state.placement, state.held))
+
     def _may_retry(self, rec, max_task_retries):
         """A call whose actor died under it: count a retry and say True, or fail it and say False."""
-        if rec.max_retries is not None:   # the method's own (@method or .options())
-            max_task_retries = rec.max_retries
-        if max_task_retries == -1 or rec.retries_used < max_task_retries:
-            rec.retries_used += 1
+        if rec.use_retry(max_task_retries):
             return True
         self._fail(rec, self._died_blob(rec.actor_id, "its rank died during the call, which has no retries "
                                                       "left (max_task_retries)"))
@@ -406,10 +500,11 @@ class ActorCaller:
             self.rt.objects.set_ready(object_id, blob, True)
 
     def _mark_dead(self, actor_id, state, why, inflight):
+        """DEAD: the calls in flight and queued fail, and the ranks waiting for its location hear it is gone."""
         if owner_of(actor_id) == self.rt.rank:
             # Dead for good (no host said so if it died with its rank): the head frees its name.
             self.rt.send(HEAD_RANK, ("actor_dead", actor_id))
-        state.dead_blob = self._died_blob(actor_id, why)
+        state.died(self._died_blob(actor_id, why))
         for rec in list(inflight) + list(state.queue):
             self._fail(rec, state.dead_blob)
         state.queue.clear()
@@ -423,4 +518,3 @@ class ActorCaller:
             return
         for object_id, blob in zip(rec.return_ids, blobs):
             self.rt.objects.set_ready(object_id, blob, is_error)
-

@@ -12,8 +12,8 @@ from .actor import get_actor, kill, method
 from .api import (available_resources, cancel, cluster_resources, get, get_gpu_ids, nodes, object_store_stats, put,
                   remote, timeline, wait)
 from .core.current import is_initialized
-from .launch import init, shutdown
 from .core.object_ref import ObjectRef
+from .launch import init, shutdown
 from .runtime_context import get_runtime_context
 
 # Ray's ``ray.cloudpickle`` is the cloudpickle that pickles functions and ObjectRefs for it;

@@ -13,19 +13,18 @@ import inspect
 from . import exceptions
 from .core import runtime_env, task_slots
 from .core.actor_caller import handle_events
-from .core.actor_host import ActorExit, SPECIAL_METHODS, method_table
+from .core.actor_host import SPECIAL_METHODS, ActorExit, method_table
 from .core.call_context import task_context
+from .core.codec import INLINE_THRESHOLD, dumps, loads
 from .core.current import runtime_for_call
 from .core.object_ref import pickle_event, returned
-from .options import (ACTOR_DEFAULTS, METHOD_CALL_OPTIONS, METHOD_DECORATOR_OPTIONS, WithOptions,
-                      check_scheduling_strategy, validate_actor_options, validate_method_option)
 from .core.protocol import HEAD_RANK
-from .scheduler.resources import make_shape
-from .core.codec import INLINE_THRESHOLD, dumps, loads
 from .core.serialization import pack_arguments
 from .core.signals import holds_signals
 from .core.submitter import check_pickled_size
-
+from .options import (ACTOR_DEFAULTS, METHOD_CALL_OPTIONS, METHOD_DECORATOR_OPTIONS, WithOptions,
+                      check_scheduling_strategy, validate_actor_options, validate_method_option)
+from .scheduler.resources import make_shape
 
 ActorAlreadyExistsError = exceptions.ActorAlreadyExistsError
 PendingCallsLimitExceeded = exceptions.PendingCallsLimitExceeded

@@ -6,15 +6,15 @@ import math
 import numbers
 from typing import Any
 
-from .core import tracing
 from .actor import ActorClass
+from .core import tracing
 from .core.current import runtime_for_call
+from .core.ids import node_id_hex
 from .core.object_ref import ObjectRef
 from .core.protocol import DRIVER_RANK, HEAD_RANK
-from .remote_function import RemoteFunction
-from .core.ids import node_id_hex
-from .runtime_context import gpu_ids
 from .core.signals import holds_signals
+from .remote_function import RemoteFunction
+from .runtime_context import gpu_ids
 
 
 def remote(*args: Any, **options: Any) -> Any:

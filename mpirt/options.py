@@ -14,8 +14,8 @@ import re
 
 from .core import runtime_env as runtime_env_module
 from .core.ids import node_id_hex
-from .scheduler.strategies import NodeAffinitySchedulingStrategy
 from .scheduler.resources import make_shape
+from .scheduler.strategies import NodeAffinitySchedulingStrategy
 
 _NONE = type(None)
 _NUMBER = (float, int, _NONE)

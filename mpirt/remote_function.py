@@ -8,17 +8,16 @@ import inspect
 import itertools
 import os
 
-from .core import runtime_env
-from .core.current import runtime_for_call
 from .actor import ActorHandle
-from .core.object_ref import returned
-from .options import (DEFAULT_MAX_RETRIES, TASK_DEFAULTS, WithOptions, check_scheduling_strategy,
-                      validate_task_options)
-from .scheduler.resources import make_shape, shape_key
+from .core import runtime_env
 from .core.codec import INLINE_THRESHOLD, dumps
+from .core.current import runtime_for_call
+from .core.object_ref import returned
 from .core.serialization import pack_arguments
 from .core.signals import holds_signals
 from .core.submitter import FunctionDescriptor
+from .options import DEFAULT_MAX_RETRIES, TASK_DEFAULTS, WithOptions, check_scheduling_strategy, validate_task_options
+from .scheduler.resources import make_shape, shape_key
 
 _function_ids = itertools.count(1)
 

@@ -22,9 +22,9 @@ Missing fields read as their defaults, so a context set by an older host still a
 """
 from __future__ import annotations
 
-from .core.call_context import async_call, running_actor_call, task_context
 from .actor import ActorHandle, _Meta
 from .core import current
+from .core.call_context import async_call, running_actor_call, task_context
 from .core.ids import hex_id, node_id_hex, worker_id_hex
 
 

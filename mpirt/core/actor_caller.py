@@ -16,11 +16,11 @@ import collections
 import enum
 
 from ..exceptions import ActorDiedError, ErrorPayload, TaskCancelledError
+from .codec import dumps
 from .lifecycle import refuse
 from .object_ref import ObjectRef, owner_of
 from .protocol import HEAD_RANK
 from .reachability import ReferenceCounter
-from .codec import dumps
 
 # Actor handles post (actor_id, event) here from __init__/__del__/__reduce__ (no locks
 # there: destructors run anywhere); the progress thread applies them.

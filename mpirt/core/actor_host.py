@@ -14,13 +14,13 @@ import collections
 import inspect
 import threading
 
+from ..exceptions import ActorDiedError, ErrorPayload
 from . import invoke, runtime_env
 from .call_context import task_context
-from ..exceptions import ActorDiedError, ErrorPayload
+from .codec import loads
 from .invoke import error_blobs
 from .object_ref import owner_of
 from .protocol import HEAD_RANK
-from .codec import loads
 from .threads import WorkerThreads
 from .transport import POLL_BUDGET
 

@@ -17,10 +17,10 @@ from typing import Any, Optional
 
 import cloudpickle
 
-from .object_ref import pickling_context
-from .object_value import Value
 from ..store import device
 from ..store.layout import Serialized
+from .object_ref import pickling_context
+from .object_value import Value
 
 INLINE_THRESHOLD = 100 * 1024     # bytes: larger values (and GPU arrays) go to the store
 PLAIN_TYPES = (type(None), bool, int, float, str, bytes)

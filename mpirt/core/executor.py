@@ -15,13 +15,13 @@ import sys
 import threading
 import traceback
 
-from . import invoke
 from ..exceptions import TaskCancelledError
+from . import invoke
+from .codec import dumps, loads
 from .lifecycle import refuse
 from .object_ref import ObjectRef
 from .protocol import HEAD_RANK
 from .runtime_env import RankEnvironment, apply_for_good
-from .codec import dumps, loads
 from .task_slots import TaskSlots, uses_processes
 from .threads import WorkerThreads
 

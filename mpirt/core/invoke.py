@@ -11,12 +11,12 @@ objects (``error_blobs``, ``failure_blobs``; the errors a call can end with are 
 import time
 import traceback
 
-from . import tracing
-from .call_context import async_call, task_context
 from ..exceptions import (ActorDiedError, ActorUnavailableError, ErrorPayload, ObjectStoreFullError, TaskCancelledError,
                           WorkerCrashedError, make_task_error)
-from .object_ref import ObjectRef
+from . import tracing
+from .call_context import async_call, task_context
 from .codec import dumps, encode, loads
+from .object_ref import ObjectRef
 from .serialization import unpack_arguments
 
 # The one clock of a call: wall-clock seconds, because the trace compares times across ranks; a

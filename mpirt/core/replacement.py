@@ -39,11 +39,11 @@ import threading
 import time
 import traceback
 
+from ..store.arena import Arena
+from ..store.spill import RankSpill
 from ._mpi_env import mpi, quiet_barrier
 from .host_socket import HostSocket
 from .protocol import DRIVER_RANK, HEAD_RANK
-from ..store.arena import Arena
-from ..store.spill import RankSpill
 
 REPLACE_DELAY = 0.2    # seconds from a death to its round: deaths within it are replaced together
 MAX_FAILED_ROUNDS = 3  # rounds in a row that fail (deaths during them) before replacement stops

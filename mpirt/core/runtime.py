@@ -11,10 +11,13 @@ import os
 import sys
 import threading
 
+from ..exceptions import ErrorPayload, ObjectStoreFullError
+from ..scheduler.head import HeadScheduler
+from ..scheduler.resources import ClusterView
+from ..store.manager import StoreManager
 from . import object_value, protocol
 from .actor_caller import ActorCaller
 from .actor_host import ActorHost
-from ..exceptions import ErrorPayload, ObjectStoreFullError
 from .codec import encode
 from .executor import TaskExecutor
 from .fault import FailureMonitor
@@ -25,10 +28,7 @@ from .objects import ObjectTable
 from .protocol import DRIVER_RANK, HEAD_RANK
 from .queries import Queries
 from .replacement import Replacement
-from ..scheduler.head import HeadScheduler
-from ..scheduler.resources import ClusterView
 from .shutdown import ShutdownHandshake
-from ..store.manager import StoreManager
 from .submitter import TaskSubmitter
 from .transport import Transport
 from .waiting import ObjectWaits

@@ -2,11 +2,10 @@
 arguments (and GPU arrays) put into the store first as the codec's policy says (``codec.py``).
 
 """
+from ..store import device
 from .codec import (LargeDeviceArray, dumps, dumps_with_devices, holds_large_device_array, loads,
                     refuse_large_device_arrays)
 from .object_ref import ObjectRef
-from ..store import device
-
 
 
 class ArgRef:

@@ -34,15 +34,15 @@ import numpy as np
 import mpirt
 
 from .. import actor, launch, remote_function, runtime_context
-from . import current, invoke, object_ref, slot_wire
 from ..actor import ActorClass, ActorHandle, _meta_of
 from ..exceptions import ErrorPayload, TaskCancelledError
-from .log_forward import TextSink
-from .object_ref import ObjectRef
 from ..remote_function import RemoteFunction
 from ..runtime_context import RuntimeContext, _qualified
-from .runtime_env import _Applied, _put_in_place, _take_away
+from . import current, invoke, object_ref, slot_wire
 from .codec import dumps, encode_plain, loads
+from .log_forward import TextSink
+from .object_ref import ObjectRef
+from .runtime_env import _Applied, _put_in_place, _take_away
 
 
 class _State:

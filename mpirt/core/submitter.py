@@ -14,14 +14,13 @@ import warnings
 
 import numpy as np
 
-from .call_context import task_context
 from ..exceptions import ErrorPayload, TaskCancelledError, TaskUnschedulableError, WorkerCrashedError
+from .call_context import task_context
+from .codec import INLINE_THRESHOLD, dumps
 from .lifecycle import refuse
 from .object_ref import ObjectRef, owner_of, session_of
 from .object_value import is_inline, placement
 from .protocol import HEAD_RANK
-from .codec import INLINE_THRESHOLD, dumps
-
 
 # Tasks of a shape whose average run time is below this are pipelined on a lease.
 SHORT_TASK_SECONDS = 2e-3

@@ -33,10 +33,10 @@ import tempfile
 import threading
 from multiprocessing.connection import Connection
 
-from . import invoke, slot_wire
 from ..exceptions import ErrorPayload
-from .object_ref import ObjectRef
+from . import invoke, slot_wire
 from .codec import dumps
+from .object_ref import ObjectRef
 
 MODES = ("auto", "process", "thread")
 # Variables a slot process must not see: they would make MPI code in a task believe it is a

@@ -7,8 +7,8 @@ rank's runtime_env back meanwhile (a task it waits for may need them).
 """
 import time
 
-from . import tracing
 from ..exceptions import GetTimeoutError
+from . import tracing
 from .call_context import task_context
 from .object_ref import session_of
 from .signals import HOLD
@@ -49,20 +49,23 @@ class ObjectWaits:
         """Block until ``num_required`` of ``refs`` are ready (or one failed, if ``fail_fast``, as
         ``get`` wants); return their table entries (which stay while the refs live). On timeout
         ``get`` (fail_fast) raises GetTimeoutError; ``wait`` just returns."""
+        rt = self.rt
         deadline = None if timeout is None else time.monotonic() + timeout
+        session = rt.session
         for ref in refs:
-            if session_of(ref.id) != self.rt.session:
+            if session_of(ref.id) != session:
                 raise ValueError(f"{ref} belongs to an earlier mpirt session (it was created before shutdown())")
-        with self.rt.lock:
-            entries = [self.rt.objects.ensure(ref.id) for ref in refs]
-            waiter = _Waiter(self.rt.cond, num_required, fail_fast)
-            for ref, entry in zip(refs, entries):
+        with rt.lock:
+            ensure = rt.objects.ensure
+            entries = [ensure(ref.id) for ref in refs]
+            waiter = _Waiter(rt.cond, num_required, fail_fast)
+            for entry in entries:
                 if entry.ready:
                     waiter.count(entry)
             if not waiter.done:
                 for ref, entry in zip(refs, entries):
                     if not entry.ready:
-                        self.rt.objects.on_ready(ref.id, waiter.on_ready)
+                        rt.objects.on_ready(ref.id, waiter.on_ready)
             if waiter.done:
                 return entries
         waited_from = tracing.now()
@@ -71,14 +74,14 @@ class ObjectWaits:
             tracing.record("wait", "get" if fail_fast else "wait", waited_from, tracing.now(), objects=len(refs))
 
         budget = POLL_BUDGET if deadline is None else min(POLL_BUDGET, deadline - time.monotonic())
-        if budget > 0 and not self.rt.lock._is_owned():
+        if budget > 0 and not rt.lock._is_owned():
             # Most waits for a call's result are short: drive MPI here for a moment rather than
             # sleep until the progress thread wakes us (and before giving a task's CPU back).
-            if self.rt.transport.poll(lambda: waiter.done, budget):
+            if rt.transport.poll(lambda: waiter.done, budget):
                 record_wait()
                 return entries
         while True:
-            with self.rt.lock:
+            with rt.lock:
                 if waiter.done:
                     record_wait()
                     return entries
@@ -91,7 +94,7 @@ class ObjectWaits:
                                 break
                             raise GetTimeoutError(f"Get timed out: some object(s) not ready (timeout={timeout} s).")
                         # A signal held meanwhile (Ctrl-C) is seen within signals.SIGNAL_CHECK.
-                        self.rt.cond.wait(HOLD.wait_slice(1.0 if remaining is None else remaining))
+                        rt.cond.wait(HOLD.wait_slice(1.0 if remaining is None else remaining))
                 finally:
                     if blocked:
                         self._exit_blocked()

@@ -1,8 +1,8 @@
 """Resource requests ("shapes"), and the cluster as node pools that worker ranks execute for."""
 import numbers
 
-from ..exceptions import InfeasibleResourceError
 from ..core.protocol import DRIVER_RANK, HEAD_RANK
+from ..exceptions import InfeasibleResourceError
 
 CPU = "CPU"
 GPU = "GPU"

@@ -32,8 +32,8 @@ import time
 
 from ..core import current, object_value
 from ..core._mpi_env import mpi
-from ..exceptions import ObjectLostError
 from ..core.object_value import ObjectValue
+from ..exceptions import ObjectLostError
 
 STAGING_CHUNK = 64 << 20          # bytes per MPI message on the staged path
 _FIRST_TAG, _LAST_TAG = 1000, 30000   # point-to-point tags for streams (the transport uses 7)

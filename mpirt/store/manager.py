@@ -27,9 +27,9 @@ import threading
 import weakref
 
 from ..core import object_value
-from ..exceptions import ObjectLostError, ObjectStoreFullError
 from ..core.object_ref import owner_of
 from ..core.object_value import ObjectValue
+from ..exceptions import ObjectLostError, ObjectStoreFullError
 from . import blocks, device
 from .arena import Arena
 from .blocks import HEADER_BYTES

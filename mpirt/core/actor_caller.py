@@ -14,6 +14,7 @@ the actor's rank dies) -> DEAD. Calls are sent only while ALIVE and fail at once
 """
 import collections
 import enum
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..exceptions import ActorDiedError, ErrorPayload, TaskCancelledError
 from .codec import dumps
@@ -165,14 +166,15 @@ class ActorCaller:
             state = self.actors[actor_id] = ActorRecord(actor_id)
         return state
 
-    def location_of(self, actor_id):
+    def location_of(self, actor_id: int) -> Optional[int]:
         """The rank the actor lives on, if this rank knows it (runtime lock held)."""
         state = self.actors.get(actor_id)
         return state.location if state is not None else None
 
     # -- caller threads ------------------------------------------------------
-    def create(self, actor_id, class_blob, args_blob, dep_refs, placement, held, options, tracked,
-               max_restarts=0, max_task_retries=0):
+    def create(self, actor_id: int, class_blob: bytes, args_blob: Optional[bytes], dep_refs: Sequence[ObjectRef],
+               placement: Dict[str, float], held: Dict[str, float], options: Dict[str, Any], tracked: bool,
+               max_restarts: int = 0, max_task_retries: int = 0) -> None:
         with self.rt.lock:
             if tracked:
                 self.references.track(actor_id)
@@ -186,7 +188,9 @@ class ActorCaller:
             state.placement_asked()
             self.rt.send(HEAD_RANK, ("actor_place", actor_id, placement, held))
 
-    def call(self, actor_id, method, args_blob, dep_refs, num_returns, overrides=None, max_retries=None):
+    def call(self, actor_id: int, method: str, args_blob: Optional[bytes], dep_refs: Sequence[ObjectRef],
+             num_returns: int, overrides: Optional[Dict[str, Any]] = None,
+             max_retries: Optional[int] = None) -> List[ObjectRef]:
         """``overrides``: per-call options for the host (concurrency_group, max_task_retries,
         retry_exceptions, name), None for a plain call; ``max_retries``: the method's own
         ``max_task_retries`` for calls its rank's death interrupts (None: the actor's)."""
@@ -203,7 +207,7 @@ class ActorCaller:
             if lifecycle is ALIVE and not dep_refs and not state.queue:
                 # The common case: nothing to wait for and no earlier call queued: it goes now.
                 self.calls[rec.call_id] = rec
-                message = ("actor_call", actor_id, rec.call_id, method, args_blob, _NO_VALUES, num_returns)
+                message: tuple = ("actor_call", actor_id, rec.call_id, method, args_blob, _NO_VALUES, num_returns)
                 if overrides is not None:
                     message += (overrides,)
                 if state.location == rt.rank:
@@ -220,7 +224,7 @@ class ActorCaller:
                 self._pump(actor_id)
         return refs
 
-    def kill(self, actor_id, no_restart=True):
+    def kill(self, actor_id: int, no_restart: bool = True) -> None:
         rt = self.rt
         with rt.lock:
             if not no_restart and owner_of(actor_id) in rt.failures.dead:
@@ -240,7 +244,7 @@ class ActorCaller:
                 if state.state is UNKNOWN and owner_of(actor_id) != rt.rank:
                     self._ask_location(actor_id, state)
 
-    def cancel_call(self, object_id, force, recursive):
+    def cancel_call(self, object_id: int, force: bool, recursive: bool) -> None:
         """``cancel()`` of an actor call's result (runtime lock held; submitter._cancel_object).
         Still queued here: it never goes, and fails with TaskCancelledError. Sent: the actor's
         rank drops it if it has not started, cancels it if it is an async call, else flags it

@@ -5,11 +5,13 @@ A leaf, so every layer can reach the running Runtime without importing the layer
 (as Ray does); the starter is ``launch.init``, which registers itself here when it is imported,
 so this module never imports ``launch``.
 """
-_runtime = None
-_start_default = None
+from typing import Any, Callable, Optional
+
+_runtime: Any = None      # a core.runtime.Runtime: typed Any so this leaf imports nothing
+_start_default: Optional[Callable[[], Any]] = None
 
 
-def runtime():
+def runtime() -> Any:
     """The running Runtime, or None before ``init()`` and after ``shutdown()``."""
     return _runtime
 
@@ -19,22 +21,23 @@ def is_initialized() -> bool:
     return _runtime is not None
 
 
-def runtime_for_call():
+def runtime_for_call() -> Any:
     """The running Runtime; the first API call without ``init()`` starts a default one."""
     rt = _runtime
     if rt is None:
+        assert _start_default is not None, "mpirt.launch registers the default starter when imported"
         _start_default()
         rt = _runtime
     return rt
 
 
-def set_runtime(rt):
+def set_runtime(rt: Any) -> None:
     """Make ``rt`` the process's Runtime (None: none runs)."""
     global _runtime
     _runtime = rt
 
 
-def set_default_starter(start):
+def set_default_starter(start: Callable[[], Any]) -> None:
     """``start()`` is what ``runtime_for_call`` runs when no Runtime runs yet."""
     global _start_default
     _start_default = start

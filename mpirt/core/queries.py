@@ -8,6 +8,7 @@ never the task path.
 import itertools
 import threading
 import time
+from typing import Any
 
 from . import tracing
 from .signals import HOLD
@@ -22,7 +23,7 @@ class Queries:
         self._waiting = {}     # request id -> [event, answer]
         rt.register(query_reply=self._on_reply, timeline_query=self._on_timeline_query)
 
-    def ask(self, dest, kind, *payload, timeout=QUERY_TIMEOUT_S):
+    def ask(self, dest: int, kind: str, *payload: Any, timeout: float = QUERY_TIMEOUT_S) -> Any:
         """Send rank ``dest`` the query ``kind`` and return its answer; TimeoutError after
         ``timeout`` seconds. Ctrl-C held meanwhile is raised here."""
         event = threading.Event()
@@ -42,7 +43,7 @@ class Queries:
             with self.rt.lock:
                 self._waiting.pop(request_id, None)
 
-    def answer(self, dest, request_id, value):
+    def answer(self, dest: int, request_id: int, value: Any) -> None:
         """Answer the query ``request_id`` that rank ``dest`` asked."""
         self.rt.send(dest, ("query_reply", request_id, value))
 

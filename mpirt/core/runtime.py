@@ -10,6 +10,7 @@ import itertools
 import os
 import sys
 import threading
+from typing import Any, Callable, List, Optional
 
 from ..exceptions import ErrorPayload, ObjectStoreFullError
 from ..scheduler.head import HeadScheduler
@@ -87,21 +88,21 @@ class Runtime:
             return ()
         return range(1, self.size) if self.rank == DRIVER_RANK else (DRIVER_RANK,)
 
-    def live_ranks(self):
+    def live_ranks(self) -> List[int]:
         """Every rank of the job that has not died (those that joined later included)."""
         return [r for r in range(self.size) if r not in self.failures.dead]
 
-    def start(self):
+    def start(self) -> None:
         tune_gc()
         self.transport.start()
 
-    def send(self, dest, message):
+    def send(self, dest: int, message: tuple) -> None:
         self.transport.send(dest, message)
 
-    def next_id(self):
+    def next_id(self) -> int:
         return make_object_id(self.session, self.rank, next(self._seq))
 
-    def register(self, **handlers):
+    def register(self, **handlers: Callable[..., None]) -> None:
         """A role's message handlers, checked against their kinds' fields in ``protocol.py``."""
         for kind, handler in handlers.items():
             protocol.check_handler(kind, handler)
@@ -117,7 +118,7 @@ class Runtime:
             self.store.unpin_gone_views()
 
     # -- the object API's core -------------------------------------------------
-    def put(self, value):
+    def put(self, value: Any) -> ObjectRef:
         """Store ``value`` as an object this rank owns and return its ObjectRef."""
         try:
             blob = encode(value, self.store)
@@ -132,7 +133,7 @@ class Runtime:
             self.objects.set_ready(object_id, blob)
             return ObjectRef(object_id)
 
-    def get(self, refs, timeout=None):
+    def get(self, refs: List[ObjectRef], timeout: Optional[float] = None) -> List[Any]:
         """The values of ``refs`` (a list), waiting up to ``timeout`` seconds (None: no limit);
         raises the error of the first failed one as soon as one failed."""
         if refs:
@@ -141,13 +142,14 @@ class Runtime:
         return [self.value_of(ref) for ref in refs]
 
     # -- waiting for objects -------------------------------------------------
-    def wait_objects(self, refs, num_required, timeout, fail_fast):
+    def wait_objects(self, refs: List[ObjectRef], num_required: int, timeout: Optional[float],
+                     fail_fast: bool) -> List[bool]:
         """Block until ``num_required`` of ``refs`` are ready (or one failed, if
         ``fail_fast``, as ``get`` wants). Returns the ready flags. On timeout
         ``get`` (fail_fast) raises GetTimeoutError; ``wait`` just returns."""
         return [e.ready for e in self.waits.wait_entries(refs, num_required, timeout, fail_fast)]
 
-    def raise_first_error(self, refs):
+    def raise_first_error(self, refs: List[ObjectRef]) -> None:
         """Raise the error of the first failed object among ``refs`` (ready or not)."""
         if len(refs) == 1:
             return  # value_of raises it
@@ -157,7 +159,7 @@ class Runtime:
         if failed is not None:
             self.value_of(failed)
 
-    def value_of(self, ref):
+    def value_of(self, ref: ObjectRef) -> Any:
         """The deserialized value of a ready object; raises its error if it failed."""
         # No lock: set_ready stores blob and is_error before ready; a rank's death clears ready
         # before blob, so ready still set after reading them means they belong together.
@@ -178,7 +180,7 @@ class Runtime:
             raise value
         return value
 
-    def decode(self, object_id, blob):
+    def decode(self, object_id: int, blob: object_value.Value) -> Any:
         """A value from its object-table form (inline, stored or on a device: ``object_value.py``)."""
         return object_value.decode(blob, self.store, object_id)
 

@@ -21,7 +21,7 @@ class ShutdownHandshake:
         self._answered = set()
         rt.register(shutdown=self._on_shutdown, shutdown_ack=self._on_ack)
 
-    def stop_every_rank(self, timeout=SHUTDOWN_TIMEOUT_S):
+    def stop_every_rank(self, timeout: float = SHUTDOWN_TIMEOUT_S) -> bool:
         """Driver: tell every other rank to stop; wait until each has answered. True if all did.
 
         Workers are told first and the scheduler last: a rank leaves as soon as it has

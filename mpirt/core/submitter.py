@@ -13,6 +13,7 @@ import time
 import warnings
 
 import numpy as np
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..exceptions import ErrorPayload, TaskCancelledError, TaskUnschedulableError, WorkerCrashedError
 from .call_context import task_context
@@ -108,6 +109,25 @@ class TaskRecord:
         "state", "retries_left", "retry_exceptions", "lease", "name", "preferred", "near_actor", "queued_at",
         "environment", "parent", "cancelled",
     )
+    task_id: int
+    function: "FunctionDescriptor"
+    args_blob: Optional[bytes]            # the pickled arguments (refs in it as ArgRef), None: none
+    dep_refs: Sequence[ObjectRef]         # top-level ref arguments, resolved before it is sent
+    deps_left: int
+    return_ids: List[int]
+    key: Any                              # its shape's key: tasks of one key share leases
+    shape: Dict[str, float]
+    state: TaskState
+    retries_left: int                     # -1: unlimited
+    retry_exceptions: Any
+    lease: Any                            # the Lease it was sent on, while SENT
+    name: str
+    preferred: Optional[int]              # the rank it would best run on
+    near_actor: Optional[int]
+    queued_at: float
+    environment: Any                      # its runtime_env beyond the job's
+    parent: Any                           # the task that submitted it, on a worker rank
+    cancelled: bool
 
     def _leave(self, *allowed):
         if self.state not in allowed:
@@ -217,8 +237,9 @@ class TaskSubmitter:
         runtime.transport.add_ticker(LEASE_LINGER_SECONDS / 2, self._check_leases)
 
     # -- submission (caller thread) -------------------------------------------
-    def submit(self, function, args_blob, dep_refs, num_returns, key, shape, max_retries, retry_exceptions, name,
-               near_actor=None, environment=None):
+    def submit(self, function: "FunctionDescriptor", args_blob: Optional[bytes], dep_refs: Sequence[ObjectRef],
+               num_returns: int, key: Any, shape: Dict[str, float], max_retries: int, retry_exceptions: Any,
+               name: str, near_actor: Optional[int] = None, environment: Any = None) -> List[ObjectRef]:
         """Queue a task; ``near_actor`` (an actor passed to it) makes that actor's rank its preferred
         place when no large argument decides it. ``environment``: its runtime_env beyond the job's
         (``runtime_env.for_submission``), applied by the worker while it runs."""
@@ -528,7 +549,7 @@ class TaskSubmitter:
         return True
 
     # -- cancellation ----------------------------------------------------------
-    def cancel(self, object_id, force, recursive):
+    def cancel(self, object_id: int, force: bool, recursive: bool) -> None:
         """``cancel()`` of the task or actor call producing ``object_id`` (caller thread). Its
         owner cancels it: this rank, or the one told here (which answers nothing, as Ray's
         cancel of a borrowed ref returns before it took effect)."""

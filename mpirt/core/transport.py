@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+from typing import Callable
 
 from ._mpi_env import ENABLE_HINT, mpi
 from .threads import handoffs
@@ -105,7 +106,7 @@ class Transport:
         if self._assisting == 0:
             self._hot_until = 0.0
 
-    def send(self, dest, message):
+    def send(self, dest: int, message: tuple) -> None:
         """Queue ``message`` for rank ``dest`` (any thread; never blocks on the network)."""
         self._queue(dest, message)
         if self._sleeping and not self._polling:  # Event.set costs ~5 us: only wake a thread that sleeps
@@ -119,7 +120,7 @@ class Transport:
             else:
                 box.append(message)
 
-    def send_now(self, dest, message):
+    def send_now(self, dest: int, message: tuple) -> None:
         """``send``, then send what is queued from the calling thread unless another thread is
         sending right now (it then sends this too): for a message whose receiver should act at
         once. Through the progress thread such a message left ~110 us after ``send`` on the
@@ -204,11 +205,11 @@ class Transport:
         """True if ``error`` was a peer's death, which the failure monitor has now handled."""
         return self.failures is not None and self.failures.on_mpi_error(error)
 
-    def add_ticker(self, interval, fn):
+    def add_ticker(self, interval: float, fn: Callable[[], None]) -> None:
         """Run ``fn()`` on the progress thread about every ``interval`` seconds."""
         self._tickers.append([interval, 0.0, fn])
 
-    def stop(self, timeout=10.0):
+    def stop(self, timeout: float = 10.0) -> None:
         """Send what is queued, wait for sends to complete, then end the thread."""
         self._running = False
         self._wake.set()  # always: stopping must not wait for a sleep to run out
@@ -222,7 +223,7 @@ class Transport:
     def is_current_thread(self):
         return threading.current_thread() is self._thread
 
-    def poll(self, done, budget, yielding=False):
+    def poll(self, done: Callable[[], bool], budget: float, yielding: bool = False) -> bool:
         """Drive MPI from the calling thread until ``done()`` or ``budget`` seconds passed;
         True if ``done()``. For a thread that would otherwise sleep until a reply comes (a
         caller in ``get``, an idle actor thread): it sends, receives and handles messages

@@ -6,11 +6,13 @@ callbacks count enough objects. A task or threaded actor call that waits gives i
 rank's runtime_env back meanwhile (a task it waits for may need them).
 """
 import time
+from typing import List, Optional
 
 from ..exceptions import GetTimeoutError
 from . import tracing
 from .call_context import task_context
-from .object_ref import session_of
+from .object_ref import ObjectRef, session_of
+from .objects import Entry
 from .signals import HOLD
 from .threads import handoffs
 from .transport import POLL_BUDGET
@@ -45,7 +47,8 @@ class ObjectWaits:
     def __init__(self, rt):
         self.rt = rt
 
-    def wait_entries(self, refs, num_required, timeout, fail_fast):
+    def wait_entries(self, refs: List[ObjectRef], num_required: int, timeout: Optional[float],
+                     fail_fast: bool) -> List[Entry]:
         """Block until ``num_required`` of ``refs`` are ready (or one failed, if ``fail_fast``, as
         ``get`` wants); return their table entries (which stay while the refs live). On timeout
         ``get`` (fail_fast) raises GetTimeoutError; ``wait`` just returns."""

@@ -6,7 +6,8 @@ Layers, top to bottom; a module may import its own layer and the ones below, nev
 - public API: ``mpirt/*.py`` (api, remote functions, actors, runtime context, options) and ``mpirt.util``;
 - ``mpirt.launch``: starting and stopping the ranks (discovery, mpirun start, spawn start, the serve loop);
 - the runtime: ``mpirt.core`` (roles and mechanisms), ``mpirt.store``, ``mpirt.scheduler``;
-- leaves importable from anywhere: ``mpirt.exceptions``.
+- leaves of the public API, importable from anywhere: ``mpirt.exceptions``, ``mpirt.slurm`` (what mpirt
+  reads from a Slurm allocation: the launcher's worker count, Tune's defaults, the user's ``job()``).
 
 Entry points (``ENTRY_POINTS``: the main of a spawned rank or of a task slot) sit above them all.
 
@@ -17,7 +18,7 @@ import ast
 import pathlib
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "mpirt"
-LEAVES = {"mpirt.exceptions"}
+LEAVES = {"mpirt.exceptions", "mpirt.slurm"}
 # The programs a process runs as its main: above everything, they wire the layers together. A task slot
 # (slot_process) rebinds the public API so that every call the task makes is forwarded to its rank.
 ENTRY_POINTS = {"mpirt.launch._spawned", "mpirt.core.slot_process"}

@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from conftest import BASE_ENVIRON, MPIRUN_ENV, REPO, _kill_leftovers, _wait_for_no_leftovers, run_app
-from mpirt.launch import slurm
+from mpirt import slurm
 
 JOBSCRIPTS = os.path.join(REPO, "jobscripts")
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
@@ -202,7 +202,7 @@ def _hostnames(nodelist):
 APP = r"""
 import json, os, sys
 import h5py, numpy as np
-import mpirt, mpirt.launch.slurm
+import mpirt, mpirt.slurm
 
 mpirt.init()
 
@@ -216,12 +216,12 @@ def gpu_task():
     time.sleep(0.3)
     return os.environ.get("CUDA_VISIBLE_DEVICES"), mpirt.get_gpu_ids(), os.environ.get("SLURM_STEP_GPUS")
 
-job = mpirt.launch.slurm.job()
+job = mpirt.slurm.job()
 info = {"job": job, "nodes": mpirt.nodes(), "cluster": mpirt.cluster_resources(), "args": sys.argv[1:],
         "squares": sum(mpirt.get([square.remote(i) for i in range(20)], timeout=60))}
 if info["cluster"].get("GPU"):
     info["gpu_tasks"] = mpirt.get([gpu_task.remote() for _ in range(4)], timeout=60)
-out_dir = os.path.join(mpirt.launch.slurm.default_results_dir(), mpirt.launch.slurm.default_run_name())
+out_dir = os.path.join(mpirt.slurm.default_results_dir(), mpirt.slurm.default_run_name())
 os.makedirs(out_dir, exist_ok=True)
 with h5py.File(os.path.join(out_dir, "result.h5"), "w") as f:
     f.attrs["job_id"] = job["job_id"]

@@ -1,11 +1,11 @@
 """``mpirun -n N python app.py``: every rank runs the script up to ``init()``; rank 0 (the driver)
 returns from it, the head and the workers serve until the driver shuts the job down."""
+from .. import slurm
 from ..core._mpi_env import quiet_barrier
 from ..core.protocol import DRIVER_RANK
 from ..core.runtime import Runtime
 from ..scheduler.gpus import detect_node_gpus, restrict_visible_gpus, share_gpus
 from ..store.arena import node_communicator
-from . import slurm
 from .discovery import driver_config, explicit_gpus, rank_info, rank_resources
 from .serve import Launch, adopt_driver_environment, serve, start_driver
 

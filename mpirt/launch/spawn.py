@@ -6,12 +6,12 @@ import sys
 import threading
 import time
 
+from .. import slurm
 from ..core import fault, replacement
 from ..core._mpi_env import mpi
 from ..core.protocol import DRIVER_RANK, HEAD_RANK
 from ..core.runtime import Runtime
 from ..scheduler.gpus import detect_node_gpus, restrict_visible_gpus, share_gpus
-from . import slurm
 from .discovery import driver_config, rank_info, rank_resources, share_out
 from .serve import Launch, adopt_driver_environment, serve, start_driver
 

@@ -25,7 +25,7 @@ import time
 import cloudpickle
 import numpy as np
 
-from ...launch import slurm
+from ... import slurm
 from .checkpoint import Checkpoint
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import numbers
 from typing import Any
 
 from .actor import ActorClass
-from .core import tracing
+from .core import object_ref, tracing
 from .core.current import runtime_for_call
 from .core.ids import node_id_hex
 from .core.object_ref import ObjectRef
@@ -65,7 +65,8 @@ def get(object_refs: ObjectRef | list[ObjectRef], *, timeout: float | None = Non
     for ref in refs:
         if not isinstance(ref, ObjectRef):
             raise TypeError(f"Attempting to call `get` on the value {_short(ref)}, which is not an ray.ObjectRef.")
-    values = runtime_for_call().get(refs, _checked_timeout("get", timeout))
+    timeout = _checked_timeout("get", timeout)
+    values = runtime_for_call().get(refs, timeout)
     return values[0] if single else values
 
 
@@ -240,3 +241,6 @@ def _checked_num_returns(num_returns, count):
 def _short(value):
     text = repr(value)
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+object_ref.set_get(get)   # ref.future() and `await ref` get through the API (forwarded in a task slot)

@@ -17,8 +17,6 @@ What the executing task or actor call is comes from ``call_context.task_context`
 - ``call``: the actor call running (``call_id``, ``method``, ``cancelled``), None in the
   constructor.
 - ``label``: the task or call name.
-
-Missing fields read as their defaults, so a context set by an older host still answers.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Inside a job Slurm describes the allocation in environment variables. mpirt
 reads them for:
 
-- resources: CPUs per rank (``--cpus-per-task``, read in ``launch.py``), GPUs per
+- resources: CPUs per rank (``--cpus-per-task``, read in ``launch/discovery.py``), GPUs per
   rank (``--gpus-per-task``; under ``srun`` each task already sees only its own
   GPUs, see ``gpus_bound_per_task``), and how many workers a plain
   ``python app.py`` spawns (``spawn_worker_count``: the CPUs of the allocation,

@@ -1,4 +1,4 @@
-"""An actor's lifecycle as its caller sees it (mpirt/actor_caller.py), without MPI: events in
+"""An actor's lifecycle as its caller sees it (mpirt/core/actor_caller.py), without MPI: events in
 (placed, location, rank dead, kill, restart, unplaceable, done), transitions and messages out, and
 the illegal transitions refused. The real path is covered by test_actors.py and test_fault_tolerance.py."""
 import collections

@@ -75,10 +75,6 @@ def test_finished_traces_on_the_clock_it_times_with():
     assert seconds == end - start >= 0.0
 
 
-def test_invoke_calls_with_positional_and_keyword_arguments():
-    assert invoke.invoke(lambda a, b=0: (a, b), (1,), {"b": 2}) == (1, 2)
-
-
 # -- results ---------------------------------------------------------------------------------
 def test_returns_are_split_by_num_returns():
     assert invoke.split_returns("f", 5, 1) == [5]

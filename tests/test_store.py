@@ -84,6 +84,21 @@ def test_zero_byte_objects(rt):
     assert rt.get(checksum.remote(np.zeros(0, dtype=np.uint8)))[0] == 0
 
 
+@mpirt.remote(num_returns=2)
+def large_then_unpicklable():
+    return np.ones(64 * MiB, dtype=np.uint8), threading.Lock()
+
+
+def test_returns_stored_before_a_failing_one_are_freed(rt):
+    """The first return went into the store; the second cannot be pickled, so the task fails and
+    the first is never published: its block must not stay in use."""
+    used = _node(rt.object_store_stats())["used_bytes"]
+    first, second = large_then_unpicklable.remote()
+    with pytest.raises(TypeError, match="Could not serialize the return value 1"):
+        rt.get(first)
+    assert wait_for(lambda: _node(rt.object_store_stats())["used_bytes"] < used + 32 * MiB)
+
+
 def test_task_arguments_and_results_go_through_the_store(rt):
     stats = _node(rt.object_store_stats())
     big = np.ones(16 * MiB, dtype=np.uint8)

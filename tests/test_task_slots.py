@@ -66,6 +66,17 @@ def nested(n):
 
 
 @ray.remote
+def through_future_and_await(refs):
+    """``ref.future()`` and ``await ref`` from a slot: both get through the rank."""
+    import asyncio
+
+    async def awaited():
+        return await refs[0]
+
+    return refs[0].future().result(timeout=60), asyncio.run(awaited())
+
+
+@ray.remote
 def context():
     ctx = ray.get_runtime_context()
     return (ctx.get_task_id(), ctx.get_assigned_resources(), ctx.get_task_function_name(), ctx.get_worker_id(),
@@ -171,6 +182,7 @@ seen["rank_pid"] = ray.get(probe.pid.remote())
 seen["pids"] = ray.get([rendezvous.remote("a", "b"), rendezvous.remote("b", "a")], timeout=120)
 total, ready, stored, ref = ray.get(nested.remote(6), timeout=60)
 seen["nested"] = [total, ready, stored, ray.get(ref, timeout=60)]
+seen["future_and_await"] = ray.get(through_future_and_await.remote([double.remote(20)]), timeout=60)
 first, second = ray.get([context.remote(), context.remote()], timeout=60)
 task_id, resources, function_name, worker_id, node_id, initialized = first
 driver = ray.get_runtime_context()
@@ -247,6 +259,7 @@ def test_nested_tasks_get_wait_put_from_a_slot(two_cpu_rank):
     seen, _, _ = two_cpu_rank
     assert seen["nested"] == [30, 6, {"k": [0, 1, 2, 3, 4]}, 42]
     assert seen["after"] == 8
+    assert seen["future_and_await"] == [40, 40]
 
 
 def test_runtime_context_names_the_task(two_cpu_rank):

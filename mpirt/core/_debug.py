@@ -19,10 +19,12 @@ def dump_state(rt):
         ]
         if rt.executor is not None:
             slots = {k: (s.active, len(s.queue), s.blocked, s.released) for k, s in rt.executor.slots.items()}
-            lines.append(f"  executor running={len(rt.executor.running)} slots(active, queued, blocked, released)={slots}")
+            lines.append(f"  executor running={len(rt.executor.running)} "
+                         f"slots(active, queued, blocked, released)={slots}")
         if rt.actor_host is not None:
             lines.append(f"  hosted actors={list(rt.actor_host.actors)}")
-        owned = {a: (ActorState(s.state).name, s.location, len(s.queue), s.restarts_left) for a, s in rt.actors.actors.items()}
+        owned = {a: (ActorState(s.state).name, s.location, len(s.queue), s.restarts_left)
+                 for a, s in rt.actors.actors.items()}
         if owned:
             lines.append(f"  actor states (state, location, queued, restarts left)={owned}")
         if rt.head is not None:

@@ -30,7 +30,7 @@ _DETECTOR_DEFAULTS = {
     "OMPI_MCA_mpi_ft_detector_timeout": "4.0",
 }
 # Set by an MPI launcher (mpirun/prterun, srun, hydra) in the processes it starts; a process
-# with none of them is a singleton: mpirt spawns its ranks (launch.py).
+# with none of them is a singleton: mpirt spawns its ranks (launch/spawn.py).
 _LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS")
 _SPAWN_DEFAULTS = {
     "OMPI_MCA_mpi_ft_enable": "1",

@@ -41,8 +41,6 @@ class _HasDefault:
 
 
 HAS_DEFAULT = _HasDefault()
-_NO_ARGS: tuple = ()       # a call without arguments (its args_blob is None)
-_NO_KWARGS: dict = {}     # read only: ``invoke`` unpacks it
 _REQUIRED_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
                    inspect.Parameter.KEYWORD_ONLY)
 # Not callable through a handle: how instances are made, pickled and have attributes.
@@ -385,7 +383,7 @@ class ActorHost:
         held = hold_environment and self._hold_environment(actor)
         try:
             args, kwargs = invoke.resolve_arguments(self.rt, args_blob, inlined)
-            instance = invoke.invoke(cls, args, kwargs)
+            instance = cls(*args, **kwargs)
             actor.bound = {}
             actor.instance = instance
         except BaseException as exc:  # noqa: B902 - the constructor's failure kills the actor
@@ -440,10 +438,10 @@ class ActorHost:
             try:
                 function = actor.bound.get(method) or _bind_method(actor, method)
                 if args_blob is None:
-                    result = invoke.invoke(function, _NO_ARGS, _NO_KWARGS)
+                    result = function()
                 else:
                     args, kwargs = invoke.resolve_arguments(self.rt, args_blob, inlined)
-                    result = invoke.invoke(function, args, kwargs)
+                    result = function(*args, **kwargs)
                 return invoke.serialize_returns(label, result, num_returns, self.rt.store), False
             except ActorExit as exit_request:
                 return self._exit(actor, num_returns, exit_request)
@@ -489,7 +487,7 @@ class ActorHost:
                         function = actor.bound.get(method) or _bind_method(actor, method)
                         held = await self._hold_environment_async(actor)
                         try:
-                            result = invoke.invoke(function, args, kwargs)
+                            result = function(*args, **kwargs)
                             if inspect.isawaitable(result):   # an async def method (a plain one returns its value)
                                 result = await result
                         finally:

@@ -94,31 +94,31 @@ class RunningTask:
 
     def started(self):
         """QUEUED -> RUNNING: its lease slot is free; a task thread takes it."""
-        if self.state != QUEUED:    # these four run per task: the check is inline
+        if self.state is not QUEUED:    # started and finished run per task: the checks are inline
             self._refuse(QUEUED)
         self.state = RUNNING
 
     def blocked(self):
         """RUNNING -> BLOCKED: it waits in get/wait."""
-        if self.state != RUNNING:
+        if self.state is not RUNNING:
             self._refuse(RUNNING)
         self.state = BLOCKED
 
     def unblocked(self):
         """BLOCKED -> RUNNING: its get/wait returned."""
-        if self.state != BLOCKED:
+        if self.state is not BLOCKED:
             self._refuse(BLOCKED)
         self.state = RUNNING
 
     def finished(self):
         """RUNNING -> FINISHED: it ran and its result is sent."""
-        if self.state != RUNNING:
+        if self.state is not RUNNING:
             self._refuse(RUNNING)
         self.state = FINISHED
 
     def given_back(self):
         """QUEUED -> FINISHED: its submitter took it back unstarted (steal)."""
-        if self.state != QUEUED:
+        if self.state is not QUEUED:
             self._refuse(QUEUED)
         self.state = FINISHED
 
@@ -317,7 +317,7 @@ class TaskExecutor:
                     self._enter_environment(task)   # its runtime_env, set now and put back after
                     task.in_user_code = True
                 try:
-                    result = invoke.invoke(function, args, kwargs)
+                    result = function(*args, **kwargs)
                 finally:
                     with rt.lock:
                         task.in_user_code = False

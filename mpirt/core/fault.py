@@ -19,8 +19,8 @@ itself, unless the user set ``OMPI_MCA_mpi_ft_enable``: Open MPI reads
 singleton starts reads ``PRTE_MCA_state_base_recoverable``, without which PRRTE
 ends the whole spawned job when one of its processes dies (measured with
 ``benchmarks/probes/spawn_ulfm_probe.py``). MPI libraries without ULFM ignore
-both (``_mpi_env.apply_ft_defaults`` sets them); there the driver's ``SpawnedRankWatchdog`` (launch.py) ends the job with a
-message when a spawned rank's process disappears, instead of hanging.
+both (``_mpi_env.apply_ft_defaults`` sets them); there the driver's ``SpawnedRankWatchdog`` (launch/spawn.py)
+ends the job with a message when a spawned rank's process disappears, instead of hanging.
 """
 import os
 import signal

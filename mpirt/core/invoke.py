@@ -76,12 +76,6 @@ def enter_async(actor, call, label):
     task_context.num_gpus = actor.num_gpus
 
 
-# -- the call ----------------------------------------------------------------------------
-def invoke(function, args, kwargs):
-    """Call ``function``: the single place a task or an actor method runs."""
-    return function(*args, **kwargs)
-
-
 def finished(category, label, started, failed, task_id=None):
     """Trace the call that began at ``started`` (``clock()``) and return how long it ran; a
     task's trace event carries its id (hex)."""
@@ -116,15 +110,21 @@ def split_returns(name, result, num_returns):
 
 
 def encode_returns(name, values, store):
-    """Encode a call's return values as objects (large ones into ``store``)."""
+    """Encode a call's return values as objects (large ones into ``store``). When one fails, what
+    the earlier ones stored is freed: they are never published, so nothing else would free it."""
     blobs = []
-    for i, value in enumerate(values):
-        try:
-            blobs.append(encode(value, store))
-        except ObjectStoreFullError:
-            raise
-        except Exception as exc:
-            raise unserializable_return(i, name, value, exc) from exc
+    try:
+        for i, value in enumerate(values):
+            try:
+                blobs.append(encode(value, store))
+            except ObjectStoreFullError:
+                raise
+            except Exception as exc:
+                raise unserializable_return(i, name, value, exc) from exc
+    except BaseException:
+        if store is not None:
+            store.discard(blobs)
+        raise
     return blobs
 
 

@@ -4,7 +4,6 @@ import collections
 import concurrent.futures
 import threading
 
-from . import current
 from .reachability import ARRIVED, CREATED, DELETED, PICKLED, PINNED
 
 # Object ids are ints: session (bits 52+) | owner rank (bits 32-51) | sequence (bits 0-31).
@@ -19,6 +18,16 @@ ref_events: collections.deque = collections.deque()
 # Set while pickling a value that may be unpickled any number of times (put values,
 # task results): references inside it pin what they point to (see reachability.py).
 pickling_context = threading.local()
+
+
+# ``mpirt.get``, which ``future()`` and ``await ref`` call: handed down by ``mpirt.api`` when it is imported
+# (so that in a task slot, where the API's functions forward to the rank, these forward too).
+_get = None
+
+
+def set_get(get):
+    global _get
+    _get = get
 
 
 def pickle_event():
@@ -88,7 +97,7 @@ class ObjectRef:
 
         def resolve():
             try:
-                future.set_result(current.runtime_for_call().get([self])[0])
+                future.set_result(_get(self))
             except BaseException as exc:  # noqa: B902 - the future carries it
                 future.set_exception(exc)
 

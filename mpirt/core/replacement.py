@@ -214,7 +214,8 @@ class Replacement:
             # Collective over the survivors, so the newcomers are connected to each of them. A
             # survivor that dies during it can leave the root (the driver) waiting for ever: the
             # coordinator's deadline (ROUND_SECONDS) then ends replacement for the job.
-            inter = _spawn(shrunk, [rt.config["rank_info"][rank]["hostname"] for rank in replace],
+            inter = _spawn(shrunk, rt.config["spawned_rank_code"],
+                           [rt.config["rank_info"][rank]["hostname"] for rank in replace],
                            len({info["hostname"] for info in rt.config["rank_info"].values()}) > 1)
             merged = inter.Merge(high=False)
             new_ranks = list(range(first, first + len(replace)))
@@ -250,7 +251,8 @@ class Replacement:
         inter = merged = plan = None
         why = None
         try:
-            inter = _spawn(stable, [rt.config["rank_info"][rank]["hostname"] for rank in dead], False)
+            inter = _spawn(stable, rt.config["spawned_rank_code"],
+                           [rt.config["rank_info"][rank]["hostname"] for rank in dead], False)
             merged = inter.Merge(high=False)
             new_ranks = list(range(first, first + len(dead)))
             entries = merged.allgather(self._entry())
@@ -541,13 +543,11 @@ def _members_of(part, whole, members):
     return [r if members is None else members[r] for r in ranks]
 
 
-def _spawn(shrunk, hostnames, several_hosts):
+def _spawn(shrunk, code, hostnames, several_hosts):
     """Collective over ``shrunk``: one new process per entry of ``hostnames`` (each on that host
-    if the job has several); the intercommunicator to them. Each gets the driver's pid and host,
-    to leave if the driver dies before it has joined."""
+    if the job has several), running the ``python -c`` program ``code``; the intercommunicator to
+    them. Each gets the driver's pid and host, to leave if the driver dies before it has joined."""
     MPI = mpi()
-    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    code = f"import sys; sys.path.insert(0, {package_parent!r}); from mpirt.launch._spawned import main; main()"
     args = ["-c", code, "join", str(os.getpid()), socket.gethostname()]
     infos = []
     for hostname in hostnames:

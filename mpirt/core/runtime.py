@@ -19,12 +19,13 @@ from ..store.manager import StoreManager
 from . import object_value, protocol
 from .actor_caller import ActorCaller
 from .actor_host import ActorHost
-from .codec import encode
+from .codec import encode, loads
 from .executor import TaskExecutor
 from .fault import FailureMonitor
 from .gc_tuning import tune_gc
 from .host_socket import HostSocket
 from .object_ref import ObjectRef, make_object_id
+from .object_value import ObjectValue
 from .objects import ObjectTable
 from .protocol import DRIVER_RANK, HEAD_RANK
 from .queries import Queries
@@ -83,7 +84,7 @@ class Runtime:
 
     def _mail_peers(self, config):
         """Ranks whose batches go through host sockets: a spawning driver and the ranks it spawned
-        (Open MPI links two jobs over TCP even on one host; the driver decides, see launch.py)."""
+        (Open MPI links two jobs over TCP even on one host; the driver decides, see launch/spawn.py)."""
         if not config.get("driver_mail"):
             return ()
         return range(1, self.size) if self.rank == DRIVER_RANK else (DRIVER_RANK,)
@@ -137,7 +138,7 @@ class Runtime:
         """The values of ``refs`` (a list), waiting up to ``timeout`` seconds (None: no limit);
         raises the error of the first failed one as soon as one failed."""
         if refs:
-            self.wait_objects(refs, len(refs), timeout, fail_fast=True)
+            self.waits.wait_entries(refs, len(refs), timeout, True)
             self.raise_first_error(refs)
         return [self.value_of(ref) for ref in refs]
 
@@ -182,7 +183,9 @@ class Runtime:
 
     def decode(self, object_id: int, blob: object_value.Value) -> Any:
         """A value from its object-table form (inline, stored or on a device: ``object_value.py``)."""
-        return object_value.decode(blob, self.store, object_id)
+        if isinstance(blob, ObjectValue):     # object_value.decode, without a call: every read passes here
+            return blob.decode(self.store, object_id)
+        return loads(blob)
 
     def _on_rank_dead(self, rank):
         """The driver or the scheduler cannot be replaced: end this rank with a clear message

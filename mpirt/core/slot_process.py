@@ -322,7 +322,7 @@ def _run_task(head, slices, body, functions):
                 raise KeyboardInterrupt
             _state.in_user_code = True
             try:
-                result = invoke.invoke(function, args, kwargs)
+                result = function(*args, **kwargs)
             finally:
                 _state.in_user_code = False
             del args, kwargs

@@ -11,9 +11,9 @@ import enum
 import os
 import time
 import warnings
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
-from typing import Any, Dict, List, Optional, Sequence
 
 from ..exceptions import ErrorPayload, TaskCancelledError, TaskUnschedulableError, WorkerCrashedError
 from .call_context import task_context
@@ -138,13 +138,13 @@ class TaskRecord:
 
     def arguments_ready(self):
         """WAITING -> QUEUED: every argument is ready; it waits for a lease."""
-        if self.state != WAITING:   # these three run per task: the check is inline
+        if self.state is not WAITING:   # these three run per task: the check is inline
             self._refuse(WAITING)
         self.state = QUEUED
 
     def sent(self, lease):
         """QUEUED -> SENT: on its way to ``lease``'s worker."""
-        if self.state != QUEUED:
+        if self.state is not QUEUED:
             self._refuse(QUEUED)
         self.state = SENT
         self.lease = lease

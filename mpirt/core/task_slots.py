@@ -266,7 +266,8 @@ class TaskSlots:
                     return self._cancelled(name, num_returns)
                 process.sequence += 1
                 task.slot_process = process
-            head = ("task", task_id, process.sequence, passed_on, name, function_id, None if function_id in process.functions else function_blob,
+            blob = None if function_id in process.functions else function_blob
+            head = ("task", task_id, process.sequence, passed_on, name, function_id, blob,
                     num_returns, retry_exceptions, environment, rt.rank)
             process.functions.add(function_id)
             process.channel.send(head, body, slices)
@@ -307,6 +308,7 @@ class TaskSlots:
                             f"task {name}", [slot_wire.loads(part, part_slices, incoming, self.pool)], rt.store)[0])
                     return blobs, False, False
                 except BaseException as exc:  # noqa: B902 - e.g. the store is full
+                    rt.store.discard(blobs)   # the returns encoded before this one are never published
                     return invoke.failure_blobs(exc, name, rt.rank, num_returns), True, False
             elif kind == "error":
                 _, how, retryable, detail = head

@@ -111,7 +111,7 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
         runtime_env = getattr(job_config, "runtime_env", None) or None
     job_env = resolve_runtime_env(runtime_env)
     log_to_driver = True if log_to_driver is None else log_to_driver
-    object_store_memory = _store_bytes(object_store_memory)
+    object_store_memory = requested_bytes(object_store_memory)   # None: each node takes Ray's default
     # Ctrl-C while ranks start would leave them, and this process's MPI_Finalize, waiting forever.
     signals.driver_holds_signals()
     with _runtime_lock:
@@ -183,12 +183,6 @@ def _check_init_args(num_cpus, num_gpus, resources):
                 raise TypeError(f"init(resources=...): the quantity of resource {name} must be a number, got "
                                 f"{amount!r}")
         make_shape(0, 0, resources)
-
-
-def _store_bytes(object_store_memory):
-    """Store bytes per node asked for (argument, else MPIRT_OBJECT_STORE_MEMORY), or None: each node
-    then takes Ray's default for its own memory (``store/capacity.py``)."""
-    return requested_bytes(object_store_memory)
 
 
 @signals.holds_signals

@@ -33,7 +33,15 @@ def driver_config(log_to_driver, namespace, object_store_memory, runtime_env):
         "ranks_per_node": int(os.environ.get("MPIRT_RANKS_PER_NODE", 0)) or None,
         # How multi-CPU worker ranks run tasks: slot processes or threads (task_slots.py).
         "task_slots": task_slots.mode_from_environment(),
+        # What a spawned rank runs (``python -c`` and this): the spawn start's and the replacement rounds'.
+        "spawned_rank_code": spawned_rank_code(),
     }
+
+
+def spawned_rank_code():
+    """The ``python -c`` program of a rank this job spawns: mpirt from the driver's own copy."""
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return f"import sys; sys.path.insert(0, {package_parent!r}); from mpirt.launch._spawned import main; main()"
 
 
 def rank_info(gpu_ids, node_gpus):

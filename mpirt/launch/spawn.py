@@ -12,15 +12,13 @@ from ..core._mpi_env import mpi
 from ..core.protocol import DRIVER_RANK, HEAD_RANK
 from ..core.runtime import Runtime
 from ..scheduler.gpus import detect_node_gpus, restrict_visible_gpus, share_gpus
-from .discovery import driver_config, rank_info, rank_resources, share_out
+from .discovery import driver_config, rank_info, rank_resources, share_out, spawned_rank_code
 from .serve import Launch, adopt_driver_environment, serve, start_driver
 
 
 def start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace, object_store_memory, job_env):
     workers = slurm.spawn_worker_count() if num_cpus is None else max(num_cpus, 1)  # num_cpus=0: one, offering 0
-    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    code = f"import sys; sys.path.insert(0, {package_parent!r}); from mpirt.launch._spawned import main; main()"
-    parent = MPI.COMM_SELF.Spawn(sys.executable, args=["-c", code], maxprocs=workers + 1)
+    parent = MPI.COMM_SELF.Spawn(sys.executable, args=["-c", spawned_rank_code()], maxprocs=workers + 1)
     comm = parent.Merge(high=False)
     node_gpus = [str(i) for i in range(num_gpus)] if num_gpus is not None else detect_node_gpus()
     resources_by_rank = {DRIVER_RANK: {}, HEAD_RANK: {}}

@@ -7,6 +7,7 @@ import socket
 from ..actor import list_named_actors  # noqa: F401 - Ray's ray.util.list_named_actors
 from ..api import get, wait
 from ..exceptions import GetTimeoutError
+from . import scheduling_strategies  # noqa: F401 - ray.util.scheduling_strategies works without an import, as in Ray
 
 # Results ``as_completed``/``map_unordered`` wait for at a time, and tasks ``map_unordered``
 # keeps in flight: Ray's defaults.

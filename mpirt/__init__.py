@@ -7,7 +7,7 @@ import sys
 
 import cloudpickle
 
-from . import actor, exceptions, runtime_context, util
+from . import actor, exceptions, runtime_context, runtime_env, util
 from .actor import get_actor, kill, method
 from .api import (available_resources, cancel, cluster_resources, get, get_gpu_ids, nodes, object_store_stats, put,
                   remote, timeline, wait)
@@ -26,5 +26,5 @@ __all__ = [
     "init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel",
     "cluster_resources", "available_resources", "ObjectRef", "exceptions", "actor", "util",
     "get_actor", "kill", "method", "object_store_stats", "get_gpu_ids", "nodes", "timeline", "get_runtime_context",
-    "runtime_context", "cloudpickle",
+    "runtime_context", "runtime_env", "cloudpickle",
 ]

@@ -442,3 +442,12 @@ def test_a_large_function_runs_again_after_shutdown_and_init(tmp_path):
     proc = run_app(tmp_path, source, env={"PYTHONPATH": SHIM + os.pathsep + REPO})
     assert proc.returncode == 0, proc.stderr
     assert "0 [1.0, 199999.0]" in proc.stdout and "1 [1.0, 199999.0]" in proc.stdout
+
+
+def test_ray_submodules_are_attributes_after_import_ray():
+    """Ray programs use ``ray.util.scheduling_strategies.X`` or ``ray.runtime_env.RuntimeEnv`` after a
+    plain ``import ray``: those modules are attributes of the package, as in Ray."""
+    for name in ("actor", "exceptions", "remote_function", "runtime_context", "runtime_env", "util", "cloudpickle"):
+        assert hasattr(ray, name), name
+    assert ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy
+    assert ray.runtime_env.RuntimeEnv

@@ -3,9 +3,9 @@
 The three differ in what surrounds the call (a task's lease slot and slot process, an actor's
 retries, restarts and event loop: ``executor``, ``task_slots``, ``actor_host``), not in the call
 itself, which is made here in one way: arguments resolved (``resolve_arguments``), the thread
-(or coroutine) named as running it (``enter``/``leave``, ``enter_async``), the callable invoked
-(``invoke``; an async actor awaits what it returns), timed on one clock (``clock``, ``finished``), its result split
-and encoded as its return objects (``serialize_returns``), or its failure encoded as error
+(or coroutine) named as running it (``enter``/``leave``, ``enter_async``), the callable called by
+its caller (an async actor awaits what it returns), timed on one clock (``clock``, ``finished``),
+its result split and encoded as its return objects (``serialize_returns``), or its failure encoded as error
 objects (``error_blobs``, ``failure_blobs``; the errors a call can end with are built below).
 """
 import time

@@ -53,6 +53,20 @@ class RayError(Exception):
         return (_restore, (type(self), self.args, self.__dict__))
 
 
+class _OneMessage(RayError):
+    """Ray's errors made of one message: kept in the attribute Ray names (``_attribute``) and
+    shown through ``_template``."""
+
+    _attribute = "message"
+    _template = "{}"
+
+    def __init__(self, message):
+        setattr(self, self._attribute, message)
+
+    def __str__(self):
+        return self._template.format(getattr(self, self._attribute))
+
+
 class CrossLanguageError(RayError):
     """Raised from another language (mpirt runs Python only)."""
 
@@ -439,12 +453,8 @@ class RaySystemError(RayError):
         return text
 
 
-class AuthenticationError(RayError):
+class AuthenticationError(_OneMessage):
     """Indicates that an authentication error occurred."""
-
-    def __init__(self, message):
-        super().__init__(message)
-        self.message = message
 
 
 class UserCodeException(RayError):
@@ -464,24 +474,12 @@ class OutOfDiskError(RayError):
                                      "and the local disk is over capacity.")
 
 
-class OutOfMemoryError(RayError):
+class OutOfMemoryError(_OneMessage):
     """Indicates that the node is running out of memory and is close to full."""
 
-    def __init__(self, message):
-        self.message = message
 
-    def __str__(self):
-        return self.message
-
-
-class NodeDiedError(RayError):
+class NodeDiedError(_OneMessage):
     """Indicates that the node is either dead or unreachable."""
-
-    def __init__(self, message):
-        self.message = message
-
-    def __str__(self):
-        return self.message
 
 
 class ObjectLostError(RayError):
@@ -520,15 +518,12 @@ class ObjectFetchTimedOutError(ObjectLostError):
         return f"Fetch for object {self.object_ref_hex} timed out because no locations were found for the object."
 
 
-class RpcError(RayError):
+class RpcError(_OneMessage):
     """Indicates an error in the underlying RPC system."""
 
     def __init__(self, message, rpc_code=None):
-        self.message = message
+        super().__init__(message)
         self.rpc_code = rpc_code
-
-    def __str__(self):
-        return self.message
 
 
 class ReferenceCountingAssertionError(ObjectLostError, AssertionError):
@@ -619,24 +614,18 @@ class PendingCallsLimitExceeded(RayError):
     """Raised when the pending actor calls exceeds the ``max_pending_calls`` option."""
 
 
-class TaskUnschedulableError(RayError):
+class TaskUnschedulableError(_OneMessage):
     """Raised when the task cannot be scheduled."""
 
-    def __init__(self, error_message):
-        self.error_message = error_message
-
-    def __str__(self):
-        return f"The task is not schedulable: {self.error_message}"
+    _attribute = "error_message"
+    _template = "The task is not schedulable: {}"
 
 
-class ActorUnschedulableError(RayError):
+class ActorUnschedulableError(_OneMessage):
     """Raised when the actor cannot be scheduled."""
 
-    def __init__(self, error_message):
-        self.error_message = error_message
-
-    def __str__(self):
-        return f"The actor is not schedulable: {self.error_message}"
+    _attribute = "error_message"
+    _template = "The actor is not schedulable: {}"
 
 
 class ObjectRefStreamEndOfStreamError(RayError):
@@ -678,26 +667,16 @@ class UnserializableException(RayError):
         return f"Failed to deserialize exception.\nOriginal exception:\n{self._original_stack_trace}"
 
 
-class ActorAlreadyExistsError(ValueError, RayError):
+class ActorAlreadyExistsError(_OneMessage, ValueError):
     """Raised when a named actor already exists (also a ``ValueError``, as in Ray)."""
 
-    def __init__(self, error_message):
-        super().__init__(error_message)
-        self.error_message = error_message
-
-    def __str__(self):
-        return self.error_message
+    _attribute = "error_message"
 
 
-class ActorHandleNotFoundError(ValueError, RayError):
+class ActorHandleNotFoundError(_OneMessage, ValueError):
     """Raised when killing an actor handle that does not exist (also a ``ValueError``)."""
 
-    def __init__(self, error_message):
-        super().__init__(error_message)
-        self.error_message = error_message
-
-    def __str__(self):
-        return self.error_message
+    _attribute = "error_message"
 
 
 class InfeasibleResourceError(RayError, ValueError):

@@ -1,14 +1,12 @@
 """Space management inside the store memory one rank holds.
 
-First-fit over a free list kept sorted by offset; frees coalesce with their
-neighbours. Every block starts on a 64-byte boundary so numpy buffers placed
-in it are aligned. Only the holding rank allocates and frees, under the
-runtime lock, so there is no locking here.
+First-fit over a free list kept sorted by offset; frees coalesce with their neighbours. Every
+block starts on a 64-byte boundary so numpy buffers placed in it are aligned. Only the holding
+rank allocates and frees, under the runtime lock, so there is no locking here.
 
-The space need not be one range: ``grant`` adds a range (a chunk of the node
-pool the rank was handed, ``chunks.py``) and ``withdraw`` takes a wholly free
-range back out (a chunk returned to the pool), so offsets are offsets into the
-whole node pool.
+The space need not be one range: ``grant`` adds a range (a chunk of the node pool,
+``chunks.py``) and ``withdraw`` takes a wholly free one back out, so offsets are offsets into
+the whole node pool.
 """
 import bisect
 
@@ -82,11 +80,10 @@ class SegmentAllocator:
         self.capacity -= size
 
     def _insert_free(self, offset, size):
+        """Add a free range, merged with the free blocks after and before it; (offset, size) of the result."""
         i = bisect.bisect_left(self._free_offsets, offset)
-        # merge with the following free block
         if i < len(self._free_offsets) and self._free_offsets[i] == offset + size:
             size += self._free_sizes.pop(self._free_offsets.pop(i))
-        # merge with the preceding free block
         if i > 0:
             before = self._free_offsets[i - 1]
             if before + self._free_sizes[before] == offset:

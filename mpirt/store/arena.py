@@ -1,23 +1,19 @@
 """Store memory: one file-backed pool per node, every rank of the node maps all of it.
 
-The node's lowest rank (its *leader*) decides the pool's size and place
-(``capacity.py``: a file in ``/dev/shm``, or in node-local temporary space when
-``/dev/shm`` is too small), creates the file at that size (sparse: pages are
-backed only when written) and lays out a small header with the chunk table
-(``chunks.py``); the other ranks of the node open and map the same file, then the
-file is unlinked at once, so a killed job leaves nothing behind and the memory
-goes back when the node's last process exits. A mapping of a plain file needs no
-MPI shared window, and works where ``/dev/shm`` is small.
+The node's lowest rank (its *leader*) decides the pool's size and place (``capacity.py``: a
+file in ``/dev/shm``, or in node-local temporary space when ``/dev/shm`` is too small), creates
+the file (sparse: pages are backed only when written) with a small header holding the chunk
+table (``chunks.py``); the node's other ranks open and map it, then it is unlinked at once, so
+a killed job leaves nothing behind and the memory goes back when the node's last process exits.
+A mapped plain file needs no MPI shared window, and works where ``/dev/shm`` is small.
 
-The same memory is exposed through a window on the whole communicator
-(``Win.Create``, every rank over the whole pool), read across nodes with
-passive-target ``Lock(SHARED)`` + ``Get`` + ``Unlock``, which completes without
-the target's help (DESIGN.md 4; dynamic windows need it and are avoided). Where
-MPI cannot make that window, cross-node reads are messages to the holder instead
-(``StoreManager``).
+The same memory is exposed through a window on the whole communicator (``Win.Create``, every
+rank over the whole pool), read across nodes with passive-target ``Lock(SHARED)`` + ``Get`` +
+``Unlock``, which completes without the target's help (DESIGN.md 4; dynamic windows need it and
+are avoided). Where MPI cannot make that window, cross-node reads are messages to the holder.
 
-``MPIRT_RANKS_PER_NODE=k`` (read by the driver) groups ranks into nodes of k
-consecutive ranks instead of asking MPI, so one machine can play several nodes.
+``MPIRT_RANKS_PER_NODE=k`` (read by the driver) groups ranks into nodes of k consecutive ranks
+instead of asking MPI, so one machine can play several nodes.
 """
 import fcntl
 import mmap
@@ -45,9 +41,8 @@ def node_communicator(comm, ranks_per_node=None):
 
 
 class NodeLock:
-    """Mutual exclusion among the node's processes (``flock`` on the pool file, which every rank
-    opened itself) and among this process's threads (``flock`` does not tell them apart). A
-    process that dies holding it releases it with its descriptor."""
+    """Mutual exclusion among the node's processes (``flock`` on the pool file each opened; a process
+    dying holding it releases it) and this process's threads (``flock`` does not tell them apart)."""
 
     def __init__(self, fd):
         self._fd = fd
@@ -75,9 +70,8 @@ class Arena:
         MPI = mpi()
         self.rank = comm.Get_rank()
         self.node_comm = node_communicator(comm, ranks_per_node)
-        self.node_ranks = self.node_comm.allgather(self.rank)
         # Which node every world rank is on (the lowest world rank of its node names it).
-        self.node_of = comm.allgather(min(self.node_ranks))
+        self.node_of = comm.allgather(min(self.node_comm.allgather(self.rank)))
         plan = self._create_pool(requested_bytes) if self.node_comm.Get_rank() == 0 else None
         plan = self.node_comm.bcast(plan, root=0)
         if isinstance(plan, str):
@@ -95,15 +89,13 @@ class Arena:
 
     @classmethod
     def joined(cls, rank, node_of, pool):
-        """The arena of a rank that joins a running job (``replacement.py``): it maps its node's
-        pool through a descriptor a rank of the node holds (``/proc/PID/fd/N``: the file itself
-        was unlinked at start-up). ``pool``: that rank's ``pool_handle()``. The world window is
-        made later, collectively (``make_window``)."""
+        """The arena of a rank joining a running job (``replacement.py``): it maps its node's pool
+        through ``/proc/PID/fd/N`` of a rank there (the file was unlinked at start-up), ``pool``
+        being that rank's ``pool_handle()``. The world window comes later (``make_window``)."""
         arena = cls.__new__(cls)
         arena.rank = rank
         arena.node_comm = None
         arena.node_of = list(node_of)
-        arena.node_ranks = [r for r, node in enumerate(node_of) if node == node_of[rank]]
         pid, fd, arena.capacity, arena.capacity_reason, arena.directory = pool
         arena._map(os.open(f"/proc/{pid}/fd/{fd}", os.O_RDWR))
         arena.world = None
@@ -119,8 +111,6 @@ class Arena:
         self._rma_lock = threading.Lock()  # one passive-target epoch at a time from this process
         self._window_rank = None           # rank -> its rank in ``world`` (None: the same number)
         self._old_windows = []             # replaced windows, kept: freeing one is collective
-        self.remote_gets = 0
-        self.remote_bytes = 0
 
     def pool_handle(self):
         """What a rank joining this node needs to map the pool (see ``joined``)."""
@@ -135,6 +125,7 @@ class Arena:
             window = MPI.Win.Create(memory, 1, comm=comm)
         except MPI.Exception:
             window = None
+        # A window only some ranks got is left alone (freeing it is collective).
         return window if comm.allreduce(window is not None, op=MPI.LAND) else None
 
     def reaches(self, rank):
@@ -160,8 +151,6 @@ class Arena:
         while len(self.node_of) <= rank:
             self.node_of.append(None)
         self.node_of[rank] = node
-        if node == self.node_of[self.rank]:
-            self.node_ranks.append(rank)
 
     def _create_pool(self, requested_bytes):
         """Leader: size the pool, make its file and header; the plan for the node, or an error text."""
@@ -178,34 +167,23 @@ class Arena:
         return path, size, why, directory, warning
 
     def _world_window(self, MPI, comm):
-        """The RMA window for reads across nodes; None on one node (nothing to read remotely),
-        with ``MPIRT_STORE_RMA=0``, or where the MPI library cannot make one: some site builds
-        (Open MPI 4.1's pt2pt one-sided component) refuse windows under MPI_THREAD_MULTIPLE.
-        Without it, readers on other nodes ask the holder for the bytes by message."""
+        """The RMA window for reads across nodes; None on one node, with ``MPIRT_STORE_RMA=0``, or
+        where MPI cannot make one (Open MPI 4.1's pt2pt one-sided component refuses windows
+        under MPI_THREAD_MULTIPLE): then readers on other nodes ask the holder by message."""
         wanted = os.environ.get("MPIRT_STORE_RMA", "1") not in ("0", "false", "no")
         # Every rank must decide alike (creating and freeing the window are collective).
         if len(set(self.node_of)) == 1 or not comm.allreduce(wanted, op=MPI.LAND):
             return None
-        try:
-            window = MPI.Win.Create(self.memory, 1, comm=comm)
-        except MPI.Exception:
-            window = None
-        # A window only some ranks got is left alone (freeing it is collective too).
-        return window if comm.allreduce(window is not None, op=MPI.LAND) else None
+        return self.make_window(comm)
 
     def same_node(self, rank):
         return self.node_of[rank] == self.node_of[self.rank]
 
-    def local_view(self, offset, size):
-        """An array over bytes of the node pool (no copy); a new object each call."""
-        return self.memory[offset:offset + size]
-
     def fetch(self, rank, offset, size, check):
-        """Copy bytes of another node's pool here with RMA Get (through ``rank``'s window), then
-        read the ``check`` = (offset, size) bytes after them (``Flush`` orders the two reads, in
-        one lock epoch: on networks where the target must help, the epoch is what costs, and
-        with a target that drives MPI without pause the second read added ~5 us to a 1 MB
-        read). Returns two new uint8 arrays: the bytes, the check bytes."""
+        """Two new uint8 arrays: bytes of ``rank``'s pool copied with RMA Get, then the ``check`` =
+        (offset, size) bytes read after them (``Flush`` orders the two, in one lock epoch: where
+        the target must help, the epoch is what costs; with a target driving MPI without pause
+        the second read added ~5 us to a 1 MB read)."""
         MPI = mpi()
         out = np.empty(size, dtype=np.uint8)
         check_offset, check_size = check
@@ -223,13 +201,10 @@ class Arena:
                 self.world.Get([again, check_size, MPI.BYTE], rank, target=(check_offset, check_size, MPI.BYTE))
             finally:
                 self.world.Unlock(rank)
-            self.remote_gets += 1
-            self.remote_bytes += size
         return out, again
 
     def free(self):
-        """Collective: release the window and the node communicator; the mapping goes when
-        no array views it any more."""
+        """Collective: free the window and node communicator; the mapping goes with its last view."""
         if self.world is not None:
             self.world.Free()
         if self.node_comm is not None:

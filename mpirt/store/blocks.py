@@ -2,23 +2,19 @@
 
     [key u64][same-node readers i64][stamp u64][unused up to 64 bytes][object bytes...]
 
-``key`` names the object that the block holds (unique over the job, chosen by
-its holder), or is 0 while the block is free or being spilled. ``readers``
-counts the zero-copy views that ranks of the node hold on the block. Both are
-read and changed under the node lock, so a holder spills only a block no
-reader is viewing and a reader never maps a block after its holder began to
-spill it.
+``key`` names the object the block holds (unique over the job, chosen by its holder), or is 0
+while the block is free or being spilled; ``readers`` counts the zero-copy views ranks of the
+node hold on it. Both change only under the node lock, so a holder spills only a block no
+reader views, and a reader never maps a block its holder began to spill.
 
-Readers on other nodes cannot take the node lock. They read the header again
-after their RMA ``Get`` of the bytes (``Flush`` orders the two), and keep the
-bytes only if it still holds the key and ``stamp`` of their location: a
-sequence lock. ``stamp`` is unique to one write of the object into a block (its
-put, or each restore from disk), and a holder clears the key before a block's
-bytes can change; so a header that still holds the stamp after the bytes were
-read proves that they did not change since that write. The key alone would not:
-an object spilled, and restored into the same block while a slow read of the
-block is under way, holds its key again although the reader may have copied
-bytes of whatever the block held in between.
+Readers on other nodes cannot take the node lock: after their RMA ``Get`` of the bytes they
+read the header again (``Flush`` orders the two) and keep the bytes only if it still holds the
+key and ``stamp`` of their location (a sequence lock). ``stamp`` is unique to one write of the
+object into a block (its put, or each restore from disk) and a holder clears the key before the
+bytes can change, so a header still holding the stamp proves the bytes did not change since
+that write. The key alone would not: an object spilled and restored into the same block during
+a slow read holds its key again, though the reader may have copied whatever the block held in
+between.
 """
 import struct
 
@@ -29,8 +25,7 @@ _CHECKED = struct.Struct("<QqQ")
 
 
 def write(view, offset, key, stamp):
-    """Mark the block at ``offset`` as holding object ``key``, whose bytes are in place (written
-    as ``stamp``), with no readers."""
+    """Mark the block at ``offset`` as holding object ``key`` (its bytes in place, written as ``stamp``), unread."""
     _CHECKED.pack_into(view, offset, key, 0, stamp)
 
 
@@ -66,7 +61,3 @@ def clear_if_unread(view, offset, key):
 
 def clear(view, offset):
     _FIELDS.pack_into(view, offset, 0, 0)
-
-
-def readers_of(view, offset):
-    return _FIELDS.unpack_from(view, offset)[1]

@@ -1,12 +1,11 @@
 """How big a node's store is and where its memory lives, decided once per node at start-up.
 
-Like Ray: the store may use 30% of the node's memory (at most 200 GB), where the
-node's memory is the least of the machine's RAM, what the job may use (Slurm's
-``SLURM_MEM_PER_NODE`` / ``SLURM_MEM_PER_CPU``, the cgroup memory limit), and
-``init(object_store_memory=...)`` or ``MPIRT_OBJECT_STORE_MEMORY`` overrides it.
-The memory is a file in ``/dev/shm`` when that file system can hold the whole
-store; containers often give ``/dev/shm`` only 64 MB, and then the file goes to
-node-local temporary space instead (page cache backed, slower under memory
+Like Ray: the store may use 30% of the node's memory (at most 200 GB), where the node's memory
+is the least of the machine's RAM, what the job may use (Slurm's ``SLURM_MEM_PER_NODE`` /
+``SLURM_MEM_PER_CPU``, the cgroup memory limit), and ``init(object_store_memory=...)`` or
+``MPIRT_OBJECT_STORE_MEMORY`` overrides it. The memory is a file in ``/dev/shm`` when that file
+system can hold the whole store; containers often give ``/dev/shm`` only 64 MB, and then the
+file goes to node-local temporary space instead (page cache backed, slower under memory
 pressure), which is said once at start-up, as Ray does.
 """
 import os
@@ -39,7 +38,10 @@ def requested_bytes(object_store_memory):
 
 def node_memory():
     """(bytes this job may use on this node, where that figure comes from)."""
-    limits = [(_meminfo_total(), "the node's RAM (MemTotal)")]
+    total = meminfo_bytes("MemTotal")
+    if total is None:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limits = [(total, "the node's RAM (MemTotal)")]
     mem_per_node = os.environ.get("SLURM_MEM_PER_NODE")
     mem_per_cpu = os.environ.get("SLURM_MEM_PER_CPU")
     if mem_per_node and mem_per_node.isdigit() and int(mem_per_node) > 0:
@@ -114,11 +116,6 @@ def meminfo_bytes(field):
     except OSError:
         pass
     return None
-
-
-def _meminfo_total():
-    total = meminfo_bytes("MemTotal")
-    return total if total is not None else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def _cgroup_limit():

@@ -1,18 +1,17 @@
 """The node pool's chunk table: which rank of the node holds which chunk.
 
-The pool (after a small header) is cut into chunks of ``chunk_bytes`` (64 MiB,
-less for small pools so every rank can hold a few). A rank that needs room takes
-free chunks from the table, under the node lock, and then places objects inside
-its own chunks with its own ``SegmentAllocator``, without asking anyone: the
-fast path stays local. An object larger than a chunk takes a run of contiguous
-chunks. Chunks that become wholly free go back to the table at once, so memory
-one rank no longer uses is there for every other rank of the node (each rank keeps its
-last chunk, so a loop of put and drop stays local, until another rank asks for room). Single
-chunks are taken from the top of the pool, runs first-fit from the bottom, so
-small objects do not break up the long runs big objects need.
+The pool (after a small header) is cut into chunks of ``chunk_bytes`` (64 MiB, less for small
+pools so every rank can hold a few). A rank that needs room takes free chunks from the table,
+under the node lock, and places objects inside its own chunks with its own
+``SegmentAllocator``, asking no one: the fast path stays local. An object larger than a chunk
+takes a run of contiguous chunks. Chunks that become wholly free go back to the table at once,
+for every rank of the node (each rank keeps its last one, so a loop of put and drop stays
+local, until another rank asks for room). Single chunks are taken from the top of the pool,
+runs first-fit from the bottom, so small objects do not break up the long runs big objects
+need.
 
-Header layout (little endian): magic u64, chunk bytes u64, chunk count u64, then
-one int32 per chunk: the world rank holding it, or -1.
+Header layout (little endian): magic u64, chunk bytes u64, chunk count u64, then one int32 per
+chunk: the world rank holding it, or -1.
 """
 import struct
 
@@ -61,22 +60,17 @@ class ChunkTable:
         start = index * self.chunk_bytes
         return self.header_bytes + start, min(self.chunk_bytes, self.capacity - start)
 
-    def chunks_for(self, size):
-        return -(-max(aligned(size), ALIGNMENT) // self.chunk_bytes)
-
     def take(self, rank, count):
         """Mark a run of ``count`` free chunks as ``rank``'s; its first index, or None."""
         with self.lock:
             free = self.owners == FREE
             if count == 1:
                 found = np.flatnonzero(free)
-                if not len(found):
-                    return None
-                first = int(found[-1])
+                first = int(found[-1]) if len(found) else None
             else:
                 first = _first_run(free, count)
-                if first is None:
-                    return None
+            if first is None:
+                return None
             self.owners[first:first + count] = rank
             return first
 
@@ -92,9 +86,8 @@ class ChunkTable:
         return dict(zip(ranks.tolist(), numbers.tolist()))
 
     def reserved_bytes(self):
-        """Bytes of the chunks held by any rank, from one copy of the table: a node-wide
-        figure that, unlike a sum of the ranks' own figures taken at different moments,
-        never counts a chunk twice while it passes from one rank to another."""
+        """Bytes of the chunks held by any rank, from one copy of the table: unlike a sum of the
+        ranks' own figures taken at different moments, never counts twice a chunk passing between ranks."""
         held = np.flatnonzero(self.owners.copy() != FREE)
         if not len(held):
             return 0
@@ -102,17 +95,19 @@ class ChunkTable:
         return int(len(held) * self.chunk_bytes - (self.chunk_bytes - self.chunk_range(last)[1]) * (held[-1] == last))
 
     def largest_free_run(self):
-        free = np.concatenate(([False], self.owners == FREE, [False]))
-        edges = np.flatnonzero(np.diff(free.astype(np.int8)))
-        return int((edges[1::2] - edges[0::2]).max()) if len(edges) else 0
+        return int(_runs(self.owners == FREE)[1].max(initial=0))
+
+
+def _runs(free):
+    """(starts, lengths) of the runs of True values in ``free``."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([False], free, [False])).astype(np.int8)))
+    return edges[0::2], edges[1::2] - edges[0::2]
 
 
 def _first_run(free, count):
     """Index of the first run of ``count`` True values in ``free``, or None."""
-    padded = np.concatenate(([False], free, [False]))
-    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    starts, ends = edges[0::2], edges[1::2]
-    long_enough = np.flatnonzero(ends - starts >= count)
+    starts, lengths = _runs(free)
+    long_enough = np.flatnonzero(lengths >= count)
     return int(starts[long_enough[0]]) if len(long_enough) else None
 
 
@@ -139,7 +134,7 @@ class RankSpace:
         offset = self.allocator.allocate(size)
         if offset is not None:
             return offset
-        count = self.table.chunks_for(size)
+        count = -(-max(aligned(size), ALIGNMENT) // self.table.chunk_bytes)
         first = self.table.take(self.rank, count)
         if first is None and self.release_spare():   # the kept chunk may be what breaks up the run
             first = self.table.take(self.rank, count)
@@ -153,11 +148,7 @@ class RankSpace:
     def free(self, offset):
         """Free a block; chunks left wholly free go back to the node."""
         start, size = self.allocator.free(offset)
-        self._give_back_free_chunks(start, size)
-
-    def _give_back_free_chunks(self, start, size):
-        header, chunk = self.table.header_bytes, self.table.chunk_bytes
-        first = -(-(start - header) // chunk)
+        first = -(-(start - self.table.header_bytes) // self.table.chunk_bytes)
         whole = []
         for index in range(first, self.table.count):
             chunk_start, chunk_size = self.table.chunk_range(index)
@@ -173,8 +164,7 @@ class RankSpace:
             self.table.give_back(whole)
 
     def release_spare(self):
-        """Give back the chunk kept when all others went (another rank of the node needs room);
-        the bytes given back."""
+        """Give back the chunk kept when all others went (another rank needs room); the bytes given back."""
         if self.chunks_held != 1 or self.allocator.used_bytes:
             return 0
         (start, size), = self.allocator.free_ranges()

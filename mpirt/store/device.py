@@ -1,27 +1,25 @@
 """GPU arrays in the object store: they stay in device memory.
 
-Pickling a CuPy array, or a torch CUDA tensor, of more than ``INLINE_THRESHOLD``
-bytes (``codec.py``) for the store *seals* a copy of it in device memory of the rank that
-pickles it (the holder: whoever called ``put`` or returned the value) and writes
-only a ``DeviceArrayHandle`` into the pickle. Sealing copies, so the object
-keeps the value it had when it was stored, as for host objects. Unpickling the
-handle gives the reader a new array on its own current device:
+Pickling a CuPy array or torch CUDA tensor of more than ``INLINE_THRESHOLD`` bytes
+(``codec.py``) *seals* a copy of it in device memory of the rank that pickles it (the holder)
+and writes only a ``DeviceArrayHandle`` into the pickle; the copy keeps the value it had when
+stored, as for host objects. Unpickling the handle gives the reader a new array on its own
+current device:
 
 - in the holder's process: a device-to-device copy;
-- elsewhere on the holder's node: a copy straight from the sealed memory through
-  a CUDA IPC handle (GPU to GPU; no CUDA-aware MPI needed);
-- on another node, or where the IPC handle cannot be opened: the holder streams
-  the bytes over MPI, from device memory when the MPI library is CUDA-aware,
-  otherwise through pinned host memory on both sides, in chunks that overlap
-  the copies with the transfer.
+- elsewhere on the holder's node: GPU to GPU from the sealed memory through a CUDA IPC handle
+  (no CUDA-aware MPI needed);
+- on another node, or where the IPC handle cannot be opened: the holder streams the bytes over
+  MPI, from device memory when MPI is CUDA-aware, else through pinned host memory on both
+  sides, in chunks that overlap copies and transfer.
 
-The sealed memory is plain ``cudaMalloc`` memory (one allocation per array, so
-an IPC handle maps exactly it) and lives until the object's owner frees the
-object (``release``). Smaller arrays travel as host bytes inside the pickle and
-come back on the reader's current device. Torch tensors take the same path: the
-reader's bytes become a tensor through DLPack.
+The sealed memory is plain ``cudaMalloc`` memory (one allocation per array, so an IPC handle
+maps exactly it) and lives until the object's owner frees the object (``release``). Smaller
+arrays travel as host bytes inside the pickle and come back on the reader's current device.
+Torch tensors take the same paths, the reader's bytes becoming a tensor through DLPack.
 """
 import ctypes
+import functools
 import importlib.util
 import itertools
 import os
@@ -29,6 +27,8 @@ import queue
 import sys
 import threading
 import time
+
+import numpy as np
 
 from ..core import current, object_value
 from ..core._mpi_env import mpi
@@ -42,10 +42,10 @@ STREAM_STALL_SECONDS = 300.0      # a holder gives up on a reader whose chunk ha
 
 # -- recognising device arrays (without importing CuPy or torch) --------------
 def device_types():
-    """(CuPy's ndarray, torch's Tensor) where a value could hold such GPU arrays, else None for
-    each: only modules already imported count (a value cannot hold a CuPy array unless the program
-    imported CuPy), torch only once CUDA is initialized in this process, and only with CuPy (which
-    moves torch tensors too; without it torch pickles its own tensors, through host memory)."""
+    """(CuPy's ndarray, torch's Tensor), each None where a value cannot hold such GPU arrays: only
+    modules already imported count (no CuPy array exists unless the program imported CuPy), torch
+    only once CUDA is initialized here and only with CuPy (which moves torch tensors too; without
+    it torch pickles its tensors through host memory)."""
     cupy = sys.modules.get("cupy")
     torch = sys.modules.get("torch")
     cuda = getattr(torch, "cuda", None) if torch is not None else None
@@ -63,15 +63,10 @@ def device_kind(obj, types):
     return None
 
 
+@functools.cache
 def can_seal():
     """Sealing needs CuPy (torch tensors too: CuPy does the copies and IPC)."""
-    global _cupy_installed
-    if _cupy_installed is None:
-        _cupy_installed = importlib.util.find_spec("cupy") is not None
-    return _cupy_installed
-
-
-_cupy_installed = None
+    return importlib.util.find_spec("cupy") is not None
 
 
 def _cupy():
@@ -117,19 +112,14 @@ def reduce_small(obj, kind):
 def _rebuild_small(kind, meta, data):
     cupy = _cupy()
     _check_reader_has_gpu(cupy, len(data))
-    import numpy
-
-    array = cupy.asarray(numpy.frombuffer(data, dtype=numpy.uint8))
-    return _as_kind(array, kind, meta)
+    return _as_kind(cupy.asarray(np.frombuffer(data, dtype=np.uint8)), kind, meta)
 
 
 def _as_kind(flat_bytes, kind, meta):
     """The reader's array from a flat uint8 CuPy array it owns."""
     dtype, shape, requires_grad = meta
     if kind == "cupy":
-        import numpy
-
-        return flat_bytes.view(numpy.dtype(dtype)).reshape(shape)
+        return flat_bytes.view(np.dtype(dtype)).reshape(shape)
     import torch
 
     tensor = torch.from_dlpack(flat_bytes).view(getattr(torch, dtype)).reshape(shape)
@@ -179,9 +169,8 @@ def _open_device_array(handle):
 
 
 class DeviceObject(ObjectValue):
-    """A value on a device (``object_value.py``), one that holds sealed GPU arrays: ``inner`` is
-    its inline or stored pickle, which names them, ``keys`` name the arrays ``holder`` keeps for
-    it and ``nbytes`` is their total size."""
+    """A value holding sealed GPU arrays (``object_value.py``) that ``holder`` keeps under ``keys``
+    (``nbytes`` in all), named in ``inner``, its inline or stored pickle."""
 
     __slots__ = ("inner", "holder", "keys", "nbytes")
 
@@ -234,7 +223,7 @@ class DeviceStore:
         self.stats = {"gpu_objects": 0, "gpu_bytes": 0, "gpu_local_reads": 0, "gpu_ipc_reads": 0,
                       "gpu_staged_reads": 0, "gpu_read_bytes": 0}
         runtime.register(device_free=self._on_free, device_fetch=self._on_fetch,
-                                device_fetch_failed=self._on_fetch_failed)
+                         device_fetch_failed=self._on_fetch_failed)
 
     # -- holder: sealing and freeing ------------------------------------------
     def seal(self, obj, kind):
@@ -247,7 +236,10 @@ class DeviceStore:
             memory = cupy.cuda.memory.Memory(nbytes)      # cudaMalloc: its own allocation, so IPC maps exactly it
             # Order after the producer's work on its current stream (torch's own for a tensor: it may
             # have been made on a side stream CuPy knows nothing of), then finish before anyone reads.
-            stream = _producer_stream(cupy, kind, device_id)
+            if kind == "torch":
+                stream = sys.modules["torch"].cuda.current_stream(device_id).cuda_stream
+            else:
+                stream = cupy.cuda.get_current_stream().ptr
             runtime_api.memcpyAsync(memory.ptr, pointer, nbytes, runtime_api.memcpyDeviceToDevice, stream)
             runtime_api.streamSynchronize(stream)
             ipc_handle = runtime_api.ipcGetMemHandle(memory.ptr)
@@ -271,7 +263,7 @@ class DeviceStore:
                     self.stats["gpu_bytes"] -= entry[1]
                     gone.append(entry)
         if gone:
-            _freeing_thread().put(gone)
+            _freeing_queue().put(gone)
 
     def release(self, device_object):
         """Owner: the object is unreachable; its holder frees the sealed arrays."""
@@ -342,15 +334,13 @@ class DeviceStore:
         direct = self.cuda_aware_mpi()
         tag = next(self._tags)
         chunks = _chunks(handle.nbytes)
-        staging = None if direct else [_pinned(cupy, STAGING_CHUNK if len(chunks) > 1 else handle.nbytes)
-                                       for _ in range(min(2, len(chunks)))]
+        staging = None if direct else _staging(cupy, chunks)
         comm, holder = self.rt.transport.route(handle.holder)
 
         def post(i):
             start, length = chunks[i]
-            if direct:
-                return comm.Irecv([out[start:start + length], MPI.BYTE], holder, tag)
-            return comm.Irecv([staging[i % 2][:length], MPI.BYTE], holder, tag)
+            buffer = out[start:start + length] if direct else staging[i % 2][:length]
+            return comm.Irecv([buffer, MPI.BYTE], holder, tag)
 
         requests = {i: post(i) for i in range(min(2, len(chunks)))}
         self._failed_streams.pop(tag, None)   # a stale notice for an earlier use of this tag
@@ -359,8 +349,7 @@ class DeviceStore:
             for i, (start, length) in enumerate(chunks):
                 self._wait_stream(requests.pop(i), tag, handle)
                 if not direct:
-                    host = staging[i % 2]
-                    cupy.cuda.runtime.memcpy(out.data.ptr + start, host.ctypes.data, length,
+                    cupy.cuda.runtime.memcpy(out.data.ptr + start, staging[i % 2].ctypes.data, length,
                                              cupy.cuda.runtime.memcpyHostToDevice)
                 if i + 2 < len(chunks):
                     requests[i + 2] = post(i + 2)
@@ -380,12 +369,11 @@ class DeviceStore:
             except Exception as exc:  # the holder died (ULFM)
                 raise _lost(handle, f"its holder (rank {handle.holder}) failed during the transfer: {exc}")
             why = self._failed_streams.pop(tag, None)
+            if why is None and handle.holder in self.rt.failures.dead:
+                why = f"its holder (rank {handle.holder}) died"
             if why is not None:
                 _cancel(request)
                 raise _lost(handle, why)
-            if handle.holder in self.rt.failures.dead:
-                _cancel(request)
-                raise _lost(handle, f"its holder (rank {handle.holder}) died")
             _yield(started)
 
     def _on_fetch_failed(self, source, tag, why):
@@ -418,8 +406,7 @@ class DeviceStore:
                                 _cancel(rest)
                             return
                     return
-                staging = [_pinned(cupy, STAGING_CHUNK if len(chunks) > 1 else nbytes)
-                           for _ in range(min(2, len(chunks)))]
+                staging = _staging(cupy, chunks)
                 in_flight = []   # sends not yet done, oldest first: at most two (one per staging buffer)
                 reader_gone = False
                 for i, (start, length) in enumerate(chunks):
@@ -441,8 +428,8 @@ class DeviceStore:
 
     def _wait_for_reader(self, request, dest):
         """Wait for one chunk to go; False (the send cancelled) once the reader died or the chunk
-        has not moved for ``STREAM_STALL_SECONDS`` (a reader that gave up cancels its receive, and
-        the send would then wait forever, holding the sealed memory and this thread)."""
+        did not move for ``STREAM_STALL_SECONDS`` (a reader that gave up cancelled its receive: the
+        send would wait forever, holding the sealed memory and this thread)."""
         started = time.monotonic()
         while not request.Test():
             if dest in self.rt.failures.dead or self.rt.shutdown.stopped.is_set() or \
@@ -459,40 +446,23 @@ class DeviceStore:
         return self._cuda_aware
 
 
-def _producer_stream(cupy, kind, device_id):
-    """The raw stream the producer of an array works on: torch's current stream for a tensor,
-    CuPy's for a CuPy array."""
-    if kind == "torch":
-        return sys.modules["torch"].cuda.current_stream(device_id).cuda_stream
-    return cupy.cuda.get_current_stream().ptr
+_freeing = None
+_freeing_lock = threading.Lock()
 
 
-class _Freer:
-    """One daemon thread that drops sealed device memory (``cudaFree`` runs in CuPy's destructor)."""
-
-    def __init__(self):
-        self._queue = queue.Queue()
-        threading.Thread(target=self._run, name="mpirt-gpu-free", daemon=True).start()
-
-    def put(self, entries):
-        self._queue.put(entries)
-
-    def _run(self):
-        while True:
-            entries = self._queue.get()
-            del entries
+def _freeing_queue():
+    """The queue of one daemon thread that drops sealed device memory (``cudaFree`` runs in CuPy's destructor)."""
+    global _freeing
+    with _freeing_lock:
+        if _freeing is None:
+            _freeing = queue.Queue()
+            threading.Thread(target=_drop_forever, args=(_freeing,), name="mpirt-gpu-free", daemon=True).start()
+        return _freeing
 
 
-_freer = None
-_freer_lock = threading.Lock()
-
-
-def _freeing_thread():
-    global _freer
-    with _freer_lock:
-        if _freer is None:
-            _freer = _Freer()
-        return _freer
+def _drop_forever(entries):
+    while True:
+        entries.get()   # dropped at once
 
 
 def _device_copy(cupy, destination, source, nbytes):
@@ -506,12 +476,10 @@ def _chunks(nbytes):
     return [(start, min(STAGING_CHUNK, nbytes - start)) for start in range(0, nbytes, STAGING_CHUNK)] or [(0, 0)]
 
 
-def _pinned(cupy, nbytes):
-    """A numpy uint8 array in page-locked host memory (CuPy keeps a pool of them)."""
-    import numpy
-
-    memory = cupy.cuda.alloc_pinned_memory(max(nbytes, 1))
-    return numpy.frombuffer(memory, dtype=numpy.uint8, count=max(nbytes, 1))
+def _staging(cupy, chunks):
+    """Page-locked numpy uint8 buffers (CuPy pools them) for the first two ``chunks``, as long as the first."""
+    nbytes = max(chunks[0][1], 1)
+    return [np.frombuffer(cupy.cuda.alloc_pinned_memory(nbytes), dtype=np.uint8, count=nbytes) for _ in chunks[:2]]
 
 
 def _yield(started):
@@ -538,7 +506,12 @@ def mpi_is_cuda_aware():
     setting = os.environ.get("MPIRT_CUDA_AWARE_MPI")
     if setting is not None:
         return setting.lower() not in ("0", "false", "no", "")
-    for path in _loaded_mpi_libraries():
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "libmpi" in line and "/" in line})
+    except OSError:
+        paths = []
+    for path in paths:
         try:
             query = getattr(ctypes.CDLL(path), "MPIX_Query_cuda_support", None)
         except OSError:
@@ -546,12 +519,3 @@ def mpi_is_cuda_aware():
         if query is not None:
             return bool(query())
     return False
-
-
-def _loaded_mpi_libraries():
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "libmpi" in line and "/" in line}
-    except OSError:
-        return []
-    return sorted(paths)

@@ -2,15 +2,14 @@
 
     [header][pickle bytes][pad][buffer 0][pad][buffer 1]...
 
-The header holds a magic number, the pickle length and each buffer's offset
-and length; every buffer starts on a 64-byte boundary, so numpy arrays read
-back from shared memory need no copy (they come back read-only, as in Ray).
+The header holds a magic number, the pickle length and each buffer's offset and length; every
+buffer starts on a 64-byte boundary, so numpy arrays read back from shared memory need no copy
+(they come back read-only, as in Ray).
 
-A large buffer also starts at the same offset within a 4 KiB page as the memory it
-is copied from (it has a page of room for that): x86's fast copy (``rep movsb``)
-runs at a quarter of its speed when the destination lies a little ahead of the
-source within a page (4K aliasing: a 1 GiB put went at 3.8 GB/s, a plain copy at
-13-15 GB/s on the development VM).
+A large buffer also starts at its source's offset within a 4 KiB page (it has a page of room
+for that): x86's fast copy (``rep movsb``) runs at a quarter of its speed when the destination
+lies a little ahead of the source within a page (4K aliasing: a 1 GiB put went at 3.8 GB/s, a
+plain copy at 13-15 GB/s on the development VM).
 """
 import ctypes
 import pickle
@@ -24,8 +23,6 @@ from .allocator import ALIGNMENT, aligned
 MAGIC = 0x6D707274  # "mprt"
 _HEAD = struct.Struct("<IIQ")     # magic, buffer count, pickle length
 _ENTRY = struct.Struct("<QQ")     # buffer offset, buffer length
-
-
 PAGE = 4096
 PAGE_MATCHED_BYTES = 1 << 20   # buffers from this size on get a page of room to match their source's offset
 
@@ -71,10 +68,9 @@ class Serialized:
             view[offset:offset + buffer.nbytes] = buffer.cast("B")
 
     def _placed(self, view):
-        """Where each buffer goes in ``view``: its laid-out offset, moved within the page of room a
-        large buffer has so that it sits at its source's offset within a page (rounded down to
-        ``ALIGNMENT`` for a source that is not aligned that well: a destination a little behind
-        its source copies at full speed, one a little ahead does not)."""
+        """Where each buffer goes in ``view``: its laid-out offset, a large buffer's moved within its
+        page of room to its source's offset within a page (rounded down to ``ALIGNMENT``: a
+        destination a little behind its source copies at full speed, one a little ahead does not)."""
         if not any(buffer.nbytes >= PAGE_MATCHED_BYTES for buffer in self.buffers):
             return self.offsets
         base = ctypes.addressof(ctypes.c_char.from_buffer(view))

@@ -1,29 +1,26 @@
 """One rank's part of the object store.
 
-Values up to ``INLINE_THRESHOLD`` bytes stay ordinary pickles that travel inside
-messages (``codec.py`` decides). Larger ones are written once, by the rank that
-produced them (the *holder*), into the node's shared pool (``arena.py``; the
-holder places them in chunks it takes from the node, ``chunks.py``), or to a
-spill file on local disk when neither the pool nor spilling older objects makes
-room; from then on only a ``StoreLocation`` travels. Readers on the holder's
-node map the bytes in place (numpy arrays come back as read-only views), readers
-elsewhere copy them with an RMA ``Get``.
+Values up to ``INLINE_THRESHOLD`` bytes stay pickles inside messages (``codec.py`` decides).
+Larger ones are written once, by the rank that produced them (the *holder*), into chunks it
+takes from the node's shared pool (``arena.py``, ``chunks.py``), or to a spill file on local
+disk when neither the pool nor spilling older objects makes room; from then on only a
+``StoreLocation`` travels. Readers on the holder's node map the bytes in place (numpy arrays
+come back as read-only views), readers elsewhere copy them with an RMA ``Get``.
 
-When the pool is full the holder spills its oldest objects that no reader is
-viewing (``blocks.py`` counts same-node views in each block's header) and
-restores a spilled object into memory on its next read. A location is fixed when
-the object is made, so a reader whose block no longer holds the object (spilled,
-or restored elsewhere) asks the holder where it is now.
+When the pool is full the holder spills its oldest objects that no reader is viewing
+(``blocks.py`` counts same-node views in each block's header) and restores a spilled object
+into memory on its next read. A location is fixed when the object is made, so a reader whose
+block no longer holds the object asks the holder where it is now.
 
-The object's owner decides when its bytes are freed: when nothing can reach the
-object (``reachability.py``) and no reader still holds a view ("pins", which
-readers report to the owner, on the same channel as their reference notices).
+The owner frees the bytes once nothing can reach the object (``reachability.py``) and no reader
+holds a view ("pins", reported to it with the reference notices).
 """
 import collections
 import itertools
 import mmap
 import os
 import threading
+import traceback
 import weakref
 
 from ..core import object_value
@@ -41,13 +38,13 @@ MESSAGE_CHUNK = 256 << 20   # bytes per reply when cross-node reads are messages
 _KEY_BITS = 40              # object keys: (holder rank + 1) << 40 | a counter of the holder
 _LOCATE_TRIES = 4           # a reader asks the holder again if the object moved once more meanwhile
 _KNOWN_MOVES = 4096         # relocations a reader remembers (spilled or restored objects it read)
+ASSISTED_READ_SECONDS = 30.0   # most a holder drives MPI for one cross-node read whose reader never says done
 
 
 class StoreLocation(ObjectValue):
-    """A stored value (``object_value.py``): where its bytes were put, a block of the node pool
-    (``offset``, its header) written by ``holder``, or a spill file. ``key`` names the object at
-    its holder; ``stamp`` names this write of it into the block (``blocks.py``): the key for its
-    put, a new one for each restore from disk."""
+    """A stored value (``object_value.py``): its block in the node pool (``offset``, its header)
+    written by ``holder``, or its spill file. ``key`` names the object at its holder, ``stamp``
+    this write of it into the block (``blocks.py``): the key for its put, a new one per restore."""
 
     __slots__ = ("holder", "offset", "size", "spill_path", "key", "stamp")
 
@@ -105,16 +102,10 @@ class _Held:
         return StoreLocation(rank, -1, self.size, self.spill_path, self.key)
 
 
-# Longest a holder drives MPI without pause for one cross-node read whose reader never says it is done.
-ASSISTED_READ_SECONDS = 30.0
-
-
 class StoreManager:
     def __init__(self, runtime, comm, bytes_per_node=None, ranks_per_node=None, joining=None):
-        """Collective over ``comm``: every rank builds its StoreManager at the same point.
-        ``bytes_per_node``: the node pool's size, or None for the per-node default. A rank that
-        joins a running job (``replacement.py``) passes its ``joining``: the arena it mapped, and
-        its node's spill directory."""
+        """Collective over ``comm``. ``bytes_per_node``: the node pool's size, or None for the default.
+        A rank joining a running job passes ``joining`` (``replacement.py``): its arena and spill directory."""
         self.rt = runtime
         self.rank = runtime.rank
         self.arena = Arena(comm, bytes_per_node, ranks_per_node) if joining is None else joining.arena
@@ -136,18 +127,16 @@ class StoreManager:
                       "restored_bytes": 0, "restored_from_disk": 0, "remote_gets": 0, "remote_get_bytes": 0,
                       "local_reads": 0}
         runtime.register(store_pin=self._on_pin, store_unpin=self._on_unpin, store_free=self._on_free,
-                                store_stats_query=self._on_stats_query,
-                                store_locate_query=self._on_locate_query,
-                                store_make_room_query=self._on_make_room_query,
-                                store_wake=self._on_wake, store_read_done=self._on_read_done,
-                                store_read_spilled_query=self._on_read_spilled_query,
-                                store_read_query=self._on_read_query)
+                         store_stats_query=self._on_stats_query, store_locate_query=self._on_locate_query,
+                         store_make_room_query=self._on_make_room_query, store_wake=self._on_wake,
+                         store_read_done=self._on_read_done, store_read_query=self._on_read_query,
+                         store_read_spilled_query=self._on_read_spilled_query)
         self._assisting = collections.Counter()   # reader rank -> its assisted reads under way here
         runtime.failures.handlers.append(self._on_rank_dead)
 
     def _open_spill(self, configured):
-        """Collective over the node: the leader makes the node's spill directory (removing those of
-        dead jobs); (this rank's RankSpill or None, why there is none)."""
+        """Collective over the node, whose leader makes the spill directory (removing dead jobs'):
+        (this rank's RankSpill or None, why there is none)."""
         node_comm = self.arena.node_comm
         identities = node_comm.gather(process_identity(), root=0)
         base = spill_base(configured)
@@ -185,8 +174,8 @@ class StoreManager:
         asked_others = False
         while True:
             with self.rt.lock:
-                # References dropped a moment ago free blocks: apply them first, so a loop of
-                # put and drop reuses the same (cache- and page-warm) memory.
+                # Apply references dropped a moment ago first: a loop of put and drop then reuses
+                # the same (cache- and page-warm) memory.
                 self.rt.objects.apply_ref_events()
                 offset = self.space.allocate(size)
                 if offset is not None:
@@ -226,15 +215,12 @@ class StoreManager:
         self._answer_in_thread(source, request_id, self._make_room, size, failed=0)
 
     def _answer_in_thread(self, source, request_id, work, *args, failed):
-        """Reply to a query with ``work(*args)`` computed on a helper thread (spilling and restoring
-        take long: not on the progress thread, under the runtime lock); ``failed`` if it raised, so
-        the asking rank never waits for an answer that cannot come."""
+        """Reply with ``work(*args)`` from a helper thread (spilling and restoring take long: not on the
+        progress thread, under the runtime lock), or ``failed`` if it raised: the asker never hangs."""
         def answer():
             try:
                 result = work(*args)
             except Exception:
-                import traceback
-
                 traceback.print_exc()
                 result = failed
             self.rt.queries.answer(source, request_id, result)
@@ -259,14 +245,12 @@ class StoreManager:
         the object stays in memory, when the disk cannot take it."""
         data = record.offset + HEADER_BYTES
         path = record.spill_path
-        if path is None:
-            try:
-                room, _ = self.spill.room_for(record.size)
-                if room:
-                    path = self.spill.write(record.key, record.size,
-                                            lambda out: out.__setitem__(slice(None), self.view[data:data + record.size]))
-            except OSError:
-                path = None
+        try:
+            if path is None and self.spill.room_for(record.size)[0]:
+                path = self.spill.write(record.key, record.size,
+                                        lambda out: out.__setitem__(slice(None), self.view[data:data + record.size]))
+        except OSError:
+            pass
         with self.rt.lock:
             record.busy = False
             if path is None:
@@ -288,12 +272,10 @@ class StoreManager:
     def _put_on_disk(self, key, serialized):
         size = serialized.size
         room, free = self.spill.room_for(size) if self.spill is not None else (False, 0)
-        path = None
-        if room:
-            try:
-                path = self.spill.write(key, size, serialized.write_into)
-            except OSError:
-                path = None
+        try:
+            path = self.spill.write(key, size, serialized.write_into) if room else None
+        except OSError:
+            path = None
         if path is None:
             raise ObjectStoreFullError(self._full_message(size, free))
         with self.rt.lock:
@@ -353,7 +335,7 @@ class StoreManager:
             if not blocks.add_reader(self.view, where.offset, where.key):
                 return None
         data = where.offset + HEADER_BYTES
-        return self.arena.local_view(data, where.size)
+        return self.arena.memory[data:data + where.size]   # a new array each call: the finalizer's object
 
     def _fetch_remote(self, where):
         """A copy of a block on another node, or None if the block no longer holds the object."""
@@ -361,9 +343,9 @@ class StoreManager:
             data = self._fetch_by_message(where)
         else:
             # A passive-target epoch needs the target's help on some transports (Open MPI over TCP
-            # or its shared-memory BTL): a message first wakes a holder that sleeps while idle (up
-            # to 20 ms per round trip else) and keeps it driving MPI until the read is done. Both
-            # leave from this thread (``send_now``), not at the progress thread's next turn.
+            # or its shared-memory BTL): a message wakes a holder that sleeps while idle (else up
+            # to 20 ms per round trip) and keeps it driving MPI until the read is done. Both go
+            # from this thread (``send_now``), not at the progress thread's next turn.
             transport = self.rt.transport
             transport.send_now(where.holder, ("store_wake",))
             try:
@@ -381,11 +363,10 @@ class StoreManager:
 
     def _on_wake(self, source):
         """A rank on another node starts an RMA read here: drive MPI without pause until the
-        reader says it is done (``store_read_done``), or for at most ``ASSISTED_READ_SECONDS``
-        should that message never come. Every read is served so, whatever its size: a 1 MB read
-        is ~30 fragments, and from a holder that only polled (a Python step and a yield per poll,
-        naps when idle) a 1 MB get took 0.4-0.6 ms, 0.2-0.4 ms now (a plain Get from a target
-        blocked in MPI 0.1-0.3 ms on the same 2-core VM)."""
+        reader says it is done (``store_read_done``), for at most ``ASSISTED_READ_SECONDS``.
+        Every read is served so, whatever its size: a 1 MB read is ~30 fragments; a 1 MB get took
+        0.2-0.4 ms so served, 0.4-0.6 ms from a holder that only polls (a Python step and a yield
+        per poll, naps when idle), 0.1-0.3 ms from a target blocked in MPI (2-core VM)."""
         self._assisting[source] += 1
         self.rt.transport.stay_hot(ASSISTED_READ_SECONDS)
 
@@ -424,9 +405,8 @@ class StoreManager:
             found = self._locate_here(where.key)
         elif holder in self.rt.failures.dead:
             path = self.spill.path_of(where.key, holder) if self.spill is not None else None
-            found = None
-            if path is not None and self.arena.same_node(holder) and os.path.exists(path):
-                found = StoreLocation(holder, -1, where.size, path, where.key)
+            exists = path is not None and self.arena.same_node(holder) and os.path.exists(path)
+            found = StoreLocation(holder, -1, where.size, path, where.key) if exists else None
         else:
             found = self.rt.queries.ask(holder, "store_locate_query", where.key, timeout=600.0)
         if found is not None:
@@ -478,7 +458,7 @@ class StoreManager:
 
     def _view_gone(self, owner, object_id, block, key):
         """Finalizer: runs wherever the last array made from a view went (any thread, inside any
-        code, a Ctrl-C may interrupt it), so it only notes it: ``unpin_gone_views`` unpins."""
+        code, perhaps cut short by a Ctrl-C), so it only notes it: ``unpin_gone_views`` unpins."""
         self.live_views -= 1
         self._gone_views.append((owner, object_id, block, key))
 
@@ -525,9 +505,8 @@ class StoreManager:
             self.rt.send(location.holder, ("store_free", location))
 
     def discard(self, blobs):
-        """Free what ``encode`` stored here for values that will never be published (a later return
-        value of the same task failed to serialize, say): their store blocks or spill files and
-        their sealed GPU arrays. No one else can know of them, so nothing else would free them."""
+        """Free the blocks, spill files and sealed GPU arrays ``encode`` made here for values never
+        published (a later return value failed to serialize, say): no one else knows to free them."""
         for blob in blobs:
             object_value.discard(blob, self)
 
@@ -552,12 +531,10 @@ class StoreManager:
     def _on_free(self, source, location):
         """Holder (under the runtime lock): the owner freed the object."""
         record = self._held.get(location.key)
-        if record is None:
-            return
-        if record.busy:
+        if record is not None and record.busy:
             record.freed = True   # the spill or restore in progress drops it when done
-            return
-        self._drop(record)
+        elif record is not None:
+            self._drop(record)
 
     def _drop(self, record):
         del self._held[record.key]
@@ -605,41 +582,26 @@ class StoreManager:
         """This rank's figures; ``node_store`` holds those of its whole node (the same on each rank)."""
         in_memory = sum(1 for r in self._held.values() if r.offset is not None)
         on_disk = [r.size for r in self._held.values() if r.spill_path is not None]
-        return {
-            "rank": self.rank,
-            "node": self.arena.node_of[self.rank],
-            "used_bytes": self.space.used_bytes,
-            "reserved_bytes": self.space.reserved_bytes,
-            "objects_in_memory": in_memory,
-            "objects_on_disk": len(on_disk),
-            "disk_bytes": sum(on_disk),
-            **self.stats,
-            **self.device.stats,
-            "node_store": self.node_stats(),
-        }
+        return {"rank": self.rank, "node": self.arena.node_of[self.rank], "used_bytes": self.space.used_bytes,
+                "reserved_bytes": self.space.reserved_bytes, "objects_in_memory": in_memory,
+                "objects_on_disk": len(on_disk), "disk_bytes": sum(on_disk), **self.stats, **self.device.stats,
+                "node_store": self.node_stats()}
 
     def node_stats(self):
         table = self.arena.chunks
-        held = table.counts()
-        return {
-            "capacity_bytes": self.arena.capacity,
-            "capacity_reason": self.arena.capacity_reason,
-            "memory_directory": self.arena.directory,
-            "spill_directory": self.spill.node_directory if self.spill is not None else None,
-            "chunk_bytes": table.chunk_bytes,
-            "chunks": table.count,
-            "chunks_in_use": sum(held.values()),
-            "reserved_bytes": table.reserved_bytes(),
-            "largest_free_run_bytes": table.largest_free_run() * table.chunk_bytes,
-        }
+        return {"capacity_bytes": self.arena.capacity, "capacity_reason": self.arena.capacity_reason,
+                "memory_directory": self.arena.directory,
+                "spill_directory": self.spill.node_directory if self.spill is not None else None,
+                "chunk_bytes": table.chunk_bytes, "chunks": table.count, "chunks_in_use": sum(table.counts().values()),
+                "reserved_bytes": table.reserved_bytes(),
+                "largest_free_run_bytes": table.largest_free_run() * table.chunk_bytes}
 
     def close(self, free_windows):
         """Remove spill files; with ``free_windows`` also free the windows (collective:
         every rank passes the same value). Views handed out must not be used after."""
         if self.spill is not None:
             self.spill.close()
-        # Freeing windows is collective: with a dead rank (ULFM) it could not complete; the
-        # memory goes back when the processes end.
+        # Freeing windows is collective, so with a dead rank (ULFM) the memory goes at process exit.
         if free_windows and not self.rt.failures.dead:
             try:
                 self.view.release()

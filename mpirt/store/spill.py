@@ -1,17 +1,16 @@
 """Spill files: where a node's ranks put objects the store has no memory for.
 
-One directory per node and job, ``mpirt-spill-<host>-<pid>-<n>`` under the
-spill base (``init(object_spilling_directory=...)`` where the launcher passes
-it, else ``MPIRT_SPILL_DIR``, else the job's node-local temporary directory),
-made by the node's leader; each rank writes its own files in ``rank<R>/``, named
-by object key, so a reader on the node finds a spilled object's file even after
-its holder died. An ``owners`` file lists the pid and start time of each of
-the node's processes: at start-up the leader removes the directories that
-earlier jobs on this host left behind (killed before they could clean up), but
-only directories of this format whose processes are all gone, never another
-live job's. Each rank removes its files at shutdown.
+One directory per node and job, ``mpirt-spill-<host>-<pid>-<n>`` under the spill base
+(``init(object_spilling_directory=...)`` where the launcher passes it, else
+``MPIRT_SPILL_DIR``, else the job's node-local temporary directory), made by the node's leader;
+each rank writes its own files in ``rank<R>/``, named by object key, so a reader on the node
+finds a spilled object's file even after its holder died. An ``owners`` file lists the pid and
+start time of the node's processes: at start-up the leader removes the directories earlier jobs
+on this host left behind (killed before they could clean up) whose processes are all gone,
+never another live job's. Each rank removes its files at shutdown.
 """
 import glob
+import mmap
 import os
 import shutil
 import socket
@@ -52,7 +51,6 @@ def make_node_directory(base, identities):
 def remove_stale(base):
     """Remove spill directories of jobs on this host whose processes have all exited."""
     host = socket.gethostname()
-    removed = []
     for path in glob.glob(os.path.join(base, f"{PREFIX}{host}-*")):
         try:
             if os.stat(path).st_uid != os.getuid():
@@ -63,8 +61,6 @@ def remove_stale(base):
             continue
         if owners and not any(_alive(owner) for owner in owners):
             shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
 
 
 def _alive(identity):
@@ -100,13 +96,8 @@ class RankSpill:
         with open(partial, "w+b") as f:
             if size:
                 f.truncate(size)
-                import mmap
-                with mmap.mmap(f.fileno(), size) as mapped:
-                    view = memoryview(mapped)
-                    try:
-                        fill(view)
-                    finally:
-                        view.release()
+                with mmap.mmap(f.fileno(), size) as mapped, memoryview(mapped) as view:
+                    fill(view)
         os.replace(partial, path)
         return path
 

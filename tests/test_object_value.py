@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from mpirt.core import codec, object_value
+from mpirt.core import codec, current, object_value
 from mpirt.store.device import DeviceObject
 from mpirt.store.layout import read_from
 from mpirt.store.manager import StoreLocation
@@ -167,11 +167,10 @@ def test_a_large_gpu_array_stays_on_its_device():
     array = cupy.arange(1 << 20, dtype=cupy.float32)
     value = codec.encode(array, store)
     assert isinstance(value, DeviceObject) and value.nbytes == array.nbytes and object_value.is_inline(value.inner)
-    original = device._runtime
-    device._runtime = lambda: rt
+    current.set_runtime(rt)
     try:
         got = object_value.decode(value, store, 7)
     finally:
-        device._runtime = original
+        current.set_runtime(None)
     assert bool((got == array).all()) and got.data.ptr != array.data.ptr
     store.device.free(value.keys)

@@ -1,5 +1,4 @@
-"""A task-slot process: runs tasks for its worker rank in an interpreter of its own (why, and how the
-rank starts and feeds it: ``task_slots.py``).
+"""A task-slot process: runs tasks for its worker rank in an interpreter of its own (why and how: ``task_slots.py``).
 
 A slot uses no MPI and has no runtime of its own: it runs the function, and everything the task asks of mpirt
 (``get``, ``put``, ``wait``, ``.remote()`` of tasks and actor methods, ``get_actor``, ``kill``, ``cancel``,

@@ -106,7 +106,6 @@ class SlotProcess:
 
     def __init__(self, popen, channel, cell):
         self.popen = popen
-        self.pid = popen.pid
         self.channel = channel
         self.cell = cell
         self.sequence = 0        # number of the task it runs now (counted per slot process)
@@ -120,7 +119,7 @@ class SlotProcess:
         arrives before the task starts there or after it ended."""
         struct.pack_into("q", self.cell, 0, self.sequence)
         try:
-            os.kill(self.pid, signal.SIGINT)
+            os.kill(self.popen.pid, signal.SIGINT)
         except OSError:
             pass
 
@@ -260,7 +259,7 @@ class TaskSlots:
             if status is None:
                 process.popen.kill()
                 status = process.popen.wait()
-            return invoke.error_blobs(invoke.slot_died(name, process.pid, status), num_returns), True, True
+            return invoke.error_blobs(invoke.slot_died(name, process.popen.pid, status), num_returns), True, True
         finally:
             with rt.lock:
                 task.slot_process = None

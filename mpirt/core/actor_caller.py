@@ -1,16 +1,12 @@
 """Calling actors from any rank: creation, placement, and method calls in order.
 
-The rank that creates an actor owns it: it asks the head to place it, sends
-the constructor to the chosen worker, and tells other ranks where the actor
-lives (``actor_locate``). Each rank keeps one queue per actor; a call leaves
-the queue only when its ObjectRef arguments are ready and every earlier call
-has left, so calls from one caller run in submission order.
+The rank that creates an actor owns it: it asks the head to place it, sends the constructor to the
+chosen worker, and tells other ranks where the actor lives (``actor_locate``). Each rank keeps one
+queue per actor; a call leaves the queue only when its ObjectRef arguments are ready and every
+earlier call has left, so calls from one caller run in submission order.
 
-What one rank knows of an actor is an ``ActorRecord`` whose ``ActorState`` changes only
-through the record's transition methods (each checks the state it leaves). The owner goes
-PENDING_CREATION -> ALIVE (-> RESTARTING -> ALIVE while ``max_restarts`` allows) -> DEAD; a
-borrower (a rank that got a handle) goes UNKNOWN -> LOCATING -> ALIVE (-> LOCATING again when
-the actor's rank dies) -> DEAD. Calls are sent only while ALIVE and fail at once when DEAD.
+What one rank knows of an actor is an ``ActorRecord`` (its lifecycle: docs/architecture.md, "Lifecycles"):
+calls are sent only while it is ALIVE and fail at once when it is DEAD.
 """
 import collections
 import enum
@@ -37,9 +33,8 @@ class CallRecord:
                  "failed_blob", "extra", "retries_used", "pending_retry", "overrides", "max_retries")
 
     def use_retry(self, max_task_retries):
-        """Count one retry of a call its actor's death interrupted: False when none is left. The
-        limit is the method's own ``max_task_retries`` (@method or .options()), else the actor's
-        (``max_task_retries``); -1 is unlimited. The one place a call's retries are counted."""
+        """Count one retry of a call its actor's death interrupted: False when none is left. The limit is
+        the method's own (@method or .options()), else the actor's ``max_task_retries``; -1 is unlimited."""
         limit = max_task_retries if self.max_retries is None else self.max_retries
         if limit != -1 and self.retries_used >= limit:
             return False
@@ -61,9 +56,8 @@ UNKNOWN, PENDING_CREATION, LOCATING, ALIVE, RESTARTING, DEAD = ActorState
 
 
 class ActorRecord:
-    """What this rank knows of one actor. ``state`` changes only through the methods below, each
-    of which checks the state it leaves; ``location`` is set exactly while ALIVE, ``dead_blob``
-    once DEAD. The caller (``ActorCaller``) sends the messages each transition calls for."""
+    """What this rank knows of one actor. ``state`` changes only through the methods below, each of which checks
+    the state it leaves; ``location`` is set exactly while ALIVE. ``ActorCaller`` sends the messages they call for."""
 
     __slots__ = ("actor_id", "state", "location", "queue", "kill_requested", "waiting_for_location",
                  "restarts_left", "restarts", "max_task_retries", "placement", "held", "create_message", "dead_blob")
@@ -93,39 +87,35 @@ class ActorRecord:
         self.state = PENDING_CREATION
 
     def location_asked(self):
-        """UNKNOWN, LOCATING or ALIVE -> LOCATING: a borrower asks where the actor lives (again
-        from LOCATING when the owner it asked died; from ALIVE when the actor's rank died and the
-        owner will say where it restarted)."""
+        """UNKNOWN, LOCATING or ALIVE -> LOCATING: a borrower asks where the actor lives (again from
+        LOCATING when the owner it asked died; from ALIVE when the actor's rank died)."""
         self._leave(UNKNOWN, LOCATING, ALIVE)
         self.state = LOCATING
         self.location = None
 
     def located(self, worker):
-        """PENDING_CREATION, RESTARTING, LOCATING or ALIVE -> ALIVE on ``worker``: the head placed
-        it (owner) or an answer came (borrower; a borrower that asked the head after the owner
-        died may get the owner's answer too, hence ALIVE)."""
+        """PENDING_CREATION, RESTARTING, LOCATING or ALIVE -> ALIVE on ``worker``: the head placed it
+        (owner) or an answer came (borrower; one that asked the head after the owner died may get the
+        owner's answer too, hence ALIVE)."""
         self._leave(PENDING_CREATION, RESTARTING, LOCATING, ALIVE)
         self.state = ALIVE
         self.location = worker
 
     def restarting(self):
-        """ALIVE -> RESTARTING: the owner saw its rank die and asks the head for a new place
-        (the restart is counted by ``use_restart``)."""
+        """ALIVE -> RESTARTING: the owner saw its rank die and asks the head for a new place."""
         self._leave(ALIVE)
         self.state = RESTARTING
         self.location = None
 
     def died(self, blob):
-        """PENDING_CREATION, LOCATING, ALIVE or RESTARTING -> DEAD: ``blob`` (an ActorDiedError)
-        is what its calls fail with from now on."""
+        """PENDING_CREATION, LOCATING, ALIVE or RESTARTING -> DEAD: its calls fail with ``blob`` from now on."""
         self._leave(PENDING_CREATION, LOCATING, ALIVE, RESTARTING)
         self.state = DEAD
         self.location = None
         self.dead_blob = blob
 
     def count_restart(self):
-        """One restart happened (the host restarted the actor in place, or the owner restarts it):
-        one fewer left (``max_restarts``; -1 is unlimited)."""
+        """One restart happened (in place at the host, or by the owner): one fewer left (-1: unlimited)."""
         if self.restarts_left > 0:
             self.restarts_left -= 1
         self.restarts += 1
@@ -139,8 +129,7 @@ class ActorRecord:
 
 
 class ActorCaller:
-    """This rank's side of every actor it created or calls: ``ActorRecord``s, calls in flight,
-    and the handlers of the owner's and caller's messages."""
+    """This rank's side of every actor it created or calls: records, calls in flight, owner and caller handlers."""
 
     def __init__(self, runtime):
         self.rt = runtime
@@ -148,15 +137,9 @@ class ActorCaller:
         self.calls = {}
         self.references = ReferenceCounter(runtime, "actor_ref", handle_events, owner_of,
                                            self._terminate)  # unnamed actors only
-        runtime.register(
-            actor_placed=self._on_placed,
-            actor_locate=self._on_locate,
-            actor_location=self._on_location,
-            actor_done=self._on_done,
-            actor_kill_restart=self._on_kill_restart,
-            actor_restarted=self._on_restarted,
-            actor_unplaceable=self._on_unplaceable,
-        )
+        runtime.register(actor_placed=self._on_placed, actor_locate=self._on_locate, actor_location=self._on_location,
+                         actor_done=self._on_done, actor_kill_restart=self._on_kill_restart,
+                         actor_restarted=self._on_restarted, actor_unplaceable=self._on_unplaceable)
         runtime.failures.handlers.append(self._on_rank_dead)
         runtime.transport.add_ticker(0.02, self._apply_handle_events)
 
@@ -191,14 +174,12 @@ class ActorCaller:
     def call(self, actor_id: int, method: str, args_blob: Optional[bytes], dep_refs: Sequence[ObjectRef],
              num_returns: int, overrides: Optional[Dict[str, Any]] = None,
              max_retries: Optional[int] = None) -> List[ObjectRef]:
-        """``overrides``: per-call options for the host (concurrency_group, max_task_retries,
-        retry_exceptions, name), None for a plain call; ``max_retries``: the method's own
-        ``max_task_retries`` for calls its rank's death interrupts (None: the actor's)."""
+        """``overrides``: per-call options for the host (concurrency_group, max_task_retries, retry_exceptions,
+        name), None for a plain call; ``max_retries``: the method's own ``max_task_retries`` (None: the actor's)."""
         rt = self.rt
         with rt.lock:
             state = self.actors.get(actor_id) or self._state(actor_id)
-            rec = self._record(actor_id, "call", method, args_blob, dep_refs, num_returns)
-            rec.overrides, rec.max_retries = overrides, max_retries
+            rec = self._record(actor_id, "call", method, args_blob, dep_refs, num_returns, overrides, max_retries)
             create_owned = rt.objects.create_owned
             for object_id in rec.return_ids:
                 create_owned(object_id)
@@ -227,28 +208,26 @@ class ActorCaller:
     def kill(self, actor_id: int, no_restart: bool = True) -> None:
         rt = self.rt
         with rt.lock:
-            if not no_restart and owner_of(actor_id) in rt.failures.dead:
-                no_restart = True      # only the owner could restart it, and it is gone
-            if not no_restart:
+            owner = owner_of(actor_id)
+            if not no_restart and owner not in rt.failures.dead:   # only the owner could restart it
                 # Only the owner counts restarts: it decides between a restart and the end.
-                if owner_of(actor_id) == rt.rank:
+                if owner == rt.rank:
                     self._on_kill_restart(rt.rank, actor_id)
                 else:
-                    rt.send(owner_of(actor_id), ("actor_kill_restart", actor_id))
+                    rt.send(owner, ("actor_kill_restart", actor_id))
                 return
             state = self._state(actor_id)
             if state.state is ALIVE:
                 rt.send(state.location, ("actor_kill", actor_id))
             elif state.state is not DEAD:   # sent once it is ALIVE (_set_location)
                 state.kill_requested = True
-                if state.state is UNKNOWN and owner_of(actor_id) != rt.rank:
+                if state.state is UNKNOWN and owner != rt.rank:
                     self._ask_location(actor_id, state)
 
     def cancel_call(self, object_id: int, force: bool, recursive: bool) -> None:
-        """``cancel()`` of an actor call's result (runtime lock held; submitter._cancel_object).
-        Still queued here: it never goes, and fails with TaskCancelledError. Sent: the actor's
-        rank drops it if it has not started, cancels it if it is an async call, else flags it
-        (actor_host._on_cancel_call). Ray refuses ``force`` for actor calls; ``recursive``
+        """``cancel()`` of an actor call's result (runtime lock held; submitter._cancel_object). Still
+        queued here: it never goes, and fails with TaskCancelledError. Sent: the host drops, cancels or
+        flags it (actor_host._on_cancel_call). Ray refuses ``force`` for actor calls; ``recursive``
         reaches no further (what a call submitted is not tracked per call)."""
         rec = self._call_making(object_id)
         if rec is None:
@@ -276,9 +255,8 @@ class ActorCaller:
 
     # -- internals (runtime.lock held) --------------------------------------
     def _ask_location(self, actor_id, state):
-        """Ask the actor's owner where it lives; once the owner is dead, ask the head, which
-        knows where it placed the actor (a detached actor outlives its creator; any other
-        actor dies with its owner, and the head then answers that it is gone)."""
+        """Ask the actor's owner where it lives; once the owner is dead, ask the head, which knows where
+        it placed the actor (only a detached actor outlives its owner; for any other it answers: gone)."""
         state.location_asked()
         owner = owner_of(actor_id)
         if owner in self.rt.failures.dead:
@@ -286,7 +264,7 @@ class ActorCaller:
         else:
             self.rt.send(owner, ("actor_locate", actor_id))
 
-    def _record(self, actor_id, kind, method, args_blob, dep_refs, num_returns):
+    def _record(self, actor_id, kind, method, args_blob, dep_refs, num_returns, overrides=None, max_retries=None):
         rec = CallRecord()
         rec.call_id = self.rt.next_id()
         rec.actor_id = actor_id
@@ -300,8 +278,8 @@ class ActorCaller:
         rec.extra = None
         rec.retries_used = 0
         rec.pending_retry = False
-        rec.overrides = None
-        rec.max_retries = None
+        rec.overrides = overrides
+        rec.max_retries = max_retries
         return rec
 
     def _watch_dependencies(self, rec):
@@ -344,17 +322,14 @@ class ActorCaller:
             elif rec.kind == "terminate":
                 rt.send(state.location, ("actor_terminate", actor_id))
             elif rec.failed_blob is not None:  # a failed argument fails the call with the same error
-                for object_id in rec.return_ids:
-                    rt.objects.set_ready(object_id, rec.failed_blob, True)
+                self._fail(rec, rec.failed_blob)
             else:
                 self.calls[rec.call_id] = rec
-                message = ("actor_call", actor_id, rec.call_id, rec.method, rec.args_blob, inlined,
-                           len(rec.return_ids))
+                message = ("actor_call", actor_id, rec.call_id, rec.method, rec.args_blob, inlined, len(rec.return_ids))
                 rt.send(state.location, message if rec.overrides is None else message + (rec.overrides,))
 
     def _set_location(self, actor_id, state, worker):
-        """The actor is ALIVE on ``worker``: answer the ranks that asked, send what was queued,
-        then a kill asked for meanwhile."""
+        """ALIVE on ``worker``: answer the ranks that asked, send what was queued, then a kill asked meanwhile."""
         state.located(worker)
         for rank in state.waiting_for_location:
             self.rt.send(rank, ("actor_location", actor_id, worker, state.max_task_retries))
@@ -398,8 +373,8 @@ class ActorCaller:
             state.waiting_for_location.append(source)
 
     def _on_location(self, source, actor_id, worker, max_task_retries=None):
-        """A borrower's answer: where the actor lives, or None once it is gone for good (from the
-        owner, or from the head once the owner died). A late second answer to a DEAD actor is dropped."""
+        """A borrower's answer, from the owner or (once the owner died) the head: where the actor lives, or None
+        once it is gone for good. A late second answer to a DEAD actor is dropped."""
         state = self._state(actor_id)
         if state.state is DEAD:
             return
@@ -419,9 +394,8 @@ class ActorCaller:
         self._set_location(actor_id, state, worker)
 
     def _on_kill_restart(self, source, actor_id):
-        """At the owner: ``kill(no_restart=False)``. With restarts left (``max_restarts``; -1
-        for ever) the actor's rank makes a new instance in place (same resources, same name);
-        without, it is killed as by ``kill()``. Either way it stays ALIVE here: the host does it."""
+        """At the owner: ``kill(no_restart=False)``. With restarts left the actor's rank makes a new instance
+        in place (same resources, same name); without, it is killed. Either way the host does it: ALIVE here."""
         state = self._state(actor_id)
         if state.state is DEAD:
             return
@@ -442,15 +416,13 @@ class ActorCaller:
             self._mark_dead(actor_id, state, why, [])
 
     def _on_restarted(self, source, actor_id):
-        """At the owner: the actor's host restarted it in place after ``sys.exit()`` in a
-        method (actor_host._process_exit): one restart fewer left."""
+        """At the owner: the host restarted the actor in place after ``sys.exit()`` in a method (_process_exit)."""
         self._state(actor_id).count_restart()
 
     # -- worker deaths (ULFM) --------------------------------------------------
     def _on_rank_dead(self, rank):
-        """Actors on ``rank`` restart elsewhere (their owner re-places them and runs ``__init__``
-        again) while ``max_restarts`` allows; the calls they were running are sent again while
-        ``max_task_retries`` allows. Otherwise their calls fail with ActorDiedError."""
+        """Actors on ``rank`` restart elsewhere (their owner re-places them) while ``max_restarts`` allows;
+        their running calls are sent again while ``max_task_retries`` allows, else fail with ActorDiedError."""
         for actor_id, state in list(self.actors.items()):
             if state.state is DEAD:
                 continue
@@ -474,8 +446,8 @@ class ActorCaller:
                 self._ask_location(actor_id, state)
 
     def _restart_or_die(self, actor_id, state, rank, inflight):
-        """At the owner, the actor's rank died: RESTARTING with the calls it was running first
-        again (those with retries left), behind a re-creation, or DEAD without restarts left."""
+        """At the owner, the actor's rank died: RESTARTING with the calls it ran (those with retries left)
+        first again, behind a re-creation, or DEAD without restarts left."""
         if state.create_message is None or not state.use_restart():
             self._mark_dead(actor_id, state, f"its rank ({rank}) died and it has no restarts left "
                                              "(max_restarts)", inflight)

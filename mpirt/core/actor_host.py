@@ -1,12 +1,10 @@
 """Hosting actors on a worker rank.
 
-Each actor gets its own executor: one thread by default (calls run one at a
-time, in arrival order), ``max_concurrency`` threads if asked, or an asyncio
-event loop on a thread of its own when the class has ``async def`` methods.
-Concurrency groups (``concurrency_groups={"io": 2}``) get a pool of their own (a
-semaphore on the loop for async actors). Methods are looked up on the class, as in
-Ray: an instance attribute of the same name does not hide a method.
-A dead actor (constructor failed, killed, exited) stays as a tombstone so
+Each actor gets its own executor: one thread by default (calls run one at a time, in arrival order),
+``max_concurrency`` threads if asked, or an asyncio event loop on a thread of its own when the class has
+``async def`` methods. Concurrency groups (``concurrency_groups={"io": 2}``) get a pool of their own (a
+semaphore on the loop for async actors). Methods are looked up on the class, as in Ray: an instance attribute of
+the same name does not hide a method. A dead actor (constructor failed, killed, exited) stays as a tombstone so
 later calls get ``ActorDiedError`` instead of silence.
 """
 import asyncio
@@ -30,8 +28,8 @@ class ActorExit(BaseException):
 
 
 class _HasDefault:
-    """Stands for a parameter's default in the signatures handles carry: binding needs to
-    know a default exists, not its value (which might not pickle)."""
+    """A parameter's default in the signatures handles carry: binding needs to know a default exists, not its
+    value (which might not pickle)."""
 
     def __repr__(self):
         return "<default>"
@@ -50,9 +48,8 @@ _NOT_METHODS = frozenset(("__init__", "__new__", "__del__", "__init_subclass__",
 
 
 class MethodEntry:
-    """One method of an actor class as its callers and its host see it: default
-    ``num_returns``, the signature to bind calls against (without ``self``/``cls``), and
-    what ``@method`` set (concurrency group, retries of application errors)."""
+    """One method of an actor class as its callers and its host see it: default ``num_returns``, the signature
+    to bind calls against (without ``self``/``cls``), what ``@method`` set (concurrency group, retries)."""
 
     __slots__ = ("num_returns", "signature", "required", "concurrency_group", "max_task_retries", "retry_exceptions",
                  "is_async")
@@ -69,13 +66,12 @@ class MethodEntry:
 
 
 # Ray's built-in actor methods, on every handle.
-SPECIAL_METHODS = {"__ray_ready__": MethodEntry(), "__ray_call__": MethodEntry(),
-                   "__ray_terminate__": MethodEntry()}
+SPECIAL_METHODS = {"__ray_ready__": MethodEntry(), "__ray_call__": MethodEntry(), "__ray_terminate__": MethodEntry()}
 
 
 def method_table(cls):
-    """Every method a handle of ``cls`` offers, the class's own and its bases' (first in the
-    MRO wins, as attribute lookup does), staticmethods and classmethods included."""
+    """Every method a handle of ``cls`` offers, the class's own and its bases' (first in the MRO wins, as
+    attribute lookup does), staticmethods and classmethods included."""
     table = {}
     seen = set()
     for klass in cls.__mro__:
@@ -85,10 +81,8 @@ def method_table(cls):
             if name in seen:
                 continue
             seen.add(name)
-            if name in _NOT_METHODS:
-                continue
             function = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
-            if not inspect.isfunction(function):
+            if name in _NOT_METHODS or not inspect.isfunction(function):
                 continue
             options = getattr(function, "__mpirt_method_options__", {})
             signature, required = _call_signature(function, drop_first=not isinstance(raw, staticmethod))
@@ -104,10 +98,9 @@ def _call_signature(function, drop_first):
         signature = inspect.signature(function)
     except (TypeError, ValueError):
         return None, True
-    parameters = list(signature.parameters.values())[1 if drop_first else 0:]
     parameters = [p.replace(annotation=inspect.Parameter.empty,
                             default=inspect.Parameter.empty if p.default is inspect.Parameter.empty else HAS_DEFAULT)
-                  for p in parameters]
+                  for p in list(signature.parameters.values())[1 if drop_first else 0:]]
     required = any(p.default is inspect.Parameter.empty and p.kind in _REQUIRED_KINDS for p in parameters)
     return inspect.Signature(parameters), required
 
@@ -118,7 +111,7 @@ class HostedActor:
                  "create_args", "environment", "restarts_left", "detached", "name", "held", "restarts", "running",
                  "cancelled", "unanswered", "environment_holds")
 
-    def __init__(self, actor_id, cls, owner):
+    def __init__(self, actor_id, cls, owner, options, create_args):
         self.actor_id = actor_id
         self.cls = cls
         self.class_name = cls.__name__
@@ -127,22 +120,22 @@ class HostedActor:
         self.dead_error = None
         self.pool = None
         self.loop = None
-        self.is_async = False
         self.constructed = threading.Event()  # threaded actors: calls wait for __init__
-        self.num_gpus = 0.0
-        self.table = {}         # method name -> MethodEntry
+        self.num_gpus = options.get("num_gpus", 0.0)
+        self.table = method_table(cls)   # method name -> MethodEntry
+        self.is_async = any(entry.is_async for entry in self.table.values())
         self.bound = {}         # method name -> the method bound to the current instance
         self.generation = 0     # restarts by kill(no_restart=False): calls from before one fail
         self.pools = {}         # concurrency group -> its WorkerThreads (threaded actors)
         self.semaphores = {}    # concurrency group (None: the default) -> asyncio.Semaphore (async actors)
-        self.max_task_retries = 0
-        self.create_args = None  # (args_blob, inlined): __init__ runs again on a restart
-        self.environment = None  # its runtime_env beyond the job's (runtime_env.freeze), or None
-        self.restarts_left = 0   # max_restarts still to use (-1: for ever); the owner keeps the same count
-        self.detached = False    # lifetime="detached": it outlives its owner
-        self.name = ""           # its name, "" if unnamed (get_runtime_context().get_actor_name())
-        self.held = {}           # resources it holds while it lives
-        self.restarts = 0        # times its constructor ran again (was_current_actor_reconstructed)
+        self.max_task_retries = options.get("max_task_retries", 0)
+        self.create_args = create_args   # (args_blob, inlined): __init__ runs again on a restart
+        self.environment = runtime_env.freeze(options.get("runtime_env"))   # beyond the job's, or None
+        self.restarts_left = options.get("max_restarts", 0)   # -1: for ever; the owner keeps the same count
+        self.detached = options.get("detached", False)        # lifetime="detached": it outlives its owner
+        self.name = options.get("name") or ""                 # "" if unnamed (get_runtime_context())
+        self.held = dict(options.get("held") or {})           # resources it holds while it lives
+        self.restarts = options.get("restarts", 0)   # times __init__ ran again (was_current_actor_reconstructed)
         self.running = {}        # call id -> CallContext of the calls running now
         self.cancelled = set()   # ids of calls cancelled before they started
         self.unanswered = {}     # async actors: call id -> (caller, num_returns) of the calls not answered yet
@@ -158,11 +151,11 @@ class CallContext:
 
     __slots__ = ("call_id", "method", "cancelled", "task")
 
-    def __init__(self, call_id, method):
+    def __init__(self, call_id, method, task=None):
         self.call_id = call_id
         self.method = method
         self.cancelled = False   # cancel() asked: is_canceled() says so (a sync call is not interrupted)
-        self.task = None         # the asyncio task of an async call, which cancel() cancels
+        self.task = task         # the asyncio task of an async call, which cancel() cancels
 
 
 class ActorHost:
@@ -170,32 +163,15 @@ class ActorHost:
         self.rt = runtime
         self.actors = {}
         self.early_calls = collections.defaultdict(list)  # calls that arrived before the constructor
-        runtime.register(
-            actor_create=self._on_create,
-            actor_call=self._on_call,
-            actor_kill=self._on_kill,
-            actor_terminate=self._on_terminate,
-            actor_restart=self._on_restart,
-            actor_cancel_call=self._on_cancel_call,
-        )
+        runtime.register(actor_create=self._on_create, actor_call=self._on_call, actor_kill=self._on_kill,
+                         actor_terminate=self._on_terminate, actor_restart=self._on_restart,
+                         actor_cancel_call=self._on_cancel_call)
         runtime.failures.handlers.append(self._on_rank_dead)
 
     # -- progress thread (runtime.lock held) ----------------------------------
     def _on_create(self, source, actor_id, class_blob, args_blob, inlined, options, failed_blob):
         cls = loads(class_blob)
-        actor = HostedActor(actor_id, cls, source)
-        actor.num_gpus = options.get("num_gpus", 0.0)
-        actor.max_task_retries = options.get("max_task_retries", 0)
-        actor.restarts_left = options.get("max_restarts", 0)
-        actor.detached = options.get("detached", False)
-        actor.name = options.get("name") or ""
-        actor.held = dict(options.get("held") or {})
-        actor.restarts = options.get("restarts", 0)
-        actor.environment = runtime_env.freeze(options.get("runtime_env"))
-        actor.create_args = (args_blob, inlined)
-        self.actors[actor_id] = actor
-        actor.table = method_table(cls)
-        actor.is_async = any(entry.is_async for entry in actor.table.values())
+        actor = self.actors[actor_id] = HostedActor(actor_id, cls, source, options, (args_blob, inlined))
         groups = options.get("concurrency_groups") or {}
         if actor.is_async:
             actor.loop = asyncio.new_event_loop()
@@ -207,8 +183,10 @@ class ActorHost:
             actor.pools = {group: WorkerThreads(f"mpirt-actor-{cls.__name__}-{group}", limit, self._idle_poll)
                            for group, limit in groups.items()}
         if failed_blob is not None:
+            cause = loads(failed_blob)
+            cause = cause.to_exception() if isinstance(cause, ErrorPayload) else cause
             self._die(actor, ActorDiedError(f"actor {cls.__name__} could not be created: a constructor argument "
-                                            "failed", cause=_exception_of(failed_blob)))
+                                            "failed", cause=cause))
         else:
             self._submit(actor, self._construct, actor, cls, args_blob, inlined)
         for call in self.early_calls.pop(actor_id, []):
@@ -234,22 +212,18 @@ class ActorHost:
                     actor.generation)
 
     def _on_restart(self, source, actor_id):
-        """``kill(no_restart=False)`` with restarts left (the owner counts them): a new instance,
-        ``__init__`` run again, here. Calls that arrived before it fail with ActorDiedError (as
-        Ray's killed process would fail them); one already running finishes on the old instance
-        (a thread cannot be stopped). Calls that arrive after it run on the new instance."""
+        """``kill(no_restart=False)`` with restarts left (the owner counts them): ``__init__`` run again, here.
+        Calls that arrived before it fail with ActorDiedError (as Ray's killed process would fail them); one
+        already running finishes on the old instance (a thread cannot be stopped)."""
         actor = self.actors.get(actor_id)
         if actor is None or actor.dead_error is not None:
             return
-        if actor.restarts_left > 0:
-            actor.restarts_left -= 1
         _begin_restart(actor)
         self._submit(actor, self._construct, actor, actor.cls, *actor.create_args)
 
     def _on_cancel_call(self, source, actor_id, call_id):
-        """``cancel()`` of a call sent here: one not started never runs (TaskCancelledError);
-        a running async call is cancelled (asyncio.CancelledError inside it); a running sync
-        call is only flagged (``is_canceled()``), as in Ray, which does not interrupt them."""
+        """``cancel()`` of a call sent here: one not started never runs (TaskCancelledError); a running async call
+        is cancelled (CancelledError inside it); a sync one only flagged (``is_canceled()``), as in Ray."""
         actor = self.actors.get(actor_id)
         if actor is None:
             return
@@ -262,8 +236,8 @@ class ActorHost:
             actor.loop.call_soon_threadsafe(context.task.cancel)
 
     def _on_rank_dead(self, rank):
-        """An actor shares its owner's fate, as in Ray, unless it is detached. Calls held for an
-        actor whose creation its dead owner never sent fail now (it will not come)."""
+        """An actor shares its owner's fate, as in Ray, unless it is detached. Calls held for an actor whose
+        creation its dead owner never sent fail now."""
         for actor_id in [a for a in self.early_calls if owner_of(a) == rank]:
             error = ActorDiedError(f"actor {actor_id:028x} died: its owner (rank {rank}) died before it created it")
             for call in self.early_calls.pop(actor_id):
@@ -271,9 +245,8 @@ class ActorHost:
                 self._reply(source, call_id, error_blobs(error, num_returns), True)
         for actor in self.actors.values():
             if actor.owner == rank and not actor.detached and actor.dead_error is None:
-                self._die(actor, ActorDiedError(f"actor {actor.class_name} died because its owner (rank {rank}) "
-                                                "died; only a detached actor (lifetime='detached') outlives its "
-                                                "owner"))
+                self._die(actor, ActorDiedError(f"actor {actor.class_name} died because its owner (rank {rank}) died; "
+                                                "only a detached actor (lifetime='detached') outlives its owner"))
 
     def _on_kill(self, source, actor_id):
         actor = self.actors.get(actor_id)
@@ -327,17 +300,15 @@ class ActorHost:
 
     # -- actor threads -----------------------------------------------------
     def _idle_poll(self, ready):
-        """An actor thread with nothing queued drives MPI for a moment: the next call of a
-        caller waiting for each reply then arrives on this thread (no hand-offs). It gives way
-        to a thread of this rank waiting in ``get`` (a caller's reply matters more)."""
+        """An actor thread with nothing queued drives MPI for a moment: the next call of a caller waiting for each
+        reply then arrives on this thread (no hand-offs). It gives way to a thread of this rank in ``get``."""
         if POLL_BUDGET:
             self.rt.transport.poll(ready, POLL_BUDGET, yielding=True)
 
     def enter_environment(self, actor):
-        """Put the actor's runtime_env in place (runtime lock held; may wait on the runtime's
-        condition), as a task's is (``runtime_env.RankEnvironment``: the rank runs one
-        environment at a time). A call of an actor that already holds it joins without waiting:
-        waiting would block the loop (async actors) or the calls it waits behind."""
+        """Put the actor's runtime_env in place (runtime lock held; may wait), as a task's is (the rank runs one
+        environment at a time: ``RankEnvironment``). A call of an actor that already holds it joins without
+        waiting: waiting would block the loop (async actors) or the calls it waits behind."""
         environment = self.rt.executor.environment
         if actor.environment_holds:
             environment.join()
@@ -351,8 +322,7 @@ class ActorHost:
         self.rt.executor.environment.leave()
 
     def _hold_environment(self, actor):
-        """``enter_environment`` for a constructor or a threaded call; True if the actor has a
-        runtime_env beyond the job's and now holds it."""
+        """``enter_environment`` for a constructor or a threaded call: True if it has a runtime_env and holds it."""
         if actor.environment is None:
             return False
         with self.rt.lock:
@@ -375,9 +345,8 @@ class ActorHost:
             self.leave_environment(actor)
 
     def _construct(self, actor, cls, args_blob, inlined, hold_environment=True):
-        """Run ``__init__`` and publish the instance. Also run by a call whose ``sys.exit()``
-        restarted the actor, on that call's thread: what the call set in ``task_context`` is
-        put back after."""
+        """Run ``__init__`` and publish the instance. Also run by a call whose ``sys.exit()`` restarted the
+        actor, on that call's thread: what the call set in ``task_context`` is put back after."""
         saved = invoke.current()
         invoke.enter(f"{cls.__name__}.__init__", actor.num_gpus, actor=actor)
         held = hold_environment and self._hold_environment(actor)
@@ -398,8 +367,7 @@ class ActorHost:
             invoke.enter(*saved)
             actor.constructed.set()
 
-    def _call(self, actor, caller, call_id, method, args_blob, inlined, num_returns, overrides=None,
-              generation=0):
+    def _call(self, actor, caller, call_id, method, args_blob, inlined, num_returns, overrides, generation):
         label = overrides["name"] if overrides and "name" in overrides else f"{actor.class_name}.{method}"
         call = actor.running[call_id] = CallContext(call_id, method)
         # After it is listed as running: a cancel() arriving now either finds it there or left its id.
@@ -414,8 +382,7 @@ class ActorHost:
         if held:
             task_context.environment_actor = actor   # let go while the call waits in get/wait (Runtime)
         try:
-            blobs, is_error = self._invoke(actor, method, args_blob, inlined, num_returns, label, overrides,
-                                           generation)
+            blobs, is_error = self._invoke(actor, method, args_blob, inlined, num_returns, label, overrides, generation)
         finally:
             if held:
                 task_context.environment_actor = None
@@ -429,7 +396,7 @@ class ActorHost:
         restart_retries = _call_retries(actor, method, overrides)
         if generation != actor.generation and restart_retries == 0:
             return error_blobs(invoke.call_restarted(actor), num_returns), True
-        retries, retry_on = _retry_rule(actor, method, overrides)
+        retries, retry_on = _retry_rule(actor, method, overrides, restart_retries)
         while True:
             if not actor.constructed.is_set():
                 actor.constructed.wait()
@@ -457,17 +424,14 @@ class ActorHost:
                     continue
                 return invoke.failure_blobs(exc, label, self.rt.rank, num_returns), True
 
-    async def _call_async(self, actor, caller, call_id, method, args_blob, inlined, num_returns, overrides=None,
-                          generation=0):
+    async def _call_async(self, actor, caller, call_id, method, args_blob, inlined, num_returns, overrides, generation):
         label = overrides["name"] if overrides and "name" in overrides else f"{actor.class_name}.{method}"
         restart_retries = _call_retries(actor, method, overrides)
         if actor.dead_error is not None or (generation != actor.generation and restart_retries == 0):
             error = actor.dead_error if actor.dead_error is not None else invoke.call_restarted(actor)
             self._answer_async(actor, caller, call_id, error_blobs(error, num_returns), True)
             return
-        call = CallContext(call_id, method)
-        call.task = asyncio.current_task()
-        actor.running[call_id] = call
+        call = actor.running[call_id] = CallContext(call_id, method, asyncio.current_task())
         if actor.cancelled and call_id in actor.cancelled:   # see _call
             actor.cancelled.discard(call_id)
             del actor.running[call_id]
@@ -475,15 +439,14 @@ class ActorHost:
             return
         semaphore = actor.semaphores.get(_group_of(actor, method, overrides)) or actor.semaphores[None]
         started = invoke.clock()
-        retries, retry_on = _retry_rule(actor, method, overrides)
+        retries, retry_on = _retry_rule(actor, method, overrides, restart_retries)
         invoke.enter_async(actor, call, label)
         try:
             async with semaphore:
                 while True:
                     try:
-                        loop = asyncio.get_running_loop()
-                        args, kwargs = await loop.run_in_executor(None, invoke.resolve_arguments, self.rt,
-                                                                  args_blob, inlined)
+                        args, kwargs = await asyncio.get_running_loop().run_in_executor(
+                            None, invoke.resolve_arguments, self.rt, args_blob, inlined)
                         function = actor.bound.get(method) or _bind_method(actor, method)
                         held = await self._hold_environment_async(actor)
                         try:
@@ -522,12 +485,10 @@ class ActorHost:
             self._reply(caller, call_id, blobs, is_error)
 
     def _process_exit(self, actor, exc, environment_held):
-        """``sys.exit()`` in a method: what Ray does when an actor's process exits, for this
-        actor only (its rank and the other actors there go on). Status 0 (``sys.exit()``) is an
-        intended exit: the actor ends for good. Any other status is a crash: while
-        ``max_restarts`` allows, the actor starts again in place (``__init__`` run anew, here on
-        this thread, so calls queued behind this one find the new instance), and its owner is
-        told to count the restart. True if the actor was restarted."""
+        """``sys.exit()`` in a method: what Ray does when an actor's process exits, for this actor only (its rank
+        and other actors go on). Status 0 is an intended exit: the actor ends for good. Any other is a crash: while
+        ``max_restarts`` allows, the actor starts again in place (``__init__`` run here on this thread, so calls
+        queued behind this one find the new instance; the owner counts it too). True if it was restarted."""
         with self.rt.lock:
             if actor.dead_error is not None:
                 return False
@@ -540,17 +501,14 @@ class ActorHost:
                 self._die(actor, ActorDiedError(f"actor {actor.class_name} exited with status {status} "
                                                 f"(sys.exit({exc.code!r})) and has no restarts left (max_restarts)"))
                 return False
-            if actor.restarts_left > 0:
-                actor.restarts_left -= 1
             _begin_restart(actor)
             self.rt.send(actor.owner, ("actor_restarted", actor.actor_id))
         # A threaded call that exited holds the actor's environment (if any) already.
         self._construct(actor, actor.cls, *actor.create_args, hold_environment=not environment_held)
         return actor.dead_error is None
 
-    def _exit(self, actor, num_returns, exit_request=None):
-        how = "__ray_terminate__" if exit_request is not None and exit_request.args[:1] == ("terminate",) \
-            else "exit_actor()"
+    def _exit(self, actor, num_returns, exit_request):
+        how = "__ray_terminate__" if exit_request.args[:1] == ("terminate",) else "exit_actor()"
         error = ActorDiedError(f"actor {actor.class_name} exited with {how}")
         with self.rt.lock:
             if actor.dead_error is None:
@@ -559,8 +517,10 @@ class ActorHost:
 
 
 def _begin_restart(actor):
-    """Drop the current instance: calls wait (``constructed``) until ``__init__`` has run again,
-    and calls that came before the restart know it by their generation."""
+    """Count the restart (``max_restarts``; -1: for ever) and drop the current instance: calls wait
+    (``constructed``) until ``__init__`` has run again, and calls from before know it by their generation."""
+    if actor.restarts_left > 0:
+        actor.restarts_left -= 1
     actor.restarts += 1
     actor.generation += 1
     actor.constructed.clear()
@@ -569,8 +529,8 @@ def _begin_restart(actor):
 
 
 def _bind_method(actor, name):
-    """The method called ``name``, looked up on the class (Ray's rule: an instance attribute
-    of that name does not hide it) and bound to the current instance; cached per instance."""
+    """The method called ``name``, looked up on the class (Ray's rule: an instance attribute of that name does
+    not hide it) and bound to the current instance; cached per instance."""
     instance = actor.instance
     if name == "__ray_ready__":
         function = _ready
@@ -618,11 +578,10 @@ def _call_retries(actor, method, overrides):
     return actor.max_task_retries
 
 
-def _retry_rule(actor, method, overrides):
-    """(retries left, which exceptions retry) for a call: its ``max_task_retries``
-    (``_call_retries``); nothing retries unless ``retry_exceptions`` says so."""
+def _retry_rule(actor, method, overrides, retries):
+    """(retries left, which exceptions retry) for a call of ``max_task_retries`` ``retries``
+    (``_call_retries``): nothing retries unless ``retry_exceptions`` says so."""
     entry = actor.table.get(method)
-    retries = _call_retries(actor, method, overrides)
     retry_on = entry.retry_exceptions if entry is not None else False
     if overrides:
         retry_on = overrides.get("retry_exceptions", retry_on)
@@ -638,7 +597,3 @@ def _should_retry(exc, retry_on):
         return isinstance(exc, Exception)
     return isinstance(exc, tuple(retry_on))
 
-
-def _exception_of(blob):
-    value = loads(blob)
-    return value.to_exception() if isinstance(value, ErrorPayload) else value

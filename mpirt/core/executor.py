@@ -1,12 +1,10 @@
 """Running tasks on a worker rank.
 
-Tasks arrive per lease; a lease is one slot, so its tasks run one after another,
-each on a thread of its own. On a rank offering several CPUs that thread hands the
-task to a slot process and serves it (``task_slots.py``), so the rank's CPUs run
-Python at once instead of taking turns on one interpreter lock. When a running task blocks in ``get``/``wait`` its
-slot goes to the next task queued on the same lease, or, if there is none, its
-CPU goes back to the head scheduler until it resumes. Either way a blocked
-task never holds the CPU that the tasks it waits for need.
+Tasks arrive per lease; a lease is one slot, so its tasks run one after another, each on a thread of its own. On a
+rank offering several CPUs that thread hands the task to a slot process and serves it (``task_slots.py``), so the
+rank's CPUs run Python at once instead of taking turns on one interpreter lock. When a running task blocks in
+``get``/``wait`` its slot goes to the next task queued on the same lease, or, if there is none, its CPU goes back to
+the head scheduler until it resumes: a blocked task never holds the CPU that the tasks it waits for need.
 """
 import collections
 import ctypes
@@ -27,11 +25,8 @@ from .threads import WorkerThreads
 
 
 class LeaseSlot:
-    """One leased CPU slot: tasks queued on it, how many run, how many are blocked.
-
-    The slot's CPU is handed back to the head (``released``) while every task
-    on it is blocked and none is queued, and taken again when one resumes.
-    """
+    """One leased CPU slot: tasks queued on it, how many run, how many are blocked. Its CPU goes back
+    to the head (``released``) while every task on it is blocked and none is queued."""
 
     __slots__ = ("queue", "active", "blocked", "released", "shape")
 
@@ -55,13 +50,11 @@ QUEUED, RUNNING, BLOCKED, FINISHED = WorkState
 
 
 class RunningTask:
-    """A task on this rank, queued or running. ``runtime_context`` reads its id, name,
-    ``function``, ``shape`` and ``cancelled``; ``children`` are the ids of the tasks it
-    submitted that have not finished (``cancel(recursive=True)`` cancels them too).
-
-    Its ``state`` changes only through the methods below (under the runtime lock), each of which
-    checks the state it leaves. ``cancelled`` is set by ``cancel`` alone: a running task cannot be
-    stopped, only interrupted, so it stays RUNNING (or BLOCKED) until its code returns."""
+    """A task on this rank, queued or running. ``runtime_context`` reads its id, name, ``function``, ``shape`` and
+    ``cancelled``; ``children`` are the ids of the tasks it submitted that have not finished (``cancel(recursive=True)``
+    cancels them too). Its ``state`` changes only through the methods below (under the runtime lock), each of
+    which checks the state it leaves. ``cancelled`` is set by ``cancel`` alone: a running task cannot be stopped,
+    only interrupted, so it stays RUNNING (or BLOCKED) until its code returns."""
 
     __slots__ = ("task_id", "name", "lease_id", "submitter", "spec", "thread_id", "in_user_code", "environment",
                  "environment_held", "environment_left", "function", "cancelled", "children", "slot_process",
@@ -123,9 +116,8 @@ class RunningTask:
         self.state = FINISHED
 
     def cancel(self):
-        """``cancel()`` reached it. QUEUED -> FINISHED: it never runs (True: the caller answers it
-        with TaskCancelledError). RUNNING or BLOCKED: only marked (False); its thread is interrupted
-        and it finishes as usual. A second cancel of a running task changes nothing."""
+        """``cancel()`` reached it. QUEUED -> FINISHED: it never runs (True: the caller answers it with
+        TaskCancelledError). RUNNING or BLOCKED: only marked (False), to finish as usual once interrupted."""
         state = self.state
         if state == QUEUED:
             self.cancelled = True
@@ -147,11 +139,9 @@ class TaskExecutor:
         # init(runtime_env=...): every task's starting point, in place for the rank's life.
         apply_for_good(runtime.config.get("runtime_env"))
         self.environment = RankEnvironment(runtime.cond)
-        # Several CPUs: tasks run in slot processes (task_slots.py); one CPU: on threads here.
         cpus = runtime.cluster.resources_by_rank.get(runtime.rank, {}).get("CPU", 0.0)
-        self.task_slots = None
-        if uses_processes(runtime.config.get("task_slots", "auto"), cpus):
-            self.task_slots = TaskSlots(self, cpus)
+        processes = uses_processes(runtime.config.get("task_slots", "auto"), cpus)
+        self.task_slots = TaskSlots(self, cpus) if processes else None
         runtime.register(task=self._on_task, cancel=self._on_cancel, steal=self._on_steal)
 
     # -- under runtime.lock ------------------------------------------------
@@ -159,15 +149,11 @@ class TaskExecutor:
         function_id, blob = spec[1], spec[2]
         if blob is not None and function_id not in self.functions:
             self.functions[function_id] = blob  # unpickled on the task thread, once
-        slot = self._slot(lease_id, spec[8])
-        slot.queue.append(RunningTask(lease_id, source, spec))
-        self._update(lease_id, slot)
-
-    def _slot(self, lease_id, shape):
         slot = self.slots.get(lease_id)
         if slot is None:
-            slot = self.slots[lease_id] = LeaseSlot(shape)
-        return slot
+            slot = self.slots[lease_id] = LeaseSlot(spec[8])
+        slot.queue.append(RunningTask(lease_id, source, spec))
+        self._update(lease_id, slot)
 
     def _update(self, lease_id, slot):
         """Start queued tasks while the slot is free; release or retake its CPU."""
@@ -234,18 +220,17 @@ class TaskExecutor:
         self.rt.send(source, ("stolen", lease_id, task_ids))
 
     def _on_cancel(self, source, task_id, force, recursive=True):
-        """``cancel()`` of a task sent here: one still queued never runs; a running one gets
-        KeyboardInterrupt raised in its thread, as Ray raises it (pure-Python code stops at its
-        next bytecode; a blocking C call such as ``time.sleep`` returns first). ``recursive``:
-        the tasks it submitted are cancelled too. ``force`` changes nothing here: a rank cannot be
-        killed for one task, so the submitter has failed the task's results already."""
+        """``cancel()`` of a task sent here: one still queued never runs; a running one gets KeyboardInterrupt
+        raised in its thread, as Ray raises it (pure-Python code stops at its next bytecode; a blocking C call
+        such as ``time.sleep`` returns first). ``recursive``: its children too. ``force`` changes nothing here
+        (a rank is not killed for one task): the submitter has failed the task's results already."""
         for lease_id, slot in self.slots.items():
             for task in slot.queue:
                 if task.task_id == task_id:
                     task.cancel()
                     slot.queue.remove(task)
                     self._update(lease_id, slot)
-                    blobs = invoke.error_blobs(invoke.task_cancelled_unstarted(task.name), len(task.spec[6]))
+                    blobs = invoke.error_blobs(invoke.task_cancelled(task.name, "before it ran"), len(task.spec[6]))
                     self._reply(task, blobs, True, False, 0.0)
                     return
         task = self.running.get(task_id)
@@ -263,8 +248,8 @@ class TaskExecutor:
 
     # -- task thread -------------------------------------------------------
     def _run_logged(self, task):
-        """Run ``task``, then keep running the tasks queued on its lease on this same
-        thread (no pool hand-off between short pipelined tasks)."""
+        """Run ``task``, then the tasks queued on its lease, on this thread (no pool hand-off between
+        short pipelined tasks)."""
         try:
             while task is not None:
                 self._run(task)
@@ -308,7 +293,6 @@ class TaskExecutor:
         """Run ``task`` on this thread: ``(blobs, is_error, retryable)``."""
         rt = self.rt
         (_, function_id, _, name, args_blob, inlined, return_ids, retry_exceptions, _, _) = task.spec
-        is_error, retryable = False, False
         try:
             try:
                 function = task.function = self._function(function_id)
@@ -323,19 +307,17 @@ class TaskExecutor:
                         task.in_user_code = False
                         if task.environment_held:
                             self._leave_environment(task)
-                blobs = invoke.serialize_returns(f"task {name}", result, len(return_ids), rt.store)
+                return invoke.serialize_returns(f"task {name}", result, len(return_ids), rt.store), False, False
             except BaseException as exc:  # noqa: B902 - the task's failure is its result
-                is_error = True
                 blobs, retryable = task_failure(exc, task, retry_exceptions, rt.rank)
+                return blobs, True, retryable
         finally:
             if task.environment_held:   # a cancel's KeyboardInterrupt can land before the inner let-go
                 with rt.lock:
                     self._leave_environment(task)
-        return blobs, is_error, retryable
 
     def function_blob(self, function_id):
-        """The pickle of ``function_id`` (for a slot process, which unpickles it itself); a large
-        one is read from the store once."""
+        """The pickle of ``function_id`` for a slot process (a large one is read from the store once)."""
         function = self.functions[function_id]
         if isinstance(function, ObjectRef):
             # The stored pickle reads back as a read-only array over the store; the slot needs bytes.
@@ -350,9 +332,8 @@ class TaskExecutor:
         self.rt.send(task.submitter, ("done", task.task_id, blobs, is_error, retryable, seconds))
 
     def _function(self, function_id):
-        """The function of ``function_id``, unpickled on first use. A large one came as the
-        ObjectRef of its pickle in the object store (``submitter.FunctionDescriptor``): read
-        there, from shared memory on the submitter's node."""
+        """The function of ``function_id``, unpickled on first use; a large one came as the ObjectRef of
+        its pickle (``submitter.FunctionDescriptor``), read from the store."""
         function = self.functions[function_id]
         if isinstance(function, (bytes, ObjectRef)):
             function = loads(self.rt.value_of(function) if isinstance(function, ObjectRef) else function)
@@ -362,9 +343,8 @@ class TaskExecutor:
 
 
 def task_failure(exc, task, retry_exceptions, rank):
-    """``(blobs, retryable)`` of a task run on this rank that raised ``exc`` (being handled):
-    cancelled, ``sys.exit()`` (a worker crash in Ray, retried while ``max_retries`` allows) or
-    its own error (retried if ``retry_exceptions`` says so)."""
+    """``(blobs, retryable)`` of a task run here that raised ``exc`` (being handled): cancelled,
+    ``sys.exit()`` (a worker crash in Ray, retried per ``max_retries``) or its own error (``retry_exceptions``)."""
     name, num_returns = task.name, len(task.spec[6])
     if task.cancelled and isinstance(exc, (KeyboardInterrupt, TaskCancelledError)):
         return invoke.error_blobs(invoke.task_cancelled(name), num_returns), False

@@ -1,12 +1,11 @@
 """Invoking one call on a worker rank: a task, an actor method or an async actor method.
 
-The three differ in what surrounds the call (a task's lease slot and slot process, an actor's
-retries, restarts and event loop: ``executor``, ``task_slots``, ``actor_host``), not in the call
-itself, which is made here in one way: arguments resolved (``resolve_arguments``), the thread
-(or coroutine) named as running it (``enter``/``leave``, ``enter_async``), the callable called by
-its caller (an async actor awaits what it returns), timed on one clock (``clock``, ``finished``),
-its result split and encoded as its return objects (``serialize_returns``), or its failure encoded as error
-objects (``error_blobs``, ``failure_blobs``; the errors a call can end with are built below).
+The three differ in what surrounds the call (a task's lease slot and slot process, an actor's retries, restarts
+and event loop: ``executor``, ``task_slots``, ``actor_host``), not in the call itself, which is made here in one
+way: arguments resolved (``resolve_arguments``), the thread (or coroutine) named as running it (``enter``,
+``leave``, ``enter_async``), timed on one clock (``clock``, ``finished``), its result encoded as its return
+objects (``serialize_returns``), or its failure as error objects (``error_blobs``, ``failure_blobs``; the errors
+a call can end with are built below).
 """
 import time
 import traceback
@@ -40,9 +39,8 @@ def resolve_arguments(rt, args_blob, inlined):
 
 # -- who is running: call_context.task_context -----------------------------------------------
 def enter(label, num_gpus, task=None, actor=None, call=None):
-    """Name what this thread runs now, for ``get``/``wait`` (a task gives its CPU back),
-    ``get_runtime_context()`` and log lines: a task (``task``, an ``executor.RunningTask``), an
-    actor call (``actor`` and ``call``) or a constructor (``actor`` alone)."""
+    """Name what this thread runs now, for ``get``/``wait`` (a task gives its CPU back), ``get_runtime_context()``
+    and log lines: a task (an ``executor.RunningTask``), an actor call (``actor``, ``call``) or a constructor."""
     context = task_context
     context.task = task
     context.label = label
@@ -69,16 +67,14 @@ def current():
 
 
 def enter_async(actor, call, label):
-    """``enter`` for an async actor call: the coroutines of one actor share its loop's thread,
-    so the call is named in the coroutine's own context (``call_context.async_call``); the
-    thread-local GPU count is the actor's, the same for all of them."""
+    """``enter`` for an async actor call: the coroutines of one actor share its loop's thread, so the call is
+    named in the coroutine's own context (``call_context.async_call``); the thread's GPU count is the actor's."""
     async_call.set((actor, call, label))
     task_context.num_gpus = actor.num_gpus
 
 
 def finished(category, label, started, failed, task_id=None):
-    """Trace the call that began at ``started`` (``clock()``) and return how long it ran; a
-    task's trace event carries its id (hex)."""
+    """Trace the call that began at ``started`` (``clock()``), with a task's id (hex); return how long it ran."""
     ended = clock()
     if task_id is None:
         tracing.record(category, label, started, ended, failed=failed)
@@ -140,8 +136,8 @@ def error_blobs(error, num_returns):
 
 
 def failure_blobs(exc, name, rank, num_returns):
-    """``error_blobs`` for a call named ``name`` that raised ``exc`` (being handled now). An
-    error that cannot be pickled travels as its text and traceback."""
+    """``error_blobs`` for a call ``name`` that raised ``exc`` (being handled now); an unpicklable error
+    travels as its text and traceback."""
     try:
         return error_blobs(as_task_failure(exc, name, rank), num_returns)
     except Exception:
@@ -157,8 +153,7 @@ def as_task_failure(exc, name, rank):
 
 
 def matches_retry(retry_exceptions, exc):
-    """Whether ``exc`` is one a task's ``retry_exceptions`` option retries (True, or a pickled
-    tuple of exception types)."""
+    """Whether a task's ``retry_exceptions`` (True, or a pickled tuple of exception types) retries ``exc``."""
     if not retry_exceptions:
         return False
     if retry_exceptions is True:
@@ -167,17 +162,14 @@ def matches_retry(retry_exceptions, exc):
 
 
 # -- the errors a call ends with besides its own ------------------------------------------
-def task_cancelled(name):
-    return TaskCancelledError(f"task {name} was cancelled")
-
-
-def task_cancelled_unstarted(name):
-    return TaskCancelledError(f"task {name} was cancelled before it ran")
+def task_cancelled(name, how=""):
+    """``how``: "before it ran", "with force=True" or nothing (it was running)."""
+    return TaskCancelledError(f"task {name} was cancelled" + (f" {how}" if how else ""))
 
 
 def task_exited(name, code_text):
-    """``sys.exit()`` in a task: in Ray it ends the task's worker process, a system failure,
-    retried while ``max_retries`` allows, then WorkerCrashedError (the rank itself goes on)."""
+    """``sys.exit()`` in a task: in Ray it ends the worker process, a system failure, retried while
+    ``max_retries`` allows, then WorkerCrashedError (the rank itself goes on)."""
     return WorkerCrashedError(f"task {name} called sys.exit({code_text}), which ends its worker process in Ray, and "
                               "it has no retries left (max_retries)")
 
@@ -198,8 +190,7 @@ def call_restarted(actor):
 
 
 def call_exited(actor, exc, restarted):
-    """What a call that ran into ``sys.exit()`` fails with (Ray's types: unavailable while the
-    actor restarts, dead otherwise)."""
+    """What a call that ran into ``sys.exit()`` fails with: Ray's unavailable if the actor restarted, else dead."""
     if restarted:
         return ActorUnavailableError(
             f"The actor {actor.actor_id:028x} ({actor.class_name}) is unavailable: its process exited with status "
@@ -209,8 +200,7 @@ def call_exited(actor, exc, restarted):
 
 
 def exit_status(exc):
-    """The exit status ``sys.exit(code)`` would give the process: None and 0 are 0, an int
-    is itself, anything else (a message) is 1."""
+    """The status ``sys.exit(code)`` would give the process: None and 0 are 0, an int itself, else (a message) 1."""
     code = exc.code
     if code is None:
         return 0

@@ -1,25 +1,19 @@
-"""A task-slot process: runs tasks for its worker rank in an interpreter of its own.
+"""A task-slot process: runs tasks for its worker rank in an interpreter of its own (why and how: ``task_slots.py``).
 
-A worker rank with N CPUs would run N tasks as threads under one interpreter lock, so N
-pure-Python tasks took as long as on one CPU. The rank instead hands each task to a slot
-process (``task_slots.py`` starts them with ``subprocess``, never by forking the threaded MPI
-process). A slot uses no MPI and has no runtime of its own: it runs the function, and
-everything the task asks of mpirt (``get``, ``put``, ``wait``, ``.remote()`` of tasks and
-actor methods, ``get_actor``, ``kill``, ``cancel``, ``get_runtime_context()``, ...) is
-forwarded over the pipe to the rank's thread that waits for this task, which makes the call
-as the task itself would have made it there (so a blocked ``get`` gives the task's CPU back,
-children are tracked for ``cancel(recursive=True)``, the context names the task).
-
-Arguments and ``get`` results that lie in the node's store pool are read in place: this
-process maps the pool through the descriptor the rank passed it (``slot_wire``). Output is
-forwarded line by line to the rank, which forwards it to the driver under the task's name.
-``cancel`` arrives as SIGINT: ``KeyboardInterrupt`` in the task's code, as in Ray; while the
-task is inside a forwarded call the interrupt waits until the call returns.
+A slot uses no MPI and has no runtime of its own: it runs the function, and everything the task asks of mpirt
+(``get``, ``put``, ``wait``, ``.remote()`` of tasks and actor methods, ``get_actor``, ``kill``, ``cancel``,
+``get_runtime_context()``, ...) is forwarded over the socket to the rank's thread that waits for this task, which
+makes the call as the task itself would have made it there (so a blocked ``get`` gives the task's CPU back, children
+are tracked for ``cancel(recursive=True)``, the context names the task). Arguments and ``get`` results that lie in the
+node's store pool are read in place (``slot_wire``). Output goes line by line to the rank, which forwards it to the
+driver under the task's name. ``cancel`` arrives as SIGINT: ``KeyboardInterrupt`` in the task's code, as in Ray; while
+the task is inside a forwarded call the interrupt waits until the call returns.
 
 Run as ``python -c "<block SIGINT>; from mpirt.core.slot_process import main; main()" <socket> <pool> <cell>``
-(descriptors)
-(``task_slots.TaskSlots``).
+(descriptors; ``task_slots.TaskSlots``).
 """
+import collections
+import functools
 import mmap
 import os
 import signal
@@ -85,17 +79,12 @@ def _persistent_load(pid):
         return ObjectRef._arrive(pid[1])
     if pid[0] == "A":
         return ActorHandle(pid[1], _meta_of(pid[2]), False)   # untracked: the rank holds the counted one
-    raise pickle_error(pid)
-
-
-def pickle_error(pid):
-    return RuntimeError(f"mpirt task slot: unknown persistent id {pid!r}")
+    raise RuntimeError(f"mpirt task slot: unknown persistent id {pid!r}")
 
 
 def call_rank(target, attrs, call, args=(), kwargs=None):
-    """Evaluate ``target.attr1.attr2...(*args, **kwargs)`` on the rank, for the running task.
-    ``target``: the name of an mpirt module, or an object (a handle, a remote function).
-    Returns the value or raises the exception the rank got."""
+    """Evaluate ``target.attr1.attr2...(*args, **kwargs)`` on the rank, for the running task (``target``: an mpirt
+    module's name, or an object): the value, or the exception the rank got raised here."""
     body, slices = slot_wire.dumps((target, attrs, call, args, kwargs or {}), _persistent_id, _pool)
     with _call_lock:
         was_user, _state.in_user_code = _state.in_user_code, False
@@ -114,23 +103,17 @@ def call_rank(target, attrs, call, args=(), kwargs=None):
 
 
 def _forwarding_function(module_name, name, original):
+    @functools.wraps(original)
     def forwarded(*args, **kwargs):
         return call_rank(module_name, (name,), True, args, kwargs)
 
-    forwarded.__name__ = getattr(original, "__name__", name)
-    forwarded.__qualname__ = getattr(original, "__qualname__", name)
-    forwarded.__doc__ = getattr(original, "__doc__", None)
-    forwarded.__module__ = module_name
-    forwarded.__wrapped__ = original
     return forwarded
 
 
 # Module-level API functions a task may call, run on the rank instead.
-FORWARDED_FUNCTIONS = {
-    "mpirt.api": ("put", "get", "wait", "cancel", "cluster_resources", "available_resources", "object_store_stats",
-                  "get_gpu_ids", "nodes", "timeline"),
-    "mpirt.actor": ("get_actor", "kill", "list_named_actors"),
-}
+FORWARDED_FUNCTIONS = {"mpirt.api": ("put", "get", "wait", "cancel", "cluster_resources", "available_resources",
+                                     "object_store_stats", "get_gpu_ids", "nodes", "timeline"),
+                       "mpirt.actor": ("get_actor", "kill", "list_named_actors")}
 
 
 def _submit_remote_function(self, args, kwargs, options):
@@ -154,9 +137,8 @@ def _not_here(what):
 
 
 class SlotRuntimeContext:
-    """``get_runtime_context()`` in a slot: every method and property is asked of the rank's
-    context, on the thread that runs this task there (which never unpickles the function:
-    its name is answered here)."""
+    """``get_runtime_context()`` in a slot: every method and property is asked of the rank's context, on the
+    thread that runs this task there (which never unpickles the function: its name is answered here)."""
 
     def get_task_function_name(self):
         return None if _state.function is None else _qualified(_state.function)
@@ -182,12 +164,11 @@ def _build_context_proxy():
 
 
 def install_forwarding():
-    """Make mpirt's API in this process forward to the rank. Names bound elsewhere by
-    ``from ... import`` before now (``mpirt.get``, ``mpirt.util.wait``) are replaced too;
-    modules imported later import the replacements."""
-    # References made and dropped here are counted by the rank, not in this process.
-    object_ref.ref_events = _Discard()
-    actor.handle_events = _Discard()
+    """Make mpirt's API in this process forward to the rank. Names bound elsewhere by ``from ... import``
+    before now (``mpirt.get``, ``mpirt.util.wait``) are replaced too; later imports get the replacements."""
+    # References made and dropped here are counted by the rank, not in this process: their events vanish.
+    object_ref.ref_events = collections.deque(maxlen=0)
+    actor.handle_events = collections.deque(maxlen=0)
     replaced = {}
     for module_name, names in FORWARDED_FUNCTIONS.items():
         module = sys.modules[module_name]
@@ -201,16 +182,14 @@ def install_forwarding():
 
     replaced[id(runtime_context.get_runtime_context)] = get_runtime_context
     replaced[id(launch.init)] = _ignore_init
-    rank_runtime = _RankRuntime()
-    current.set_runtime(rank_runtime)
+    current.set_runtime(_RankRuntime())
     replaced[id(current.runtime_for_call)] = _not_here("this call")
     replaced[id(launch.shutdown)] = _not_here("shutdown()")
-    originals = {key: None for key in replaced}
     for module_name, module in list(sys.modules.items()):
         if module is None or not (module_name == "mpirt" or module_name.startswith("mpirt.")):
             continue
         for name, value in list(vars(module).items()):
-            if id(value) in originals and callable(value):
+            if id(value) in replaced and callable(value):
                 setattr(module, name, replaced[id(value)])
     remote_function.RemoteFunction._submit = _submit_remote_function
     actor.ActorClass._create = _create_actor
@@ -219,8 +198,7 @@ def install_forwarding():
 
 
 class _RankRuntime:
-    """``current.runtime()`` in a slot: reading an attribute (``.rank``, ``.config``)
-    reads it of the rank's runtime (the value must pickle)."""
+    """``current.runtime()`` in a slot: an attribute (``.rank``, ``.config``) is read of the rank's (it must pickle)."""
 
     def __getattr__(self, name):
         if name.startswith("__"):
@@ -233,19 +211,10 @@ def _ignore_init(*args, ignore_reinit_error=False, **kwargs):
     return None
 
 
-class _Discard:
-    """A stand-in for the reference-event queues: appends vanish."""
-
-    __slots__ = ()
-
-    def append(self, item):
-        pass
-
-
 # -- output ------------------------------------------------------------------------------
 class _OutputStream(TextSink):
-    """stdout/stderr of the slot: complete lines go to the rank, which prints them on the
-    task's thread (so the driver shows them under the task's name)."""
+    """stdout/stderr of the slot: complete lines go to the rank, which prints them on the task's thread (so the
+    driver shows them under the task's name)."""
 
     def __init__(self, name):
         self._name = name
@@ -270,9 +239,8 @@ class _OutputStream(TextSink):
 
 
 def _send_output(message):
-    """Output goes to the rank or nowhere: a closed pipe means the rank is gone, and so is anyone to
-    print for. Leave quietly then (an error here would be printed to this same stream, and Python
-    ends such a process with a "lost sys.stderr" report)."""
+    """Output goes to the rank or nowhere: a closed pipe means the rank is gone, and anyone to print for. Leave
+    quietly then (an error here would go to this same stream: Python ends with a "lost sys.stderr" report)."""
     try:
         _channel.send(message)
     except OSError:
@@ -286,10 +254,9 @@ def _cancelled_sequence():
 
 
 def _on_sigint(signum, frame):
-    """``cancel()`` of the running task: KeyboardInterrupt in its code, now or when the
-    forwarded call it is in returns. The rank writes the cancelled task's number before it
-    signals, so a signal meant for an earlier task is ignored, and one that came before this
-    task started is seen when it starts."""
+    """``cancel()`` of the running task: KeyboardInterrupt in its code, now or when the forwarded call it is in
+    returns. The rank writes the cancelled task's number before it signals, so a signal meant for an earlier
+    task is ignored, and one that came before this task started is seen when it starts."""
     if _state.task_id is None or _cancelled_sequence() != _state.sequence:
         return
     if _state.in_user_code:
@@ -372,18 +339,15 @@ def _watch_parent(parent_pid):
 
 
 def main():
-    global _channel, _pool
-    global _cancel_cell
+    global _channel, _pool, _cancel_cell
     socket_fd, pool_fd, cell_fd = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     _cancel_cell = mmap.mmap(cell_fd, 8, mmap.MAP_SHARED, mmap.PROT_READ)
-    parent_pid = os.getppid()
-    threading.Thread(target=_watch_parent, args=(parent_pid,), name="mpirt-slot-watch", daemon=True).start()
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), name="mpirt-slot-watch", daemon=True).start()
     _channel = slot_wire.Channel(Connection(socket_fd))
     if pool_fd >= 0:
         mapping = mmap.mmap(pool_fd, 0, mmap.MAP_SHARED, mmap.PROT_READ)
         _pool = slot_wire.Pool(np.frombuffer(mapping, dtype=np.uint8))
-    head, _, _ = _channel.recv()
-    _, sys_path, cwd = head
+    (_, sys_path, cwd), _, _ = _channel.recv()
     sys.path[:] = sys_path
     try:
         os.chdir(cwd)

@@ -1,21 +1,18 @@
 """The pipe between a worker rank and its task-slot processes: framing and pickling.
 
-A worker rank with several CPUs runs its tasks in slot processes (``task_slots.py``, the
-rank's side; ``slot_process.py``, the slot's side). They talk over one Unix stream socket
-per slot. Every message is two frames: a small head (``pickle`` of ``(head, slices)``) and
-a body (a pickle stream, possibly empty).
+A worker rank with several CPUs runs its tasks in slot processes (``task_slots.py``, the rank's side;
+``slot_process.py``, the slot's side). They talk over one Unix stream socket per slot. Every message is two
+frames: a small head (``pickle`` of ``(head, slices)``) and a body (a pickle stream, possibly empty).
 
-Large buffers are not copied through the socket when they lie in the node's object-store
-pool, which both processes map (the rank's ``Arena``, the slot through the descriptor it
-inherited): the pickle stream carries them out of band and ``slices`` names them as
-``(offset, nbytes)`` in the pool, so a task reads a large argument in place, as a thread
-of the rank would. Other buffers travel in band (copied).
+Large buffers are not copied through the socket when they lie in the node's object-store pool, which both
+processes map (the rank's ``Arena``, the slot through the descriptor it inherited): the pickle stream carries
+them out of band and ``slices`` names them as ``(offset, nbytes)`` in the pool, so a task reads a large argument
+in place, as a thread of the rank would. Other buffers travel in band (copied).
 
-Handles do not travel as themselves: an ``ObjectRef`` or ``ActorHandle`` pickled the usual
-way would count as a reference in flight in the rank's distributed reference counting,
-and the slot has no runtime to count its arrival. They travel as ids instead (each side's
-``persistent_id`` names them, its ``persistent_load`` makes them back), and the rank keeps
-the real objects (``task_slots``).
+Handles do not travel as themselves: an ``ObjectRef`` or ``ActorHandle`` pickled the usual way would count as a
+reference in flight in the rank's distributed reference counting, and the slot has no runtime to count its
+arrival. They travel as ids instead (each side's ``persistent_id`` names them, its ``persistent_load`` makes
+them back), and the rank keeps the real objects (``task_slots``).
 """
 import io
 import pickle
@@ -61,10 +58,9 @@ def _handle(pid):
 
 
 class _Pickler(cloudpickle.Pickler):
-    """Handles are written as ``_handle(pid)``. Not through ``persistent_id``: the C pickler calls
-    that for every object, ints of a list included (a 2 M-element list took 10 s to cross with
-    it), while ``reducer_override`` is called only for objects that are not built-in containers
-    or atoms."""
+    """Handles are written as ``_handle(pid)``. Not through ``persistent_id``: the C pickler calls that for
+    every object, ints of a list included (a 2 M-element list took 10 s to cross with it), while
+    ``reducer_override`` is called only for objects that are not built-in containers or atoms."""
 
     def __init__(self, file, persistent_id, buffer_callback):
         super().__init__(file, protocol=5, buffer_callback=buffer_callback)
@@ -78,8 +74,8 @@ class _Pickler(cloudpickle.Pickler):
 
 
 def dumps(value, persistent_id, pool=None):
-    """``(body, slices)`` for ``value``: buffers in ``pool`` by reference, the rest in band.
-    ``persistent_id(obj)``: the id a handle travels as, None for anything else."""
+    """``(body, slices)`` for ``value``: buffers in ``pool`` by reference, the rest in band; a handle travels
+    as ``persistent_id(obj)`` (None for anything else)."""
     slices = []
 
     def buffer_callback(picklebuffer):
@@ -101,8 +97,7 @@ def dumps(value, persistent_id, pool=None):
 
 
 def loads(body, slices, persistent_load, pool=None):
-    """Inverse of ``dumps``; buffers named by ``slices`` are read-only views of ``pool``, handles
-    are what ``persistent_load(pid)`` returns."""
+    """Inverse of ``dumps``: ``slices`` are read-only views of ``pool``, handles ``persistent_load(pid)``."""
     buffers = [pool.view(offset, nbytes) for offset, nbytes in slices] if slices else None
     outer = getattr(_loading, "resolve", None)
     _loading.resolve = persistent_load
@@ -113,8 +108,8 @@ def loads(body, slices, persistent_load, pool=None):
 
 
 class Channel:
-    """Two-frame messages over a connected ``multiprocessing.connection.Connection``. Sends
-    from several threads are kept whole by a lock; receiving is one thread's job."""
+    """Two-frame messages over a ``multiprocessing.connection.Connection``: sends from several threads are kept
+    whole by a lock; receiving is one thread's job."""
 
     def __init__(self, connection):
         self.connection = connection
@@ -129,8 +124,7 @@ class Channel:
     def recv(self):
         """``(head, slices, body)``; EOFError when the other side has gone."""
         head, slices = pickle.loads(self.connection.recv_bytes())
-        body = self.connection.recv_bytes()
-        return head, slices, body
+        return head, slices, self.connection.recv_bytes()
 
     def close(self):
         self.connection.close()

@@ -1,10 +1,9 @@
 """Submitting tasks: dependency resolution, leases, pipelined dispatch, retries.
 
-The submitting rank owns the task's return objects. A task waits here until its
-top-level ObjectRef arguments are ready (their values are then inlined into the
-task), joins the queue for its resource shape, and is sent straight to a worker
-leased from the head scheduler. Several tasks may be in flight on one lease
-when tasks of that shape are short; the lease goes back when the queue is empty.
+The submitting rank owns the task's return objects. A task waits here until its top-level ObjectRef arguments
+are ready (their values are then inlined into the task), joins the queue for its resource shape, and is sent
+straight to a worker leased from the head scheduler. Several tasks may be in flight on one lease when tasks of
+that shape are short; the lease goes back when the queue is empty.
 """
 import collections
 import enum
@@ -15,9 +14,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..exceptions import ErrorPayload, TaskCancelledError, TaskUnschedulableError, WorkerCrashedError
+from ..exceptions import TaskUnschedulableError, WorkerCrashedError
 from .call_context import task_context
-from .codec import INLINE_THRESHOLD, dumps
+from .codec import INLINE_THRESHOLD
+from .invoke import error_blobs, task_cancelled
 from .lifecycle import refuse
 from .object_ref import ObjectRef, owner_of, session_of
 from .object_value import is_inline, placement
@@ -44,9 +44,8 @@ FUNCTION_SIZE_ERROR_THRESHOLD = int(os.environ.get("MPIRT_FUNCTION_SIZE_ERROR_TH
 
 
 def check_pickled_size(blob, kind, name):
-    """Ray's check of a pickled remote function or actor class (``kind``: "remote function" or
-    "actor"): a warning naming it over 10 MB, ValueError from 100 MB (usually a large array
-    captured from the enclosing scope by accident)."""
+    """Ray's check of a pickled remote function or actor class (``kind``): a warning naming it over 10 MB,
+    ValueError from 100 MB (usually a large array captured from the enclosing scope by accident)."""
     size = len(blob)
     if size <= FUNCTION_SIZE_WARN_THRESHOLD:
         return
@@ -60,33 +59,24 @@ def check_pickled_size(blob, kind, name):
 
 
 class FunctionDescriptor:
-    """A function as it travels: an id workers cache it under, and its pickle.
+    """A function as it travels: an id workers cache it under, and its pickle, sent to each worker with the
+    first task of the function. A pickle larger than the store's inline limit goes into the object store instead,
+    once per process and session (``stored``), and workers get its ObjectRef: a worker on the submitter's node
+    then reads it from shared memory rather than from a message of its own."""
 
-    Each worker gets the pickle once, with the first task of the function sent to it. A pickle
-    larger than the store's inline limit goes into the object store instead, once per process
-    and session (``stored``, put at the first submission), and workers get its ObjectRef: a
-    worker on the submitter's node then reads it from shared memory rather than from a message
-    of its own.
-    """
-
-    __slots__ = ("function_id", "blob", "name", "stored")
+    __slots__ = ("function_id", "blob", "stored")
 
     def __init__(self, function_id, blob, name):
         check_pickled_size(blob, "remote function", name)
         self.function_id = function_id
         self.blob = blob
-        self.name = name
         self.stored = None
 
     def store_once(self, rt):
-        """Put a large pickle into ``rt``'s object store (caller thread, before the task is queued),
-        unless this session has it already (a descriptor outlives ``shutdown()``; refs do not)."""
+        """Put a large pickle into ``rt``'s object store (caller thread), unless this session has it already
+        (a descriptor outlives ``shutdown()``; refs do not)."""
         if len(self.blob) > INLINE_THRESHOLD and (self.stored is None or session_of(self.stored.id) != rt.session):
             self.stored = rt.put(np.frombuffer(self.blob, dtype=np.uint8))   # read back as a view, not a copy
-
-    def sent_form(self):
-        """What the first task to a worker carries: the pickle, or its ObjectRef."""
-        return self.blob if self.stored is None else self.stored
 
 
 class TaskState(enum.IntEnum):
@@ -104,11 +94,9 @@ class TaskRecord:
     """One task submitted by this rank. Its state changes only through the methods below, each
     of which checks the state it leaves; ``use_retry`` is the one place retries are counted."""
 
-    __slots__ = (
-        "task_id", "function", "args_blob", "dep_refs", "deps_left", "return_ids", "key", "shape",
-        "state", "retries_left", "retry_exceptions", "lease", "name", "preferred", "near_actor", "queued_at",
-        "environment", "parent", "cancelled",
-    )
+    __slots__ = ("task_id", "function", "args_blob", "dep_refs", "deps_left", "return_ids", "key", "shape", "state",
+                 "retries_left", "retry_exceptions", "lease", "name", "preferred", "near_actor", "queued_at",
+                 "environment", "parent", "cancelled")
     task_id: int
     function: "FunctionDescriptor"
     args_blob: Optional[bytes]            # the pickled arguments (refs in it as ArgRef), None: none
@@ -164,8 +152,7 @@ class TaskRecord:
         return True
 
     def retried(self):
-        """SENT -> QUEUED using a retry (it failed retryably, or its worker died); False, and no
-        change, when no retry is left."""
+        """SENT -> QUEUED using a retry (it failed retryably, or its worker died); False, unchanged, if none is left."""
         self._leave(SENT)
         if not self.use_retry():
             return False
@@ -186,8 +173,8 @@ class TaskRecord:
         self.state = FINISHED
 
     def rebuilt(self, task_id, pending):
-        """FINISHED -> WAITING, as ``task_id``, using a retry: a stored result of it died with its
-        worker (lineage reconstruction). False, and no change, when no retry is left."""
+        """FINISHED -> WAITING, as ``task_id``, using a retry: a stored result of it died with its worker
+        (lineage reconstruction). False, unchanged, if no retry is left."""
         self._leave(FINISHED)
         if not self.use_retry():
             return False
@@ -231,8 +218,7 @@ class TaskSubmitter:
         # slot still taken until the worker says the task ended.
         self.abandoned = {}                           # task_id -> Lease
         runtime.register(lease_grant=self._on_lease_grant, done=self._on_done, stolen=self._on_stolen,
-                                cancel_request=self._on_cancel_request,
-                                lease_unschedulable=self._on_lease_unschedulable)
+                         cancel_request=self._on_cancel_request, lease_unschedulable=self._on_lease_unschedulable)
         runtime.failures.handlers.append(self._on_rank_dead)
         runtime.transport.add_ticker(LEASE_LINGER_SECONDS / 2, self._check_leases)
 
@@ -240,9 +226,8 @@ class TaskSubmitter:
     def submit(self, function: "FunctionDescriptor", args_blob: Optional[bytes], dep_refs: Sequence[ObjectRef],
                num_returns: int, key: Any, shape: Dict[str, float], max_retries: int, retry_exceptions: Any,
                name: str, near_actor: Optional[int] = None, environment: Any = None) -> List[ObjectRef]:
-        """Queue a task; ``near_actor`` (an actor passed to it) makes that actor's rank its preferred
-        place when no large argument decides it. ``environment``: its runtime_env beyond the job's
-        (``runtime_env.for_submission``), applied by the worker while it runs."""
+        """Queue a task; ``near_actor`` (an actor passed to it) makes that actor's rank its preferred place when
+        no large argument decides it. ``environment``: its runtime_env beyond the job's, applied by the worker."""
         rt = self.rt
         function.store_once(rt)
         parent = getattr(task_context, "task", None)   # the task submitting it, on a worker rank
@@ -331,7 +316,10 @@ class TaskSubmitter:
                 if rec is None:
                     break
                 if rec.state == QUEUED:
-                    self._send(rec, self._local_lease(rec, leases, depth) or lease)
+                    # A lease with room on the rank that holds the task's large argument (locality), else this one.
+                    local = rec.preferred is not None and next(
+                        (x for x in leases if x.worker == rec.preferred and x.inflight < depth), None)
+                    self._send(rec, local or lease)
             lease.fresh = False
             if lease.inflight == 0 and lease.idle_since is None:
                 lease.idle_since = time.monotonic()
@@ -347,12 +335,11 @@ class TaskSubmitter:
 
     @staticmethod
     def _next_for(queue, worker, pipelined, fresh, workers, now, lookahead=8):
-        """The next queued task for a lease on ``worker``: among the first few, one that prefers
-        ``worker``; else the oldest that prefers no other worker rank. A task preferring another
-        worker waits for a lease of its own (the request names its preference, and the head
-        grants that rank when it has room), except on a lease that is idle and either ``fresh``
-        (the head just placed it, and found no room there) or the task has waited
-        ``PREFERENCE_WAIT_SECONDS``. None if nothing should go to this lease now."""
+        """The next queued task for a lease on ``worker``: among the first few, one that prefers ``worker``;
+        else the oldest that prefers no other worker rank. A task preferring another worker waits for a lease of
+        its own (the request names its preference, and the head grants that rank when it has room), except on a
+        lease that is idle and either ``fresh`` (the head just placed it, and found no room there) or the task
+        has waited ``PREFERENCE_WAIT_SECONDS``. None if nothing should go to this lease now."""
         fallback = None
         for i in range(min(lookahead, len(queue))):
             rec = queue[i]
@@ -369,13 +356,6 @@ class TaskSubmitter:
         del queue[fallback]
         return rec
 
-    @staticmethod
-    def _local_lease(rec, leases, depth):
-        """A lease with room on the rank that holds the task's large argument (locality)."""
-        if rec.preferred is None:
-            return None
-        return next((x for x in leases if x.worker == rec.preferred and x.inflight < depth), None)
-
     def _send(self, rec, lease):
         rec.sent(lease)
         if lease.inflight == 0:
@@ -387,7 +367,7 @@ class TaskSubmitter:
         blob = None
         if sent_key not in self.sent_functions:
             self.sent_functions.add(sent_key)
-            blob = function.sent_form()
+            blob = function.blob if function.stored is None else function.stored
         entries = self.rt.objects.entries
         inlined = {ref.id: entries[ref.id].blob for ref in rec.dep_refs if ref.id in entries}
         spec = (rec.task_id, function.function_id, blob, rec.name, rec.args_blob, inlined,
@@ -490,16 +470,15 @@ class TaskSubmitter:
             rec.dep_refs = None
 
     def _on_lease_unschedulable(self, source, key, why):
-        """The head cannot place tasks of this shape on any live rank any more (worker ranks
-        died and are not replaced): the queued ones fail with TaskUnschedulableError rather
-        than wait for ever; tasks still waiting for arguments meet the same answer later."""
+        """No live rank can take tasks of this shape any more (worker ranks died, not replaced): the queued ones
+        fail with TaskUnschedulableError rather than wait for ever; those waiting for arguments, later."""
         self.requested[key] -= 1
         queue = self.queues[key]
         while queue:
             rec = queue.popleft()
             if rec.state == QUEUED:
                 error = TaskUnschedulableError(f"task {rec.name} cannot run: {why}")
-                self._finish(rec, [dumps(ErrorPayload(error))] * len(rec.return_ids), True)
+                self._finish(rec, error_blobs(error, len(rec.return_ids)), True)
 
     # -- worker deaths (ULFM) ------------------------------------------------
     def _on_rank_dead(self, rank):
@@ -518,7 +497,7 @@ class TaskSubmitter:
             else:
                 error = WorkerCrashedError(f"task {rec.name} failed: its worker (rank {rank}) died while running it, "
                                            "and it has no retries left (max_retries)")
-                self._finish(rec, [dumps(ErrorPayload(error))] * len(rec.return_ids), True)
+                self._finish(rec, error_blobs(error, len(rec.return_ids)), True)
         self.sent_functions = {(worker, f) for worker, f in self.sent_functions if worker != rank}
         self.abandoned = {task_id: lease for task_id, lease in self.abandoned.items() if lease.worker != rank}
         for key in keys | set(self.queues):
@@ -528,19 +507,17 @@ class TaskSubmitter:
         self.lineage.pop(object_id, None)
 
     def reconstruct(self, object_id):
-        """Run the task that made ``object_id`` again (its copy died with a worker); False if
-        there is no lineage or no retry left."""
+        """Run the task that made ``object_id`` again (its copy died with a worker); False without lineage or retry."""
         rec = self.lineage.get(object_id)
         entries = self.rt.objects.entries
         pending = [] if rec is None else [ref for ref in rec.dep_refs
                                           if ref.id not in entries or not entries[ref.id].ready]
         if rec is None or not rec.rebuilt(self.rt.next_id(), len(pending)):
             return False
+        self.tasks[rec.task_id] = rec
         for other in rec.return_ids:
             if self.lineage.get(other) is rec:
                 del self.lineage[other]
-        self.tasks[rec.task_id] = rec
-        for other in rec.return_ids:
             self.task_of_object[other] = rec.task_id
         if not pending:
             self._enqueue(rec)
@@ -550,9 +527,8 @@ class TaskSubmitter:
 
     # -- cancellation ----------------------------------------------------------
     def cancel(self, object_id: int, force: bool, recursive: bool) -> None:
-        """``cancel()`` of the task or actor call producing ``object_id`` (caller thread). Its
-        owner cancels it: this rank, or the one told here (which answers nothing, as Ray's
-        cancel of a borrowed ref returns before it took effect)."""
+        """``cancel()`` of the task or actor call producing ``object_id`` (caller thread). Its owner cancels it:
+        this rank, or the one told here (no answer: Ray's cancel of a borrowed ref returns before it took effect)."""
         owner = owner_of(object_id)
         if owner != self.rt.rank:
             self.rt.send(owner, ("cancel_request", object_id, force, recursive))
@@ -576,10 +552,9 @@ class TaskSubmitter:
             cancel_call(object_id, force, recursive)
 
     def cancel_task(self, task_id, force, recursive):
-        """Cancel task ``task_id`` of this rank (runtime lock held); a finished one is left as it
-        is. Not started: it never runs. At a worker: told there (``executor._on_cancel``), with
-        no retry left; with ``force`` its results fail now, while the worker stops it as soon
-        as it can (Ray kills the worker process; a rank also runs other tasks and actors)."""
+        """Cancel task ``task_id`` of this rank (runtime lock held); a finished one is left as it is. Not started:
+        it never runs. At a worker: told there (``executor._on_cancel``), with no retry left; with ``force`` its
+        results fail now, while the worker stops it when it can (Ray kills the worker; a rank runs other work)."""
         rec = self.tasks.get(task_id)
         if rec is None:
             return
@@ -595,5 +570,4 @@ class TaskSubmitter:
 
     @staticmethod
     def _cancelled_blobs(rec, how=""):
-        error = TaskCancelledError(f"task {rec.name} was cancelled" + (f" {how}" if how else ""))
-        return [dumps(ErrorPayload(error))] * len(rec.return_ids)
+        return error_blobs(task_cancelled(rec.name, how), len(rec.return_ids))

@@ -1,26 +1,21 @@
 """Task slots as processes: how a worker rank with N CPUs runs N Python tasks at once.
 
-A rank runs each task on a thread of its own (``executor.py``). Threads share one
-interpreter lock, so on a rank offering 4 CPUs (``--cpus-per-task=4``, ``MPIRT_NUM_CPUS=4``)
-four pure-Python tasks took as long as on one CPU. Here such a rank hands each task to a
-*slot process*: a plain Python interpreter started with ``subprocess`` (never a fork of the
-threaded MPI process), using no MPI, fed over a Unix socket (``slot_wire``), reading large
-arguments in place from the node's store pool (it maps the pool file through a descriptor
-the rank passes it). Why this and not more MPI ranks or free-threaded CPython: see
-``docs/design.md`` ("Task slots").
+A rank runs each task on a thread of its own (``executor.py``). Threads share one interpreter lock, so on a rank
+offering 4 CPUs (``--cpus-per-task=4``, ``MPIRT_NUM_CPUS=4``) four pure-Python tasks took as long as on one CPU.
+Here such a rank hands each task to a *slot process* (``slot_process``): a plain Python started with
+``subprocess`` (never a fork of the threaded MPI process), using no MPI, fed over a Unix socket (``slot_wire``),
+reading large arguments in place from the node's store pool (mapped through a descriptor the rank passes it).
+Why not more MPI ranks or free-threaded CPython: ``docs/design.md`` ("Task slots").
 
-The rank's task thread stays in charge of the task: it resolves the arguments, sends them,
-and serves the slot's requests until the result comes back. Everything the task asks of
-mpirt is made there, on that thread, as if the task ran on it (``slot_process`` forwards
-the calls): a blocked ``get`` gives the task's CPU back, nested tasks count as its children,
-``get_runtime_context()`` names it, its ``runtime_env`` is in place in the slot while it
-runs. Results are encoded into the store by the rank (copied once from the socket).
+The rank's task thread stays in charge of the task: it resolves the arguments, sends them, and serves the slot's
+requests until the result comes back, making every mpirt call the task makes as if the task ran on it. Results
+are encoded into the store by the rank (copied once from the socket).
 
-``MPIRT_TASK_SLOTS`` (read by the driver): ``auto`` (default) runs tasks in slot processes on
-ranks offering more than one CPU and as threads on 1-CPU ranks (no process hop: one task at a
-time runs there anyway); ``process`` uses slot processes on every worker rank; ``thread``
-never. Actors always run in their rank's process (a Ray actor is one process too).
+``MPIRT_TASK_SLOTS`` (read by the driver): ``auto`` (default) runs tasks in slot processes on ranks offering
+more than one CPU and as threads on 1-CPU ranks (one task at a time runs there anyway); ``process`` uses slot
+processes on every worker rank; ``thread`` never. Actors always run in their rank's process (as in Ray).
 """
+import collections
 import mmap
 import os
 import pickle
@@ -39,8 +34,7 @@ from .codec import dumps
 from .object_ref import ObjectRef
 
 MODES = ("auto", "process", "thread")
-# Variables a slot process must not see: they would make MPI code in a task believe it is a
-# rank of this job.
+# Variables a slot process must not see: they would make MPI code in a task believe it is a rank of this job.
 _LAUNCHER_PREFIXES = ("OMPI_", "PMIX_", "PRTE_", "PMI_", "OPAL_", "MPI_LOCAL")
 
 
@@ -53,25 +47,20 @@ def mode_from_environment():
 
 
 def uses_processes(mode, cpus):
-    """Whether a worker rank offering ``cpus`` CPUs runs its tasks in slot processes. A
-    free-threaded CPython (3.13t and later, GIL off) runs threads in parallel: ``auto`` keeps
-    threads there."""
-    gil_enabled = getattr(sys, "_is_gil_enabled", lambda: True)()
-    return mode == "process" or (mode == "auto" and cpus > 1 and gil_enabled)
+    """Whether a worker rank offering ``cpus`` CPUs runs its tasks in slot processes. A free-threaded
+    CPython (3.13t and later, GIL off) runs threads in parallel: ``auto`` keeps threads there."""
+    return mode == "process" or (mode == "auto" and cpus > 1 and getattr(sys, "_is_gil_enabled", lambda: True)())
 
 
 def describe(mode, resources_by_rank, worker_ranks):
-    """The start-up line: how many tasks each worker rank really runs at once, or None when
-    every rank has one CPU and runs tasks as threads (the default, nothing to say)."""
-    by_cpus = {}
-    for rank in worker_ranks:
-        cpus = resources_by_rank[rank].get("CPU", 0.0)
-        by_cpus.setdefault(cpus, []).append(rank)
+    """The start-up line: how many tasks each worker rank really runs at once, or None when every
+    rank has one CPU and runs tasks as threads (the default, nothing to say)."""
+    by_cpus = collections.Counter(resources_by_rank[rank].get("CPU", 0.0) for rank in worker_ranks)
     if all(cpus <= 1 for cpus in by_cpus) and mode != "process":
         return None
     parts = []
-    for cpus, ranks in sorted(by_cpus.items()):
-        what = f"{len(ranks)} worker rank{'s' if len(ranks) > 1 else ''} x {cpus:g} CPU{'s' if cpus != 1 else ''}"
+    for cpus, count in sorted(by_cpus.items()):
+        what = f"{count} worker rank{'s' if count > 1 else ''} x {cpus:g} CPU{'s' if cpus != 1 else ''}"
         if uses_processes(mode, cpus):
             parts.append(f"{what}: {cpus:g} task slot{'s' if cpus != 1 else ''} each, as processes")
         else:
@@ -81,17 +70,16 @@ def describe(mode, resources_by_rank, worker_ranks):
 
 
 def _plain_arguments(args_blob, inlined):
-    """Whether a task's arguments can go to its slot as the submitter pickled them: nothing to
-    fetch (no ``ArgRef``, nothing inlined beside) and no handle inside (``ObjectRef`` and
-    ``ActorHandle`` unpickle through ``_arrive``, which would count them as arrived nowhere).
-    Looking for the names in the pickle can only err towards the general path."""
+    """Whether a task's arguments can go to its slot as the submitter pickled them: nothing to fetch
+    (no ``ArgRef``, nothing inlined beside) and no handle inside (``ObjectRef`` and ``ActorHandle``
+    unpickle through ``_arrive``, which would count them as arrived nowhere). Looking for the names
+    in the pickle can only err towards the general path."""
     return not inlined and (args_blob is None or (b"ArgRef" not in args_blob and b"_arrive" not in args_blob))
 
 
 def _warn_if_bound(rank, cpus):
-    """Slot processes run where their rank may run: say so when that is fewer CPUs than the rank
-    offers (``mpirun`` binds each rank to one core by default; ``--bind-to none`` or
-    ``--map-by slot:PE=<cpus>`` lets it use its CPUs, ``srun`` binds to ``--cpus-per-task``)."""
+    """Slot processes run where their rank may run: say so when that is fewer CPUs than the rank offers
+    (``mpirun`` binds each rank to one core by default; ``srun`` binds to ``--cpus-per-task``)."""
     try:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -102,10 +90,9 @@ def _warn_if_bound(rank, cpus):
                              f"--map-by slot:PE={int(cpus)}\n")
 
 
-# Handle types other than ObjectRef that stay on the rank when a task's arguments go to its slot:
-# type -> function giving the persistent id the slot gets, whose first two items are its key.
-# actor.py registers ActorHandle (("A", actor id, meta blob)): it sits above the runtime, so it
-# tells the runtime about its type instead of the runtime importing it.
+# Handle types other than ObjectRef that stay on the rank when a task's arguments go to its slot: type ->
+# function giving the persistent id the slot gets, whose first two items are its key. actor.py registers
+# ActorHandle (("A", actor id, meta blob)): it sits above the runtime, so it tells the runtime its type.
 _RANK_HANDLES: dict = {}
 
 
@@ -115,12 +102,10 @@ def keep_on_rank(kind, persistent_id):
 
 
 class SlotProcess:
-    """One slot process, the rank's end of its socket, and the cell through which the rank tells
-    it which task a SIGINT cancels."""
+    """One slot process, the rank's end of its socket, and the cell that tells it which task a SIGINT cancels."""
 
     def __init__(self, popen, channel, cell):
         self.popen = popen
-        self.pid = popen.pid
         self.channel = channel
         self.cell = cell
         self.sequence = 0        # number of the task it runs now (counted per slot process)
@@ -129,12 +114,12 @@ class SlotProcess:
         self.alive = True
 
     def interrupt(self):
-        """``cancel()`` of the task it runs: SIGINT, which it raises as KeyboardInterrupt. The
-        task's number goes first into the cell, so the slot knows the signal is for this task
-        even if it arrives before the task starts there or after it ended."""
+        """``cancel()`` of the task it runs: SIGINT, which it raises as KeyboardInterrupt. The task's
+        number goes first into the cell, so the slot knows the signal is for this task even if it
+        arrives before the task starts there or after it ended."""
         struct.pack_into("q", self.cell, 0, self.sequence)
         try:
-            os.kill(self.pid, signal.SIGINT)
+            os.kill(self.popen.pid, signal.SIGINT)
         except OSError:
             pass
 
@@ -155,13 +140,11 @@ class SlotProcess:
 class TaskSlots:
     """The slot processes of one worker rank, and running a task in one of them.
 
-    ``cpus`` processes start in the background when the rank starts (0.2-0.4 s of CPU each,
-    once). A task blocked in ``get``/``wait`` keeps its slot process while its CPU goes back to
-    the head, which may then send the rank more tasks: more processes start for them, up to
-    twice ``cpus`` (so one level of tasks waiting on children keeps every CPU busy). Beyond
-    that, deep recursion for instance, a task runs on its thread in the rank (``run`` returns
-    None), as on a 1-CPU rank: starting a process per waiting task made a recursive
-    ``fib(15)`` take minutes."""
+    ``cpus`` processes start in the background when the rank starts (0.2-0.4 s of CPU each, once). A task
+    blocked in ``get``/``wait`` keeps its slot process while its CPU goes back to the head, which may then send
+    the rank more tasks: more processes start for them, up to twice ``cpus`` (so one level of tasks waiting on
+    children keeps every CPU busy). Beyond that, a task runs on its thread in the rank (``run`` returns None),
+    as on a 1-CPU rank: starting a process per waiting task made a recursive ``fib(15)`` take minutes."""
 
     def __init__(self, executor, cpus):
         self.executor = executor
@@ -180,8 +163,7 @@ class TaskSlots:
                       f"import sys; sys.path.insert(0, {package_parent!r}); "
                       "from mpirt.core.slot_process import main; main()")
         _warn_if_bound(self.rt.rank, cpus)
-        threading.Thread(target=self._prestart, args=(max(1, int(cpus)),), name="mpirt-slot-start",
-                         daemon=True).start()
+        threading.Thread(target=self._prestart, args=(max(1, int(cpus)),), name="mpirt-slot-start", daemon=True).start()
 
     def _prestart(self, count):
         for _ in range(count):
@@ -226,18 +208,16 @@ class TaskSlots:
             return None
 
     def _release(self, process):
-        if process.alive:
-            with self._lock:
-                self._idle.append(process)
-            return
         with self._lock:
+            if process.alive:
+                self._idle.append(process)
+                return
             self._count -= 1
         process.stop()
 
     # -- running a task (on the rank's task thread) -----------------------------------
     def run(self, task):
-        """Run ``task`` in a slot process: ``(blobs, is_error, retryable)``, or None when no slot
-        process is free (the caller runs it on its own thread)."""
+        """Run ``task`` in a slot process: ``(blobs, is_error, retryable)``, or None when none is free."""
         process = self._acquire()
         if process is None:
             return None
@@ -279,7 +259,7 @@ class TaskSlots:
             if status is None:
                 process.popen.kill()
                 status = process.popen.wait()
-            return invoke.error_blobs(invoke.slot_died(name, process.pid, status), num_returns), True, True
+            return invoke.error_blobs(invoke.slot_died(name, process.popen.pid, status), num_returns), True, True
         finally:
             with rt.lock:
                 task.slot_process = None
@@ -295,7 +275,7 @@ class TaskSlots:
             if kind == "out":
                 (sys.stdout if head[1] == "stdout" else sys.stderr).write(head[2])
             elif kind == "call":
-                channel.send(*self._call(task, process, body, slices, held, kept))
+                channel.send(*self._call(task, body, slices, held, kept, incoming))
             elif kind == "done":
                 try:
                     blobs, start = [], 0
@@ -323,12 +303,12 @@ class TaskSlots:
     def _cancelled(name, num_returns):
         return invoke.error_blobs(invoke.task_cancelled(name), num_returns), True, False
 
-    def _call(self, task, process, body, slices, held, kept):
+    def _call(self, task, body, slices, held, kept, incoming):
         """One mpirt call the task made in its slot, made here: the reply's ``(head, body, slices)``."""
         rt = self.rt
         head = ("ok",)
         try:
-            target, attrs, call, args, kwargs = slot_wire.loads(body, slices, self._incoming(held, process), self.pool)
+            target, attrs, call, args, kwargs = slot_wire.loads(body, slices, incoming, self.pool)
             if isinstance(target, str):
                 if target != "mpirt" and not target.startswith("mpirt."):
                     raise ValueError(f"a task slot may call mpirt only, not {target!r}")
@@ -356,8 +336,7 @@ class TaskSlots:
     # -- handles across the socket ------------------------------------------------------
     @staticmethod
     def _outgoing(held):
-        """persistent_id for what goes to the slot: refs and actor handles stay here (counted
-        as this rank's), the slot gets their ids."""
+        """persistent_id for what goes to the slot: refs and actor handles stay here (counted), it gets ids."""
 
         def persistent_id(obj):
             kind = type(obj)
@@ -375,8 +354,8 @@ class TaskSlots:
 
     @staticmethod
     def _incoming(held, process):
-        """persistent_load for what comes from the slot: the rank's own handles back, and the
-        slot's remote functions and actor classes (each sent once per slot, cached)."""
+        """persistent_load for what comes from the slot: the rank's own handles back, and the slot's
+        remote functions and actor classes (each sent once per slot, cached)."""
         callables = process.callables
 
         def persistent_load(pid):

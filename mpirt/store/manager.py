@@ -187,7 +187,7 @@ class StoreManager:
             with self.rt.lock:
                 # References dropped a moment ago free blocks: apply them first, so a loop of
                 # put and drop reuses the same (cache- and page-warm) memory.
-                self.rt.objects.apply_ref_events()
+                self.rt.objects.references.apply_events()
                 offset = self.space.allocate(size)
                 if offset is not None:
                     return offset

@@ -44,14 +44,9 @@ def ulfm_requested(environ=os.environ):
     return environ.get("OMPI_MCA_mpi_ft_enable", "").lower() in ("1", "true", "yes")
 
 
-def is_singleton(environ=os.environ):
-    """True in a process no MPI launcher started (``python app.py``)."""
-    return not any(environ.get(name) for name in _LAUNCHER_VARIABLES)
-
-
 def apply_ft_defaults(environ=os.environ):
     """ULFM for spawned jobs (their ranks survive a worker's death), and the detector's settings."""
-    singleton = is_singleton(environ)
+    singleton = not any(environ.get(name) for name in _LAUNCHER_VARIABLES)   # ``python app.py``
     if singleton and "OMPI_MCA_mpi_ft_enable" not in environ:
         for key, value in _SPAWN_DEFAULTS.items():
             environ.setdefault(key, value)
@@ -69,12 +64,8 @@ ENABLE_HINT = ("run the job with `mpirun --with-ft ulfm -n N python app.py` (Ope
                "survives the death of a worker rank")
 
 
-_ROOT_DEFAULTS = {
-    "OMPI_ALLOW_RUN_AS_ROOT": "1",
-    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-    "PRTE_ALLOW_RUN_AS_ROOT": "1",
-    "PRTE_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-}
+_ROOT_DEFAULTS = dict.fromkeys(("OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "PRTE_ALLOW_RUN_AS_ROOT",
+                                "PRTE_ALLOW_RUN_AS_ROOT_CONFIRM"), "1")
 
 
 def apply_defaults(environ=os.environ):
@@ -85,9 +76,8 @@ def apply_defaults(environ=os.environ):
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         for key, value in _ROOT_DEFAULTS.items():
             environ.setdefault(key, value)
-    # MPI_Comm_spawn from a singleton starts ``prte``, which the Open MPI wheel
-    # installs next to the Python executable; that folder is not always on PATH
-    # (pyenv shims, a venv used without activation).
+    # MPI_Comm_spawn from a singleton starts ``prte``, which the Open MPI wheel installs next to the Python
+    # executable; that folder is not always on PATH (pyenv shims, a venv used without activation).
     bindir = os.path.dirname(sys.executable)
     path = environ.get("PATH", "")
     if bindir not in path.split(os.pathsep):

@@ -1,15 +1,14 @@
 """The encode policy: how a Python value becomes an object value (``object_value.py``).
 
-- Up to ``INLINE_THRESHOLD`` bytes a value stays **inline**: its pickle travels inside messages.
-  Plain small values (``PLAIN_TYPES``) skip cloudpickle's set-up: they are most task results.
-- Larger values are **stored**: written once into the node's shared pool, out of band (numpy
-  buffers are copied straight in, not through a pickle), and only a ``StoreLocation`` travels.
-- GPU arrays (CuPy, torch CUDA tensors) larger than ``INLINE_THRESHOLD`` stay **on their device**,
-  sealed by the rank that encodes them (``store/device.py``); smaller ones travel as host bytes.
-  The value then is a ``DeviceObject`` around the inline or stored pickle that names them.
+- Up to ``INLINE_THRESHOLD`` bytes a value stays **inline**: its pickle travels inside messages. Plain small
+  values (``PLAIN_TYPES``) skip cloudpickle's set-up: they are most task results.
+- Larger values are **stored**: written once into the node's shared pool, out of band (numpy buffers are
+  copied straight in, not through a pickle), and only a ``StoreLocation`` travels.
+- GPU arrays (CuPy, torch CUDA tensors) larger than ``INLINE_THRESHOLD`` stay **on their device**, sealed by
+  the rank that encodes them (``store/device.py``); smaller ones travel as host bytes. The value then is a
+  ``DeviceObject`` around the inline or stored pickle that names them.
 
-Pickling is cloudpickle, protocol 5; ``dumps``/``loads`` are the plain form for messages and
-errors.
+Pickling is cloudpickle, protocol 5; ``dumps``/``loads`` are the plain form for messages and errors.
 """
 import io
 import pickle
@@ -58,9 +57,8 @@ def encode(value: Any, store: Any) -> Value:
         pickled = dumps_with_devices(value, sealing.reduce, buffers.append)
         size = len(pickled) + sum(b.raw().nbytes for b in buffers)
         if size <= INLINE_THRESHOLD or store is None:
-            if buffers:  # small: one in-band pickle is cheaper (sealed arrays are not sealed twice)
-                pickled = dumps_with_devices(value, sealing.reduce)
-            blob = pickled
+            # small: one in-band pickle is cheaper (sealed arrays are not sealed twice)
+            blob = dumps_with_devices(value, sealing.reduce) if buffers else pickled
         else:
             blob = store.put(Serialized.from_parts(pickled, buffers))
     except BaseException:

@@ -1,31 +1,29 @@
 """Surviving a worker rank's death: detection under ULFM, and who is told.
 
-Open MPI's ULFM (``mpirun --with-ft ulfm``) keeps the other ranks running when
-one dies: MPI calls that involve the dead rank, and any-source receives, raise
-``ERR_PROC_FAILED`` until the failure is acknowledged. ``FailureMonitor`` runs
-on the progress thread: it acknowledges failures, asks MPI which ranks failed
-(``Get_failed``, also polled every ``POLL_SECONDS``), and calls every death
-handler once per dead rank, under the runtime lock. The handlers (submitter,
-actor caller, object table, head scheduler) retry tasks, restart actors and
-rebuild lost objects; see docs/design.md "Fault tolerance".
+Open MPI's ULFM (``mpirun --with-ft ulfm``) keeps the other ranks running when one dies: MPI calls that
+involve the dead rank, and any-source receives, raise ``ERR_PROC_FAILED`` until the failure is acknowledged.
+``FailureMonitor`` runs on the progress thread: it acknowledges failures, asks MPI which ranks failed
+(``Get_failed``, also polled every ``POLL_SECONDS``), and calls every death handler once per dead rank,
+under the runtime lock. The handlers (submitter, actor caller, object table, head scheduler) retry tasks,
+restart actors and rebuild lost objects; see docs/design.md "Fault tolerance".
 
-A dead worker process that exits without SIGKILL (``os._exit`` inside a task)
-is only noticed by ULFM's heartbeat detector, so mpirt turns it on with a short
-period when ULFM is enabled. Without ULFM a dead rank ends the whole job.
+A dead worker process that exits without SIGKILL (``os._exit`` inside a task) is only noticed by ULFM's
+heartbeat detector, so mpirt turns it on with a short period when ULFM is enabled. Without ULFM a dead rank
+ends the whole job.
 
-A plain ``python app.py`` (a singleton that spawns its ranks) turns ULFM on by
-itself, unless the user set ``OMPI_MCA_mpi_ft_enable``: Open MPI reads
-``OMPI_MCA_mpi_ft_enable`` in every process, and the ``prte`` daemon the
-singleton starts reads ``PRTE_MCA_state_base_recoverable``, without which PRRTE
-ends the whole spawned job when one of its processes dies (measured with
-``benchmarks/probes/spawn_ulfm_probe.py``). MPI libraries without ULFM ignore
-both (``_mpi_env.apply_ft_defaults`` sets them); there the driver's ``SpawnedRankWatchdog`` (launch/spawn.py)
-ends the job with a message when a spawned rank's process disappears, instead of hanging.
+A plain ``python app.py`` (a singleton that spawns its ranks) turns ULFM on by itself, unless the user set
+``OMPI_MCA_mpi_ft_enable``: Open MPI reads ``OMPI_MCA_mpi_ft_enable`` in every process, and the ``prte``
+daemon the singleton starts reads ``PRTE_MCA_state_base_recoverable``, without which PRRTE ends the whole
+spawned job when one of its processes dies (measured with ``benchmarks/probes/spawn_ulfm_probe.py``). MPI
+libraries without ULFM ignore both (``_mpi_env.apply_ft_defaults`` sets them); there the driver's
+``SpawnedRankWatchdog`` (launch/spawn.py) ends the job with a message when a spawned rank's process
+disappears, instead of hanging.
 """
 import os
 import signal
 import sys
 import threading
+import traceback
 
 from ._mpi_env import mpi, ulfm_requested
 
@@ -43,9 +41,11 @@ def ulfm_available(comm):
     return True
 
 
-def _failure_classes(MPI):
-    names = ("ERR_PROC_FAILED", "ERR_PROC_FAILED_PENDING", "ERR_REVOKED")
-    return {getattr(MPI, name) for name in names if hasattr(MPI, name)}
+def members_of(group, comm, members):
+    """The mpirt ranks of ``group``'s processes, in its order (``comm``: a communicator that holds them,
+    whose ranks are ``members``, or None: numbered as mpirt's ranks)."""
+    ranks = mpi().Group.Translate_ranks(group, list(range(group.Get_size())), comm.Get_group())
+    return [r if members is None else members[r] for r in ranks]
 
 
 class FailureMonitor:
@@ -53,7 +53,8 @@ class FailureMonitor:
         self.rt = runtime
         MPI = mpi()
         self.enabled = ulfm_requested() and ulfm_available(runtime.comm)
-        self.failure_classes = _failure_classes(MPI)
+        names = ("ERR_PROC_FAILED", "ERR_PROC_FAILED_PENDING", "ERR_REVOKED")
+        self.failure_classes = {getattr(MPI, name) for name in names if hasattr(MPI, name)}
         # Every communicator this rank is in (ranks that joined later bring new ones,
         # ``replacement.py``): [comm, the mpirt rank of each of its ranks or None, failures seen].
         self._comms = [[runtime.comm, runtime.members, 0]]
@@ -90,14 +91,9 @@ class FailureMonitor:
             except MPI.Exception:
                 continue
             count = failed.Get_size()
-            if count == seen:
-                failed.Free()
-                continue
-            ranks = MPI.Group.Translate_ranks(failed, list(range(count)), comm.Get_group())
+            ranks = members_of(failed, comm, members) if count != seen else ()
             failed.Free()
             entry[2] = count
-            if members is not None:
-                ranks = [members[r] for r in ranks]
             for rank in sorted(set(ranks) - self.dead):
                 self.declare_dead(rank)
 
@@ -113,17 +109,15 @@ class FailureMonitor:
                 try:
                     handler(rank)
                 except Exception:  # noqa: BLE001 - one component's bug must not stop the others
-                    import traceback
                     sys.__stderr__.write(f"mpirt rank {self.rt.rank}: handling the death of rank {rank} failed:\n"
                                          + traceback.format_exc())
 
 
 class SpawnedRankWatchdog:
-    """The spawning driver's guard where MPI has no ULFM (a site's Open MPI 4, MPICH): a spawned
-    rank's death would leave the driver waiting inside MPI for ever, so a thread of its own (MPI
-    may be hung) checks every ``interval`` seconds that each spawned process still exists, and
-    if one is gone ends the job with a message instead. Under ULFM it is not started: MPI reports
-    the death and the job goes on."""
+    """The spawning driver's guard where MPI has no ULFM (a site's Open MPI 4, MPICH): a spawned rank's
+    death would leave the driver waiting inside MPI for ever, so a thread of its own (MPI may be hung)
+    checks every ``interval`` seconds that each spawned process still exists, and if one is gone ends the
+    job with a message instead. Under ULFM it is not started: MPI reports the death and the job goes on."""
 
     def __init__(self, pids_by_rank, interval=0.5, on_death=None):
         self.pids_by_rank = dict(pids_by_rank)

@@ -1,28 +1,24 @@
 """One Unix datagram socket per rank of a one-host job: doorbell, and mailbox where MPI is slow.
 
-Doorbell. MPI cannot wake a sleeping thread: a rank hears a message only when it
-next polls, so an idle rank had to poll every millisecond, and on a small machine
-those wake-ups land on the cores that busy ranks need (each idle rank cost ~5 % of a
-core and tens of microseconds of latency to the ranks it preempted). Now an idle rank
-sleeps in ``select`` on its socket, and a rank that sends it an MPI message after a
-quiet spell also sends one byte to the socket (the rule is in ``transport.py``).
+Doorbell. MPI cannot wake a sleeping thread: a rank hears a message only when it next polls, and an idle
+rank polling every millisecond lands its wake-ups on the cores that busy ranks need (each idle rank cost
+~5 % of a core and tens of microseconds of latency to the ranks it preempted). So an idle rank sleeps in
+``select`` on its socket, and a rank that sends it an MPI message after a quiet spell also sends one byte to
+the socket (the rule is in ``transport.py``).
 
-Mailbox. A plain ``python app.py`` spawns its ranks (``MPI_Comm_spawn``), and Open MPI
-links a parent and its spawned job over TCP, not shared memory: a small message's
-round trip took 33-36 us between the driver and a worker, 10.4 us between two workers.
-The driver and the spawned ranks therefore send each other their batches through
-these sockets (10.5 us per round trip), and a batch arriving also wakes a sleeping
-rank. Batches larger than a datagram travel as fragments; the kernel keeps each
-sender's datagrams in order and loses none, and a full queue (``EAGAIN``) keeps the
-rest queued here until the receiver has drained it.
+Mailbox. A plain ``python app.py`` spawns its ranks (``MPI_Comm_spawn``), and Open MPI links a parent and
+its spawned job over TCP, not shared memory: a small message's round trip took 33-36 us between the driver
+and a worker, 10.4 us between two workers. The driver and the spawned ranks therefore send each other their
+batches through these sockets (10.5 us per round trip), and a batch arriving also wakes a sleeping rank.
+Batches larger than a datagram travel as fragments; the kernel keeps each sender's datagrams in order and
+loses none, and a full queue (``EAGAIN``) keeps the rest queued here until the receiver has drained it.
 
-Sockets use Linux's abstract namespace (nothing to clean up) under a random per-job
-token. Abstract names have no permissions and anyone on the host can see them (and bind
-one a rank has closed), so every datagram starts with a secret cookie shared over MPI;
-a datagram without it is dropped unread. They are on only when every rank runs on one
-host and every rank can reach every other's socket; otherwise (several hosts, no abstract sockets: macOS,
-``MPIRT_HOST_SOCKETS=0``) ``open`` returns None, idle ranks keep polling every millisecond
-and all batches go over MPI.
+Sockets use Linux's abstract namespace (nothing to clean up) under a random per-job token. Abstract names
+have no permissions and anyone on the host can see them (and bind one a rank has closed), so every datagram
+starts with a secret cookie shared over MPI; a datagram without it is dropped unread. They are on only when
+every rank runs on one host and every rank can reach every other's socket; otherwise (several hosts, no
+abstract sockets: macOS, ``MPIRT_HOST_SOCKETS=0``) ``open`` returns None, idle ranks keep polling every
+millisecond and all batches go over MPI.
 """
 import collections
 import errno
@@ -50,10 +46,9 @@ class HostSocket:
         self._sock = sock
         self.token = token                         # names this job's sockets
         self._cookie = cookie                      # starts every datagram of this job
-        addresses = [_address(token, r) for r in range(size)]
-        self._addresses = addresses                # rank -> socket address
-        self._rank_of = {address: r for r, address in enumerate(addresses)}
-        self._own = addresses[rank]
+        self._addresses, self._rank_of = [], {}    # rank -> socket address, and back
+        self.add_peer(size - 1)
+        self._own = self._addresses[rank]
         # select() sleeps to the microsecond but only takes descriptors below FD_SETSIZE (an
         # application with many open files pushes ours above); poll() takes any, in milliseconds.
         self._poller = None
@@ -64,7 +59,6 @@ class HostSocket:
         self._unsent = collections.defaultdict(collections.deque)   # rank -> datagrams its queue refused
         self._fragments = {}                       # rank -> fragments of a batch being received
         self.backlog = False                       # some datagrams wait for room in a receiver's queue
-        self.rings = 0
         self.fragments_sent = 0
         self.refusals = 0                          # sends a full receiver queue refused (retried later)
 
@@ -76,9 +70,8 @@ class HostSocket:
         token, cookie = comm.bcast((os.urandom(8).hex(), os.urandom(_COOKIE_BYTES)) if rank == 0 else None, root=0)
         hosts = comm.allgather(socket.gethostname())
         size = comm.Get_size()
-        wanted = os.environ.get("MPIRT_HOST_SOCKETS", "1") != "0"
-        one_host = len(set(hosts)) == 1
-        sock = _bind(_address(token, rank)) if wanted and one_host and sys.platform.startswith("linux") else None
+        wanted = os.environ.get("MPIRT_HOST_SOCKETS", "1") != "0" and sys.platform.startswith("linux")
+        sock = _bind(_address(token, rank)) if wanted and len(set(hosts)) == 1 else None
         if not comm.allreduce(sock is not None, op=MPI.LAND):
             _close(sock)
             return None
@@ -90,7 +83,6 @@ class HostSocket:
             return None
         # The hellos stay queued: reading drops them like rings (dropping them here could drop a
         # batch that a faster rank already sent).
-        host.rings = 0
         return host
 
     @classmethod
@@ -101,7 +93,7 @@ class HostSocket:
         return None if sock is None else cls(sock, token, rank, size, cookie)
 
     def add_peer(self, rank):
-        """A rank that joined the job after this socket was opened."""
+        """Make ranks up to ``rank`` reachable (at start, and a rank that joined the job later)."""
         while len(self._addresses) <= rank:
             address = _address(self.token, len(self._addresses))
             self._rank_of[address] = len(self._addresses)
@@ -170,9 +162,7 @@ class HostSocket:
         for _ in range(_RECEIVE_LIMIT):
             try:
                 data, address = sock.recvfrom(FRAGMENT + _HEADER)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:   # closed by stop()
+            except OSError:   # none left (BlockingIOError, InterruptedError), or closed by stop()
                 break
             source = self._rank_of.get(address)
             if source is None or not data.startswith(cookie):   # not from a rank of this job
@@ -198,15 +188,11 @@ class HostSocket:
         while datagrams:
             try:
                 sock.sendmsg(datagrams[0], (), 0, address)
-            except (BlockingIOError, InterruptedError):
-                self.backlog = True
-                self.refusals += 1
-                return             # its queue is full: retried by send_unsent()
             except OSError as error:
                 if error.errno in _GONE:   # the rank is gone: what it would have got is moot
                     datagrams.clear()
-                else:              # short of kernel memory (ENOBUFS, ENOMEM): retried later
-                    self.backlog = True
+                else:   # its queue is full (BlockingIOError), or short of kernel memory (ENOBUFS, ENOMEM)
+                    self.backlog = True    # retried by send_unsent()
                     self.refusals += 1
                 return
             datagrams.popleft()
@@ -215,7 +201,6 @@ class HostSocket:
         """True if ``address`` is a live socket (a full queue counts: it will wake anyway)."""
         try:
             self._sock.sendmsg((self._cookie, *parts), (), 0, address)
-            self.rings += 1
             return True
         except (BlockingIOError, InterruptedError):
             return True

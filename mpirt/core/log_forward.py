@@ -1,9 +1,8 @@
 """Worker output reaches the driver: stdout/stderr lines travel as messages.
 
-On non-driver ranks ``sys.stdout``/``sys.stderr`` are replaced by streams that
-collect text per thread and send complete lines to the driver, which prints
-them prefixed with the task and the rank they came from, e.g.
-``(square rank=3 pid=4711) hello``.
+On non-driver ranks ``sys.stdout``/``sys.stderr`` are replaced by streams that collect text per thread and
+send complete lines to the driver, which prints them prefixed with the task and the rank they came from,
+e.g. ``(square rank=3 pid=4711) hello``.
 """
 import io
 import os
@@ -50,7 +49,7 @@ class ForwardingStream(TextSink):
         with self._lock:
             buffer = self._buffers.get(ident)
             if buffer is None:
-                buffer = self._buffers[ident] = [self._prefix(), ""]
+                buffer = self._buffers[ident] = [getattr(task_context, "label", None) or self._role, ""]
             buffer[1] += text
             if "\n" in text:
                 complete, _, rest = buffer[1].rpartition("\n")
@@ -66,9 +65,6 @@ class ForwardingStream(TextSink):
         for prefix, text in buffers.values():
             if text:
                 self._send(prefix, text)
-
-    def _prefix(self):
-        return getattr(task_context, "label", None) or self._role
 
     def _send(self, prefix, text):
         self._rt.send(DRIVER_RANK, ("log", self._name, prefix, os.getpid(), text))

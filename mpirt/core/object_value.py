@@ -69,9 +69,7 @@ def size(value: Value) -> int:
 
 
 def decode(value: Value, store: Any, object_id: int) -> Any:
-    if isinstance(value, ObjectValue):
-        return value.decode(store, object_id)
-    return loads(value)
+    return value.decode(store, object_id) if isinstance(value, ObjectValue) else loads(value)
 
 
 def release(value: Value, store: Any, object_id: int) -> None:

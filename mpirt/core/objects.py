@@ -1,11 +1,10 @@
 """The object table of one rank: values it owns, and copies it fetched from owners.
 
-Values are kept encoded (inline, stored or on a device: ``object_value.py``) so
-they can be forwarded without re-pickling; each entry's lifecycle is ``ObjectState``.
-The owner of an object (the rank that created its ref) answers ``obj_req`` from
-other ranks once the value is ready, and frees the value once no rank can reach
-it any more (``reachability.py``); a borrower drops its fetched copy when its
-last reference goes.
+Values are kept encoded (inline, stored or on a device: ``object_value.py``) so they can be forwarded
+without re-pickling; each entry's lifecycle is ``ObjectState``. The owner of an object (the rank that
+created its ref) answers ``obj_req`` from other ranks once the value is ready, and frees the value once no
+rank can reach it any more (``reachability.py``); a borrower drops its fetched copy when its last reference
+goes.
 """
 import enum
 from typing import Callable, List, Optional
@@ -31,11 +30,10 @@ PENDING, UNREFERENCED, READY, RELEASED = ObjectState
 
 
 class Entry:
-    """One object in the table. Its state changes only through the methods below, each of which
-    checks the state it leaves. ``ready`` says the value came (READY, or RELEASED after it: a
-    caller that holds the entry, ``wait``, still sees it ready), kept as a plain attribute because
-    ``get`` reads it without the lock (``Runtime.value_of``): ``resolve`` sets it after ``blob``,
-    ``lose_copy`` clears it before."""
+    """One object in the table. Its state changes only through the methods below, each of which checks the
+    state it leaves. ``ready`` says the value came (READY, or RELEASED after it: a caller that holds the
+    entry, ``wait``, still sees it ready), kept as a plain attribute because ``get`` reads it without the
+    lock (``Runtime.value_of``): ``resolve`` sets it after ``blob``, ``lose_copy`` clears it before."""
 
     __slots__ = ("blob", "is_error", "ready", "callbacks", "state")
 
@@ -119,9 +117,9 @@ class ObjectTable:
         entry = self.entries[object_id] = Entry()
         owner = owner_of(object_id)
         if owner == self.rank:  # owned but already freed: nothing can produce it again
-            self._mark_lost(entry, object_id, f"it was freed by its owner (rank {owner})")
+            entry.resolve(self._lost_blob(object_id, f"it was freed by its owner (rank {owner})"), True)
         elif owner in self.rt.failures.dead:
-            self._mark_lost(entry, object_id, f"its owner (rank {owner}) died")
+            entry.resolve(self._lost_blob(object_id, f"its owner (rank {owner}) died"), True)
         else:
             self.rt.send(owner, ("obj_req", object_id))
         return entry
@@ -134,9 +132,6 @@ class ObjectTable:
             entry.callbacks = [callback]
         else:
             entry.callbacks.append(callback)
-
-    def apply_ref_events(self):
-        self.references.apply_events()
 
     def _drop(self, object_id):
         entry = self.entries.get(object_id)
@@ -154,9 +149,6 @@ class ObjectTable:
         if owner_of(object_id) == self.rank:
             object_value.release(entry.blob, self.rt.store, object_id)
 
-    def _mark_lost(self, entry, object_id, why):
-        entry.resolve(self._lost_blob(object_id, why), True)
-
     # -- worker deaths (ULFM) --------------------------------------------------
     def _on_rank_dead(self, rank):
         """Values that lived only in ``rank``'s store on another node are lost: the owner rebuilds
@@ -166,12 +158,10 @@ class ObjectTable:
         lost = []
         same_node = self.rt.store.arena.same_node
         for object_id, entry in self.entries.items():
-            owner = owner_of(object_id)
             if not entry.ready:
-                if owner == rank:
+                if owner_of(object_id) == rank:
                     lost.append((object_id, entry, "owner"))
-                continue
-            if object_value.lost_with(entry.blob, rank, same_node):
+            elif object_value.lost_with(entry.blob, rank, same_node):
                 lost.append((object_id, entry, "copy"))
         for object_id, entry, why in lost:
             if why == "owner":

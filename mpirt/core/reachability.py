@@ -1,13 +1,11 @@
 """Who can still reach an object or an actor: distributed reference counting.
 
-The owner of an id keeps a ``Reachability``: its own live references, the
-ranks that borrow some, and references pickled but not yet unpickled
-("in flight"). A borrower counts its own references and tells the owner when
-one arrives, when it pickles one, and when its last one is gone; its
-"pickled" notice travels before its "released" one on the same channel, so the
-count cannot reach zero while a reference is still travelling. A reference
-pickled into a stored value (``put``, a task result) may be unpickled any
-number of times: it pins the id, which then lives until the session ends.
+The owner of an id keeps a ``Reachability``: its own live references, the ranks that borrow some, and
+references pickled but not yet unpickled ("in flight"). A borrower counts its own references and tells the
+owner when one arrives, when it pickles one, and when its last one is gone; its "pickled" notice travels
+before its "released" one on the same channel, so the count cannot reach zero while a reference is still
+travelling. A reference pickled into a stored value (``put``, a task result) may be unpickled any number of
+times: it pins the id, which then lives until the session ends.
 """
 
 CREATED, ARRIVED, DELETED, PICKLED, PINNED, RELEASED = "created", "arrived", "deleted", "pickled", "pinned", "released"
@@ -47,12 +45,10 @@ class Reachability:
 class ReferenceCounter:
     """Applies the reference events of one kind of id (objects, actor handles) on one rank.
 
-    The owner side keeps a ``Reachability`` per tracked id and calls
-    ``on_unreachable(key)`` once nothing can reach it; the borrower side tells the
-    owner (message ``notice_kind``) and calls ``on_released(key)`` when its last
-    reference goes. ``events`` is the deque this rank's own reference events are
-    queued on, ``owner_of(key)`` the rank that owns a key. Every method runs with the
-    runtime lock held.
+    The owner side keeps a ``Reachability`` per tracked id and calls ``on_unreachable(key)`` once nothing
+    can reach it; the borrower side tells the owner (message ``notice_kind``) and calls
+    ``on_released(key)`` when its last reference goes. ``events``: the deque of this rank's own reference
+    events. Every method runs with the runtime lock held.
     """
 
     def __init__(self, runtime, notice_kind, events, owner_of, on_unreachable, on_released=None):

@@ -1,36 +1,34 @@
 """Bringing lost capacity back: a new worker rank for each worker rank that died.
 
-Under ULFM a dead worker's tasks and actors are recovered on the other ranks (``fault.py``);
-this module makes the job whole again. The driver decides: ``REPLACE_DELAY`` after a worker's
-death (deaths close together are replaced together) it starts a *round*; the ranks that take
-part run it on a thread of their own, so their progress threads keep serving meanwhile. A
-newcomer gets a *new* rank number: a dead rank's number is never reused, so no message, object
-id or store key meant for the dead process can reach its replacement.
+Under ULFM a dead worker's tasks and actors are recovered on the other ranks (``fault.py``); this module
+makes the job whole again. The driver decides: ``REPLACE_DELAY`` after a worker's death (deaths close
+together are replaced together) it starts a *round*; the ranks that take part run it on a thread of their
+own, so their progress threads keep serving meanwhile. A newcomer gets a *new* rank number: a dead rank's
+number is never reused, so no message, object id or store key meant for the dead process can reach its
+replacement.
 
-One-host rounds (every rank on one host, host sockets on: ``python app.py``, ``mpirun`` on one
-node). Only the driver and the head take part in MPI: over a communicator of the two, made at
-start-up, they spawn one process per dead worker and ``Merge`` with them; the newcomers' batches
-to and from every rank go through the host sockets, and the driver tells the other workers to add
-them (messages, no collective) and relays every death to every rank (a worker and a newcomer share
-no communicator to notice each other's). So a worker that dies meanwhile cannot stall the round.
-Cross-node reads of a newcomer's objects (emulated nodes) are messages.
+One-host rounds (every rank on one host, host sockets on: ``python app.py``, ``mpirun`` on one node). Only
+the driver and the head take part in MPI: over a communicator of the two, made at start-up, they spawn one
+process per dead worker and ``Merge`` with them; the newcomers' batches to and from every rank go through
+the host sockets, and the driver tells the other workers to add them (messages, no collective) and relays
+every death to every rank (a worker and a newcomer share no communicator to notice each other's). So a
+worker that dies meanwhile cannot stall the round (in a spawn over all survivors one did: the spawn's root
+waited for ever). Cross-node reads of a newcomer's objects (emulated nodes) are messages.
 
-Rounds over all survivors (ranks on several hosts, where MPI carries everything): every rank
-``Shrink``s the newest communicator of all live ranks (ULFM's agreement on who died), agrees that
-no one died since, spawns collectively (each newcomer on its dead rank's host) and merges; a new
-world RMA window follows. A survivor dying *during* that spawn can leave its root waiting for ever
-(measured: Open MPI's connect step is not fault tolerant); the coordinator then gives up after
-``ROUND_SECONDS``.
+Rounds over all survivors (ranks on several hosts, where MPI carries everything): every rank ``Shrink``s the
+newest communicator of all live ranks (ULFM's agreement on who died), agrees that no one died since, spawns
+collectively (each newcomer on its dead rank's host) and merges; a new world RMA window follows. A survivor
+dying *during* that spawn can leave its root waiting for ever (measured: Open MPI's connect step is not
+fault tolerant); the coordinator then gives up after ``ROUND_SECONDS``.
 
-In both kinds the newcomer maps its node's pool through a survivor's descriptor
-(``Arena.pool_handle``), builds its runtime and says in an ``allreduce`` whether it could; the
-round's ranks agree on the outcome (``Agree``, ULFM), add the newcomers (routes, host-socket peers,
-failure detection, cluster tables) and give a go-ahead (a barrier with the newcomers), after which
-the head grants work there. Until then work only the dead ranks could hold waits for them. A round
-that fails (a death during it, a newcomer that cannot join) is retried; after
-``MAX_FAILED_ROUNDS`` in a row, or one that hung, replacement ends for the job: capacity then stays
-lost and work only lost ranks could hold is refused (``scheduler/head.py``).
-``MPIRT_REPLACE_RANKS=0`` turns replacement off.
+In both kinds the newcomer maps its node's pool through a survivor's descriptor (``Arena.pool_handle``),
+builds its runtime and says in an ``allreduce`` whether it could; the round's ranks agree on the outcome
+(``Agree``, ULFM), add the newcomers (routes, host-socket peers, failure detection, cluster tables) and give
+a go-ahead (a barrier with the newcomers), after which the head grants work there. Until then work only the
+dead ranks could hold waits for them. A round that fails (a death during it, a newcomer that cannot join) is
+retried; after ``MAX_FAILED_ROUNDS`` in a row, or one that hung, replacement ends for the job: capacity then
+stays lost and work only lost ranks could hold is refused (``scheduler/head.py``). ``MPIRT_REPLACE_RANKS=0``
+turns replacement off.
 """
 import os
 import socket
@@ -42,6 +40,7 @@ import traceback
 from ..store.arena import Arena
 from ..store.spill import RankSpill
 from ._mpi_env import mpi, quiet_barrier
+from .fault import members_of
 from .host_socket import HostSocket
 from .protocol import DRIVER_RANK, HEAD_RANK
 
@@ -145,8 +144,7 @@ class Replacement:
             with self.rt.lock:
                 # Dead ranks of a failed round wait for the next one (with any that died meanwhile).
                 self._waiting = sorted(set(self._waiting) | {r for r in dead if r in self.rt.cluster.lost})
-                retry = failures < MAX_FAILED_ROUNDS
-            if retry:
+            if failures < MAX_FAILED_ROUNDS:
                 time.sleep(REPLACE_DELAY)
                 continue
             with self.rt.lock:
@@ -182,41 +180,44 @@ class Replacement:
 
     # -- every live rank -----------------------------------------------------------------
     def _run_round(self, dead, first):
-        """This rank's part of a round; None if it succeeded, else why not. Every step that may
-        meet a death is guarded the ULFM way: a rank that fails revokes the round's
-        communicators (so no other rank waits in a step it skipped) and the survivors agree on
-        the outcome (``Agree`` on the shrunk communicator), so they all commit or none does."""
-        if self.one_host:
-            return self._run_one_host_round(dead, first)
+        """This rank's part of a round; None if it succeeded, else why not. Every step that may meet a death
+        is guarded the ULFM way: a rank that fails revokes the round's communicators (so no other rank waits
+        in a step it skipped) and the survivors agree on the outcome (``Agree``), so they all commit or none
+        does."""
         MPI = mpi()
         rt = self.rt
-        comm, members = self.latest
         started = time.monotonic()
-        try:
-            shrunk = comm.Shrink()
-        except MPI.Exception as error:
-            return f"MPI_Comm_shrink failed: {error}"
-        survivors = _members_of(shrunk, comm, members)
-        with rt.lock:
-            for rank in _members_of(comm, comm, members):
-                if rank not in survivors:
+        if self.one_host:
+            comm, replace, survivors = self._stable, dead, [DRIVER_RANK, HEAD_RANK]
+            with rt.lock:
+                for rank in dead:                # the head may hear of a death after the driver
                     rt.failures.declare_dead(rank)
-        replace = [rank for rank in dead if rank not in survivors]
-        if not replace:
-            return None
-        if not _agree(shrunk, True, unless_failures=True):
-            # A survivor died since the shrink: spawning now could hang (below); the next round
-            # shrinks again.
-            return "a rank died as it began"
+        else:
+            latest, members = self.latest
+            try:
+                comm = latest.Shrink()
+            except MPI.Exception as error:
+                return f"MPI_Comm_shrink failed: {error}"
+            survivors = members_of(comm.Get_group(), latest, members)
+            with rt.lock:
+                for rank in members_of(latest.Get_group(), latest, members):
+                    if rank not in survivors:
+                        rt.failures.declare_dead(rank)
+            replace = [rank for rank in dead if rank not in survivors]
+            if not replace:
+                return None
+            if not _agree(comm, True, unless_failures=True):
+                # A survivor died since the shrink: spawning now could hang (below); the next round
+                # shrinks again.
+                return "a rank died as it began"
         inter = merged = plan = window = None
         why = None
         try:
-            # Collective over the survivors, so the newcomers are connected to each of them. A
-            # survivor that dies during it can leave the root (the driver) waiting for ever: the
-            # coordinator's deadline (ROUND_SECONDS) then ends replacement for the job.
-            inter = _spawn(shrunk, rt.config["spawned_rank_code"],
-                           [rt.config["rank_info"][rank]["hostname"] for rank in replace],
-                           len({info["hostname"] for info in rt.config["rank_info"].values()}) > 1)
+            # Collective over the survivors, so the newcomers are connected to each of them. A survivor that
+            # dies during it can leave the root (the driver) waiting for ever: see ROUND_SECONDS.
+            rank_info = rt.config["rank_info"]
+            inter = _spawn(comm, rt.config["spawned_rank_code"], [rank_info[rank]["hostname"] for rank in replace],
+                           not self.one_host and len({info["hostname"] for info in rank_info.values()}) > 1)
             merged = inter.Merge(high=False)
             new_ranks = list(range(first, first + len(replace)))
             entries = merged.allgather(self._entry())
@@ -226,48 +227,14 @@ class Replacement:
             if not merged.allreduce(True, op=MPI.LAND):
                 why = "a new rank could not join (its message is above)"
         except MPI.Exception as error:
-            why = f"a rank died during it ({error})"
-            _revoke(shrunk, inter, merged)   # no rank (newcomers included) waits in a step it skips
-        if not _agree(shrunk, why is None):
+            why = f"MPI failed during it ({error})" if self.one_host else f"a rank died during it ({error})"
+            # No rank (newcomers included) waits in a step it skips; the one-host communicator stays.
+            _revoke(None if self.one_host else comm, inter, merged)
+        if not _agree(comm, why is None):
             _revoke(inter, merged)           # newcomers waiting for the go-ahead leave
-            return why or "another rank's part failed"
-        self._commit(plan, merged, window, latest=True)
-        self._go_ahead(plan, merged, started)
-        return None
-
-    def _run_one_host_round(self, dead, first):
-        """A round where every rank is on one host (host sockets on): only the driver and the head
-        spawn and take the newcomers into a communicator; the newcomers' batches to every rank go
-        through the host sockets, and the other workers add them when the driver says (messages,
-        no collective). So a worker that dies meanwhile cannot stall the round: in a spawn
-        collective over all survivors, one did (the spawn's root then waited for ever)."""
-        MPI = mpi()
-        rt = self.rt
-        started = time.monotonic()
-        with rt.lock:
-            for rank in dead:                # the head may hear of a death after the driver
-                rt.failures.declare_dead(rank)
-        stable = self._stable
-        inter = merged = plan = None
-        why = None
-        try:
-            inter = _spawn(stable, rt.config["spawned_rank_code"],
-                           [rt.config["rank_info"][rank]["hostname"] for rank in dead], False)
-            merged = inter.Merge(high=False)
-            new_ranks = list(range(first, first + len(dead)))
-            entries = merged.allgather(self._entry())
-            plan = merged.bcast(self._plan(dead, new_ranks, [DRIVER_RANK, HEAD_RANK], entries)
-                                if rt.rank == DRIVER_RANK else None, root=0)
-            if not merged.allreduce(True, op=MPI.LAND):
-                why = "a new rank could not join (its message is above)"
-        except MPI.Exception as error:
-            why = f"MPI failed during it ({error})"
-            _revoke(inter, merged)
-        if not _agree(stable, why is None):
-            _revoke(inter, merged)
-            return why or "the other rank's part failed"
-        self._commit(plan, merged, None)
-        if rt.rank == DRIVER_RANK:
+            return why or ("the other rank's part failed" if self.one_host else "another rank's part failed")
+        self._commit(plan, merged, window, latest=not self.one_host)
+        if self.one_host and rt.rank == DRIVER_RANK:
             self._workers_commit(plan)
         self._go_ahead(plan, merged, started)
         return None
@@ -291,10 +258,9 @@ class Replacement:
     def _workers_commit(self, plan, timeout=10.0):
         """(driver) Have every other live rank add the newcomers, and wait until each has (or died)."""
         rt = self.rt
-        new_ranks = set(plan["replaces"])
         with rt.lock:
             self._committed = set()
-            told = {r for r in rt.live_ranks() if r not in (DRIVER_RANK, HEAD_RANK) and r not in new_ranks}
+            told = {r for r in rt.live_ranks() if r not in (DRIVER_RANK, HEAD_RANK)} - set(plan["replaces"])
             for rank in told:
                 rt.send(rank, ("replace_commit", _commit_part(plan)))
             deadline = time.monotonic() + timeout
@@ -342,9 +308,8 @@ class Replacement:
         """(driver) Everything a newcomer needs and every survivor adds."""
         rt = self.rt
         arena = rt.store.arena
-        config = dict(rt.config)
-        rank_info = dict(config["rank_info"])
-        joined_nodes = dict(config.get("joined_nodes") or {})
+        rank_info = dict(rt.config["rank_info"])
+        joined_nodes = dict(rt.config.get("joined_nodes") or {})
         node_of = list(arena.node_of)
         of_survivor = entries[:len(survivors)]
         plan = {"replaces": {}, "resources": {}, "nodes": {}, "pools": {}, "spills": {}, "problems": {}}
@@ -368,12 +333,11 @@ class Replacement:
             while len(node_of) <= new:
                 node_of.append(None)
             node_of[new] = node
-        config["rank_info"] = rank_info
-        config["joined_nodes"] = joined_nodes
         host = rt.transport.host
         live = [r for r in survivors if r not in (DRIVER_RANK, HEAD_RANK)]
         plan.update(
-            config=config, members=list(survivors) + new_ranks, size=new_ranks[-1] + 1,
+            config={**rt.config, "rank_info": rank_info, "joined_nodes": joined_nodes},
+            members=list(survivors) + new_ranks, size=new_ranks[-1] + 1,
             dead=sorted(set(rt.failures.dead) | set(replace)), node_of=node_of,
             rma=arena.world is not None and not self.one_host,
             live=sorted(set(rt.live_ranks()) - set(replace)) + new_ranks,
@@ -434,10 +398,7 @@ class Joining:
         return RankSpill(directory, self.rank), None
 
     def host_socket(self):
-        if self.plan["host"] is None:
-            return None
-        token, cookie = self.plan["host"]
-        return HostSocket.join(token, cookie, self.rank, self.size)
+        return None if self.plan["host"] is None else HostSocket.join(*self.plan["host"], self.rank, self.size)
 
     def mail_peers(self):
         """Every other rank: a spawned newcomer is an MPI job of its own, which Open MPI links to
@@ -446,47 +407,42 @@ class Joining:
 
 
 def join(parent, build_runtime):
-    """A newcomer's part of the round that spawned it (``parent``: the intercommunicator to the
-    survivors, which spawned it).
-    ``build_runtime(comm, plan, joining)`` sets the process up as the driver's environment says
-    and builds its Runtime over ``comm`` (the launcher's job: this module sits below the runtime).
-    Returns the runtime, or ends the process if it could not join."""
+    """A newcomer's part of the round that spawned it (``parent``: the intercommunicator to the survivors,
+    which spawned it). ``build_runtime(comm, plan, joining)`` sets the process up as the driver's
+    environment says and builds its Runtime over ``comm`` (the launcher's job: this module sits below the
+    runtime). Returns the runtime and the round's communicator, or ends the process if it could not join."""
     MPI = mpi()
     try:
         merged = parent.Merge(high=True)
-        return _join_round(merged, build_runtime, MPI), merged
+        merged.allgather({"rank": None, "host": socket.gethostname(), "pool": None, "spill": None})
+        plan = merged.bcast(None, root=0)
+        rank = plan["members"][merged.Get_rank()]
+        problem = plan["problems"].get(rank)
+        arena = None
+        if problem is None:
+            try:
+                arena = Arena.joined(rank, plan["node_of"], plan["pools"][rank])
+            except OSError as error:
+                problem = f"cannot map its node's store pool: {error}"
+        window = _window_of(arena, merged) if plan["rma"] else None
+        runtime = None
+        if problem is None:
+            try:
+                runtime = build_runtime(merged, plan, Joining(plan, rank, arena))
+                if window is not None:
+                    arena.use_window(window, plan["members"])
+            except Exception:  # noqa: BLE001 - said below, and the round is called off
+                problem = traceback.format_exc()
+        if problem is not None:
+            sys.__stderr__.write(f"mpirt: the rank spawned to replace rank {plan['replaces'][rank]} cannot join: "
+                                 f"{problem}\n")
+            sys.__stderr__.flush()
+        if not merged.allreduce(problem is None, op=MPI.LAND) or problem is not None:
+            os._exit(1)
+        quiet_barrier(merged)   # the go-ahead: every survivor has added this rank
     except MPI.Exception:   # the survivors called the round off (a death during it): leave quietly
         os._exit(1)
-
-
-def _join_round(merged, build_runtime, MPI):
-    merged.allgather({"rank": None, "host": socket.gethostname(), "pool": None, "spill": None})
-    plan = merged.bcast(None, root=0)
-    rank = plan["members"][merged.Get_rank()]
-    problem = plan["problems"].get(rank)
-    arena = None
-    if problem is None:
-        try:
-            arena = Arena.joined(rank, plan["node_of"], plan["pools"][rank])
-        except OSError as error:
-            problem = f"cannot map its node's store pool: {error}"
-    window = _window_of(arena, merged) if plan["rma"] else None
-    runtime = None
-    if problem is None:
-        try:
-            runtime = build_runtime(merged, plan, Joining(plan, rank, arena))
-            if window is not None:
-                arena.use_window(window, plan["members"])
-        except Exception:  # noqa: BLE001 - said below, and the round is called off
-            problem = traceback.format_exc()
-    if problem is not None:
-        sys.__stderr__.write(f"mpirt: the rank spawned to replace rank {plan['replaces'][rank]} cannot join: "
-                             f"{problem}\n")
-        sys.__stderr__.flush()
-    if not merged.allreduce(problem is None, op=MPI.LAND) or problem is not None:
-        os._exit(1)
-    quiet_barrier(merged)   # the go-ahead: every survivor has added this rank
-    return runtime
+    return runtime, merged
 
 
 def _agree(comm, flag, unless_failures=False):
@@ -533,14 +489,6 @@ def _window_of(arena, comm):
         window = None
     comm.allreduce(window is not None, op=MPI.LAND)
     return None
-
-
-def _members_of(part, whole, members):
-    """The mpirt ranks of ``part``'s ranks, in its order (``whole``: a communicator that contains
-    it, whose ranks are ``members``, or None: numbered as mpirt's ranks)."""
-    MPI = mpi()
-    ranks = MPI.Group.Translate_ranks(part.Get_group(), list(range(part.Get_size())), whole.Get_group())
-    return [r if members is None else members[r] for r in ranks]
 
 
 def _spawn(shrunk, code, hostnames, several_hosts):

@@ -73,9 +73,7 @@ class Runtime:
         self.transport.add_ticker(0.005, self._apply_ref_events)
         self.submitter = TaskSubmitter(self)
         self.actors = ActorCaller(self)
-        self.executor = None
-        self.actor_host = None
-        self.head = None
+        self.executor = self.actor_host = self.head = None
         if self.rank == HEAD_RANK:
             self.head = HeadScheduler(self, self.cluster)
         elif self.rank in self.cluster.worker_ranks:
@@ -115,7 +113,7 @@ class Runtime:
 
     def _apply_ref_events(self):
         with self.lock:
-            self.objects.apply_ref_events()
+            self.objects.references.apply_events()
             self.store.unpin_gone_views()
 
     # -- the object API's core -------------------------------------------------
@@ -142,12 +140,9 @@ class Runtime:
             self.raise_first_error(refs)
         return [self.value_of(ref) for ref in refs]
 
-    # -- waiting for objects -------------------------------------------------
     def wait_objects(self, refs: List[ObjectRef], num_required: int, timeout: Optional[float],
                      fail_fast: bool) -> List[bool]:
-        """Block until ``num_required`` of ``refs`` are ready (or one failed, if
-        ``fail_fast``, as ``get`` wants). Returns the ready flags. On timeout
-        ``get`` (fail_fast) raises GetTimeoutError; ``wait`` just returns."""
+        """``ObjectWaits.wait_entries``, returning the ready flags."""
         return [e.ready for e in self.waits.wait_entries(refs, num_required, timeout, fail_fast)]
 
     def raise_first_error(self, refs: List[ObjectRef]) -> None:
@@ -165,14 +160,11 @@ class Runtime:
         # No lock: set_ready stores blob and is_error before ready; a rank's death clears ready
         # before blob, so ready still set after reading them means they belong together.
         entry = self.objects.entries.get(ref.id)
-        if entry is not None and entry.ready:
-            blob, is_error = entry.blob, entry.is_error
-            if not entry.ready:
-                entry = None
-        else:
-            entry = None
-        if entry is None:
+        if entry is None or not entry.ready:
             self.wait_objects([ref], 1, None, True)
+            return self.value_of(ref)
+        blob, is_error = entry.blob, entry.is_error
+        if not entry.ready:      # lost meanwhile: wait for it again
             return self.value_of(ref)
         value = self.decode(ref.id, blob)
         if is_error:

@@ -1,32 +1,28 @@
 """``runtime_env``: the environment a task or actor runs in (Ray's ``ray.runtime_env``).
 
-mpirt's workers are long-lived ranks on a shared file system, and tasks run as threads
-of them. Of Ray's runtime environment mpirt therefore applies what needs nothing
-installed:
+mpirt's workers are long-lived ranks on a shared file system, and tasks run as threads of them. Of Ray's
+runtime environment mpirt therefore applies what needs nothing installed:
 
-- ``env_vars``: set while the task runs and put back after. ``${NAME}`` in a value
-  expands to the rank's variable, to "" when it has none, as in Ray.
-- ``working_dir``: a directory, as a path (relative to the current directory where the
-  option is given) or Ray's ``local:///absolute/path`` URI. The task runs with it as its
-  current directory and first on ``sys.path`` and ``PYTHONPATH``. Ray uploads a job's
-  directory and runs each worker in a copy of it; mpirt uses the directory in place, so
-  what a task writes there lands in it, and ``excludes`` hides nothing. Ray takes only
-  URIs for a task's or actor's own ``working_dir``; mpirt also takes paths (there is
-  nothing to upload).
+- ``env_vars``: set while the task runs and put back after. ``${NAME}`` in a value expands to the rank's
+  variable, to "" when it has none, as in Ray.
+- ``working_dir``: a directory, as a path (relative to the current directory where the option is given) or
+  Ray's ``local:///absolute/path`` URI. The task runs with it as its current directory and first on
+  ``sys.path`` and ``PYTHONPATH``. Ray uploads a job's directory and runs each worker in a copy of it; mpirt
+  uses the directory in place, so what a task writes there lands in it, and ``excludes`` hides nothing. Ray
+  takes only URIs for a task's or actor's own ``working_dir``; mpirt also takes paths (there is nothing to
+  upload).
 - ``config`` and ``excludes`` are accepted; there is nothing for them to do.
 
-Keys that install software or change the interpreter (``pip``, ``conda``, ``uv``,
-``py_modules``, ``py_executable``, ``container``, ``image_uri``, ``java_jars``,
-``worker_process_setup_hook``, ``nsight``, ``rocprof_sys``) raise NotImplementedError
-naming the key, where the option is given. A key Ray does not know raises ValueError
-(Ray would hand it to a runtime-env plugin of that name, and ignore it when none is
+Keys that install software or change the interpreter (``pip``, ``conda``, ``uv``, ``py_modules``,
+``py_executable``, ``container``, ``image_uri``, ``java_jars``, ``worker_process_setup_hook``, ``nsight``,
+``rocprof_sys``) raise NotImplementedError naming the key, where the option is given. A key Ray does not
+know raises ValueError (Ray would hand it to a runtime-env plugin of that name, and ignore it when none is
 installed: here a misspelt ``env_var`` would otherwise vanish silently).
 
-Levels, as in Ray: ``init(runtime_env=...)`` is the job's; it is put in place on every
-worker rank when the rank starts (not on the driver). A task's or actor's own
-``runtime_env`` is merged onto its parent's (the job's, or that of the task submitting
-it): ``env_vars`` variable by variable, other keys replaced. ``.options(runtime_env=...)``
-replaces the decorator's (``None`` keeps it).
+Levels, as in Ray: ``init(runtime_env=...)`` is the job's; it is put in place on every worker rank when the
+rank starts (not on the driver). A task's or actor's own ``runtime_env`` is merged onto its parent's (the
+job's, or that of the task submitting it): ``env_vars`` variable by variable, other keys replaced.
+``.options(runtime_env=...)`` replaces the decorator's (``None`` keeps it).
 
 One process, many tasks: see ``RankEnvironment``.
 """
@@ -184,9 +180,7 @@ def thaw(frozen):
     if frozen is None:
         return None
     working_dir, env_items = frozen
-    resolved = {}
-    if env_items:
-        resolved["env_vars"] = dict(env_items)
+    resolved = {"env_vars": dict(env_items)} if env_items else {}
     if working_dir is not None:
         resolved["working_dir"] = working_dir
     return resolved
@@ -229,12 +223,10 @@ def _put_in_place(frozen, applied):
     working_dir, env_items = frozen
     environ = os.environ
     for name, value in env_items:
-        if name not in applied.variables:
-            applied.variables[name] = environ.get(name)
+        applied.variables.setdefault(name, environ.get(name))
         environ[name] = expand(value)
     if working_dir is not None:
-        if "PYTHONPATH" not in applied.variables:
-            applied.variables["PYTHONPATH"] = environ.get("PYTHONPATH")
+        applied.variables.setdefault("PYTHONPATH", environ.get("PYTHONPATH"))
         python_path = environ.get("PYTHONPATH")
         environ["PYTHONPATH"] = working_dir + (os.pathsep + python_path if python_path else "")
         applied.cwd = os.getcwd()
@@ -272,23 +264,22 @@ def apply_for_good(resolved):
 class RankEnvironment:
     """The process-wide environment of one worker rank, shared by the tasks on its threads.
 
-    Environment variables, the current directory and ``sys.path`` belong to the process, so
-    two tasks with different environments cannot run on one rank at the same time. A task
-    holds the rank's environment while it runs: tasks with the same environment (the usual
-    case: none beyond the job's) hold it together, and a task with another waits until they
-    are done; its environment is then put in place, and taken away again when the last task
-    holding it is done. Arrivals with the held environment wait too while a task with another
-    one waits, so neither side starves. A task blocked in ``get``/``wait`` lets go (as it gives
-    its CPU back) and takes it again before it resumes, so a task waiting for a child with
-    another environment that runs on the same rank cannot deadlock.
+    Environment variables, the current directory and ``sys.path`` belong to the process, so two tasks with
+    different environments cannot run on one rank at the same time. A task holds the rank's environment
+    while it runs: tasks with the same environment (the usual case: none beyond the job's) hold it together,
+    and a task with another waits until they are done; its environment is then put in place, and taken away
+    again when the last task holding it is done. Arrivals with the held environment wait too while a task
+    with another one waits, so neither side starves. A task blocked in ``get``/``wait`` lets go (as it gives
+    its CPU back) and takes it again before it resumes, so a task waiting for a child with another
+    environment that runs on the same rank cannot deadlock.
 
-    Calls come with the runtime's lock held (``TaskExecutor``); waiting is on the runtime's
-    condition, which releases that lock.
+    Calls come with the runtime's lock held (``TaskExecutor``); waiting is on the runtime's condition, which
+    releases that lock.
 
-    Actor calls hold it the same way (``actor_host``); the calls of one async actor join the
-    environment their actor already holds without waiting (``join``), since a waiting call
-    would block the loop its other calls need to finish. Not covered: a module imported from
-    one task's ``working_dir`` stays imported for the rest of the rank's life.
+    Actor calls hold it the same way (``actor_host``); the calls of one async actor join the environment
+    their actor already holds without waiting (``join``), since a waiting call would block the loop its
+    other calls need to finish. Not covered: a module imported from one task's ``working_dir`` stays
+    imported for the rest of the rank's life.
     """
 
     def __init__(self, cond):

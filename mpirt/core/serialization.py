@@ -1,6 +1,5 @@
 """Task and actor-call arguments: packed into one pickle, top-level refs passed by id, large
 arguments (and GPU arrays) put into the store first as the codec's policy says (``codec.py``).
-
 """
 from ..store import device
 from .codec import (LargeDeviceArray, dumps, dumps_with_devices, holds_large_device_array, loads,
@@ -23,12 +22,11 @@ class ArgRef:
 def pack_arguments(function_name, bound_args, args, kwargs, put=None, inline_limit=None):
     """Serialize ``(args, kwargs)`` with top-level refs replaced by ArgRef.
 
-    Returns ``(blob, dependency_refs)``; ``blob`` is None when there are no arguments.
-    When the blob would exceed ``inline_limit``, each argument bigger than that is
-    ``put`` into the object store first and passed by reference, as Ray does; so is
-    each argument holding a GPU array bigger than ``INLINE_THRESHOLD`` (it stays
-    on its GPU), whatever the blob's size.
-    Raises TypeError naming the argument that cannot be serialized.
+    Returns ``(blob, dependency_refs)``; ``blob`` is None when there are no arguments. When the blob would
+    exceed ``inline_limit``, each argument bigger than that is ``put`` into the object store first and
+    passed by reference, as Ray does; so is each argument holding a GPU array bigger than
+    ``INLINE_THRESHOLD`` (it stays on its GPU), whatever the blob's size. Raises TypeError naming the
+    argument that cannot be serialized.
     """
     deps = []
 
@@ -44,10 +42,8 @@ def pack_arguments(function_name, bound_args, args, kwargs, put=None, inline_lim
     packed_kwargs = {k: swap(v) for k, v in kwargs.items()}
     has_large_device_array = False
     try:
-        if put is None:
-            blob = dumps_with_devices((packed_args, packed_kwargs), device.reduce_small)
-        else:
-            blob = dumps_with_devices((packed_args, packed_kwargs), refuse_large_device_arrays)
+        on_device_array = device.reduce_small if put is None else refuse_large_device_arrays
+        blob = dumps_with_devices((packed_args, packed_kwargs), on_device_array)
     except LargeDeviceArray:
         blob, has_large_device_array = None, True
     except Exception as exc:
@@ -70,15 +66,12 @@ def pack_arguments(function_name, bound_args, args, kwargs, put=None, inline_lim
 
 
 def _argument_error(function_name, bound_args, exc):
-    names = bound_args.arguments.items() if bound_args is not None else []
-    for name, value in names:
+    for name, value in (bound_args.arguments.items() if bound_args is not None else []):
         try:
             dumps(value)
         except Exception as inner:
-            return TypeError(
-                f"Could not serialize argument '{name}' of {function_name} "
-                f"(type {type(value).__name__}): {inner}"
-            )
+            return TypeError(f"Could not serialize argument '{name}' of {function_name} "
+                             f"(type {type(value).__name__}): {inner}")
     return TypeError(f"Could not serialize the arguments of {function_name}: {exc}")
 
 

@@ -1,24 +1,21 @@
 """Termination signals: the driver decides, the other ranks wait for it.
 
-Slurm sends SIGTERM to every process of a job when it is preempted, requeued,
-cancelled or out of time (then SIGKILL after ``KillWait``), and jobscripts
-forward ``--signal=B:USR1@...`` to the program. Only the driver knows what to
-save, so:
+Slurm sends SIGTERM to every process of a job when it is preempted, requeued, cancelled or out of time (then
+SIGKILL after ``KillWait``), and jobscripts forward ``--signal=B:USR1@...`` to the program. Only the driver
+knows what to save, so:
 
-- worker and scheduler ranks ignore SIGINT, SIGUSR1 and SIGUSR2 (Ctrl-C and
-  checkpoint requests are for the driver; by default the USR signals would
-  kill them) and keep serving on SIGTERM/SIGHUP, so the driver can still use
-  them while it checkpoints; if the driver has not shut them down within
-  ``MPIRT_SIGNAL_GRACE`` seconds (default 60) they exit on their own;
-- the driver turns SIGTERM, when nobody has installed a handler for it, into
-  ``SystemExit(143)``: ``finally`` blocks and ``atexit`` run, ``shutdown()``
-  ends every rank with status 0 instead of leaving them to be killed;
-- on the driver, the handlers installed when ``init()`` runs (Python's Ctrl-C
-  handler among them) wait while the main thread is inside an mpirt call
-  (``holds_signals``): a ``KeyboardInterrupt`` between two bytecodes there could
-  leave a lock held or a task half submitted, and the job hung for good. A call
-  that blocks (``get``, ``wait``) lets them run at once, outside its locks
-  (``HOLD.pending_here``, ``HOLD.deliver``), so Ctrl-C still ends a long ``get``.
+- worker and scheduler ranks ignore SIGINT, SIGUSR1 and SIGUSR2 (Ctrl-C and checkpoint requests are for the
+  driver; by default the USR signals would kill them) and keep serving on SIGTERM/SIGHUP, so the driver can
+  still use them while it checkpoints; if the driver has not shut them down within ``MPIRT_SIGNAL_GRACE``
+  seconds (default 60) they exit on their own;
+- the driver turns SIGTERM, when nobody has installed a handler for it, into ``SystemExit(143)``:
+  ``finally`` blocks and ``atexit`` run, ``shutdown()`` ends every rank with status 0 instead of leaving
+  them to be killed;
+- on the driver, the handlers installed when ``init()`` runs (Python's Ctrl-C handler among them) wait while
+  the main thread is inside an mpirt call (``holds_signals``): a ``KeyboardInterrupt`` between two bytecodes
+  there could leave a lock held or a task half submitted, and the job hung for good. A call that blocks
+  (``get``, ``wait``) lets them run at once, outside its locks (``HOLD.pending_here``, ``HOLD.deliver``), so
+  Ctrl-C still ends a long ``get``.
 """
 import functools
 import os
@@ -39,11 +36,9 @@ def _grace_seconds():
 
 
 def serve_until_driver_says(stopped):
-    """On a non-driver rank's main thread: defer termination signals to the driver.
-
-    ``stopped`` is the runtime's event set at shutdown; the watchdog ends the
-    process only if it is still unset after the grace period.
-    """
+    """On a non-driver rank's main thread: defer termination signals to the driver. ``stopped`` is the
+    runtime's event set at shutdown; the watchdog ends the process only if it is still unset after the grace
+    period."""
     if threading.current_thread() is not threading.main_thread():
         return
 

@@ -1,14 +1,12 @@
 """The progress thread: the only code that touches point-to-point MPI on a rank.
 
-Callers enqueue messages with ``send``; the thread coalesces everything queued
-for one destination into a single MPI message, drains incoming batches and
-hands each message to ``dispatch(source, message)``. When nothing happens it
-backs off from polling to sleeping up to ``MAX_IDLE_SLEEP`` so idle ranks leave
-the cores to ranks that compute (DESIGN.md 2). With a host socket per rank
-(``host_socket.py``, one host) a rank idle for ``DEEP_IDLE`` sleeps until rung or
-``DEEP_SLEEP`` passed, and a sender rings a peer it has sent nothing to for
-``RING_GAP``; batches between ranks that MPI links over TCP (the driver and the
-ranks it spawned) travel through those sockets instead of MPI.
+Callers enqueue messages with ``send``; the thread coalesces everything queued for one destination into a
+single MPI message, drains incoming batches and hands each message to ``dispatch(source, message)``. When
+nothing happens it backs off from polling to sleeping up to ``MAX_IDLE_SLEEP`` so idle ranks leave the cores
+to ranks that compute (DESIGN.md 2). With a host socket per rank (``host_socket.py``, one host) a rank idle
+for ``DEEP_IDLE`` sleeps until rung or ``DEEP_SLEEP`` passed, and a sender rings a peer it has sent nothing
+to for ``RING_GAP``; batches between ranks that MPI links over TCP (the driver and the ranks it spawned)
+travel through those sockets instead of MPI.
 """
 import os
 import pickle
@@ -82,20 +80,18 @@ class Transport:
         self._assisting = 0           # one-sided reads of this rank's memory in progress (stay_hot)
         self._hot_until = 0.0         # ... and until when to poll without sleeping for them
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.stats = {"sent_batches": 0, "sent_messages": 0, "received_batches": 0}
 
     def start(self):
         self._running = True
         self._thread.start()
 
     def stay_hot(self, seconds):
-        """Drive MPI without pause for up to ``seconds`` (until ``cool_down``): another rank
-        reads this rank's memory with RMA, and over transports without true one-sided access
-        (TCP, Open MPI's shared-memory BTL, whose Gets are active messages of 32 KB) each
-        fragment of the read waits for this rank to drive MPI. With 1 ms naps between polls a
-        100 MB read took over a second; with a Python step and a yield between polls the Get of
-        1 MB took ~0.25 ms, with ``_spin`` 0.12-0.25 ms, as a plain Get from a target blocked in
-        MPI did in the same minutes (2-core development VM)."""
+        """Drive MPI without pause for up to ``seconds`` (until ``cool_down``): another rank reads this
+        rank's memory with RMA, and over transports without true one-sided access (TCP, Open MPI's
+        shared-memory BTL, whose Gets are active messages of 32 KB) each fragment of the read waits for this
+        rank to drive MPI. With 1 ms naps between polls a 100 MB read took over a second; with a Python step
+        and a yield between polls the Get of 1 MB took ~0.25 ms, with ``_spin`` 0.12-0.25 ms, as a plain Get
+        from a target blocked in MPI did in the same minutes (2-core development VM)."""
         self._assisting += 1
         self._hot_until = max(self._hot_until, time.perf_counter() + seconds)
         self._wake_up()
@@ -129,8 +125,7 @@ class Transport:
         try:
             sent = self._flush(wait=False)
         except mpi().Exception as error:
-            if not self._peer_failed(error):
-                _fatal(self.rank, error)
+            self._fatal_unless_peer_died(error)
             sent = True
         # A thread sending right now may have taken the outbox before this message came in:
         # then the progress thread sends it (woken if it sleeps; not woken otherwise, since a
@@ -163,8 +158,7 @@ class Transport:
         """Use ``host`` (before ``start``): idle ranks then sleep until a peer rings, and batches
         to and from ``mail_peers`` travel through the sockets."""
         self.host = host
-        if host is not None:
-            host.mail_peers = self._mail = frozenset(mail_peers)
+        self.add_mail_peers(mail_peers)
 
     def _wake_up(self):
         """Wake the progress thread from whichever sleep it is in."""
@@ -205,6 +199,16 @@ class Transport:
         """True if ``error`` was a peer's death, which the failure monitor has now handled."""
         return self.failures is not None and self.failures.on_mpi_error(error)
 
+    def _fatal_unless_peer_died(self, error):
+        """An MPI error that was no peer's death, which mpirt cannot recover from (without ULFM: a
+        rank died): end this rank with a message instead of a silent hang."""
+        if self._peer_failed(error):
+            return
+        sys.__stderr__.write(f"mpirt rank {self.rank}: MPI failed ({error}); a rank has probably died, and without "
+                             f"ULFM the job cannot go on. To survive worker deaths, {ENABLE_HINT}\n")
+        sys.__stderr__.flush()
+        os._exit(1)
+
     def add_ticker(self, interval: float, fn: Callable[[], None]) -> None:
         """Run ``fn()`` on the progress thread about every ``interval`` seconds."""
         self._tickers.append([interval, 0.0, fn])
@@ -224,16 +228,14 @@ class Transport:
         return threading.current_thread() is self._thread
 
     def poll(self, done: Callable[[], bool], budget: float, yielding: bool = False) -> bool:
-        """Drive MPI from the calling thread until ``done()`` or ``budget`` seconds passed;
-        True if ``done()``. For a thread that would otherwise sleep until a reply comes (a
-        caller in ``get``, an idle actor thread): it sends, receives and handles messages
-        itself, which saves two thread hand-offs per round trip. The progress thread waits
-        meanwhile. A ``yielding`` poll (an idle actor thread) stops when another thread asks to
-        poll. Never call it holding the runtime lock."""
+        """Drive MPI from the calling thread until ``done()`` or ``budget`` seconds passed; True if
+        ``done()``. For a thread that would otherwise sleep until a reply comes (a caller in ``get``, an
+        idle actor thread): it sends, receives and handles messages itself, which saves two thread hand-offs
+        per round trip. The progress thread waits meanwhile. A ``yielding`` poll (an idle actor thread)
+        stops when another thread asks to poll. Never call it holding the runtime lock."""
         if not self._running or threading.current_thread() is self._thread:
             return done()
         deadline = time.perf_counter() + budget
-        lock = self._progress_lock
         # Another thread that drives MPI also handles what this one waits for (and wakes it):
         # wait for the lock only while the progress thread ends an iteration, not for a poller.
         if self._polling:
@@ -245,31 +247,24 @@ class Transport:
                     try:
                         self._flush(wait=False)
                     except mpi().Exception as error:
-                        if not self._peer_failed(error):
-                            _fatal(self.rank, error)
+                        self._fatal_unless_peer_died(error)
                 return done()
             self._preempt = True   # an idle actor thread polls: take over from it
-        acquired = lock.acquire(timeout=min(budget, 2e-4))
+        acquired = self._progress_lock.acquire(timeout=min(budget, 2e-4))
         if not yielding:
             self._preempt = False
         if not acquired:
             return done()
-        MPI = mpi()
         status = self._poll_status
         if status is None:
-            status = self._poll_status = MPI.Status()
+            status = self._poll_status = mpi().Status()
         self._polling = True
         self._poll_yielding = yielding
         success = False
         try:
             while True:
                 woken = handoffs[0]
-                try:
-                    busy = self._step(status)
-                except MPI.Exception as error:
-                    if not self._peer_failed(error):
-                        _fatal(self.rank, error)
-                    busy = True
+                busy = self._step(status)
                 if done():
                     success = True
                     return True
@@ -295,8 +290,7 @@ class Transport:
     def _run(self):
         _tighten_timer_slack()
         idle = 0
-        MPI = mpi()
-        status = MPI.Status()
+        status = mpi().Status()
         while self._running:
             self._wake.clear()
             if self._polling or time.perf_counter() < self._polled_until:
@@ -307,12 +301,7 @@ class Transport:
                 continue
             checked = time.perf_counter()   # all that came before this is handled below
             with self._progress_lock:
-                try:
-                    busy = self._step(status)
-                except MPI.Exception as error:   # a peer died (ULFM): note it and go on
-                    if not self._peer_failed(error):
-                        _fatal(self.rank, error)
-                    busy = True
+                busy = self._step(status)
             if self._tickers:
                 self._tick()
             idle = 0 if busy else min(idle + 1, HOT_POLLS + 64)
@@ -367,18 +356,21 @@ class Transport:
                         if comm.Iprobe(MPI.ANY_SOURCE, TAG):
                             return
         except MPI.Exception as error:
-            if not self._peer_failed(error):
-                _fatal(self.rank, error)
+            self._fatal_unless_peer_died(error)
 
     def _step(self, status):
-        """Send what is queued, receive and handle what arrived (progress lock held)."""
-        busy = self._flush()
-        busy = self._drain(status) or busy
-        if self._mail:
-            busy = self._drain_mail() or busy
-        if self._inflight:
-            with self._send_lock:
-                self._inflight = [r for r in self._inflight if not self._test(r)]
+        """Send what is queued, receive and handle what arrived (progress lock held); True if busy."""
+        try:
+            busy = self._flush()
+            busy = self._drain(status) or busy
+            if self._mail:
+                busy = self._drain_mail() or busy
+            if self._inflight:
+                with self._send_lock:
+                    self._inflight = [r for r in self._inflight if not self._test(r)]
+        except mpi().Exception as error:   # a peer died (ULFM): note it and go on
+            self._fatal_unless_peer_died(error)
+            return True
         return busy
 
     def _flush(self, wait=True):
@@ -388,45 +380,38 @@ class Transport:
         if not self._send_lock.acquire(wait):
             return False
         try:
-            return self._flush_locked()
+            rank = self.rank
+            with self._out_lock:
+                outbox, self._outbox = self._outbox, {}
+                if rank in outbox:
+                    self._local_busy = True   # send_local queues behind these until they are handled
+            for dest, messages in outbox.items():
+                if dest == rank:
+                    try:
+                        self._deliver(dest, messages)
+                    finally:
+                        self._local_busy = False
+                    continue
+                if self.failures is not None and dest in self.failures.dead:
+                    continue
+                if dest in self._mail:
+                    self.host.send(dest, pickle.dumps(messages, pickle.HIGHEST_PROTOCOL))
+                    continue
+                comm, comm_rank = self.route(dest)
+                try:
+                    self._inflight.append(comm.isend(messages, comm_rank, TAG))
+                except mpi().Exception as error:
+                    if not self._peer_failed(error):
+                        raise
+                    continue
+                if self.host is not None:
+                    now = time.perf_counter()
+                    if now - self._last_sent.get(dest, 0.0) >= RING_GAP:
+                        self.host.ring(dest)   # it may sleep on its socket
+                    self._last_sent[dest] = now
+            return True
         finally:
             self._send_lock.release()
-
-    def _flush_locked(self):
-        rank = self.rank
-        with self._out_lock:
-            outbox, self._outbox = self._outbox, {}
-            if rank in outbox:
-                self._local_busy = True   # send_local queues behind these until they are handled
-        for dest, messages in outbox.items():
-            if dest == rank:
-                try:
-                    self._deliver(dest, messages)
-                finally:
-                    self._local_busy = False
-                continue
-            if self.failures is not None and dest in self.failures.dead:
-                continue
-            if dest in self._mail:
-                self.host.send(dest, pickle.dumps(messages, pickle.HIGHEST_PROTOCOL))
-                self.stats["sent_batches"] += 1
-                self.stats["sent_messages"] += len(messages)
-                continue
-            comm, comm_rank = self.route(dest)
-            try:
-                self._inflight.append(comm.isend(messages, comm_rank, TAG))
-            except mpi().Exception as error:
-                if not self._peer_failed(error):
-                    raise
-                continue
-            self.stats["sent_batches"] += 1
-            self.stats["sent_messages"] += len(messages)
-            if self.host is not None:
-                now = time.perf_counter()
-                if now - self._last_sent.get(dest, 0.0) >= RING_GAP:
-                    self.host.ring(dest)   # it may sleep on its socket
-                self._last_sent[dest] = now
-        return True
 
     def _drain(self, status):
         got = False
@@ -437,7 +422,6 @@ class Transport:
                     break
                 batch = message.recv()
                 self._last_received = time.perf_counter()
-                self.stats["received_batches"] += 1
                 source = status.Get_source()
                 self._deliver(source if members is None else members[source], batch)
                 got = True
@@ -457,7 +441,6 @@ class Transport:
         for source, data in self.host.receive():
             batch = pickle.loads(data)
             self._last_received = time.perf_counter()
-            self.stats["received_batches"] += 1
             self._deliver(source, batch)
             got = True
         return got
@@ -510,15 +493,6 @@ class Transport:
                 if self._mail:
                     self._drain_mail()
                 time.sleep(1e-4)
-
-
-def _fatal(rank, error):
-    """An MPI error mpirt cannot recover from (without ULFM: a rank died). End this rank with a
-    message instead of a silent hang."""
-    sys.__stderr__.write(f"mpirt rank {rank}: MPI failed ({error}); a rank has probably died, and without "
-                         f"ULFM the job cannot go on. To survive worker deaths, {ENABLE_HINT}\n")
-    sys.__stderr__.flush()
-    os._exit(1)
 
 
 def _tighten_timer_slack():

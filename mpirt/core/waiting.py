@@ -65,12 +65,11 @@ class ObjectWaits:
             for entry in entries:
                 if entry.ready:
                     waiter.count(entry)
-            if not waiter.done:
-                for ref, entry in zip(refs, entries):
-                    if not entry.ready:
-                        rt.objects.on_ready(ref.id, waiter.on_ready)
             if waiter.done:
                 return entries
+            for ref, entry in zip(refs, entries):
+                if not entry.ready:
+                    rt.objects.on_ready(ref.id, waiter.on_ready)
         waited_from = tracing.now()
 
         def record_wait():

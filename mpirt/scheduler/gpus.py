@@ -1,8 +1,7 @@
 """Which GPUs a node has and which of them each worker rank gets.
 
-Worker ranks of a node share its GPUs out by node-local worker index
-(round-robin), and each worker process sees only its own through
-``CUDA_VISIBLE_DEVICES``, set before any user code runs there.
+Worker ranks of a node share its GPUs out by node-local worker index (round-robin), and each worker process
+sees only its own through ``CUDA_VISIBLE_DEVICES``, set before any user code runs there.
 """
 import os
 import shutil
@@ -30,10 +29,9 @@ def detect_node_gpus():
 def share_gpus(node_gpus, worker_index, workers_on_node, per_worker=None):
     """The GPU ids of worker ``worker_index`` of ``workers_on_node``.
 
-    ``per_worker`` (an explicit count per rank) takes consecutive ids, wrapping around
-    when the node has fewer GPUs than its ranks ask for, so ranks share a device (as
-    ``mpirun -n 4`` on a one-GPU node does); otherwise the node's GPUs are dealt
-    round-robin, so every GPU is used once.
+    ``per_worker`` (an explicit count per rank) takes consecutive ids, wrapping around when the node has
+    fewer GPUs than its ranks ask for, so ranks share a device (as ``mpirun -n 4`` on a one-GPU node does);
+    otherwise the node's GPUs are dealt round-robin, so every GPU is used once.
     """
     if per_worker is not None:
         count = int(per_worker)

@@ -1,21 +1,20 @@
 """The head scheduler (rank 1): keeps one resource pool per node and grants leases from it.
 
-As in Ray, resources belong to nodes and worker processes (here the node's worker ranks)
-are executors: a lease or actor fits if its node's pool has the shape, and runs on one
-rank of that node, so a task may hold more CPUs than one rank offers (the node's other
-ranks then get less). GPUs are the exception: a process sees only its own GPUs, so they
-are counted per rank (``RANK_BOUND``) and a GPU request runs on a rank that has them free.
+As in Ray, resources belong to nodes and worker processes (here the node's worker ranks) are executors: a
+lease or actor fits if its node's pool has the shape, and runs on one rank of that node, so a task may hold
+more CPUs than one rank offers (the node's other ranks then get less). GPUs are the exception: a process
+sees only its own GPUs, so they are counted per rank (``RANK_BOUND``) and a GPU request runs on a rank that
+has them free.
 
-A lease is one slot of a resource shape. Submitters send their tasks straight to leased
-workers and return the lease when they run out of work, so the head sees one message
-pair per lease, not per task. A task that blocks in ``get`` hands its CPU back
-(``cpu_release``) and takes it again when it resumes (``cpu_reacquire``), which may
-briefly oversubscribe its node.
+A lease is one slot of a resource shape. Submitters send their tasks straight to leased workers and return
+the lease when they run out of work, so the head sees one message pair per lease, not per task. A task that
+blocks in ``get`` hands its CPU back (``cpu_release``) and takes it again when it resumes
+(``cpu_reacquire``), which may briefly oversubscribe its node.
 """
 import collections
 import itertools
 
-from .resources import CPU, RANK_BOUND
+from .resources import CPU, RANK_BOUND, summed
 
 
 class NodePool:
@@ -23,20 +22,11 @@ class NodePool:
     (GPU) per rank, and how much CPU the tasks executing on each rank hold."""
 
     def __init__(self, ranks, resources_by_rank):
-        self.ranks = list(ranks)
-        self.total, self.rank_total, self.own_cpus = {}, {}, {}
-        for rank in self.ranks:
-            self._add_rank(rank, resources_by_rank[rank])
-        self.free = dict(self.total)
-        self.rank_free = {rank: dict(res) for rank, res in self.rank_total.items()}
-        self.cpus_used = dict.fromkeys(self.ranks, 0.0)
-
-    def _add_rank(self, rank, offered):
-        self.rank_total[rank] = {n: a for n, a in offered.items() if n in RANK_BOUND}
-        self.own_cpus[rank] = offered.get(CPU, 0.0)
-        for name, amount in offered.items():
-            if name not in RANK_BOUND:
-                self.total[name] = self.total.get(name, 0.0) + amount
+        self.ranks = []
+        self.total, self.free, self.rank_total, self.rank_free = {}, {}, {}, {}
+        self.own_cpus, self.cpus_used = {}, {}
+        for rank in ranks:
+            self.add_rank(rank, resources_by_rank[rank])
 
     def fits_now(self, rank, shape):
         return self._fits(self.free, self.rank_free[rank], shape)
@@ -66,14 +56,16 @@ class NodePool:
         return self.own_cpus[rank] - self.cpus_used[rank]
 
     def add_rank(self, rank, offered):
-        """A worker rank that joined the node (a dead one's replacement)."""
+        """A worker rank of the node (at start, or one that joined in place of a dead one)."""
         self.ranks.append(rank)
-        self._add_rank(rank, offered)
+        self.rank_total[rank] = {n: a for n, a in offered.items() if n in RANK_BOUND}
+        self.rank_free[rank] = dict(self.rank_total[rank])
+        self.own_cpus[rank] = offered.get(CPU, 0.0)
+        self.cpus_used[rank] = 0.0
         for name, amount in offered.items():
             if name not in RANK_BOUND:
+                self.total[name] = self.total.get(name, 0.0) + amount
                 self.free[name] = self.free.get(name, 0.0) + amount
-        self.rank_free[rank] = dict(self.rank_total[rank])
-        self.cpus_used[rank] = 0.0
 
     def remove_rank(self, rank, offered):
         """``rank`` died (what ran there was given back first): the pool loses what it offered."""
@@ -90,12 +82,8 @@ class NodePool:
     def available(self):
         """Free resources, rank-bound ones summed over the ranks; none of a resource free leaves
         it out, as Ray's tables do (``available_resources()`` has no "CPU" while all are held)."""
-        result = {name: amount for name, amount in self.free.items() if amount > 1e-9}
-        for res in self.rank_free.values():
-            for name, amount in res.items():
-                if amount > 1e-9:
-                    result[name] = result.get(name, 0.0) + amount
-        return result
+        parts = (self.free, *self.rank_free.values())
+        return summed({name: amount for name, amount in res.items() if amount > 1e-9} for res in parts)
 
 
 class HeadScheduler:
@@ -120,18 +108,11 @@ class HeadScheduler:
         # Dead worker ranks whose replacements are on their way (replacement.py): node, what it
         # offered. Work that only they could hold waits for them instead of being refused.
         self.coming = {}
-        runtime.register(
-            lease_req=self._on_lease_request,
-            lease_ret=self._on_lease_return,
-            cpu_release=self._on_cpu_release,
-            cpu_reacquire=self._on_cpu_reacquire,
-            resources_query=self._on_resources_query,
-            actor_place=self._on_actor_place,
-            actor_dead=self._on_actor_dead,
-            actor_name_query=self._on_actor_name_query,
-            actor_names_query=self._on_actor_names_query,
-            actor_where=self._on_actor_where,
-        )
+        runtime.register(lease_req=self._on_lease_request, lease_ret=self._on_lease_return,
+                         cpu_release=self._on_cpu_release, cpu_reacquire=self._on_cpu_reacquire,
+                         resources_query=self._on_resources_query, actor_place=self._on_actor_place,
+                         actor_dead=self._on_actor_dead, actor_name_query=self._on_actor_name_query,
+                         actor_names_query=self._on_actor_names_query, actor_where=self._on_actor_where)
         runtime.failures.handlers.append(self._on_rank_dead)
 
     def _on_lease_request(self, source, key, shape, preferred=None):
@@ -214,10 +195,7 @@ class HeadScheduler:
             return True
         for node, offered in self.coming.values():
             pool = self.pools.get(node)
-            pooled = dict(pool.total) if pool is not None else {}
-            for name, amount in offered.items():
-                if name not in RANK_BOUND:
-                    pooled[name] = pooled.get(name, 0.0) + amount
+            pooled = summed([pool.total if pool is not None else {}, offered])   # its rank-bound part: not read
             if NodePool._fits(pooled, {n: a for n, a in offered.items() if n in RANK_BOUND}, shape):
                 return True
         return False
@@ -245,11 +223,7 @@ class HeadScheduler:
         return {node: pool.available() for node, pool in self.pools.items()}
 
     def available_totals(self):
-        total = {}
-        for pool in self.pools.values():
-            for name, amount in pool.available().items():
-                total[name] = total.get(name, 0.0) + amount
-        return total
+        return summed(pool.available() for pool in self.pools.values())
 
     def _take(self, worker, shape, sign):
         pool = self.pool_of.get(worker)
@@ -290,20 +264,19 @@ class HeadScheduler:
         self.requests = waiting
 
     def _pick(self, shape, preferred=None, actor=False, holds_nothing=False):
-        """The worker rank to execute ``shape``: its node's pool must have it free (and the
-        rank its rank-bound part).
+        """The worker rank to execute ``shape``: its node's pool must have it free (and the rank its
+        rank-bound part).
 
-        ``preferred`` (where the task's data is) wins if it fits and has room of its own (spare
-        CPUs for the task, or all of its own for a task larger than one rank). Otherwise the
-        rank with the most spare CPUs of its own (an idle executor before a busy one), then the
-        node with the most free CPUs; ties broken round-robin to spread load.
+        ``preferred`` (where the task's data is) wins if it fits and has room of its own (spare CPUs for the
+        task, or all of its own for a task larger than one rank). Otherwise the rank with the most spare
+        CPUs of its own (an idle executor before a busy one), then the node with the most free CPUs; ties
+        broken round-robin to spread load.
 
-        An actor goes to a fitting rank with the fewest actors first: actors of one rank share
-        its interpreter lock (two busy actors on one rank run at half speed each). An actor that
-        holds nothing while it lives (Ray's default: 1 CPU to be placed, 0 to run) needs
-        ``shape`` free on some node, as in Ray, but may then go to any rank whose node's total
-        fits it: a CPU that a lingering lease holds for a moment must not pile every new actor
-        onto the other ranks."""
+        An actor goes to a fitting rank with the fewest actors first: actors of one rank share its
+        interpreter lock (two busy actors on one rank run at half speed each). An actor that holds nothing
+        while it lives (Ray's default: 1 CPU to be placed, 0 to run) needs ``shape`` free on some node, as
+        in Ray, but may then go to any rank whose node's total fits it: a CPU that a lingering lease holds
+        for a moment must not pile every new actor onto the other ranks."""
         pool = self.pool_of.get(preferred)
         if pool is not None and pool.fits_now(preferred, shape) \
                 and pool.spare_cpus(preferred) + 1e-9 >= min(shape.get(CPU, 0.0), pool.own_cpus[preferred]):

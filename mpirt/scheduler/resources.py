@@ -105,7 +105,7 @@ class ClusterView:
         self._node_totals = None
 
     def totals(self):
-        return _summed(self.resources_by_rank.values())
+        return summed(self.resources_by_rank.values())
 
     def node_totals(self):
         """``{node: resources}`` of the nodes with live worker ranks."""
@@ -113,7 +113,7 @@ class ClusterView:
             by_node = {}
             for rank in self.worker_ranks:
                 by_node.setdefault(self.node_of[rank], []).append(self.resources_by_rank[rank])
-            self._node_totals = {node: _summed(parts) for node, parts in by_node.items()}
+            self._node_totals = {node: summed(parts) for node, parts in by_node.items()}
         return self._node_totals
 
     def rank_could_run(self, rank, shape, node_totals=None):
@@ -132,9 +132,8 @@ class ClusterView:
             return False
         totals = {node: dict(res) for node, res in self.node_totals().items()}
         for rank, res in self.lost.items():
-            node_total = totals.setdefault(self.node_of[rank], {})
-            for name, amount in res.items():
-                node_total[name] = node_total.get(name, 0.0) + amount
+            node = self.node_of[rank]
+            totals[node] = summed([totals.get(node, {}), res])
         return any(all((own if name in RANK_BOUND else totals[self.node_of[rank]]).get(name, 0.0) + 1e-9 >= amount
                        for name, amount in shape.items())
                    for rank, own in self.lost.items())
@@ -178,7 +177,7 @@ class ClusterView:
             f"GPUs must also be on the one rank that runs it)")
 
 
-def _summed(tables):
+def summed(tables):
     total = {}
     for res in tables:
         for name, amount in res.items():

@@ -8,9 +8,8 @@ the class (mpirt places work itself: see docs/design.md, "Resources").
 class NodeAffinitySchedulingStrategy:
     """Ask for a particular node (``node_id`` as ``nodes()`` reports it).
 
-    Accepted for Ray compatibility. A hard affinity (``soft=False``) to a node that does
-    not exist raises at ``.remote()``; otherwise placement is still mpirt's own choice
-    (on one node, the same thing).
+    Accepted for Ray compatibility. A hard affinity (``soft=False``) to a node that does not exist raises at
+    ``.remote()``; otherwise placement is still mpirt's own choice (on one node, the same thing).
     """
 
     def __init__(self, node_id, soft, _spill_on_unavailable=False, _fail_on_unavailable=False):

@@ -176,7 +176,7 @@ class StoreManager:
             with self.rt.lock:
                 # Apply references dropped a moment ago first: a loop of put and drop then reuses
                 # the same (cache- and page-warm) memory.
-                self.rt.objects.apply_ref_events()
+                self.rt.objects.references.apply_events()
                 offset = self.space.allocate(size)
                 if offset is not None:
                     return offset

@@ -1,10 +1,9 @@
 """``@mpirt.remote`` on classes: actor classes, handles and methods.
 
-Ray's rules hold: a handle's methods are the class's (looked up on the class, so an
-instance attribute of the same name does not hide one), class attributes, classmethods
-and staticmethods are reachable through the actor class object, an actor class cannot be
-instantiated directly nor subclassed, and options are checked as Ray checks them
-(``mpirt.options``, which also lists the options mpirt takes without acting on them).
+Ray's rules hold: a handle's methods are the class's (looked up on the class, so an instance attribute of
+the same name does not hide one), class attributes, classmethods and staticmethods are reachable through the
+actor class object, an actor class cannot be instantiated directly nor subclassed, and options are checked as
+Ray checks them (``mpirt.options``, which also lists the options mpirt takes without acting on them).
 """
 from __future__ import annotations
 
@@ -68,8 +67,8 @@ def exit_actor():
 
 
 class _Meta:
-    """What a handle knows of its actor's class: its name, its methods (``method_table``),
-    its concurrency groups and ``max_pending_calls``. Travels with every handle."""
+    """What a handle knows of its actor's class: its name, its methods (``method_table``), its concurrency
+    groups and ``max_pending_calls``. Travels with every handle."""
 
     __slots__ = ("class_name", "methods", "groups", "max_pending_calls", "blob")
 
@@ -80,12 +79,8 @@ class _Meta:
         self.groups = groups
         self.max_pending_calls = max_pending_calls
 
-    def __getstate__(self):
-        return (self.class_name, self.methods, self.groups, self.max_pending_calls)
-
-    def __setstate__(self, state):
-        self.class_name, self.methods, self.groups, self.max_pending_calls = state
-        self.blob = None
+    def __reduce__(self):
+        return (_Meta, (self.class_name, self.methods, self.groups, self.max_pending_calls))
 
 
 _metas_by_blob: dict = {}   # pickled _Meta -> _Meta, so handles arriving over and over share one
@@ -100,20 +95,17 @@ def _meta_of(blob):
 
 
 class ActorClass:
-    """A class whose instances live on worker ranks: ``Cls.remote(...)`` returns an ActorHandle.
-
-    Attributes the class (or its bases) defines, classmethods and staticmethods included,
-    are reachable here: ``Cls.CONSTANT``, ``Cls.helper()``.
-    """
+    """A class whose instances live on worker ranks: ``Cls.remote(...)`` returns an ActorHandle. The class's
+    attributes, classmethods and staticmethods (its bases' too) are reachable here: ``Cls.X``, ``Cls.helper()``."""
 
     def __init__(self, cls, options):
         options = validate_actor_options(options, in_options=False)
         self._cls = cls
         self._options = {**ACTOR_DEFAULTS, **options}
         self._methods = method_table(cls)
-        self._init_signature = _init_signature(cls)
+        self._init_signature = _signature(cls)
         self._blob = None
-        self._meta_blobs = {}
+        self._metas = {}
         self.__doc__ = cls.__doc__
 
     def __getattr__(self, name):
@@ -126,17 +118,13 @@ class ActorClass:
             raise AttributeError(f"'ActorClass({cls.__name__})' object has no attribute '{name}'") from None
 
     def __getstate__(self):
-        return {**self.__dict__, "_blob": None, "_meta_blobs": {}}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
+        return {**self.__dict__, "_blob": None, "_metas": {}}
 
     def __mro_entries__(self, bases):
-        name = self._cls.__name__
         raise ActorClassInheritanceException(
-            f"Attempted to define a subclass of actor class '{name}'. Inheriting from actor classes is not "
-            "currently supported. You can instead inherit from a non-actor base class and make the derived "
-            "class an actor class (with @ray.remote).")
+            f"Attempted to define a subclass of actor class '{self._cls.__name__}'. Inheriting from actor classes is "
+            "not currently supported. You can instead inherit from a non-actor base class and make the derived class "
+            "an actor class (with @ray.remote).")
 
     def __call__(self, *args, **kwargs):
         name = self._cls.__name__
@@ -149,21 +137,18 @@ class ActorClass:
         return self._create(args, kwargs, self._options)
 
     def options(self, **options):
-        """These options for the actor created through the result, over the decorator's ones
-        (``runtime_env`` replaces the decorator's; None keeps it)."""
-        if "runtime_env" in options and options["runtime_env"] is None:
-            options = {key: value for key, value in options.items() if key != "runtime_env"}
+        """These options for the actor created through the result, over the decorator's ones (``runtime_env``
+        replaces the decorator's; None keeps it)."""
+        options = {key: value for key, value in options.items() if key != "runtime_env" or value is not None}
         options = validate_actor_options(options, in_options=True)
         return WithOptions(self._create, {**self._options, **options})
 
-    def _meta_blob(self, max_pending_calls):
-        blob = self._meta_blobs.get(max_pending_calls)
-        if blob is None:
+    def _meta(self, max_pending_calls):
+        meta = self._metas.get(max_pending_calls)
+        if meta is None:
             groups = tuple(self._options["concurrency_groups"] or ())
-            meta = _Meta(self._cls.__name__, self._methods, groups, max_pending_calls)
-            blob = self._meta_blobs[max_pending_calls] = meta.blob = dumps(meta)
-            _metas_by_blob[blob] = meta
-        return blob
+            meta = self._metas[max_pending_calls] = _Meta(self._cls.__name__, self._methods, groups, max_pending_calls)
+        return meta
 
     @holds_signals
     def _create(self, args, kwargs, options):
@@ -179,22 +164,21 @@ class ActorClass:
         args_blob, dep_refs = pack_arguments(f"{name}.__init__", bound, args, kwargs, rt.put, INLINE_THRESHOLD)
         if self._blob is None:
             blob = dumps(self._cls)
-            # Ray's limits (a warning over 10 MB, an error from 100 MB); the class travels once
-            # per actor created, in its creation message, never with calls.
+            # Ray's limits (a warning over 10 MB, an error from 100 MB); the class travels once per actor
+            # created, in its creation message, never with calls.
             check_pickled_size(blob, "actor", name)
             self._blob = blob
         is_async = any(entry.is_async for entry in self._methods.values())
-        concurrency = options["max_concurrency"] or (1000 if is_async else 1)
         max_pending = options["max_pending_calls"]
-        meta_blob = self._meta_blob(-1 if max_pending is None else max_pending)
-        meta = _metas_by_blob[meta_blob]
+        meta = self._meta(-1 if max_pending is None else max_pending)
         actor_id = rt.next_id()
-        # Named and detached actors live until killed or the session ends; others end
-        # when no handle to them is left anywhere.
+        # Named and detached actors live until killed or the session ends; others end when no handle to
+        # them is left anywhere.
         tracked = not options["name"] and options["lifetime"] != "detached"
         if options["name"]:
             namespace = options["namespace"] or rt.config.get("namespace") or "default"
-            existing = rt.queries.ask(HEAD_RANK, "actor_name_query", namespace, options["name"], (actor_id, meta_blob))
+            existing = rt.queries.ask(HEAD_RANK, "actor_name_query", namespace, options["name"],
+                                      (actor_id, _meta_blob_of(meta)))
             if existing is not None:
                 if options["get_if_exists"]:
                     return ActorHandle(existing[0], _meta_of(existing[1]), False)
@@ -206,7 +190,7 @@ class ActorClass:
                                                                   options["runtime_env"])) or {}
         job_vars = (rt.config.get("runtime_env") or {}).get("env_vars") or {}
         host_options = {
-            "max_concurrency": concurrency,
+            "max_concurrency": options["max_concurrency"] or (1000 if is_async else 1),
             "num_gpus": options["num_gpus"] or 0.0,
             "max_task_retries": options["max_task_retries"] or 0,
             "concurrency_groups": dict(options["concurrency_groups"] or {}),
@@ -227,20 +211,19 @@ def _check_at_creation(actor_class, options, rt):
     """What Ray checks when an actor is created rather than when options are given."""
     if options["name"] == "":
         raise ValueError("Actor name cannot be an empty string.")
-    if options["namespace"] == "":
-        raise ValueError('"" is not a valid namespace. Pass None to not specify a namespace.')
+    _check_namespace(options["namespace"])
     check_scheduling_strategy(options["scheduling_strategy"], rt)
     groups = options["concurrency_groups"] or {}
     for name, entry in actor_class._methods.items():
         if entry.concurrency_group is not None and entry.concurrency_group not in groups:
             raise ValueError(f"method {actor_class._cls.__name__}.{name} is in concurrency group "
-                             f"{entry.concurrency_group!r}, which the actor does not define "
-                             f"(concurrency_groups={dict(groups)!r})")
+                             f"{entry.concurrency_group!r}, which the actor does not define (concurrency_groups="
+                             f"{dict(groups)!r})")
 
 
 class ActorHandle:
-    """A reference to an actor; pass it to tasks and other actors freely (its methods'
-    signatures travel with it, so a wrong call raises TypeError at ``.remote()`` anywhere)."""
+    """A reference to an actor; pass it to tasks and other actors freely (its methods' signatures travel with
+    it, so a wrong call raises TypeError at ``.remote()`` anywhere)."""
 
     def __init__(self, actor_id, meta, tracked, event="created"):
         self._actor_id = actor_id
@@ -294,8 +277,7 @@ class ActorHandle:
         limit = self._meta.max_pending_calls
         with rt.lock:
             entries = rt.objects.entries
-            self._pending = [ref for ref in self._pending
-                             if ref.id in entries and not entries[ref.id].ready]
+            self._pending = [ref for ref in self._pending if ref.id in entries and not entries[ref.id].ready]
         if len(self._pending) >= limit:
             raise PendingCallsLimitExceeded(
                 f"The task {method_name} could not be submitted to {self!r} because more than {limit} tasks are "
@@ -355,8 +337,7 @@ class ActorMethod:
             overrides = {key: call_options[key] for key in ("concurrency_group", "max_task_retries", "name")
                          if call_options.get(key) is not None}
             if "retry_exceptions" in call_options:
-                retry = call_options["retry_exceptions"]
-                overrides["retry_exceptions"] = retry if isinstance(retry, bool) else dumps(tuple(retry))
+                overrides["retry_exceptions"] = _retry_spec(call_options["retry_exceptions"])
             overrides = overrides or None
         limited = handle._meta.max_pending_calls not in (None, -1)
         if limited:
@@ -364,9 +345,9 @@ class ActorMethod:
         signature = entry.signature
         if args or kwargs or (signature is not None and entry.required):
             label = f"{handle._class_name}.{self._name}"
-            bound = _bind(signature, f"{label}.remote()", args, kwargs, entry.required)
+            bound = _bind(signature, f"{label}.remote()", args, kwargs)
             args_blob, dep_refs = pack_arguments(label, bound, args, kwargs, rt.put, INLINE_THRESHOLD)
-        else:  # the common call without arguments: nothing to bind or pickle
+        else:  # the common call without arguments: nothing to bind (hashing a Signature is slow) or pickle
             args_blob, dep_refs = None, ()
         max_retries = (overrides or {}).get("max_task_retries", entry.max_task_retries)
         refs = rt.actors.call(handle._actor_id, self._name, args_blob, dep_refs, num_returns, overrides, max_retries)
@@ -375,20 +356,25 @@ class ActorMethod:
         return returned(refs, num_returns)
 
 
-def _init_signature(cls):
-    """What ``cls(...)`` takes (``__init__`` without ``self``; nothing for a class without
-    one), or None where Python cannot say."""
+def _signature(target):
+    """What ``target(...)`` takes (a class: ``__init__`` without ``self``; nothing for a class without one),
+    or None where Python cannot say (some builtins)."""
     try:
-        return inspect.signature(cls)
+        return inspect.signature(target)
     except (TypeError, ValueError):
         return None
 
 
-def _bind(signature, where, args, kwargs, required=True):
+def _retry_spec(retry_exceptions):
+    # Exception classes may live in __main__, which workers cannot import: pickle them by value.
+    if isinstance(retry_exceptions, (list, tuple)):
+        return dumps(tuple(retry_exceptions))
+    return retry_exceptions
+
+
+def _bind(signature, where, args, kwargs):
     if signature is None:
         return None
-    if not args and not kwargs and not required:
-        return None  # the common no-argument call needs no binding (hashing a Signature is slow)
     try:
         return signature.bind(*args, **kwargs)
     except TypeError as exc:
@@ -422,8 +408,8 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
 
 @holds_signals
 def list_named_actors(all_namespaces=False):
-    """Names of the live named actors: of this job's namespace, or of every namespace as
-    ``{"name": ..., "namespace": ...}`` dicts with ``all_namespaces=True`` (Ray's shapes)."""
+    """Names of the live named actors: of this job's namespace, or of every namespace as ``{"name": ...,
+    "namespace": ...}`` dicts with ``all_namespaces=True`` (Ray's shapes)."""
     rt = runtime_for_call()
     pairs = rt.queries.ask(HEAD_RANK, "actor_names_query", None)
     if all_namespaces:
@@ -434,9 +420,9 @@ def list_named_actors(all_namespaces=False):
 
 @holds_signals
 def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
-    """End an actor now; its pending and later calls raise ActorDiedError. With
-    ``no_restart=False`` an actor with restarts left (``max_restarts``) starts again:
-    ``__init__`` runs anew, and calls made after the kill run on the new instance."""
+    """End an actor now; its pending and later calls raise ActorDiedError. With ``no_restart=False`` an actor
+    with restarts left (``max_restarts``) starts again: ``__init__`` runs anew, and calls made after the kill
+    run on the new instance."""
     if not isinstance(actor, ActorHandle):
         raise ValueError(f"ray.kill() only supported for actors. For tasks, try ray.cancel(). Got: {type(actor)}.")
     runtime_for_call().actors.kill(actor._actor_id, no_restart=bool(no_restart))

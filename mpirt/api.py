@@ -48,14 +48,10 @@ def put(value: Any) -> ObjectRef:
 
 @holds_signals
 def get(object_refs: ObjectRef | list[ObjectRef], *, timeout: float | None = None) -> Any:
-    """The value(s) of ``object_refs`` (a ref or a list of refs), waiting for them.
-
-    Raises the task's error (a TaskError that is also an instance of the original
-    exception class) as soon as any requested object failed, and
-    GetTimeoutError if ``timeout`` seconds pass first (``timeout=0``: only if one is
-    not ready now). As in Ray, anything but an ObjectRef or a list (a tuple too) is a
-    ValueError, and a list holding something else a TypeError.
-    """
+    """The value(s) of ``object_refs`` (a ref or a list of refs), waiting for them. Raises the task's error (a TaskError
+    that is also an instance of the original exception class) as soon as any requested object failed, and
+    GetTimeoutError if ``timeout`` seconds pass first (``timeout=0``: only if one is not ready now). As in Ray, anything
+    but an ObjectRef or a list (a tuple too) is a ValueError, and a list holding something else a TypeError."""
     single = isinstance(object_refs, ObjectRef)
     refs = [object_refs] if single else object_refs
     if not isinstance(refs, list):
@@ -73,15 +69,12 @@ def get(object_refs: ObjectRef | list[ObjectRef], *, timeout: float | None = Non
 @holds_signals
 def wait(object_refs: list[ObjectRef], *, num_returns: int = 1, timeout: float | None = None,
          fetch_local: bool = True) -> tuple[list[ObjectRef], list[ObjectRef]]:
-    """Split ``object_refs`` into (ready, not_ready) once ``num_returns`` are ready
-    or ``timeout`` seconds passed; both lists keep the input order. ``wait([])`` is
-    ``([], [])``. Checks and messages are Ray's: a list of distinct refs (TypeError,
-    ValueError), ``1 <= num_returns <= len(object_refs)`` (ValueError), a timeout >= 0.
+    """Split ``object_refs`` into (ready, not_ready) once ``num_returns`` are ready or ``timeout`` seconds
+    passed; both lists keep the input order; ``wait([])`` is ``([], [])``. Checks and messages are Ray's: a list
+    of distinct refs (TypeError, ValueError), ``1 <= num_returns <= len(object_refs)`` (ValueError), timeout >= 0.
 
-    ``fetch_local`` is accepted and has no effect: an object is ready once its owner
-    knows it is, and ``get`` reads it from wherever it is (same-node reads map the
-    store, so there is nothing to fetch ahead).
-    """
+    ``fetch_local`` is accepted and has no effect: an object is ready once its owner knows it is, and ``get``
+    reads it from wherever it is (same-node reads map the store, so there is nothing to fetch ahead)."""
     if isinstance(object_refs, ObjectRef):
         raise TypeError(f"wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, got a single "
                         f"ray.ObjectRef or ray.ObjectRefGenerator {object_refs}. Pass [{object_refs}].")
@@ -111,24 +104,23 @@ def wait(object_refs: list[ObjectRef], *, num_returns: int = 1, timeout: float |
 
 @holds_signals
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
-    """Cancel the task (or actor call) that produces ``object_ref``; a finished one is left
-    alone. As in Ray, it returns at once, and ``get`` then raises TaskCancelledError:
+    """Cancel the task (or actor call) that produces ``object_ref``; a finished one is left alone. As in Ray,
+    it returns at once, and ``get`` then raises TaskCancelledError:
 
     - a task not started yet never runs;
-    - a running task gets KeyboardInterrupt raised in its thread (as Ray raises it in the
-      worker): Python code stops at its next bytecode, a blocking C call (``time.sleep``,
-      I/O) first returns; a task that catches it and returns a value has that value;
-    - ``force=True``: its results fail at once, whatever the task still does (Ray kills the
-      worker process; here a rank also runs other tasks and actors, so the task is
-      interrupted as above and its slot is free once it stops);
-    - ``recursive=True`` (the default): the tasks it submitted are cancelled too;
-      ``recursive=False`` leaves them running.
+    - a running task gets KeyboardInterrupt raised in its thread (as Ray raises it in the worker): Python code
+      stops at its next bytecode, a blocking C call (``time.sleep``, I/O) first returns; a task that catches
+      it and returns a value has that value;
+    - ``force=True``: its results fail at once, whatever the task still does (Ray kills the worker process;
+      here a rank also runs other tasks and actors, so the task is interrupted as above and its slot is free
+      once it stops);
+    - ``recursive=True`` (the default): the tasks it submitted are cancelled too; ``recursive=False`` leaves
+      them running.
     """
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(f"ray.cancel() only supported for object refs. For actors, try ray.kill(). "
                         f"Got: {type(object_ref)}.")
-    rt = runtime_for_call()
-    rt.submitter.cancel(object_ref.id, bool(force), bool(recursive))
+    runtime_for_call().submitter.cancel(object_ref.id, bool(force), bool(recursive))
 
 
 def cluster_resources() -> dict[str, float]:
@@ -142,11 +134,11 @@ def available_resources() -> dict[str, float]:
 
 
 def object_store_stats() -> dict[str, Any]:
-    """Object store figures per node and per rank. Each node shows its pool: capacity (and why
-    that size: ``capacity_reason``), bytes in use by objects, bytes reserved in chunks by its
-    ranks, free bytes, fragmentation (reserved but unused, as a fraction of reserved), where the
-    memory and spill files live; and the ranks' counters summed: objects stored, spilled to
-    disk, restored, reads served from disk, local zero-copy reads, cross-node RMA gets."""
+    """Object store figures per node and per rank. Each node shows its pool: capacity (and why that size:
+    ``capacity_reason``), bytes in use by objects, bytes reserved in chunks by its ranks, free bytes,
+    fragmentation (reserved but unused, as a fraction of reserved), where the memory and spill files live; and
+    the ranks' counters summed: objects stored, spilled to disk, restored, reads served from disk, local
+    zero-copy reads, cross-node RMA gets."""
     rt = runtime_for_call()
     ranks = [rt.store.local_stats()]
     ranks += [rt.queries.ask(rank, "store_stats_query") for rank in rt.live_ranks() if rank != rt.rank]
@@ -159,25 +151,23 @@ def object_store_stats() -> dict[str, Any]:
                 node[key] = node.get(key, 0) + value
     for node in nodes.values():
         node["free_bytes"] = node["capacity_bytes"] - node["used_bytes"]
-        # used_bytes sums the ranks' figures, each read at its own moment, so it can briefly
-        # exceed the table's reserved_bytes; fragmentation is then 0, not negative
+        # used_bytes sums the ranks' figures, each read at its own moment, so it can briefly exceed the table's
+        # reserved_bytes; fragmentation is then 0, not negative
         reserved = node["reserved_bytes"]
         node["fragmentation"] = max(0.0, 1 - node["used_bytes"] / reserved) if reserved else 0.0
     return {"nodes": nodes, "ranks": sorted(ranks, key=lambda s: s["rank"])}
 
 
 def get_gpu_ids() -> list:
-    """The GPU ids assigned to the current task or actor ([] if it asked for none).
-
-    GPUs belong to worker ranks (shared out by node-local rank); the process sees
-    only its own through CUDA_VISIBLE_DEVICES, so device 0 there is the first id here.
-    """
+    """The GPU ids assigned to the current task or actor ([] if it asked for none). GPUs belong to worker
+    ranks (shared out by node-local rank); the process sees only its own through CUDA_VISIBLE_DEVICES, so
+    device 0 there is the first id here."""
     return gpu_ids(runtime_for_call())
 
 
 def nodes() -> list[dict[str, Any]]:
-    """One entry per node: its ranks, hostname and total resources, as Ray's ``nodes()``.
-    ``NodeID`` is a hex string, as ``get_runtime_context().get_node_id()`` returns it."""
+    """One entry per node: its ranks, hostname and total resources, as Ray's ``nodes()``. ``NodeID`` is a hex
+    string, as ``get_runtime_context().get_node_id()`` returns it."""
     rt = runtime_for_call()
     node_of = rt.store.arena.node_of
     info = rt.config["rank_info"]
@@ -185,8 +175,7 @@ def nodes() -> list[dict[str, Any]]:
     for rank in rt.live_ranks():
         node = node_of[rank]
         entry = result.setdefault(node, {"NodeID": node_id_hex(rt.session, node), "Alive": True, "Ranks": [],
-                                         "Resources": {}, "NodeManagerHostname": info[rank]["hostname"],
-                                         "GPUIds": []})
+                                         "Resources": {}, "NodeManagerHostname": info[rank]["hostname"], "GPUIds": []})
         entry["Ranks"].append(rank)
         entry["GPUIds"] += info[rank]["gpu_ids"]
         for name, amount in rt.cluster.resources_by_rank[rank].items():
@@ -195,15 +184,12 @@ def nodes() -> list[dict[str, Any]]:
 
 
 def timeline(filename: str | None = None) -> list[dict[str, Any]] | None:
-    """Tasks, actor calls and waits of every rank as Chrome trace events; written to
-    ``filename`` as JSON when given (open it in Perfetto or chrome://tracing)."""
+    """Tasks, actor calls and waits of every rank as Chrome trace events; written to ``filename`` as JSON when
+    given (open it in Perfetto or chrome://tracing)."""
     rt = runtime_for_call()
     by_rank = {rt.rank: list(tracing.events)}
-    for rank in rt.live_ranks():
-        if rank != rt.rank:
-            by_rank[rank] = rt.queries.ask(rank, "timeline_query")
-    roles = {DRIVER_RANK: "driver", HEAD_RANK: "scheduler"}
-    events = tracing.chrome_trace(by_rank, roles)
+    by_rank.update((rank, rt.queries.ask(rank, "timeline_query")) for rank in rt.live_ranks() if rank != rt.rank)
+    events = tracing.chrome_trace(by_rank, {DRIVER_RANK: "driver", HEAD_RANK: "scheduler"})
     if filename is not None:
         tracing.write(filename, events)
     return events
@@ -223,13 +209,11 @@ def _checked_timeout(where, timeout):
 
 def _checked_num_returns(num_returns, count):
     """Ray takes any whole number (1.0, numpy integers, True as 1); a text or None is a TypeError."""
-    if isinstance(num_returns, numbers.Integral):
-        value = int(num_returns)
-    elif isinstance(num_returns, numbers.Real) and float(num_returns).is_integer():
-        value = int(num_returns)
-    else:
+    if not (isinstance(num_returns, numbers.Integral)
+            or isinstance(num_returns, numbers.Real) and float(num_returns).is_integer()):
         raise TypeError(f"wait(num_returns=...) must be a whole number, got {_short(num_returns)} "
                         f"({type(num_returns).__name__})")
+    value = int(num_returns)
     if value <= 0:
         raise ValueError(f"Invalid number of objects to return {value}.")
     if value > count:

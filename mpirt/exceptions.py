@@ -1,23 +1,22 @@
 """Exceptions raised by mpirt: Ray's classes, names, bases and constructor arguments.
 
-``import mpirt as ray`` code catches ``ray.exceptions.X`` exactly as under Ray, and what
-prints is Ray's names. mpirt's earlier names stay as aliases (``MpirtError`` is ``RayError``,
-``TaskError`` is ``RayTaskError``).
+``import mpirt as ray`` code catches ``ray.exceptions.X`` exactly as under Ray, and what prints is Ray's
+names. mpirt's own names are aliases (``MpirtError`` is ``RayError``, ``TaskError`` is ``RayTaskError``).
 
-A task's exception travels inside a ``RayTaskError`` and ``get`` raises it as an instance of
-a class derived from both ``RayTaskError`` and the exception's own class (printed as
-``RayTaskError(ValueError)``), so ``except ValueError`` and ``except RayTaskError`` both catch
-it. How the original exception travels (``_freeze``/``_thaw``): as itself when it pickles;
-rebuilt without calling its ``__init__`` when only its unpickling fails (a constructor with
-required arguments); as Ray does it when it cannot be pickled at all (the cause becomes a
-``RayError`` with its text and traceback); and as ``UnserializableException``, as in Ray, if
-the receiving process cannot unpickle it. ``raise X from Y`` keeps ``Y`` as the delivered
-cause's ``__cause__``.
+A task's exception travels inside a ``RayTaskError`` and ``get`` raises it as an instance of a class derived
+from both ``RayTaskError`` and the exception's own class (printed as ``RayTaskError(ValueError)``), so
+``except ValueError`` and ``except RayTaskError`` both catch it. How the original exception travels
+(``_freeze``/``_thaw``): as itself when it pickles; rebuilt without calling its ``__init__`` when only its
+unpickling fails (a constructor with required arguments); as Ray does it when it cannot be pickled at all
+(the cause becomes a ``RayError`` with its text and traceback); and as ``UnserializableException``, as in
+Ray, if the receiving process cannot unpickle it. ``raise X from Y`` keeps ``Y`` as the delivered cause's
+``__cause__``.
 
-Several classes are raised by mpirt with one explanatory message where Ray's constructor
-takes ids it does not have (``ObjectLostError``, ``TaskCancelledError``, ``ActorDiedError``,
-``WorkerCrashedError``); they accept both forms. Everything here runs on error paths only.
+Several classes are raised by mpirt with one explanatory message where Ray's constructor takes ids it does
+not have (``ObjectLostError``, ``TaskCancelledError``, ``ActorDiedError``, ``WorkerCrashedError``); they
+accept both forms. Everything here runs on error paths only.
 """
+import functools
 import logging
 import os
 import pickle
@@ -34,8 +33,8 @@ def _restore(cls, args, state):
     try:
         obj = cls.__new__(cls, *args)
     except TypeError:
-        # ``cls.__new__`` may be a built-in base's that refuses a class mixing two built-in
-        # bases (``MemoryError.__new__(ObjectStoreFullError)``: "not safe").
+        # ``cls.__new__`` may be a built-in base's that refuses a class mixing two built-in bases
+        # (``MemoryError.__new__(ObjectStoreFullError)``: "not safe").
         try:
             obj = BaseException.__new__(cls, *args)
         except TypeError:
@@ -54,8 +53,7 @@ class RayError(Exception):
 
 
 class _OneMessage(RayError):
-    """Ray's errors made of one message: kept in the attribute Ray names (``_attribute``) and
-    shown through ``_template``."""
+    """Ray's one-message errors: kept in the attribute Ray names (``_attribute``), shown through ``_template``."""
 
     _attribute = "message"
     _template = "{}"
@@ -78,11 +76,8 @@ class CrossLanguageError(RayError):
 
 
 class TaskCancelledError(RayError):
-    """Raised when this task is cancelled.
-
-    Ray's arguments are ``(task_id=None, error_message=None)``; a single text argument is the
-    message (mpirt's task ids are numbers).
-    """
+    """Raised when this task is cancelled. Ray's arguments are ``(task_id=None, error_message=None)``; a
+    single text argument is the message (mpirt's task ids are numbers)."""
 
     def __init__(self, task_id=None, error_message=None):
         if isinstance(task_id, str) and error_message is None:
@@ -101,11 +96,9 @@ class TaskCancelledError(RayError):
 
 
 class RayTaskError(RayError):
-    """Indicates that a task threw an exception during execution.
-
-    ``cause`` is the task's exception; ``function_name``, ``traceback_str``, ``pid``, ``ip``
-    and (mpirt) ``rank`` say where it ran. ``get`` raises ``as_instanceof_cause()``.
-    """
+    """Indicates that a task threw an exception during execution. ``cause`` is the task's exception;
+    ``function_name``, ``traceback_str``, ``pid``, ``ip`` and (mpirt) ``rank`` say where it ran. ``get``
+    raises ``as_instanceof_cause()``."""
 
     def __init__(self, function_name, traceback_str, cause, proctitle=None, pid=None, ip=None,
                  actor_repr=None, actor_id=None, rank=None):
@@ -126,28 +119,24 @@ class RayTaskError(RayError):
         self.args = (function_name, traceback_str, self.cause, proctitle, pid, ip)
 
     def __reduce__(self):
-        # The cause travels only frozen, so that a receiver that cannot unpickle it gets
-        # UnserializableException rather than an unpickling error.
+        # The cause travels only frozen, so that a receiver that cannot unpickle it gets UnserializableException
+        # rather than an unpickling error.
         state = {k: v for k, v in self.__dict__.items() if k not in ("cause", "_frozen_cause")}
         args = tuple(None if arg is self.cause else arg for arg in self.args)
         return (_restore_task_error, (type(self), args, state, self._frozen_cause))
 
     def as_instanceof_cause(self):
-        """An exception that is both this ``RayTaskError`` and an instance of the cause's class.
-
-        Returns ``self`` where that class cannot be subclassed (the cause stays in ``cause``).
-        """
+        """An exception that is both this ``RayTaskError`` and an instance of the cause's class; ``self``
+        where that class cannot be subclassed (the cause stays in ``cause``)."""
         cause = self.cause
         if cause is None or issubclass(RayTaskError, type(cause)):
             return self
         dual = _dual_class(type(cause))
         if dual is None:
             return self
+        args = (cause.message, cause.exceptions) if isinstance(cause, BaseExceptionGroup) else (cause,)
         try:
-            if isinstance(cause, BaseExceptionGroup):
-                err = dual(cause.message, cause.exceptions)
-            else:
-                err = dual(cause)
+            err = dual(*args)
         except Exception as exc:  # a cause class whose __new__ wants other arguments
             logger.warning("Could not combine RayTaskError with %s (%s); raising RayTaskError only. "
                            "`ray_task_error.cause` holds the task's exception.", type(cause), exc)
@@ -169,8 +158,8 @@ class RayTaskError(RayError):
 
 
 def _user_traceback(traceback_str, header=None):
-    """``traceback_str`` without mpirt's own frames (as Ray leaves out its own), each
-    "Traceback (most recent call last):" line replaced by ``header`` if given."""
+    """``traceback_str`` without mpirt's own frames (as Ray leaves out its own), each "Traceback (most recent
+    call last):" line replaced by ``header`` if given."""
     out = []
     in_hidden_frame = False
     for line in traceback_str.strip().split("\n"):
@@ -205,21 +194,14 @@ _DUAL_CLASSES: dict = {}
 
 
 class _DualTaskError:
-    """Members of the classes ``as_instanceof_cause`` makes: ``RayTaskError`` first, the
-    cause's class second. Its ``__init__`` is not called, nor are its attributes set
-    through its descriptors, so read-only properties and required arguments do not matter;
-    attributes the cause has and this error lacks are the cause's."""
+    """Members of the classes ``as_instanceof_cause`` makes: ``RayTaskError`` first, the cause's class second.
+    Its ``__init__`` is not called, nor are its attributes set through its descriptors, so read-only properties
+    and required arguments do not matter; attributes the cause has and this error lacks are the cause's."""
 
     def __init__(self, *args, **kwargs):
         pass
 
-    @property
-    def args(self):
-        return BaseException.args.__get__(self)
-
-    @args.setter
-    def args(self, value):
-        BaseException.args.__set__(self, value)
+    args = BaseException.args   # the error's own, even where the cause's class makes ``args`` a property
 
     def __getattr__(self, name):
         cause = self.__dict__.get("cause")
@@ -247,9 +229,8 @@ def _dual_class(cause_cls):
     try:
         dual = type(name, (RayTaskError, cause_cls), members)
     except Exception as exc:  # a final class, or layouts that conflict (__slots__ of its own)
-        logger.warning("User exception type %s in RayTaskError cannot be subclassed: it is raised as "
-                       "RayTaskError only; `ray_task_error.cause` holds it. Failure in subclassing: %s",
-                       cause_cls, exc)
+        logger.warning("User exception type %s in RayTaskError cannot be subclassed: it is raised as RayTaskError "
+                       "only; `ray_task_error.cause` holds it. Failure in subclassing: %s", cause_cls, exc)
         dual = None
     _DUAL_CLASSES[cause_cls] = dual
     return dual
@@ -262,8 +243,8 @@ def _dumps(obj):
 
 
 def _freeze_one(exc):
-    """``("self", blob)`` if ``exc`` survives a pickle round trip, ``("rebuilt", blob)`` if it
-    does once rebuilt without its ``__init__``, None if it cannot be pickled at all."""
+    """``("self", blob)`` if ``exc`` survives a pickle round trip, ``("rebuilt", blob)`` if it does once
+    rebuilt without its ``__init__``, None if it cannot be pickled at all."""
     try:
         blob = _dumps(exc)
     except Exception:
@@ -282,8 +263,8 @@ def _freeze_one(exc):
 
 
 def _freeze(exc):
-    """What carries ``exc`` and its ``__cause__`` chain to another process, or None if
-    ``exc`` itself cannot be pickled. A link that cannot be becomes a RayError with its text."""
+    """What carries ``exc`` and its ``__cause__`` chain to another process, or None if ``exc`` itself cannot
+    be pickled. A link that cannot be becomes a RayError with its text."""
     first = _freeze_one(exc)
     if first is None:
         return None
@@ -301,8 +282,8 @@ def _freeze(exc):
 
 
 def _thaw(frozen):
-    """The exception ``_freeze`` carried, with its ``__cause__`` chain; raises if the first
-    cannot be unpickled here (a link that cannot ends the chain)."""
+    """The exception ``_freeze`` carried, with its ``__cause__`` chain; raises if the first cannot be
+    unpickled here (a link that cannot ends the chain)."""
     chain = []
     for how, blob in frozen:
         try:
@@ -333,20 +314,15 @@ def _qualified_name(cls):
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-_NODE_IP = None
-
-
+@functools.cache
 def _node_ip():
     """This node's address as Ray shows it in errors (no packet is sent; no DNS wait)."""
-    global _NODE_IP
-    if _NODE_IP is None:
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-                probe.connect(("192.0.2.1", 9))   # TEST-NET-1: picks the outgoing interface only
-                _NODE_IP = probe.getsockname()[0]
-        except OSError:
-            _NODE_IP = "127.0.0.1"
-    return _NODE_IP
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))   # TEST-NET-1: picks the outgoing interface only
+            return probe.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
 
 
 class LocalRayletDiedError(RayError):
@@ -364,10 +340,8 @@ class WorkerCrashedError(RayError):
 
 
 class RayActorError(RayError):
-    """Indicates that the actor has outages unexpectedly before finishing a task.
-
-    Ray raises its subclasses ``ActorDiedError`` and ``ActorUnavailableError``.
-    """
+    """Indicates that the actor has outages unexpectedly before finishing a task. Ray raises its subclasses
+    ``ActorDiedError`` and ``ActorUnavailableError``."""
 
     BASE_ERROR_MSG = "The actor experienced an error before finishing this task."
 
@@ -390,13 +364,10 @@ class RayActorError(RayError):
 
 
 class ActorDiedError(RayActorError):
-    """Indicates that the actor died unexpectedly before finishing a task: its constructor
-    failed, it was killed, it exited, or its rank died.
-
-    ``ActorDiedError(cause)`` as in Ray (``cause`` the ``RayTaskError`` of a failed
-    ``__init__``, or None), or ``ActorDiedError(message, cause=None)`` as mpirt raises it.
-    ``cause`` (mpirt) gives the constructor's error as an instance of its class.
-    """
+    """Indicates that the actor died unexpectedly before finishing a task: its constructor failed, it was
+    killed, it exited, or its rank died. ``ActorDiedError(cause)`` as in Ray (``cause`` the ``RayTaskError`` of
+    a failed ``__init__``, or None), or ``ActorDiedError(message, cause=None)`` as mpirt raises it. ``cause``
+    (mpirt) gives the constructor's error as an instance of its class."""
 
     BASE_ERROR_MSG = "The actor died unexpectedly before finishing this task."
 
@@ -412,8 +383,7 @@ class ActorDiedError(RayActorError):
 
     @property
     def cause(self):
-        cause = self._cause
-        return cause.as_instanceof_cause() if isinstance(cause, RayTaskError) else cause
+        return _instance_of_cause(self._cause)
 
     @staticmethod
     def from_task_error(task_error):
@@ -421,22 +391,18 @@ class ActorDiedError(RayActorError):
 
 
 class ActorUnavailableError(RayActorError):
-    """Raised when the actor is temporarily unavailable but may be available later.
-
-    ``(error_message, actor_id)`` as in Ray; without ``actor_id``, ``error_message`` is the
-    whole message (as mpirt raises it).
-    """
+    """Raised when the actor is temporarily unavailable but may be available later. ``(error_message,
+    actor_id)`` as in Ray; without ``actor_id``, ``error_message`` is the whole message (as mpirt raises it)."""
 
     def __init__(self, error_message, actor_id=None):
-        if actor_id is None:
-            super().__init__(None, error_message)
-            return
         if isinstance(actor_id, int):
             actor_id = format(actor_id, "028x")
         elif isinstance(actor_id, bytes):
             actor_id = actor_id.hex()
-        super().__init__(actor_id, f"The actor {actor_id} is unavailable: {error_message}. The task may or may "
-                                   "not have been executed on the actor.")
+        if actor_id is not None:
+            error_message = (f"The actor {actor_id} is unavailable: {error_message}. The task may or may not have "
+                             "been executed on the actor.")
+        super().__init__(actor_id, error_message)
 
 
 class RaySystemError(RayError):
@@ -462,8 +428,8 @@ class UserCodeException(RayError):
 
 
 class ObjectStoreFullError(RayError, MemoryError):
-    """Indicates that the object store is full: neither the node's store memory nor the
-    spill disk can hold the object. (Also a ``MemoryError``, as mpirt's was.)"""
+    """Indicates that the object store is full: neither the node's store memory nor the spill disk can hold
+    the object. (Also a ``MemoryError``, so code catching ``MemoryError`` keeps working.)"""
 
 
 class OutOfDiskError(RayError):
@@ -483,12 +449,8 @@ class NodeDiedError(_OneMessage):
 
 
 class ObjectLostError(RayError):
-    """Indicates that the object is lost from distributed memory, due to node failure or
-    system error.
-
-    Ray's arguments are ``(object_ref_hex, owner_address, call_site)``; mpirt raises it with
-    one message saying which object and why.
-    """
+    """Indicates that the object is lost from distributed memory, due to node failure or system error. Ray's arguments
+    are ``(object_ref_hex, owner_address, call_site)``; mpirt raises it with one message saying which object and why."""
 
     def __init__(self, object_ref_hex=None, owner_address=None, call_site=None):
         self._message = object_ref_hex if owner_address is None and call_site is None else None
@@ -496,19 +458,16 @@ class ObjectLostError(RayError):
         self.owner_address = owner_address
         self.call_site = (call_site or "").replace("\n", "\n  ")
 
-    def _base_str(self):
-        text = f"Failed to retrieve object {self.object_ref_hex}."
-        if self.call_site:
-            text += f" The ObjectRef was created at: {self.call_site}"
-        return text
-
     def _detail(self):
         return f"All copies of {self.object_ref_hex} have been lost due to node failure."
 
     def __str__(self):
         if self._message is not None:
             return str(self._message)
-        return f"{self._base_str()}\n\n{self._detail()}"
+        text = f"Failed to retrieve object {self.object_ref_hex}."
+        if self.call_site:
+            text += f" The ObjectRef was created at: {self.call_site}"
+        return f"{text}\n\n{self._detail()}"
 
 
 class ObjectFetchTimedOutError(ObjectLostError):
@@ -590,10 +549,8 @@ class RuntimeEnvSetupError(RayError):
         self.error_message = error_message
 
     def __str__(self):
-        lines = ["Failed to set up runtime environment."]
-        if self.error_message:
-            lines.append(self.error_message)
-        return "\n".join(lines)
+        text = "Failed to set up runtime environment."
+        return f"{text}\n{self.error_message}" if self.error_message else text
 
 
 class TaskPlacementGroupRemoved(RayError):
@@ -657,8 +614,8 @@ class RayDirectTransportError(RaySystemError):
 
 
 class UnserializableException(RayError):
-    """Raised when a task's exception could not be unpickled where it was delivered; carries
-    the original exception's text and traceback instead."""
+    """Raised when a task's exception could not be unpickled where it was delivered; carries the original
+    exception's text and traceback instead."""
 
     def __init__(self, original_stack_trace):
         self._original_stack_trace = original_stack_trace
@@ -680,11 +637,11 @@ class ActorHandleNotFoundError(_OneMessage, ValueError):
 
 
 class InfeasibleResourceError(RayError, ValueError):
-    """No rank of the cluster could ever satisfy the resource request (mpirt raises this at
-    ``.remote()`` where Ray would leave the task pending)."""
+    """No rank of the cluster could ever satisfy the resource request (mpirt raises this at ``.remote()``
+    where Ray would leave the task pending)."""
 
 
-# mpirt's earlier names.
+# mpirt's own names.
 MpirtError = RayError
 TaskError = RayTaskError
 
@@ -711,15 +668,12 @@ class ErrorPayload:
         self.error = error
 
     def to_exception(self):
-        err = self.error
-        if isinstance(err, RayTaskError):
-            return err.as_instanceof_cause()
-        return err
+        return _instance_of_cause(self.error)
 
 
 def make_task_error(exc, function_name, rank, traceback_str):
-    """The error a task that raised ``exc`` reports. A dependency's failure (a RayTaskError,
-    a lost object, a dead worker or actor, a cancellation) passes through as it came."""
+    """The error a task that raised ``exc`` reports. A dependency's failure (a RayTaskError, a lost object, a
+    dead worker or actor, a cancellation) passes through as it came."""
     if isinstance(exc, RayTaskError):
         return exc.__dict__.get("_task_error", exc)
     if isinstance(exc, _PASS_THROUGH):

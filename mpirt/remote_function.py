@@ -8,7 +8,7 @@ import inspect
 import itertools
 import os
 
-from .actor import ActorHandle
+from .actor import ActorHandle, _retry_spec, _signature
 from .core import runtime_env
 from .core.codec import INLINE_THRESHOLD, dumps
 from .core.current import runtime_for_call
@@ -42,24 +42,21 @@ class RemoteFunction:
         functools.update_wrapper(self, function)
 
     def __call__(self, *args, **kwargs):
-        raise TypeError(
-            f"Remote function {self._function.__qualname__} cannot be called directly; "
-            f"use {self._function.__name__}.remote(...)"
-        )
+        raise TypeError(f"Remote function {self._function.__qualname__} cannot be called directly; "
+                        f"use {self._function.__name__}.remote(...)")
 
     def remote(self, *args, **kwargs):
         return self._submit(args, kwargs, self._options)
 
     def options(self, **options):
-        """These options for the calls made through the result, over the decorator's ones.
-        ``runtime_env`` replaces the decorator's (None keeps it); ``max_calls`` cannot be set."""
+        """These options for the calls made through the result, over the decorator's ones. ``runtime_env``
+        replaces the decorator's (None keeps it); ``max_calls`` cannot be set."""
         where = f"{self._function.__qualname__}.options()"
         if "_num_objects_per_yield" in options and \
                 options["_num_objects_per_yield"] != (self._options.get("_num_objects_per_yield") or 1):
             raise ValueError("_num_objects_per_yield cannot be overridden per task call. "
                              "Use @ray.remote(_num_objects_per_yield=...) instead.")
-        if "runtime_env" in options and options["runtime_env"] is None:
-            options = {key: value for key, value in options.items() if key != "runtime_env"}
+        options = {key: value for key, value in options.items() if key != "runtime_env" or value is not None}
         defaults = {key: value for key, value in self._options.items() if key != "max_calls"}
         options = validate_task_options(options, in_options=True,
                                         is_generator=self._is_generator if "num_returns" in options else None,
@@ -68,12 +65,11 @@ class RemoteFunction:
 
     def _descriptor_for_process(self):
         # Pickled once per process (and again after fork) on first submission.
-        if self._descriptor is None or self._descriptor_pid != os.getpid():
+        pid = os.getpid()
+        if self._descriptor is None or self._descriptor_pid != pid:
             function = self._function
-            self._descriptor = FunctionDescriptor(
-                (os.getpid(), next(_function_ids)), dumps(function), function.__qualname__
-            )
-            self._descriptor_pid = os.getpid()
+            self._descriptor = FunctionDescriptor((pid, next(_function_ids)), dumps(function), function.__qualname__)
+            self._descriptor_pid = pid
         return self._descriptor
 
     def _shape(self, options):
@@ -111,32 +107,17 @@ class RemoteFunction:
         max_retries = options["max_retries"]
         environment = runtime_env.for_submission(rt.config.get("runtime_env"), options["runtime_env"])
         args_blob, dep_refs = pack_arguments(name, bound, args, kwargs, rt.put, INLINE_THRESHOLD)
-        refs = rt.submitter.submit(
-            self._descriptor_for_process(), args_blob, dep_refs, num_returns, key, shape,
-            DEFAULT_MAX_RETRIES if max_retries is None else max_retries, _retry_spec(options["retry_exceptions"]),
-            name, _first_actor_argument(args, kwargs), environment,
-        )
+        refs = rt.submitter.submit(self._descriptor_for_process(), args_blob, dep_refs, num_returns, key, shape,
+                                   DEFAULT_MAX_RETRIES if max_retries is None else max_retries,
+                                   _retry_spec(options["retry_exceptions"]), name, _first_actor_argument(args, kwargs),
+                                   environment)
         return returned(refs, num_returns)
 
 
 def _first_actor_argument(args, kwargs):
-    """The id of the first actor handed to the task as an argument (the task will likely call it:
-    its rank is a good place to run), or None."""
+    """The id of the first actor handed to the task as an argument (the task will likely call it: its rank is
+    a good place to run), or None."""
     for value in itertools.chain(args, kwargs.values()):
         if type(value) is ActorHandle:
             return value._actor_id
     return None
-
-
-def _retry_spec(retry_exceptions):
-    # Exception classes may live in __main__, which workers cannot import: pickle them by value.
-    if isinstance(retry_exceptions, (list, tuple)):
-        return dumps(tuple(retry_exceptions))
-    return retry_exceptions
-
-
-def _signature(function):
-    try:
-        return inspect.signature(function)
-    except (TypeError, ValueError):  # some builtins have none
-        return None

@@ -1,21 +1,19 @@
 """``get_runtime_context()``: who is calling, as Ray's ``RuntimeContext`` tells it.
 
-Ids are hex strings, as Ray's ``get_*_id()`` methods return them, but shaped by what mpirt
-has: the job is the session (``init`` to ``shutdown``), a node is a group of ranks sharing
-a store (``nodes()[i]["NodeID"]`` is the same string), a worker is a rank, and tasks and
-actors have the ids ``ObjectRef``/``ActorHandle`` print. On the driver, task and actor
-methods return None, as in Ray.
+Ids are hex strings, as Ray's ``get_*_id()`` methods return them, but shaped by what mpirt has: the job is
+the session (``init`` to ``shutdown``), a node is a group of ranks sharing a store (``nodes()[i]["NodeID"]``
+is the same string), a worker is a rank, and tasks and actors have the ids ``ObjectRef``/``ActorHandle``
+print. On the driver, task and actor methods return None, as in Ray.
 
 What the executing task or actor call is comes from ``call_context.task_context`` (thread-local):
 
-- ``task``: the ``executor.RunningTask`` of a task (its id, name, function, resource shape,
-  ``cancelled`` flag); None elsewhere.
-- ``actor``: the hosted actor (``actor_host.HostedActor``) an actor method or constructor
-  runs for: read here are ``actor_id``, ``name`` ("" if unnamed), ``restarts`` (times its
-  constructor ran again), ``held`` (resources it holds), ``class_name``, ``table`` (its
-  methods) and ``concurrency_groups()``, from which ``current_actor`` makes a handle to it.
-- ``call``: the actor call running (``call_id``, ``method``, ``cancelled``), None in the
-  constructor.
+- ``task``: the ``executor.RunningTask`` of a task (its id, name, function, resource shape, ``cancelled``
+  flag); None elsewhere.
+- ``actor``: the hosted actor (``actor_host.HostedActor``) an actor method or constructor runs for: read
+  here are ``actor_id``, ``name`` ("" if unnamed), ``restarts`` (times its constructor ran again), ``held``
+  (resources it holds), ``class_name``, ``table`` (its methods) and ``concurrency_groups()``, from which
+  ``current_actor`` makes a handle to it.
+- ``call``: the actor call running (``call_id``, ``method``, ``cancelled``), None in the constructor.
 - ``label``: the task or call name.
 """
 from __future__ import annotations
@@ -27,9 +25,7 @@ from .core.ids import hex_id, node_id_hex, worker_id_hex
 
 
 def gpu_ids(rt):
-    """The GPU ids of the task or actor running in this thread on ``rt`` ([] if it asked for none):
-    ``get_gpu_ids()``. GPUs belong to worker ranks (shared out by node-local rank); the process
-    sees only its own through CUDA_VISIBLE_DEVICES, so device 0 there is the first id here."""
+    """``get_gpu_ids()`` of the task or actor running in this thread on ``rt``."""
     if not getattr(task_context, "num_gpus", 0.0):
         return []
     ids = rt.config["rank_info"][rt.rank]["gpu_ids"]
@@ -77,8 +73,7 @@ class RuntimeContext:
     @property
     def namespace(self):
         """The job's namespace (``init(namespace=)``; ``"default"`` when none was given)."""
-        rt = _running("Namespace")
-        return rt.config.get("namespace") or "default"
+        return _running("Namespace").config.get("namespace") or "default"
 
     @property
     def gcs_address(self):
@@ -91,13 +86,11 @@ class RuntimeContext:
         if task is not None:
             return hex_id(task.task_id)
         _, call = running_actor_call()
-        if call is not None:
-            return hex_id(call.call_id)
-        return None
+        return None if call is None else hex_id(call.call_id)
 
     def get_task_name(self):
-        """The running task's name (its ``name`` option, else the function's name; ``Class.method``
-        for an actor call); None on the driver."""
+        """The running task's name (its ``name`` option, else the function's name; ``Class.method`` for an
+        actor call); None on the driver."""
         current = async_call.get()
         if current is not None:
             return current[2]
@@ -109,8 +102,7 @@ class RuntimeContext:
         """``module.function`` of the running task (``module.Class.method`` for an actor call)."""
         task = getattr(task_context, "task", None)
         if task is not None:
-            function = task.function
-            return None if function is None else _qualified(function)
+            return None if task.function is None else _qualified(task.function)
         actor, call = running_actor_call()
         if actor is None:
             return None
@@ -118,8 +110,8 @@ class RuntimeContext:
         return f"{_qualified(actor.cls)}.{method}"
 
     def get_assigned_resources(self):
-        """What the running task or actor holds: ``{"CPU": 1.0}`` for a default task, ``{}`` for
-        a default actor (it holds no CPU while it lives)."""
+        """What the running task or actor holds: ``{"CPU": 1.0}`` for a default task, ``{}`` for a default
+        actor (it holds no CPU while it lives)."""
         task = getattr(task_context, "task", None)
         if task is not None:
             return dict(task.shape)
@@ -130,8 +122,7 @@ class RuntimeContext:
 
     def get_accelerator_ids(self):
         """``{"GPU": [ids]}``: the GPUs of the running task or actor, as strings (none on the driver)."""
-        _running("Accelerator ids")
-        return {"GPU": [str(i) for i in gpu_ids(current.runtime())]}
+        return {"GPU": [str(i) for i in gpu_ids(_running("Accelerator ids"))]}
 
     def get_resource_ids(self):
         """Ray's older name of ``get_accelerator_ids``."""

@@ -1,19 +1,13 @@
-"""What mpirt takes from a Slurm allocation, so a jobscript needs no mpirt flags.
+"""What mpirt takes from a Slurm allocation, so a jobscript needs no mpirt flags. It reads only the environment
+variables Slurm sets in a job (no Slurm command is run), for:
 
-Inside a job Slurm describes the allocation in environment variables. mpirt
-reads them for:
-
-- resources: CPUs per rank (``--cpus-per-task``, read in ``launch/discovery.py``), GPUs per
-  rank (``--gpus-per-task``; under ``srun`` each task already sees only its own
-  GPUs, see ``gpus_bound_per_task``), and how many workers a plain
-  ``python app.py`` spawns (``spawn_worker_count``: the CPUs of the allocation,
+- resources: CPUs per rank (``--cpus-per-task``, read in ``launch/discovery.py``), GPUs per rank
+  (``--gpus-per-task``; under ``srun`` each task already sees only its own GPUs, see ``gpus_bound_per_task``),
+  and how many workers a plain ``python app.py`` spawns (``spawn_worker_count``: the CPUs of the allocation,
   not of the whole machine);
-- default paths: results under ``$SLURM_SUBMIT_DIR/mpirt_results`` and an
-  experiment name from the job name and id, which stays the same when the job
-  is requeued, so a requeued job finds what it wrote before;
+- default paths: results under ``$SLURM_SUBMIT_DIR/mpirt_results`` and an experiment name from the job name
+  and id, which stays the same when the job is requeued, so a requeued job finds what it wrote before;
 - ``job()``: the job id, array ids, node list (expanded), tasks, restarts.
-
-Everything here is plain environment reading: no Slurm command is run.
 """
 import os
 import re
@@ -27,10 +21,8 @@ def in_job(environ=os.environ):
 
 
 def expand_hostlist(hostlist):
-    """Slurm's compressed host list as names: ``"n[01-03,07],gpu1"`` -> n01 n02 n03 n07 gpu1.
-
-    Zero padding is kept; several bracket groups in one name expand as a product.
-    """
+    """Slurm's compressed host list as names: ``"n[01-03,07],gpu1"`` -> n01 n02 n03 n07 gpu1. Zero padding
+    is kept; several bracket groups in one name expand as a product."""
     names = []
     for item in _split_outside_brackets(hostlist or ""):
         expanded = [""]
@@ -70,17 +62,15 @@ def _expand_range_list(ranges):
 
 
 def _int(environ, name):
-    value = environ.get(name, "")
     # SLURM_CPUS_PER_TASK and friends are plain integers; *_TASKS_PER_NODE may read "2(x3)".
-    match = re.match(r"\d+", value)
+    match = re.match(r"\d+", environ.get(name, ""))
     return int(match.group()) if match else None
 
 
 def job(environ=os.environ):
-    """The current job as a dict (None outside Slurm). Keys: ``job_id``, ``name``,
-    ``array_job_id``, ``array_task_id``, ``nodes`` (host names), ``num_nodes``,
-    ``ntasks``, ``cpus_per_task``, ``gpus_per_task``, ``partition``,
-    ``submit_dir``, ``restart_count`` (times the job was requeued)."""
+    """The current job as a dict (None outside Slurm). Keys: ``job_id``, ``name``, ``array_job_id``,
+    ``array_task_id``, ``nodes`` (host names), ``num_nodes``, ``ntasks``, ``cpus_per_task``, ``gpus_per_task``,
+    ``partition``, ``submit_dir``, ``restart_count`` (times the job was requeued)."""
     if not in_job(environ):
         return None
     nodelist = environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST", "")
@@ -101,9 +91,8 @@ def job(environ=os.environ):
 
 
 def default_results_dir(environ=os.environ):
-    """Where results go unless told: ``$MPIRT_RESULTS_DIR``, else
-    ``$SLURM_SUBMIT_DIR/mpirt_results`` in a job (compute nodes' home may be slow
-    or read-only, the submit dir is where users look), else ``~/mpirt_results``."""
+    """Where results go unless told: ``$MPIRT_RESULTS_DIR``, else ``$SLURM_SUBMIT_DIR/mpirt_results`` in a job
+    (compute nodes' home may be slow or read-only, the submit dir is where users look), else ``~/mpirt_results``."""
     if environ.get("MPIRT_RESULTS_DIR"):
         return environ["MPIRT_RESULTS_DIR"]
     if in_job(environ) and environ.get("SLURM_SUBMIT_DIR"):
@@ -112,8 +101,8 @@ def default_results_dir(environ=os.environ):
 
 
 def default_run_name(environ=os.environ):
-    """A name that survives requeueing: ``<job name>-<job id>``, for array tasks
-    ``<job name>-<array job id>_<task id>``; None outside Slurm."""
+    """A name that survives requeueing: ``<job name>-<job id>``, for array tasks ``<job name>-<array job
+    id>_<task id>``; None outside Slurm."""
     if not in_job(environ):
         return None
     name = environ.get("SLURM_JOB_NAME") or "job"
@@ -123,9 +112,8 @@ def default_run_name(environ=os.environ):
 
 
 def spawn_worker_count(environ=os.environ):
-    """Workers a plain ``python app.py`` spawns by default: the CPUs this process
-    may use (``--cpus-per-task``, else the job's CPUs on this node, else the CPU
-    affinity mask), never the whole node's count when Slurm gave us less."""
+    """Workers a plain ``python app.py`` spawns by default: the CPUs this process may use (``--cpus-per-task``,
+    else the job's CPUs on this node, else the CPU affinity mask), not the whole node's when Slurm gave less."""
     if in_job(environ):
         for name in ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"):
             count = _int(environ, name)
@@ -138,15 +126,14 @@ def spawn_worker_count(environ=os.environ):
 
 
 def launched_by_srun(rank, size, environ=os.environ):
-    """True when this process is task ``rank`` of an srun step of ``size`` tasks
-    (under mpirun the ranks only inherit the batch script's SLURM_* values)."""
+    """True when this process is task ``rank`` of an srun step of ``size`` tasks (under mpirun the ranks only
+    inherit the batch script's SLURM_* values)."""
     return (environ.get("SLURM_STEP_ID") not in (None, "", "batch", "extern")
             and _int(environ, "SLURM_PROCID") == rank
             and _int(environ, "SLURM_STEP_NUM_TASKS") == size)
 
 
 def gpus_bound_per_task(all_srun, environ=os.environ):
-    """Whether Slurm already gave each task its own GPUs (``srun`` with
-    ``--gpus-per-task``): then every rank keeps the GPUs it sees instead of
-    dealing the node's GPUs out again. ``all_srun``: every rank was launched by srun."""
+    """Whether Slurm already gave each task its own GPUs (``srun --gpus-per-task``; ``all_srun``: every rank was
+    launched by srun): then every rank keeps the GPUs it sees instead of dealing the node's GPUs out again."""
     return bool(all_srun and _int(environ, "SLURM_GPUS_PER_TASK"))

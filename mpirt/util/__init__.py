@@ -1,6 +1,5 @@
-"""Utilities on top of the core API: Ray's ``ray.util`` names that make sense here
-(``ActorPool``, ``as_completed``, ``map_unordered``, ``get_node_ip_address``,
-``list_named_actors``)."""
+"""Utilities on top of the core API: Ray's ``ray.util`` names that make sense here (``ActorPool``,
+``as_completed``, ``map_unordered``, ``get_node_ip_address``, ``list_named_actors``)."""
 import collections
 import socket
 
@@ -9,15 +8,15 @@ from ..api import get, wait
 from ..exceptions import GetTimeoutError
 from . import scheduling_strategies  # noqa: F401 - ray.util.scheduling_strategies works without an import, as in Ray
 
-# Results ``as_completed``/``map_unordered`` wait for at a time, and tasks ``map_unordered``
-# keeps in flight: Ray's defaults.
+# Results ``as_completed``/``map_unordered`` wait for at a time, and tasks ``map_unordered`` keeps in flight:
+# Ray's defaults.
 DEFAULT_CHUNK_SIZE = 10
 DEFAULT_BACKPRESSURE_SIZE = 100
 
 
 def get_node_ip_address(address="8.8.8.8:53"):
-    """The IP address of this node: the one its traffic towards ``address`` would leave from
-    (a UDP socket is connected, nothing is sent), else the host name's, else 127.0.0.1."""
+    """The IP address of this node: the one its traffic towards ``address`` would leave from (a UDP socket is
+    connected, nothing is sent), else the host name's, else 127.0.0.1."""
     host, _, port = address.rpartition(":")
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
@@ -32,8 +31,8 @@ def get_node_ip_address(address="8.8.8.8:53"):
 
 
 def as_completed(refs, *, chunk_size=DEFAULT_CHUNK_SIZE, yield_obj_refs=False, **kwargs):
-    """Yield the results of ``refs`` as they become ready, ``chunk_size`` at a time (their
-    refs with ``yield_obj_refs=True``); ``kwargs`` go to ``wait`` (``timeout``, ``fetch_local``)."""
+    """Yield the results of ``refs`` as they become ready, ``chunk_size`` at a time (their refs with
+    ``yield_obj_refs=True``); ``kwargs`` go to ``wait`` (``timeout``, ``fetch_local``)."""
     _check_chunk_size(chunk_size, kwargs)
     refs = list(refs)
     while refs:
@@ -43,8 +42,8 @@ def as_completed(refs, *, chunk_size=DEFAULT_CHUNK_SIZE, yield_obj_refs=False, *
 
 def map_unordered(fn, items, *, backpressure_size=DEFAULT_BACKPRESSURE_SIZE, chunk_size=DEFAULT_CHUNK_SIZE,
                   yield_obj_refs=False, **kwargs):
-    """``fn.remote(item)`` for each item, yielding results as they complete; at most
-    ``backpressure_size`` tasks are in flight (None: no limit)."""
+    """``fn.remote(item)`` for each item, yielding results as they complete; at most ``backpressure_size``
+    tasks are in flight (None: no limit)."""
     if backpressure_size is None:
         backpressure_size = float("inf")
     elif backpressure_size <= 0:
@@ -72,10 +71,8 @@ def _next_batch(refs, chunk_size, yield_obj_refs, kwargs):
 
 
 class ActorPool:
-    """Spread work over a fixed set of actors, one call per idle actor.
-
-    ``fn(actor, value)`` must start a call on ``actor`` and return its ObjectRef.
-    """
+    """Spread work over a fixed set of actors, one call per idle actor. ``fn(actor, value)`` must start a
+    call on ``actor`` and return its ObjectRef."""
 
     def __init__(self, actors):
         self._idle = list(actors)
@@ -104,10 +101,7 @@ class ActorPool:
     def _finish(self, ref):
         index, actor = self._running.pop(ref)
         del self._ref_of_index[index]
-        if self._waiting:
-            self._start(*self._waiting.popleft(), actor)
-        else:
-            self._idle.append(actor)
+        self.push(actor)
 
     def has_next(self):
         return bool(self._running) or bool(self._waiting)

@@ -9,9 +9,8 @@ import threading
 
 # The task a thread is running (worker ranks), so get/wait know to release its CPU.
 task_context = threading.local()
-# The call a coroutine of an async actor runs for: (hosted actor, CallContext, label). The
-# coroutines of one actor share its loop's thread, so thread-local state would mix them up;
-# each asyncio task has a context of its own.
+# The call a coroutine of an async actor runs for: (hosted actor, CallContext, label). An actor's coroutines
+# share its loop's thread, so thread-local state would mix them up; each asyncio task has a context of its own.
 async_call: contextvars.ContextVar = contextvars.ContextVar("mpirt_async_actor_call", default=None)
 
 

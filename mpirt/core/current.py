@@ -1,9 +1,8 @@
 """The Runtime this process runs: set by ``launch`` when mpirt starts, cleared at shutdown.
 
 A leaf, so every layer can reach the running Runtime without importing the layers above it.
-``runtime_for_call`` starts a default session on the first API call made without ``init()``
-(as Ray does); the starter is ``launch.init``, which registers itself here when it is imported,
-so this module never imports ``launch``.
+``runtime_for_call`` starts a default session on the first API call made without ``init()`` (as Ray does);
+the starter is ``launch.init``, which registers itself here when imported, so this never imports ``launch``.
 """
 from typing import Any, Callable, Optional
 
@@ -32,7 +31,6 @@ def runtime_for_call() -> Any:
 
 
 def set_runtime(rt: Any) -> None:
-    """Make ``rt`` the process's Runtime (None: none runs)."""
     global _runtime
     _runtime = rt
 

@@ -1,9 +1,8 @@
 """What every explicit lifecycle in mpirt shares: the error a refused transition raises.
 
 Tasks (submitter and worker side), actors (as their caller sees them) and objects (as their table sees
-them) each keep one state enum and change it only through one method per transition; each method checks
-the state it leaves and raises ``IllegalTransition`` otherwise. This module is a leaf so every lifecycle
-can import it.
+them) each keep one state enum and change it only through one method per transition, which checks the
+state it leaves and raises ``IllegalTransition`` otherwise. A leaf, so every lifecycle can import it.
 """
 
 

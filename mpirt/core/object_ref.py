@@ -11,14 +11,13 @@ _RANK_SHIFT = 32
 _SESSION_SHIFT = 52
 _RANK_MASK = (1 << 20) - 1
 
-# Reference events, (object_id, event), are queued here and applied by the runtime;
-# ``__del__`` can run on any thread at any moment, so it must never take a lock.
+# Reference events, (object_id, event), are queued here and applied by the runtime; ``__del__`` can run on
+# any thread at any moment, so it must never take a lock.
 ref_events: collections.deque = collections.deque()
 
 # Set while pickling a value that may be unpickled any number of times (put values,
 # task results): references inside it pin what they point to (see reachability.py).
 pickling_context = threading.local()
-
 
 # ``mpirt.get``, which ``future()`` and ``await ref`` call: handed down by ``mpirt.api`` when it is imported
 # (so that in a task slot, where the API's functions forward to the rank, these forward too).
@@ -50,9 +49,7 @@ def returned(refs, num_returns):
     """What ``.remote()`` gives back, as in Ray: one ref, None, or a list."""
     if num_returns == 1:
         return refs[0]
-    if num_returns == 0:
-        return None
-    return refs
+    return None if num_returns == 0 else refs
 
 
 class ObjectRef:
@@ -91,8 +88,7 @@ class ObjectRef:
         return f"ObjectRef({self.hex()})"
 
     def future(self):
-        """A ``concurrent.futures.Future`` that gets the value (or the error) once it is ready,
-        as Ray's ``ObjectRef.future()``."""
+        """A ``concurrent.futures.Future`` that gets the value (or the error) once it is ready, as Ray's."""
         future = concurrent.futures.Future()
 
         def resolve():
@@ -105,8 +101,7 @@ class ObjectRef:
         return future
 
     def __await__(self):
-        """``await ref`` (in an async actor's methods, or any asyncio code): the value, without
-        blocking the event loop."""
+        """``await ref`` (in async actor methods or any asyncio code): the value, without blocking the event loop."""
         return asyncio.wrap_future(self.future()).__await__()
 
     def __reduce__(self):

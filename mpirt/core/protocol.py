@@ -1,16 +1,12 @@
 """Every message the ranks of a job send each other: its kind, its fields, who sends it, who handles it.
 
-A message is a tuple ``(kind, *fields)`` (tuples: they pickle and dispatch fastest, and most
-travel in batches on the hot path). ``Runtime._dispatch`` calls ``handler(source, *fields)``.
-Each role registers its handlers in one table with ``Runtime.register``, which checks them
-against ``MESSAGES`` here: a kind not declared, or a handler that cannot take the declared
-fields, fails when the rank starts, not when the first such message arrives.
-
-A *query* (``kind`` ending in ``_query``) is a request a thread waits for: its first field is
-the request id, and its handler answers with ``query_reply`` (``Queries.ask`` and ``Queries.answer``).
-
-``docs/architecture.md`` ("Message catalogue") says for each kind which function sends it and
-which handles it; ``tests/test_protocol.py`` checks that every kind here is there.
+A message is a tuple ``(kind, *fields)``: tuples pickle and dispatch fastest, and most travel in batches on
+the hot path. ``Runtime._dispatch`` calls ``handler(source, *fields)``; ``Runtime.register`` checks each
+handler against ``MESSAGES``, so a kind not declared, or a handler that cannot take its fields, fails when
+the rank starts, not when the first such message arrives. A *query* (``kind`` ending in ``_query``) is a
+request a thread waits for: its first field is the request id, and its handler answers with ``query_reply``
+(``Queries.ask`` and ``Queries.answer``). ``docs/architecture.md`` ("Message catalogue") names each kind's
+sender and handler; ``tests/test_protocol.py`` checks that every kind here is there.
 """
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
 """Asking another rank something and waiting for the answer.
 
-A query is a ``*_query`` message carrying a request id; the asked rank's handler answers with
-``query_reply`` (``answer``). Queries serve the few calls that need another rank's state now
-(``available_resources``, ``object_store_stats``, named actors, store reads of spilled objects),
-never the task path.
+A query is a ``*_query`` message carrying a request id; the asked rank's handler answers with ``query_reply``
+(``answer``). Queries serve the few calls that need another rank's state now (``available_resources``,
+``object_store_stats``, named actors, store reads of spilled objects), never the task path.
 """
 import itertools
 import threading
@@ -24,8 +23,8 @@ class Queries:
         rt.register(query_reply=self._on_reply, timeline_query=self._on_timeline_query)
 
     def ask(self, dest: int, kind: str, *payload: Any, timeout: float = QUERY_TIMEOUT_S) -> Any:
-        """Send rank ``dest`` the query ``kind`` and return its answer; TimeoutError after
-        ``timeout`` seconds. Ctrl-C held meanwhile is raised here."""
+        """Send rank ``dest`` the query ``kind`` and return its answer; TimeoutError after ``timeout``
+        seconds. Ctrl-C held meanwhile is raised here."""
         event = threading.Event()
         with self.rt.lock:
             request_id = next(self._ids)
@@ -44,7 +43,6 @@ class Queries:
                 self._waiting.pop(request_id, None)
 
     def answer(self, dest: int, request_id: int, value: Any) -> None:
-        """Answer the query ``request_id`` that rank ``dest`` asked."""
         self.rt.send(dest, ("query_reply", request_id, value))
 
     def _on_reply(self, source, request_id, value):

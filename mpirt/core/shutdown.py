@@ -1,7 +1,7 @@
 """The end of a job: the driver tells every other rank to stop and waits for each to answer.
 
-Non-driver ranks serve until they are told (``stopped``), then leave their process
-(``launch.serve``); the driver finishes ``shutdown()`` once every live rank has answered.
+Non-driver ranks serve until they are told (``stopped``), then leave their process (``launch.serve``); the
+driver finishes ``shutdown()`` once every live rank has answered.
 """
 import threading
 import time
@@ -24,27 +24,23 @@ class ShutdownHandshake:
     def stop_every_rank(self, timeout: float = SHUTDOWN_TIMEOUT_S) -> bool:
         """Driver: tell every other rank to stop; wait until each has answered. True if all did.
 
-        Workers are told first and the scheduler last: a rank leaves as soon as it has
-        answered, and under ULFM its exit is seen as a death, which for the scheduler ends
-        the job (``Runtime._on_rank_dead``). Told last, the scheduler exits only when no worker
-        is still listening, and the driver, shutting down, takes no rank's exit for a death."""
+        Workers are told first and the scheduler last: a rank leaves as soon as it has answered, and under
+        ULFM its exit is seen as a death, which for the scheduler ends the job (``Runtime._on_rank_dead``).
+        Told last, the scheduler exits only when no worker is still listening, and the driver, shutting
+        down, takes no rank's exit for a death."""
         rt = self.rt
         self.begun = True
         rt.replacement.stop()
         others = {r for r in rt.live_ranks() if r != rt.rank}
-        # Arrays the driver got from the store are views of its windows: while any is
-        # alive the windows stay (freeing them is collective, so every rank is told).
+        # Arrays the driver got from the store are views of its windows: while any is alive the windows
+        # stay (freeing them is collective, so every rank is told).
         self.free_store = rt.store.live_views == 0
         deadline = time.monotonic() + timeout
         for group in (others - {HEAD_RANK}, others & {HEAD_RANK}):
             for rank in group:
                 rt.send(rank, ("shutdown", self.free_store))
-            with rt.lock:
-                while not self._answered >= group - rt.failures.dead:   # a rank may die meanwhile
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    rt.cond.wait(remaining)
+            with rt.lock:   # a rank may die meanwhile
+                rt.cond.wait_for(lambda: self._answered >= group - rt.failures.dead, deadline - time.monotonic())
         rt.transport.stop()
         return self._answered >= others - rt.failures.dead
 

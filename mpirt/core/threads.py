@@ -1,20 +1,18 @@
 """A light pool of threads for tasks and actor calls.
 
-``concurrent.futures`` builds a Future (a Condition, an RLock) per call, which
-was a third of a worker's time on short actor calls. Here a call is a tuple in
-a SimpleQueue. A submit claims an idle thread or starts a new one (up to
-``max_threads``), so a call never waits behind a blocked one unless the limit
-says so; with ``max_threads=1`` calls run one at a time in submission order.
+``concurrent.futures`` builds a Future (a Condition, an RLock) per call: a third of a worker's time on short
+actor calls. Here a call is a tuple in a SimpleQueue. A submit claims an idle thread or starts a new one (up
+to ``max_threads``), so a call never waits behind a blocked one unless the limit says so; with
+``max_threads=1`` calls run one at a time in submission order.
 """
 import queue
 import threading
 
 _STOP = object()
 
-# How many times a thread handed work to another waiting one (a call queued for an idle
-# thread, a waiting get woken). A thread driving MPI that just did so gives up its core
-# for a moment (Transport.poll): on 2 cores it would otherwise keep spinning while the
-# thread it woke waits for one.
+# How many times a thread handed work to another waiting one (a call queued for an idle thread, a waiting
+# get woken). A thread driving MPI that just did so gives up its core for a moment (Transport.poll): on 2
+# cores it would otherwise keep spinning while the thread it woke waits for one.
 handoffs = [0]
 
 
@@ -22,8 +20,8 @@ class WorkerThreads:
     def __init__(self, name, max_threads=None, idle_poll=None):
         self._name = name
         self._max = max_threads
-        # ``idle_poll(ready)``: called by a thread that found nothing queued, before it
-        # sleeps; it may bring in work itself (drive MPI) until ``ready()``.
+        # ``idle_poll(ready)``: called by a thread that found nothing queued, before it sleeps; it may bring
+        # in work itself (drive MPI) until ``ready()``.
         self._idle_poll = idle_poll
         self._queue = queue.SimpleQueue()
         self._lock = threading.Lock()

@@ -1,11 +1,8 @@
-"""What ran where and when: events every rank records, gathered as a Chrome trace
-(``mpirt.timeline``).
+"""What ran where and when: events every rank records, gathered as a Chrome trace (``mpirt.timeline``).
 
-Each rank keeps its most recent events (tasks, actor calls, time blocked in
-get/wait) in a bounded buffer; ``mpirt.timeline(path)`` collects them from
-all ranks into the Chrome trace-event format, which Perfetto
-(ui.perfetto.dev) and chrome://tracing open. One process per rank, one track
-per thread.
+Each rank keeps its most recent events (tasks, actor calls, time blocked in get/wait) in a bounded buffer;
+``mpirt.timeline(path)`` collects them from all ranks into the Chrome trace-event format, which Perfetto
+(ui.perfetto.dev) and chrome://tracing open. One process per rank, one track per thread.
 """
 import collections
 import json

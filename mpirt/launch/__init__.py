@@ -1,11 +1,9 @@
 """Starting and stopping mpirt: ``init()`` and ``shutdown()``.
 
-Under ``mpirun -n N`` every rank runs the user's script and calls ``init()``
-(``mpirun.py``): rank 0 (the driver) returns, rank 1 becomes the head scheduler and
-the other ranks workers; those serve until the driver shuts down and then exit the
-process with status 0 (``serve.py``). A plain ``python app.py`` spawns a head and one
-worker per core with ``MPI_Comm_spawn`` and merges them into one communicator
-(``spawn.py``). What each rank offers comes from ``discovery.py``.
+Under ``mpirun -n N`` every rank runs the user's script and calls ``init()`` (``mpirun.py``): the driver
+(rank 0) returns, the head (rank 1) and the workers serve until the driver shuts down, then exit with status
+0 (``serve.py``). A plain ``python app.py`` spawns a head and one worker per core with ``MPI_Comm_spawn``
+and merges them into one communicator (``spawn.py``). What each rank offers comes from ``discovery.py``.
 """
 from __future__ import annotations
 
@@ -27,38 +25,20 @@ from .spawn import start_spawned
 
 _runtime_lock = threading.Lock()
 _atexit_registered = False
+_finalize_registered = False   # _finalize_at_exit (a spawning driver under ULFM)
+_deaths_seen = False           # a rank died: this process leaves without MPI_Finalize
 _mpirun_session_ended = False  # under mpirun the other ranks exit at shutdown: no second init
 
 _NONE = type(None)
-# init()'s keywords, Ray's, with the types each takes. Those mpirt acts on: address ("auto",
-# "local" or None), num_cpus, num_gpus, resources, object_store_memory, ignore_reinit_error,
-# log_to_driver, namespace, runtime_env (and job_config's runtime_env), local_mode=True (refused,
-# as in Ray). The others are accepted: INIT_ACCEPTED_ONLY says why they do nothing here.
+# init()'s keywords, Ray's, with the types each takes; INIT_ACCEPTED_ONLY says why some do nothing here.
 INIT_OPTIONS = {
-    "address": (str, _NONE),
-    "num_cpus": (int, _NONE),
-    "num_gpus": (int, _NONE),
-    "resources": (dict, _NONE),
-    "labels": (dict, _NONE),
-    "object_store_memory": (int, _NONE),
-    "local_mode": bool,
-    "ignore_reinit_error": bool,
-    "include_dashboard": (bool, _NONE),
-    "dashboard_host": str,
-    "dashboard_port": (int, _NONE),
-    "job_config": object,
-    "configure_logging": bool,
-    "logging_level": (int, str),
-    "logging_format": (str, _NONE),
-    "logging_config": object,
-    "log_to_driver": (bool, _NONE),
-    "namespace": (str, _NONE),
-    "runtime_env": (dict, _NONE),
-    "enable_resource_isolation": bool,
-    "cgroup_path": (str, _NONE),
-    "system_reserved_cpu": (float, int, _NONE),
-    "system_reserved_memory": (int, _NONE),
-    "proxy_server_url": (str, _NONE),
+    "address": (str, _NONE), "num_cpus": (int, _NONE), "num_gpus": (int, _NONE), "resources": (dict, _NONE),
+    "labels": (dict, _NONE), "object_store_memory": (int, _NONE), "local_mode": bool, "ignore_reinit_error": bool,
+    "include_dashboard": (bool, _NONE), "dashboard_host": str, "dashboard_port": (int, _NONE), "job_config": object,
+    "configure_logging": bool, "logging_level": (int, str), "logging_format": (str, _NONE), "logging_config": object,
+    "log_to_driver": (bool, _NONE), "namespace": (str, _NONE), "runtime_env": (dict, _NONE),
+    "enable_resource_isolation": bool, "cgroup_path": (str, _NONE), "system_reserved_cpu": (float, int, _NONE),
+    "system_reserved_memory": (int, _NONE), "proxy_server_url": (str, _NONE),
 }
 # Ray's hidden keywords (``**kwargs``), accepted; any other raises RuntimeError, as in Ray.
 INIT_HIDDEN_OPTIONS = ("_enable_object_reconstruction", "_plasma_directory", "object_spilling_directory",
@@ -89,14 +69,13 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
          cgroup_path=None, system_reserved_cpu=None, system_reserved_memory=None, proxy_server_url=None, **kwargs):
     """Start mpirt. Returns on the driver only; other ranks serve, then exit.
 
-    Ray's keywords, checked as Ray checks them (``INIT_OPTIONS``; those without effect here
-    are in ``INIT_ACCEPTED_ONLY``). ``num_cpus``: workers to spawn in plain-python mode
-    (default: one per CPU this process may use, in a Slurm job the CPUs of the allocation);
-    under mpirun, CPUs each worker rank offers (default 1). ``num_gpus`` and ``resources``:
-    offered by each worker rank under mpirun, shared out over the spawned workers otherwise.
-    ``runtime_env``: the job's (``env_vars``, ``working_dir``: see ``mpirt.runtime_env``), in
-    place on every worker rank, and what tasks' and actors' own are merged onto. ``address``:
-    None, "auto" or "local" (mpirt starts or joins its own ranks; it cannot connect to a Ray
+    Ray's keywords, checked as Ray checks them (``INIT_OPTIONS``; those without effect here are in
+    ``INIT_ACCEPTED_ONLY``). ``num_cpus``: workers to spawn in plain-python mode (default: one per CPU this
+    process may use, in a Slurm job the CPUs of the allocation); under mpirun, CPUs each worker rank offers
+    (default 1). ``num_gpus`` and ``resources``: offered by each worker rank under mpirun, shared out over
+    the spawned workers otherwise. ``runtime_env``: the job's (``env_vars``, ``working_dir``: see
+    ``mpirt.runtime_env``), in place on every worker rank, and what tasks' and actors' own are merged onto.
+    ``address``: None, "auto" or "local" (mpirt starts or joins its own ranks; it cannot connect to a Ray
     cluster).
     """
     global _atexit_registered
@@ -124,13 +103,8 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
             raise RuntimeError("under mpirun, mpirt cannot start again after shutdown(): the other ranks have "
                                "exited. Call shutdown() once, at the end of the program.")
         MPI = mpi()
-        world = MPI.COMM_WORLD
-        if world.Get_size() == 1:
-            rt = start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace, object_store_memory,
-                                job_env)
-        else:
-            rt = start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver, namespace,
-                                     object_store_memory, job_env)
+        start = start_spawned if MPI.COMM_WORLD.Get_size() == 1 else start_under_mpirun
+        rt = start(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace, object_store_memory, job_env)
         current.set_runtime(rt)
         if not _atexit_registered:
             atexit.register(shutdown)
@@ -141,7 +115,8 @@ def _check_init_keywords(arguments, hidden):
     """Types (TypeError naming the keyword and value), then Ray's refusals, in Ray's words."""
     for key, value in arguments.items():
         types = INIT_OPTIONS[key]
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
+        takes_bool = bool in (types if isinstance(types, tuple) else (types,))
+        if not isinstance(value, types) or (isinstance(value, bool) and not takes_bool):
             raise TypeError(f"init(): the type of keyword '{key}' must be {types}, but received type "
                             f"{type(value)}: {key}={value!r}")
     unknown = [key for key in hidden if key not in INIT_HIDDEN_OPTIONS]
@@ -165,10 +140,6 @@ def _check_init_keywords(arguments, hidden):
     temp_dir = hidden.get("_temp_dir")
     if temp_dir is not None and not (isinstance(temp_dir, str) and os.path.isabs(temp_dir)):
         raise ValueError("temp_dir must be absolute path or None.")
-
-
-def _as_tuple(types):
-    return types if isinstance(types, tuple) else (types,)
 
 
 def _check_init_args(num_cpus, num_gpus, resources):
@@ -197,8 +168,7 @@ def shutdown() -> None:
         _mpirun_session_ended = rt.launch.mode == "mpirun"
     if rt.launch.watchdog is not None:
         rt.launch.watchdog.stop()          # the spawned ranks now exit on purpose
-    complete = rt.shutdown.stop_every_rank()
-    if not complete:
+    if not rt.shutdown.stop_every_rank():
         sys.stderr.write("mpirt: some ranks did not acknowledge shutdown within 10 s\n")
         return
     rt.store.close(rt.shutdown.free_store)
@@ -209,25 +179,19 @@ def shutdown() -> None:
 
 
 def _leave_after_failures(rt):
-    """Under ULFM mpi4py does not finalize MPI at exit (see _mpi_env): after a rank died,
-    MPI_Finalize can hang on the dead rank, so a rank that saw a death leaves without it.
-    A spawning driver may call init() again, so it finalizes only when the process exits."""
+    """Under ULFM mpi4py does not finalize MPI at exit (see _mpi_env): after a rank died, MPI_Finalize can
+    hang on the dead rank, so a rank that saw a death leaves without it. A spawning driver may call init()
+    again, so it finalizes only when the process exits."""
     global _deaths_seen, _finalize_registered
     if rt.failures.dead:
         _deaths_seen = True
         return
     release_communicators(rt)
-    if rt.launch.mode == "spawn":
-        if not _finalize_registered:
-            atexit.register(_finalize_at_exit)
-            _finalize_registered = True
-        return
-    mpi().Finalize()
-
-
-
-_deaths_seen = False
-_finalize_registered = False
+    if rt.launch.mode != "spawn":
+        mpi().Finalize()
+    elif not _finalize_registered:
+        atexit.register(_finalize_at_exit)
+        _finalize_registered = True
 
 
 def _finalize_at_exit():
@@ -235,7 +199,6 @@ def _finalize_at_exit():
     MPI = mpi()
     if not _deaths_seen and not MPI.Is_finalized():
         MPI.Finalize()
-
 
 
 current.set_default_starter(init)

@@ -10,15 +10,12 @@ from .discovery import driver_config, explicit_gpus, rank_info, rank_resources
 from .serve import Launch, adopt_driver_environment, serve, start_driver
 
 
-def start_under_mpirun(MPI, world, num_cpus, num_gpus, resources, log_to_driver, namespace, object_store_memory,
-                        job_env):
-    size = world.Get_size()
+def start_under_mpirun(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace, object_store_memory, job_env):
+    size = MPI.COMM_WORLD.Get_size()
     if size < 3:
-        raise RuntimeError(
-            f"mpirt needs at least 3 ranks under mpirun (driver, scheduler, one worker); got {size}. "
-            "Run with mpirun -n 3 or more, or as a plain python process."
-        )
-    comm = world.Dup()
+        raise RuntimeError(f"mpirt needs at least 3 ranks under mpirun (driver, scheduler, one worker); got {size}. "
+                           "Run with mpirun -n 3 or more, or as a plain python process.")
+    comm = MPI.COMM_WORLD.Dup()
     rank = comm.Get_rank()
     quiet_barrier(comm)  # ranks reach init() at different times; wait without spinning
     config = comm.bcast(driver_config(log_to_driver, namespace, object_store_memory, job_env)

@@ -1,5 +1,6 @@
-"""What a rank does once its Runtime is built: the driver starts its threads and returns to the
-user's program; every other rank serves until the driver shuts the job down, then leaves."""
+"""What a rank does once its Runtime is built: the driver starts its threads and returns to the user's
+program; every other rank serves until the driver shuts the job down, then leaves."""
+import contextlib
 import os
 import sys
 import threading
@@ -29,11 +30,11 @@ def start_driver(rt):
     slots_line = task_slots.describe(rt.config["task_slots"], rt.cluster.resources_by_rank, rt.cluster.worker_ranks)
     if slots_line and not os.environ.get("MPIRT_QUIET"):
         sys.stderr.write(slots_line + "\n")
+    start_runtime(rt)
+
+
+def start_runtime(rt):
     rt.start()
-    debug_dumps(rt)
-
-
-def debug_dumps(rt):
     if os.environ.get("MPIRT_DEBUG_DUMP"):
         rt.transport.add_ticker(float(os.environ["MPIRT_DEBUG_DUMP"]), lambda: dump_state(rt))
 
@@ -43,10 +44,8 @@ def adopt_driver_environment(config, chdir=True):
         if entry not in sys.path:
             sys.path.insert(0, entry)
     if chdir:
-        try:
+        with contextlib.suppress(OSError):
             os.chdir(config["cwd"])
-        except OSError:
-            pass
 
 
 def serve(rt):
@@ -55,8 +54,7 @@ def serve(rt):
     if rt.config.get("log_to_driver", True):
         log_forward.install(rt, "scheduler" if rt.rank == HEAD_RANK else "worker")
     signals.serve_until_driver_says(rt.shutdown.stopped)
-    rt.start()
-    debug_dumps(rt)
+    start_runtime(rt)
     rt.shutdown.stopped.wait()
     log_forward.flush()
     rt.transport.stop()
@@ -74,15 +72,14 @@ def serve(rt):
 
 
 def finalize_joined():
-    """A rank that joined in place of a dead one is a launcher job of its own, which no death
-    touched: leaving without finalizing, the launcher calls its exit improper and ends the whole
-    job by signal. MPI_Finalize would wait on the connected jobs' dead processes, so it only tells
-    the launcher it finalized (PMIx's own call, where Open MPI's PMIx library is loaded)."""
+    """A rank that joined in place of a dead one is a launcher job of its own, which no death touched:
+    leaving without finalizing, the launcher calls its exit improper and ends the whole job by signal.
+    MPI_Finalize would wait on the connected jobs' dead processes, so it only tells the launcher it
+    finalized (PMIx's own call, where Open MPI's PMIx library is loaded)."""
     import ctypes
 
     try:
-        pmix = ctypes.CDLL("libpmix.so.2")
-        finalize = pmix.PMIx_Finalize
+        finalize = ctypes.CDLL("libpmix.so.2").PMIx_Finalize
     except (OSError, AttributeError):
         return
     threading.Timer(5.0, lambda: os._exit(0)).start()   # foreign calls release the GIL: this can fire
@@ -91,10 +88,7 @@ def finalize_joined():
 
 def release_communicators(rt):
     rt.replacement.release()
-    launch = rt.launch
-    if launch.mode == "spawn":
-        launch.comm.Free()
-        launch.parent.Disconnect()
-    else:
-        launch.comm.Free()
+    rt.launch.comm.Free()
+    if rt.launch.mode == "spawn":
+        rt.launch.parent.Disconnect()
 

@@ -46,8 +46,7 @@ def start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace, 
 
 def serve_spawned():
     """Entry point of a spawned rank (see ``mpirt.launch._spawned``)."""
-    MPI = mpi()
-    parent = MPI.Comm.Get_parent()
+    parent = mpi().Comm.Get_parent()
     comm = parent.Merge(high=True)
     config, resources_by_rank = comm.bcast(None, root=0)
     comm.gather(os.getpid(), root=0)
@@ -64,8 +63,7 @@ def serve_replacement():
     """Entry point of a rank spawned to replace a dead worker (``replacement.py``)."""
     if len(sys.argv) >= 4 and sys.argv[3] == socket.gethostname():   # ['-c', 'join', driver pid, host]
         leave_with_driver(int(sys.argv[2]))
-    MPI = mpi()
-    parent = MPI.Comm.Get_parent()
+    parent = mpi().Comm.Get_parent()
 
     def build_runtime(comm, plan, joining):
         config = plan["config"]

@@ -23,7 +23,7 @@ from .core.serialization import pack_arguments
 from .core.signals import holds_signals
 from .core.submitter import check_pickled_size
 from .options import (ACTOR_DEFAULTS, METHOD_CALL_OPTIONS, METHOD_DECORATOR_OPTIONS, WithOptions,
-                      check_scheduling_strategy, validate_actor_options, validate_method_option)
+                      placement_constraint, validate_actor_options, validate_method_option)
 from .scheduler.resources import make_shape
 
 ActorAlreadyExistsError = exceptions.ActorAlreadyExistsError
@@ -176,6 +176,7 @@ class ActorClass:
         # Placement needs a CPU free unless the actor asked for resources; it then holds only what it asked.
         placement = held if explicit else {**held, "CPU": 1.0}
         rt.cluster.check_feasible(placement, what=f"actor {name}")
+        constraint, group_placement = placement_constraint(options, placement, rt, f"actor {name}")
         args_blob, dep_refs = pack_arguments(f"{name}.__init__", bound, args, kwargs, rt.put, INLINE_THRESHOLD)
         if self._blob is None:
             blob = dumps(self._cls)
@@ -217,9 +218,10 @@ class ActorClass:
             "runtime_env": environment or None,
             "name": options["name"] or "",
             "detached": options["lifetime"] == "detached",   # outlives its owner (actor_host._on_rank_dead)
+            "placement": group_placement,   # (group id, bundle index, capture child tasks), or None
         }
         rt.actors.create(actor_id, self._blob, args_blob, dep_refs, placement, held, host_options, tracked,
-                         options["max_restarts"] or 0, options["max_task_retries"] or 0)
+                         options["max_restarts"] or 0, options["max_task_retries"] or 0, constraint)
         return ActorHandle(actor_id, meta, tracked)
 
 
@@ -229,7 +231,6 @@ def _check_at_creation(actor_class, options, rt):
         raise ValueError("Actor name cannot be an empty string.")
     if options["namespace"] == "":
         raise ValueError('"" is not a valid namespace. Pass None to not specify a namespace.')
-    check_scheduling_strategy(options["scheduling_strategy"], rt)
     groups = options["concurrency_groups"] or {}
     for name, entry in actor_class._methods.items():
         if entry.concurrency_group is not None and entry.concurrency_group not in groups:

@@ -10,13 +10,14 @@ import os
 
 from .actor import ActorHandle
 from .core import runtime_env
+from .core.call_context import current_placement
 from .core.codec import INLINE_THRESHOLD, dumps
 from .core.current import runtime_for_call
 from .core.object_ref import returned
 from .core.serialization import pack_arguments
 from .core.signals import holds_signals
 from .core.submitter import FunctionDescriptor
-from .options import DEFAULT_MAX_RETRIES, TASK_DEFAULTS, WithOptions, check_scheduling_strategy, validate_task_options
+from .options import DEFAULT_MAX_RETRIES, TASK_DEFAULTS, WithOptions, placement_constraint, validate_task_options
 from .scheduler.resources import make_shape, shape_key
 
 _function_ids = itertools.count(1)
@@ -106,15 +107,18 @@ class RemoteFunction:
                 raise TypeError(f"{name}.remote(): {exc}") from None
         shape, key = self._shape(options)
         rt.cluster.check_feasible(shape, what=f"task {name}", key=key)
-        if options["scheduling_strategy"] is not None:
-            check_scheduling_strategy(options["scheduling_strategy"], rt)
+        constraint = placement = None
+        if options["scheduling_strategy"] is not None or "placement_group" in options or current_placement():
+            constraint, placement = placement_constraint(options, shape, rt, f"task {name}")
+            if constraint is not None:
+                key = (key, constraint)
         max_retries = options["max_retries"]
         environment = runtime_env.for_submission(rt.config.get("runtime_env"), options["runtime_env"])
         args_blob, dep_refs = pack_arguments(name, bound, args, kwargs, rt.put, INLINE_THRESHOLD)
         refs = rt.submitter.submit(
             self._descriptor_for_process(), args_blob, dep_refs, num_returns, key, shape,
             DEFAULT_MAX_RETRIES if max_retries is None else max_retries, _retry_spec(options["retry_exceptions"]),
-            name, _first_actor_argument(args, kwargs), environment,
+            name, _first_actor_argument(args, kwargs), environment, constraint, placement,
         )
         return returned(refs, num_returns)
 

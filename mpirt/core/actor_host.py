@@ -109,7 +109,7 @@ class HostedActor:
     __slots__ = ("actor_id", "cls", "class_name", "instance", "dead_error", "pool", "loop", "is_async", "owner",
                  "constructed", "num_gpus", "table", "bound", "generation", "pools", "semaphores", "max_task_retries",
                  "create_args", "environment", "restarts_left", "detached", "name", "held", "restarts", "running",
-                 "cancelled", "unanswered", "environment_holds")
+                 "cancelled", "unanswered", "environment_holds", "placement")
 
     def __init__(self, actor_id, cls, owner, options, create_args):
         self.actor_id = actor_id
@@ -133,6 +133,7 @@ class HostedActor:
         self.environment = runtime_env.freeze(options.get("runtime_env"))   # beyond the job's, or None
         self.restarts_left = options.get("max_restarts", 0)   # -1: for ever; the owner keeps the same count
         self.detached = options.get("detached", False)        # lifetime="detached": it outlives its owner
+        self.placement = options.get("placement")             # its placement group (get_current_placement_group)
         self.name = options.get("name") or ""                 # "" if unnamed (get_runtime_context())
         self.held = dict(options.get("held") or {})           # resources it holds while it lives
         self.restarts = options.get("restarts", 0)   # times __init__ ran again (was_current_actor_reconstructed)
@@ -248,10 +249,11 @@ class ActorHost:
                 self._die(actor, ActorDiedError(f"actor {actor.class_name} died because its owner (rank {rank}) died; "
                                                 "only a detached actor (lifetime='detached') outlives its owner"))
 
-    def _on_kill(self, source, actor_id):
+    def _on_kill(self, source, actor_id, why=None):
         actor = self.actors.get(actor_id)
         if actor is not None and actor.dead_error is None:
-            self._die(actor, ActorDiedError(f"actor {actor.class_name} was killed with mpirt.kill()"))
+            self._die(actor, ActorDiedError(f"actor {actor.class_name} was killed: {why}" if why
+                                            else f"actor {actor.class_name} was killed with mpirt.kill()"))
 
     def _on_terminate(self, source, actor_id):
         """Every handle is gone: end the actor after the calls already queued."""

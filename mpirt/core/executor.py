@@ -78,6 +78,11 @@ class RunningTask:
         self.slot_process = None         # the task_slots.SlotProcess running it, if any
 
     @property
+    def placement(self):
+        """(group id, bundle index, capture child tasks) of the placement group it runs in, or None."""
+        return self.spec[10]
+
+    @property
     def shape(self):
         """The resources its lease holds for it, e.g. ``{"CPU": 1.0}``."""
         return self.spec[8]
@@ -292,7 +297,7 @@ class TaskExecutor:
     def _run_here(self, task):
         """Run ``task`` on this thread: ``(blobs, is_error, retryable)``."""
         rt = self.rt
-        (_, function_id, _, name, args_blob, inlined, return_ids, retry_exceptions, _, _) = task.spec
+        (_, function_id, _, name, args_blob, inlined, return_ids, retry_exceptions, _, _, _) = task.spec
         try:
             try:
                 function = task.function = self._function(function_id)

@@ -370,10 +370,21 @@ class ActorMethod:
         else:  # the common call without arguments: nothing to bind or pickle
             args_blob, dep_refs = None, ()
         max_retries = (overrides or {}).get("max_task_retries", entry.max_task_retries)
-        refs = rt.actors.call(handle._actor_id, self._name, args_blob, dep_refs, num_returns, overrides, max_retries)
-        if limited and refs:
-            handle._pending.append(refs[0])
-        return returned(refs, num_returns)
+        if num_returns not in ("streaming", "dynamic"):
+            refs = rt.actors.call(handle._actor_id, self._name, args_blob, dep_refs, num_returns, overrides,
+                                  max_retries)
+            if limited and refs:
+                handle._pending.append(refs[0])
+            return returned(refs, num_returns)
+        backpressure = (call_options or {}).get("_generator_backpressure_num_objects", entry.backpressure) or 0
+        with rt.lock:   # the stream is open before its first item can be handled
+            stream_id = rt.next_id()
+            overrides = {**(overrides or {}), "stream": (stream_id, backpressure)}
+            refs = rt.actors.call(handle._actor_id, self._name, args_blob, dep_refs, 1, overrides, max_retries)
+            if limited:
+                handle._pending.append(refs[0])
+            generator = rt.streams.open_stream(refs[0], backpressure, stream_id)
+            return generator if num_returns == "streaming" else rt.streams.dynamic(generator)
 
 
 def _init_signature(cls):

@@ -37,7 +37,6 @@ ACCEPTED_ONLY = {
     "enable_task_events": "Ray's task-event store for its dashboard and state API; mpirt has neither",
     "max_calls": "Ray recycles a worker process after this many calls of the function; mpirt runs tasks as "
                  "threads of long-lived ranks and has no per-task process to recycle",
-    "_generator_backpressure_num_objects": "for generator tasks, not supported yet",
     "_num_objects_per_yield": "for generator tasks, not supported yet",
     "enable_tensor_transport": "device-to-device transport of tensors between actors in Ray; mpirt moves "
                                "GPU arrays its own way (docs/gpu.md)",
@@ -340,15 +339,17 @@ def validate_task_options(options, in_options, is_generator=None, where="@remote
     return _resolved(options, where)
 
 
-def check_num_returns_for(is_generator, num_returns, where):
+def check_num_returns_for(is_generator, num_returns, where, streams=True):
     """Ray's rule for ``num_returns`` on a function or method that does (not) yield (None: not
-    known); mpirt does not run generators as streams yet."""
+    known); ``streams``: whether this kind of call can be a streaming generator."""
     if isinstance(num_returns, int) and not isinstance(num_returns, bool) and num_returns < 0:
         raise ValueError(f"num_returns must be >= 0, but got {num_returns}.")
     if num_returns in ("streaming", "dynamic"):
         if is_generator is False:
             raise ValueError(f"num_returns='{num_returns}' can only be used with generator functions (functions "
                              f"that use 'yield'). The decorated function is not a generator function.")
+        if streams:
+            return
         raise NotImplementedError(f"{where}: num_returns={num_returns!r} (generator tasks and methods that stream "
                                   f"their results) is not supported by mpirt yet; give a whole number of returns "
                                   f"(the generator's values are then the results)")
@@ -438,6 +439,7 @@ def validate_method_option(key, value, where, is_generator=None):
     if key == "num_returns":
         if value in ("streaming", "dynamic"):
             check_num_returns_for(is_generator, value, where)
+            return
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{where}: num_returns must be a non-negative integer, got {value!r}")
         check_num_returns_for(is_generator, value, where)

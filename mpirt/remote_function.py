@@ -92,13 +92,14 @@ class RemoteFunction:
         rt = runtime_for_call()
         name = options["name"] or self._function.__name__
         num_returns = options["num_returns"]
-        if num_returns is None:
-            if self._is_generator:
-                raise NotImplementedError(
-                    f"{name}.remote(): {self._function.__qualname__} is a generator function, which Ray runs as a "
-                    f"streaming generator task (num_returns='streaming'); mpirt does not support those yet. Give "
-                    f"num_returns=N for a generator yielding N values.")
-            num_returns = 1
+        if num_returns is None:   # Ray's default: a generator function streams
+            num_returns = "streaming" if self._is_generator else 1
+        stream = None
+        if num_returns in ("streaming", "dynamic"):
+            if inspect.isasyncgenfunction(self._function):
+                raise ValueError(f"{name}.remote(): {self._function.__qualname__} is an async generator; tasks run "
+                                 f"plain generators (async ones run as actor methods)")
+            stream = options.get("_generator_backpressure_num_objects") or 0
         bound = None
         if self._signature is not None:
             try:
@@ -115,12 +116,19 @@ class RemoteFunction:
         max_retries = options["max_retries"]
         environment = runtime_env.for_submission(rt.config.get("runtime_env"), options["runtime_env"])
         args_blob, dep_refs = pack_arguments(name, bound, args, kwargs, rt.put, INLINE_THRESHOLD)
-        refs = rt.submitter.submit(
-            self._descriptor_for_process(), args_blob, dep_refs, num_returns, key, shape,
-            DEFAULT_MAX_RETRIES if max_retries is None else max_retries, _retry_spec(options["retry_exceptions"]),
-            name, _first_actor_argument(args, kwargs), environment, constraint, placement,
-        )
-        return returned(refs, num_returns)
+        with rt.lock:   # the stream is open before its first item can be handled
+            refs = rt.submitter.submit(
+                self._descriptor_for_process(), args_blob, dep_refs, 1 if stream is not None else num_returns, key,
+                shape, DEFAULT_MAX_RETRIES if max_retries is None else max_retries,
+                _retry_spec(options["retry_exceptions"]), name, _first_actor_argument(args, kwargs), environment,
+                constraint, placement, stream,
+            )
+            if stream is None:
+                return returned(refs, num_returns)
+            generator = rt.streams.open_stream(refs[0], stream)
+            if num_returns == "streaming":
+                return generator
+            return rt.streams.dynamic(generator)
 
 
 def _first_actor_argument(args, kwargs):

@@ -52,10 +52,10 @@ class MethodEntry:
     to bind calls against (without ``self``/``cls``), what ``@method`` set (concurrency group, retries)."""
 
     __slots__ = ("num_returns", "signature", "required", "concurrency_group", "max_task_retries", "retry_exceptions",
-                 "is_async")
+                 "is_async", "backpressure")
 
     def __init__(self, num_returns=1, signature=None, required=False, concurrency_group=None, max_task_retries=None,
-                 retry_exceptions=False, is_async=False):
+                 retry_exceptions=False, is_async=False, backpressure=None):
         self.num_returns = num_returns
         self.signature = signature
         self.required = required
@@ -63,6 +63,7 @@ class MethodEntry:
         self.max_task_retries = max_task_retries
         self.retry_exceptions = retry_exceptions
         self.is_async = is_async
+        self.backpressure = backpressure   # a streaming generator's _generator_backpressure_num_objects
 
 
 # Ray's built-in actor methods, on every handle.
@@ -86,10 +87,12 @@ def method_table(cls):
                 continue
             options = getattr(function, "__mpirt_method_options__", {})
             signature, required = _call_signature(function, drop_first=not isinstance(raw, staticmethod))
-            table[name] = MethodEntry(options.get("num_returns", 1), signature, required,
+            yields = inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)
+            table[name] = MethodEntry(options.get("num_returns", "streaming" if yields else 1), signature, required,
                                       options.get("concurrency_group"), options.get("max_task_retries"),
                                       options.get("retry_exceptions", False),
-                                      inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function))
+                                      inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function),
+                                      options.get("_generator_backpressure_num_objects"))
     return table
 
 
@@ -384,7 +387,8 @@ class ActorHost:
         if held:
             task_context.environment_actor = actor   # let go while the call waits in get/wait (Runtime)
         try:
-            blobs, is_error = self._invoke(actor, method, args_blob, inlined, num_returns, label, overrides, generation)
+            blobs, is_error = self._invoke(actor, method, args_blob, inlined, num_returns, label, overrides, generation,
+                                           caller)
         finally:
             if held:
                 task_context.environment_actor = None
@@ -394,7 +398,7 @@ class ActorHost:
         invoke.finished("actor", label, started, is_error)
         self._reply(caller, call_id, blobs, is_error)
 
-    def _invoke(self, actor, method, args_blob, inlined, num_returns, label, overrides, generation):
+    def _invoke(self, actor, method, args_blob, inlined, num_returns, label, overrides, generation, caller):
         restart_retries = _call_retries(actor, method, overrides)
         if generation != actor.generation and restart_retries == 0:
             return error_blobs(invoke.call_restarted(actor), num_returns), True
@@ -411,6 +415,9 @@ class ActorHost:
                 else:
                     args, kwargs = invoke.resolve_arguments(self.rt, args_blob, inlined)
                     result = function(*args, **kwargs)
+                if overrides and "stream" in overrides:   # a streaming generator: its values go as they come
+                    self.rt.streams.produce(result, *overrides["stream"], caller=caller)
+                    result = None
                 return invoke.serialize_returns(label, result, num_returns, self.rt.store), False
             except ActorExit as exit_request:
                 return self._exit(actor, num_returns, exit_request)
@@ -455,6 +462,9 @@ class ActorHost:
                             result = function(*args, **kwargs)
                             if inspect.isawaitable(result):   # an async def method (a plain one returns its value)
                                 result = await result
+                            if overrides and "stream" in overrides:
+                                await self.rt.streams.produce_async(result, *overrides["stream"], caller=caller)
+                                result = None
                         finally:
                             if held:
                                 self._release_environment(actor)

@@ -79,6 +79,9 @@ _DECLARED = (
     Message("group_removed", ("group_id",), "head", "submitter with tasks in the group"),
     Message("group_table_query", ("request_id", "group_id"), "any rank", "head"),
     Message("group_name_query", ("request_id", "namespace", "name"), "any rank", "head"),
+    # streaming generators: the rank running one -> its caller (streams.py)
+    Message("gen_item", ("stream_id", "index", "blob"), "rank running a generator", "its caller"),
+    Message("gen_ack", ("stream_id", "consumed"), "caller reading a generator", "rank running it"),
     # objects and reference counting: borrower <-> owner
     Message("obj_req", ("object_id",), "borrower", "object owner"),
     Message("obj", ("object_id", "blob", "is_error"), "object owner", "borrower"),

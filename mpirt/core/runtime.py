@@ -32,6 +32,7 @@ from .protocol import DRIVER_RANK, HEAD_RANK
 from .queries import Queries
 from .replacement import Replacement
 from .shutdown import ShutdownHandshake
+from .streams import Streams
 from .submitter import TaskSubmitter
 from .transport import Transport
 from .waiting import ObjectWaits
@@ -75,6 +76,7 @@ class Runtime:
         self.submitter = TaskSubmitter(self)
         self.actors = ActorCaller(self)
         self.groups = PlacementGroups(self)
+        self.streams = Streams(self)
         self.executor = self.actor_host = self.head = None
         if self.rank == HEAD_RANK:
             self.head = HeadScheduler(self, self.cluster)

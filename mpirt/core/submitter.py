@@ -96,7 +96,7 @@ class TaskRecord:
 
     __slots__ = ("task_id", "function", "args_blob", "dep_refs", "deps_left", "return_ids", "key", "shape", "state",
                  "retries_left", "retry_exceptions", "lease", "name", "preferred", "near_actor", "queued_at",
-                 "environment", "parent", "cancelled", "placement")
+                 "environment", "parent", "cancelled", "placement", "stream")
     task_id: int
     function: "FunctionDescriptor"
     args_blob: Optional[bytes]            # the pickled arguments (refs in it as ArgRef), None: none
@@ -117,6 +117,7 @@ class TaskRecord:
     parent: Any                           # the task that submitted it, on a worker rank
     cancelled: bool
     placement: Optional[tuple]            # (group id, bundle index, capture child tasks) in a placement group
+    stream: Optional[int]                 # a streaming generator's backpressure (streams.py); None: not one
 
     def _leave(self, *allowed):
         if self.state not in allowed:
@@ -230,10 +231,11 @@ class TaskSubmitter:
     def submit(self, function: "FunctionDescriptor", args_blob: Optional[bytes], dep_refs: Sequence[ObjectRef],
                num_returns: int, key: Any, shape: Dict[str, float], max_retries: int, retry_exceptions: Any,
                name: str, near_actor: Optional[int] = None, environment: Any = None, constraint: Any = None,
-               placement: Optional[tuple] = None) -> List[ObjectRef]:
+               placement: Optional[tuple] = None, stream: Optional[int] = None) -> List[ObjectRef]:
         """Queue a task; ``near_actor`` (an actor passed to it) makes that actor's rank its preferred place when
         no large argument decides it. ``environment``: its runtime_env beyond the job's, applied by the worker.
-        ``constraint`` and ``placement``: where it must run (``options.placement_constraint``; part of ``key``)."""
+        ``constraint`` and ``placement``: where it must run (``options.placement_constraint``; part of ``key``).
+        ``stream``: it is a streaming generator (``streams.py``) with that backpressure (0: none)."""
         rt = self.rt
         function.store_once(rt)
         parent = getattr(task_context, "task", None)   # the task submitting it, on a worker rank
@@ -256,6 +258,7 @@ class TaskSubmitter:
             rec.parent = parent
             rec.cancelled = False
             rec.placement = placement
+            rec.stream = stream
             if constraint is not None:
                 self.constraints[key] = constraint
             if parent is not None:
@@ -383,7 +386,8 @@ class TaskSubmitter:
         entries = self.rt.objects.entries
         inlined = {ref.id: entries[ref.id].blob for ref in rec.dep_refs if ref.id in entries}
         spec = (rec.task_id, function.function_id, blob, rec.name, rec.args_blob, inlined,
-                rec.return_ids, rec.retry_exceptions if rec.retries_left else None, rec.shape, rec.environment, rec.placement)
+                rec.return_ids, rec.retry_exceptions if rec.retries_left else None, rec.shape, rec.environment, rec.placement,
+                rec.stream)
         self.rt.send(lease.worker, ("task", lease.lease_id, spec))
 
     def _check_leases(self):
@@ -465,6 +469,8 @@ class TaskSubmitter:
         self._pump(rec.key)
 
     def _finish(self, rec, blobs, is_error):
+        """Set the task's results; ``is_error`` is one flag for all, or one per result (a generator with
+        ``num_returns=N`` that failed after yielding some: ``invoke.generator_returns``)."""
         rec.finished()
         del self.tasks[rec.task_id]
         if rec.parent is not None:
@@ -472,12 +478,14 @@ class TaskSubmitter:
             rec.parent = None
         objects = self.rt.objects
         stored = False
-        for object_id, blob in zip(rec.return_ids, blobs):
+        flags = is_error if type(is_error) is list else None
+        for i, (object_id, blob) in enumerate(zip(rec.return_ids, blobs)):
+            failed = is_error if flags is None else flags[i]
             self.task_of_object.pop(object_id, None)
-            if not is_error and self.rt.failures.enabled and not is_inline(blob):   # it can be lost with a rank
+            if not failed and self.rt.failures.enabled and not is_inline(blob):   # it can be lost with a rank
                 self.lineage[object_id] = rec
                 stored = True
-            objects.set_ready(object_id, blob, is_error)
+            objects.set_ready(object_id, blob, failed)
         if not stored:
             rec.dep_refs = None
 

@@ -13,6 +13,7 @@ from .api import (available_resources, cancel, cluster_resources, get, get_gpu_i
                   remote, timeline, wait)
 from .core.current import is_initialized
 from .core.object_ref import ObjectRef
+from .core.streams import DynamicObjectRefGenerator, ObjectRefGenerator
 from .launch import init, shutdown
 from .runtime_context import get_runtime_context
 
@@ -26,5 +27,5 @@ __all__ = [
     "init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel",
     "cluster_resources", "available_resources", "ObjectRef", "exceptions", "actor", "util",
     "get_actor", "kill", "method", "object_store_stats", "get_gpu_ids", "nodes", "timeline", "get_runtime_context",
-    "runtime_context", "runtime_env", "cloudpickle",
+    "runtime_context", "runtime_env", "cloudpickle", "ObjectRefGenerator", "DynamicObjectRefGenerator",
 ]

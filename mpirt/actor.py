@@ -21,8 +21,8 @@ from .core.protocol import HEAD_RANK
 from .core.serialization import pack_arguments
 from .core.signals import holds_signals
 from .core.submitter import check_pickled_size
-from .options import (ACTOR_DEFAULTS, METHOD_CALL_OPTIONS, METHOD_DECORATOR_OPTIONS, WithOptions,
-                      check_scheduling_strategy, validate_actor_options, validate_method_option)
+from .options import (ACTOR_DEFAULTS, METHOD_CALL_OPTIONS, METHOD_DECORATOR_OPTIONS, WithOptions, placement_constraint,
+                      validate_actor_options, validate_method_option)
 from .scheduler.resources import make_shape
 
 ActorAlreadyExistsError = exceptions.ActorAlreadyExistsError
@@ -161,6 +161,7 @@ class ActorClass:
         # Placement needs a CPU free unless the actor asked for resources; it then holds only what it asked.
         placement = held if explicit else {**held, "CPU": 1.0}
         rt.cluster.check_feasible(placement, what=f"actor {name}")
+        constraint, group_placement = placement_constraint(options, placement, rt, f"actor {name}")
         args_blob, dep_refs = pack_arguments(f"{name}.__init__", bound, args, kwargs, rt.put, INLINE_THRESHOLD)
         if self._blob is None:
             blob = dumps(self._cls)
@@ -201,9 +202,10 @@ class ActorClass:
             "runtime_env": environment or None,
             "name": options["name"] or "",
             "detached": options["lifetime"] == "detached",   # outlives its owner (actor_host._on_rank_dead)
+            "placement": group_placement,   # (group id, bundle index, capture child tasks), or None
         }
         rt.actors.create(actor_id, self._blob, args_blob, dep_refs, placement, held, host_options, tracked,
-                         options["max_restarts"] or 0, options["max_task_retries"] or 0)
+                         options["max_restarts"] or 0, options["max_task_retries"] or 0, constraint)
         return ActorHandle(actor_id, meta, tracked)
 
 
@@ -212,7 +214,6 @@ def _check_at_creation(actor_class, options, rt):
     if options["name"] == "":
         raise ValueError("Actor name cannot be an empty string.")
     _check_namespace(options["namespace"])
-    check_scheduling_strategy(options["scheduling_strategy"], rt)
     groups = options["concurrency_groups"] or {}
     for name, entry in actor_class._methods.items():
         if entry.concurrency_group is not None and entry.concurrency_group not in groups:
@@ -350,10 +351,21 @@ class ActorMethod:
         else:  # the common call without arguments: nothing to bind (hashing a Signature is slow) or pickle
             args_blob, dep_refs = None, ()
         max_retries = (overrides or {}).get("max_task_retries", entry.max_task_retries)
-        refs = rt.actors.call(handle._actor_id, self._name, args_blob, dep_refs, num_returns, overrides, max_retries)
-        if limited and refs:
-            handle._pending.append(refs[0])
-        return returned(refs, num_returns)
+        if num_returns not in ("streaming", "dynamic"):
+            refs = rt.actors.call(handle._actor_id, self._name, args_blob, dep_refs, num_returns, overrides,
+                                  max_retries)
+            if limited and refs:
+                handle._pending.append(refs[0])
+            return returned(refs, num_returns)
+        backpressure = (call_options or {}).get("_generator_backpressure_num_objects", entry.backpressure) or 0
+        with rt.lock:   # the stream is open before its first item can be handled
+            stream_id = rt.next_id()
+            overrides = {**(overrides or {}), "stream": (stream_id, backpressure)}
+            refs = rt.actors.call(handle._actor_id, self._name, args_blob, dep_refs, 1, overrides, max_retries)
+            if limited:
+                handle._pending.append(refs[0])
+            generator = rt.streams.open_stream(refs[0], backpressure, stream_id)
+            return generator if num_returns == "streaming" else rt.streams.dynamic(generator)
 
 
 def _signature(target):

@@ -13,6 +13,7 @@ from .core.ids import node_id_hex
 from .core.object_ref import ObjectRef
 from .core.protocol import DRIVER_RANK, HEAD_RANK
 from .core.signals import holds_signals
+from .core.streams import ObjectRefGenerator
 from .remote_function import RemoteFunction
 from .runtime_context import gpu_ids
 
@@ -84,7 +85,7 @@ def wait(object_refs: list[ObjectRef], *, num_returns: int = 1, timeout: float |
                         f"{type(object_refs)}.{hint}")
     timeout = _checked_timeout("wait", timeout)
     for ref in object_refs:
-        if not isinstance(ref, ObjectRef):
+        if not isinstance(ref, (ObjectRef, ObjectRefGenerator)):
             raise TypeError(f"wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, got list "
                             f"containing {type(ref)}: {_short(ref)}")
     if not object_refs:
@@ -94,7 +95,8 @@ def wait(object_refs: list[ObjectRef], *, num_returns: int = 1, timeout: float |
         raise ValueError(f"Wait requires a list of unique ray_waitables. {twice} is in the list more than once.")
     num_returns = _checked_num_returns(num_returns, len(object_refs))
     rt = runtime_for_call()
-    flags = rt.wait_objects(object_refs, num_returns, timeout, fail_fast=False)
+    waitables = [ref.waitable() if isinstance(ref, ObjectRefGenerator) else ref for ref in object_refs]
+    flags = rt.wait_objects(waitables, num_returns, timeout, fail_fast=False)
     ready: list[ObjectRef] = []
     not_ready: list[ObjectRef] = []
     for ref, flag in zip(object_refs, flags):

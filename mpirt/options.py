@@ -13,9 +13,11 @@ import inspect
 import re
 
 from .core import runtime_env as runtime_env_module
+from .core.call_context import current_placement
 from .core.ids import node_id_hex
 from .scheduler.resources import make_shape
-from .scheduler.strategies import NodeAffinitySchedulingStrategy
+from .scheduler.strategies import (NodeAffinitySchedulingStrategy, PlacementGroup, PlacementGroupID,
+                                   PlacementGroupSchedulingStrategy)
 
 _NONE = type(None)
 _NUMBER = (float, int, _NONE)
@@ -32,16 +34,9 @@ ACCEPTED_ONLY = {
     "_labels": "labels recorded on the task or actor for observability",
     "object_store_memory": "for actors, a reservation Ray itself deprecates (it reserves nothing); for tasks "
                            "any value other than None is refused, as in Ray",
-    "placement_group": "deprecated in Ray for scheduling_strategy; mpirt has no placement groups",
-    "placement_group_bundle_index": "deprecated in Ray, as placement_group",
-    "placement_group_capture_child_tasks": "deprecated in Ray, as placement_group",
-    "scheduling_strategy": "'DEFAULT', 'SPREAD' and the strategy objects are taken and checked; mpirt places "
-                           "work by its own rules (resources, data locality, fewest actors per rank): see "
-                           "mpirt.util.scheduling_strategies",
     "enable_task_events": "Ray's task-event store for its dashboard and state API; mpirt has neither",
     "max_calls": "Ray recycles a worker process after this many calls of the function; mpirt runs tasks as "
                  "threads of long-lived ranks and has no per-task process to recycle",
-    "_generator_backpressure_num_objects": "for generator tasks, not supported yet",
     "_num_objects_per_yield": "for generator tasks, not supported yet",
     "enable_tensor_transport": "device-to-device transport of tensors between actors in Ray; mpirt moves "
                                "GPU arrays its own way (docs/gpu.md)",
@@ -196,7 +191,7 @@ def _check_concurrency_groups(groups):
 
 
 # scheduling_strategy: None, a string ("DEFAULT", "SPREAD") or a strategy object (mpirt.util.scheduling_strategies).
-_STRATEGY_TYPES = (_NONE, str, NodeAffinitySchedulingStrategy)
+_STRATEGY_TYPES = (_NONE, str, NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy)
 
 
 _NUM_RETURNS_RULE = ("Default None. When None is passed, The default value is 1 for a task and actor task, and "
@@ -228,7 +223,7 @@ COMMON_OPTIONS = {
     "num_cpus": _resource("num_cpus"),
     "num_gpus": _resource("num_gpus"),
     "object_store_memory": _counting("object_store_memory", infinite=False),
-    "placement_group": Option((_NONE, str)),
+    "placement_group": Option((_NONE, str, PlacementGroup)),
     "placement_group_bundle_index": Option(int),
     "placement_group_capture_child_tasks": Option((bool, _NONE)),
     "resources": Option((dict, _NONE), _check_resources),
@@ -344,15 +339,17 @@ def validate_task_options(options, in_options, is_generator=None, where="@remote
     return _resolved(options, where)
 
 
-def check_num_returns_for(is_generator, num_returns, where):
+def check_num_returns_for(is_generator, num_returns, where, streams=True):
     """Ray's rule for ``num_returns`` on a function or method that does (not) yield (None: not
-    known); mpirt does not run generators as streams yet."""
+    known); ``streams``: whether this kind of call can be a streaming generator."""
     if isinstance(num_returns, int) and not isinstance(num_returns, bool) and num_returns < 0:
         raise ValueError(f"num_returns must be >= 0, but got {num_returns}.")
     if num_returns in ("streaming", "dynamic"):
         if is_generator is False:
             raise ValueError(f"num_returns='{num_returns}' can only be used with generator functions (functions "
                              f"that use 'yield'). The decorated function is not a generator function.")
+        if streams:
+            return
         raise NotImplementedError(f"{where}: num_returns={num_returns!r} (generator tasks and methods that stream "
                                   f"their results) is not supported by mpirt yet; give a whole number of returns "
                                   f"(the generator's values are then the results)")
@@ -369,22 +366,62 @@ def validate_actor_options(options, in_options):
     return _resolved(options, ".options()" if in_options else "@remote")
 
 
-def check_scheduling_strategy(strategy, rt):
-    """What Ray checks of ``scheduling_strategy`` when work is submitted (to ``rt``) rather than
-    when the option is given."""
-    if strategy is None:
-        return
+def placement_constraint(options, shape, rt, what):
+    """Where ``scheduling_strategy`` (or Ray's older ``placement_group`` options, or a parent that
+    captures its child tasks) puts work of ``shape``: ``(constraint, placement)`` for the
+    submitter and the head, ``(None, None)`` for mpirt's own choice. Checked as Ray checks them
+    when work is submitted: an unknown strategy, a bundle index out of range, a shape no bundle
+    holds, a hard affinity to a node that is not there.
+
+    ``constraint`` is ``("pg", group id, bundle index)``, ``("node", node, soft)`` or
+    ``("spread",)``; ``placement`` is ``(group id, bundle index, capture child tasks)``, what the
+    work itself knows of its group (``get_current_placement_group``)."""
+    strategy = options.get("scheduling_strategy")
     if isinstance(strategy, str):
         if strategy not in ("DEFAULT", "SPREAD"):
             raise ValueError(f'Invalid scheduling_strategy value {strategy}. Valid values are ["DEFAULT" | "SPREAD" '
                              '| PlacementGroupSchedulingStrategy | NodeAffinitySchedulingStrategy]')
-        return
-    if isinstance(strategy, NodeAffinitySchedulingStrategy) and not strategy.soft:
-        nodes = sorted({rt.store.arena.node_of[rank] for rank in rt.live_ranks()})
-        known = [node_id_hex(rt.session, node) for node in nodes]
-        if strategy.node_id not in known:
+        return (("spread",), None) if strategy == "SPREAD" else (None, None)
+    if isinstance(strategy, NodeAffinitySchedulingStrategy):
+        nodes = {node_id_hex(rt.session, node): node for node in sorted({rt.cluster.node_of[rank]
+                                                                          for rank in rt.cluster.worker_ranks})}
+        node = nodes.get(strategy.node_id)
+        if node is None:
+            if strategy.soft:
+                return None, None
             raise ValueError(f"NodeAffinitySchedulingStrategy(node_id={strategy.node_id!r}, soft=False): there is "
-                             f"no such node (the nodes are {known}); the work could never be placed")
+                             f"no such node (the nodes are {list(nodes)}); the work could never be placed")
+        return ("node", node, bool(strategy.soft)), None
+    if isinstance(strategy, PlacementGroupSchedulingStrategy):
+        group = strategy.placement_group
+        index = strategy.placement_group_bundle_index
+        capture = strategy.placement_group_capture_child_tasks
+    else:
+        group = options.get("placement_group", "default")
+        index = options.get("placement_group_bundle_index", -1)
+        capture = options.get("placement_group_capture_child_tasks")
+    parent = current_placement()
+    if capture is None:
+        capture = bool(parent and parent[2])
+    if group == "default":
+        group = PlacementGroup(PlacementGroupID(parent[0])) if capture and parent else None
+    if group is None or (isinstance(group, PlacementGroup) and group.is_empty):
+        if index != -1:
+            raise ValueError("If placement group is not set, the value of bundle index must be -1.")
+        return None, None
+    if not isinstance(group, PlacementGroup):
+        raise TypeError(f"{what}: placement_group must be a PlacementGroup (from placement_group()), got {group!r}")
+    bundles = group.bundle_specs
+    if isinstance(index, bool) or not isinstance(index, int) or index >= len(bundles) or index < -1:
+        raise ValueError(f"placement group bundle index {index} is invalid. Valid placement group indexes: "
+                         f"0-{len(bundles)}")
+    candidates = bundles if index == -1 else [bundles[index]]
+    if not any(all(bundle.get(name, 0.0) + 1e-9 >= amount for name, amount in shape.items())
+               for bundle in candidates):
+        raise ValueError(f"Cannot schedule {what} with the placement group because the resource request "
+                         f"{shape} cannot fit into any bundles for the placement group, {bundles}.")
+    group_id = group.id.value
+    return ("pg", group_id, index), (group_id, index, bool(capture))
 
 
 # Keywords of @method and of ActorMethod.options() (Ray's; the last ones are accepted only).
@@ -402,6 +439,7 @@ def validate_method_option(key, value, where, is_generator=None):
     if key == "num_returns":
         if value in ("streaming", "dynamic"):
             check_num_returns_for(is_generator, value, where)
+            return
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{where}: num_returns must be a non-negative integer, got {value!r}")
         check_num_returns_for(is_generator, value, where)

@@ -10,13 +10,14 @@ import os
 
 from .actor import ActorHandle, _retry_spec, _signature
 from .core import runtime_env
+from .core.call_context import current_placement
 from .core.codec import INLINE_THRESHOLD, dumps
 from .core.current import runtime_for_call
 from .core.object_ref import returned
 from .core.serialization import pack_arguments
 from .core.signals import holds_signals
 from .core.submitter import FunctionDescriptor
-from .options import DEFAULT_MAX_RETRIES, TASK_DEFAULTS, WithOptions, check_scheduling_strategy, validate_task_options
+from .options import DEFAULT_MAX_RETRIES, TASK_DEFAULTS, WithOptions, placement_constraint, validate_task_options
 from .scheduler.resources import make_shape, shape_key
 
 _function_ids = itertools.count(1)
@@ -87,13 +88,14 @@ class RemoteFunction:
         rt = runtime_for_call()
         name = options["name"] or self._function.__name__
         num_returns = options["num_returns"]
-        if num_returns is None:
-            if self._is_generator:
-                raise NotImplementedError(
-                    f"{name}.remote(): {self._function.__qualname__} is a generator function, which Ray runs as a "
-                    f"streaming generator task (num_returns='streaming'); mpirt does not support those yet. Give "
-                    f"num_returns=N for a generator yielding N values.")
-            num_returns = 1
+        if num_returns is None:   # Ray's default: a generator function streams
+            num_returns = "streaming" if self._is_generator else 1
+        stream = None
+        if num_returns in ("streaming", "dynamic"):
+            if inspect.isasyncgenfunction(self._function):
+                raise ValueError(f"{name}.remote(): {self._function.__qualname__} is an async generator; tasks run "
+                                 f"plain generators (async ones run as actor methods)")
+            stream = options.get("_generator_backpressure_num_objects") or 0
         bound = None
         if self._signature is not None:
             try:
@@ -102,16 +104,27 @@ class RemoteFunction:
                 raise TypeError(f"{name}.remote(): {exc}") from None
         shape, key = self._shape(options)
         rt.cluster.check_feasible(shape, what=f"task {name}", key=key)
-        if options["scheduling_strategy"] is not None:
-            check_scheduling_strategy(options["scheduling_strategy"], rt)
+        constraint = placement = None
+        if options["scheduling_strategy"] is not None or "placement_group" in options or current_placement():
+            constraint, placement = placement_constraint(options, shape, rt, f"task {name}")
+            if constraint is not None:
+                key = (key, constraint)
         max_retries = options["max_retries"]
         environment = runtime_env.for_submission(rt.config.get("runtime_env"), options["runtime_env"])
         args_blob, dep_refs = pack_arguments(name, bound, args, kwargs, rt.put, INLINE_THRESHOLD)
-        refs = rt.submitter.submit(self._descriptor_for_process(), args_blob, dep_refs, num_returns, key, shape,
-                                   DEFAULT_MAX_RETRIES if max_retries is None else max_retries,
-                                   _retry_spec(options["retry_exceptions"]), name, _first_actor_argument(args, kwargs),
-                                   environment)
-        return returned(refs, num_returns)
+        retries = DEFAULT_MAX_RETRIES if max_retries is None else max_retries
+        near_actor = _first_actor_argument(args, kwargs)
+        if stream is None:
+            refs = rt.submitter.submit(self._descriptor_for_process(), args_blob, dep_refs, num_returns, key, shape,
+                                       retries, _retry_spec(options["retry_exceptions"]), name, near_actor,
+                                       environment, constraint, placement)
+            return returned(refs, num_returns)
+        with rt.lock:   # the stream is open before its first item can be handled
+            refs = rt.submitter.submit(self._descriptor_for_process(), args_blob, dep_refs, 1, key, shape, retries,
+                                       _retry_spec(options["retry_exceptions"]), name, near_actor, environment,
+                                       constraint, placement, stream)
+            generator = rt.streams.open_stream(refs[0], stream)
+            return generator if num_returns == "streaming" else rt.streams.dynamic(generator)
 
 
 def _first_actor_argument(args, kwargs):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from .actor import ActorHandle, _Meta
 from .core import current
-from .core.call_context import async_call, running_actor_call, task_context
+from .core.call_context import async_call, current_placement, running_actor_call, task_context
 from .core.ids import hex_id, node_id_hex, worker_id_hex
 
 
@@ -129,8 +129,10 @@ class RuntimeContext:
         return self.get_accelerator_ids()
 
     def get_placement_group_id(self):
-        """None: mpirt runs nothing inside placement groups."""
-        return None
+        """The hex id of the placement group the running task or actor was placed in; None on
+        the driver and outside groups."""
+        placement = current_placement()
+        return None if placement is None else format(placement[0], "036x")
 
     def is_canceled(self):
         """Whether ``cancel()`` was called on the running task or actor call."""

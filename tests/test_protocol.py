@@ -77,11 +77,11 @@ def test_every_message_sent_is_declared_with_the_right_number_of_fields():
 
 def test_a_handler_is_checked_against_its_kind():
     protocol.check_handler("done", lambda source, task_id, blobs, is_error, retryable, seconds: None)
-    protocol.check_handler("lease_req", lambda source, key, shape, preferred=None: None)   # optional last field
+    protocol.check_handler("cancel", lambda source, task_id, force, recursive=None: None)   # optional last field
     protocol.check_handler("lease_req", lambda source, *fields: None)
     with pytest.raises(protocol.ProtocolError, match="no message kind 'dnoe' in mpirt/core/protocol.py"):
         protocol.check_handler("dnoe", lambda source, task_id: None)
     with pytest.raises(protocol.ProtocolError, match="cannot handle 'done'"):
         protocol.check_handler("done", lambda source, task_id, blobs: None)
-    with pytest.raises(protocol.ProtocolError, match="cannot handle 'lease_req'"):
-        protocol.check_handler("lease_req", lambda source, key, shape, preferred: None)   # must accept 2 fields too
+    with pytest.raises(protocol.ProtocolError, match="cannot handle 'cancel'"):
+        protocol.check_handler("cancel", lambda source, task_id, force, recursive: None)   # must accept 2 fields too

@@ -60,7 +60,8 @@ class ActorRecord:
     the state it leaves; ``location`` is set exactly while ALIVE. ``ActorCaller`` sends the messages they call for."""
 
     __slots__ = ("actor_id", "state", "location", "queue", "kill_requested", "waiting_for_location",
-                 "restarts_left", "restarts", "max_task_retries", "placement", "held", "create_message", "dead_blob")
+                 "restarts_left", "restarts", "max_task_retries", "placement", "held", "constraint", "create_message",
+                 "dead_blob")
 
     def __init__(self, actor_id):
         self.actor_id = actor_id
@@ -73,7 +74,7 @@ class ActorRecord:
         self.restarts_left = 0
         self.restarts = 0               # restarts so far (the host reports was_current_actor_reconstructed)
         self.max_task_retries = 0
-        self.placement = self.held = None
+        self.placement = self.held = self.constraint = None   # constraint: where it must go (placement group)
         self.create_message = None
         self.dead_blob = None           # the ActorDiedError its calls fail with, once DEAD
 
@@ -157,19 +158,19 @@ class ActorCaller:
     # -- caller threads ------------------------------------------------------
     def create(self, actor_id: int, class_blob: bytes, args_blob: Optional[bytes], dep_refs: Sequence[ObjectRef],
                placement: Dict[str, float], held: Dict[str, float], options: Dict[str, Any], tracked: bool,
-               max_restarts: int = 0, max_task_retries: int = 0) -> None:
+               max_restarts: int = 0, max_task_retries: int = 0, constraint: Any = None) -> None:
         with self.rt.lock:
             if tracked:
                 self.references.track(actor_id)
             state = self._state(actor_id)
             state.restarts_left, state.max_task_retries = max_restarts, max_task_retries
-            state.placement, state.held = placement, held
+            state.placement, state.held, state.constraint = placement, held, constraint
             rec = self._record(actor_id, "create", "__init__", args_blob, dep_refs, 0)
             rec.extra = (class_blob, {**options, "max_restarts": max_restarts, "held": held})
             state.queue.append(rec)
             self._watch_dependencies(rec)
             state.placement_asked()
-            self.rt.send(HEAD_RANK, ("actor_place", actor_id, placement, held))
+            self.rt.send(HEAD_RANK, ("actor_place", actor_id, placement, held, constraint))
 
     def call(self, actor_id: int, method: str, args_blob: Optional[bytes], dep_refs: Sequence[ObjectRef],
              num_returns: int, overrides: Optional[Dict[str, Any]] = None,
@@ -359,7 +360,7 @@ class ActorCaller:
         if worker in self.rt.failures.dead:
             # The head placed it before it heard that ``worker`` died, and this owner heard of the
             # death before the placement: nothing will ever run there, so ask for a place again.
-            self.rt.send(HEAD_RANK, ("actor_place", actor_id, state.placement, state.held))
+            self.rt.send(HEAD_RANK, ("actor_place", actor_id, state.placement, state.held, state.constraint))
             return
         self._set_location(actor_id, state, worker)
 
@@ -457,7 +458,7 @@ class ActorCaller:
             if self._may_retry(rec, state.max_task_retries):
                 state.queue.appendleft(rec)
         state.queue.appendleft(self._record(actor_id, "recreate", "__init__", None, [], 0))
-        self.rt.send(HEAD_RANK, ("actor_place", actor_id, state.placement, state.held))
+        self.rt.send(HEAD_RANK, ("actor_place", actor_id, state.placement, state.held, state.constraint))
 
     def _may_retry(self, rec, max_task_retries):
         """A call whose actor died under it: count a retry and say True, or fail it and say False."""

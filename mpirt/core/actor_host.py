@@ -52,10 +52,10 @@ class MethodEntry:
     to bind calls against (without ``self``/``cls``), what ``@method`` set (concurrency group, retries)."""
 
     __slots__ = ("num_returns", "signature", "required", "concurrency_group", "max_task_retries", "retry_exceptions",
-                 "is_async")
+                 "is_async", "backpressure")
 
     def __init__(self, num_returns=1, signature=None, required=False, concurrency_group=None, max_task_retries=None,
-                 retry_exceptions=False, is_async=False):
+                 retry_exceptions=False, is_async=False, backpressure=None):
         self.num_returns = num_returns
         self.signature = signature
         self.required = required
@@ -63,6 +63,7 @@ class MethodEntry:
         self.max_task_retries = max_task_retries
         self.retry_exceptions = retry_exceptions
         self.is_async = is_async
+        self.backpressure = backpressure   # a streaming generator's _generator_backpressure_num_objects
 
 
 # Ray's built-in actor methods, on every handle.
@@ -86,10 +87,12 @@ def method_table(cls):
                 continue
             options = getattr(function, "__mpirt_method_options__", {})
             signature, required = _call_signature(function, drop_first=not isinstance(raw, staticmethod))
-            table[name] = MethodEntry(options.get("num_returns", 1), signature, required,
+            yields = inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)
+            table[name] = MethodEntry(options.get("num_returns", "streaming" if yields else 1), signature, required,
                                       options.get("concurrency_group"), options.get("max_task_retries"),
                                       options.get("retry_exceptions", False),
-                                      inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function))
+                                      inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function),
+                                      options.get("_generator_backpressure_num_objects"))
     return table
 
 
@@ -109,7 +112,7 @@ class HostedActor:
     __slots__ = ("actor_id", "cls", "class_name", "instance", "dead_error", "pool", "loop", "is_async", "owner",
                  "constructed", "num_gpus", "table", "bound", "generation", "pools", "semaphores", "max_task_retries",
                  "create_args", "environment", "restarts_left", "detached", "name", "held", "restarts", "running",
-                 "cancelled", "unanswered", "environment_holds")
+                 "cancelled", "unanswered", "environment_holds", "placement")
 
     def __init__(self, actor_id, cls, owner, options, create_args):
         self.actor_id = actor_id
@@ -133,6 +136,7 @@ class HostedActor:
         self.environment = runtime_env.freeze(options.get("runtime_env"))   # beyond the job's, or None
         self.restarts_left = options.get("max_restarts", 0)   # -1: for ever; the owner keeps the same count
         self.detached = options.get("detached", False)        # lifetime="detached": it outlives its owner
+        self.placement = options.get("placement")             # its placement group (get_current_placement_group)
         self.name = options.get("name") or ""                 # "" if unnamed (get_runtime_context())
         self.held = dict(options.get("held") or {})           # resources it holds while it lives
         self.restarts = options.get("restarts", 0)   # times __init__ ran again (was_current_actor_reconstructed)
@@ -248,10 +252,11 @@ class ActorHost:
                 self._die(actor, ActorDiedError(f"actor {actor.class_name} died because its owner (rank {rank}) died; "
                                                 "only a detached actor (lifetime='detached') outlives its owner"))
 
-    def _on_kill(self, source, actor_id):
+    def _on_kill(self, source, actor_id, why=None):
         actor = self.actors.get(actor_id)
         if actor is not None and actor.dead_error is None:
-            self._die(actor, ActorDiedError(f"actor {actor.class_name} was killed with mpirt.kill()"))
+            self._die(actor, ActorDiedError(f"actor {actor.class_name} was killed: {why}" if why
+                                            else f"actor {actor.class_name} was killed with mpirt.kill()"))
 
     def _on_terminate(self, source, actor_id):
         """Every handle is gone: end the actor after the calls already queued."""
@@ -382,7 +387,8 @@ class ActorHost:
         if held:
             task_context.environment_actor = actor   # let go while the call waits in get/wait (Runtime)
         try:
-            blobs, is_error = self._invoke(actor, method, args_blob, inlined, num_returns, label, overrides, generation)
+            blobs, is_error = self._invoke(actor, method, args_blob, inlined, num_returns, label, overrides, generation,
+                                           caller)
         finally:
             if held:
                 task_context.environment_actor = None
@@ -392,7 +398,7 @@ class ActorHost:
         invoke.finished("actor", label, started, is_error)
         self._reply(caller, call_id, blobs, is_error)
 
-    def _invoke(self, actor, method, args_blob, inlined, num_returns, label, overrides, generation):
+    def _invoke(self, actor, method, args_blob, inlined, num_returns, label, overrides, generation, caller):
         restart_retries = _call_retries(actor, method, overrides)
         if generation != actor.generation and restart_retries == 0:
             return error_blobs(invoke.call_restarted(actor), num_returns), True
@@ -409,6 +415,9 @@ class ActorHost:
                 else:
                     args, kwargs = invoke.resolve_arguments(self.rt, args_blob, inlined)
                     result = function(*args, **kwargs)
+                if overrides and "stream" in overrides:   # a streaming generator: its values go as they come
+                    self.rt.streams.produce(result, *overrides["stream"], caller=caller)
+                    result = None
                 return invoke.serialize_returns(label, result, num_returns, self.rt.store), False
             except ActorExit as exit_request:
                 return self._exit(actor, num_returns, exit_request)
@@ -453,6 +462,9 @@ class ActorHost:
                             result = function(*args, **kwargs)
                             if inspect.isawaitable(result):   # an async def method (a plain one returns its value)
                                 result = await result
+                            if overrides and "stream" in overrides:
+                                await self.rt.streams.produce_async(result, *overrides["stream"], caller=caller)
+                                result = None
                         finally:
                             if held:
                                 self._release_environment(actor)

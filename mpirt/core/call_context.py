@@ -21,3 +21,12 @@ def running_actor_call():
     if current is not None:
         return current[0], current[1]
     return getattr(task_context, "actor", None), getattr(task_context, "call", None)
+
+
+def current_placement():
+    """(group id, bundle index, capture child tasks) of the placement group the task or actor
+    running here was placed in, or None (the driver, and work outside groups)."""
+    actor, _ = running_actor_call()
+    if actor is not None:
+        return getattr(actor, "placement", None)
+    return getattr(getattr(task_context, "task", None), "placement", None)

@@ -9,6 +9,7 @@ the head scheduler until it resumes: a blocked task never holds the CPU that the
 import collections
 import ctypes
 import enum
+import inspect
 import sys
 import threading
 import traceback
@@ -76,6 +77,11 @@ class RunningTask:
         self.cancelled = False
         self.children = set()
         self.slot_process = None         # the task_slots.SlotProcess running it, if any
+
+    @property
+    def placement(self):
+        """(group id, bundle index, capture child tasks) of the placement group it runs in, or None."""
+        return self.spec[10]
 
     @property
     def shape(self):
@@ -280,8 +286,9 @@ class TaskExecutor:
         invoke.enter(name, num_gpus, task=task)
         started = invoke.clock()
         try:
-            # GPU tasks stay in the rank: its CUDA context, its sealed device objects (store/device.py).
-            in_slot = self.task_slots is not None and not num_gpus
+            # GPU tasks stay in the rank: its CUDA context, its sealed device objects (store/device.py); so do
+            # streaming generators, whose values go to the caller while they run (streams.py).
+            in_slot = self.task_slots is not None and not num_gpus and task.spec[11] is None
             outcome = self.task_slots.run(task) if in_slot else None
             blobs, is_error, retryable = outcome if outcome is not None else self._run_here(task)
         finally:
@@ -292,7 +299,7 @@ class TaskExecutor:
     def _run_here(self, task):
         """Run ``task`` on this thread: ``(blobs, is_error, retryable)``."""
         rt = self.rt
-        (_, function_id, _, name, args_blob, inlined, return_ids, retry_exceptions, _, _) = task.spec
+        (_, function_id, _, name, args_blob, inlined, return_ids, retry_exceptions, _, _, _, stream) = task.spec
         try:
             try:
                 function = task.function = self._function(function_id)
@@ -302,11 +309,17 @@ class TaskExecutor:
                     task.in_user_code = True
                 try:
                     result = function(*args, **kwargs)
+                    if stream is not None:   # a streaming generator: its values go to the caller as they come
+                        rt.streams.produce(result, return_ids[0], stream, task.submitter)
+                        result = None
                 finally:
                     with rt.lock:
                         task.in_user_code = False
                         if task.environment_held:
                             self._leave_environment(task)
+                if inspect.isgenerator(result):    # num_returns=N on a generator: its first N values
+                    blobs, failed = invoke.generator_returns(f"task {name}", result, len(return_ids), rt.store, rt.rank)
+                    return blobs, failed, False
                 return invoke.serialize_returns(f"task {name}", result, len(return_ids), rt.store), False, False
             except BaseException as exc:  # noqa: B902 - the task's failure is its result
                 blobs, retryable = task_failure(exc, task, retry_exceptions, rt.rank)

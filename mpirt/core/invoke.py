@@ -89,6 +89,28 @@ def serialize_returns(name, result, num_returns, store):
     return encode_returns(name, split_returns(name, result, num_returns), store)
 
 
+def generator_returns(name, generator, num_returns, store, rank):
+    """A generator's values as ``num_returns`` return objects (Ray's ``num_returns=N`` on a generator):
+    ``(blobs, is_error)``. An exception after k values fails the other returns with it (the first k keep
+    their values); values beyond ``num_returns`` are left unread, as Ray ignores them."""
+    values = []
+    try:
+        for value in generator:
+            values.append(value)
+            if len(values) == num_returns:
+                break
+    except Exception as exc:  # noqa: B902 - the call's failure is the rest of its results
+        if not values:
+            raise
+        errors = failure_blobs(exc, name, rank, num_returns - len(values))
+        return encode_returns(name, values, store) + errors, [False] * len(values) + [True] * len(errors)
+    finally:
+        generator.close()
+    if len(values) != num_returns:
+        raise ValueError(f"{name} has num_returns={num_returns} but its generator yielded {len(values)} values")
+    return encode_returns(name, values, store), False
+
+
 def split_returns(name, result, num_returns):
     """A call's result as the list of its ``num_returns`` values (ValueError if it is not that)."""
     if num_returns == 1:

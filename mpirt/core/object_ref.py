@@ -29,6 +29,11 @@ def set_get(get):
     _get = get
 
 
+def get_through_api(ref, timeout=None):
+    """``mpirt.get(ref, timeout=timeout)``, for the runtime's own handles (``PlacementGroup.wait``)."""
+    return _get(ref, timeout=timeout)
+
+
 def pickle_event():
     return PINNED if getattr(pickling_context, "stored", False) else PICKLED
 

@@ -39,7 +39,7 @@ _DECLARED = (
     Message("cancel", ("task_id", "force", "recursive?"), "submitter", "executor"),
     Message("cancel_request", ("object_id", "force", "recursive"), "any rank", "submitter of the task"),
     # scheduling: submitters, executors and actor callers <-> head
-    Message("lease_req", ("key", "shape", "preferred?"), "submitter", "head"),
+    Message("lease_req", ("key", "shape", "preferred", "constraint"), "submitter", "head"),
     Message("lease_grant", ("key", "lease_id", "worker"), "head", "submitter"),
     Message("lease_ret", ("lease_id",), "submitter", "head"),
     Message("lease_unschedulable", ("key", "why"), "head", "submitter"),
@@ -47,7 +47,7 @@ _DECLARED = (
     Message("cpu_reacquire", ("shape",), "executor", "head"),
     Message("resources_query", ("request_id",), "any rank", "head"),
     # actors: caller and owner (actor_caller) <-> host (actor_host), placement by the head
-    Message("actor_place", ("actor_id", "placement", "held"), "actor owner", "head"),
+    Message("actor_place", ("actor_id", "placement", "held", "constraint"), "actor owner", "head"),
     Message("actor_placed", ("actor_id", "worker"), "head", "actor owner"),
     Message("actor_unplaceable", ("actor_id", "why"), "head", "actor owner"),
     Message("actor_create", ("actor_id", "class_blob", "args_blob", "inlined", "options", "failed_blob"),
@@ -58,7 +58,7 @@ _DECLARED = (
     Message("actor_locate", ("actor_id",), "actor caller", "actor owner"),
     Message("actor_where", ("actor_id",), "actor caller", "head"),
     Message("actor_location", ("actor_id", "worker", "max_task_retries?"), "actor owner or head", "actor caller"),
-    Message("actor_kill", ("actor_id",), "any rank", "actor host"),
+    Message("actor_kill", ("actor_id", "why?"), "any rank or the head", "actor host"),
     Message("actor_kill_restart", ("actor_id",), "any rank", "actor owner"),
     Message("actor_restart", ("actor_id",), "actor owner", "actor host"),
     Message("actor_restarted", ("actor_id",), "actor host", "actor owner"),
@@ -67,6 +67,17 @@ _DECLARED = (
     Message("actor_dead", ("actor_id",), "actor host or owner", "head"),
     Message("actor_name_query", ("request_id", "namespace", "name", "state"), "any rank", "head"),
     Message("actor_names_query", ("request_id", "namespace"), "any rank", "head"),
+    # placement groups: any rank <-> head
+    Message("group_create", ("group_id", "shapes", "strategy", "name", "namespace", "lifetime"), "any rank", "head"),
+    Message("group_wait", ("group_id", "object_id"), "any rank", "head"),
+    Message("group_ready", ("object_id", "removed"), "head", "rank waiting for a group"),
+    Message("group_remove", ("group_id",), "any rank", "head"),
+    Message("group_removed", ("group_id",), "head", "submitter with tasks in the group"),
+    Message("group_table_query", ("request_id", "group_id"), "any rank", "head"),
+    Message("group_name_query", ("request_id", "namespace", "name"), "any rank", "head"),
+    # streaming generators: the rank running one -> its caller (streams.py)
+    Message("gen_item", ("stream_id", "index", "blob"), "rank running a generator", "its caller"),
+    Message("gen_ack", ("stream_id", "consumed"), "caller reading a generator", "rank running it"),
     # objects and reference counting: borrower <-> owner
     Message("obj_req", ("object_id",), "borrower", "object owner"),
     Message("obj", ("object_id", "blob", "is_error"), "object owner", "borrower"),

@@ -27,10 +27,12 @@ from .host_socket import HostSocket
 from .object_ref import ObjectRef, make_object_id
 from .object_value import ObjectValue
 from .objects import ObjectTable
+from .placement_groups import PlacementGroups
 from .protocol import DRIVER_RANK, HEAD_RANK
 from .queries import Queries
 from .replacement import Replacement
 from .shutdown import ShutdownHandshake
+from .streams import Streams
 from .submitter import TaskSubmitter
 from .transport import Transport
 from .waiting import ObjectWaits
@@ -73,6 +75,8 @@ class Runtime:
         self.transport.add_ticker(0.005, self._apply_ref_events)
         self.submitter = TaskSubmitter(self)
         self.actors = ActorCaller(self)
+        self.groups = PlacementGroups(self)
+        self.streams = Streams(self)
         self.executor = self.actor_host = self.head = None
         if self.rank == HEAD_RANK:
             self.head = HeadScheduler(self, self.cluster)

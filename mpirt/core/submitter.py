@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..exceptions import TaskUnschedulableError, WorkerCrashedError
+from ..exceptions import TaskPlacementGroupRemoved, TaskUnschedulableError, WorkerCrashedError
 from .call_context import task_context
 from .codec import INLINE_THRESHOLD
 from .invoke import error_blobs, task_cancelled
@@ -96,7 +96,7 @@ class TaskRecord:
 
     __slots__ = ("task_id", "function", "args_blob", "dep_refs", "deps_left", "return_ids", "key", "shape", "state",
                  "retries_left", "retry_exceptions", "lease", "name", "preferred", "near_actor", "queued_at",
-                 "environment", "parent", "cancelled")
+                 "environment", "parent", "cancelled", "placement", "stream")
     task_id: int
     function: "FunctionDescriptor"
     args_blob: Optional[bytes]            # the pickled arguments (refs in it as ArgRef), None: none
@@ -116,6 +116,8 @@ class TaskRecord:
     environment: Any                      # its runtime_env beyond the job's
     parent: Any                           # the task that submitted it, on a worker rank
     cancelled: bool
+    placement: Optional[tuple]            # (group id, bundle index, capture child tasks) in a placement group
+    stream: Optional[int]                 # a streaming generator's backpressure (streams.py); None: not one
 
     def _leave(self, *allowed):
         if self.state not in allowed:
@@ -209,6 +211,8 @@ class TaskSubmitter:
         self.leases_by_id = {}
         self.requested = collections.defaultdict(int)  # shape key -> lease requests in flight
         self.shapes = {}
+        self.constraints = {}                         # key -> where its tasks must run (options.placement_constraint)
+        self.removed_groups = set()                   # placement groups the head said are removed
         self.task_seconds = {}                        # shape key -> moving average run time
         self.sent_functions = set()                   # (worker, function_id)
         # Lineage: the finished task behind each result kept in a worker's store, so the result
@@ -218,16 +222,20 @@ class TaskSubmitter:
         # slot still taken until the worker says the task ended.
         self.abandoned = {}                           # task_id -> Lease
         runtime.register(lease_grant=self._on_lease_grant, done=self._on_done, stolen=self._on_stolen,
-                         cancel_request=self._on_cancel_request, lease_unschedulable=self._on_lease_unschedulable)
+                         cancel_request=self._on_cancel_request, lease_unschedulable=self._on_lease_unschedulable,
+                         group_removed=self._on_group_removed)
         runtime.failures.handlers.append(self._on_rank_dead)
         runtime.transport.add_ticker(LEASE_LINGER_SECONDS / 2, self._check_leases)
 
     # -- submission (caller thread) -------------------------------------------
     def submit(self, function: "FunctionDescriptor", args_blob: Optional[bytes], dep_refs: Sequence[ObjectRef],
                num_returns: int, key: Any, shape: Dict[str, float], max_retries: int, retry_exceptions: Any,
-               name: str, near_actor: Optional[int] = None, environment: Any = None) -> List[ObjectRef]:
+               name: str, near_actor: Optional[int] = None, environment: Any = None, constraint: Any = None,
+               placement: Optional[tuple] = None, stream: Optional[int] = None) -> List[ObjectRef]:
         """Queue a task; ``near_actor`` (an actor passed to it) makes that actor's rank its preferred place when
-        no large argument decides it. ``environment``: its runtime_env beyond the job's, applied by the worker."""
+        no large argument decides it. ``environment``: its runtime_env beyond the job's, applied by the worker.
+        ``constraint`` and ``placement``: where it must run (``options.placement_constraint``; part of ``key``).
+        ``stream``: it is a streaming generator (``streams.py``) with that backpressure (0: none)."""
         rt = self.rt
         function.store_once(rt)
         parent = getattr(task_context, "task", None)   # the task submitting it, on a worker rank
@@ -249,6 +257,10 @@ class TaskSubmitter:
             rec.environment = environment
             rec.parent = parent
             rec.cancelled = False
+            rec.placement = placement
+            rec.stream = stream
+            if constraint is not None:
+                self.constraints[key] = constraint
             if parent is not None:
                 parent.children.add(rec.task_id)
             rec.deps_left = len(dep_refs)
@@ -280,8 +292,11 @@ class TaskSubmitter:
     def _enqueue(self, rec):
         rec.arguments_ready()
         rec.queued_at = time.monotonic()
-        preferred = self._holder_of_largest_argument(rec)
-        if preferred is None and rec.near_actor is not None:
+        if rec.placement is not None and rec.placement[0] in self.removed_groups:
+            self._finish(rec, error_blobs(TaskPlacementGroupRemoved(), len(rec.return_ids)), True)
+            return
+        preferred = None if rec.key in self.constraints else self._holder_of_largest_argument(rec)
+        if preferred is None and rec.near_actor is not None and rec.key not in self.constraints:
             preferred = self.rt.actors.location_of(rec.near_actor)  # its calls then skip MPI
         if preferred is not None and not self.rt.cluster.rank_could_run(preferred, rec.shape):
             preferred = None   # that rank could never run it: no point waiting for it
@@ -331,7 +346,7 @@ class TaskSubmitter:
                 # The n-th outstanding request asks for the place the n-th queued task prefers.
                 preferred = queue[min(self.requested[key], len(queue) - 1)].preferred
                 self.requested[key] += 1
-                self.rt.send(HEAD_RANK, ("lease_req", key, self.shapes[key], preferred))
+                self.rt.send(HEAD_RANK, ("lease_req", key, self.shapes[key], preferred, self.constraints.get(key)))
 
     @staticmethod
     def _next_for(queue, worker, pipelined, fresh, workers, now, lookahead=8):
@@ -371,7 +386,8 @@ class TaskSubmitter:
         entries = self.rt.objects.entries
         inlined = {ref.id: entries[ref.id].blob for ref in rec.dep_refs if ref.id in entries}
         spec = (rec.task_id, function.function_id, blob, rec.name, rec.args_blob, inlined,
-                rec.return_ids, rec.retry_exceptions if rec.retries_left else None, rec.shape, rec.environment)
+                rec.return_ids, rec.retry_exceptions if rec.retries_left else None, rec.shape, rec.environment, rec.placement,
+                rec.stream)
         self.rt.send(lease.worker, ("task", lease.lease_id, spec))
 
     def _check_leases(self):
@@ -453,6 +469,8 @@ class TaskSubmitter:
         self._pump(rec.key)
 
     def _finish(self, rec, blobs, is_error):
+        """Set the task's results; ``is_error`` is one flag for all, or one per result (a generator with
+        ``num_returns=N`` that failed after yielding some: ``invoke.generator_returns``)."""
         rec.finished()
         del self.tasks[rec.task_id]
         if rec.parent is not None:
@@ -460,12 +478,14 @@ class TaskSubmitter:
             rec.parent = None
         objects = self.rt.objects
         stored = False
-        for object_id, blob in zip(rec.return_ids, blobs):
+        flags = is_error if type(is_error) is list else None
+        for i, (object_id, blob) in enumerate(zip(rec.return_ids, blobs)):
+            failed = is_error if flags is None else flags[i]
             self.task_of_object.pop(object_id, None)
-            if not is_error and self.rt.failures.enabled and not is_inline(blob):   # it can be lost with a rank
+            if not failed and self.rt.failures.enabled and not is_inline(blob):   # it can be lost with a rank
                 self.lineage[object_id] = rec
                 stored = True
-            objects.set_ready(object_id, blob, is_error)
+            objects.set_ready(object_id, blob, failed)
         if not stored:
             rec.dep_refs = None
 
@@ -473,12 +493,29 @@ class TaskSubmitter:
         """No live rank can take tasks of this shape any more (worker ranks died, not replaced): the queued ones
         fail with TaskUnschedulableError rather than wait for ever; those waiting for arguments, later."""
         self.requested[key] -= 1
+        self._fail_queued(key, lambda rec: TaskUnschedulableError(f"task {rec.name} cannot run: {why}"))
+
+    def _on_group_removed(self, source, group_id):
+        """The placement group ``group_id`` was removed: its tasks still queued here fail with
+        TaskPlacementGroupRemoved, as do any submitted to it later; its leases go back (the head
+        dropped the requests for it). Tasks already running in it finish."""
+        self.removed_groups.add(group_id)
+        for key, constraint in self.constraints.items():
+            if constraint[0] != "pg" or constraint[1] != group_id:
+                continue
+            self.requested[key] = 0
+            self._fail_queued(key, lambda rec: TaskPlacementGroupRemoved())
+            for lease in list(self.leases[key]):
+                if lease.inflight == 0:
+                    self._return_lease(lease)
+
+    def _fail_queued(self, key, error_of):
+        """Fail the tasks queued for ``key`` with ``error_of(task)``."""
         queue = self.queues[key]
         while queue:
             rec = queue.popleft()
             if rec.state == QUEUED:
-                error = TaskUnschedulableError(f"task {rec.name} cannot run: {why}")
-                self._finish(rec, error_blobs(error, len(rec.return_ids)), True)
+                self._finish(rec, error_blobs(error_of(rec), len(rec.return_ids)), True)
 
     # -- worker deaths (ULFM) ------------------------------------------------
     def _on_rank_dead(self, rank):

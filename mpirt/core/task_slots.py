@@ -222,7 +222,7 @@ class TaskSlots:
         if process is None:
             return None
         rt = self.rt
-        task_id, function_id, _, name, args_blob, inlined, return_ids, retry_exceptions, _, environment = task.spec
+        task_id, function_id, _, name, args_blob, inlined, return_ids, retry_exceptions, _, environment, _, _ = task.spec
         num_returns = len(return_ids)
         held = {}      # handles the slot has seen, by persistent id: it refers to them by id
         kept = []      # values it may view in place (store views stay pinned while kept)

@@ -14,6 +14,8 @@ blocks in ``get`` hands its CPU back (``cpu_release``) and takes it again when i
 import collections
 import itertools
 
+from ..core.ids import node_id_hex
+from .placement import REMOVED, HeadGroups
 from .resources import CPU, RANK_BOUND, summed
 
 
@@ -50,6 +52,12 @@ class NodePool:
             target = bound if name in RANK_BOUND else self.free
             target[name] = target.get(name, 0.0) - sign * amount
         self.cpus_used[rank] += sign * shape.get(CPU, 0.0)
+
+    def occupy(self, rank, cpus, sign):
+        """Work holding ``cpus`` of a placement group's bundle starts (``sign`` 1) or ends (-1) on
+        ``rank``: the node's pool gave those CPUs to the bundle already, the rank's room changes."""
+        if rank in self.cpus_used:
+            self.cpus_used[rank] += sign * cpus
 
     def spare_cpus(self, rank):
         """CPUs ``rank`` itself offers that no work on it holds: its room as an executor."""
@@ -96,10 +104,12 @@ class HeadScheduler:
         self.pools = {node: NodePool(ranks, self.offered) for node, ranks in sorted(ranks_of_node.items())}
         self.pool_of = {rank: self.pools[cluster.node_of[rank]] for rank in cluster.worker_ranks}
         self.workers = list(cluster.worker_ranks)
-        # (submitter, shape_key, shape to fit, shape to hold, actor_id or None for a lease, preferred rank)
+        # (submitter, shape_key, shape to fit, shape to hold, actor_id or None for a lease, preferred rank,
+        #  constraint: options.placement_constraint's, or None)
         self.requests = collections.deque()
-        self.leases = {}                     # lease_id -> (worker, shape)
-        self.actors = {}                     # actor_id -> (worker, shape held for its life)
+        # The work granted, and the placement group bundle it holds its resources in (None: the node's pool).
+        self.leases = {}                     # lease_id -> (worker, shape, bundle)
+        self.actors = {}                     # actor_id -> (worker, shape held for its life, bundle)
         self.actors_on = collections.Counter()  # worker -> live actors placed there
         self.names = {}                      # (namespace, name) -> actor handle state
         self.name_of_actor = {}              # actor_id -> (namespace, name)
@@ -108,6 +118,7 @@ class HeadScheduler:
         # Dead worker ranks whose replacements are on their way (replacement.py): node, what it
         # offered. Work that only they could hold waits for them instead of being refused.
         self.coming = {}
+        self.groups = HeadGroups(self)
         runtime.register(lease_req=self._on_lease_request, lease_ret=self._on_lease_return,
                          cpu_release=self._on_cpu_release, cpu_reacquire=self._on_cpu_reacquire,
                          resources_query=self._on_resources_query, actor_place=self._on_actor_place,
@@ -115,24 +126,24 @@ class HeadScheduler:
                          actor_names_query=self._on_actor_names_query, actor_where=self._on_actor_where)
         runtime.failures.handlers.append(self._on_rank_dead)
 
-    def _on_lease_request(self, source, key, shape, preferred=None):
-        self.requests.append((source, key, shape, shape, None, preferred))
-        self._grant()
+    def _on_lease_request(self, source, key, shape, preferred, constraint):
+        self.requests.append((source, key, shape, shape, None, preferred, constraint))
+        self.grant()
 
-    def _on_actor_place(self, source, actor_id, placement, held):
+    def _on_actor_place(self, source, actor_id, placement, held, constraint):
         """An actor needs ``placement`` free to be placed and holds ``held`` while it lives."""
-        self.requests.append((source, None, placement, held, actor_id, None))
-        self._grant()
+        self.requests.append((source, None, placement, held, actor_id, None, constraint))
+        self.grant()
 
     def _on_actor_dead(self, source, actor_id):
         placed = self.actors.pop(actor_id, None)
         if placed is not None:
             self.actors_on[placed[0]] -= 1
-            self._take(placed[0], placed[1], -1)
+            self._release(*placed)
         name = self.name_of_actor.pop(actor_id, None)
         if name is not None:
             self.names.pop(name, None)
-        self._grant()
+        self.grant()
 
     def _on_actor_name_query(self, source, request_id, namespace, name, state):
         """Look up a named actor (``state`` None) or register one unless the name is taken."""
@@ -154,13 +165,36 @@ class HeadScheduler:
         placed = self.actors.get(actor_id)
         self.rt.send(source, ("actor_location", actor_id, placed[0] if placed is not None else None, 0))
 
+    def node_hex(self, node):
+        """``node``'s id as ``nodes()`` reports it."""
+        return node_id_hex(self.rt.session, node)
+
+    def group_removed(self, group):
+        """``group`` was removed: its actors are killed, and requests waiting for it are refused
+        (actors) or dropped (leases: their submitters hear ``group_removed``)."""
+        bundles = {id(bundle) for bundle in group.bundles}
+        for actor_id, (worker, _, bundle) in list(self.actors.items()):
+            if bundle is not None and id(bundle) in bundles:
+                self.rt.send(worker, ("actor_kill", actor_id, f"its placement group {group.group_id:036x} was "
+                                                               "removed (remove_placement_group)"))
+        kept = collections.deque()
+        for request in self.requests:
+            constraint = request[6]
+            if constraint is None or constraint[0] != "pg" or constraint[1] != group.group_id:
+                kept.append(request)
+            elif request[4] is not None:
+                self.rt.send(request[0], ("actor_unplaceable", request[4], f"its placement group "
+                                          f"{group.group_id:036x} was removed before the actor was placed"))
+        self.requests = kept
+        self.grant()
+
     def _on_rank_dead(self, rank):
         """A worker died: grant nothing there again; its leases and actors are gone with it
         (their owners retry the tasks and restart the actors), and its node's pool shrinks."""
-        for lease_id in [i for i, (worker, _) in self.leases.items() if worker == rank]:
-            self._take(rank, self.leases.pop(lease_id)[1], -1)
-        for actor_id in [a for a, (worker, _) in self.actors.items() if worker == rank]:
-            self._take(rank, self.actors.pop(actor_id)[1], -1)
+        for lease_id in [i for i, (worker, _, _) in self.leases.items() if worker == rank]:
+            self._release(*self.leases.pop(lease_id))
+        for actor_id in [a for a, (worker, _, _) in self.actors.items() if worker == rank]:
+            self._release(*self.actors.pop(actor_id))
         pool = self.pool_of.pop(rank, None)
         if pool is not None:
             offered = self.offered.pop(rank)
@@ -170,7 +204,8 @@ class HeadScheduler:
                 self.coming[rank] = (self.rt.cluster.node_of[rank], offered)
         self.actors_on.pop(rank, None)
         self.requests = collections.deque(r for r in self.requests if r[0] != rank)
-        self._grant()
+        self.groups.rank_dead(rank)
+        self.grant()
 
     def add_rank(self, rank, offered, node, replaces):
         """``rank`` joined ``node`` in place of the dead ``replaces``: grant work there."""
@@ -182,18 +217,23 @@ class HeadScheduler:
         self.offered[rank] = dict(offered)
         self.pool_of[rank] = pool
         self.workers.append(rank)
-        self._grant()
+        self.grant()
 
     def replacements_failed(self):
         """No replacement comes after all: refuse what only they could have held."""
         self.coming.clear()
-        self._grant()
+        self.grant()
 
-    def _could_ever_fit(self, shape):
-        """Whether a live worker rank, or a replacement on its way, could hold ``shape``."""
-        if any(self.pool_of[w].could_fit(w, shape) for w in self.workers):
+    def _could_ever_fit(self, shape, constraint=None):
+        """Whether a live worker rank, or a replacement on its way, could hold ``shape`` (on the
+        node a hard node affinity names)."""
+        only = constraint[1] if constraint is not None and constraint[0] == "node" else None
+        node_of = self.rt.cluster.node_of
+        if any(self.pool_of[w].could_fit(w, shape) for w in self.workers if only is None or node_of.get(w) == only):
             return True
         for node, offered in self.coming.values():
+            if only is not None and node != only:
+                continue
             pool = self.pools.get(node)
             pooled = summed([pool.total if pool is not None else {}, offered])   # its rank-bound part: not read
             if NodePool._fits(pooled, {n: a for n, a in offered.items() if n in RANK_BOUND}, shape):
@@ -203,13 +243,12 @@ class HeadScheduler:
     def _on_lease_return(self, source, lease_id):
         if lease_id not in self.leases:
             return
-        worker, shape = self.leases.pop(lease_id)
-        self._take(worker, shape, -1)
-        self._grant()
+        self._release(*self.leases.pop(lease_id))
+        self.grant()
 
     def _on_cpu_release(self, source, shape):
         self._take(source, shape, -1)
-        self._grant()
+        self.grant()
 
     def _on_cpu_reacquire(self, source, shape):
         self._take(source, shape, +1)
@@ -230,21 +269,61 @@ class HeadScheduler:
         if pool is not None:     # else the worker died
             pool.take(worker, shape, sign)
 
-    def _grant(self):
+    def _hold(self, worker, shape, bundle):
+        """Work of ``shape`` starts on ``worker``, from the node's pool or from ``bundle``'s reservation."""
+        if bundle is None:
+            self._take(worker, shape, +1)
+        else:
+            bundle.take(shape, +1)
+            self.pool_of[worker].occupy(worker, shape.get(CPU, 0.0), +1)
+
+    def _release(self, worker, shape, bundle):
+        if bundle is None:
+            self._take(worker, shape, -1)
+            return
+        bundle.take(shape, -1)
+        pool = self.pool_of.get(worker)
+        if pool is not None:
+            pool.occupy(worker, shape.get(CPU, 0.0), -1)
+
+    def grant(self):
+        if self.groups.pending:
+            self.groups.reserve_pending()
         if not self.requests:
             return
         waiting = collections.deque()
         while self.requests:
             request = self.requests.popleft()
-            source, key, shape, held, actor_id, preferred = request
-            worker = self._pick(shape, preferred, actor_id is not None, not held)
+            source, key, shape, held, actor_id, preferred, constraint = request
+            bundle = None
+            if constraint is None:
+                worker = self._pick(shape, preferred, actor_id is not None, not held)
+            elif constraint[0] == "pg":
+                picked = self.groups.pick(source, constraint, shape, actor_id is not None)
+                if picked is REMOVED:
+                    if actor_id is not None:
+                        self.rt.send(source, ("actor_unplaceable", actor_id, f"its placement group "
+                                              f"{constraint[1]:036x} was removed"))
+                    else:
+                        self.rt.send(source, ("group_removed", constraint[1]))
+                    continue
+                worker, bundle = picked if picked is not None else (None, None)
+                if worker is None:
+                    waiting.append(request)
+                    continue
+            else:
+                worker = self._pick_constrained(shape, preferred, actor_id is not None, not held, constraint)
             if worker is None:
-                if not self._could_ever_fit(shape):
+                if not self._could_ever_fit(shape, constraint):
                     # Its capacity died with worker ranks and no replacement comes: refuse it rather
                     # than let it wait for ever; the owner fails the actor or the tasks.
-                    why = (f"no live worker rank can hold {_describe(shape)}: the ranks that could have died, "
-                           "and they are not replaced (replacement needs ULFM and is off with "
-                           "MPIRT_REPLACE_RANKS=0, or failed: see the job's output)")
+                    if constraint is not None and constraint[0] == "node":
+                        why = (f"NodeAffinitySchedulingStrategy(node_id={self.node_hex(constraint[1])!r}, soft=False): "
+                               f"no live worker rank of that node can hold {_describe(shape)}")
+                    else:
+                        why = (f"no live worker rank can hold {_describe(shape)}: the ranks that could have died, "
+                               "and they are not replaced (replacement needs ULFM and is off with "
+                               "MPIRT_REPLACE_RANKS=0, or failed: see the job's output)")
                     if actor_id is not None:
                         self.rt.send(source, ("actor_unplaceable", actor_id, why))
                     else:
@@ -252,18 +331,29 @@ class HeadScheduler:
                     continue
                 waiting.append(request)
                 continue
-            self._take(worker, held, +1)
+            self._hold(worker, held, bundle)
             if actor_id is None:
                 lease_id = next(self._lease_ids)
-                self.leases[lease_id] = (worker, shape)
+                self.leases[lease_id] = (worker, shape, bundle)
                 self.rt.send(source, ("lease_grant", key, lease_id, worker))
             else:
-                self.actors[actor_id] = (worker, held)
+                self.actors[actor_id] = (worker, held, bundle)
                 self.actors_on[worker] += 1
                 self.rt.send(source, ("actor_placed", actor_id, worker))
         self.requests = waiting
 
-    def _pick(self, shape, preferred=None, actor=False, holds_nothing=False):
+    def _pick_constrained(self, shape, preferred, actor, holds_nothing, constraint):
+        """``_pick`` for "SPREAD" (nodes with most free CPUs first) and node affinity (the node's
+        ranks only; a soft affinity to a node that could never hold ``shape`` places anywhere)."""
+        if constraint[0] == "spread":
+            return self._pick(shape, None, actor, holds_nothing, spread=True)
+        _, node, soft = constraint
+        on_node = [w for w in self.workers if self.rt.cluster.node_of.get(w) == node]
+        if soft and not any(self.pool_of[w].could_fit(w, shape) for w in on_node):
+            return self._pick(shape, preferred, actor, holds_nothing)
+        return self._pick(shape, preferred, actor, holds_nothing, workers=on_node)
+
+    def _pick(self, shape, preferred=None, actor=False, holds_nothing=False, workers=None, spread=False):
         """The worker rank to execute ``shape``: its node's pool must have it free (and the rank its
         rank-bound part).
 
@@ -276,16 +366,19 @@ class HeadScheduler:
         interpreter lock (two busy actors on one rank run at half speed each). An actor that holds nothing
         while it lives (Ray's default: 1 CPU to be placed, 0 to run) needs ``shape`` free on some node, as
         in Ray, but may then go to any rank whose node's total fits it: a CPU that a lingering lease holds
-        for a moment must not pile every new actor onto the other ranks."""
-        pool = self.pool_of.get(preferred)
+        for a moment must not pile every new actor onto the other ranks.
+
+        ``workers`` limits the choice to those ranks; ``spread`` puts the node with most free CPUs
+        before the rank with most spare ones ("SPREAD")."""
+        pool = self.pool_of.get(preferred) if workers is None else None
         if pool is not None and pool.fits_now(preferred, shape) \
                 and pool.spare_cpus(preferred) + 1e-9 >= min(shape.get(CPU, 0.0), pool.own_cpus[preferred]):
             return preferred
         anywhere = actor and holds_nothing
-        if anywhere and not any(self.pool_of[w].fits_now(w, shape) for w in self.workers):
+        workers = self.workers if workers is None else workers
+        if anywhere and not any(self.pool_of[w].fits_now(w, shape) for w in workers):
             return None
         best, best_key = None, None
-        workers = self.workers
         n = len(workers)
         for i in range(n):
             worker = workers[(self._round_robin + i) % n]
@@ -294,9 +387,11 @@ class HeadScheduler:
                 continue
             key = (-self.actors_on[worker] if actor else 0, round(pool.spare_cpus(worker), 6),
                    round(pool.free.get(CPU, 0.0), 6))
+            if spread:
+                key = (key[0], key[2], key[1])
             if best is None or key > best_key:
                 best, best_key = worker, key
-        if best is not None:
+        if best is not None and workers is self.workers:
             self._round_robin = (workers.index(best) + 1) % n
         return best
 

@@ -166,17 +166,15 @@ def test_invalid_scheduling_strategy_string_raises_at_remote(job):
         ray.remote(add).options(scheduling_strategy="FASTEST").remote(1, 2)
 
 
-def test_streaming_num_returns_needs_a_generator_and_is_not_supported_yet():
+def test_streaming_num_returns_needs_a_generator_and_is_the_default_for_one(job):
     with pytest.raises(ValueError, match="num_returns='streaming' can only be used with generator functions"):
         ray.remote(num_returns="streaming")(add)
 
     def numbers():
         yield 1
 
-    with pytest.raises(NotImplementedError, match="num_returns='dynamic'"):
-        ray.remote(numbers).options(num_returns="dynamic")
-    with pytest.raises(NotImplementedError, match="generator function"):
-        ray.remote(numbers).remote()
+    assert isinstance(ray.remote(numbers).remote(), ray.ObjectRefGenerator)
+    assert [ray.get(ref) for ref in ray.get(ray.remote(numbers).options(num_returns="dynamic").remote())] == [1]
 
 
 def test_generator_with_a_whole_number_of_returns_runs(job):

@@ -35,7 +35,7 @@ class _QueueActor:
     so the caller raises a plain exception of its own (no remote traceback around an ordinary
     outcome)."""
 
-    def __init__(self, maxsize):
+    def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
         self.queue: asyncio.Queue = asyncio.Queue(maxsize)
 

@@ -35,7 +35,7 @@ import traceback
 import types
 import weakref
 from multiprocessing import TimeoutError
-from multiprocessing.pool import RemoteTraceback
+from multiprocessing.pool import RemoteTraceback  # type: ignore[attr-defined]  # not in typeshed's stub
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import cloudpickle
@@ -67,7 +67,7 @@ class _MainNamespace:
     mapped function through ``global``) stays the worker's, as in a worker process; any other name
     takes the driver's value that came with the call (as in Ray)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.globals: Dict[str, Any] = {"__name__": "__main__"}
         self.owned: set = set()
 
@@ -111,7 +111,7 @@ class _MainNamespace:
 class _PoolWorker:
     """One pool worker: runs the initializer once, then chunks of calls."""
 
-    def __init__(self, initializer=None, initargs=None):
+    def __init__(self, initializer: Optional[Callable] = None, initargs: Optional[Iterable] = None) -> None:
         self.main = _MainNamespace()
         self.functions: collections.OrderedDict = collections.OrderedDict()   # key -> function, unpickled once
         if initializer is not None:
@@ -136,7 +136,7 @@ class _PoolWorker:
         return self.main.run(lambda: _run_chunk(func, mode, chunk))
 
 
-def _run_chunk(func, mode, chunk):
+def _run_chunk(func: Callable, mode: int, chunk: List[Any]) -> tuple:
     values: List[Any] = []
     failures = None
     for position, item in enumerate(chunk):
@@ -188,8 +188,8 @@ def _chunk_items(ref, size):
     when the chunk itself failed: its worker died)."""
     try:
         values, failures = get(ref)
-    except Exception as exc:  # mpirt's own error: the worker died, the pool was terminated
-        return [_Raise(exc)] * size
+    except Exception as error:  # mpirt's own error: the worker died, the pool was terminated
+        return [_Raise(error)] * size
     if failures:
         for position, (exc, text) in failures.items():
             values[position] = _Raise(_rebuilt_error(exc, text))
@@ -201,7 +201,8 @@ class AsyncResult:
     """The result of ``apply_async``, ``map_async`` or ``starmap_async`` (the standard library's
     ``AsyncResult``): ``get(timeout)``, ``wait(timeout)``, ``ready()``, ``successful()``."""
 
-    def __init__(self, pool, chunks, single, callback=None, error_callback=None):
+    def __init__(self, pool: Any, chunks: List[tuple], single: bool, callback: Optional[Callable] = None,
+                 error_callback: Optional[Callable] = None) -> None:
         self._pool = pool
         self._chunks = chunks          # [(ref, number of items)]
         self._single = single
@@ -288,7 +289,7 @@ ApplyResult = MapResult = AsyncResult
 class _Callbacks(threading.Thread):
     """The pool's thread that completes results with callbacks as their chunks finish."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(name="mpirt-pool-callbacks", daemon=True)
         self._new: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: List[AsyncResult] = []
@@ -338,7 +339,7 @@ class IMapIterator:
     """The iterator of ``imap`` (in order) and ``imap_unordered`` (as they finish): ``next(timeout)``
     raises ``multiprocessing.TimeoutError`` if no result comes in ``timeout`` seconds."""
 
-    def __init__(self, pool, func, iterable, chunksize, ordered):
+    def __init__(self, pool: Any, func: Callable, iterable: Iterable, chunksize: int, ordered: bool) -> None:
         self._pool = pool
         self._func = func
         self._ordered = ordered
@@ -519,7 +520,7 @@ class Pool:
         if self._closed:
             raise ValueError("Pool not running")
 
-    def _function(self, func):
+    def _function(self, func: Callable) -> tuple:
         """(key, pickle or [ref]) standing for ``func`` in calls (a ref inside a list reaches the worker as a ref)."""
         entry = self._functions.get(id(func))
         if entry is not None and entry[0] is func:

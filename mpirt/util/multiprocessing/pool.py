@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 # How a chunk's items are passed: f(x), f(*x), f(*args, **kwargs) for x = (args, kwargs).
 MAP, STARMAP, APPLY = 0, 1, 2
 IMAP_DEPTH = 8          # chunks in flight per worker for imap/imap_unordered (the input is read that far ahead)
-CALLBACK_POLL_S = 0.02  # how often the callback thread looks again while results are pending
+CALLBACK_POLL_S = 0.05  # how often the callback thread looks again while results are pending
 FUNCTION_CACHE = 64     # functions a pool (and each worker) keeps ready, most recently used
 FUNCTION_INLINE = 64 * 1024   # a pickled function up to this size travels with each call, a larger one by ref
 _context_warned = False
@@ -138,18 +138,19 @@ class _PoolWorker:
 
 def _run_chunk(func: Callable, mode: int, chunk: List[Any]) -> tuple:
     values: List[Any] = []
+    append = values.append
     failures = None
     for position, item in enumerate(chunk):
         try:
             if mode == MAP:
-                values.append(func(item))
+                append(func(item))
             elif mode == STARMAP:
-                values.append(func(*item))
+                append(func(*item))
             else:
                 args, kwargs = item
-                values.append(func(*(args if args is not None else ()), **(kwargs or {})))
+                append(func(*(args if args is not None else ()), **(kwargs or {})))
         except Exception as exc:
-            values.append(None)
+            append(None)
             if failures is None:
                 failures = {}
             failures[position] = (_picklable(exc), traceback.format_exc())
@@ -183,17 +184,23 @@ class _Raise:
         self.error = error
 
 
-def _chunk_items(ref, size):
-    """The items of one finished chunk: values, or ``_Raise`` where the call failed (all of them
-    when the chunk itself failed: its worker died)."""
-    try:
-        values, failures = get(ref)
-    except Exception as error:  # mpirt's own error: the worker died, the pool was terminated
-        return [_Raise(error)] * size
+def _chunk_items(ref, size, outcome=None):
+    """(items, first error or None) of one finished chunk (``outcome``: its value, if already got):
+    values, and ``_Raise`` where the call failed (all of them when the chunk itself failed: its
+    worker died)."""
+    if outcome is None:
+        try:
+            outcome = get(ref)
+        except Exception as error:  # mpirt's own error: the worker died, the pool was terminated
+            return [_Raise(error)] * size, error
+    values, failures = outcome
+    first = None
     if failures:
-        for position, (exc, text) in failures.items():
+        for position in sorted(failures):
+            exc, text = failures[position]
             values[position] = _Raise(_rebuilt_error(exc, text))
-    return values
+            first = first or values[position].error
+    return values, first
 
 
 # -- results -------------------------------------------------------------------------------------
@@ -213,7 +220,7 @@ class AsyncResult:
         self._value: Any = None
         self._error: Optional[BaseException] = None
         if not chunks:
-            self._finish([])
+            self._finish([], None)
         elif callback is not None or error_callback is not None:
             pool._callbacks_thread().add(self)
 
@@ -225,13 +232,19 @@ class AsyncResult:
         with self._lock:
             if self._done.is_set():
                 return
-            items = []
-            for ref, size in self._chunks:
-                items.extend(_chunk_items(ref, size))
-            self._finish(items)
+            try:
+                outcomes = get(self._refs())          # one call for all chunks, when none failed as a whole
+            except Exception:
+                outcomes = [None] * len(self._chunks)
+            items: List[Any] = []
+            error = None
+            for (ref, size), outcome in zip(self._chunks, outcomes):
+                values, first = _chunk_items(ref, size, outcome)
+                items.extend(values)
+                error = error or first
+            self._finish(items, error)
 
-    def _finish(self, items):
-        error = next((item.error for item in items if isinstance(item, _Raise)), None)
+    def _finish(self, items, error):
         if error is None:
             self._value = items[0] if self._single else items
         self._error = error
@@ -287,50 +300,58 @@ ApplyResult = MapResult = AsyncResult
 
 
 class _Callbacks(threading.Thread):
-    """The pool's thread that completes results with callbacks as their chunks finish."""
+    """The pool's thread that completes results with callbacks as their chunks finish. It waits
+    on the chunks not seen finished yet only (a finished one would make every wait return at once)."""
 
     def __init__(self) -> None:
         super().__init__(name="mpirt-pool-callbacks", daemon=True)
         self._new: queue.SimpleQueue = queue.SimpleQueue()
-        self._pending: List[AsyncResult] = []
+        self._outstanding = 0                 # results added and not completed yet
         self.idle = threading.Condition()
 
     def add(self, result):
+        with self.idle:
+            self._outstanding += 1
         self._new.put(result)
 
     def run(self):
+        pending: Dict[AsyncResult, set] = {}      # result -> its chunks' refs not seen finished
         while True:
-            if not self._pending:
-                with self.idle:
-                    self.idle.notify_all()
-                self._pending.append(self._new.get())
+            if not pending:
+                result = self._new.get()
+                pending[result] = set(result._refs())
             while True:
                 try:
-                    self._pending.append(self._new.get_nowait())
+                    result = self._new.get_nowait()
                 except queue.Empty:
                     break
-            refs = [ref for result in self._pending for ref in result._refs()]
+                pending[result] = set(result._refs())
+            unready = list(set().union(*pending.values()))
             try:
-                wait(refs, num_returns=1, timeout=CALLBACK_POLL_S)
-                ready, _ = wait(refs, num_returns=len(refs), timeout=0)
+                wait(unready, num_returns=1, timeout=CALLBACK_POLL_S)
+                ready = set(wait(unready, num_returns=len(unready), timeout=0)[0])
             except Exception:   # mpirt shut down under the pool: nothing will complete any more
+                with self.idle:
+                    self._outstanding = 0
+                    self.idle.notify_all()
                 return
-            ready_set = set(ready)
-            still = []
-            for result in self._pending:
-                if all(ref in ready_set for ref in result._refs()):
-                    try:
-                        result._collect()
-                    except Exception:   # a callback raised: the standard library's thread would die; ours goes on
-                        logger.exception("a Pool callback raised")
-                else:
-                    still.append(result)
-            self._pending = still
+            for result in list(pending):
+                pending[result] -= ready
+                if pending[result]:
+                    continue
+                del pending[result]
+                try:
+                    result._collect()
+                except Exception:   # a callback raised: the standard library's thread would die; ours goes on
+                    logger.exception("a Pool callback raised")
+                with self.idle:
+                    self._outstanding -= 1
+                    self.idle.notify_all()
 
     def settle(self):
-        """Wait until no result is pending here (or the thread ended: mpirt shut down)."""
+        """Wait until every result added here is complete (or mpirt shut down)."""
         with self.idle:
-            while self.is_alive() and (self._pending or not self._new.empty()):
+            while self._outstanding and self.is_alive():
                 self.idle.wait(0.1)
 
 
@@ -401,7 +422,7 @@ class IMapIterator:
             if wanted in self._finished:
                 ref, size = self._finished.pop(wanted)
                 self._next_read += 1
-                self._buffer.extend(_chunk_items(ref, size))
+                self._buffer.extend(_chunk_items(ref, size)[0])
                 return True
             if not self._running:
                 return False

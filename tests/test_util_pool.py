@@ -191,15 +191,17 @@ def test_closed_and_terminated_pools(rt):
     p = Pool(processes=2)
     with pytest.raises(ValueError, match="Pool is still running"):
         p.join()
-    slow = [p.apply_async(nap, (0.3,)) for _ in range(4)]
+    called = []
+    slow = [p.apply_async(nap, (0.3,), callback=called.append) for _ in range(4)]
     iterator = p.imap(square, range(50))          # not read yet: close() sends the rest
     p.close()
     for call in (lambda: p.map(square, [1]), lambda: p.apply_async(square, (1,)), lambda: p.imap(square, [1]),
                  lambda: p.starmap(add, [(1, 2)]), lambda: p.__enter__()):
         with pytest.raises(ValueError, match="Pool not running"):
             call()
-    p.join()                                       # outstanding work finishes first
-    assert [r.get(timeout=0) for r in slow] == [0.3] * 4
+    p.join()                                       # outstanding work finishes first, callbacks included
+    assert called == [0.3] * 4 and [r.get(timeout=0) for r in slow] == [0.3] * 4
+    assert wait_for(lambda: not p._callbacks.is_alive())      # the pool's callback thread ended
     assert list(iterator) == list(map(square, range(50)))
     p.terminate()
 
@@ -290,3 +292,29 @@ def test_multiprocessing_script_moves_over_by_one_import(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "values [1, 2] workers == cpus True" in proc.stdout, proc.stdout + proc.stderr[-2000:]
     assert "sum 5050" in proc.stdout
+
+
+MPIRUN_SCRIPT = """
+import os
+import mpirt
+from mpirt.util.multiprocessing import Pool
+
+
+def where(_):
+    return os.getpid(), mpirt.get_runtime_context().get_node_id()
+
+
+with Pool() as pool:                  # before init(): every rank runs this; rank 0 goes on as the driver
+    placed = pool.map(where, range(30), 1)
+    print("workers", len({pid for pid, _ in placed}), "nodes", len({node for _, node in placed}),
+          "cpus", int(mpirt.cluster_resources()["CPU"]))
+mpirt.shutdown()
+"""
+
+
+def test_pool_spreads_over_the_ranks_and_nodes_under_mpirun(tmp_path):
+    """Under mpirun (5 ranks: 3 workers, 2 ranks a node) a default Pool has a worker on every worker
+    rank, on both nodes."""
+    proc = run_app(tmp_path, MPIRUN_SCRIPT, ranks=5, env={"MPIRT_RANKS_PER_NODE": "2"}, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "workers 3 nodes 2 cpus 3" in proc.stdout, proc.stdout + proc.stderr[-2000:]

@@ -314,18 +314,30 @@ class _Callbacks(threading.Thread):
             self._outstanding += 1
         self._new.put(result)
 
+    def stop(self):
+        """End the thread once the results it has are complete (the pool takes no more work)."""
+        self._new.put(None)
+
     def run(self):
         pending: Dict[AsyncResult, set] = {}      # result -> its chunks' refs not seen finished
+        stopping = False
         while True:
             if not pending:
+                if stopping:
+                    return
                 result = self._new.get()
+                if result is None:
+                    return
                 pending[result] = set(result._refs())
             while True:
                 try:
                     result = self._new.get_nowait()
                 except queue.Empty:
                     break
-                pending[result] = set(result._refs())
+                if result is None:
+                    stopping = True
+                else:
+                    pending[result] = set(result._refs())
             unready = list(set().union(*pending.values()))
             try:
                 wait(unready, num_returns=1, timeout=CALLBACK_POLL_S)
@@ -674,10 +686,14 @@ class Pool:
         with self._lock:
             self._closed = True
             self._stopping.extend(worker.__ray_terminate__.remote() for worker in self._workers)
+            if self._callbacks is not None:
+                self._callbacks.stop()
 
     def terminate(self) -> None:
         """Stop the workers now; work not done fails (its results raise mpirt's ``ActorDiedError``)."""
         with self._lock:
+            if not self._closed and self._callbacks is not None:
+                self._callbacks.stop()
             self._closed = True
             self._terminated = True
             workers = list(self._workers)

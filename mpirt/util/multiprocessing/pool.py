@@ -43,7 +43,7 @@ import cloudpickle
 from ...actor import kill
 from ...api import cluster_resources, get, put, remote, wait
 from ...core import current
-from ...core._mpi_env import is_singleton
+from ...core._mpi_env import mpi
 from ...launch import init
 
 logger = logging.getLogger(__name__)
@@ -522,12 +522,13 @@ class Pool:
         """Start mpirt unless it runs (Ray's rules: ``processes`` CPUs for a new local session),
         then check ``processes`` against the cluster's CPUs."""
         if not current.is_initialized():
+            # A plain ``python app.py`` spawns its ranks: ``processes`` of them, as Ray's local cluster.
+            # Under mpirun the job's ranks are the cluster (num_cpus would be the CPUs of each rank).
+            spawns = mpi().COMM_WORLD.Get_size() == 1     # the test init() makes
             if ray_address is not None:
-                init(address=ray_address, num_cpus=processes if ray_address == "local" and is_singleton() else None)
-            elif is_singleton():
-                init(num_cpus=processes)
+                init(address=ray_address, num_cpus=processes if ray_address == "local" and spawns else None)
             else:
-                init()      # under mpirun the job's ranks are the cluster: num_cpus would be per rank
+                init(num_cpus=processes if spawns else None)
         cpus = int(cluster_resources().get("CPU", 0))
         if processes is None:
             processes = cpus

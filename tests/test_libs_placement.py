@@ -236,6 +236,49 @@ def test_a_failed_trial_gives_its_group_back_and_reserves_a_new_one(four, tmp_pa
     assert wait_for(lambda: not (live_groups() - before), 10)
 
 
+@mpirt.remote(num_cpus=3)
+def big_child():
+    return 1
+
+
+def asks_too_much(config):
+    try:
+        big_child.remote()
+    except ValueError as error:
+        tune.report({"error": str(error)})
+        return
+    tune.report({"error": None})
+
+
+def test_a_child_bigger_than_every_bundle_is_refused_at_remote(four, tmp_path):
+    grid = tune.Tuner(tune.with_resources(asks_too_much, PGF([{"CPU": 1}, {"CPU": 2}])),
+                      run_config=run_config(tmp_path)).fit()
+    assert "cannot fit into any bundles" in grid[0].metrics["error"]
+
+
+def endless(config):
+    for step in range(1000):
+        tune.report({"step": step, "group": get_current_placement_group().id.hex()})
+        time.sleep(0.01)
+
+
+def test_stopped_trials_free_their_groups_and_the_journal_keeps_the_request(four, tmp_path):
+    before = live_groups()
+    pgf = PGF([{"CPU": 1}, {"CPU": 1}], strategy="SPREAD")
+    grid = tune.Tuner(tune.with_resources(endless, pgf), param_space={"x": tune.grid_search([1, 2, 3])},
+                      tune_config=tune.TuneConfig(scheduler=tune.schedulers.ASHAScheduler(
+                          metric="step", mode="min", grace_period=2, max_t=20)),
+                      run_config=run_config(tmp_path, name="stopped", stop={"step": 30})).fit()
+    assert not grid.errors and all(r.metrics["step"] < 30 for r in grid)
+    assert wait_for(lambda: not (live_groups() - before), 10)
+    with open(os.path.join(grid.experiment_path, "experiment_state.jsonl")) as f:
+        trials = [json.loads(line) for line in f if '"e": "trial"' in line]
+    assert [t["resources"] for t in trials] == [{"bundles": [{"CPU": 1.0}, {"CPU": 1.0}], "strategy": "SPREAD",
+                                                 "head_bundle_is_empty": False}] * 3
+    restored = tune.Tuner.restore(grid.experiment_path, tune.with_resources(endless, pgf)).get_results()
+    assert len(restored) == 3 and all(r.metrics["step"] < 30 for r in restored)
+
+
 def test_calling_a_factory_makes_a_placement_group(four):
     pgf = PGF([{"CPU": 1}, {"CPU": 1}], strategy="SPREAD")
     group = pgf.to_placement_group()

@@ -293,6 +293,37 @@ def test_calling_a_factory_makes_a_placement_group(four):
     remove_placement_group(group)
 
 
+GPU_TRIALS = r'''
+import json, time
+import mpirt
+from mpirt.libs import tune
+
+mpirt.init(num_cpus=2)          # MPIRT_NODE_GPUS=2 fakes a node with 2 GPUs, one per worker rank
+
+
+def train(config):
+    time.sleep(0.5)
+    tune.report({"gpus": mpirt.get_gpu_ids(), "rank": mpirt.get_runtime_context().get_worker_id(),
+                 "group": mpirt.get_runtime_context().get_placement_group_id()})
+
+
+grid = tune.Tuner(tune.with_resources(train, tune.PlacementGroupFactory([{"CPU": 1, "GPU": 1}])),
+                  param_space={"x": tune.grid_search([1, 2])},
+                  run_config=tune.RunConfig(storage_path=".", name="gpu", verbose=0)).fit()
+print("RESULT", json.dumps([r.metrics for r in grid]))
+mpirt.shutdown()
+'''
+
+
+def test_a_trials_gpu_bundle_gives_its_actor_the_gpu(tmp_path):
+    proc = run_app(tmp_path, GPU_TRIALS, env={"MPIRT_NODE_GPUS": "2"}, timeout=90)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))
+    metrics = json.loads(line[len("RESULT "):])
+    assert [len(m["gpus"]) for m in metrics] == [1, 1] and all(m["group"] for m in metrics)
+    assert metrics[0]["rank"] != metrics[1]["rank"] and metrics[0]["gpus"] != metrics[1]["gpus"]
+
+
 # ---------------------------------------------------------------- PPO trials, mpirun -n 8
 PPO_TRIALS = r'''
 import json, os, sys, time

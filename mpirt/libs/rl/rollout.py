@@ -93,7 +93,7 @@ class RolloutWorker:
 
 def make_workers(worker_cls, count, config, *args):
     """``count`` actors of ``worker_cls``, each told its index; they hold ``num_cpus_per_worker`` CPUs
-    (0 by default: inside a Tune trial that already holds a CPU, asking for more could wait forever),
+    (0 by default, mpirt's choice: such actors fit anywhere, a laptop's 2 cores included),
     ``num_gpus_per_worker`` GPUs and the custom ``resources``. ``count`` 0 (RLlib's
     ``num_env_runners=0``) gives one ``LocalWorker``: the same class, sampling in this process.
 

@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 import mpirt
-from mpirt.libs.tune import Checkpoint, Trainable
+from mpirt.libs.tune import Checkpoint, PlacementGroupFactory, Trainable
 
 from . import h5state
 from .config import AlgorithmConfig
@@ -79,6 +79,31 @@ class Algorithm(Trainable):
     def get_default_config(cls):
         """RLlib's defaults for this algorithm, as a config object (``PPOConfig()``)."""
         return cls._config_class()
+
+    @classmethod
+    def default_resource_request(cls, config):
+        """RLlib's resource request for a trial of this algorithm under Tune: one placement group
+        whose bundle 0 is the algorithm's own process, where the learner runs (CPU
+        ``num_cpus_for_main_process``, GPU ``num_gpus_per_learner`` or ``num_gpus``,
+        ``custom_resources_for_main_process``), then one bundle per env runner with
+        ``num_cpus_per_env_runner``, ``num_gpus_per_env_runner`` and
+        ``custom_resources_per_env_runner``, reserved by ``placement_strategy``. Env runners that hold
+        nothing (mpirt's default, ``num_cpus_per_env_runner=0``) get no bundle: they run outside the
+        group, wherever there is room, as they do without Tune. Evaluation runs in the algorithm's
+        process, so it asks for nothing more."""
+        if isinstance(config, AlgorithmConfig):
+            cf = config
+        else:
+            cf = cls._config_from_dict(dict(config or {}))
+        learner_gpus = 0 if cf._fake_gpus else max(cf.num_gpus or 0, cf.num_gpus_per_learner or 0)
+        driver = {"CPU": cf.num_cpus_for_main_process, "GPU": learner_gpus,
+                  **(cf.custom_resources_for_main_process or {})}
+        runner = {"CPU": cf.num_cpus_per_env_runner, "GPU": cf.num_gpus_per_env_runner,
+                  **(cf.custom_resources_per_env_runner or {})}
+        runners = [dict(runner) for _ in range(cf.num_env_runners or 0)] if any(runner.values()) else []
+        if not any(driver.values()) and not runners:
+            return {"cpu": 0}                   # nothing to reserve (Ray refuses an empty request)
+        return PlacementGroupFactory([driver] + runners, strategy=cf.placement_strategy or "PACK")
 
     # ------------------------------------------------------------------ setup
     def setup(self, config):

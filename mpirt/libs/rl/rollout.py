@@ -7,6 +7,8 @@ true last observation of an episode is kept for bootstrapping before reset.
 import numpy as np
 
 import mpirt
+from mpirt.util.placement_group import get_current_placement_group
+from mpirt.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from .utils import set_torch_threads
 
@@ -91,9 +93,14 @@ class RolloutWorker:
 
 def make_workers(worker_cls, count, config, *args):
     """``count`` actors of ``worker_cls``, each told its index; they hold ``num_cpus_per_worker`` CPUs
-    (0 by default: inside a Tune trial that already holds a CPU, asking for more could wait forever),
+    (0 by default, mpirt's choice: such actors fit anywhere, a laptop's 2 cores included),
     ``num_gpus_per_worker`` GPUs and the custom ``resources``. ``count`` 0 (RLlib's
-    ``num_env_runners=0``) gives one ``LocalWorker``: the same class, sampling in this process."""
+    ``num_env_runners=0``) gives one ``LocalWorker``: the same class, sampling in this process.
+
+    Inside a placement group (a Tune trial's, from ``default_resource_request``) actors that hold
+    resources run in its bundles: bundles 1..count when the group is laid out as the algorithm asks
+    (bundle 0 being the algorithm's own), else any bundle with room; actors that hold nothing run
+    outside the group, spread over the ranks as without Tune."""
     if count == 0:
         return [LocalWorker(worker_cls, *args, worker_index=0)]
     options = {"num_cpus": config["num_cpus_per_worker"]}
@@ -101,8 +108,23 @@ def make_workers(worker_cls, count, config, *args):
         options["num_gpus"] = config["num_gpus_per_worker"]
     if config.get("resources"):
         options["resources"] = config["resources"]
-    actor_cls = mpirt.remote(worker_cls).options(**options)
-    return [actor_cls.remote(*args, worker_index=i + 1) for i in range(count)]
+    placements = [None] * count
+    group = get_current_placement_group()
+    if group is not None:
+        request = {"CPU": options["num_cpus"], "GPU": options.get("num_gpus", 0), **options.get("resources", {})}
+        request = {name: amount for name, amount in request.items() if amount}
+        if not request:
+            placements = ["DEFAULT"] * count
+        else:
+            bundles = group.bundle_specs
+            laid_out = len(bundles) == count + 1 and all(
+                all(bundle.get(name, 0.0) + 1e-9 >= amount for name, amount in request.items())
+                for bundle in bundles[1:])
+            placements = [PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=i + 1 if laid_out
+                                                           else -1) for i in range(count)]
+    actor_cls = mpirt.remote(worker_cls)
+    return [actor_cls.options(**options, **({"scheduling_strategy": placement} if placement else {}))
+            .remote(*args, worker_index=i + 1) for i, placement in enumerate(placements)]
 
 
 class LocalWorker:

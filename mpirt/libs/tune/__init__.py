@@ -1,6 +1,7 @@
 """mpirt.libs.tune: hyperparameter search on mpirt, with Ray Tune's API.
 
-Trials run as mpirt actors sized by ``resources_per_trial``; the driver runs
+Trials run as mpirt actors sized by ``resources_per_trial`` (a dict, or a
+``PlacementGroupFactory`` whose group is reserved per trial); the driver runs
 the experiment loop (search algorithm, trial scheduler, loggers) and keeps
 results and checkpoints in one HDF5 file per experiment (see docs/tune.md).
 """
@@ -9,6 +10,7 @@ from .analysis import ExperimentAnalysis, Result, ResultGrid
 from .callback import Callback
 from .checkpoint import Checkpoint
 from .config import CheckpointConfig, FailureConfig, ResumeConfig, RunConfig, TuneConfig
+from .execution.placement_groups import PlacementGroupFactory
 from .progress import CLIReporter, ProgressReporter
 from .registry import register_env, register_trainable
 from .run import Experiment, run, run_experiments
@@ -29,6 +31,7 @@ from .tuner import Tuner
 __all__ = [
     "run", "run_experiments", "Experiment", "register_trainable", "register_env", "Tuner", "TuneConfig",
     "RunConfig", "CheckpointConfig", "FailureConfig", "ResumeConfig", "with_resources", "with_parameters",
+    "PlacementGroupFactory",
     "report", "get_checkpoint", "get_context", "TuneContext", "get_trial_id", "get_trial_name", "get_trial_dir",
     "StatusReporter", "Trainable", "FunctionTrainable", "Callback", "Stopper", "Checkpoint", "ExperimentAnalysis",
     "Result", "ResultGrid", "TuneError", "TuneInterrupted", "ProgressReporter", "CLIReporter", "schedulers",

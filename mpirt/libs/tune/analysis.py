@@ -120,6 +120,7 @@ class ExperimentAnalysis:
     @classmethod
     def from_path(cls, path):
         """The experiment saved at ``path`` as its journal says (results, statuses, checkpoints)."""
+        from .execution.placement_groups import resources_from_json
         from .storage import ExperimentStorage
         from .trial import Trial
         path = os.path.abspath(os.path.expanduser(path))
@@ -129,7 +130,8 @@ class ExperimentAnalysis:
         meta, states = storage.replay()
         trials = []
         for state in states:
-            trial = Trial(state["id"], state["name"], state["config"], state["resources"], state["index"])
+            trial = Trial(state["id"], state["name"], state["config"], resources_from_json(state["resources"]),
+                          state["index"])
             trial.dirname = state["dir"]
             trial.local_path = os.path.join(path, trial.dirname)
             trial.status, trial.num_failures, trial.error = state["status"], state["failures"], state["error"]

@@ -2,7 +2,6 @@
 import datetime
 import inspect
 import logging
-import numbers
 import os
 import random
 import signal
@@ -16,32 +15,43 @@ from . import search_space
 from .analysis import ExperimentAnalysis
 from .callback import CallbackList
 from .config import CheckpointConfig, ResumeConfig, resume_config_from_legacy
+from .execution.placement_groups import PlacementGroupFactory, as_group_request, as_trial_resources
 from .progress import ProgressReporter
 from .registry import as_trainable_class
 from .runner import TrialRunner, TuneError, TuneInterrupted, concurrency_limit
 from .schedulers import AsyncHyperBandScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
 from .stopper import as_stopper
 from .storage import ExperimentStorage, default_local_dir, reserve_default_name
-from .trainable import FunctionTrainable
+from .trainable import FunctionTrainable, Trainable, _resources_of_config
 from .trainable_util import resources_of
 from .trial import ERROR, PENDING, TERMINATED, Trial
 
 logger = logging.getLogger(__name__)
 
 
-def _normalize_resources(resources):
-    if resources is None:
-        return {"cpu": 1}
-    if not isinstance(resources, dict):
-        raise TypeError(f"resources_per_trial must be a dict like {{'cpu': 1, 'gpu': 0}}, got {resources!r}")
-    normalized = {}
-    for key, amount in resources.items():
-        if not isinstance(amount, numbers.Number) or amount < 0:
-            raise ValueError(f"resources_per_trial[{key!r}] must be a number >= 0, got {amount!r}")
-        name = {"CPU": "cpu", "GPU": "gpu"}.get(key, key)
-        normalized[name] = amount
-    normalized.setdefault("cpu", 1)
-    return normalized
+def _resource_spec(run_or_experiment, trainable_cls, resources_per_trial):
+    """What each trial runs with, by Ray's precedence: ``resources_per_trial`` (Ray's ``tune.run`` applies
+    it with ``with_resources``), then ``with_resources``, then the trainable's
+    ``default_resource_request(config)`` (the RL algorithms'), then 1 CPU. A dict or a
+    PlacementGroupFactory is the same for every trial; a function of the config (a ``with_resources``
+    function, ``default_resource_request``) is asked per trial and its answer becomes a
+    PlacementGroupFactory, as in Ray."""
+    explicit = resources_per_trial
+    if explicit is None:
+        explicit = resources_of(run_or_experiment)
+    if explicit is None:
+        explicit = getattr(trainable_cls, "_resources", None)
+    if explicit is None and _overrides_resource_request(trainable_cls):
+        explicit = trainable_cls.default_resource_request
+    if callable(explicit) and not isinstance(explicit, (dict, PlacementGroupFactory)):
+        function = explicit
+        return lambda config: as_group_request(_resources_of_config(function, config), "resources of the trial")
+    return as_trial_resources(explicit)
+
+
+def _overrides_resource_request(trainable_cls):
+    own = getattr(trainable_cls.default_resource_request, "__func__", None)
+    return own is not None and own is not Trainable.default_resource_request.__func__
 
 
 def trainable_name(trainable):
@@ -73,8 +83,9 @@ def run(run_or_experiment, *, name=None, metric=None, mode=None, stop=None, time
         progress_interval=5.0, seed=None, _refresh_configs=False, _on_start=None):
     """Run an experiment: every config from ``config``/``search_alg``, ``num_samples`` times each.
 
-    Trials run as actors holding ``resources_per_trial``, as many at once as the cluster holds
-    (or ``max_concurrent_trials``). Results land in ``<storage_path>/<name>/`` (experiment.h5 and
+    Trials run as actors holding ``resources_per_trial`` (a dict, or a ``tune.PlacementGroupFactory``
+    whose group each trial reserves before it starts), as many at once as the cluster holds (or
+    ``max_concurrent_trials``). Results land in ``<storage_path>/<name>/`` (experiment.h5 and
     per-trial logs); ``resume=True`` (or "AUTO") continues an interrupted experiment there.
     ``sync_config``, ``export_formats``, ``log_to_file`` and ``reuse_actors`` are accepted
     without effect (see docs/tune.md); ``progress_interval`` and ``seed`` are mpirt's.
@@ -86,8 +97,7 @@ def run(run_or_experiment, *, name=None, metric=None, mode=None, stop=None, time
         raise DeprecationWarning("tune.run(restore=...) is deprecated: use Tuner.restore(path, trainable) (or "
                                  "tune.run(..., resume=True) with the same storage_path and name)")
     trainable_cls = as_trainable_class(run_or_experiment)
-    resources = _normalize_resources(resources_of(run_or_experiment) or getattr(trainable_cls, "_resources", None)
-                                     or resources_per_trial)
+    resources = _resource_spec(run_or_experiment, trainable_cls, resources_per_trial)
     config = {} if config is None else config
     search_space.validate(config)
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
@@ -135,8 +145,10 @@ def run(run_or_experiment, *, name=None, metric=None, mode=None, stop=None, time
                          f"got {max_concurrent_trials!r}")
     callbacks = CallbackList(callbacks)
 
-    cluster = mpirt.cluster_resources()
-    limit = concurrency_limit(resources, cluster)
+    if isinstance(resources, dict):
+        limit = concurrency_limit(resources, mpirt.cluster_resources())
+    else:           # placement groups: as many trials run as have their group reserved
+        limit = 1_000_000
     if max_concurrent_trials:
         limit = min(limit, max_concurrent_trials)
 
@@ -236,6 +248,7 @@ def _restore_trials(runner, storage, states, searcher, scheduler, metric, resume
         if trial.config is None:
             raise ValueError(f"trial {trial.trial_name}'s config could not be read back from {storage.journal_path}: "
                              "pass the original param_space to Tuner.restore(param_space=...)")
+        trial.resources = runner.trial_resources(trial)
         trial.local_path = os.path.join(storage.path, trial.dirname)
         trial.num_failures = state["failures"]
         trial.error = state["error"]
@@ -305,6 +318,7 @@ def _run_with_signals(runner):
         runner.interrupted = "SIGINT"
         runner.storage.flush(runner.trials, runner.meta)
     finally:
+        runner.remove_groups()               # an interrupted loop leaves no reservation behind
         for sig, old in previous.items():
             signal.signal(sig, old)
 

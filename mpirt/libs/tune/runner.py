@@ -4,6 +4,13 @@ Each running trial is one mpirt actor (``TrialActor``) holding the trial's
 resources; the loop keeps one ``train()`` call in flight per trial and waits on
 all of them with ``mpirt.wait``, so trials progress independently. Results,
 checkpoints and status changes go to the experiment's storage as they happen.
+
+A trial whose resources are a ``PlacementGroupFactory`` starts only once a group of
+its bundles is reserved: the loop creates one group at a time for the trial the
+scheduler picks (``_staging``), waits for it with the trials' results, and starts
+the trial's actor in its first bundle, capturing what the trial starts. A group
+belongs to its actor: it goes with the actor to the next trial of the same request
+(actor reuse), and is removed when the actor ends (trial done, failed or stopped).
 """
 import logging
 import os
@@ -12,8 +19,12 @@ import traceback
 
 import mpirt
 
+from mpirt.exceptions import InfeasibleResourceError
+from mpirt.util.placement_group import remove_placement_group
+
 from . import schedulers as sched
 from .checkpoint import Checkpoint
+from .execution.placement_groups import _UNSCHEDULED, PlacementGroupFactory, actor_options
 from .result import SHOULD_CHECKPOINT
 from .search import BasicVariantGenerator
 from .stopper import DictStopper
@@ -63,20 +74,12 @@ class TrialActor:
         return True
 
 
-def _actor_options(resources):
-    options = {"num_cpus": resources.get("cpu", 1), "num_gpus": resources.get("gpu", 0)}
-    custom = {k: v for k, v in resources.items() if k not in ("cpu", "gpu")}
-    if custom:
-        options["resources"] = custom
-    return options
-
-
 def concurrency_limit(resources, cluster):
     """How many trials of this shape the cluster holds at once (raises if not even one)."""
     names = {"cpu": "CPU", "gpu": "GPU"}
     limit = None
     for key, amount in resources.items():
-        if amount <= 0:
+        if amount <= 0 or key in _UNSCHEDULED:
             continue
         have = cluster.get(names.get(key, key), 0)
         fits = int(have // amount + 1e-9)
@@ -128,6 +131,10 @@ class TrialRunner:
         self._saving = {}                    # trial_id -> number of saves in flight
         self._stopping = {}                  # stop ref -> (actor, deadline) of actors to kill
         self._idle = []                      # actors whose trial ended, ready for the next one
+        self._held = {}                      # id(actor) -> (its resources, its placement group or None)
+        self._staging = {}                   # ready() ref -> (factory, group) of groups being reserved
+        self._reserved = {}                  # factory -> [groups reserved, not yet given to an actor]
+        self._start_errors = {}              # trial_id -> why its resources could not be worked out
         self._warned_no_checkpoint = False
 
     # ---- what schedulers call
@@ -165,10 +172,24 @@ class TrialRunner:
         self._launch(trial)
 
     # ---- the loop
+    def trial_resources(self, trial):
+        """What ``trial`` runs with: the experiment's dict or factory, or the answer of its function of
+        the config (``with_resources``, ``default_resource_request``); if that raises, the trial
+        fails when it would start."""
+        spec = self.resources
+        if isinstance(spec, (dict, PlacementGroupFactory)):
+            return spec
+        try:
+            return spec(trial.config)
+        except Exception as error:  # noqa: BLE001 - the trial fails with it, the experiment goes on
+            self._start_errors[trial.trial_id] = error
+            return {"cpu": 0}
+
     def add_trial(self, config):
         index = len(self.trials)
         trial_id = f"{self.experiment_id}_{index:05d}"
-        trial = Trial(trial_id, f"{self.trial_name_prefix}_{trial_id}", config, self.resources, index)
+        trial = Trial(trial_id, f"{self.trial_name_prefix}_{trial_id}", config, None, index)
+        trial.resources = self.trial_resources(trial)
         if self.trial_name_creator is not None:
             trial.trial_name = str(self.trial_name_creator(trial))
             trial.dirname = trial.trial_name
@@ -207,6 +228,7 @@ class TrialRunner:
         while self._idle:
             self._retire(self._idle.pop())
         self._reap_stopping(wait=2.0 if self.interrupted is None else 0.5)
+        self.remove_groups()
         self.storage.flush(self.trials, self.meta, final=True)
         for trial in self.trials:            # trials cut short by an interrupt still have open logs
             self.storage.close_trial(trial)
@@ -260,16 +282,91 @@ class TrialRunner:
                 trial = self.add_trial(config)
             if self._saving.get(trial.trial_id):
                 break                        # its checkpoint is still on the way
-            self._launch(trial)
+            if not self._acquire_and_launch(trial):
+                break                        # its placement group is not reserved yet
         if self.searcher_finished and not any(t.status in (PENDING, PAUSED) for t in self.trials):
             while self._idle:                # no trial will need them again
                 self._retire(self._idle.pop())
 
-    def _launch(self, trial):
+    def _acquire_and_launch(self, trial):
+        """Start ``trial`` on an idle actor of its resources, a new actor, or a new actor in a reserved
+        placement group; False when its group is still being reserved (the loop waits for it)."""
+        if trial.trial_id in self._start_errors:
+            self._fail_at_start(trial, self._start_errors.pop(trial.trial_id))
+            return True
+        resources = trial.resources
+        actor = self._take_idle(resources)
+        if actor is not None:
+            self._launch(trial, actor)
+            return True
         if self._idle:
-            actor = self._idle.pop()
-        else:
-            actor = self._actor_cls.options(**_actor_options(trial.resources)).remote()
+            self._retire_idle(keep=resources)   # actors of other shapes hold what this trial may need
+        if self._live_actor_count() >= self.max_concurrent:
+            return False
+        if not isinstance(resources, PlacementGroupFactory):
+            self._launch(trial, self._new_actor(resources, None))
+            return True
+        ready = self._reserved.get(resources)
+        if ready:
+            group = ready.pop()
+            if not ready:
+                del self._reserved[resources]
+            self._launch(trial, self._new_actor(resources, group))
+            return True
+        for factory in [f for f in self._reserved if f != resources]:
+            for group in self._reserved.pop(factory):   # reserved for trials that went elsewhere
+                remove_placement_group(group)
+        if not any(factory == resources for factory, _ in self._staging.values()):
+            try:
+                group = resources.to_placement_group()
+            except InfeasibleResourceError as error:
+                self._fail_at_start(trial, error)
+                return True
+            self._staging[group.ready()] = (resources, group)
+        return False
+
+    def _take_idle(self, resources):
+        for i in range(len(self._idle) - 1, -1, -1):
+            held = self._held[id(self._idle[i])][0]
+            if held is resources or held == resources:
+                return self._idle.pop(i)
+        return None
+
+    def _retire_idle(self, keep):
+        for actor in [a for a in self._idle if keep is None or self._held[id(a)][0] != keep]:
+            self._idle.remove(actor)
+            self._retire(actor)
+
+    def _new_actor(self, resources, group):
+        actor = self._actor_cls.options(**actor_options(resources, group)).remote()
+        self._held[id(actor)] = (resources, group)
+        return actor
+
+    def _release(self, actor):
+        """The actor is gone: its placement group (and whatever still runs in it) goes too."""
+        group = self._held.pop(id(actor), (None, None))[1]
+        if group is not None:
+            remove_placement_group(group)
+
+    def remove_groups(self):
+        """Remove every placement group the loop still holds (at the end, or when interrupted)."""
+        groups = [group for _, group in self._staging.values()]
+        groups += [group for ready in self._reserved.values() for group in ready]
+        groups += [group for _, group in self._held.values() if group is not None]
+        self._staging, self._reserved = {}, {}
+        self._held = {key: (resources, None) for key, (resources, _) in self._held.items()}
+        for group in groups:
+            try:
+                remove_placement_group(group)
+            except Exception:  # noqa: BLE001 - the runtime is going away: nothing left to free
+                pass
+
+    def _launch(self, trial, actor=None):
+        if actor is None:
+            actor = self._take_idle(trial.resources)
+            if actor is None:                # no actor of its shape left: the loop starts it
+                self._set_status(trial, PENDING)
+                return
         self._actors[trial.trial_id] = actor
         self._inflight[actor.start.remote(self.trainable_cls, trial.config, trial.trial_id, trial.trial_name,
                                           trial.latest_checkpoint)] = (trial, "start", actor)
@@ -288,15 +385,18 @@ class TrialRunner:
         self._saving[trial.trial_id] = self._saving.get(trial.trial_id, 0) + 1
 
     def _process_ready(self, timeout):
-        if not self._inflight:
+        if not self._inflight and not self._staging:
             time.sleep(min(timeout, 0.05))
             return
-        refs = list(self._inflight)
+        refs = list(self._inflight) + list(self._staging)
         ready, rest = mpirt.wait(refs, num_returns=1, timeout=timeout)
         if ready and rest:
             more, _ = mpirt.wait(rest, num_returns=len(rest), timeout=0)
             ready += more
         ready = set(ready)
+        for ref in [r for r in self._staging if r in ready]:
+            factory, group = self._staging.pop(ref)
+            self._reserved.setdefault(factory, []).append(group)
         for ref in [r for r in self._inflight if r in ready]:     # in the order they were sent
             trial, kind, actor = self._inflight.pop(ref)
             current = self._actors.get(trial.trial_id) is actor
@@ -414,9 +514,7 @@ class TrialRunner:
 
     def _on_trial_error(self, trial, error):
         trial.num_failures += 1
-        trial.exception = error
-        trial.error = getattr(error, "traceback_str", None) or "".join(
-            traceback.format_exception(type(error), error, error.__traceback__))
+        self._record_error(trial, error)
         self._stop_actor(trial, kill_now=True)
         if not self.fail_fast and (self.max_failures < 0 or trial.num_failures <= self.max_failures):
             self._hook("on_trial_recover", trial=trial)
@@ -425,6 +523,23 @@ class TrialRunner:
                            f"iteration {trial.checkpoint_iteration}" if trial.latest_checkpoint else "scratch")
             self._set_status(trial, PENDING)
             return
+        self._error_out(trial)
+
+    def _fail_at_start(self, trial, error):
+        """The trial cannot start at all (its placement group could never be reserved, its resources
+        could not be worked out): ERROR at once, no retries."""
+        trial.num_failures += 1
+        self._record_error(trial, error)
+        logger.warning("trial %s cannot start: %s", trial, error)
+        self._error_out(trial)
+
+    @staticmethod
+    def _record_error(trial, error):
+        trial.exception = error
+        trial.error = getattr(error, "traceback_str", None) or "".join(
+            traceback.format_exception(type(error), error, error.__traceback__))
+
+    def _error_out(self, trial):
         self._set_status(trial, ERROR)
         self.storage.close_trial(trial)
         self.searcher.on_trial_complete(trial.trial_id, trial.last_result, error=True)
@@ -445,6 +560,7 @@ class TrialRunner:
             return
         if kill_now:
             mpirt.kill(actor)
+            self._release(actor)
             return
         actor.stop.remote()
         self._idle.append(actor)
@@ -464,6 +580,7 @@ class TrialRunner:
                 if ref in done or now > limit:
                     del self._stopping[ref]
                     mpirt.kill(actor)
+                    self._release(actor)
             if not self._stopping or time.monotonic() >= deadline:
                 return
             time.sleep(0.01)

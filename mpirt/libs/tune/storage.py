@@ -27,6 +27,7 @@ import numpy as np
 
 from ... import slurm
 from .checkpoint import Checkpoint
+from .execution.placement_groups import resources_to_json
 
 logger = logging.getLogger(__name__)
 
@@ -283,7 +284,8 @@ class ExperimentStorage:
         files = self.trial_files(trial)
         files.write_params(trial.config)
         self._log({"e": "trial", "id": trial.trial_id, "name": trial.trial_name, "index": trial.index,
-                   "dir": trial.dirname, "config": _encode(trial.config), "resources": trial.resources})
+                   "dir": trial.dirname, "config": _encode(trial.config),
+                   "resources": resources_to_json(trial.resources)})
 
     def record_config(self, trial):
         self.trial_files(trial).write_params(trial.config)

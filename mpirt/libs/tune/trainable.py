@@ -18,6 +18,7 @@ import traceback
 
 from . import session as session_mod
 from .checkpoint import Checkpoint
+from .execution.placement_groups import PlacementGroupFactory
 
 _METADATA_FILE = ".tune_metadata"
 
@@ -40,6 +41,13 @@ CHECKPOINT_KEY = "__checkpoint__"
 RETURNED_KEY = "__returned__"
 
 
+def _resources_of_config(resources, config):
+    """``with_resources``' annotation for one config: a function of the config is called."""
+    if callable(resources) and not isinstance(resources, (dict, PlacementGroupFactory)):
+        return resources(config)
+    return resources
+
+
 class Trainable:
     """Subclass and define ``setup(config)``, ``step() -> dict``, and for checkpoints
     ``save_checkpoint(checkpoint_dir) -> None | dict`` and ``load_checkpoint(checkpoint)``."""
@@ -55,6 +63,13 @@ class Trainable:
         self._episodes_total = None
         self._last_result = {}
         self.setup(copy.deepcopy(self.config))
+
+    @classmethod
+    def default_resource_request(cls, config):
+        """The resources each trial of this trainable needs, given its config: a
+        ``tune.PlacementGroupFactory`` (or a resource dict), or None for Tune's default (1 CPU, or
+        ``resources_per_trial``). ``tune.with_resources`` sets it; the RL algorithms compute theirs."""
+        return _resources_of_config(getattr(cls, "_resources", None), config)
 
     # ---- the hooks users override
     def setup(self, config):

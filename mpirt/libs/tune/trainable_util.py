@@ -4,11 +4,11 @@ A function stays a function (so it can still be called, or passed to ``mpirt.rem
 Ray's docs do), a Trainable class stays a Trainable class.
 """
 import inspect
-import numbers
 
 import mpirt
 
-from .trainable import Trainable
+from .execution.placement_groups import PlacementGroupFactory, normalize_resource_dict
+from .trainable import Trainable, _resources_of_config
 
 RESOURCES_ATTR = "_resources"
 
@@ -20,20 +20,20 @@ def _check_trainable(trainable, api):
 
 
 def with_resources(trainable, resources):
-    """``trainable`` annotated to run each trial with ``resources`` ({"cpu": 2, "gpu": 1, "custom": 1}).
+    """``trainable`` annotated to run each trial with ``resources``: a dict (``{"cpu": 2, "gpu": 1,
+    "custom": 1}``), a ``tune.PlacementGroupFactory`` (a placement group reserved per trial: the
+    trainable in its first bundle, what it starts in the others), or a function of the trial's config
+    returning either (each trial then gets a placement group, as in Ray).
 
-    As in Ray, a function gets the annotation set on itself and is returned; a class gets a subclass.
+    As in Ray, a function gets the annotation set on itself and is returned; a class gets a subclass
+    whose ``default_resource_request`` answers it.
     """
     _check_trainable(trainable, "with_resources")
-    if callable(resources) and not isinstance(resources, dict):
-        raise NotImplementedError("tune.with_resources() with a function of the config is not supported by mpirt: "
-                                  "pass one resource dict for all trials")
-    if not isinstance(resources, dict):
+    if isinstance(resources, dict):
+        normalize_resource_dict(resources, "with_resources(): resources")
+        resources = dict(resources)
+    elif not isinstance(resources, PlacementGroupFactory) and not callable(resources):
         raise ValueError(f"Invalid resource type for `with_resources()`: {type(resources)}")
-    for key, amount in resources.items():
-        if not isinstance(amount, numbers.Number) or isinstance(amount, bool) or amount < 0:
-            raise ValueError(f"with_resources(): resources[{key!r}] must be a number >= 0, got {amount!r}")
-    resources = dict(resources)
     if not inspect.isclass(trainable):
         if inspect.ismethod(trainable):
             bound = trainable
@@ -47,8 +47,12 @@ def with_resources(trainable, resources):
             raise RuntimeError("Could not use `tune.with_resources()` on the supplied trainable. Wrap your trainable "
                                "in a regular function before passing it to Ray Tune.") from error
         return trainable
+
+    def default_resource_request(cls, config):
+        return _resources_of_config(resources, config)
     return type(trainable.__name__, (trainable,), {RESOURCES_ATTR: resources, "__module__": trainable.__module__,
-                                                   "__qualname__": trainable.__qualname__})
+                                                   "__qualname__": trainable.__qualname__,
+                                                   "default_resource_request": classmethod(default_resource_request)})
 
 
 def resources_of(trainable):

@@ -30,6 +30,19 @@ class Trial:
         self.experiment_tag = str(index)
 
     @property
+    def placement_group_factory(self):
+        """The trial's resource request as Ray states it: its PlacementGroupFactory (a resource dict
+        gives a one-bundle factory; mpirt runs such trials as plain actors, without a group). None for
+        a trial that asks for nothing at all (no factory can say that)."""
+        from .execution.placement_groups import PlacementGroupFactory, resource_dict_to_pg_factory
+        if isinstance(self.resources, PlacementGroupFactory):
+            return self.resources
+        try:
+            return resource_dict_to_pg_factory(self.resources)
+        except ValueError:
+            return None
+
+    @property
     def path(self):
         return self.local_path
 

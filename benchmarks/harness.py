@@ -8,6 +8,7 @@ writing benchmarks/results/<name>.json / .png (mpirt/ray ratio bar chart).
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -384,6 +385,23 @@ def save_ratio_plot(rows, path, title, xlabel="mpirt / ray (> 1: mpirt better; l
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def merge_rounds(rounds, keys):
+    """One runtime's rounds as one result: per workload key the median of the rounds' medians (the rounds
+    that worked); the last round as it is if none did."""
+    ok = [r for r in rounds if r.get("status") == "ok"]
+    if not ok:
+        return rounds[-1]
+    merged = dict(ok[-1])
+    merged["results"] = {}
+    for key in keys:
+        values = [r["results"][key]["value"] for r in ok if key in r.get("results", {})]
+        if values:
+            merged["results"][key] = {"value": statistics.median(values), "rounds": values}
+    merged["rounds"] = len(ok)
+    merged["failed_rounds"] = [r for r in rounds if r.get("status") != "ok"]
+    return merged
 
 
 def write_results(stem, doc, save_plot):

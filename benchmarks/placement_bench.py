@@ -114,21 +114,6 @@ def run_child(name, quick, timeout):
     return harness.runtime_result(run, name, timeout, RESULT_MARKER)
 
 
-def merge_rounds(rounds):
-    """Per workload the median of the rounds' medians (the rounds that worked)."""
-    ok = [r for r in rounds if r.get("status") == "ok"]
-    if not ok:
-        return rounds[-1]
-    merged = dict(ok[-1])
-    merged["results"] = {}
-    for key, *_ in WORKLOADS:
-        values = [r["results"][key]["value"] for r in ok if key in r.get("results", {})]
-        if values:
-            merged["results"][key] = {"value": statistics.median(values), "rounds": values}
-    merged["rounds"] = len(ok)
-    return merged
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small N, for smoke runs")
@@ -151,7 +136,7 @@ def main(argv=None):
         for n in order:
             print(f"round {round_number + 1}/{args.rounds}: {n} ...", file=sys.stderr, flush=True)
             runs[n].append(run_child(n, args.quick, args.timeout))
-    merged = {n: merge_rounds(rs) for n, rs in runs.items()}
+    merged = {n: harness.merge_rounds(rs, [key for key, *_ in WORKLOADS]) for n, rs in runs.items()}
     cfg = QUICK if args.quick else FULL
     print(f"Placement groups and streaming generators: median over {args.rounds} interleaved round(s) of each "
           f"run's median of {cfg['repeats']}; {cfg['groups']} groups a batch, {cfg['one']} one at a time, "

@@ -387,6 +387,18 @@ def save_ratio_plot(rows, path, title, xlabel="mpirt / ray (> 1: mpirt better; l
     return True
 
 
+def interleaved_rounds(names, rounds, run_one):
+    """``{name: [result per round]}``: ``run_one(name)`` for each runtime in each round, the order rotated
+    every round so that a slow stretch of the machine hits every runtime alike."""
+    runs = {name: [] for name in names}
+    for round_number in range(rounds):
+        shift = round_number % len(names)
+        for name in names[shift:] + names[:shift]:
+            print(f"round {round_number + 1}/{rounds}: {name} ...", file=sys.stderr, flush=True)
+            runs[name].append(run_one(name))
+    return runs
+
+
 def merge_rounds(rounds, keys):
     """One runtime's rounds as one result: per workload key the median of the rounds' medians (the rounds
     that worked); the last round as it is if none did."""

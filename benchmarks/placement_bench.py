@@ -130,12 +130,7 @@ def main(argv=None):
             parser.error(f"unknown runtime {n!r} (choose from {', '.join(RUNTIMES)})")
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
-    runs = {n: [] for n in names}
-    for round_number in range(args.rounds):
-        order = names[round_number % len(names):] + names[:round_number % len(names)]
-        for n in order:
-            print(f"round {round_number + 1}/{args.rounds}: {n} ...", file=sys.stderr, flush=True)
-            runs[n].append(run_child(n, args.quick, args.timeout))
+    runs = harness.interleaved_rounds(names, args.rounds, lambda n: run_child(n, args.quick, args.timeout))
     merged = {n: harness.merge_rounds(rs, [key for key, *_ in WORKLOADS]) for n, rs in runs.items()}
     cfg = QUICK if args.quick else FULL
     print(f"Placement groups and streaming generators: median over {args.rounds} interleaved round(s) of each "

@@ -17,20 +17,13 @@ import numbers
 import warnings
 
 from mpirt.scheduler.placement import STRATEGIES
+from mpirt.scheduler.resources import summed
 from mpirt.util.placement_group import placement_group
 
 __all__ = ["PlacementGroupFactory", "resource_dict_to_pg_factory"]
 
 # Bundle keys mpirt does not schedule by (accepted as Ray accepts them, no reservation).
 _UNSCHEDULED = ("memory", "object_store_memory")
-
-
-def _sum_bundles(bundles):
-    total = {}
-    for bundle in bundles:
-        for name, amount in bundle.items():
-            total[name] = total.get(name, 0.0) + amount
-    return total
 
 
 class PlacementGroupFactory:
@@ -106,7 +99,7 @@ class PlacementGroupFactory:
     @property
     def required_resources(self):
         """Every resource of every bundle, summed."""
-        return _sum_bundles(self._bundles)
+        return summed(self._bundles)
 
     @property
     def strategy(self):

@@ -75,6 +75,12 @@ _DECLARED = (
     Message("group_removed", ("group_id",), "head", "submitter with tasks in the group"),
     Message("group_table_query", ("request_id", "group_id"), "any rank", "head"),
     Message("group_name_query", ("request_id", "namespace", "name"), "any rank", "head"),
+    # collective groups (mpirt.util.collective): members meet at the head (scheduler/collectives.py)
+    Message("collective_declare_query", ("request_id", "name", "world_size", "rank_of_actor", "backend"),
+            "driver (create_collective_group)", "head"),
+    Message("collective_join_query", ("request_id", "name", "world_size", "rank", "actor_id", "backend"),
+            "collective group member", "head"),
+    Message("collective_leave", ("name", "rank"), "collective group member", "head"),
     # streaming generators: the rank running one -> its caller (streams.py)
     Message("gen_item", ("stream_id", "index", "blob"), "rank running a generator", "its caller"),
     Message("gen_ack", ("stream_id", "consumed"), "caller reading a generator", "rank running it"),

@@ -15,6 +15,7 @@ import collections
 import itertools
 
 from ..core.ids import node_id_hex
+from .collectives import HeadCollectives
 from .placement import REMOVED, HeadGroups
 from .resources import CPU, RANK_BOUND, summed
 
@@ -119,6 +120,7 @@ class HeadScheduler:
         # offered. Work that only they could hold waits for them instead of being refused.
         self.coming = {}
         self.groups = HeadGroups(self)
+        self.collectives = HeadCollectives(runtime)
         runtime.register(lease_req=self._on_lease_request, lease_ret=self._on_lease_return,
                          cpu_release=self._on_cpu_release, cpu_reacquire=self._on_cpu_reacquire,
                          resources_query=self._on_resources_query, actor_place=self._on_actor_place,
@@ -205,6 +207,7 @@ class HeadScheduler:
         self.actors_on.pop(rank, None)
         self.requests = collections.deque(r for r in self.requests if r[0] != rank)
         self.groups.rank_dead(rank)
+        self.collectives.rank_dead(rank)
         self.grant()
 
     def add_rank(self, rank, offered, node, replaces):

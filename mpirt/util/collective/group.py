@@ -1,0 +1,302 @@
+"""One collective group as a rank holds it: the sub-communicator of its members' ranks, the meeting of
+members that share the rank, and each operation on host buffers.
+
+The members' MPI ranks come from the head (``scheduler/collectives.py``); ``MPI_Comm_create_group`` then
+builds a communicator of just those ranks (collective over them only, so the rest of the job is not
+involved). Several members may live on one rank (actors share a worker rank when it has the CPUs): they
+meet first, the last to arrive combines their tensors, makes the one MPI call for the rank, and hands
+each its result. Every operation starts with a check that the members agree on it (kind, dtype, shape,
+root, op): a tiny allreduce, so that a mismatch raises a clear error on every member instead of
+corrupting memory or hanging.
+
+Waiting is non-blocking (``Test`` with a short spin, then sleeps that grow to a millisecond): an idle
+member does not hold a core, and a member whose rank died is noticed (``failures.dead``), which fails the
+operation and the group with an error instead of a hang.
+"""
+import collections
+import threading
+import time
+import zlib
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+from ...core._mpi_env import mpi
+
+_SPINS = 200             # Test calls before the first sleep: small operations finish within them
+_LONGEST_SLEEP_S = 1e-3
+_TAG_BASE = 1000         # communicator-building tags, away from the transport's tag 7
+UFUNCS = {"SUM": np.add, "PRODUCT": np.multiply, "MIN": np.minimum, "MAX": np.maximum}
+
+
+class CollectiveGroupError(RuntimeError):
+    """An operation of a collective group failed: the members disagreed on it, or a member's rank died."""
+
+
+def mpi_op(op_name: str):
+    MPI = mpi()
+    return {"SUM": MPI.SUM, "PRODUCT": MPI.PROD, "MIN": MPI.MIN, "MAX": MPI.MAX}[op_name]
+
+
+class _Meeting:
+    __slots__ = ("payloads", "signatures", "done", "error")
+
+    def __init__(self):
+        self.payloads: Dict[int, Any] = {}
+        self.signatures: List[Any] = []
+        self.done = False
+        self.error: Optional[BaseException] = None
+
+
+class RankGroup:
+    """A collective group's state on one rank, shared by the group's members that live there."""
+
+    def __init__(self, rt, name: str, table: Dict[int, int], backend: str, serial: int):
+        self.rt = rt
+        self.name = name
+        self.backend = backend
+        self.serial = serial
+        self.table = table                              # group rank -> MPI rank
+        self.world_size = len(table)
+        self.mpi_ranks = sorted(set(table.values()))    # the sub-communicator's ranks, in its order
+        self.sub_rank = {r: i for i, r in enumerate(self.mpi_ranks)}
+        members_of = {r: sorted(g for g, m in table.items() if m == r) for r in self.mpi_ranks}
+        self.order = [g for r in self.mpi_ranks for g in members_of[r]]   # group ranks by sub-rank
+        self.counts = [len(members_of[r]) for r in self.mpi_ranks]
+        self.local = members_of[rt.rank]
+        self.users = set(self.local)    # local members that have not destroyed the group
+        self.comm = None
+        self.broken: Optional[str] = None
+        self._built = threading.Event()
+        self._building = False
+        self._cond = threading.Condition()
+        self._meetings: Dict[int, _Meeting] = {}
+        self._next_seq = {g: 0 for g in self.local}
+        self._mail: Dict[tuple, collections.deque] = collections.defaultdict(collections.deque)
+
+    # -- the communicator -------------------------------------------------------------
+    def build(self) -> None:
+        """Build the sub-communicator once for the rank (its first member does; the others wait)."""
+        with self._cond:
+            builder = not self._building
+            self._building = True
+        if not builder:
+            self._built.wait()
+            return
+        try:
+            if len(self.mpi_ranks) > 1:
+                comm = self.rt.comm
+                if self.rt.members is not None or max(self.mpi_ranks) >= comm.Get_size():
+                    raise CollectiveGroupError(f"collective group '{self.name}': a member runs on a rank that "
+                                               f"replaced a dead one, which collective groups do not span yet")
+                group = comm.Get_group().Incl(self.mpi_ranks)
+                try:
+                    self.comm = comm.Create_group(group, _TAG_BASE + self.serial % 30000)
+                finally:
+                    group.Free()
+        except BaseException as error:
+            self.broken = f"its communicator could not be built: {error}"
+            raise
+        finally:
+            self._built.set()
+
+    def free(self) -> None:
+        if self.comm is not None and self.broken is None:
+            self.comm.Free()
+        self.comm = None
+
+    # -- waiting ------------------------------------------------------------------------
+    def _check(self, what: str) -> None:
+        if self.broken is not None:
+            raise CollectiveGroupError(f"{what} in the collective group '{self.name}' cannot run: {self.broken}; "
+                                       f"destroy the group and create it again")
+
+    def wait(self, request, what: str, status=None) -> None:
+        """Wait for ``request`` without holding a core; fail the group if a member's rank dies."""
+        MPI = mpi()
+        spins = 0
+        delay = 1e-5
+        try:
+            while not request.Test(status):
+                spins += 1
+                if spins < _SPINS:
+                    continue
+                time.sleep(delay)
+                delay = min(delay * 2, _LONGEST_SLEEP_S)
+                dead = self.rt.failures.dead.intersection(self.mpi_ranks)
+                if dead:
+                    self._break(f"the rank(s) {sorted(dead)} of its members died")
+                    raise CollectiveGroupError(f"{what} in the collective group '{self.name}' failed: members on "
+                                               f"rank(s) {sorted(dead)} died. The group cannot be used again: "
+                                               f"destroy it and create a new one of the live members")
+        except MPI.Exception as error:
+            if error.Get_error_class() == MPI.ERR_TRUNCATE:
+                raise CollectiveGroupError(f"{what} in the collective group '{self.name}': the message sent is "
+                                           f"larger than the receiving tensor") from error
+            self._break(f"MPI failed: {error}")
+            raise CollectiveGroupError(f"{what} in the collective group '{self.name}' failed: {error}") from error
+
+    def _break(self, why: str) -> None:
+        self.broken = why
+        if self.comm is not None and hasattr(self.comm, "Revoke") and self.rt.failures.enabled:
+            try:
+                self.comm.Revoke()     # the members still waiting get an error instead of waiting on
+            except Exception:  # noqa: BLE001 - revoking is best effort
+                pass
+
+    # -- meeting the rank's other members -------------------------------------------------
+    def meet(self, rank: int, what: str, signature: Any, payload: Any,
+             run: Callable[[Dict[int, Any]], None]) -> None:
+        """Run one operation of member ``rank``: at once if it is the rank's only member, else once every
+        member here brought its ``payload``, by the last to arrive."""
+        self._check(what)
+        if len(self.local) == 1:
+            self._agree(what, [signature])
+            run({rank: payload})
+            return
+        with self._cond:
+            seq = self._next_seq[rank]
+            self._next_seq[rank] = seq + 1
+            meeting = self._meetings.setdefault(seq, _Meeting())
+            meeting.payloads[rank] = payload
+            meeting.signatures.append(signature)
+            if len(meeting.payloads) < len(self.local):
+                while not meeting.done:
+                    self._cond.wait()
+                if meeting.error is not None:
+                    raise meeting.error
+                return
+            del self._meetings[seq]
+        try:
+            self._agree(what, meeting.signatures)
+            run(meeting.payloads)
+        except BaseException as error:
+            meeting.error = error
+            raise
+        finally:
+            with self._cond:
+                meeting.done = True
+                self._cond.notify_all()
+
+    def _agree(self, what: str, signatures: List[Any]) -> None:
+        """Raise on every member unless all of them called ``what`` alike (also a barrier)."""
+        hashes = [zlib.crc32(repr(s).encode()) for s in signatures]
+        agreed = min(hashes) == max(hashes)
+        if self.comm is not None:
+            MPI = mpi()
+            extremes = np.array([max(hashes), -min(hashes)], dtype=np.int64)
+            self.wait(self.comm.Iallreduce(MPI.IN_PLACE, extremes, MPI.MAX), what)
+            agreed = extremes[0] == -extremes[1]
+        if not agreed:
+            raise CollectiveGroupError(
+                f"{what} in the collective group '{self.name}': the members called it with different arguments "
+                f"(here: {signatures[0]}). Every member must pass tensors of the same dtype and shape, and the "
+                f"same op and root rank")
+
+    # -- operations, on host buffers (payloads: group rank -> buffers of that member) -------------
+    def allreduce(self, payloads: Dict[int, np.ndarray], op: str) -> None:
+        buffers = [payloads[g] for g in sorted(payloads)]
+        total = buffers[0]
+        for other in buffers[1:]:
+            UFUNCS[op](total, other, out=total)
+        if self.comm is not None:
+            self.wait(self.comm.Iallreduce(mpi().IN_PLACE, total, mpi_op(op)), "allreduce")
+        for other in buffers[1:]:
+            other[...] = total
+
+    def broadcast(self, payloads: Dict[int, np.ndarray], src: int) -> None:
+        data = payloads[src] if src in payloads else payloads[min(payloads)]
+        if self.comm is not None:
+            self.wait(self.comm.Ibcast(data, root=self.sub_rank[self.table[src]]), "broadcast")
+        for buffer in payloads.values():
+            if buffer is not data:
+                buffer[...] = data
+
+    def reduce(self, payloads: Dict[int, np.ndarray], dst: int, op: str) -> None:
+        buffers = [payloads[g] for g in sorted(payloads)]
+        total = buffers[0] if len(buffers) == 1 else buffers[0].copy()   # the others' tensors stay as they are
+        for other in buffers[1:]:
+            UFUNCS[op](total, other, out=total)
+        if self.comm is not None:
+            MPI = mpi()
+            root = self.sub_rank[self.table[dst]]
+            if dst in payloads:
+                self.wait(self.comm.Ireduce(MPI.IN_PLACE, total, mpi_op(op), root), "reduce")
+            else:
+                self.wait(self.comm.Ireduce(total, None, mpi_op(op), root), "reduce")
+        if dst in payloads and payloads[dst] is not total:
+            payloads[dst][...] = total
+
+    def allgather(self, payloads: Dict[int, tuple]) -> None:
+        """payloads: group rank -> (its input as bytes, its output list as bytes)."""
+        size = next(iter(payloads.values()))[0].nbytes
+        if self.comm is not None:
+            MPI = mpi()
+            mine = [payloads[g][0] for g in self.local]
+            send = mine[0] if len(mine) == 1 else np.concatenate(mine)
+            gathered = np.empty(size * self.world_size, dtype=np.uint8)
+            counts = [size * n for n in self.counts]
+            displacements = [sum(counts[:i]) for i in range(len(counts))]
+            self.wait(self.comm.Iallgatherv([send, MPI.BYTE], [gathered, (counts, displacements), MPI.BYTE]),
+                      "allgather")
+            pieces = {g: gathered[i * size:(i + 1) * size] for i, g in enumerate(self.order)}
+        else:
+            pieces = {g: inputs for g, (inputs, _) in payloads.items()}
+        for _, outputs in payloads.values():
+            for g, output in enumerate(outputs):
+                output[...] = pieces[g]
+
+    def reducescatter(self, payloads: Dict[int, tuple], op: str) -> None:
+        """payloads: group rank -> (its output buffer, its list of world_size input buffers)."""
+        members = sorted(payloads)
+        totals = []
+        for g in range(self.world_size):
+            parts = [payloads[m][1][g] for m in members]
+            total = parts[0].copy()
+            for other in parts[1:]:
+                UFUNCS[op](total, other, out=total)
+            totals.append(total.reshape(-1))
+        if self.comm is None:
+            for m in members:
+                payloads[m][0].reshape(-1)[...] = totals[m]
+            return
+        size = totals[0].size
+        send = np.concatenate([totals[g] for g in self.order])
+        received = np.empty(size * len(self.local), dtype=send.dtype)
+        self.wait(self.comm.Ireduce_scatter(send, received, [size * n for n in self.counts], mpi_op(op)),
+                  "reducescatter")
+        for i, m in enumerate(self.local):
+            payloads[m][0].reshape(-1)[...] = received[i * size:(i + 1) * size]
+
+    # -- point to point ------------------------------------------------------------------
+    def _tag(self, src: int, dst: int) -> int:
+        return src * self.world_size + dst
+
+    def send(self, rank: int, data: np.ndarray, dst: int) -> None:
+        self._check("send")
+        if self.table[dst] == self.rt.rank:
+            with self._cond:
+                self._mail[(rank, dst)].append(data.copy())
+                self._cond.notify_all()
+            return
+        self.wait(self.comm.Isend(data, self.sub_rank[self.table[dst]], self._tag(rank, dst)), "send")
+
+    def recv(self, rank: int, data: np.ndarray, src: int) -> None:
+        self._check("recv")
+        if self.table[src] == self.rt.rank:
+            with self._cond:
+                box = self._mail[(src, rank)]
+                while not box:
+                    self._cond.wait()
+                sent = box.popleft()
+            if sent.nbytes != data.nbytes:
+                raise CollectiveGroupError(f"recv in the collective group '{self.name}': rank {src} sent "
+                                           f"{sent.nbytes} bytes, the receiving tensor holds {data.nbytes}")
+            data[...] = sent
+            return
+        MPI = mpi()
+        status = MPI.Status()
+        self.wait(self.comm.Irecv(data, self.sub_rank[self.table[src]], self._tag(src, rank)), "recv", status)
+        if status.Get_count(MPI.BYTE) != data.nbytes:
+            raise CollectiveGroupError(f"recv in the collective group '{self.name}': rank {src} sent "
+                                       f"{status.Get_count(MPI.BYTE)} bytes, the receiving tensor holds {data.nbytes}")

@@ -1,0 +1,123 @@
+"""What MPI reads and writes for a tensor: a contiguous numpy array over its memory, or a staged copy.
+
+numpy arrays and torch CPU tensors are used in place (a torch tensor through ``.numpy()``, which shares
+its memory). A copy is made, and written back after the operation, where MPI cannot use the memory as
+it is: a non-contiguous tensor, a dtype MPI cannot reduce (float16, bfloat16, bool: reduced in float32),
+and GPU arrays (CuPy, torch CUDA), which are staged through host memory. Passing device memory to a
+CUDA-aware MPI, or NCCL, would save that copy; neither is built yet (no GPU to test them on so far).
+"""
+from typing import Any, Callable, List, Optional, Tuple
+
+import numpy as np
+
+# dtypes whose elements MPI reduces itself (mpi4py maps each to an MPI datatype)
+_REDUCIBLE = {np.dtype(t) for t in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                                    "float32", "float64", "complex64", "complex128")}
+SUPPORTED = "np.ndarray, torch.Tensor, cupy.ndarray"
+
+WriteBack = Optional[Callable[[], None]]
+
+
+def _kind(tensor):
+    module = type(tensor).__module__
+    if isinstance(tensor, np.ndarray):
+        return "numpy"
+    if module.startswith("torch"):
+        return "torch" if tensor.device.type == "cpu" else "torch_gpu"
+    if module.startswith("cupy"):
+        return "cupy"
+    return None
+
+
+def check_tensor(tensor: Any) -> None:
+    if _kind(tensor) is None:
+        raise RuntimeError(f"Unrecognized tensor type '{type(tensor)}'. Supported types are: {SUPPORTED}.")
+
+
+def check_tensor_list(tensors: Any) -> None:
+    if not isinstance(tensors, list):
+        raise RuntimeError(f"The input must be a list of tensors. Got '{type(tensors)}'.")
+    if not tensors:
+        raise RuntimeError("Got an empty list of tensors.")
+    for tensor in tensors:
+        check_tensor(tensor)
+
+
+def signature(tensor: Any) -> Tuple[str, Tuple[int, ...]]:
+    """(dtype, shape) as the members compare them."""
+    return str(tensor.dtype).replace("torch.", ""), tuple(tensor.shape)
+
+
+def host_buffer(tensor: Any, reducing: bool, writing: bool = True) -> Tuple[Any, WriteBack]:
+    """The array MPI works on for ``tensor``, and what copies the result back into ``tensor`` (None
+    when MPI works in the tensor's own memory). ``reducing``: MPI must also add up its elements;
+    ``writing``: the operation writes into the tensor."""
+    kind = _kind(tensor)
+    if kind == "numpy":
+        if writing and not tensor.flags.writeable:
+            raise RuntimeError(f"the {tensor.dtype} array of shape {tensor.shape} is read-only (arrays that "
+                               f"mpirt.get returns are): pass a copy (array.copy())")
+        if tensor.flags.c_contiguous and (not reducing or tensor.dtype in _REDUCIBLE):
+            return tensor, None
+        staged = np.ascontiguousarray(tensor, dtype=_staging_dtype(tensor.dtype, reducing))
+
+        def write_numpy():
+            tensor[...] = staged.astype(tensor.dtype, copy=False)
+        return staged, write_numpy
+    if kind == "torch":
+        import torch
+
+        native = {torch.float16: False, torch.bfloat16: False, torch.bool: not reducing}
+        if tensor.is_contiguous() and native.get(tensor.dtype, True):
+            return tensor.detach().numpy(), None
+        wide = tensor.detach().float() if tensor.dtype in (torch.float16, torch.bfloat16, torch.bool) else tensor
+        staged_t = wide.detach().contiguous().clone()
+        staged = staged_t.numpy()
+
+        def write_torch():
+            with torch.no_grad():
+                tensor.copy_(staged_t.to(tensor.dtype))
+        return staged, write_torch
+    return _stage_from_device(tensor, kind, reducing)
+
+
+def _staging_dtype(dtype, reducing):
+    return np.float32 if reducing and dtype not in _REDUCIBLE else dtype
+
+
+def _stage_from_device(tensor, kind, reducing):
+    if kind == "cupy":
+        import cupy
+
+        staged = cupy.asnumpy(tensor)
+        staged = np.ascontiguousarray(staged, dtype=_staging_dtype(staged.dtype, reducing))
+
+        def write_cupy():
+            tensor[...] = cupy.asarray(staged, dtype=tensor.dtype)
+        return staged, write_cupy
+    import torch
+
+    host = tensor.detach().to("cpu")
+    if host.dtype in (torch.float16, torch.bfloat16, torch.bool) and reducing:
+        host = host.float()
+    host = host.contiguous()
+
+    def write_torch_gpu():
+        with torch.no_grad():
+            tensor.copy_(host.to(tensor.device, tensor.dtype))
+    return host.numpy(), write_torch_gpu
+
+
+def host_buffers(tensors: List[Any], reducing: bool, writing: bool = True) -> Tuple[List[Any], List[Callable[[], None]]]:
+    buffers, write_backs = [], []
+    for tensor in tensors:
+        buffer, write_back = host_buffer(tensor, reducing, writing)
+        buffers.append(buffer)
+        if write_back is not None:
+            write_backs.append(write_back)
+    return buffers, write_backs
+
+
+def as_bytes(buffer: np.ndarray) -> np.ndarray:
+    """The buffer's memory as bytes (operations that move bytes and add nothing up)."""
+    return buffer.reshape(-1).view(np.uint8)

@@ -1,0 +1,31 @@
+"""Ray's ``ray.util.collective.types`` names: the reduce operations and the backends."""
+import enum
+
+
+class ReduceOp(enum.Enum):
+    SUM = 0
+    PRODUCT = 1
+    MIN = 2
+    MAX = 3
+
+
+class Backend:
+    """A backend name, as Ray spells them. ``Backend("gloo")`` returns ``"gloo"``.
+
+    mpirt runs every backend's operations over MPI (``"mpi"``, the default): ``"gloo"`` and
+    ``"torch_gloo"`` are accepted so that Ray programs run unchanged, and ``"nccl"`` too (GPU
+    tensors go through CUDA-aware MPI where the MPI library reports it, else through host memory)."""
+
+    MPI = "mpi"
+    GLOO = "gloo"
+    TORCH_GLOO = "torch_gloo"
+    NCCL = "nccl"
+    UNRECOGNIZED = "unrecognized"
+
+    def __new__(cls, name):
+        if isinstance(name, str):
+            backend = getattr(Backend, name.upper(), Backend.UNRECOGNIZED)
+            if backend != Backend.UNRECOGNIZED:
+                return backend
+        raise ValueError(f"Unrecognized backend: '{name}'. mpirt supports 'mpi' (the default); 'gloo', "
+                         f"'torch_gloo' and 'nccl' are accepted and run over MPI too.")

@@ -29,12 +29,12 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Backend", "ReduceOp", "CollectiveGroupError", "nccl_available", "gloo_available", "mpi_available",
            "is_group_initialized", "init_collective_group", "create_collective_group", "destroy_collective_group",
-           "get_rank", "get_collective_group_size", "get_group_handle", "allreduce", "barrier", "reduce",
+           "get_rank", "get_collective_group_size", "get_group_handle", "GroupHandle", "allreduce", "barrier", "reduce",
            "broadcast", "allgather", "reducescatter", "send", "recv"]
 
 _lock = threading.Lock()
 _groups: Dict[Tuple[str, int], RankGroup] = {}              # (name, serial) -> the rank's group state
-_members: Dict[Tuple[Any, str], Tuple[RankGroup, int]] = {}  # (member, name) -> (group, its group rank)
+_members: Dict[Tuple[Any, str], "GroupHandle"] = {}       # (member, name) -> its handle
 _DECLARED_JOIN_TIMEOUT_S = 30.0
 
 
@@ -105,9 +105,9 @@ def _join(rt, key, name, world_size, rank, backend, timeout_s):
         group = _groups.get((name, serial))
         if group is None:
             group = _groups[(name, serial)] = RankGroup(rt, name, table, backend, serial)
-        _members[(key, name)] = (group, rank)
+        handle = _members[(key, name)] = GroupHandle(group, rank)
     group.build()
-    return group, rank
+    return handle
 
 
 def create_collective_group(actors: List[ActorHandle], world_size: int, ranks: List[int],
@@ -135,24 +135,24 @@ def create_collective_group(actors: List[ActorHandle], world_size: int, ranks: L
         raise RuntimeError(answer)
 
 
-def get_group_handle(group_name: str = "default") -> Tuple[RankGroup, int]:
-    """The caller's group ``group_name`` and its rank in it; a declared group is joined on first use."""
+def get_group_handle(group_name: str = "default") -> "GroupHandle":
+    """The caller's handle of group ``group_name``; a declared group is joined on first use."""
     rt, key = _member()
-    entry = _members.get((key, group_name))
-    if entry is None:
-        entry = _join(rt, key, group_name, None, None, None, _DECLARED_JOIN_TIMEOUT_S)
-    return entry
+    handle = _members.get((key, group_name))
+    if handle is None:
+        handle = _join(rt, key, group_name, None, None, None, _DECLARED_JOIN_TIMEOUT_S)
+    return handle
 
 
 def destroy_collective_group(group_name: str = "default") -> None:
     """Leave ``group_name``: the caller's membership ends, and the name is free again."""
     rt, key = _member()
     with _lock:
-        entry = _members.pop((key, group_name), None)
-        if entry is None:
+        handle = _members.pop((key, group_name), None)
+        if handle is None:
             logger.warning("The group '%s' does not exist.", group_name)
             return
-        group, rank = entry
+        group, rank = handle.group, handle.rank
         group.users.discard(rank)
         last = not group.users
         if last:
@@ -165,15 +165,15 @@ def destroy_collective_group(group_name: str = "default") -> None:
 def get_rank(group_name: str = "default") -> int:
     """The caller's rank in ``group_name``, or -1 if it is not a member."""
     _, key = _member()
-    entry = _members.get((key, group_name))
-    return -1 if entry is None else entry[1]
+    handle = _members.get((key, group_name))
+    return -1 if handle is None else handle.rank
 
 
 def get_collective_group_size(group_name: str = "default") -> int:
     """The size of ``group_name``, or -1 if the caller is not a member."""
     _, key = _member()
-    entry = _members.get((key, group_name))
-    return -1 if entry is None else entry[0].world_size
+    handle = _members.get((key, group_name))
+    return -1 if handle is None else handle.world_size
 
 
 def _op_name(op):
@@ -196,76 +196,131 @@ def _run(write_backs):
         write_back()
 
 
+class GroupHandle:
+    """One member's view of its group (``get_group_handle``): its ``rank``, the ``world_size``, and the
+    operations. The module functions call these; a caller that keeps the handle (the torch process group
+    of ``mpirt.libs.train``) calls them from any thread."""
+
+    def __init__(self, group: RankGroup, rank: int):
+        self.group = group
+        self.rank = rank
+        self.world_size = group.world_size
+        self.group_name = group.name
+
+    def allreduce(self, tensor: Any, op: ReduceOp = ReduceOp.SUM) -> None:
+        check_tensor(tensor)
+        op_name = _op_name(op)
+        group = self.group
+        buffer, write_back = host_buffer(tensor, reducing=True)
+        group.meet(self.rank, "allreduce", ("allreduce", *signature(tensor), op_name), buffer,
+                   lambda payloads: group.allreduce(payloads, op_name))
+        _run([write_back] if write_back else [])
+
+    def barrier(self) -> None:
+        self.group.meet(self.rank, "barrier", ("barrier",), None, lambda payloads: None)
+
+    def reduce(self, tensor: Any, dst_rank: int = 0, op: ReduceOp = ReduceOp.SUM) -> None:
+        check_tensor(tensor)
+        op_name = _op_name(op)
+        group = self.group
+        _check_rank_valid(group, dst_rank)
+        buffer, write_back = host_buffer(tensor, reducing=True)
+        group.meet(self.rank, "reduce", ("reduce", *signature(tensor), dst_rank, op_name), buffer,
+                   lambda payloads: group.reduce(payloads, dst_rank, op_name))
+        _run([write_back] if write_back and self.rank == dst_rank else [])
+
+    def broadcast(self, tensor: Any, src_rank: int = 0) -> None:
+        check_tensor(tensor)
+        group = self.group
+        _check_rank_valid(group, src_rank)
+        buffer, write_back = host_buffer(tensor, reducing=False, writing=self.rank != src_rank)
+        group.meet(self.rank, "broadcast", ("broadcast", *signature(tensor), src_rank), as_bytes(buffer),
+                   lambda payloads: group.broadcast(payloads, src_rank))
+        _run([write_back] if write_back and self.rank != src_rank else [])
+
+    def allgather(self, tensor_list: list, tensor: Any) -> None:
+        check_tensor(tensor)
+        check_tensor_list(tensor_list)
+        if len(tensor_list) != self.world_size:
+            raise RuntimeError("The length of the tensor list operands to allgather must be equal to world_size.")
+        _check_like(tensor, tensor_list, "allgather")
+        buffer, _ = host_buffer(tensor, reducing=False, writing=False)
+        outputs, write_backs = host_buffers(tensor_list, reducing=False)
+        self.group.meet(self.rank, "allgather", ("allgather", *signature(tensor)),
+                        (as_bytes(buffer), [as_bytes(o) for o in outputs]), self.group.allgather)
+        _run(write_backs)
+
+    def reducescatter(self, tensor: Any, tensor_list: list, op: ReduceOp = ReduceOp.SUM) -> None:
+        check_tensor(tensor)
+        check_tensor_list(tensor_list)
+        op_name = _op_name(op)
+        group = self.group
+        if len(tensor_list) != self.world_size:
+            raise RuntimeError("The length of the tensor list operands to reducescatter must be equal to world_size.")
+        _check_like(tensor, tensor_list, "reducescatter")
+        buffer, write_back = host_buffer(tensor, reducing=True)
+        inputs, _ = host_buffers(tensor_list, reducing=True, writing=False)
+        group.meet(self.rank, "reducescatter", ("reducescatter", *signature(tensor), op_name), (buffer, inputs),
+                   lambda payloads: group.reducescatter(payloads, op_name))
+        _run([write_back] if write_back else [])
+
+    def send(self, tensor: Any, dst_rank: int) -> None:
+        check_tensor(tensor)
+        _check_rank_valid(self.group, dst_rank)
+        if dst_rank == self.rank:
+            raise RuntimeError(f"The destination rank '{dst_rank}' is self.")
+        buffer, _ = host_buffer(tensor, reducing=False, writing=False)
+        self.group.send(self.rank, as_bytes(buffer), dst_rank)
+
+    def recv(self, tensor: Any, src_rank: int) -> None:
+        check_tensor(tensor)
+        _check_rank_valid(self.group, src_rank)
+        if src_rank == self.rank:
+            raise RuntimeError(f"The destination rank '{src_rank}' is self.")
+        buffer, write_back = host_buffer(tensor, reducing=False)
+        self.group.recv(self.rank, as_bytes(buffer), src_rank)
+        _run([write_back] if write_back else [])
+
+
 def allreduce(tensor: Any, group_name: str = "default", op: ReduceOp = ReduceOp.SUM) -> None:
     """Reduce ``tensor`` over the group with ``op``; every member's tensor holds the result."""
-    check_tensor(tensor)
-    op_name = _op_name(op)
-    group, rank = get_group_handle(group_name)
-    buffer, write_back = host_buffer(tensor, reducing=True)
-    group.meet(rank, "allreduce", ("allreduce", *signature(tensor), op_name), buffer,
-               lambda payloads: group.allreduce(payloads, op_name))
-    _run([write_back] if write_back else [])
+    get_group_handle(group_name).allreduce(tensor, op)
 
 
 def barrier(group_name: str = "default") -> None:
     """Return when every member has called it."""
-    group, rank = get_group_handle(group_name)
-    group.meet(rank, "barrier", ("barrier",), None, lambda payloads: None)
+    get_group_handle(group_name).barrier()
 
 
 def reduce(tensor: Any, dst_rank: int = 0, group_name: str = "default", op: ReduceOp = ReduceOp.SUM) -> None:
     """Reduce ``tensor`` over the group into member ``dst_rank``'s tensor (the others' are unchanged)."""
-    check_tensor(tensor)
-    op_name = _op_name(op)
-    group, rank = get_group_handle(group_name)
-    _check_rank_valid(group, dst_rank)
-    buffer, write_back = host_buffer(tensor, reducing=True)
-    group.meet(rank, "reduce", ("reduce", *signature(tensor), dst_rank, op_name), buffer,
-               lambda payloads: group.reduce(payloads, dst_rank, op_name))
-    _run([write_back] if write_back and rank == dst_rank else [])
+    get_group_handle(group_name).reduce(tensor, dst_rank, op)
 
 
 def broadcast(tensor: Any, src_rank: int = 0, group_name: str = "default") -> None:
     """Copy member ``src_rank``'s tensor into every member's."""
-    check_tensor(tensor)
-    group, rank = get_group_handle(group_name)
-    _check_rank_valid(group, src_rank)
-    buffer, write_back = host_buffer(tensor, reducing=False, writing=rank != src_rank)
-    group.meet(rank, "broadcast", ("broadcast", *signature(tensor), src_rank), as_bytes(buffer),
-               lambda payloads: group.broadcast(payloads, src_rank))
-    _run([write_back] if write_back and rank != src_rank else [])
+    get_group_handle(group_name).broadcast(tensor, src_rank)
 
 
 def allgather(tensor_list: list, tensor: Any, group_name: str = "default") -> None:
     """Gather every member's ``tensor`` into each member's ``tensor_list`` (``world_size`` tensors of its shape)."""
-    check_tensor(tensor)
-    check_tensor_list(tensor_list)
-    group, rank = get_group_handle(group_name)
-    if len(tensor_list) != group.world_size:
-        raise RuntimeError("The length of the tensor list operands to allgather must be equal to world_size.")
-    _check_like(tensor, tensor_list, "allgather")
-    buffer, _ = host_buffer(tensor, reducing=False, writing=False)
-    outputs, write_backs = host_buffers(tensor_list, reducing=False)
-    group.meet(rank, "allgather", ("allgather", *signature(tensor)),
-               (as_bytes(buffer), [as_bytes(o) for o in outputs]), group.allgather)
-    _run(write_backs)
+    get_group_handle(group_name).allgather(tensor_list, tensor)
 
 
 def reducescatter(tensor: Any, tensor_list: list, group_name: str = "default", op: ReduceOp = ReduceOp.SUM) -> None:
     """Reduce each member's ``tensor_list`` element-wise over the group; member i's ``tensor`` gets the
     reduced i-th tensor."""
-    check_tensor(tensor)
-    check_tensor_list(tensor_list)
-    op_name = _op_name(op)
-    group, rank = get_group_handle(group_name)
-    if len(tensor_list) != group.world_size:
-        raise RuntimeError("The length of the tensor list operands to reducescatter must be equal to world_size.")
-    _check_like(tensor, tensor_list, "reducescatter")
-    buffer, write_back = host_buffer(tensor, reducing=True)
-    inputs, _ = host_buffers(tensor_list, reducing=True, writing=False)
-    group.meet(rank, "reducescatter", ("reducescatter", *signature(tensor), op_name), (buffer, inputs),
-               lambda payloads: group.reducescatter(payloads, op_name))
-    _run([write_back] if write_back else [])
+    get_group_handle(group_name).reducescatter(tensor, tensor_list, op)
+
+
+def send(tensor: Any, dst_rank: int, group_name: str = "default") -> None:
+    """Send ``tensor`` to member ``dst_rank`` (returns once it is sent)."""
+    get_group_handle(group_name).send(tensor, dst_rank)
+
+
+def recv(tensor: Any, src_rank: int, group_name: str = "default") -> None:
+    """Receive into ``tensor`` what member ``src_rank`` sends."""
+    get_group_handle(group_name).recv(tensor, src_rank)
 
 
 def _check_like(tensor, tensors, what):
@@ -275,24 +330,3 @@ def _check_like(tensor, tensors, what):
                                f"{signature(tensor)}; every tensor of the list must be like the tensor")
 
 
-def send(tensor: Any, dst_rank: int, group_name: str = "default") -> None:
-    """Send ``tensor`` to member ``dst_rank`` (returns once it is sent)."""
-    check_tensor(tensor)
-    group, rank = get_group_handle(group_name)
-    _check_rank_valid(group, dst_rank)
-    if dst_rank == rank:
-        raise RuntimeError(f"The destination rank '{dst_rank}' is self.")
-    buffer, _ = host_buffer(tensor, reducing=False, writing=False)
-    group.send(rank, as_bytes(buffer), dst_rank)
-
-
-def recv(tensor: Any, src_rank: int, group_name: str = "default") -> None:
-    """Receive into ``tensor`` what member ``src_rank`` sends."""
-    check_tensor(tensor)
-    group, rank = get_group_handle(group_name)
-    _check_rank_valid(group, src_rank)
-    if src_rank == rank:
-        raise RuntimeError(f"The destination rank '{src_rank}' is self.")
-    buffer, write_back = host_buffer(tensor, reducing=False)
-    group.recv(rank, as_bytes(buffer), src_rank)
-    _run([write_back] if write_back else [])

@@ -40,6 +40,9 @@ class Tuner:
             raise TypeError(f"tune_config must be a tune.TuneConfig, got {tune_config!r}")
         if run_config is not None and not isinstance(run_config, RunConfig):
             raise TypeError(f"run_config must be a tune.RunConfig, got {run_config!r}")
+        if callable(getattr(trainable, "as_trainable", None)):   # a Train trainer: one trial runs it
+            run_config = run_config or trainable.run_config
+            trainable = trainable.as_trainable()
         self._trainable = trainable
         self._param_space = _as_param_space(param_space)
         self._tune_config = tune_config or TuneConfig()

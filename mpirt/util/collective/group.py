@@ -121,6 +121,8 @@ class RankGroup:
                 spins += 1
                 if spins < _SPINS:
                     continue
+                if self.broken is not None:
+                    raise CollectiveGroupError(f"{what} in the collective group '{self.name}' stopped: {self.broken}")
                 time.sleep(delay)
                 delay = min(delay * 2, _LONGEST_SLEEP_S)
                 dead = self.rt.failures.dead.intersection(self.mpi_ranks)
@@ -135,6 +137,13 @@ class RankGroup:
                                            f"larger than the receiving tensor") from error
             self._break(f"MPI failed: {error}")
             raise CollectiveGroupError(f"{what} in the collective group '{self.name}' failed: {error}") from error
+
+    def abandon(self, why: str) -> None:
+        """Stop this rank's members waiting in the group (their operation raises ``why``): the group's
+        user is shutting it down, and a member elsewhere may never come."""
+        self.broken = why
+        with self._cond:
+            self._cond.notify_all()
 
     def _break(self, why: str) -> None:
         self.broken = why
@@ -161,10 +170,11 @@ class RankGroup:
             meeting.payloads[rank] = payload
             meeting.signatures.append(signature)
             if len(meeting.payloads) < len(self.local):
-                while not meeting.done:
+                while not meeting.done and self.broken is None:
                     self._cond.wait()
                 if meeting.error is not None:
                     raise meeting.error
+                self._check(what)
                 return
             del self._meetings[seq]
         try:
@@ -286,8 +296,9 @@ class RankGroup:
         if self.table[src] == self.rt.rank:
             with self._cond:
                 box = self._mail[(src, rank)]
-                while not box:
+                while not box and self.broken is None:
                     self._cond.wait()
+                self._check("recv")
                 sent = box.popleft()
             if sent.nbytes != data.nbytes:
                 raise CollectiveGroupError(f"recv in the collective group '{self.name}': rank {src} sent "

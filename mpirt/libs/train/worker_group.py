@@ -130,7 +130,8 @@ class WorkerGroup:
         try:
             mpirt.get(self.group.ready())
             custom = {k: v for k, v in bundle.items() if k not in ("CPU", "GPU")}
-            worker_class = mpirt.remote(TrainWorker)
+            # two threads: shutdown() must get in while next_result() waits for a stuck loop
+            worker_class = mpirt.remote(max_concurrency=2)(TrainWorker)
             self.workers = [worker_class.options(
                 num_cpus=bundle.get("CPU", 0), num_gpus=bundle.get("GPU", 0), resources=custom or None,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=i),
@@ -157,10 +158,7 @@ class WorkerGroup:
         of worker 0, the first checkpoint)``. A worker's error is raised here (with its traceback)."""
         mpirt.get([w.start.remote(function, config, checkpoint) for w in self.workers])
         while True:
-            results = mpirt.get([w.next_result.remote() for w in self.workers])
-            for rank, (kind, payload, text) in enumerate(results):
-                if kind == "error":
-                    raise WorkerError(rank, payload, text) from payload
+            results = self._next_round()
             kinds = {kind for kind, _, _ in results}
             if kinds == {"done"}:
                 return
@@ -170,6 +168,18 @@ class WorkerGroup:
                                    f"train.report the same number of times")
             checkpoints = [c for _, _, c in results if c is not None]
             on_report(results[0][1], checkpoints[0] if checkpoints else None)
+
+    def _next_round(self):
+        """Every worker's next result; a worker's error is raised as soon as it comes (the others may be
+        waiting in a collective for it)."""
+        refs = [w.next_result.remote() for w in self.workers]
+        pending = list(refs)
+        while pending:
+            ready, pending = mpirt.wait(pending, num_returns=1)
+            kind, payload, text = mpirt.get(ready[0])
+            if kind == "error":
+                raise WorkerError(refs.index(ready[0]), payload, text) from payload
+        return mpirt.get(refs)
 
     def shutdown(self) -> None:
         if self.workers:

@@ -123,6 +123,9 @@ class RankGroup:
                     continue
                 if self.broken is not None:
                     raise CollectiveGroupError(f"{what} in the collective group '{self.name}' stopped: {self.broken}")
+                if self.rt.shutdown.stopped.is_set():
+                    raise CollectiveGroupError(f"{what} in the collective group '{self.name}' stopped: mpirt is "
+                                               f"shutting down")
                 time.sleep(delay)
                 delay = min(delay * 2, _LONGEST_SLEEP_S)
                 dead = self.rt.failures.dead.intersection(self.mpi_ranks)

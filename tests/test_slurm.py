@@ -432,3 +432,20 @@ def test_tune_experiment_requeued_mid_run_finishes_every_trial_once(cluster, tmp
             assert starts[0] >= done_before - 1, (x, done_before, again)
         ran = sorted(e["iteration"] for e in executed if e["x"] == x and "iteration" in e)
         assert set(ran) == set(range(1, ITERATIONS + 1)) and len(ran) <= ITERATIONS + 1, (x, ran)
+
+
+def test_train_jobscript_runs_ddp_and_keeps_checkpoints(cluster, tmp_path):
+    """train.sbatch: TorchTrainer's example under mpirun in the job; results under mpirt_results/<job>."""
+    pytest.importorskip("torch")
+    import h5py
+
+    job = cluster.submit(tmp_path, os.path.join(JOBSCRIPTS, "train.sbatch"),
+                         os.path.join(REPO, "examples", "train_ddp_cnn.py"), "--epochs", "2", "--samples", "256")
+    record, = cluster.wait_finished(job, timeout=240)
+    output = _output(tmp_path, f"mpirt-train-{job}.out")
+    assert record["JobState"] == "COMPLETED" and record["ExitCode"] == "0:0", output
+    assert "final: epoch 1" in output
+    checkpoint = output.split("checkpoint: ", 1)[1].split()[0]
+    assert checkpoint.startswith(str(tmp_path / "mpirt_results" / f"mpirt-train-{job}")), checkpoint
+    with h5py.File(checkpoint, "r") as f:
+        assert len(f.keys()) > 0

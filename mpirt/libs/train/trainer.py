@@ -5,7 +5,6 @@ results directory, its HDF5 file of results and checkpoints (``docs/tune.md``), 
 a ``Tuner(trainer, param_space={"train_loop_config": ...})`` sweeps trainers with the same code. The trial's
 own actor holds no CPU: the workers reserve theirs in a placement group per trial (``WorkerGroup``).
 """
-import time
 from typing import Any, Callable, Dict, Optional
 
 from ..tune import session as tune_session
@@ -82,21 +81,15 @@ class DataParallelTrainer:
 
     def fit(self):
         """Train; returns the run's ``Result`` (metrics of worker 0's last report, the latest checkpoint,
-        the results directory). Raises ``TrainingFailedError`` if a worker failed."""
+        the results directory). Raises ``TrainingFailedError`` if a worker failed. Without
+        ``RunConfig(name=...)`` the run is named as Tune names experiments (``TorchTrainer_<date>``, or
+        ``<job name>-<job id>`` in a Slurm job)."""
         from ..tune.tuner import Tuner
 
-        run_config = self.run_config
-        if run_config.name is None:
-            run_config = _named(run_config, f"{type(self).__name__}_{time.strftime('%Y-%m-%d_%H-%M-%S')}")
-        result = Tuner(self.as_trainable(), run_config=run_config).fit()[0]
+        result = Tuner(self.as_trainable(), run_config=self.run_config).fit()[0]
         if result.error is not None:
             raise TrainingFailedError(f"Training failed: {result.error}") from result.error
         return result
-
-
-def _named(run_config, name):
-    import dataclasses
-    return dataclasses.replace(run_config, name=name)
 
 
 def _takes_config(function):

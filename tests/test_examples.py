@@ -88,3 +88,24 @@ def test_tune_benchmark_smoke(tmp_path):
                            "--runtimes", "mpirt"], capture_output=True, text=True, timeout=170, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert "trivial trials, end to end" in proc.stdout and "results/s" in proc.stdout
+
+
+@pytest.mark.parametrize("ranks", [None, 4])
+def test_es_allreduce_learns_cartpole_with_equal_weights(tmp_path, ranks):
+    """ES whose workers average with allreduce: every iteration leaves the weights equal everywhere."""
+    pytest.importorskip("gymnasium")
+    proc = run_app(tmp_path, _source("es_allreduce.py"), ranks=ranks, timeout=240, args=("--iterations", "30"))
+    assert proc.returncode == 0, proc.stderr
+    assert "weights equal on all workers: True" in proc.stdout
+    assert "weights equal on all workers: False" not in proc.stdout
+    final = float(proc.stdout.split("evaluated return of the final policy: ")[1].split()[0])
+    assert final >= 195.0, proc.stdout     # CartPole's "solved" bar
+
+
+def test_train_ddp_cnn_example(tmp_path):
+    pytest.importorskip("torch")
+    proc = run_app(tmp_path, _source("train_ddp_cnn.py"), ranks=4, timeout=240,
+                   args=("--epochs", "2", "--samples", "512"), env={"MPIRT_RESULTS_DIR": str(tmp_path / "results")})
+    assert proc.returncode == 0, proc.stderr
+    assert "final: epoch 1" in proc.stdout
+    assert f"checkpoint: {tmp_path / 'results'}" in proc.stdout

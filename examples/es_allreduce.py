@@ -63,7 +63,8 @@ def main():
     parser.add_argument("--target", type=float, default=475.0)
     args = parser.parse_args()
     mpirt.init(num_cpus=args.workers)
-    workers = [ESWorker.remote(rank, args.workers, args.perturbations, sigma=0.1, lr=0.2, seed=0) for rank in range(args.workers)]
+    workers = [ESWorker.remote(rank, args.workers, args.perturbations, sigma=0.1, lr=0.2, seed=0)
+               for rank in range(args.workers)]
     collective.create_collective_group(workers, args.workers, list(range(args.workers)), group_name=GROUP)
     for iteration in range(args.iterations):
         steps = mpirt.get([w.step.remote(iteration) for w in workers])

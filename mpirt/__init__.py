@@ -3,6 +3,7 @@
 Run ``python app.py`` (mpirt spawns its ranks) or ``mpirun -n N python app.py``
 (rank 0 runs your program, rank 1 schedules, the rest are workers).
 """
+import importlib
 import sys
 
 import cloudpickle
@@ -22,6 +23,16 @@ from .runtime_context import get_runtime_context
 sys.modules[__name__ + ".cloudpickle"] = cloudpickle
 
 __version__ = "0.1.0"
+
+# The libraries under Ray's names, imported on first use (they pull in h5py, torch, gymnasium): a training
+# function that says ``ray.train.get_context()`` then works on a worker that never imported ``ray.train``.
+_LIBRARIES = {"tune": "mpirt.libs.tune", "train": "mpirt.libs.train", "rllib": "mpirt.libs.rl"}
+
+
+def __getattr__(name):
+    if name in _LIBRARIES:
+        return importlib.import_module(_LIBRARIES[name])
+    raise AttributeError(f"module 'mpirt' has no attribute {name!r}")
 
 __all__ = [
     "init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel",

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.timeout(120)
 
 def _data(seed):
     generator = torch.Generator().manual_seed(seed)
-    return torch.utils.data.TensorDataset(torch.randn(96, 6, generator=generator), torch.randn(96, 1, generator=generator))
+    return torch.utils.data.TensorDataset(torch.randn(96, 6, generator=generator),
+                                          torch.randn(96, 1, generator=generator))
 
 
 def ddp_loop(config):

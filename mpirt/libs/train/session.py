@@ -13,44 +13,46 @@ class TrainContext:
     def __init__(self, world_rank: int, world_size: int, local_rank: int, local_world_size: int, node_rank: int,
                  experiment_name: str, trial_name: str, trial_id: str, trial_dir: str, use_gpu: bool,
                  metadata: Optional[Dict[str, Any]] = None):
-        self._fields = dict(world_rank=world_rank, world_size=world_size, local_rank=local_rank,
-                            local_world_size=local_world_size, node_rank=node_rank, experiment_name=experiment_name,
-                            trial_name=trial_name, trial_id=trial_id, trial_dir=trial_dir)
+        self.world_rank, self.world_size = world_rank, world_size
+        self.local_rank, self.local_world_size, self.node_rank = local_rank, local_world_size, node_rank
+        self.experiment_name, self.trial_name, self.trial_id, self.trial_dir = (experiment_name, trial_name,
+                                                                                trial_id, trial_dir)
         self.use_gpu = use_gpu
-        self._metadata = dict(metadata or {})
+        self.metadata = dict(metadata or {})
 
     def get_world_rank(self) -> int:
-        return self._fields["world_rank"]
+        return self.world_rank
 
     def get_world_size(self) -> int:
-        return self._fields["world_size"]
+        return self.world_size
 
     def get_local_rank(self) -> int:
-        return self._fields["local_rank"]
+        return self.local_rank
 
     def get_local_world_size(self) -> int:
-        return self._fields["local_world_size"]
+        return self.local_world_size
 
     def get_node_rank(self) -> int:
-        return self._fields["node_rank"]
+        return self.node_rank
 
     def get_experiment_name(self) -> str:
-        return self._fields["experiment_name"]
+        return self.experiment_name
 
     def get_trial_name(self) -> str:
-        return self._fields["trial_name"]
+        return self.trial_name
 
     def get_trial_id(self) -> str:
-        return self._fields["trial_id"]
+        return self.trial_id
 
     def get_trial_dir(self) -> str:
-        return self._fields["trial_dir"]
+        return self.trial_dir
 
     def get_metadata(self) -> Dict[str, Any]:
-        return dict(self._metadata)
+        return dict(self.metadata)
 
     def __repr__(self):
-        return "TrainContext(" + ", ".join(f"{k}={v!r}" for k, v in self._fields.items()) + ")"
+        return (f"TrainContext(world_rank={self.world_rank}, world_size={self.world_size}, local_rank="
+                f"{self.local_rank}, local_world_size={self.local_world_size}, node_rank={self.node_rank})")
 
 
 class Session:

@@ -56,6 +56,7 @@ class TrainWorker:
         self._backend_teardown = backend_setup(context, group_name) if backend_setup is not None else None
 
     def start(self, function: Callable, config: Optional[dict], checkpoint) -> None:
+        assert self.context is not None, "setup() runs first"
         actor_context = _actor_context()
         session = session_mod.Session(self.context, checkpoint, self._report)
 
@@ -73,7 +74,7 @@ class TrainWorker:
             except BaseException as error:  # noqa: BLE001 - handed to the driver as the run's error
                 self._results.put(("error", error, traceback.format_exc()))
 
-        self._thread = threading.Thread(target=run, name=f"mpirt-train-worker-{self.context.get_world_rank()}",
+        self._thread = threading.Thread(target=run, name=f"mpirt-train-worker-{session.context.world_rank}",
                                         daemon=True)
         self._thread.start()
 

@@ -75,7 +75,7 @@ def init_collective_group(world_size: int, rank: int, backend: str = Backend.MPI
     """Make the calling actor member ``rank`` of ``group_name``; returns when all ``world_size`` members
     have called it (TimeoutError after ``gloo_timeout`` milliseconds)."""
     rt, key = _member()
-    backend = Backend(backend)
+    backend = str(Backend(backend))
     if not group_name or not isinstance(group_name, str):
         raise ValueError(f"group_name '{group_name}' needs to be a string.")
     if (key, group_name) in _members:
@@ -114,7 +114,7 @@ def create_collective_group(actors: List[ActorHandle], world_size: int, ranks: L
                             backend: str = Backend.MPI, group_name: str = "default", gloo_timeout: int = 30000) -> None:
     """Declare ``actors`` a collective group, ``ranks[i]`` being the rank of ``actors[i]`` (called by the
     driver). Each member joins at its first collective call."""
-    backend = Backend(backend)
+    backend = str(Backend(backend))
     if not isinstance(actors, (list, tuple)) or not all(isinstance(a, ActorHandle) for a in actors):
         raise TypeError(f"create_collective_group(actors={actors!r}): pass a list of actor handles")
     if len(ranks) != len(actors):

@@ -292,7 +292,9 @@ class RankGroup:
                 self._mail[(rank, dst)].append(data.copy())
                 self._cond.notify_all()
             return
-        self.wait(self.comm.Isend(data, self.sub_rank[self.table[dst]], self._tag(rank, dst)), "send")
+        comm = self.comm
+        assert comm is not None, "members on other ranks share a communicator"
+        self.wait(comm.Isend(data, self.sub_rank[self.table[dst]], self._tag(rank, dst)), "send")
 
     def recv(self, rank: int, data: np.ndarray, src: int) -> None:
         self._check("recv")
@@ -310,7 +312,9 @@ class RankGroup:
             return
         MPI = mpi()
         status = MPI.Status()
-        self.wait(self.comm.Irecv(data, self.sub_rank[self.table[src]], self._tag(src, rank)), "recv", status)
+        comm = self.comm
+        assert comm is not None, "members on other ranks share a communicator"
+        self.wait(comm.Irecv(data, self.sub_rank[self.table[src]], self._tag(src, rank)), "recv", status)
         if status.Get_count(MPI.BYTE) != data.nbytes:
             raise CollectiveGroupError(f"recv in the collective group '{self.name}': rank {src} sent "
                                        f"{status.Get_count(MPI.BYTE)} bytes, the receiving tensor holds {data.nbytes}")

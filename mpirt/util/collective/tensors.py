@@ -108,7 +108,8 @@ def _stage_from_device(tensor, kind, reducing):
     return host.numpy(), write_torch_gpu
 
 
-def host_buffers(tensors: List[Any], reducing: bool, writing: bool = True) -> Tuple[List[Any], List[Callable[[], None]]]:
+def host_buffers(tensors: List[Any], reducing: bool,
+                 writing: bool = True) -> Tuple[List[Any], List[Callable[[], None]]]:
     buffers, write_backs = [], []
     for tensor in tensors:
         buffer, write_back = host_buffer(tensor, reducing, writing)

@@ -141,12 +141,13 @@ def prepare_data_loader(data_loader: DataLoader, add_dist_sampler: bool = True, 
             raise ValueError(f"prepare_data_loader(): the loader's sampler is a {type(sampler).__name__}; only a "
                              f"default or shuffling loader can be split over the workers (or pass "
                              f"add_dist_sampler=False and split the data yourself)")
-        distributed = DistributedSampler(data_loader.dataset, num_replicas=world_size,
-                                         rank=context.get_world_rank(), shuffle=isinstance(sampler, RandomSampler))
-        options = dict(batch_size=data_loader.batch_size, sampler=distributed, num_workers=data_loader.num_workers,
-                       collate_fn=data_loader.collate_fn, pin_memory=data_loader.pin_memory,
-                       drop_last=data_loader.drop_last, timeout=data_loader.timeout,
-                       worker_init_fn=data_loader.worker_init_fn)
+        distributed: DistributedSampler = DistributedSampler(
+            data_loader.dataset, num_replicas=world_size, rank=context.get_world_rank(),
+            shuffle=isinstance(sampler, RandomSampler))
+        options: Dict[str, Any] = dict(
+            batch_size=data_loader.batch_size, sampler=distributed, num_workers=data_loader.num_workers,
+            collate_fn=data_loader.collate_fn, pin_memory=data_loader.pin_memory, drop_last=data_loader.drop_last,
+            timeout=data_loader.timeout, worker_init_fn=data_loader.worker_init_fn)
         if data_loader.num_workers > 0:
             options.update(prefetch_factor=data_loader.prefetch_factor,
                            persistent_workers=data_loader.persistent_workers)

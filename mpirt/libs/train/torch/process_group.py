@@ -42,8 +42,11 @@ class _Done(dist._Work):
 
 
 class MPIProcessGroup(dist.ProcessGroup):
+    """torch's stubs declare the C++ class's overloads; a Python process group implements the forms torch
+    calls it with (``tensor lists + options``), hence the ``override`` ignores."""
+
     def __init__(self, handle: GroupHandle):
-        super().__init__(handle.rank, handle.world_size)
+        super().__init__(handle.rank, handle.world_size)  # type: ignore[call-arg]
         self.handle = handle
 
     def getBackendName(self):
@@ -58,7 +61,7 @@ class MPIProcessGroup(dist.ProcessGroup):
         except KeyError:
             raise ValueError(f"the mpirt process group reduces with SUM, AVG, PRODUCT, MIN or MAX, not {op}") from None
 
-    def allreduce(self, tensors: List[torch.Tensor], opts=None):
+    def allreduce(self, tensors: List[torch.Tensor], opts=None):  # type: ignore[override]
         op = self._reduce_op(opts.reduceOp if opts is not None else dist.ReduceOp.SUM)
         with torch.no_grad():
             for tensor in tensors:
@@ -67,13 +70,14 @@ class MPIProcessGroup(dist.ProcessGroup):
                     tensor.div_(self.handle.world_size)
         return _Done(tensors)
 
-    def broadcast(self, tensors: List[torch.Tensor], opts=None):
+    def broadcast(self, tensors: List[torch.Tensor], opts=None):  # type: ignore[override]
         with torch.no_grad():
             for tensor in tensors:
                 self.handle.broadcast(tensor, opts.rootRank)
         return _Done(tensors)
 
-    def allgather(self, output_lists: List[List[torch.Tensor]], inputs: List[torch.Tensor], opts=None):
+    def allgather(self, output_lists: List[List[torch.Tensor]],  # type: ignore[override]
+                  inputs: List[torch.Tensor], opts=None):
         with torch.no_grad():
             for outputs, tensor in zip(output_lists, inputs):
                 self.handle.allgather(list(outputs), tensor)
@@ -84,7 +88,7 @@ class MPIProcessGroup(dist.ProcessGroup):
             self.handle.allgather(list(output.chunk(self.handle.world_size)), tensor)
         return _Done([output])
 
-    def reduce(self, tensors: List[torch.Tensor], opts=None):
+    def reduce(self, tensors: List[torch.Tensor], opts=None):  # type: ignore[override]
         op = self._reduce_op(opts.reduceOp)
         with torch.no_grad():
             for tensor in tensors:
@@ -93,7 +97,8 @@ class MPIProcessGroup(dist.ProcessGroup):
                     tensor.div_(self.handle.world_size)
         return _Done(tensors)
 
-    def reduce_scatter(self, outputs: List[torch.Tensor], input_lists: List[List[torch.Tensor]], opts=None):
+    def reduce_scatter(self, outputs: List[torch.Tensor],  # type: ignore[override]
+                       input_lists: List[List[torch.Tensor]], opts=None):
         op = self._reduce_op(opts.reduceOp)
         with torch.no_grad():
             for output, inputs in zip(outputs, input_lists):

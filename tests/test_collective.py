@@ -38,17 +38,6 @@ def run_all(actors, fn, *args):
     return mpirt.get([a.do.remote(fn, i, *args) for i, a in enumerate(actors)], timeout=GET_TIMEOUT)
 
 
-def results_or_errors(refs):
-    """Each call's result, or the exception ``get`` raised for it."""
-    out = []
-    for ref in refs:
-        try:
-            out.append(mpirt.get(ref, timeout=GET_TIMEOUT))
-        except Exception as error:  # noqa: BLE001 - the test looks at it
-            out.append(error)
-    return out
-
-
 # -- tensors, made and read inside the members --------------------------------------------------------
 
 _bases = []     # the arrays behind this call's non-contiguous views (their other columns stay SENTINEL)
@@ -199,7 +188,7 @@ def shared(rt):
     driver with ranks that interleave the ranks (group ranks on one MPI rank are not consecutive)."""
     actors = [Member.options(num_cpus=0).remote() for _ in range(4)]
     pids = mpirt.get([a.pid.remote() for a in actors])
-    assert len(set(pids)) == 2 and len(set(pids)) < len(pids), f"members do not share ranks as meant: {pids}"
+    assert sorted(pids.count(p) for p in set(pids)) == [2, 2], f"members do not share ranks as meant: {pids}"
     # group rank of each actor: the two actors of each process get group ranks of different parity
     by_pid = {}
     for i, p in enumerate(pids):
@@ -611,15 +600,13 @@ def test_init_times_out_when_a_member_never_joins(rt, solo):
     import time
 
     # member 0 waits for a second member that never comes; meanwhile the other actor joins the same
-    # name with another world size (refused at once), and member 0 of another group is joined twice
+    # name with another world size, and is refused at once
     waiting = solo[0].do.remote(init_and_report, 0, 2, "lonely", 2000)
-    waiting_dup = solo[0].do.remote(lambda: None)
     time.sleep(0.5)
     refused = mpirt.get(solo[1].do.remote(init_and_report, 1, 3, "lonely", 2000), timeout=GET_TIMEOUT)
     assert refused[0].startswith("RuntimeError") and "does not match" in refused[0], refused
     assert refused[1] < 1.5
     what, took = mpirt.get(waiting, timeout=GET_TIMEOUT)
-    mpirt.get(waiting_dup, timeout=GET_TIMEOUT)
     assert what.startswith("TimeoutError") and "did not form within 2 s" in what, what
     assert 1.5 < took < 10
     # the name is free again: both join it now
@@ -703,15 +690,15 @@ def _run_death(tmp_path, mode, body):
     for line in proc.stdout.splitlines():
         key, _, value = line.partition(" ")
         if key.isupper():
-            found[key] = eval(value)   # noqa: S307 - what show() printed, repr of plain values
+            found[key] = eval(value)   # what show() printed: the repr of plain values
     assert found.get("DISTINCT") is True and found.get("DONE") is True, \
         f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    return found, proc
+    return found
 
 
 @pytest.mark.parametrize("mode", ["mpirun", "spawn"])
 def test_a_member_rank_dying_fails_the_others_instead_of_hanging(tmp_path, mode):
-    found, proc = _run_death(tmp_path, mode, """
+    found = _run_death(tmp_path, mode, """
 show("JOIN_G", mpirt.get([m.join.remote(3, i, "g") for i, m in enumerate(members)], timeout=30))
 show("JOIN_H", mpirt.get([m.join.remote(2, i, "h") for i, m in enumerate(members[:2])], timeout=30))
 # members 0 and 1 wait in an allreduce of "g" that member 2 never makes: its rank is killed
@@ -752,20 +739,21 @@ show("DONE", True)
     assert found["DONE"] is True
 
 
-@pytest.mark.xfail(strict=True, reason="bug: after a rank died, MPI_Comm_create_group on the job's communicator "
-                                       "fails with MPI_ERR_PROC_FAILED in Open MPI 5 ULFM even for a group "
-                                       "without the dead rank (group.RankGroup.build), so the live members "
-                                       "cannot form a new group as the error message tells them to")
+@pytest.mark.xfail(strict=True, reason="bug: after a rank died, RankGroup.build's MPI_Comm_create_group on the "
+                                       "job's communicator raises MPI_ERR_PROC_FAILED (Open MPI 5 ULFM) even for "
+                                       "a group without the dead rank, or blocks for ever in one member, so the "
+                                       "live members cannot form a new group as the error message tells them to")
 @pytest.mark.parametrize("mode", ["mpirun", "spawn"])
 def test_the_live_members_form_a_new_group_after_a_death(tmp_path, mode):
-    found, proc = _run_death(tmp_path, mode, """
+    found = _run_death(tmp_path, mode, """
 show("JOIN_G", mpirt.get([m.join.remote(3, i, "g") for i, m in enumerate(members)], timeout=30))
 waiting = [m.allreduce.remote("g") for m in members[:2]]
 time.sleep(0.5)
 os.kill(pids[2], 9)
 show("KILLED", mpirt.get(waiting, timeout=60))
 mpirt.get([m.destroy.remote("g") for m in members[:2]], timeout=30)
-show("REFORMED", mpirt.get([m.join.remote(2, i, "g") for i, m in enumerate(members[:2])], timeout=30))
+# (a short timeout: one member may block in MPI_Comm_create_group for ever)
+show("REFORMED", mpirt.get([m.join.remote(2, i, "g") for i, m in enumerate(members[:2])], timeout=10))
 show("AFTER", mpirt.get([m.allreduce.remote("g") for m in members[:2]], timeout=30))
 mpirt.shutdown()
 show("DONE", True)

@@ -105,8 +105,15 @@ def _join(rt, key, name, world_size, rank, backend, timeout_s):
         group = _groups.get((name, serial))
         if group is None:
             group = _groups[(name, serial)] = RankGroup(rt, name, table, backend, serial)
+    try:
+        group.build()
+    except BaseException:
+        with _lock:
+            _groups.pop((name, serial), None)
+        rt.send(HEAD_RANK, ("collective_leave", name, rank))    # the name is free for the next try
+        raise
+    with _lock:
         handle = _members[(key, name)] = GroupHandle(group, rank)
-    group.build()
     return handle
 
 

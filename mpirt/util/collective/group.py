@@ -14,6 +14,7 @@ member does not hold a core, and a member whose rank died is noticed (``failures
 operation and the group with an error instead of a hang.
 """
 import collections
+import functools
 import threading
 import time
 import zlib
@@ -24,9 +25,17 @@ import numpy as np
 from ...core._mpi_env import mpi
 
 _SPINS = 200             # Test calls before the first sleep: small operations finish within them
-_LONGEST_SLEEP_S = 1e-3
+_SHORT_SLEEP_S = 2e-5    # sleeps while the operation is young: MPI moves data only while a rank is in a call
+_SHORT_SLEEPS_FOR_S = 0.02
+_LONGEST_SLEEP_S = 1e-3  # a member that waits long for the others sleeps up to this
+_REBUILD_TIMEOUT_S = 15.0
 _TAG_BASE = 1000         # communicator-building tags, away from the transport's tag 7
 UFUNCS = {"SUM": np.add, "PRODUCT": np.multiply, "MIN": np.minimum, "MAX": np.maximum}
+
+
+@functools.lru_cache(maxsize=1024)
+def _hash(signature: Any) -> int:
+    return zlib.crc32(repr(signature).encode())
 
 
 class CollectiveGroupError(RuntimeError):
@@ -82,23 +91,59 @@ class RankGroup:
             self._building = True
         if not builder:
             self._built.wait()
+            self._check("building the communicator")
             return
         try:
             if len(self.mpi_ranks) > 1:
-                comm = self.rt.comm
-                if self.rt.members is not None or max(self.mpi_ranks) >= comm.Get_size():
-                    raise CollectiveGroupError(f"collective group '{self.name}': a member runs on a rank that "
-                                               f"replaced a dead one, which collective groups do not span yet")
-                group = comm.Get_group().Incl(self.mpi_ranks)
-                try:
-                    self.comm = comm.Create_group(group, _TAG_BASE + self.serial % 30000)
-                finally:
-                    group.Free()
+                self.comm = self._create_communicator()
         except BaseException as error:
             self.broken = f"its communicator could not be built: {error}"
-            raise
+            raise CollectiveGroupError(f"the collective group '{self.name}' could not be built: {error}") from error
         finally:
             self._built.set()
+
+    def _create_communicator(self):
+        """A communicator of the members' ranks, made by them alone: ``MPI_Comm_create_group`` on the
+        job's communicator. After a rank died that fails under ULFM (Open MPI 5.0.11), even for groups
+        without the dead rank; then ``MPI_Comm_create_from_group`` (MPI 4), which needs no parent
+        communicator, builds it. It is not the first choice: it hung in about 1 of 10 group
+        formations here (tests/test_collective.py), so it runs on a thread of its own and a build that
+        takes longer than ``_REBUILD_TIMEOUT_S`` fails instead of hanging the member."""
+        MPI = mpi()
+        comm = self.rt.comm
+        if self.rt.members is not None or max(self.mpi_ranks) >= comm.Get_size():
+            raise CollectiveGroupError(f"collective group '{self.name}': a member runs on a rank that "
+                                       f"replaced a dead one, which collective groups do not span yet")
+        group = comm.Get_group().Incl(self.mpi_ranks)
+        try:
+            create = getattr(MPI.Intracomm, "Create_from_group", None)
+            if create is not None and self.rt.failures.dead:
+                return self._create_from_group(create, group)
+            return comm.Create_group(group, _TAG_BASE + self.serial % 30000)
+        finally:
+            group.Free()
+
+    def _create_from_group(self, create, group):
+        MPI = mpi()
+        outcome: Dict[str, Any] = {}
+
+        def build():
+            try:
+                outcome["comm"] = create(group, f"mpirt-collective-{self.rt.session}-{self.serial}",
+                                         errhandler=MPI.ERRORS_RETURN)
+            except BaseException as error:  # noqa: BLE001 - raised on the member's thread below
+                outcome["error"] = error
+
+        thread = threading.Thread(target=build, name="mpirt-collective-build", daemon=True)
+        thread.start()
+        thread.join(_REBUILD_TIMEOUT_S)
+        if thread.is_alive():
+            raise CollectiveGroupError(f"building its communicator after a rank died did not finish within "
+                                       f"{_REBUILD_TIMEOUT_S:g} s (MPI_Comm_create_from_group hangs at times in "
+                                       f"Open MPI 5.0.11 with ULFM); try again under another group_name")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["comm"]
 
     def free(self) -> None:
         if self.comm is not None and self.broken is None:
@@ -115,7 +160,8 @@ class RankGroup:
         """Wait for ``request`` without holding a core; fail the group if a member's rank dies."""
         MPI = mpi()
         spins = 0
-        delay = 1e-5
+        delay = _SHORT_SLEEP_S
+        short_until = 0.0
         try:
             while not request.Test(status):
                 spins += 1
@@ -127,7 +173,11 @@ class RankGroup:
                     raise CollectiveGroupError(f"{what} in the collective group '{self.name}' stopped: mpirt is "
                                                f"shutting down")
                 time.sleep(delay)
-                delay = min(delay * 2, _LONGEST_SLEEP_S)
+                now = time.monotonic()
+                if not short_until:
+                    short_until = now + _SHORT_SLEEPS_FOR_S
+                elif now > short_until:
+                    delay = min(delay * 2, _LONGEST_SLEEP_S)
                 dead = self.rt.failures.dead.intersection(self.mpi_ranks)
                 if dead:
                     self._break(f"the rank(s) {sorted(dead)} of its members died")
@@ -193,7 +243,7 @@ class RankGroup:
 
     def _agree(self, what: str, signatures: List[Any]) -> None:
         """Raise on every member unless all of them called ``what`` alike (also a barrier)."""
-        hashes = [zlib.crc32(repr(s).encode()) for s in signatures]
+        hashes = [_hash(s) for s in signatures]
         agreed = min(hashes) == max(hashes)
         if self.comm is not None:
             MPI = mpi()

@@ -6,6 +6,7 @@ it is: a non-contiguous tensor, a dtype MPI cannot reduce (float16, bfloat16, bo
 and GPU arrays (CuPy, torch CUDA), which are staged through host memory. Passing device memory to a
 CUDA-aware MPI, or NCCL, would save that copy; neither is built yet (no GPU to test them on so far).
 """
+import functools
 from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
@@ -43,9 +44,14 @@ def check_tensor_list(tensors: Any) -> None:
         check_tensor(tensor)
 
 
+@functools.lru_cache(maxsize=256)
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).replace("torch.", "")
+
+
 def signature(tensor: Any) -> Tuple[str, Tuple[int, ...]]:
-    """(dtype, shape) as the members compare them."""
-    return str(tensor.dtype).replace("torch.", ""), tuple(tensor.shape)
+    """(dtype, shape) as the members compare them (a numpy and a torch float32 alike)."""
+    return _dtype_name(tensor.dtype), tuple(tensor.shape)
 
 
 def host_buffer(tensor: Any, reducing: bool, writing: bool = True) -> Tuple[Any, WriteBack]:

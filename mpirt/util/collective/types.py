@@ -14,7 +14,7 @@ class Backend:
 
     mpirt runs every backend's operations over MPI (``"mpi"``, the default): ``"gloo"`` and
     ``"torch_gloo"`` are accepted so that Ray programs run unchanged, and ``"nccl"`` too (GPU
-    tensors go through CUDA-aware MPI where the MPI library reports it, else through host memory)."""
+    tensors are staged through host memory; see ``tensors.py``)."""
 
     MPI = "mpi"
     GLOO = "gloo"

@@ -18,11 +18,13 @@ Each size is checked once first (allreduce of ones gives N everywhere), then tim
 binary (1 KB = 1024 bytes); bandwidth is the algorithm bandwidth, bytes / time per call, in GB/s (1e9).
 
 Reading the numbers (2 members, this 2-core VM, Open MPI 5.0.11): mpirt's group waits on a non-blocking
-``Iallreduce`` (coll/libnbc), whose default algorithm here is 2-3x slower than the blocking ``Allreduce``
-(coll/tuned) from 64 KB up, in plain mpi4py too; with ``OMPI_MCA_coll_libnbc_iallreduce_algorithm=rabenseifner``
-in the environment mpirt came within noise of mpi4py from 1 MB up. Each mpirt call also makes a second,
-tiny allreduce (the members' agreement on dtype, shape and op) and 10-15 us of Python per member, which is
-most of its small-size latency. gloo (Ray and plain torch alike) took ~1.3 ms per call at 1 KB here.
+``Iallreduce`` (coll/libnbc), whose default algorithm here was 2-3x slower than the blocking ``Allreduce``
+(coll/tuned) from 64 KB up, in plain mpi4py too; mpirt now sets
+``OMPI_MCA_coll_libnbc_iallreduce_algorithm=rabenseifner`` unless the user did (core/_mpi_env.py), which
+took 16 MB from 1.2 to 3.4 GB/s (mpi4py 4.3). Each mpirt call also makes a second, tiny allreduce (the
+members' agreement on dtype, shape and op) and 10-15 us of Python per member, which is most of its
+small-size latency (~45-60 us at 1 KB against mpi4py's ~3 us). gloo (Ray and plain torch alike) took
+~1.3 ms per call at 1 KB here.
 
 Run:  RAY_PYTHON=/work/rayvenv/bin/python python benchmarks/collective_bench.py       (3 rounds)
       python benchmarks/collective_bench.py --quick --rounds 1 --runtimes mpirt,mpi4py

@@ -40,6 +40,8 @@ class TrainWorker:
         self._thread: Optional[threading.Thread] = None
         self._started_round = False
         self.context: Optional[session_mod.TrainContext] = None
+        self.group_name = ""
+        self._backend_teardown: Optional[Callable[[], None]] = None
 
     def where(self):
         """(node id, process id): the driver side computes local and node ranks from them."""
@@ -97,12 +99,15 @@ class TrainWorker:
     def shutdown(self) -> None:
         self._stopped = True
         self._resume.release()
-        collective.get_group_handle(self.group_name).group.abandon("the training run is shutting down")
+        joined = collective.is_group_initialized(self.group_name)
+        if joined:
+            collective.get_group_handle(self.group_name).group.abandon("the training run is shutting down")
         if self._thread is not None:
             self._thread.join(timeout=10)
         if self._backend_teardown is not None:
             self._backend_teardown()
-        collective.destroy_collective_group(self.group_name)
+        if joined:
+            collective.destroy_collective_group(self.group_name)
 
 
 def _ranks_by_place(places):

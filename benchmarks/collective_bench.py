@@ -296,14 +296,11 @@ def show(nbytes, seconds):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="sizes up to 16 MB, fewer calls, for smoke runs")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved runs of each runtime")
-    parser.add_argument("--runtimes", default=",".join(RUNTIMES), help="comma-separated: " + ",".join(RUNTIMES))
+    harness.add_round_arguments(parser, RUNTIMES, CHILD_TIMEOUT_S,
+                                quick_help="sizes up to 16 MB, fewer calls, for smoke runs")
     parser.add_argument("--actors", type=int, default=2, help="members of the group (actors, ranks, processes)")
     parser.add_argument("--sizes", help="comma-separated sizes in bytes, K/M/G suffixes (default: "
                                         "1K,64K,1M,16M,256M,1G; --quick: up to 16M)")
-    parser.add_argument("--runtime", help=argparse.SUPPRESS)  # internal: child mode
-    parser.add_argument("--timeout", type=int, default=CHILD_TIMEOUT_S, help="per-child timeout in seconds")
     args = parser.parse_args(argv)
     try:
         sizes = parse_sizes(args.sizes) if args.sizes else (SIZES_QUICK if args.quick else SIZES_FULL)
@@ -311,10 +308,7 @@ def main(argv=None):
         parser.error(str(exc))
     if args.runtime:
         return child_main(args.runtime, args.quick, args.actors, sizes)
-    names = [n.strip() for n in args.runtimes.split(",") if n.strip()]
-    for n in names:
-        if n not in RUNTIMES:
-            parser.error(f"unknown runtime {n!r} (choose from {', '.join(RUNTIMES)})")
+    names = harness.runtime_names(parser, args.runtimes, RUNTIMES)
     if args.rounds < 1 or args.actors < 2:
         parser.error("--rounds must be at least 1 and --actors at least 2")
     runs = harness.interleaved_rounds(names, args.rounds, lambda n: run_child(n, args, sizes, args.timeout))

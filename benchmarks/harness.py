@@ -5,6 +5,7 @@ on timeout or when helpers outlive it, and reads back the JSON result line the c
 prints last; the child side of an mpirt-vs-Ray run; timing; table formatting; and
 writing benchmarks/results/<name>.json / .png (mpirt/ray ratio bar chart).
 """
+import argparse
 import json
 import os
 import signal
@@ -259,13 +260,24 @@ def runtime_result(run, name, timeout, marker, **extra):
     return result
 
 
-def runtime_names(parser, text):
-    """The runtimes of a ``--runtimes`` value (comma-separated mpirt, ray); a parser error otherwise."""
+def runtime_names(parser, text, choices=("mpirt", "ray")):
+    """The runtimes of a ``--runtimes`` value (comma-separated names from ``choices``); a parser error
+    otherwise."""
     names = [n.strip() for n in text.split(",") if n.strip()]
     for n in names:
-        if n not in ("mpirt", "ray"):
-            parser.error(f"unknown runtime {n!r} (choose from mpirt, ray)")
+        if n not in choices:
+            parser.error(f"unknown runtime {n!r} (choose from {', '.join(choices)})")
     return names
+
+
+def add_round_arguments(parser, runtimes, timeout, quick_help="small N, for smoke runs"):
+    """The options every interleaved-rounds benchmark takes: --quick, --rounds, --runtimes, --timeout, and
+    the internal --runtime of its child processes."""
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved runs of each runtime")
+    parser.add_argument("--runtimes", default=",".join(runtimes), help="comma-separated: " + ",".join(runtimes))
+    parser.add_argument("--runtime", help=argparse.SUPPRESS)  # internal: child mode
+    parser.add_argument("--timeout", type=int, default=timeout, help="per-child timeout in seconds")
 
 
 # --------------------------------------------------------------------------

@@ -116,18 +116,11 @@ def run_child(name, quick, timeout):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small N, for smoke runs")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved runs of each runtime")
-    parser.add_argument("--runtimes", default=",".join(RUNTIMES), help="comma-separated: " + ",".join(RUNTIMES))
-    parser.add_argument("--runtime", help=argparse.SUPPRESS)  # internal: child mode
-    parser.add_argument("--timeout", type=int, default=CHILD_TIMEOUT_S, help="per-child timeout in seconds")
+    harness.add_round_arguments(parser, RUNTIMES, CHILD_TIMEOUT_S)
     args = parser.parse_args(argv)
     if args.runtime:
         return child_main(args.runtime, args.quick)
-    names = [n.strip() for n in args.runtimes.split(",") if n.strip()]
-    for n in names:
-        if n not in RUNTIMES:
-            parser.error(f"unknown runtime {n!r} (choose from {', '.join(RUNTIMES)})")
+    names = harness.runtime_names(parser, args.runtimes, RUNTIMES)
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
     runs = harness.interleaved_rounds(names, args.rounds, lambda n: run_child(n, args.quick, args.timeout))

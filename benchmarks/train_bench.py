@@ -161,16 +161,12 @@ def run_child(name, args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps, for smoke runs")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved runs of each runtime")
-    parser.add_argument("--runtimes", default=",".join(RUNTIMES), help="comma-separated: " + ",".join(RUNTIMES))
+    harness.add_round_arguments(parser, RUNTIMES, CHILD_TIMEOUT_S, quick_help="fewer steps, for smoke runs")
     parser.add_argument("--workers", type=int, default=2, help="DDP workers (ScalingConfig(num_workers=))")
-    parser.add_argument("--runtime", help=argparse.SUPPRESS)  # internal: child mode
-    parser.add_argument("--timeout", type=int, default=CHILD_TIMEOUT_S, help="per-child timeout in seconds")
     args = parser.parse_args(argv)
     if args.runtime:
         return child_main(args.runtime, args.quick, args.workers)
-    names = harness.runtime_names(parser, args.runtimes)
+    names = harness.runtime_names(parser, args.runtimes, RUNTIMES)
     if args.rounds < 1 or args.workers < 1:
         parser.error("--rounds and --workers must be at least 1")
     runs = harness.interleaved_rounds(names, args.rounds, lambda n: run_child(n, args))

@@ -568,7 +568,8 @@ def reap_leftovers(token, seconds=10.0):
         for name in os.listdir("/proc"):
             try:
                 if name.isdigit() and int(name) != os.getpid() and needle in _read(f"/proc/{name}/environ", "rb"):
-                    left.append(f"{name} {_read(f'/proc/{name}/cmdline', 'rb').replace(b'\0', b' ').decode()[:200]}")
+                    command = _read(f"/proc/{name}/cmdline", "rb").replace(b"\0", b" ").decode(errors="replace")
+                    left.append(f"{name} {command[:200]}")
             except OSError:
                 continue
         if not left or time.monotonic() > deadline:
@@ -612,7 +613,7 @@ def verdict(args, result, code, tail, left, spill_left, wall_s):
                    "spill_files_left": spill_left[:20]})
     reasons = [f"{key} = {counts[key]}" for key in MUST_BE_ZERO if counts.get(key, 0)]
     if result is None:
-        reasons.append("the job ended without a result" if code is not None else f"the job ran past its limit")
+        reasons.append("the job ended without a result" if code is not None else "the job ran past its limit")
         report["output_tail"] = tail[-60:]
     elif result.get("aborted"):
         reasons.append(f"aborted: {result['aborted']}")

@@ -59,14 +59,15 @@ from mpirt.libs import tune  # noqa: E402
 MARKER = "soak_result"
 TOKEN_ENV = "MPIRT_SOAK_TOKEN"
 MUST_BE_ZERO = ("wrong", "lost", "hangs", "errors", "processes_left", "spill_files_left")
-# Anonymous memory may move by this much between the first and last third before it counts as growth: the
-# driver holds up to a few --big-mb arrays at a time (received copies and the expected values it builds), so
-# a fixed floor below ~4 of them would flag noise; 25 % on top of the first third's level covers allocator
-# slack on the larger processes.
-GROWTH_FLOOR_MB = 128
-GROWTH_FRACTION = 0.25
-# Per kill, the driver and the head may keep a few descriptors more (MPI's connections to the newcomer's job,
-# which is a job of its own); beyond this plus the fixed slack they are leaking.
+# Anonymous memory may rise by this much above the first third's highest sample before it counts as growth:
+# a process holds a few --big-mb arrays at a time (received copies, the expected values the driver builds),
+# so a floor below ~4 of them would flag noise; 10 % covers allocator slack on the larger processes.
+GROWTH_FLOOR_MB = 64
+GROWTH_FRACTION = 0.10
+# Descriptors and threads are judged from a third of the way in to the end: task and actor thread pools grow
+# to the highest concurrency the load reaches and keep their threads, which the first minutes settle. Per kill
+# since then a process may keep a few descriptors more (MPI's connections to the newcomer's job, which is a
+# job of its own); beyond that plus the fixed slack it is leaking.
 FD_SLACK, FD_PER_KILL, THREAD_SLACK = 16, 4, 4
 EXAMPLES_KEPT = 20
 
@@ -211,28 +212,37 @@ class RankProcesses:
         return out
 
     def memory_report(self, start, end):
-        """Per process: peak RSS, and median RssAnon in the first and last third of [start, end]."""
+        """Per process: peak RSS, and its anonymous memory in the first third of [start, end] (median and
+        highest) and in the last third (median)."""
         third = (end - start) / 3
         rows = []
         with self.lock:
-            items = sorted(self.seen.items(), key=lambda kv: ({"driver": 0, "head": 1}.get(kv[1]["role"], 2), kv[1]["first"]))
-            for pid, entry in items:
+            for pid, entry in sorted(self.seen.items(), key=lambda kv: (role_order(kv[1]["role"]), kv[1]["first"])):
                 first = [v for t, v in entry["samples"] if start <= t < start + third]
                 last = [v for t, v in entry["samples"] if end - third <= t <= end]
                 rows.append({"pid": pid, "role": entry["role"], "rank": self.ranks.get(pid),
                              "lived_s": round(entry["last"] - entry["first"], 1), "peak_rss": entry["peak_rss"],
                              "anon_first_third": int(statistics.median(first)) if first else None,
+                             "anon_first_third_peak": max(first) if first else None,
                              "anon_last_third": int(statistics.median(last)) if last else None})
         for row in rows:
-            row["grew"] = grew(row["anon_first_third"], row["anon_last_third"])
+            row["grew"] = grew(row["anon_first_third_peak"], row["anon_last_third"])
         return rows
 
 
-def grew(first, last):
-    """Whether anonymous memory grew past the bound (None when the process did not live through both thirds)."""
-    if first is None or last is None:
+def role_order(role):
+    return {"driver": 0, "head": 1}.get(role, 2)
+
+
+def grew(first_peak, last):
+    """Whether anonymous memory grew past the bound: the last third's median above the first third's highest
+    sample by more than the allowance (None when the process did not live through both thirds). A leak keeps
+    growing, so its late typical level passes anything seen early; memory the allocator keeps after the
+    first large arrays (glibc raises its mmap threshold to the largest block freed, up to 32 MiB, so later
+    16 MiB arrays come from per-thread arenas it holds on to) is reached early and stays."""
+    if first_peak is None or last is None:
         return None
-    return last - first > max(GROWTH_FLOOR_MB << 20, GROWTH_FRACTION * first)
+    return last - first_peak > max(GROWTH_FLOOR_MB << 20, GROWTH_FRACTION * first_peak)
 
 
 # ---------------------------------------------------------------- the driver: rounds of checked load
@@ -419,6 +429,9 @@ class Killer(threading.Thread):
             self.kills.append(record)
             record["whole_again_s"] = self.wait_whole(killed_at)
 
+    def done(self):
+        return sum(1 for kill in self.kills if kill.get("pid"))
+
     def wait_whole(self, since, limit=60.0):
         while time.monotonic() - since < limit and not self.stop.is_set():
             time.sleep(0.2)
@@ -446,27 +459,29 @@ def drive(args):
     cpus = int(mpirt.cluster_resources().get("CPU", 0))
     soak = Soak(args, procs)
     soak.round(0, tune_due=True)                       # warm-up: every code path once before the clock starts
-    load_start, start_snapshot = time.monotonic(), procs.snapshot()
+    load_start = time.monotonic()
+    snapshots = {"start": procs.snapshot()}
     killer = Killer(procs, args.kill_every, args.seed, cpus)
     if args.kill_every > 0:
         killer.start()
-    result = {}
 
     def emit(aborted=None):
-        end = time.monotonic()
-        result.update(summary(args, soak, procs, killer, load_start, end, start_snapshot, aborted))
+        result = summary(args, soak, procs, killer, (load_start, time.monotonic()), snapshots, aborted)
         print(f"{MARKER} {json.dumps(result)}", flush=True)
 
     threading.Thread(target=watchdog, args=(soak, args.deadline + 60, emit), name="soak-watchdog",
                      daemon=True).start()
     sampler_stop = threading.Event()
     threading.Thread(target=sample_forever, args=(procs, args.sample, sampler_stop), daemon=True).start()
-    deadline, last_tune, round_no = load_start + args.minutes * 60 - 10, load_start, 1
-    while time.monotonic() < deadline:
+    end = load_start + args.minutes * 60 - 10
+    third, last_tune, round_no = load_start + (end - load_start) / 3, load_start, 1
+    while time.monotonic() < end:
         tune_due = time.monotonic() - last_tune >= args.tune_every
         soak.round(round_no, tune_due)
         last_tune = time.monotonic() if tune_due else last_tune
         round_no += 1
+        if "third" not in snapshots and time.monotonic() >= third:
+            snapshots["third"], snapshots["kills_by_third"] = procs.snapshot(), killer.done()
     killer.stop.set()
     killer.join(timeout=70)
     soak.look_at_spills()
@@ -480,29 +495,32 @@ def sample_forever(procs, every, stop):
         procs.scan()
 
 
-def summary(args, soak, procs, killer, start, end, start_snapshot, aborted):
-    end_snapshot = procs.snapshot()
-    kills = [k for k in killer.kills if k.get("pid")]
+def summary(args, soak, procs, killer, span, snapshots, aborted):
+    start, end = span
+    kills = killer.done()
     return {
         "aborted": aborted,
         "minutes": round((end - start) / 60, 2), "ranks": args.ranks, "kill_every_s": args.kill_every,
         "seed": args.seed, "counts": dict(soak.tally.counts), "examples": dict(soak.tally.examples),
-        "spilled_objects": sum(soak.spills.values()), "kills": killer.kills, "kills_done": len(kills),
+        "spilled_objects": sum(soak.spills.values()), "kills": killer.kills, "kills_done": kills,
         "memory": procs.memory_report(start, end),
-        "descriptors": descriptors(start_snapshot, end_snapshot, len(kills)),
+        "descriptors": descriptors(snapshots["start"], snapshots.get("third", snapshots["start"]), procs.snapshot(),
+                                   kills - snapshots.get("kills_by_third", 0)),
     }
 
 
-def descriptors(before, after, kills):
-    """File descriptors and threads at the start and end of the load, for processes alive at both."""
+def descriptors(start, mid, end, kills_since_mid):
+    """File descriptors and threads at the start, a third of the way in and the end of the load, for processes
+    alive at the last two; the bound applies from the third on."""
     rows = []
-    for pid in sorted(set(before) & set(after), key=lambda p: ({"driver": 0, "head": 1}.get(before[p]["role"], 2), p)):
-        b, a = before[pid], after[pid]
-        fd_bound = b["fds"] + FD_SLACK + FD_PER_KILL * kills
-        rows.append({"pid": pid, "role": b["role"], "fds_start": b["fds"], "fds_end": a["fds"], "fds_bound": fd_bound,
-                     "threads_start": b["threads"], "threads_end": a["threads"],
-                     "threads_bound": b["threads"] + THREAD_SLACK,
-                     "grew": a["fds"] > fd_bound or a["threads"] > b["threads"] + THREAD_SLACK})
+    for pid in sorted(set(mid) & set(end), key=lambda p: (role_order(mid[p]["role"]), p)):
+        m, e = mid[pid], end[pid]
+        fd_bound = m["fds"] + FD_SLACK + FD_PER_KILL * kills_since_mid
+        rows.append({"pid": pid, "role": m["role"], "fds_start": start.get(pid, {}).get("fds"), "fds_third": m["fds"],
+                     "fds_end": e["fds"], "fds_bound": fd_bound, "threads_start": start.get(pid, {}).get("threads"),
+                     "threads_third": m["threads"], "threads_end": e["threads"],
+                     "threads_bound": m["threads"] + THREAD_SLACK,
+                     "grew": e["fds"] > fd_bound or e["threads"] > m["threads"] + THREAD_SLACK})
     return rows
 
 
@@ -648,15 +666,17 @@ def print_report(report):
           f"{', '.join(f'{r:.1f}' for r in recoveries) or '-'} s) |")
     for key in MUST_BE_ZERO:
         print(f"| {key} (must be 0) | {counts.get(key, 0)} |")
-    print("\n| process | rank | lived s | peak RSS MB | anon MB first third | last third | grew |\n|---|---|---|---|---|---|---|")
+    print("\n| process | rank | lived s | peak RSS MB | anon MB first third: median, peak | last third | grew |")
+    print("|---|---|---|---|---|---|---|")
     for row in report.get("memory", []):
         print(f"| {row['role']} {row['pid']} | {row['rank'] if row['rank'] is not None else '-'} | {row['lived_s']} "
-              f"| {_mb(row['peak_rss'])} | {_mb(row['anon_first_third'])} | {_mb(row['anon_last_third'])} "
-              f"| {'-' if row['grew'] is None else row['grew']} |")
-    print("\n| process | fds start -> end (bound) | threads start -> end (bound) |\n|---|---|---|")
+              f"| {_mb(row['peak_rss'])} | {_mb(row['anon_first_third'])}, {_mb(row['anon_first_third_peak'])} "
+              f"| {_mb(row['anon_last_third'])} | {'-' if row['grew'] is None else row['grew']} |")
+    print("\n| process | fds start, third -> end (bound) | threads start, third -> end (bound) |\n|---|---|---|")
     for row in report.get("descriptors", []):
-        print(f"| {row['role']} {row['pid']} | {row['fds_start']} -> {row['fds_end']} ({row['fds_bound']}) "
-              f"| {row['threads_start']} -> {row['threads_end']} ({row['threads_bound']}) |")
+        print(f"| {row['role']} {row['pid']} | {row['fds_start']}, {row['fds_third']} -> {row['fds_end']} "
+              f"({row['fds_bound']}) | {row['threads_start']}, {row['threads_third']} -> {row['threads_end']} "
+              f"({row['threads_bound']}) |")
     for key, lines in report.get("examples", {}).items():
         print(f"\n{key}:")
         for line in lines:

@@ -4,7 +4,9 @@ cannot take them either; spill files go at shutdown, and those of killed jobs at
 import os
 import socket
 
-from conftest import run_app
+import pytest
+
+from conftest import mpirun_has_ulfm, run_app
 
 SPILL_APP = """
 import os, numpy as np, mpirt as ray
@@ -186,3 +188,30 @@ def test_cross_node_reads_of_spilled_and_restored_objects(tmp_path):
     for round in range(3):
         assert f"round {round} {list(range(10))}" in proc.stdout
     assert "restored True remote True" in proc.stdout
+
+
+DEAD_RANK_SPILL_APP = """
+import os, time, numpy as np, mpirt as ray
+ray.init(num_cpus=2, object_store_memory=16 << 20)
+@ray.remote
+def spill_here():
+    refs = [ray.put(np.full(3 << 20, i)) for i in range(4)]    # 4 x 24 MiB into 16 MiB: spilled by this rank
+    return os.getpid(), refs
+pid, refs = ray.get(spill_here.remote())
+print("spilled", sorted(os.listdir(os.environ["MPIRT_SPILL_DIR"])) != [])
+os.kill(pid, 9)
+time.sleep(2)
+ray.shutdown()
+"""
+
+
+def test_a_killed_ranks_spill_files_go_at_shutdown(tmp_path):
+    # A dead rank's files stay while the job runs (readers on its node may still need them); at shutdown
+    # the survivors remove them with their own.
+    if not mpirun_has_ulfm():
+        pytest.skip("no ULFM: a killed worker ends the job")
+    spill = tmp_path / "spill"
+    proc = run_app(tmp_path, DEAD_RANK_SPILL_APP, timeout=120, env={"MPIRT_SPILL_DIR": str(spill)})
+    assert proc.returncode == 0, proc.stderr
+    assert "spilled True" in proc.stdout and "died" in proc.stderr
+    assert os.listdir(spill) == []

@@ -600,7 +600,7 @@ class StoreManager:
         """Remove spill files; with ``free_windows`` also free the windows (collective:
         every rank passes the same value). Views handed out must not be used after."""
         if self.spill is not None:
-            self.spill.close()
+            self.spill.close(sorted(self.rt.failures.dead))
         # Freeing windows is collective, so with a dead rank (ULFM) the memory goes at process exit.
         if free_windows and not self.rt.failures.dead:
             try:

@@ -101,9 +101,12 @@ class RankSpill:
         os.replace(partial, path)
         return path
 
-    def close(self):
-        """Remove this rank's files; the last rank out removes the node directory."""
-        shutil.rmtree(self.directory, ignore_errors=True)
+    def close(self, dead=()):
+        """Remove this rank's files and those of the ``dead`` ranks (a dead rank's files stay while the job
+        runs, for readers on its node, and no one else would remove them); the last rank out removes the
+        node directory."""
+        for directory in [self.directory] + [os.path.join(self.node_directory, f"rank{rank}") for rank in dead]:
+            shutil.rmtree(directory, ignore_errors=True)
         try:
             if os.listdir(self.node_directory) == ["owners"]:
                 shutil.rmtree(self.node_directory, ignore_errors=True)

@@ -70,6 +70,10 @@ GROWTH_FRACTION = 0.10
 # job of its own); beyond that plus the fixed slack it is leaking.
 FD_SLACK, FD_PER_KILL, THREAD_SLACK = 16, 4, 4
 EXAMPLES_KEPT = 20
+# A dead rank's chunks of the node's store are never given back (its objects stay readable on its node; the
+# frees their owners send go to the dead rank and are dropped): each kill shrinks the node's store for the rest
+# of the job. Not fixed yet; the report names it with this note so that it is recognised, never hidden.
+STORE_LEAK_NOTE = "known: store chunks of dead ranks are not reclaimed"
 
 
 # ---------------------------------------------------------------- load: what the workers run
@@ -386,11 +390,30 @@ class Soak:
         """Spill counters per rank (a dead rank's counts die with it: the most each rank reported is kept)."""
         self.step = ("object_store_stats", time.monotonic())
         try:
-            for stats in mpirt.object_store_stats()["ranks"]:
-                self.spills[stats["rank"]] = max(self.spills.get(stats["rank"], 0), stats.get("spilled_objects", 0))
+            stats = mpirt.object_store_stats()
+            for rank in stats["ranks"]:
+                self.spills[rank["rank"]] = max(self.spills.get(rank["rank"], 0), rank.get("spilled_objects", 0))
         except Exception as error:  # noqa: BLE001
             self.tally.fail("errors", f"object_store_stats: {type(error).__name__}: {error}")
+            stats = None
         self.step = None
+        return stats
+
+    def store_left(self, settle=3.0):
+        """Drop every object the soak holds, then per node: bytes still in use by objects and bytes of chunks
+        still reserved by ranks that are dead (no live rank frees those)."""
+        self.kept.clear()
+        self.puts.clear()
+        time.sleep(settle)                # reference counts are applied every few milliseconds; frees follow
+        stats = self.look_at_spills()
+        if stats is None:
+            return None
+        live = collections.Counter()
+        for rank in stats["ranks"]:
+            live[rank["node"]] += rank["reserved_bytes"]
+        return {str(node): {"used_bytes": n["used_bytes"], "capacity_bytes": n["capacity_bytes"],
+                            "held_by_dead_ranks_bytes": max(0, n["reserved_bytes"] - live[node])}
+                for node, n in stats["nodes"].items()}
 
     def round(self, round_no, tune_due):
         self.tasks()
@@ -484,8 +507,8 @@ def drive(args):
             snapshots["third"], snapshots["kills_by_third"] = procs.snapshot(), killer.done()
     killer.stop.set()
     killer.join(timeout=70)
-    soak.look_at_spills()
     sampler_stop.set()
+    snapshots["store_left"] = soak.store_left()
     emit()
     mpirt.shutdown()
 
@@ -503,6 +526,7 @@ def summary(args, soak, procs, killer, span, snapshots, aborted):
         "minutes": round((end - start) / 60, 2), "ranks": args.ranks, "kill_every_s": args.kill_every,
         "seed": args.seed, "counts": dict(soak.tally.counts), "examples": dict(soak.tally.examples),
         "spilled_objects": sum(soak.spills.values()), "kills": killer.kills, "kills_done": kills,
+        "store_left": snapshots.get("store_left"),
         "memory": procs.memory_report(start, end),
         "descriptors": descriptors(snapshots["start"], snapshots.get("third", snapshots["start"]), procs.snapshot(),
                                    kills - snapshots.get("kills_by_third", 0)),
@@ -642,6 +666,12 @@ def verdict(args, result, code, tail, left, spill_left, wall_s):
     for row in report.get("descriptors", []):
         if row["grew"]:
             reasons.append(f"descriptors or threads of {row['role']} pid {row['pid']} grew past the bound")
+    for node, left in (report.get("store_left") or {}).items():
+        if left["used_bytes"]:
+            reasons.append(f"node {node}: {left['used_bytes']} store bytes still in use after every object was dropped")
+        if left["held_by_dead_ranks_bytes"]:
+            reasons.append(f"node {node}: {left['held_by_dead_ranks_bytes'] >> 20} MiB of store chunks still reserved "
+                           f"by dead ranks after every object was dropped ({STORE_LEAK_NOTE})")
     if result and args.kill_every > 0 and args.minutes * 60 > 1.5 * args.kill_every and not report.get("kills_done"):
         reasons.append("no worker was killed although kills were due")
     report["failures"], report["passed"] = reasons, not reasons
@@ -661,6 +691,10 @@ def print_report(report):
     for key in ("rounds", "tasks", "actor_calls", "large_objects_checked", "tune_runs", "tune_trials"):
         print(f"| {key} | {counts.get(key, 0)} |")
     print(f"| spilled objects | {report.get('spilled_objects', 0)} |")
+    left = report.get("store_left") or {}
+    for key, label in (("used_bytes", "in use"), ("held_by_dead_ranks_bytes", "reserved by dead ranks")):
+        by_node = ", ".join(f"{node}: {figures[key] >> 20}" for node, figures in left.items()) or "-"
+        print(f"| store MiB {label} after all objects dropped, by node | {by_node} |")
     recoveries = [k["whole_again_s"] for k in report.get("kills", []) if k.get("whole_again_s") is not None]
     print(f"| kills done | {report.get('kills_done', 0)} (whole again after "
           f"{', '.join(f'{r:.1f}' for r in recoveries) or '-'} s) |")

@@ -217,12 +217,15 @@ class RankProcesses:
 
     def memory_report(self, start, end):
         """Per process: peak RSS, and its anonymous memory in the first third of [start, end] (median and
-        highest) and in the last third (median)."""
+        highest; for processes there at ``start``) and in the last third (median)."""
         third = (end - start) / 3
         rows = []
         with self.lock:
             for pid, entry in sorted(self.seen.items(), key=lambda kv: (role_order(kv[1]["role"]), kv[1]["first"])):
-                first = [v for t, v in entry["samples"] if start <= t < start + third]
+                # A rank that joined later (a replacement) spends its first minutes warming up: its first
+                # samples would make that warm-up look like growth, so only ranks there from the start are judged.
+                there = entry["first"] <= start
+                first = [v for t, v in entry["samples"] if there and start <= t < start + third]
                 last = [v for t, v in entry["samples"] if end - third <= t <= end]
                 rows.append({"pid": pid, "role": entry["role"], "rank": self.ranks.get(pid),
                              "lived_s": round(entry["last"] - entry["first"], 1), "peak_rss": entry["peak_rss"],
@@ -482,8 +485,8 @@ def drive(args):
     cpus = int(mpirt.cluster_resources().get("CPU", 0))
     soak = Soak(args, procs)
     soak.round(0, tune_due=True)                       # warm-up: every code path once before the clock starts
+    snapshots = {"start": procs.snapshot()}           # the ranks seen here, before the clock, are "there at start"
     load_start = time.monotonic()
-    snapshots = {"start": procs.snapshot()}
     killer = Killer(procs, args.kill_every, args.seed, cpus)
     if args.kill_every > 0:
         killer.start()

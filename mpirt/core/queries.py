@@ -13,23 +13,34 @@ from . import tracing
 from .signals import HOLD
 
 QUERY_TIMEOUT_S = 30.0
+_DIED = object()   # the answer of a query whose rank died before it answered
+
+
+class QueryRankDied(TimeoutError):
+    """The asked rank died before it answered (ULFM). A ``TimeoutError``, so a caller that copes with a rank
+    that does not answer copes with this too, at once instead of after the query's whole timeout (600 s for
+    store reads: a get on an object whose holder was SIGKILLed mid-read hung that long in the soak)."""
 
 
 class Queries:
     def __init__(self, rt):
         self.rt = rt
         self._ids = itertools.count(1)
-        self._waiting = {}     # request id -> [event, answer]
+        self._waiting = {}     # request id -> [event, answer, asked rank]
         rt.register(query_reply=self._on_reply, timeline_query=self._on_timeline_query)
+        rt.failures.handlers.append(self._on_rank_dead)
 
     def ask(self, dest: int, kind: str, *payload: Any, timeout: float = QUERY_TIMEOUT_S) -> Any:
         """Send rank ``dest`` the query ``kind`` and return its answer; TimeoutError after ``timeout``
-        seconds. Ctrl-C held meanwhile is raised here."""
+        seconds, ``QueryRankDied`` as soon as ``dest`` is known dead. Ctrl-C held meanwhile is raised here."""
         event = threading.Event()
         with self.rt.lock:
             request_id = next(self._ids)
-            self._waiting[request_id] = [event, None]
-        self.rt.send(dest, (kind, request_id, *payload))
+            self._waiting[request_id] = [event, _DIED if dest in self.rt.failures.dead else None, dest]
+        if self._waiting[request_id][1] is _DIED:
+            event.set()
+        else:
+            self.rt.send(dest, (kind, request_id, *payload))
         deadline = time.monotonic() + timeout
         try:
             while not event.wait(HOLD.wait_slice(deadline - time.monotonic())):
@@ -37,7 +48,10 @@ class Queries:
                     HOLD.deliver()   # Ctrl-C: raises; else wait on
                 elif time.monotonic() >= deadline:
                     raise TimeoutError(f"rank {dest} did not answer {kind} within {timeout} s")
-            return self._waiting[request_id][1]
+            answer = self._waiting[request_id][1]
+            if answer is _DIED:
+                raise QueryRankDied(f"rank {dest} died before it answered {kind}")
+            return answer
         finally:
             with self.rt.lock:
                 self._waiting.pop(request_id, None)
@@ -50,6 +64,13 @@ class Queries:
         if slot is not None:
             slot[1] = value
             slot[0].set()
+
+    def _on_rank_dead(self, rank):
+        """Wake every query waiting on ``rank``: it will never answer."""
+        for slot in self._waiting.values():
+            if slot[2] == rank and not slot[0].is_set():
+                slot[1] = _DIED
+                slot[0].set()
 
     def _on_timeline_query(self, source, request_id):
         self.answer(source, request_id, list(tracing.events))

@@ -12,7 +12,7 @@ import sys
 import threading
 from typing import Any, Callable, List, Optional
 
-from ..exceptions import ErrorPayload, ObjectStoreFullError
+from ..exceptions import ErrorPayload, ObjectLostError, ObjectStoreFullError
 from ..scheduler.head import HeadScheduler
 from ..scheduler.resources import ClusterView
 from ..store.manager import StoreManager
@@ -170,7 +170,15 @@ class Runtime:
         blob, is_error = entry.blob, entry.is_error
         if not entry.ready:      # lost meanwhile: wait for it again
             return self.value_of(ref)
-        value = self.decode(ref.id, blob)
+        try:
+            value = self.decode(ref.id, blob)
+        except ObjectLostError:
+            with self.lock:      # a death being handled now: its handlers (lineage) have run once this is taken
+                now = self.objects.entries.get(ref.id)
+                lost_meanwhile = now is not entry or not now.ready or now.blob is not blob
+            if lost_meanwhile:   # its holder died while it was read and lineage is rebuilding it: wait again
+                return self.value_of(ref)
+            raise
         if is_error:
             if isinstance(value, ErrorPayload):
                 raise value.to_exception()

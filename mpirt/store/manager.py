@@ -26,6 +26,7 @@ import weakref
 from ..core import object_value
 from ..core.object_ref import owner_of
 from ..core.object_value import ObjectValue
+from ..core.queries import QueryRankDied
 from ..exceptions import ObjectLostError, ObjectStoreFullError
 from . import blocks, device
 from .arena import Arena
@@ -194,8 +195,11 @@ class StoreManager:
         others = sorted((count, rank) for rank, count in held.items()
                         if rank != self.rank and rank not in self.rt.failures.dead and self.arena.same_node(rank))
         for _, rank in reversed(others):
-            if self.rt.queries.ask(rank, "store_make_room_query", size, timeout=600.0):
-                return True
+            try:
+                if self.rt.queries.ask(rank, "store_make_room_query", size, timeout=600.0):
+                    return True
+            except QueryRankDied:
+                continue
         return False
 
     def _make_room(self, size):
@@ -384,8 +388,11 @@ class StoreManager:
         """Cross-node read without an RMA window: the holder sends the bytes, in chunks."""
         parts = []
         for start in range(0, where.size, MESSAGE_CHUNK):
-            part = self.rt.queries.ask(where.holder, "store_read_query", where.key, start,
-                                 min(MESSAGE_CHUNK, where.size - start), timeout=600.0)
+            try:
+                part = self.rt.queries.ask(where.holder, "store_read_query", where.key, start,
+                                           min(MESSAGE_CHUNK, where.size - start), timeout=600.0)
+            except QueryRankDied:   # the holder died: the caller locates the object again
+                return None
             if part is None:
                 return None
             parts.append(part)
@@ -395,7 +402,10 @@ class StoreManager:
         self.stats["restored_from_disk"] += 1
         if self.arena.same_node(where.holder):
             return _map_file(where.spill_path)
-        return self.rt.queries.ask(where.holder, "store_read_spilled_query", where.key, timeout=600.0)
+        try:
+            return self.rt.queries.ask(where.holder, "store_read_spilled_query", where.key, timeout=600.0)
+        except QueryRankDied:       # the holder died: the caller locates the object again
+            return None
 
     def _locate(self, where):
         """Ask the holder where the object is now (it restores a spilled object into memory if it
@@ -408,7 +418,10 @@ class StoreManager:
             exists = path is not None and self.arena.same_node(holder) and os.path.exists(path)
             found = StoreLocation(holder, -1, where.size, path, where.key) if exists else None
         else:
-            found = self.rt.queries.ask(holder, "store_locate_query", where.key, timeout=600.0)
+            try:
+                found = self.rt.queries.ask(holder, "store_locate_query", where.key, timeout=600.0)
+            except QueryRankDied:   # gone with its holder (on another node): lost, or being rebuilt
+                found = None
         if found is not None:
             self._known[where.key] = found
             if len(self._known) > _KNOWN_MOVES:

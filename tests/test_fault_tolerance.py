@@ -406,3 +406,31 @@ print("SHUT")
 """, ranks=5)
     assert "SHUT" in proc.stdout
     assert "Traceback" not in proc.stderr and "ERROR" not in proc.stderr, proc.stderr
+
+
+def test_a_query_to_a_rank_that_dies_fails_at_once(tmp_path, mode):
+    # Store reads of spilled objects ask the holder and wait up to 600 s: a holder killed mid-read used to
+    # leave the reader waiting that long (found by benchmarks/soak.py).
+    proc = _run(tmp_path, mode, """
+from mpirt.core.current import runtime
+from mpirt.core.queries import QueryRankDied
+
+@mpirt.remote
+def where():
+    time.sleep(0.02)
+    return rank_of_task(), rank_pid()
+
+rank, victim = mpirt.get(where.remote())
+kill(victim)
+for attempt in ("while dying", "once dead"):
+    started = time.monotonic()
+    try:
+        runtime().queries.ask(rank, "store_stats_query", timeout=60)
+        print("ANSWERED", attempt)
+    except QueryRankDied:
+        print("FAILED_FAST", attempt, time.monotonic() - started < 15)
+print("STILL_WORKS", mpirt.get(where.remote())[0] != rank)
+mpirt.shutdown()
+""")
+    assert "FAILED_FAST while dying True" in proc.stdout and "FAILED_FAST once dead True" in proc.stdout
+    assert "STILL_WORKS True" in proc.stdout

@@ -7,8 +7,9 @@ e.g. ``(square rank=3 pid=4711) hello``.
 Progress bars (``mpirt.experimental.tqdm_ray``) made anywhere but on the driver travel the same way: a bar
 writes its state as one line, ``PROGRESS_MARK`` and JSON, to ``sys.stdout``, so it takes every path output
 takes (a task slot's output reaches its rank as text). The rank's forwarding stream sends such lines as
-``log`` messages of the stream ``"progress"``, and notes which task or actor opened each bar: when the task
-ends (``call_ended``) or the actor dies, the bars it left open are closed. On the driver,
+``log`` messages of the stream ``"progress"``. A bar left open is closed when the task that made it ends or
+its actor dies (``call_ended``): the process that holds the bar closes it itself (``bar_opened``: its last
+counts go out), and the rank closes what it saw of bars whose process is gone (a task slot that died). On the driver,
 ``print_forwarded`` hands states to ``progress.display`` and prints every other line through it, so forwarded
 lines and bars never cut through each other.
 """
@@ -25,7 +26,8 @@ from .protocol import DRIVER_RANK
 PROGRESS_MARK = "\x1f__mpirt_progress__"
 _streams: list = []
 _runtime = None
-# Bars opened and not closed, by what opened them: ("task", thread id) or ("actor", actor id) -> {bar id: prefix}.
+# Bars opened and not closed, by what opened them: ("task", thread id) or ("actor", actor id) -> {bar id: its
+# close() where the bar lives in this process, else the prefix its lines came with from a task slot}.
 open_bars: dict = {}
 
 
@@ -103,35 +105,52 @@ def _send_progress(rt, prefix, text):
     return "\n".join(lines) if lines else None
 
 
+def _owner():
+    """What runs on this thread: ``("actor", actor id)`` or ``("task", thread id)``."""
+    actor, _ = running_actor_call()
+    return ("actor", actor.actor_id) if actor is not None else ("task", threading.get_ident())
+
+
 def _note_owner(prefix, text):
-    """Remember which task (its thread) or actor keeps the bar open, to close it when that ends."""
+    """Rank: remember which task or actor keeps a bar open, to close it when that ends."""
     try:
         state = json.loads(text)
         bar_id = state["id"]
     except (ValueError, TypeError, KeyError):
         return
-    actor, _ = running_actor_call()
-    if actor is not None:
-        owner = ("actor", actor.actor_id)
-    elif getattr(task_context, "task", None) is not None:
-        owner = ("task", threading.get_ident())
-    else:
+    if getattr(task_context, "task", None) is None and running_actor_call()[0] is None:
         return
-    bars = open_bars.setdefault(owner, {})
+    owner = _owner()
     if state.get("closed"):
+        bar_closed(owner, bar_id)
+    else:
+        open_bars.setdefault(owner, {}).setdefault(bar_id, prefix)
+
+
+def bar_opened(bar_id, close):
+    """A bar made here, outside the driver: ``close()`` ends it when its task or actor ends. Its owner."""
+    owner = _owner()
+    open_bars.setdefault(owner, {})[bar_id] = close
+    return owner
+
+
+def bar_closed(owner, bar_id):
+    bars = open_bars.get(owner)
+    if bars is not None:
         bars.pop(bar_id, None)
         if not bars:
             open_bars.pop(owner, None)
-    else:
-        bars[bar_id] = prefix
 
 
 def call_ended(owner=None):
     """A task ended on this thread (``owner`` None), or the actor ``("actor", actor id)`` died: the bars it left
     open are closed on the driver. Callers check ``open_bars`` first: this costs nothing when no bar is open."""
     bars = open_bars.pop(("task", threading.get_ident()) if owner is None else owner, None)
-    for bar_id, prefix in (bars or {}).items():
-        _runtime.send(DRIVER_RANK, ("log", "progress", prefix, os.getpid(), json.dumps({"id": bar_id, "closed": True})))
+    for bar_id, close in (bars or {}).items():
+        if callable(close):
+            close()
+        elif _runtime is not None:
+            _runtime.send(DRIVER_RANK, ("log", "progress", close, os.getpid(), json.dumps({"id": bar_id, "closed": True})))
 
 
 def forwards_output() -> bool:

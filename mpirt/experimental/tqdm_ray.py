@@ -65,6 +65,8 @@ class tqdm:
         self._started = time.monotonic()
         self._flushed_at = self._started
         self._closed = False
+        # Outside the driver the bar closes with its task or actor if it is left open.
+        self._owner = log_forward.bar_opened(self._id, self.close) if log_forward.forwards_output() else None
         self._flush()
 
     # -- Ray's methods ------------------------------------------------------------------------
@@ -95,6 +97,8 @@ class tqdm:
         if self._closed:
             return
         self._closed = True
+        if self._owner is not None:
+            log_forward.bar_closed(self._owner, self._id)
         self._flush(closed=True)
 
     def __iter__(self) -> Iterator[Any]:

@@ -255,3 +255,37 @@ def test_bars_on_a_terminal_are_redrawn_in_place(tmp_path):
     assert "\x1b[J" in raw                   # the bars were drawn as a region and redrawn
     shown = screen(raw.replace("\r\n", "\n"))
     _check_bars([line for line in shown if not line.startswith("mpirt:")])
+
+
+DYING_APP = """
+import os, time
+import mpirt as ray
+from mpirt.experimental.tqdm_ray import tqdm
+ray.init(num_cpus=2)
+
+@ray.remote(max_retries=0)
+def dies():
+    bar = tqdm(total=10, desc="doomed")
+    bar.update(4)
+    bar.refresh()
+    time.sleep(0.5)
+    os._exit(1)
+
+try:
+    ray.get(dies.remote())
+except ray.exceptions.WorkerCrashedError:
+    print("crashed")
+time.sleep(0.5)
+ray.shutdown()
+"""
+
+
+@pytest.mark.timeout(200)
+def test_bars_of_a_dead_rank_close_where_they_were(tmp_path):
+    proc = run_app(tmp_path, DYING_APP, timeout=150, env={"MPIRT_TASK_SLOTS": "thread"})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "crashed" in lines
+    doomed = [line for line in lines if "doomed" in line]
+    assert len(doomed) == 1 and re.match(r"^\(dies rank=\d+ pid=\d+\) \[rank \d+ died\] doomed:  40% 4/10 \[", doomed[0]), \
+        doomed

@@ -60,7 +60,7 @@ class tqdm:
         self.unit = unit or "it"
         self.position = position
         self.flush_interval_s = self.DEFAULT_FLUSH_INTERVAL_SECONDS if flush_interval_s is None else flush_interval_s
-        self.n = 0
+        self.n: float = 0
         self._id = uuid.uuid4().hex
         self._started = time.monotonic()
         self._flushed_at = self._started

@@ -63,7 +63,8 @@ def screen(raw):
 
 def test_format_bar_with_and_without_total():
     state = {"id": "a", "desc": "load", "n": 30, "total": 120, "unit": "it", "elapsed": 3.0}
-    assert progress.format_bar("(f rank=2 pid=9) ", state) == "(f rank=2 pid=9) load:  25% 30/120 [00:03<00:09, 10.00it/s]"
+    assert progress.format_bar("(f rank=2 pid=9) ", state) == \
+        "(f rank=2 pid=9) load:  25% 30/120 [00:03<00:09, 10.00it/s]"
     line = progress.format_bar("", state, width=60)
     assert len(line) < 60 and "|" in line and line.startswith("load:  25%|")
     assert progress.format_bar("", {"n": 5, "unit": "B", "elapsed": 0.5}) == "5B [00:00, 10.00B/s]"
@@ -287,5 +288,5 @@ def test_bars_of_a_dead_rank_close_where_they_were(tmp_path):
     lines = proc.stdout.splitlines()
     assert "crashed" in lines
     doomed = [line for line in lines if "doomed" in line]
-    assert len(doomed) == 1 and re.match(r"^\(dies rank=\d+ pid=\d+\) \[rank \d+ died\] doomed:  40% 4/10 \[", doomed[0]), \
-        doomed
+    assert len(doomed) == 1, doomed
+    assert re.match(r"^\(dies rank=\d+ pid=\d+\) \[rank \d+ died\] doomed:  40% 4/10 \[", doomed[0]), doomed

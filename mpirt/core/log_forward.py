@@ -9,9 +9,9 @@ writes its state as one line, ``PROGRESS_MARK`` and JSON, to ``sys.stdout``, so 
 takes (a task slot's output reaches its rank as text). The rank's forwarding stream sends such lines as
 ``log`` messages of the stream ``"progress"``. A bar left open is closed when the task that made it ends or
 its actor dies (``call_ended``): the process that holds the bar closes it itself (``bar_opened``: its last
-counts go out), and the rank closes what it saw of bars whose process is gone (a task slot that died). On the driver,
-``print_forwarded`` hands states to ``progress.display`` and prints every other line through it, so forwarded
-lines and bars never cut through each other.
+counts go out), and the rank closes what it saw of bars whose process is gone (a task slot that died). On
+the driver, ``print_forwarded`` hands states to ``progress.display`` and prints every other line through it,
+so forwarded lines and bars never cut through each other.
 """
 import io
 import json
@@ -150,7 +150,8 @@ def call_ended(owner=None):
         if callable(close):
             close()
         elif _runtime is not None:
-            _runtime.send(DRIVER_RANK, ("log", "progress", close, os.getpid(), json.dumps({"id": bar_id, "closed": True})))
+            closed = json.dumps({"id": bar_id, "closed": True})
+            _runtime.send(DRIVER_RANK, ("log", "progress", close, os.getpid(), closed))
 
 
 def forwards_output() -> bool:

@@ -7,7 +7,7 @@ import numbers
 from typing import Any
 
 from .actor import ActorClass
-from .core import object_ref, tracing
+from .core import current, object_ref, tracing
 from .core.current import runtime_for_call
 from .core.ids import node_id_hex
 from .core.object_ref import ObjectRef
@@ -192,15 +192,20 @@ def nodes() -> list[dict[str, Any]]:
 
 
 def timeline(filename: str | None = None) -> list[dict[str, Any]] | None:
-    """Tasks, actor calls and waits of every rank as Chrome trace events; written to ``filename`` as JSON when
-    given (open it in Perfetto or chrome://tracing)."""
-    rt = runtime_for_call()
+    """What every rank did, as Chrome trace events (Ray's ``timeline``): tasks, actor calls, waits, object
+    transfers between ranks, spills and restores. Returns the events, or writes them to ``filename`` as JSON
+    (open it in Perfetto or chrome://tracing) and returns None. RuntimeError before ``init()``, as in Ray."""
+    rt = current.runtime()
+    if rt is None:
+        raise RuntimeError("mpirt has not been started yet. Timeline requires mpirt to be initialized first "
+                           "(call mpirt.init()).")
     by_rank = {rt.rank: list(tracing.events)}
     by_rank.update((rank, rt.queries.ask(rank, "timeline_query")) for rank in rt.live_ranks() if rank != rt.rank)
     events = tracing.chrome_trace(by_rank, {DRIVER_RANK: "driver", HEAD_RANK: "scheduler"})
-    if filename is not None:
-        tracing.write(filename, events)
-    return events
+    if filename is None:
+        return events
+    tracing.write(filename, events)
+    return None
 
 
 def _checked_timeout(where, timeout):

@@ -23,7 +23,7 @@ import threading
 import traceback
 import weakref
 
-from ..core import object_value
+from ..core import object_value, tracing
 from ..core.object_ref import owner_of
 from ..core.object_value import ObjectValue
 from ..exceptions import ObjectLostError, ObjectStoreFullError
@@ -245,6 +245,7 @@ class StoreManager:
         the object stays in memory, when the disk cannot take it."""
         data = record.offset + HEADER_BYTES
         path = record.spill_path
+        started = tracing.now()
         try:
             if path is None and self.spill.room_for(record.size)[0]:
                 path = self.spill.write(record.key, record.size,
@@ -261,6 +262,7 @@ class StoreManager:
             if record.spill_path is None:
                 self.stats["spilled_objects"] += 1
                 self.stats["spilled_bytes"] += record.size
+                tracing.record("spill", "spill", started, tracing.now(), bytes=record.size, key=f"{record.key:x}")
             record.spill_path = path
             self.space.free(record.offset)
             record.offset = None
@@ -271,6 +273,7 @@ class StoreManager:
 
     def _put_on_disk(self, key, serialized):
         size = serialized.size
+        started = tracing.now()
         room, free = self.spill.room_for(size) if self.spill is not None else (False, 0)
         try:
             path = self.spill.write(key, size, serialized.write_into) if room else None
@@ -282,6 +285,7 @@ class StoreManager:
             self._held[key] = _Held(key, size, None, path)
         self.stats["spilled_objects"] += 1
         self.stats["spilled_bytes"] += size
+        tracing.record("spill", "spill", started, tracing.now(), bytes=size, key=f"{key:x}", larger_than_memory=True)
         return StoreLocation(self.rank, -1, size, path, key)
 
     def _full_message(self, size, disk_free):
@@ -339,6 +343,7 @@ class StoreManager:
 
     def _fetch_remote(self, where):
         """A copy of a block on another node, or None if the block no longer holds the object."""
+        started = tracing.now()
         if not self.arena.reaches(where.holder):
             data = self._fetch_by_message(where)
         else:
@@ -359,6 +364,8 @@ class StoreManager:
         if data is not None:
             self.stats["remote_gets"] += 1
             self.stats["remote_get_bytes"] += where.size
+            tracing.record("transfer", "store read" if self.arena.reaches(where.holder) else "store read by messages",
+                           started, tracing.now(), bytes=where.size, peer=where.holder, key=f"{where.key:x}")
         return data
 
     def _on_wake(self, source):
@@ -392,10 +399,19 @@ class StoreManager:
         return b"".join(parts) if len(parts) != 1 else parts[0]
 
     def _read_spilled(self, where):
+        """The bytes of a spilled object its holder could not bring back into memory: its file mapped on
+        the holder's node, else sent by the holder."""
         self.stats["restored_from_disk"] += 1
+        started = tracing.now()
         if self.arena.same_node(where.holder):
-            return _map_file(where.spill_path)
-        return self.rt.queries.ask(where.holder, "store_read_spilled_query", where.key, timeout=600.0)
+            data = _map_file(where.spill_path)
+            tracing.record("restore", "read from disk", started, tracing.now(), bytes=where.size, peer=where.holder,
+                           key=f"{where.key:x}")
+            return data
+        data = self.rt.queries.ask(where.holder, "store_read_spilled_query", where.key, timeout=600.0)
+        tracing.record("transfer", "spilled read", started, tracing.now(), bytes=where.size, peer=where.holder,
+                       key=f"{where.key:x}")
+        return data
 
     def _locate(self, where):
         """Ask the holder where the object is now (it restores a spilled object into memory if it
@@ -429,6 +445,7 @@ class StoreManager:
             record.busy = True
         offset = None
         stamp = self._new_key()
+        started = tracing.now()
         try:
             if HEADER_BYTES + record.size <= self.arena.capacity:
                 offset = self._allocate(HEADER_BYTES + record.size)
@@ -451,6 +468,7 @@ class StoreManager:
                 self._held.move_to_end(key)
                 self.stats["restored_objects"] += 1
                 self.stats["restored_bytes"] += record.size
+                tracing.record("restore", "restore", started, tracing.now(), bytes=record.size, key=f"{key:x}")
             if record.freed:
                 self._drop(record)
                 return None

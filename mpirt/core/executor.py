@@ -293,7 +293,7 @@ class TaskExecutor:
             blobs, is_error, retryable = outcome if outcome is not None else self._run_here(task)
         finally:
             invoke.leave()
-        seconds = invoke.finished("task", name, started, is_error, task_id=f"{task_id:028x}")
+        seconds = invoke.finished("task", name, started, is_error, task_id=f"{task_id:028x}", blobs=blobs)
         self._reply(task, blobs, is_error, retryable, seconds)
 
     def _run_here(self, task):

@@ -14,6 +14,7 @@ report stays small (about 100 KB whatever the job's length).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import sys
 import tempfile
@@ -71,7 +72,7 @@ def write(rt: Any, path: str, gather_seconds: float) -> None:
     """Gather every live rank's events (waiting ``gather_seconds`` at most in all) and write the report to
     ``path`` atomically (readers on a shared file system never see half a file)."""
     by_rank, missing = gather(rt, gather_seconds)
-    document = render(rt, by_rank, missing, time.time())
+    document = render(JobFacts.of(rt), by_rank, missing, time.time())
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=directory)
@@ -119,6 +120,24 @@ def _write_at_shutdown(rt):
 
 
 launch.on_shutdown(_write_at_shutdown)
+
+
+@dataclasses.dataclass
+class JobFacts:
+    """What the report needs of the job beside its events: the node of each rank (``node_of[rank]``, a node
+    named by its lowest rank), host names by node, the number of worker ranks, the driver's node's pool size."""
+    node_of: list
+    hosts: dict
+    workers: int
+    capacity: int
+
+    @classmethod
+    def of(cls, rt: Any) -> "JobFacts":
+        node_of = list(rt.store.arena.node_of)
+        info = rt.config.get("rank_info") or {}
+        pairs = info.items() if isinstance(info, dict) else enumerate(info)
+        hosts = {_node(node_of, rank): entry.get("hostname", "?") for rank, entry in pairs if isinstance(entry, dict)}
+        return cls(node_of, hosts, len(rt.cluster.worker_ranks), rt.store.arena.capacity)
 
 
 # -- what the events say ---------------------------------------------------------------------
@@ -248,15 +267,13 @@ def failures(calls):
 
 
 # -- the page ---------------------------------------------------------------------------------
-def render(rt: Any, by_rank: dict[int, list], missing: list[int], now: float) -> str:
-    """The report's HTML from the gathered events."""
+def render(facts: JobFacts, by_rank: dict[int, list], missing: list[int], now: float) -> str:
+    """The report's HTML from the gathered events ``{rank: events}`` (``missing``: ranks that did not answer)."""
     calls = calls_of(by_rank)
     t0, t1 = time_window(by_rank, now)
-    node_of = list(getattr(rt.store.arena, "node_of", []))
-    sections = [_throughput_section(calls, t0, t1), _busy_section(calls, by_rank, node_of, t0, t1),
-                _store_section(rt, by_rank, node_of, t0, t1), _slowest_section(calls),
-                _failures_section(calls, t0)]
-    return svg.page("mpirt job report", _subtitle(t0, now), _facts(rt, by_rank, calls, node_of, t0, t1),
+    sections = [_throughput_section(calls, t0, t1), _busy_section(calls, by_rank, facts.node_of, t0, t1),
+                _store_section(facts, by_rank, t0, t1), _slowest_section(calls), _failures_section(calls, t0)]
+    return svg.page("mpirt job report", _subtitle(t0, now), _facts(facts, by_rank, calls),
                     _warnings(by_rank, missing), sections)
 
 
@@ -265,32 +282,36 @@ def _subtitle(t0, now):
             f"{time.strftime('%H:%M:%S %Z', time.localtime(now))} ({svg.duration_text(now - t0)})")
 
 
-def _facts(rt, by_rank, calls, node_of, t0, t1):
+def _facts(facts, by_rank, calls):
     slurm = job()
     tasks = sum(1 for call in calls if call[1] == "task")
     failed = sum(1 for call in calls if call[5].get("failed"))
-    nodes = {_node(node_of, rank) for rank in by_rank}
-    facts = [("results directory", job_results_dir())]
+    nodes = {_node(facts.node_of, rank) for rank in by_rank}
+    shown = [("results directory", job_results_dir())]
     if slurm:
-        facts.append(("Slurm job", f"{slurm['job_id']} ({slurm['name']}) on {', '.join(slurm['nodes'][:8])}"))
-    facts += [("ranks", f"{len(by_rank)} answered: driver, scheduler, {len(rt.cluster.worker_ranks)} workers"),
+        shown.append(("Slurm job", f"{slurm['job_id']} ({slurm['name']}) on {', '.join(slurm['nodes'][:8])}"))
+    shown += [("ranks", f"{len(by_rank)} answered of a driver, a scheduler and {facts.workers} workers"),
               ("nodes", str(len(nodes))),
               ("tasks finished", f"{tasks:,}"), ("actor calls finished", f"{len(calls) - tasks:,}"),
               ("failed", f"{failed:,}"),
               ("trace events", f"{sum(len(events) for events in by_rank.values()):,}")]
-    return facts
+    return shown
 
 
 def _warnings(by_rank, missing):
     notes = []
     if missing:
-        notes.append(f"Ranks {', '.join(map(str, missing))} did not answer in time: their tasks and store use "
-                     "are not in this report.")
+        notes.append(f"{_ranks(missing)} did not answer in time: their tasks and store use are not in this "
+                     "report.")
     full = [rank for rank, events in by_rank.items() if len(events) >= tracing.MAX_EVENTS_PER_RANK]
     if full:
-        notes.append(f"Ranks {', '.join(map(str, sorted(full)))} kept only their last "
+        notes.append(f"{_ranks(sorted(full))} kept only the last "
                      f"{tracing.MAX_EVENTS_PER_RANK:,} events: their earlier work is missing here.")
     return notes
+
+
+def _ranks(ranks):
+    return f"Rank {ranks[0]}" if len(ranks) == 1 else f"Ranks {', '.join(map(str, ranks))}"
 
 
 def _empty(text):
@@ -324,27 +345,20 @@ def _busy_section(calls, by_rank, node_of, t0, t1):
                       "blocked in get/wait counts as running).")
 
 
-def _store_section(rt, by_rank, node_of, t0, t1):
-    by_node, width = store_use_by_node(by_rank, node_of, t0, t1)
+def _store_section(facts, by_rank, t0, t1):
+    by_node, width = store_use_by_node(by_rank, facts.node_of, t0, t1)
     if not by_node:
         return svg.figure("store-use", "Object store use per node", _empty("No rank stored an object in the "
                                                                             "store (values over 100 KB)."), 0)
-    hosts = _hostnames(rt, node_of)
+    hosts = facts.hosts
     ordered = sorted(by_node.items(), key=lambda item: max(v for _, v in item[1]), reverse=True)
     lines = [(f"node {node} ({hosts.get(node, '?')})", points) for node, points in ordered[:MAX_NODES_DRAWN]]
     body, points = svg.line_chart(lines, (t0, t1), "time since start", "store bytes", svg.bytes_text)
     note = (f"Peak of each {svg.duration_text(width)} bucket, sampled once a second per rank; the pool of the "
-            f"driver's node holds {svg.bytes_text(rt.store.arena.capacity)}.")
+            f"driver's node holds {svg.bytes_text(facts.capacity)}.")
     if len(ordered) > MAX_NODES_DRAWN:
         note += f" The {MAX_NODES_DRAWN} nodes with the highest peaks of {len(ordered)} are drawn."
     return svg.figure("store-use", "Object store use per node", body, points, note)
-
-
-def _hostnames(rt, node_of):
-    """``{node: host name}`` from what each rank said at start-up."""
-    info = rt.config.get("rank_info") or {}
-    pairs = info.items() if isinstance(info, dict) else enumerate(info)
-    return {_node(node_of, rank): entry.get("hostname", "?") for rank, entry in pairs if isinstance(entry, dict)}
 
 
 def _slowest_section(calls):

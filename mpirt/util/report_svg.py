@@ -46,6 +46,11 @@ def duration_text(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def number_text(value: float) -> str:
+    """``0.25``, ``12.5``, ``1,250``: three significant digits below 1000, whole numbers with commas above."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
 def bytes_text(count: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(count) < 1000 or unit == "TB":
@@ -61,7 +66,7 @@ def _ticks(low: float, high: float, count: int) -> list[float]:
 
 
 def line_chart(series: Sequence[Series], x_range: tuple[float, float], x_label: str, y_label: str,
-               y_text: Callable[[float], str] = lambda v: f"{v:.3g}") -> tuple[str, int]:
+               y_text: Callable[[float], str] = number_text) -> tuple[str, int]:
     """An SVG of one polyline per series over ``x_range`` (seconds), y from 0; ``(markup, points drawn)``."""
     top, right, bottom, left = MARGIN
     x0, x1 = x_range
@@ -98,10 +103,11 @@ def _axes(x0, x1, y_max, px, py, x_label, y_label, y_text):
         parts.append(f'<line class="grid" x1="{left}" x2="{WIDTH - right}" y1="{py(y):.1f}" y2="{py(y):.1f}"/>'
                      f'<text class="tick" x="{left - 6}" y="{py(y) + 4:.1f}" text-anchor="end">'
                      f'{escape(y_text(y))}</text>')
-    for x in _ticks(x0, x1, 8):
-        parts.append(f'<line class="tick-mark" x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{base}" y2="{base + 5}"/>'
-                     f'<text class="tick" x="{px(x):.1f}" y="{base + 18}" text-anchor="middle">'
-                     f'{escape(duration_text(x - x0) if x > x0 else "0")}</text>')
+    for offset in _ticks(0.0, x1 - x0, 8):   # time since the start, at round offsets
+        x = px(x0 + offset)
+        parts.append(f'<line class="tick-mark" x1="{x:.1f}" x2="{x:.1f}" y1="{base}" y2="{base + 5}"/>'
+                     f'<text class="tick" x="{x:.1f}" y="{base + 18}" text-anchor="middle">'
+                     f'{escape(duration_text(offset) if offset > 0 else "0")}</text>')
     parts.append(f'<line class="axis" x1="{left}" x2="{WIDTH - right}" y1="{base}" y2="{base}"/>'
                  f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{base}"/>'
                  f'<text class="label" x="{WIDTH - right}" y="{HEIGHT - 4}" text-anchor="end">{escape(x_label)}</text>'

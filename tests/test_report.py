@@ -173,10 +173,12 @@ class _DevTools:
         self.answers, from_browser = os.pipe()
         command = [self.browser, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
                    "--remote-debugging-pipe", f"--user-data-dir={self.profile}", "about:blank"]
-        # The protocol wants fds 3 and 4 exactly: the shell puts the pipe ends there before it execs.
-        self.proc = subprocess.Popen(["sh", "-c", f'exec "$@" 3<&{to_browser} 4>&{from_browser}', "sh", *command],
-                                     pass_fds=(to_browser, from_browser), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        # The protocol wants fds 3 and 4 exactly: bash puts the pipe ends there before it execs (dash takes
+        # only one-digit fds).
+        self.log = open(self.profile.parent / "chromium.log", "wb")
+        self.proc = subprocess.Popen(["bash", "-c", f'exec "$@" 3<&{to_browser} 4>&{from_browser}', "bash", *command],
+                                     pass_fds=(to_browser, from_browser), stdout=self.log, stderr=self.log,
+                                     start_new_session=True)
         os.close(to_browser)
         os.close(from_browser)
         return self
@@ -192,6 +194,7 @@ class _DevTools:
         except ProcessLookupError:
             pass
         self.proc.wait()
+        self.log.close()
         os.close(self.commands)
         os.close(self.answers)
 
@@ -223,16 +226,20 @@ class _DevTools:
             while b"\0" not in self.buffer:
                 ready, _, _ = select.select([self.answers], [], [], max(0.0, deadline - time.monotonic()))
                 if not ready:
-                    raise TimeoutError(f"Chromium did not answer within {self.TIMEOUT} s")
+                    raise TimeoutError(f"Chromium did not answer within {self.TIMEOUT} s; its output:\n{self._output()}")
                 chunk = os.read(self.answers, 1 << 16)
                 if not chunk:
-                    raise RuntimeError("Chromium closed its DevTools pipe")
+                    raise RuntimeError(f"Chromium closed its DevTools pipe; its output:\n{self._output()}")
                 self.buffer += chunk
             raw, _, self.buffer = self.buffer.partition(b"\0")
             message = json.loads(raw)
             if wanted(message):
                 return message
             self.events.append(message)
+
+    def _output(self):
+        self.log.flush()
+        return (self.profile.parent / "chromium.log").read_text(errors="replace")[-3000:]
 
     def errors(self):
         found = []

@@ -226,7 +226,7 @@ class _DevTools:
             while b"\0" not in self.buffer:
                 ready, _, _ = select.select([self.answers], [], [], max(0.0, deadline - time.monotonic()))
                 if not ready:
-                    raise TimeoutError(f"Chromium did not answer within {self.TIMEOUT} s; its output:\n{self._output()}")
+                    raise TimeoutError(f"Chromium did not answer in {self.TIMEOUT} s; its output:\n{self._output()}")
                 chunk = os.read(self.answers, 1 << 16)
                 if not chunk:
                     raise RuntimeError(f"Chromium closed its DevTools pipe; its output:\n{self._output()}")

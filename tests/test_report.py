@@ -82,11 +82,14 @@ print("second and third sessions done", file=sys.stderr)
 """
 
 
-def test_a_real_job_report_renders_in_headless_chromium(tmp_path):
+@pytest.mark.parametrize("slots", ["thread", "process"])
+def test_a_real_job_report_renders_in_headless_chromium(tmp_path, slots):
+    """``slots``: tasks on their rank's threads, or in slot processes (``report()`` in a task is forwarded)."""
     browser = _chromium()
     out = tmp_path / "out"
     out.mkdir()
-    proc = run_app(tmp_path, JOB, timeout=180, env={"MPIRT_RESULTS_DIR": str(tmp_path / "results"), "OUT": str(out)})
+    env = {"MPIRT_RESULTS_DIR": str(tmp_path / "results"), "OUT": str(out), "MPIRT_TASK_SLOTS": slots}
+    proc = run_app(tmp_path, JOB, timeout=180, env=env)
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout.strip().splitlines()[-1])
     at_shutdown = os.path.join(found["job_dir"], "report.html")

@@ -171,8 +171,11 @@ def _run_shutdown_hooks(rt):
     for hook in _shutdown_hooks:
         try:
             hook(rt)
-        except BaseException:  # noqa: B902 - Ctrl-C included: the ranks must still be stopped
-            sys.stderr.write(f"mpirt: a shutdown hook failed; shutting down anyway:\n{traceback.format_exc()}")
+        except KeyboardInterrupt:   # the ranks must still be stopped
+            sys.stderr.write(f"mpirt: interrupted in {hook.__qualname__} at shutdown; shutting down anyway\n")
+        except Exception:  # noqa: B902 - a hook's bug must not leave the ranks running
+            sys.stderr.write(f"mpirt: {hook.__qualname__} failed at shutdown; shutting down anyway:\n"
+                             f"{traceback.format_exc()}")
 
 
 @signals.holds_signals

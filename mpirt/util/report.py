@@ -71,10 +71,10 @@ def _target_path(path):
 def write(rt: Any, path: str, gather_seconds: float) -> None:
     """Gather every live rank's events (waiting ``gather_seconds`` at most in all) and write the report to
     ``path`` atomically (readers on a shared file system never see half a file)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)          # first: a directory that cannot be made costs no gathering
     by_rank, missing = gather(rt, gather_seconds)
     document = render(JobFacts.of(rt), by_rank, missing, time.time())
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=directory)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as f:

@@ -74,7 +74,7 @@ def write(rt: Any, path: str, gather_seconds: float) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)          # first: a directory that cannot be made costs no gathering
     by_rank, missing = gather(rt, gather_seconds)
-    document = render(JobFacts.of(rt), by_rank, missing, time.time())
+    document = render(JobFacts.of(rt, path), by_rank, missing, time.time())
     handle, temporary = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=directory)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as f:
@@ -125,19 +125,21 @@ launch.on_shutdown(_write_at_shutdown)
 @dataclasses.dataclass
 class JobFacts:
     """What the report needs of the job beside its events: the node of each rank (``node_of[rank]``, a node
-    named by its lowest rank), host names by node, the number of worker ranks, the driver's node's pool size."""
+    named by its lowest rank), host names by node, the number of worker ranks, the driver's node's pool size,
+    and where the report goes."""
     node_of: list
     hosts: dict
     workers: int
     capacity: int
+    path: str = ""
 
     @classmethod
-    def of(cls, rt: Any) -> "JobFacts":
+    def of(cls, rt: Any, path: str) -> "JobFacts":
         node_of = list(rt.store.arena.node_of)
         info = rt.config.get("rank_info") or {}
         pairs = info.items() if isinstance(info, dict) else enumerate(info)
         hosts = {_node(node_of, rank): entry.get("hostname", "?") for rank, entry in pairs if isinstance(entry, dict)}
-        return cls(node_of, hosts, len(rt.cluster.worker_ranks), rt.store.arena.capacity)
+        return cls(node_of, hosts, len(rt.cluster.worker_ranks), rt.store.arena.capacity, os.path.abspath(path))
 
 
 # -- what the events say ---------------------------------------------------------------------
@@ -287,7 +289,7 @@ def _facts(facts, by_rank, calls):
     tasks = sum(1 for call in calls if call[1] == "task")
     failed = sum(1 for call in calls if call[5].get("failed"))
     nodes = {_node(facts.node_of, rank) for rank in by_rank}
-    shown = [("results directory", job_results_dir())]
+    shown = [("this file", facts.path)] if facts.path else []
     if slurm:
         shown.append(("Slurm job", f"{slurm['job_id']} ({slurm['name']}) on {', '.join(slurm['nodes'][:8])}"))
     shown += [("ranks", f"{len(by_rank)} answered of a driver, a scheduler and {facts.workers} workers"),

@@ -397,7 +397,7 @@ class ActorHost:
                 self._release_environment(actor)
             invoke.leave()
             actor.running.pop(call_id, None)
-        invoke.finished("actor", label, started, is_error)
+        invoke.finished("actor", label, started, is_error, blobs=blobs)
         self._reply(caller, call_id, blobs, is_error)
 
     def _invoke(self, actor, method, args_blob, inlined, num_returns, label, overrides, generation, caller):
@@ -490,7 +490,7 @@ class ActorHost:
         except asyncio.CancelledError:     # cancelled while it waited for its turn
             blobs, is_error = error_blobs(invoke.call_cancelled(label), num_returns), True
         actor.running.pop(call_id, None)
-        invoke.finished("actor", label, started, is_error)
+        invoke.finished("actor", label, started, is_error, blobs=blobs)
         self._answer_async(actor, caller, call_id, blobs, is_error)
 
     def _answer_async(self, actor, caller, call_id, blobs, is_error):

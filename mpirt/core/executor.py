@@ -295,7 +295,7 @@ class TaskExecutor:
             invoke.leave()
             if log_forward.open_bars:     # progress bars the task left open close with it
                 log_forward.call_ended()
-        seconds = invoke.finished("task", name, started, is_error, task_id=f"{task_id:028x}")
+        seconds = invoke.finished("task", name, started, is_error, task_id=f"{task_id:028x}", blobs=blobs)
         self._reply(task, blobs, is_error, retryable, seconds)
 
     def _run_here(self, task):

@@ -39,6 +39,8 @@ _KEY_BITS = 40              # object keys: (holder rank + 1) << 40 | a counter o
 _LOCATE_TRIES = 4           # a reader asks the holder again if the object moved once more meanwhile
 _KNOWN_MOVES = 4096         # relocations a reader remembers (spilled or restored objects it read)
 ASSISTED_READ_SECONDS = 30.0   # most a holder drives MPI for one cross-node read whose reader never says done
+USE_SAMPLE_SECONDS = 1.0       # how often a rank looks at its store use for the trace (a counter)
+USE_SAMPLE_HEARTBEAT = 60.0    # an unchanged use is traced again after this, so a late window of the trace has it
 
 
 class StoreLocation(ObjectValue):
@@ -133,6 +135,8 @@ class StoreManager:
                          store_read_spilled_query=self._on_read_spilled_query)
         self._assisting = collections.Counter()   # reader rank -> its assisted reads under way here
         runtime.failures.handlers.append(self._on_rank_dead)
+        self._sampled = (None, 0.0)   # the store use last traced, and when
+        runtime.transport.add_ticker(USE_SAMPLE_SECONDS, self._sample_use)
 
     def _open_spill(self, configured):
         """Collective over the node, whose leader makes the spill directory (removing dead jobs'):
@@ -604,6 +608,16 @@ class StoreManager:
                 "reserved_bytes": self.space.reserved_bytes, "objects_in_memory": in_memory,
                 "objects_on_disk": len(on_disk), "disk_bytes": sum(on_disk), **self.stats, **self.device.stats,
                 "node_store": self.node_stats()}
+
+    def _sample_use(self):
+        """Trace this rank's store bytes (a counter, "object store"), on the progress thread. Only a change, or
+        the same value once a minute: an idle rank adds nothing to its bounded trace buffer."""
+        used = self.space.used_bytes
+        last, when = self._sampled
+        now = tracing.now()
+        if used != last or now - when >= USE_SAMPLE_HEARTBEAT:
+            tracing.count("object store", used_bytes=used)
+            self._sampled = (used, now)
 
     def node_stats(self):
         table = self.arena.chunks

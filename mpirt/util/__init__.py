@@ -6,6 +6,7 @@ import socket
 from ..actor import list_named_actors  # noqa: F401 - Ray's ray.util.list_named_actors
 from ..api import get, wait
 from ..exceptions import GetTimeoutError
+from . import report  # noqa: F401 - registers the job report written at shutdown
 from . import scheduling_strategies  # noqa: F401 - ray.util.scheduling_strategies works without an import, as in Ray
 from .placement_group import (get_current_placement_group, get_placement_group,  # noqa: F401 - Ray's ray.util names
                               placement_group, placement_group_table, remove_placement_group)

@@ -122,6 +122,15 @@ def deep(n):
     return value
 
 
+def _with_group(use):
+    """``use(group)`` on a new one-CPU placement group, removed afterwards (its CPU free for the next cases)."""
+    group = pg_mod.placement_group([{"CPU": 1}])
+    try:
+        return use(group)
+    finally:
+        pg_mod.remove_placement_group(group)
+
+
 def define(**options):
     return ray.remote(**options)(lambda: 1)
 
@@ -289,7 +298,7 @@ case("util", "placement_group([{'CPU': 1}], lifetime='x')")(lambda: pg_mod.place
 case("util", "placement_group([{'CPU': 1}], name=5)")(lambda: pg_mod.placement_group([{"CPU": 1}], name=5))
 case("util", "placement_group([{'CPU': 1000}]).wait(1) (infeasible)")(
     lambda: pg_mod.placement_group([{"CPU": 1000}]).wait(1))
-case("util", "placement_group([{'CPU': 1}]).wait(-1)")(lambda: pg_mod.placement_group([{"CPU": 1}]).wait(-1))
+case("util", "placement_group([{'CPU': 1}]).wait(-1)")(lambda: _with_group(lambda g: g.wait(-1)))
 case("util", "remove_placement_group(5)")(lambda: pg_mod.remove_placement_group(5))
 case("util", "remove_placement_group(pg) twice")(
     lambda: (lambda g: (pg_mod.remove_placement_group(g), pg_mod.remove_placement_group(g)))(
@@ -299,8 +308,8 @@ case("util", "placement_group_table(5)")(lambda: pg_mod.placement_group_table(5)
 case("util", "PlacementGroupSchedulingStrategy(5)")(
     lambda: ray.get(f.options(scheduling_strategy=strategies.PlacementGroupSchedulingStrategy(5)).remote(1), timeout=3))
 case("util", "PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=5)")(
-    lambda: f.options(scheduling_strategy=strategies.PlacementGroupSchedulingStrategy(
-        pg_mod.placement_group([{"CPU": 1}]), placement_group_bundle_index=5)).remote(1))
+    lambda: _with_group(lambda g: f.options(scheduling_strategy=strategies.PlacementGroupSchedulingStrategy(
+        g, placement_group_bundle_index=5)).remote(1)))
 case("util", "task in a removed placement group")(
     lambda: (lambda g: (g.wait(5), pg_mod.remove_placement_group(g),
                         ray.get(f.options(scheduling_strategy=strategies.PlacementGroupSchedulingStrategy(g))

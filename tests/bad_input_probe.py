@@ -146,9 +146,11 @@ for label, options in [
     ("runtime_env='x'", dict(runtime_env="x")), ("runtime_env={'bogus': 1}", dict(runtime_env={"bogus": 1})),
     ("runtime_env={'env_vars': {'A': 1}}", dict(runtime_env={"env_vars": {"A": 1}})),
     ("runtime_env={'working_dir': '/nonexistent'}", dict(runtime_env={"working_dir": "/nonexistent"})),
-    ("name=5", dict(name=5)), ("max_calls=-1", dict(max_calls=-1)), ("retry_exceptions=[int]", dict(retry_exceptions=[int])),
+    ("name=5", dict(name=5)),
+    ("max_calls=-1", dict(max_calls=-1)), ("retry_exceptions=[int]", dict(retry_exceptions=[int])),
     ("retry_exceptions='yes'", dict(retry_exceptions="yes")), ("scheduling_strategy=5", dict(scheduling_strategy=5)),
-    ("object_store_memory=100", dict(object_store_memory=100)), ("lifetime='detached' (task)", dict(lifetime="detached")),
+    ("object_store_memory=100", dict(object_store_memory=100)),
+    ("lifetime='detached' (task)", dict(lifetime="detached")),
 ]:
     case("remote", f"@remote({label}) on a function")(lambda options=options: define(**options))
 
@@ -167,7 +169,8 @@ case("remote", "f(1) (called directly)")(lambda: f(1))
 case("submit", "f.remote() (missing argument)")(lambda: f.remote())
 case("submit", "f.remote(1, 2) (extra argument)")(lambda: f.remote(1, 2))
 case("submit", "f.remote(y=1) (unknown keyword)")(lambda: f.remote(y=1))
-case("submit", "f.options(num_cpus=1000).remote(1) (infeasible)")(lambda: ray.get(f.options(num_cpus=1000).remote(1), timeout=3))
+case("submit", "f.options(num_cpus=1000).remote(1) (infeasible)")(
+    lambda: ray.get(f.options(num_cpus=1000).remote(1), timeout=3))
 case("submit", "f.options(num_gpus=1).remote(1) (no GPU)")(lambda: ray.get(f.options(num_gpus=1).remote(1), timeout=3))
 case("submit", "f.options(resources={'x': 1}).remote(1) (no such resource)")(
     lambda: ray.get(f.options(resources={"x": 1}).remote(1), timeout=3))
@@ -226,7 +229,8 @@ case("cancel", "cancel(actor handle)")(lambda: ray.cancel(A.remote()))
 case("cancel", "cancel(ref, force='yes')")(lambda: ray.cancel(slow.remote(), force="yes"))
 case("cancel", "cancel(actor call ref, force=True)")(lambda: ray.cancel(A.remote().slow.remote(), force=True))
 case("cancel", "cancel(put ref)")(lambda: ray.cancel(ray.put(1)))
-case("cancel", "cancel(ref) twice, then get")(lambda: (lambda r: (ray.cancel(r), ray.cancel(r), ray.get(r)))(slow.remote()))
+case("cancel", "cancel(ref) twice, then get")(
+    lambda: (lambda r: (ray.cancel(r), ray.cancel(r), ray.get(r)))(slow.remote()))
 
 # ---- actors ----------------------------------------------------------------------------------------------------
 case("actor", "A() (called directly)")(lambda: A())
@@ -239,7 +243,8 @@ case("actor", "A.options(name='')")(lambda: A.options(name="").remote())
 case("actor", "A.options(namespace='')")(lambda: A.options(name="x", namespace="").remote())
 case("actor", "A.options(max_restarts=-2)")(lambda: A.options(max_restarts=-2))
 case("actor", "A.options(get_if_exists=True) without name")(lambda: A.options(get_if_exists=True))
-case("actor", "A.options(num_cpus=1000).remote() (infeasible)")(lambda: ray.get(A.options(num_cpus=1000).remote().m.remote(1), timeout=3))
+case("actor", "A.options(num_cpus=1000).remote() (infeasible)")(
+    lambda: ray.get(A.options(num_cpus=1000).remote().m.remote(1), timeout=3))
 case("actor", "A.options(foo=1)")(lambda: A.options(foo=1))
 case("actor", "A.options(max_retries=1) (task option)")(lambda: A.options(max_retries=1))
 case("actor", "two actors named 'dup'")(lambda: [A.options(name="dup").remote(), A.options(name="dup").remote()])
@@ -286,14 +291,16 @@ case("util", "ActorPool.map(fn, 5)")(lambda: list(util.ActorPool([A.remote()]).m
 case("util", "ActorPool.map(fn raising, [1])")(lambda: list(util.ActorPool([A.remote()]).map(lambda a, v: 1 / 0, [1])))
 case("util", "ActorPool.map(fn returning 5, [1])")(lambda: list(util.ActorPool([A.remote()]).map(lambda a, v: 5, [1])))
 case("util", "ActorPool.get_next(timeout=0.1) on a slow call")(
-    lambda: (lambda p: (p.submit(lambda a, v: a.slow.remote(), 1), p.get_next(timeout=0.1)))(util.ActorPool([A.remote()])))
+    lambda: (lambda p: (p.submit(lambda a, v: a.slow.remote(), 1), p.get_next(timeout=0.1)))(
+        util.ActorPool([A.remote()])))
 case("util", "placement_group([])")(lambda: pg_mod.placement_group([]))
 case("util", "placement_group([{}])")(lambda: pg_mod.placement_group([{}]))
 case("util", "placement_group({'CPU': 1})")(lambda: pg_mod.placement_group({"CPU": 1}))
 case("util", "placement_group([{'CPU': -1}])")(lambda: pg_mod.placement_group([{"CPU": -1}]))
 case("util", "placement_group([{'CPU': '1'}])")(lambda: pg_mod.placement_group([{"CPU": "1"}]))
 case("util", "placement_group([{'CPU': 0}])")(lambda: pg_mod.placement_group([{"CPU": 0}]))
-case("util", "placement_group([{'CPU': 1}], strategy='BAD')")(lambda: pg_mod.placement_group([{"CPU": 1}], strategy="BAD"))
+case("util", "placement_group([{'CPU': 1}], strategy='BAD')")(
+    lambda: pg_mod.placement_group([{"CPU": 1}], strategy="BAD"))
 case("util", "placement_group([{'CPU': 1}], lifetime='x')")(lambda: pg_mod.placement_group([{"CPU": 1}], lifetime="x"))
 case("util", "placement_group([{'CPU': 1}], name=5)")(lambda: pg_mod.placement_group([{"CPU": 1}], name=5))
 case("util", "placement_group([{'CPU': 1000}]).wait(1) (infeasible)")(
@@ -319,7 +326,8 @@ case("util", "Queue(maxsize=-1).put(1); size")(lambda: (lambda q: (q.put(1), q.s
 case("util", "Queue().get(timeout=-1)")(lambda: queue_mod.Queue().get(timeout=-1))
 case("util", "Queue().get(block=False) (empty)")(lambda: queue_mod.Queue().get(block=False))
 case("util", "Queue().get(timeout=0.2) (empty)")(lambda: queue_mod.Queue().get(timeout=0.2))
-case("util", "Queue(1).put(2nd, block=False) (full)")(lambda: (lambda q: (q.put(1), q.put(2, block=False)))(queue_mod.Queue(1)))
+case("util", "Queue(1).put(2nd, block=False) (full)")(
+    lambda: (lambda q: (q.put(1), q.put(2, block=False)))(queue_mod.Queue(1)))
 case("util", "Queue().put(threading.Lock())")(lambda: queue_mod.Queue().put(threading.Lock()))
 case("util", "Queue().get_nowait_batch(2) (empty)")(lambda: queue_mod.Queue().get_nowait_batch(2))
 case("util", "Queue().get_nowait_batch(-1)")(lambda: queue_mod.Queue().get_nowait_batch(-1))
@@ -390,6 +398,41 @@ def init_cases():
     case("init", "init(2)")(lambda: _init_once(2))
 
 
+def huge_cases():
+    """Slow (2 GiB values): run only when asked for, ``python tests/bad_input_probe.py mpirt huge``."""
+    big = 2**31 + 10
+
+    @ray.remote
+    def size(value):
+        return len(value)
+
+    @ray.remote
+    def make(n):
+        return b"x" * n
+
+    @ray.remote(max_concurrency=0)
+    class Zero:
+        def m(self):
+            return 1
+
+    @ray.remote
+    class Endless:
+        def down(self, n):
+            return self.down(n + 1)
+
+        def ok(self):
+            return 1
+
+    case("huge", "put(2 GiB + 10 bytes), then get")(lambda: len(ray.get(ray.put(b"x" * big))))
+    case("huge", "a task with a 2 GiB + 10 bytes argument")(lambda: ray.get(size.remote(b"x" * big)))
+    case("huge", "a task returning 2 GiB + 10 bytes")(lambda: len(ray.get(make.remote(big))))
+    case("huge", "actor with max_concurrency=0, a call")(lambda: ray.get(Zero.remote().m.remote(), timeout=10))
+    endless = []
+    case("huge", "actor method past the recursion limit")(
+        lambda: endless.append(Endless.remote()) or ray.get(endless[0].down.remote(0)))
+    case("huge", "the same actor afterwards")(lambda: ray.get(endless[0].ok.remote()))
+
+
 def main():
     module_cases = CASES[:]
     del CASES[:]
@@ -397,6 +440,8 @@ def main():
     before_init = len(CASES)
     CASES.extend(module_cases)
     tune_cases()
+    if GROUPS and "huge" in GROUPS:
+        huge_cases()
     for index, (group, label, thunk) in enumerate(CASES):
         if index == before_init:
             ray.init(num_cpus=2)

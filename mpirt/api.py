@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import os
 from typing import Any
 
 from .actor import ActorClass
@@ -194,7 +195,12 @@ def nodes() -> list[dict[str, Any]]:
 def timeline(filename: str | None = None) -> list[dict[str, Any]] | None:
     """What every rank did, as Chrome trace events (Ray's ``timeline``): tasks, actor calls, waits, object
     transfers between ranks, spills and restores. Returns the events, or writes them to ``filename`` as JSON
-    (open it in Perfetto or chrome://tracing) and returns None. RuntimeError before ``init()``, as in Ray."""
+    (open it in Perfetto or chrome://tracing) and returns None. RuntimeError before ``init()``, as in Ray. A
+    ``filename`` that is not a path (an int would be taken by ``open`` as a file descriptor of the process, and
+    closed) is a TypeError before anything is gathered."""
+    if filename is not None and not isinstance(filename, (str, os.PathLike)):
+        raise TypeError(f"timeline(filename={_short(filename)}): give the path of the JSON file to write (a str or "
+                        f"os.PathLike), or None to get the events back")
     rt = current.runtime()
     if rt is None:
         raise RuntimeError("mpirt has not been started yet. Timeline requires mpirt to be initialized first "

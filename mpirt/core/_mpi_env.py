@@ -83,11 +83,11 @@ _ROOT_DEFAULTS = dict.fromkeys(("OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROO
 
 def apply_defaults(environ=os.environ):
     """Set mpirt's MPI defaults in ``environ`` where the user has not set them."""
-    apply_network_defaults(environ, is_singleton(environ))
+    apply_ft_defaults(environ)
+    apply_network_defaults(environ, is_singleton(environ), ulfm_requested(environ))
     for key, value in _DEFAULTS.items():
         if not (key.startswith("OMPI_MCA_") and mca_parameter_set(key[len("OMPI_MCA_"):], environ)):
             environ.setdefault(key, value)
-    apply_ft_defaults(environ)
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         for key, value in _ROOT_DEFAULTS.items():
             environ.setdefault(key, value)

@@ -1,14 +1,22 @@
-"""Which network MPI may use: a job on one host listens on no network interface (docs/operations.md,
+"""Which network MPI may use: a job on one host listens on no network interface it need not (docs/operations.md,
 "What listens").
 
 Open MPI's TCP transport (BTL) listens on every interface, 0.0.0.0 and [::], whatever ``btl_tcp_if_include``
 says: the parameter picks the addresses it advertises, not the one its listening socket binds. Its
 shared-memory BTL links ranks of one MPI job only, and a plain ``python app.py`` is two jobs, the driver and
-the ranks it spawns (a replacement rank is a job of its own too), so until now they met over TCP. On one host
-libfabric's ``shm`` provider, through Open MPI's ``ofi`` BTL, links those jobs through shared memory instead:
-with the BTLs ``self,sm,ofi`` no rank opens a TCP socket. That is set only for the Open MPI wheel installed
-next to Python, which ships libfabric and is what mpirt is tested with; another MPI on one host keeps TCP,
-limited to the loopback interface.
+the ranks it spawns (a replacement rank is a job of its own too). On one host libfabric's ``shm`` provider,
+through Open MPI's ``ofi`` BTL, links those jobs through shared memory instead: with the BTLs
+``self,sm,ofi`` no rank opens a TCP socket. But then a SIGKILLed rank goes unnoticed: under ULFM the survivors
+learn of a death from the TCP BTL's broken connection (with ``self,sm,ofi`` a job whose worker was killed
+waited 40 s and more without ``Get_failed`` ever naming it). So:
+
+- one host, ULFM off (``mpirun -n N`` on one node): ``self,sm,ofi``, no rank listens;
+- one host, ULFM on (a plain ``python app.py``, ``mpirun --with-ft ulfm``): TCP between the jobs, on the
+  loopback interface (its listening socket still binds every interface: nothing can narrow it);
+- several hosts, or srun: what the site's MPI is configured for.
+
+``self,sm,ofi`` is chosen only for the Open MPI wheel installed next to Python, which ships libfabric and is
+what mpirt is tested with; another MPI keeps TCP, on loopback.
 
 A parameter the user set wins, in the environment or in an MCA parameter file, and with it the parameters
 that go with it (``_TRANSPORT_PARAMETERS``).
@@ -37,12 +45,12 @@ _MPIRUN_SIZES = ("OMPI_COMM_WORLD_LOCAL_SIZE", "OMPI_COMM_WORLD_SIZE")
 _HOST_LISTS = ("PBS_NODEFILE", "PRTE_MCA_prte_default_hostfile", "OMPI_MCA_orte_default_hostfile")
 
 
-def apply_network_defaults(environ: "os._Environ | dict", singleton: bool) -> None:
+def apply_network_defaults(environ: "os._Environ | dict", singleton: bool, ulfm: bool) -> None:
     """Keep a one-host job off the network (see the module's docstring); a job on several hosts, or one
     launched by srun, uses what the site's MPI is configured for."""
     if not one_host(environ, singleton):
         return
-    if bundled_open_mpi() and not any(mca_parameter_set(name, environ) for name in _TRANSPORT_PARAMETERS):
+    if not ulfm and bundled_open_mpi() and not any(mca_parameter_set(name, environ) for name in _TRANSPORT_PARAMETERS):
         environ.update(_SHM_TRANSPORTS)
     elif not any(mca_parameter_set(name, environ) for name in _INTERFACE_PARAMETERS):
         environ.update(_LOOPBACK)

@@ -13,6 +13,7 @@ documented rule:
   to the loopback interface it finds no interface to use and does not start.
 """
 import os
+import select
 import socket
 import sys
 import time
@@ -94,7 +95,7 @@ def _process_name(pid):
 
 
 def _loopback(ip):
-    return ip.startswith("127.") or ip in ("::1", "::ffff:127.0.0.1") or ip.startswith("::ffff:127.")
+    return ip == "::1" or ip.startswith(("127.", "::ffff:127."))
 
 
 def job_sockets(marker):
@@ -114,11 +115,7 @@ def observe(tmp_path, ranks=None, env=None, mpirun_args=()):
     """Start APP, list its job's TCP sockets once it is running, then let it finish."""
     app = start_app(tmp_path, APP, ranks=ranks, env=env, mpirun_args=mpirun_args)
     try:
-        deadline = time.monotonic() + 90
-        line = ""
-        while "READY" not in line and time.monotonic() < deadline and app.proc.poll() is None:
-            line = app.proc.stdout.readline()
-        assert "READY" in line, f"the job did not start: {app.proc.stderr.read() if app.proc.poll() is not None else ''}"
+        assert _wait_for_line(app.proc, "READY", 90), "the job did not start within 90 s"
         sockets = job_sockets(app.marker)
         (tmp_path / "go").write_text("")
         out, err = app.proc.communicate(timeout=60)
@@ -128,6 +125,21 @@ def observe(tmp_path, ranks=None, env=None, mpirun_args=()):
     assert app.proc.returncode == 0 and "DONE" in out, err
     assert not _wait_for_no_leftovers(app.marker)
     return sockets
+
+
+def _wait_for_line(proc, text, seconds):
+    """Read ``proc``'s stdout until a line holds ``text``; False if it ends or ``seconds`` pass first."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            return False
+        line = proc.stdout.readline()
+        if not line:
+            return False
+        if text in line:
+            return True
+    return False
 
 
 def listeners(sockets, daemons):

@@ -149,9 +149,7 @@ print("still running after the head died", flush=True)
 """
 
 
-@pytest.mark.parametrize("mode", ["spawn", pytest.param("mpirun", marks=pytest.mark.xfail(
-    strict=False, reason="some runs leave one worker rank orphaned (parent 1, no progress thread) after mpirun "
-                         "exits; docs/bad_input.md, 'Faults'"))])
+@pytest.mark.parametrize("mode", ["spawn", "mpirun"])
 def test_killing_the_head_ends_the_job_with_a_message(tmp_path, mode):
     if not mpirun_has_ulfm():
         pytest.skip("without ULFM any death ends the job (tests/test_fault_tolerance.py)")

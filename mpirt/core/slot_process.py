@@ -32,7 +32,7 @@ from ..actor import ActorClass, ActorHandle, _meta_of
 from ..exceptions import ErrorPayload, TaskCancelledError
 from ..remote_function import RemoteFunction
 from ..runtime_context import RuntimeContext, _qualified
-from . import current, invoke, object_ref, slot_wire
+from . import current, invoke, log_forward, object_ref, slot_wire
 from .codec import dumps, encode_plain, loads
 from .log_forward import TextSink
 from .object_ref import ObjectRef
@@ -113,7 +113,7 @@ def _forwarding_function(module_name, name, original):
 # Module-level API functions a task may call, run on the rank instead.
 FORWARDED_FUNCTIONS = {"mpirt.api": ("put", "get", "wait", "cancel", "cluster_resources", "available_resources",
                                      "object_store_stats", "get_gpu_ids", "nodes", "timeline"),
-                       "mpirt.actor": ("get_actor", "kill", "list_named_actors")}
+                       "mpirt.actor": ("get_actor", "kill", "list_named_actors"), "mpirt.util.report": ("report",)}
 
 
 def _submit_remote_function(self, args, kwargs, options):
@@ -292,6 +292,8 @@ def _run_task(head, slices, body, functions):
                 result = function(*args, **kwargs)
             finally:
                 _state.in_user_code = False
+                if log_forward.open_bars:    # progress bars the task left open close with it
+                    log_forward.call_ended()
             del args, kwargs
             values = invoke.split_returns(f"task {name}", result, num_returns)
             del result

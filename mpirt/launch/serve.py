@@ -23,6 +23,7 @@ class Launch:
 
 def start_driver(rt):
     rt.register(log=log_forward.print_forwarded)
+    rt.failures.handlers.append(log_forward.rank_died)
     signals.driver_exits_cleanly_on_sigterm()
     signals.driver_holds_signals()
     if rt.launch.mode == "mpirun" and not rt.failures.enabled and not os.environ.get("MPIRT_QUIET"):
@@ -48,6 +49,9 @@ def adopt_driver_environment(config, chdir=True):
             os.chdir(config["cwd"])
 
 
+PARENT_CHECK_S = 2.0
+
+
 def serve(rt):
     """Non-driver ranks: run until the driver says shutdown, then leave the process."""
     current.set_runtime(rt)  # tasks running here submit and get through it
@@ -55,7 +59,7 @@ def serve(rt):
         log_forward.install(rt, "scheduler" if rt.rank == HEAD_RANK else "worker")
     signals.serve_until_driver_says(rt.shutdown.stopped)
     start_runtime(rt)
-    rt.shutdown.stopped.wait()
+    _wait_for_shutdown(rt)
     log_forward.flush()
     rt.transport.stop()
     rt.store.close(rt.shutdown.free_store)
@@ -69,6 +73,21 @@ def serve(rt):
         sys.__stdout__.flush()
         sys.__stderr__.flush()
         os._exit(0)
+
+
+def _wait_for_shutdown(rt):
+    """Wait for the driver's shutdown; leave if the launcher that started this process is gone.
+
+    A rank's parent is its launcher (prte or prted, slurmstepd, or the driver's prte in spawn mode), which
+    never goes before the job ends. When it dies without the ranks learning of it (seen under
+    ``mpirun --with-ft ulfm`` after the head rank's death: a worker left orphaned, waiting for ever),
+    nothing else would end this rank. Checked every ``PARENT_CHECK_S`` s: one wake-up, no spinning."""
+    parent = os.getppid()
+    while not rt.shutdown.stopped.wait(PARENT_CHECK_S):
+        if os.getppid() != parent:
+            sys.__stderr__.write(f"mpirt: rank {rt.rank} leaves: its launcher (pid {parent}) is gone\n")
+            sys.__stderr__.flush()
+            os._exit(1)
 
 
 def finalize_joined():

@@ -643,10 +643,10 @@ def supervise(args, argv):
     if args.report:
         with open(args.report, "w") as f:
             json.dump(report, f, indent=1)
-    if report["passed"]:
-        shutil.rmtree(workdir, ignore_errors=True)
-    else:
+    if result is None or result.get("aborted"):   # what the job left is evidence
         print(f"soak: kept {workdir} for a look (spill and Tune results)")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0 if report["passed"] else 1
 
 

@@ -511,7 +511,8 @@ def drive(args):
         if "third" not in snapshots and time.monotonic() >= third:
             snapshots["third"], snapshots["kills_by_third"] = procs.snapshot(), killer.done()
     killer.stop.set()
-    killer.join(timeout=70)
+    if killer.is_alive():
+        killer.join(timeout=70)
     sampler_stop.set()
     snapshots["store_left"] = soak.store_left()
     emit()

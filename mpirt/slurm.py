@@ -7,10 +7,14 @@ variables Slurm sets in a job (no Slurm command is run), for:
   not of the whole machine);
 - default paths: results under ``$SLURM_SUBMIT_DIR/mpirt_results`` and an experiment name from the job name
   and id, which stays the same when the job is requeued, so a requeued job finds what it wrote before;
-- ``job()``: the job id, array ids, node list (expanded), tasks, restarts.
+- ``job()``: the job id, array ids, node list (expanded), tasks, restarts;
+- ``job_results_dir()``: this job's own directory of operations files (the status snapshot ``status.json``, the
+  report ``report.html``).
 """
+import functools
 import os
 import re
+import time
 
 _BRACKET = re.compile(r"\[([^\]]*)\]")
 
@@ -98,6 +102,30 @@ def default_results_dir(environ=os.environ):
     if in_job(environ) and environ.get("SLURM_SUBMIT_DIR"):
         return os.path.join(environ["SLURM_SUBMIT_DIR"], "mpirt_results")
     return os.path.join(os.path.expanduser("~"), "mpirt_results")
+
+
+def job_results_dir(environ=os.environ) -> str:
+    """This job's directory for its operations files (``status.json``, ``report.html``): under
+    ``default_results_dir()``, ``job-<SLURM_JOB_ID>`` in a Slurm job (a requeued job keeps it), else
+    ``job-<YYYYmmdd-HHMMSS>-<pid>`` from the driver's process start, the same for the whole process. Not created
+    here: whoever writes first creates it (``os.makedirs(exist_ok=True)``)."""
+    if in_job(environ):
+        return os.path.join(default_results_dir(environ), f"job-{environ['SLURM_JOB_ID']}")
+    name = time.strftime("job-%Y%m%d-%H%M%S", time.localtime(_process_start())) + f"-{os.getpid()}"
+    return os.path.join(default_results_dir(environ), name)
+
+
+@functools.cache
+def _process_start():
+    """When this process started (seconds since the epoch): from /proc on Linux, else the first call's time."""
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rpartition(")")[2].split()[19])   # field 22, starttime, after the command name
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.time()
 
 
 def default_run_name(environ=os.environ):

@@ -49,6 +49,7 @@ def class_names(answers) -> Dict[str, str]:
     """Actor id (hex) -> class name, from the owners and the hosts that answered."""
     names = {}
     for answer in answers:
+        names.update(answer.get("classes", ()))
         for actor in answer.get("actors_hosted", ()):
             names[actor["actor_id"]] = actor["class_name"]
         for actor in answer.get("actors_owned", ()):

@@ -49,6 +49,7 @@ def collect(rt, what):
     if what in ("tasks", "all"):
         out["tasks"] = _pending_tasks(rt) + _pending_calls(rt) + _creations(rt) + _finished(rt)
         out["running"] = _running_here(rt)
+        out["classes"] = _classes(rt)
     if what in ("actors", "all"):
         out["actors_owned"] = _owned_actors(rt)
         out["actors_hosted"] = _hosted_actors(rt)
@@ -79,7 +80,7 @@ def summary(rt, errors=RECENT_ERRORS):
                        "error_message": message, "worker_rank": worker, "owner_rank": rt.rank,
                        "actor_id": hex_id(actor_id) if actor_id is not None else None})
     return {"pending": pending, "finished_counts": dict(counts), "running": _running_here(rt),
-            "errors": recent, "actors_owned": _owned_actors(rt)}
+            "errors": recent, "actors_owned": _owned_actors(rt), "classes": _classes(rt)}
 
 
 def error_of(blob):
@@ -177,6 +178,15 @@ def _running_here(rt):
         for actor in list(rt.actor_host.actors.values()):
             running += list(actor.running)
     return [hex_id(task_id) for task_id in running]
+
+
+def _classes(rt):
+    """Actor id (hex) -> class name for the actors this rank owns or hosts: a caller's record names only the method."""
+    names = {hex_id(actor_id): record.class_name for actor_id, record in rt.actors.actors.items()
+             if getattr(record, "class_name", None)}
+    if rt.actor_host is not None:
+        names.update((hex_id(actor_id), actor.class_name) for actor_id, actor in rt.actor_host.actors.items())
+    return names
 
 
 def _owned_actors(rt):

@@ -7,6 +7,7 @@ from ..actor import list_named_actors  # noqa: F401 - Ray's ray.util.list_named_
 from ..api import get, wait
 from ..exceptions import GetTimeoutError
 from . import scheduling_strategies  # noqa: F401 - ray.util.scheduling_strategies works without an import, as in Ray
+from . import state  # noqa: F401 - mpirt.util.state works without an import; task slots forward to it by name
 from .placement_group import (get_current_placement_group, get_placement_group,  # noqa: F401 - Ray's ray.util names
                               placement_group, placement_group_table, remove_placement_group)
 

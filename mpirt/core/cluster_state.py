@@ -80,7 +80,8 @@ def tasks(rt, answers) -> List[Dict[str, Any]]:
 
 
 def actors(rt, answers) -> List[Dict[str, Any]]:
-    """Ray's ActorState fields: the owner says the state, the host the pid (0 before it is created)."""
+    """Ray's ActorState fields: the owner says the state (its host, that an ALIVE one ended), the host the pid
+    (0 before it is created)."""
     hosted = {a["actor_id"]: a for answer in answers for a in answer.get("actors_hosted", ())}
     owned = {a["actor_id"]: a for answer in answers for a in answer.get("actors_owned", ())}
     job = format(rt.session, "08x")
@@ -89,6 +90,8 @@ def actors(rt, answers) -> List[Dict[str, Any]]:
         host, owner = hosted.get(actor_id, {}), owned.get(actor_id)
         if owner is not None:
             state = owner["state"]
+            if state == "ALIVE" and host and not host["alive"]:
+                state = "DEAD"   # killed or exited at its host: the owner hears of it only from a failed call
         else:   # its owner is gone (a detached actor) or did not answer
             state = "ALIVE" if host.get("alive") else "DEAD"
         rank = owner["worker_rank"] if owner is not None and owner["worker_rank"] is not None \

@@ -63,7 +63,7 @@ def collect(rt, what):
 def summary(rt, errors=RECENT_ERRORS):
     """What the status snapshot needs, small enough to ask every few seconds: this rank's unfinished tasks as
     (task id, type, function, state, actor id) tuples, its finished ones counted by (type, function, state,
-    actor id), the ids running here, its latest ``errors`` failures, and its owned actors."""
+    actor id), the ids running here, its latest ``errors`` failures, and the actors it owns and hosts."""
     pending = [(t["task_id"], t["type"], t["func_or_class_name"], t["state"], t["actor_id"])
                for t in _pending_tasks(rt) + _pending_calls(rt) + _creations(rt)]
     counts: dict = collections.Counter()
@@ -80,7 +80,8 @@ def summary(rt, errors=RECENT_ERRORS):
                        "error_message": message, "worker_rank": worker, "owner_rank": rt.rank,
                        "actor_id": hex_id(actor_id) if actor_id is not None else None})
     return {"pending": pending, "finished_counts": dict(counts), "running": _running_here(rt),
-            "errors": recent, "actors_owned": _owned_actors(rt), "classes": _classes(rt)}
+            "errors": recent, "actors_owned": _owned_actors(rt), "actors_hosted": _hosted_actors(rt),
+            "classes": _classes(rt)}
 
 
 def error_of(blob):

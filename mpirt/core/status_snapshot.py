@@ -120,11 +120,11 @@ class StatusWriter:
                 "nodes": [{"node_id": n["node_id"], "hostname": n["node_name"], "resources": n["resources_total"],
                            "is_head_node": n["is_head_node"]} for n in cluster_state.nodes(rt)],
                 "ranks": {"live": len(rt.live_ranks()), "dead": sorted(rt.failures.dead), "not_answering": missing},
-                **task_and_actor_counts(answers),
+                **task_and_actor_counts(rt, answers),
                 "object_store": store_by_node(cluster_state.object_store_stats(rt))}
 
 
-def task_and_actor_counts(answers: List[Dict[str, Any]]) -> Dict[str, Any]:
+def task_and_actor_counts(rt: Any, answers: List[Dict[str, Any]]) -> Dict[str, Any]:
     """Tasks by state and by function (Ray's ``summarize_tasks`` form), actors by state and class, recent errors,
     from the ranks' "summary" answers."""
     running = {task_id for answer in answers for task_id in answer["running"]}
@@ -150,12 +150,11 @@ def task_and_actor_counts(answers: List[Dict[str, Any]]) -> Dict[str, Any]:
             count(kind, function_name, state, actor_id, n)
     actors_by_state: collections.Counter = collections.Counter()
     actors_by_class: Dict[str, Dict[str, int]] = {}
-    for answer in answers:
-        for actor in answer["actors_owned"]:
-            cls = actor["class_name"] or classes.get(actor["actor_id"]) or "?"
-            actors_by_state[actor["state"]] += 1
-            per_class = actors_by_class.setdefault(cls, {})
-            per_class[actor["state"]] = per_class.get(actor["state"], 0) + 1
+    for actor in cluster_state.actors(rt, answers):
+        cls = actor["class_name"] or "?"
+        actors_by_state[actor["state"]] += 1
+        per_class = actors_by_class.setdefault(cls, {})
+        per_class[actor["state"]] = per_class.get(actor["state"], 0) + 1
     errors = sorted((e for answer in answers for e in answer["errors"]), key=lambda e: e["time"])
     for error in errors:
         if error.get("actor_id") in classes:

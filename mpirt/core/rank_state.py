@@ -150,8 +150,7 @@ def _creations(rt):
     """One ACTOR_CREATION_TASK per actor this rank owns (its id is the actor's)."""
     out = []
     for actor_id, record in rt.actors.actors.items():
-        if owner_of(actor_id) != rt.rank or record.create_message is None and record.state.name not in (
-                "PENDING_CREATION", "DEAD"):
+        if owner_of(actor_id) != rt.rank:
             continue
         state = {"PENDING_CREATION": "PENDING_NODE_ASSIGNMENT", "RESTARTING": "PENDING_NODE_ASSIGNMENT"}.get(
             record.state.name, "FINISHED")

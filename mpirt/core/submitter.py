@@ -490,10 +490,10 @@ class TaskSubmitter:
             objects.set_ready(object_id, blob, failed)
         if not stored:
             rec.dep_refs = None
-        failed = is_error if flags is None else any(flags)
+        error = (blobs[0] if is_error else None) if flags is None else next(
+            (blob for blob, flag in zip(blobs, flags) if flag), None)
         finished_tasks.append((rec.task_id, rec.name, rec.function.function_name, "NORMAL_TASK", None,
-                               rec.lease.worker if rec.lease is not None else None, blobs[0] if failed else None,
-                               time.time(), 0, rec.shape))
+                               rec.lease.worker if rec.lease is not None else None, error, time.time(), 0, rec.shape))
 
     def _on_lease_unschedulable(self, source, key, why):
         """No live rank can take tasks of this shape any more (worker ranks died, not replaced): the queued ones

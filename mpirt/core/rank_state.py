@@ -61,12 +61,13 @@ def collect(rt, what):
 
 
 def summary(rt, errors=RECENT_ERRORS):
-    """What the status snapshot needs, small enough to ask every few seconds: this rank's unfinished tasks as
-    (task id, type, function, state, actor id) tuples, its finished ones counted by (type, function, state,
-    actor id), the ids running here, its latest ``errors`` failures, and the actors it owns and hosts."""
-    pending = [(t["task_id"], t["type"], t["func_or_class_name"], t["state"], t["actor_id"])
-               for t in _pending_tasks(rt) + _pending_calls(rt) + _creations(rt)]
+    """What the status snapshot needs, small enough to ask every few seconds whatever the number of tasks: this
+    rank's tasks counted by (type, function, state, actor id) (its unfinished ones, and the finished ones it
+    keeps), the calls running here counted by (type, function), its latest ``errors`` failures, and the actors
+    it owns and hosts."""
     counts: dict = collections.Counter()
+    for t in _pending_tasks(rt) + _pending_calls(rt) + _creations(rt):
+        counts[(t["type"], t["func_or_class_name"], t["state"], t["actor_id"])] += 1
     failures = []
     for task_id, name, function_name, kind, actor_id, worker, error, end, _, _ in list(finished_tasks):
         counts[(kind, function_name, "FAILED" if error is not None else "FINISHED",
@@ -79,9 +80,23 @@ def summary(rt, errors=RECENT_ERRORS):
         recent.append({"time": end, "func_or_class_name": function_name, "error_type": error_type,
                        "error_message": message, "worker_rank": worker, "owner_rank": rt.rank,
                        "actor_id": hex_id(actor_id) if actor_id is not None else None})
-    return {"pending": pending, "finished_counts": dict(counts), "running": _running_here(rt),
-            "errors": recent, "actors_owned": _owned_actors(rt), "actors_hosted": _hosted_actors(rt),
-            "classes": _classes(rt)}
+    return {"counts": dict(counts), "running_counts": _running_counts(rt), "errors": recent,
+            "actors_owned": _owned_actors(rt), "actors_hosted": _hosted_actors(rt), "classes": _classes(rt)}
+
+
+def _running_counts(rt):
+    """(type, function or ``Class.method``) -> calls running on this rank now. A task whose function this rank
+    never unpickled (it runs in a slot process) is counted under its task name."""
+    running: dict = collections.Counter()
+    if rt.executor is not None:
+        for task in list(rt.executor.running.values()):
+            if task.state.name != "FINISHED":
+                running[("NORMAL_TASK", getattr(task.function, "__name__", None) or task.name)] += 1
+    if rt.actor_host is not None:
+        for actor in list(rt.actor_host.actors.values()):
+            for call in list(actor.running.values()):
+                running[("ACTOR_TASK", f"{actor.class_name}.{call.method}")] += 1
+    return dict(running)
 
 
 def error_of(blob):

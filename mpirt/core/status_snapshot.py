@@ -127,27 +127,28 @@ class StatusWriter:
 def task_and_actor_counts(rt: Any, answers: List[Dict[str, Any]]) -> Dict[str, Any]:
     """Tasks by state and by function (Ray's ``summarize_tasks`` form), actors by state and class, recent errors,
     from the ranks' "summary" answers."""
-    running = {task_id for answer in answers for task_id in answer["running"]}
     classes: Dict[str, str] = {}
     for answer in answers:
         classes.update(answer.get("classes", {}))
+    counts: collections.Counter = collections.Counter()
+    for answer in answers:
+        for (kind, function_name, state, actor_id), n in answer["counts"].items():
+            cls = classes.get(actor_id) if kind == "ACTOR_TASK" else None
+            counts[(kind, f"{cls}.{function_name}" if cls else function_name, state)] += n
+    for answer in answers:   # a sent task is RUNNING when a rank runs it (counted there, by function)
+        for (kind, name), n in answer["running_counts"].items():
+            moved = min(n, counts.get((kind, name, "SUBMITTED_TO_WORKER"), 0))
+            if moved:
+                counts[(kind, name, "SUBMITTED_TO_WORKER")] -= moved
+                counts[(kind, name, "RUNNING")] += moved
     by_function: Dict[str, Dict[str, Any]] = {}
     by_state: collections.Counter = collections.Counter()
-
-    def count(kind, function_name, state, actor_id, n):
-        cls = classes.get(actor_id) if kind == "ACTOR_TASK" else None
-        name = f"{cls}.{function_name}" if cls else function_name
+    for (kind, name, state), n in sorted(counts.items()):
+        if n <= 0:
+            continue
         entry = by_function.setdefault(name, {"func_or_class_name": name, "type": kind, "state_counts": {}})
-        entry["state_counts"][state] = entry["state_counts"].get(state, 0) + n
+        entry["state_counts"][state] = n
         by_state[state] += n
-
-    for answer in answers:
-        for task_id, kind, function_name, state, actor_id in answer["pending"]:
-            if state == "SUBMITTED_TO_WORKER" and task_id in running:
-                state = "RUNNING"
-            count(kind, function_name, state, actor_id, 1)
-        for (kind, function_name, state, actor_id), n in answer["finished_counts"].items():
-            count(kind, function_name, state, actor_id, n)
     actors_by_state: collections.Counter = collections.Counter()
     actors_by_class: Dict[str, Dict[str, int]] = {}
     for actor in cluster_state.actors(rt, answers):

@@ -69,7 +69,7 @@ class FunctionDescriptor:
 
     def __init__(self, function_id, blob, name):
         check_pickled_size(blob, "remote function", name)
-        self.function_name = name   # func_or_class_name in the state API
+        self.function_name = name.rpartition(".")[2]   # its __name__: func_or_class_name in the state API
         self.function_id = function_id
         self.blob = blob
         self.stored = None

@@ -247,11 +247,14 @@ def _filtered(rows: List[Dict[str, Any]], schema: type, filters, detail: bool) -
     return out
 
 
-def _listed(rows: List[Dict[str, Any]], schema: type, filters, limit: int, detail: bool) -> List[Any]:
+def _listed(rows: List[Dict[str, Any]], schema: type, filters, limit: int, detail: bool,
+            explain: bool) -> List[Any]:
+    """The first ``limit`` rows that pass ``filters``; as in Ray, a cut is said only with ``_explain=True``."""
     rows = _filtered(rows, schema, filters, detail)
     if len(rows) > limit:
-        warnings.warn(f"{len(rows)} ({schema.__name__}) entries match, {limit} are returned (limit={limit}); "
-                      f"pass a larger limit, or filters, to see the rest", UserWarning, stacklevel=3)
+        if explain:
+            warnings.warn(f"Limit last {limit} entries (Total {len(rows)}). Use `--filter` to reduce the amount of "
+                          "data to return or setting a higher limit with `--limit` to see all data. ", stacklevel=3)
         rows = rows[:limit]
     return [schema(**row) for row in rows]
 
@@ -277,7 +280,7 @@ def list_tasks(address: Optional[str] = None, filters: Optional[List[Tuple[str, 
     rt = _runtime(address)
     checked = _check_options(filters, limit, timeout)
     answers = _gathered(rt, "tasks", timeout, raise_on_missing_output)
-    return _listed(cluster_state.tasks(rt, answers), TaskState, checked, limit, detail)
+    return _listed(cluster_state.tasks(rt, answers), TaskState, checked, limit, detail, _explain)
 
 
 def list_actors(address: Optional[str] = None, filters: Optional[List[Tuple[str, PredicateType, SupportedFilterType]]]
@@ -287,7 +290,7 @@ def list_actors(address: Optional[str] = None, filters: Optional[List[Tuple[str,
     rt = _runtime(address)
     checked = _check_options(filters, limit, timeout)
     answers = _gathered(rt, "actors", timeout, raise_on_missing_output)
-    return _listed(cluster_state.actors(rt, answers), ActorState, checked, limit, detail)
+    return _listed(cluster_state.actors(rt, answers), ActorState, checked, limit, detail, _explain)
 
 
 def list_objects(address: Optional[str] = None, filters: Optional[List[Tuple[str, PredicateType, SupportedFilterType]]]
@@ -297,7 +300,7 @@ def list_objects(address: Optional[str] = None, filters: Optional[List[Tuple[str
     rt = _runtime(address)
     checked = _check_options(filters, limit, timeout)
     answers = _gathered(rt, "objects", timeout, raise_on_missing_output)
-    return _listed(cluster_state.objects(rt, answers), ObjectState, checked, limit, detail)
+    return _listed(cluster_state.objects(rt, answers), ObjectState, checked, limit, detail, _explain)
 
 
 def list_nodes(address: Optional[str] = None, filters: Optional[List[Tuple[str, PredicateType, SupportedFilterType]]]
@@ -306,7 +309,7 @@ def list_nodes(address: Optional[str] = None, filters: Optional[List[Tuple[str, 
     """Nodes with a live rank (``node_id`` as ``nodes()`` and ``get_runtime_context().get_node_id()`` give it)."""
     rt = _runtime(address)
     checked = _check_options(filters, limit, timeout)
-    return _listed(cluster_state.nodes(rt), NodeState, checked, limit, detail)
+    return _listed(cluster_state.nodes(rt), NodeState, checked, limit, detail, _explain)
 
 
 def list_placement_groups(address: Optional[str] = None,
@@ -320,7 +323,7 @@ def list_placement_groups(address: Optional[str] = None,
         rows = cluster_state.placement_groups(rt, timeout)
     except TimeoutError as exc:
         raise RayStateApiException(f"the head scheduler did not answer within timeout={timeout} s") from exc
-    return _listed(rows, PlacementGroupState, checked, limit, detail)
+    return _listed(rows, PlacementGroupState, checked, limit, detail, _explain)
 
 
 # -- summaries ---------------------------------------------------------------------------------------------------

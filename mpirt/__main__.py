@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any, Dict, List, Optional
@@ -38,6 +39,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"python -m mpirt status: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:   # piped into head(1) or less, which quit: nothing wrong
+        sys.stdout = open(os.devnull, "w")
         return 0
 
 

@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 import mpirt
-from conftest import wait_for
+from conftest import run_app, wait_for
 from mpirt.core import rank_state
 from mpirt.util import state
 from mpirt.util.state import RayStateApiException
@@ -174,3 +174,34 @@ def test_callable_from_a_task_and_an_actor(rt):
 
 def test_finished_tasks_are_kept_in_a_bounded_buffer():
     assert rank_state.finished_tasks.maxlen == rank_state.FINISHED_TASKS_PER_RANK == 10_000
+
+
+def test_ranks_that_do_not_answer_in_time_raise_or_are_left_out(rt):
+    with pytest.raises(RayStateApiException, match="did not answer the state query within timeout=1e-09 s"):
+        state.list_tasks(timeout=1e-9)
+    with pytest.warns(UserWarning, match="did not answer"):
+        partial = state.list_objects(timeout=1e-9, raise_on_missing_output=False, limit=10_000)
+    assert all(o.type == "DRIVER" for o in partial)   # the driver's own part is there
+
+
+SLOT_APP = """
+import mpirt
+from mpirt.util import state
+mpirt.init(num_cpus=2)
+
+@mpirt.remote
+def look():
+    import os
+    return os.getpid(), [t.func_or_class_name for t in state.list_tasks(filters=[("state", "=", "RUNNING")])]
+
+pid, running = mpirt.get(look.remote(), timeout=60)
+print("SLOT", pid, running)
+mpirt.shutdown()
+"""
+
+
+def test_callable_from_a_task_in_a_slot_process(tmp_path):
+    done = run_app(tmp_path, SLOT_APP, env={"MPIRT_TASK_SLOTS": "process"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    line = next(line for line in done.stdout.splitlines() if line.startswith("SLOT"))
+    assert "'look'" in line, done.stdout

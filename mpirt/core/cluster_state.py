@@ -20,7 +20,8 @@ def gather(rt, what: str, timeout: float = DEFAULT_TIMEOUT_S) -> Tuple[List[Dict
     """Every live rank's ``rank_state.collect(what)``, and the ranks that did not answer within ``timeout``
     seconds in all (dead meanwhile, or busy past it)."""
     with rt.lock:
-        answers = [rank_state.collect(rt, what)]
+        part = rank_state.capture(rt, what)
+    answers = [rank_state.complete(rt, part)]   # the finished tasks outside the lock: the driver submits most
     missing = []
     deadline = time.monotonic() + timeout
     for rank in rt.live_ranks():

@@ -12,6 +12,7 @@ know (the pid of the worker that ran a task, whether a sent task is running, an 
 filled in when the ranks' answers are merged (``cluster_state.py``).
 """
 import collections
+import operator
 import os
 import time
 
@@ -44,44 +45,72 @@ RECENT_ERRORS = 10
 
 
 def collect(rt, what):
-    """This rank's part of ``what`` ("tasks", "actors", "objects" or "all"): a dict of lists of plain dicts."""
-    out = {"rank": rt.rank, "pid": os.getpid(), "time": time.time()}
-    if what in ("tasks", "all"):
-        out["tasks"] = _pending_tasks(rt) + _pending_calls(rt) + _creations(rt) + _finished(rt)
-        out["running"] = _running_here(rt)
+    """This rank's part of ``what`` ("tasks", "actors", "objects", "all" or "summary"): a dict of lists of plain
+    dicts (runtime lock held: the ``state_query`` handler)."""
+    return complete(rt, capture(rt, what))
+
+
+def capture(rt, what):
+    """The part of ``collect`` that needs the runtime lock: live records read, the finished buffer copied
+    (one C-level copy, ~50 us for 10000 tasks). ``complete`` does the rest without the lock."""
+    out = {"rank": rt.rank, "pid": os.getpid(), "time": time.time(), "what": what}
+    if what in ("tasks", "all", "summary"):
+        out["finished"] = list(finished_tasks)
         out["classes"] = _classes(rt)
-    if what in ("actors", "all"):
+    if what in ("tasks", "all"):
+        out["tasks"] = _pending_tasks(rt) + _pending_calls(rt) + _creations(rt)
+        out["running"] = _running_here(rt)
+    if what in ("actors", "all", "summary"):
         out["actors_owned"] = _owned_actors(rt)
         out["actors_hosted"] = _hosted_actors(rt)
     if what in ("objects", "all"):
         out["objects"] = _objects(rt)
     if what == "summary":
-        out.update(summary(rt))
+        out["counts"] = collections.Counter((t["type"], t["func_or_class_name"], t["state"], t["actor_id"]) for t in
+                                            _pending_tasks(rt) + _pending_calls(rt) + _creations(rt))
+        out["running_counts"] = _running_counts(rt)
     return out
 
 
-def summary(rt, errors=RECENT_ERRORS):
-    """What the status snapshot needs, small enough to ask every few seconds whatever the number of tasks: this
-    rank's tasks counted by (type, function, state, actor id) (its unfinished ones, and the finished ones it
-    keeps), the calls running here counted by (type, function), its latest ``errors`` failures, and the actors
-    it owns and hosts."""
+def complete(rt, part):
+    """``capture``'s part made whole: the finished tasks as task dicts, or (summary) counted."""
+    finished = part.pop("finished", None)
+    if finished is None:
+        return part
+    if part["what"] == "summary":
+        counts = part["counts"]
+        counts.update(_finished_counts(finished))
+        part["counts"] = dict(counts)
+        part["errors"] = _recent_errors(rt, finished, RECENT_ERRORS)
+    else:
+        part["tasks"] += _finished(rt, finished)
+    return part
+
+
+def _finished_counts(finished):
+    """(type, function, FINISHED or FAILED, actor id) -> count. Counted in C (``itemgetter`` keys; a failed task's
+    key holds its error blob, whose hash bytes cache), ~1 ms for 10000 tasks, then the few keys merged."""
+    raw = collections.Counter(map(operator.itemgetter(3, 2, 4, 6), finished))
     counts: dict = collections.Counter()
-    for t in _pending_tasks(rt) + _pending_calls(rt) + _creations(rt):
-        counts[(t["type"], t["func_or_class_name"], t["state"], t["actor_id"])] += 1
-    failures = []
-    for task_id, name, function_name, kind, actor_id, worker, error, end, _, _ in list(finished_tasks):
-        counts[(kind, function_name, "FAILED" if error is not None else "FINISHED",
-                hex_id(actor_id) if actor_id is not None else None)] += 1
-        if error is not None:
-            failures.append((end, function_name, error, worker, actor_id))
+    for (kind, function_name, actor_id, error), n in raw.items():
+        counts[(kind, function_name, "FINISHED" if error is None else "FAILED",
+                hex_id(actor_id) if actor_id is not None else None)] += n
+    return counts
+
+
+def _recent_errors(rt, finished, errors):
+    """The latest ``errors`` failures among ``finished``, oldest first."""
     recent = []
-    for end, function_name, error, worker, actor_id in failures[-errors:]:
+    for task_id, name, function_name, kind, actor_id, worker, error, end, _, _ in reversed(finished):
+        if error is None:
+            continue
         error_type, message = error_of(error)
         recent.append({"time": end, "func_or_class_name": function_name, "error_type": error_type,
                        "error_message": message, "worker_rank": worker, "owner_rank": rt.rank,
                        "actor_id": hex_id(actor_id) if actor_id is not None else None})
-    return {"counts": dict(counts), "running_counts": _running_counts(rt), "errors": recent,
-            "actors_owned": _owned_actors(rt), "actors_hosted": _hosted_actors(rt), "classes": _classes(rt)}
+        if len(recent) == errors:
+            break
+    return recent[::-1]
 
 
 def _running_counts(rt):
@@ -175,9 +204,9 @@ def _creations(rt):
     return out
 
 
-def _finished(rt):
+def _finished(rt, finished):
     out = []
-    for task_id, name, function_name, kind, actor_id, worker, error, end, attempt, shape in list(finished_tasks):
+    for task_id, name, function_name, kind, actor_id, worker, error, end, attempt, shape in finished:
         state = "FAILED" if error is not None else "FINISHED"
         out.append(_task(rt, task_id, name, function_name, kind, state, actor_id, worker, shape, attempt,
                          error=error, end=end))

@@ -4,9 +4,10 @@ so a login node can see what a running job does (``python -m mpirt status``) wit
 The file is written whole to a temporary name in the same directory and moved over the old one with
 ``os.replace`` (atomic on POSIX file systems, NFS and Lustre included), so a reader never sees half a snapshot. A
 daemon thread of the driver (``mpirt-status``) writes it and sleeps between writes; ``shutdown()`` stops it with
-a last write marked ``"finished": true``. A snapshot asks every rank once (``state_query`` "summary", a few
-hundred bytes a rank, and ``store_stats_query``): about 2 ms on 3 ranks here, so the default interval of 5 s costs
-nothing measurable. ``MPIRT_STATUS=0`` turns it off, ``MPIRT_STATUS_INTERVAL`` (seconds) changes the interval,
+a last write marked ``"finished": true``. A snapshot asks every rank once (``state_query`` "summary": counts per
+function, a few hundred bytes a rank whatever the number of tasks; ``store_stats_query``; ``resources_query``):
+measured 9 ms median (18 ms max) on the 2-core VM with 3 ranks and a full buffer of 10000 finished tasks, so 0.2%
+of one core at the default interval of 5 s; the driver's runtime lock is held only to copy its records. ``MPIRT_STATUS=0`` turns it off, ``MPIRT_STATUS_INTERVAL`` (seconds) changes the interval,
 ``MPIRT_RESULTS_DIR`` where results go (``slurm.job_results_dir``).
 
 Reading: ``load`` and ``liveness`` say whether a snapshot is of a running, finished or dead (stale) job.

@@ -8,7 +8,7 @@ import sys
 
 import cloudpickle
 
-from . import actor, exceptions, runtime_context, runtime_env, util
+from . import _library_names, actor, exceptions, runtime_context, runtime_env, util
 from .actor import get_actor, kill, method
 from .api import (available_resources, cancel, cluster_resources, get, get_gpu_ids, nodes, object_store_stats, put,
                   remote, timeline, wait)
@@ -25,8 +25,10 @@ sys.modules[__name__ + ".cloudpickle"] = cloudpickle
 __version__ = "0.1.0"
 
 # The libraries under Ray's names, imported on first use (they pull in h5py, torch, gymnasium): a training
-# function that says ``ray.train.get_context()`` then works on a worker that never imported ``ray.train``.
-_LIBRARIES = {"tune": "mpirt.libs.tune", "train": "mpirt.libs.train", "rllib": "mpirt.libs.rl"}
+# function that says ``ray.train.get_context()`` then works on a worker that never imported ``ray.train``;
+# ``import mpirt.tune`` works too.
+_library_names.install()
+_LIBRARIES = _library_names.LIBRARIES
 
 
 def __getattr__(name):

@@ -4,10 +4,11 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import os
 from typing import Any
 
 from .actor import ActorClass
-from .core import cluster_state, object_ref, tracing
+from .core import cluster_state, current, object_ref, tracing
 from .core.current import runtime_for_call
 from .core.ids import node_id_hex
 from .core.object_ref import ObjectRef
@@ -84,19 +85,25 @@ def wait(object_refs: list[ObjectRef], *, num_returns: int = 1, timeout: float |
         raise TypeError(f"wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, got "
                         f"{type(object_refs)}.{hint}")
     timeout = _checked_timeout("wait", timeout)
-    for ref in object_refs:
-        if not isinstance(ref, (ObjectRef, ObjectRefGenerator)):
-            raise TypeError(f"wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, got list "
-                            f"containing {type(ref)}: {_short(ref)}")
+    # The common case (plain refs only) is checked with C-level loops: wait on 1,000 refs is a workload of its own.
+    plain = all(type(ref) is ObjectRef for ref in object_refs)
+    if not plain:
+        for ref in object_refs:
+            if not isinstance(ref, (ObjectRef, ObjectRefGenerator)):
+                raise TypeError(f"wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, got list "
+                                f"containing {type(ref)}: {_short(ref)}")
     if not object_refs:
         return [], []
-    if len(set(object_refs)) != len(object_refs):
+    if len({ref.id for ref in object_refs} if plain else set(object_refs)) != len(object_refs):
         twice = next(ref for i, ref in enumerate(object_refs) if ref in object_refs[:i])
         raise ValueError(f"Wait requires a list of unique ray_waitables. {twice} is in the list more than once.")
     num_returns = _checked_num_returns(num_returns, len(object_refs))
     rt = runtime_for_call()
-    waitables = [ref.waitable() if isinstance(ref, ObjectRefGenerator) else ref for ref in object_refs]
+    waitables = object_refs if plain else [ref.waitable() if isinstance(ref, ObjectRefGenerator) else ref
+                                           for ref in object_refs]
     flags = rt.wait_objects(waitables, num_returns, timeout, fail_fast=False)
+    if num_returns == len(flags) and all(flags):
+        return list(object_refs), []
     ready: list[ObjectRef] = []
     not_ready: list[ObjectRef] = []
     for ref, flag in zip(object_refs, flags):
@@ -170,15 +177,25 @@ def nodes() -> list[dict[str, Any]]:
 
 
 def timeline(filename: str | None = None) -> list[dict[str, Any]] | None:
-    """Tasks, actor calls and waits of every rank as Chrome trace events; written to ``filename`` as JSON when
-    given (open it in Perfetto or chrome://tracing)."""
-    rt = runtime_for_call()
+    """What every rank did, as Chrome trace events (Ray's ``timeline``): tasks, actor calls, waits, object
+    transfers between ranks, spills and restores. Returns the events, or writes them to ``filename`` as JSON
+    (open it in Perfetto or chrome://tracing) and returns None. RuntimeError before ``init()``, as in Ray. A
+    ``filename`` that is not a path (an int would be taken by ``open`` as a file descriptor of the process, and
+    closed) is a TypeError before anything is gathered."""
+    if filename is not None and not isinstance(filename, (str, os.PathLike)):
+        raise TypeError(f"timeline(filename={_short(filename)}): give the path of the JSON file to write (a str or "
+                        f"os.PathLike), or None to get the events back")
+    rt = current.runtime()
+    if rt is None:
+        raise RuntimeError("mpirt has not been started yet. Timeline requires mpirt to be initialized first "
+                           "(call mpirt.init()).")
     by_rank = {rt.rank: list(tracing.events)}
     by_rank.update((rank, rt.queries.ask(rank, "timeline_query")) for rank in rt.live_ranks() if rank != rt.rank)
     events = tracing.chrome_trace(by_rank, {DRIVER_RANK: "driver", HEAD_RANK: "scheduler"})
-    if filename is not None:
-        tracing.write(filename, events)
-    return events
+    if filename is None:
+        return events
+    tracing.write(filename, events)
+    return None
 
 
 def _checked_timeout(where, timeout):

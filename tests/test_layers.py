@@ -166,3 +166,19 @@ def test_the_checker_sees_a_cycle():
     finally:
         del GRAPH["mpirt.fake_a"], GRAPH["mpirt.fake_b"]
 
+
+
+def test_ray_library_names_import_under_mpirt():
+    """``import mpirt.tune`` and its submodules give the very modules of ``mpirt.libs`` (no second copy)."""
+    import subprocess
+    import sys
+    code = ("import sys, mpirt.tune, mpirt.train, mpirt.rllib\n"
+            "from mpirt.tune.search import ConcurrencyLimiter\n"
+            "import mpirt.libs.tune.search as real\n"
+            "assert mpirt.tune is mpirt.libs.tune and mpirt.rllib is mpirt.libs.rl and mpirt.train is mpirt.libs.train\n"
+            "assert ConcurrencyLimiter is real.ConcurrencyLimiter\n"
+            "assert sys.modules['mpirt.tune.search'] is real\n"
+            "try:\n    import mpirt.tune.no_such_module\nexcept ModuleNotFoundError as e:\n"
+            "    assert 'mpirt.tune.no_such_module' in str(e)\nelse:\n    raise AssertionError('imported')\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr

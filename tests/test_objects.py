@@ -37,6 +37,33 @@ def test_put_get_roundtrip(rt):
             assert got == value
 
 
+@mpirt.remote
+def writeable_flags(value):
+    return [a.flags.writeable for a in value] if isinstance(value, list) else value.flags.writeable
+
+
+@mpirt.remote
+def zeros(n):
+    return np.zeros(n)
+
+
+@pytest.mark.parametrize("n", [3, 1_000_000])
+def test_numpy_arrays_come_back_read_only_whatever_their_size(rt, n):
+    """As in Ray: arrays in results, puts and arguments are read-only, small (inline) ones too, and a
+    non-contiguous one keeps its values."""
+    assert not rt.get(rt.put(np.zeros(n))).flags.writeable
+    assert not rt.get(zeros.remote(n)).flags.writeable
+    assert rt.get(writeable_flags.remote(np.zeros(n))) is False
+    assert rt.get(writeable_flags.remote([np.zeros(n), np.ones(n)])) == [False, False]
+    strided = np.arange(4 * n, dtype=np.float64).reshape(4, n)[:, ::2]
+    got = rt.get(rt.put(strided))
+    np.testing.assert_array_equal(got, strided)
+    assert not got.flags.writeable
+    mine = np.zeros(n)
+    rt.put(mine)
+    assert mine.flags.writeable          # the caller's array is left as it was
+
+
 def test_put_of_ref_and_unpicklable_value_are_errors(rt):
     ref = rt.put(1)
     with pytest.raises(TypeError, match="ObjectRef"):

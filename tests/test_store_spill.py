@@ -1,10 +1,15 @@
 """Spill and restore: a full store spills its oldest unviewed objects to disk and restores them on
 the next get; objects larger than the store go straight to disk; an error only when the disk
 cannot take them either; spill files go at shutdown, and those of killed jobs at the next start."""
+import errno
 import os
 import socket
+import subprocess
+import sys
 
-from conftest import run_app
+import pytest
+
+from conftest import REPO, run_app
 
 SPILL_APP = """
 import os, numpy as np, mpirt as ray
@@ -186,3 +191,58 @@ def test_cross_node_reads_of_spilled_and_restored_objects(tmp_path):
     for round in range(3):
         assert f"round {round} {list(range(10))}" in proc.stdout
     assert "restored True remote True" in proc.stdout
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 24 MiB tmpfs: a real disk that fills up (needs root, as mount does; skipped elsewhere)."""
+    path = tmp_path / "small_disk"
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield path
+    subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_a_spill_file_the_disk_cannot_hold_is_an_oserror_not_a_crash(small_disk):
+    # The disk fills between room_for() and the write (another job, the results directory): writing into a
+    # mapped sparse file would be a SIGBUS that kills the rank; the blocks are reserved first instead.
+    code = (f"from mpirt.store.spill import RankSpill\n"
+            f"spill = RankSpill({str(small_disk)!r}, 2)\n"
+            f"try:\n"
+            f"    spill.write(1, 40 << 20, lambda view: view.__setitem__(slice(None), b'x' * len(view)))\n"
+            f"except OSError as exc:\n"
+            f"    print('refused', exc.errno)\n"
+            f"print('left', sorted(__import__('os').listdir(spill.directory)))\n"
+            f"print('fits', spill.write(2, 1 << 20, lambda view: None).endswith('2.obj'))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr          # -7 (SIGBUS) before
+    assert proc.stdout.split("\n")[:3] == [f"refused {errno.ENOSPC}", "left []", "fits True"]
+
+
+FULL_DISK_APP = """
+import numpy as np, mpirt as ray
+from mpirt.exceptions import ObjectStoreFullError
+ray.init(num_cpus=1, object_store_memory=32 << 20)
+refs = []
+try:
+    for i in range(8):                           # 80 MiB into a 32 MiB store and a 24 MiB disk
+        refs.append(ray.put(np.full(10 << 20, i, dtype=np.uint8)))
+except ObjectStoreFullError as exc:
+    print("full after", len(refs), "MPIRT_SPILL_DIR" in str(exc))
+print("kept", [int(ray.get(r)[7]) for r in refs])
+del refs
+print("still works", int(ray.get(ray.put(np.ones(1 << 20, dtype=np.uint8))).sum()))
+"""
+
+
+def test_a_full_spill_disk_is_object_store_full_and_the_job_goes_on(tmp_path, small_disk):
+    proc = run_app(tmp_path, FULL_DISK_APP, env={"MPIRT_SPILL_DIR": str(small_disk)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    full = next(line for line in proc.stdout.splitlines() if line.startswith("full after"))
+    count = int(full.split()[2])
+    assert 3 <= count < 8 and full.endswith("True")
+    assert f"kept {list(range(count))}" in proc.stdout
+    assert f"still works {1 << 20}" in proc.stdout
+    assert _spill_dirs(small_disk) == []

@@ -113,3 +113,26 @@ def test_sigterm_saves_state_and_resume_finishes(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "BEST 5 6" in again.stdout
     assert set(_statuses(journal).values()) == {"TERMINATED"}
+
+
+def test_journal_cut_short_by_a_kill_loses_no_event_appended_after_resume(tmp_path):
+    """kill -9 in the middle of a journal write leaves a partial last line; the events a resumed run
+    appends must not join it (replay skips an undecodable line, and would skip them with it)."""
+    from mpirt.libs.tune.storage import ExperimentStorage
+    from mpirt.libs.tune.trial import Trial
+
+    storage = ExperimentStorage(str(tmp_path), "exp")
+    storage.open(fresh=True)
+    trial = Trial("t0", "trial_t0", {"i": 1}, {"CPU": 1})
+    storage.record_trial(trial)
+    storage.record_result(trial, {"training_iteration": 1, "score": 1})
+    storage._journal.close()
+    with open(storage.journal_path, "a") as journal:
+        journal.write('{"e": "result", "id": "t0", "res')        # the write the kill cut short
+
+    resumed = ExperimentStorage(str(tmp_path), "exp")
+    resumed.open(fresh=False)
+    resumed.record_result(trial, {"training_iteration": 2, "score": 2})
+    resumed._journal.close()
+    _, trials = resumed.replay()
+    assert [r["training_iteration"] for r in trials[0]["results"]] == [1, 2]

@@ -13,7 +13,7 @@ import inspect
 import threading
 
 from ..exceptions import ActorDiedError, ErrorPayload
-from . import invoke, runtime_env
+from . import invoke, log_forward, runtime_env
 from .call_context import task_context
 from .codec import loads
 from .invoke import error_blobs
@@ -272,6 +272,8 @@ class ActorHost:
     def _die(self, actor, error):
         actor.dead_error = error
         actor.instance = None
+        if log_forward.open_bars:     # progress bars the actor left open close with it
+            log_forward.call_ended(("actor", actor.actor_id))
         actor.bound = {}     # bound methods hold the instance, and with it whatever refs it kept
         if actor.loop is not None:
             # The loop stops: the calls it has not answered yet never will be (a threaded actor's
@@ -395,7 +397,7 @@ class ActorHost:
                 self._release_environment(actor)
             invoke.leave()
             actor.running.pop(call_id, None)
-        invoke.finished("actor", label, started, is_error)
+        invoke.finished("actor", label, started, is_error, blobs=blobs)
         self._reply(caller, call_id, blobs, is_error)
 
     def _invoke(self, actor, method, args_blob, inlined, num_returns, label, overrides, generation, caller):
@@ -488,7 +490,7 @@ class ActorHost:
         except asyncio.CancelledError:     # cancelled while it waited for its turn
             blobs, is_error = error_blobs(invoke.call_cancelled(label), num_returns), True
         actor.running.pop(call_id, None)
-        invoke.finished("actor", label, started, is_error)
+        invoke.finished("actor", label, started, is_error, blobs=blobs)
         self._answer_async(actor, caller, call_id, blobs, is_error)
 
     def _answer_async(self, actor, caller, call_id, blobs, is_error):

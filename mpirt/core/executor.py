@@ -15,7 +15,7 @@ import threading
 import traceback
 
 from ..exceptions import TaskCancelledError
-from . import invoke
+from . import invoke, log_forward
 from .codec import dumps, loads
 from .lifecycle import refuse
 from .object_ref import ObjectRef
@@ -293,7 +293,9 @@ class TaskExecutor:
             blobs, is_error, retryable = outcome if outcome is not None else self._run_here(task)
         finally:
             invoke.leave()
-        seconds = invoke.finished("task", name, started, is_error, task_id=f"{task_id:028x}")
+            if log_forward.open_bars:     # progress bars the task left open close with it
+                log_forward.call_ended()
+        seconds = invoke.finished("task", name, started, is_error, task_id=f"{task_id:028x}", blobs=blobs)
         self._reply(task, blobs, is_error, retryable, seconds)
 
     def _run_here(self, task):

@@ -73,14 +73,35 @@ def enter_async(actor, call, label):
     task_context.num_gpus = actor.num_gpus
 
 
-def finished(category, label, started, failed, task_id=None):
-    """Trace the call that began at ``started`` (``clock()``), with a task's id (hex); return how long it ran."""
+def finished(category, label, started, failed, task_id=None, blobs=None):
+    """Trace the call that began at ``started`` (``clock()``), with a task's id (hex); return how long it ran. A
+    failed call's trace names its error's type and message, read from its error ``blobs``."""
     ended = clock()
-    if task_id is None:
+    if failed and blobs:
+        error, message = error_summary(blobs[0])
+        if task_id is None:
+            tracing.record(category, label, started, ended, failed=failed, error=error, message=message)
+        else:
+            tracing.record(category, label, started, ended, task_id=task_id, failed=failed, error=error,
+                           message=message)
+    elif task_id is None:
         tracing.record(category, label, started, ended, failed=failed)
     else:
         tracing.record(category, label, started, ended, task_id=task_id, failed=failed)
     return ended - started
+
+
+def error_summary(blob, limit=300):
+    """``(type name, message)`` of the error in an error blob (a task's own exception, not its RayTaskError
+    wrapper); the message cut to ``limit`` characters."""
+    try:
+        error = loads(blob).error
+        cause = getattr(error, "cause", None)
+        error = error if cause is None else cause
+        message = str(error)
+    except Exception as exc:  # noqa: B902 - a trace detail must never fail the call it describes
+        return "unknown", f"(the error could not be read: {type(exc).__name__})"
+    return type(error).__name__, message if len(message) <= limit else message[:limit - 3] + "..."
 
 
 # -- results -----------------------------------------------------------------------------

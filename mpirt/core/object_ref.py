@@ -50,6 +50,13 @@ def session_of(object_id):
     return object_id >> _SESSION_SHIFT
 
 
+def all_in_session(object_ids, session):
+    """Whether every id of ``object_ids`` is of ``session``: the session is an id's top bits, so
+    the smallest and the largest id tell (one C-level pass each, where ``session_of`` per id is a call)."""
+    low = session << _SESSION_SHIFT
+    return not object_ids or low <= min(object_ids) and max(object_ids) < low + (1 << _SESSION_SHIFT)
+
+
 def returned(refs, num_returns):
     """What ``.remote()`` gives back, as in Ray: one ref, None, or a list."""
     if num_returns == 1:

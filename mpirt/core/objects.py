@@ -10,7 +10,7 @@ import enum
 from typing import Callable, List, Optional
 
 from ..exceptions import ErrorPayload, ObjectLostError, OwnerDiedError
-from . import object_value
+from . import object_value, tracing
 from .codec import dumps
 from .lifecycle import refuse
 from .object_ref import owner_of, ref_events
@@ -86,6 +86,7 @@ class ObjectTable:
         self.rt = runtime
         self.rank = runtime.rank
         self.entries = {}
+        self._asked = {}   # borrower: object id -> when obj_req went to its owner (the trace's "transfer")
         self.references = ReferenceCounter(runtime, "obj_ref", ref_events, owner_of, self._drop, self._drop)
         runtime.register(obj_req=self._on_request, obj=self._on_value)
         runtime.failures.handlers.append(self._on_rank_dead)
@@ -121,6 +122,7 @@ class ObjectTable:
         elif owner in self.rt.failures.dead:
             entry.resolve(self._lost_blob(object_id, f"its owner (rank {owner}) died"), True)
         else:
+            self._asked[object_id] = tracing.now()
             self.rt.send(owner, ("obj_req", object_id))
         return entry
 
@@ -155,6 +157,8 @@ class ObjectTable:
         them from lineage (or reports ObjectLostError for ``put`` values); borrowers ask again.
         Values of objects ``rank`` owned but never delivered are lost with it. Same-node stores
         stay readable after their rank dies (the segment is shared), so those values live on."""
+        for object_id in [object_id for object_id in self._asked if owner_of(object_id) == rank]:
+            del self._asked[object_id]
         lost = []
         same_node = self.rt.store.arena.same_node
         for object_id, entry in self.entries.items():
@@ -192,4 +196,8 @@ class ObjectTable:
         self.on_ready(object_id, lambda oid, e: self.rt.send(source, ("obj", oid, e.blob, e.is_error)))
 
     def _on_value(self, source, object_id, blob, is_error):
+        asked = self._asked.pop(object_id, None)
+        if asked is not None and isinstance(blob, (bytes, bytearray)):   # a stored value's bytes move later
+            tracing.record("transfer", "object reply", asked, tracing.now(), bytes=len(blob), peer=source,
+                           object_id=f"{object_id:028x}")
         self.set_ready(object_id, blob, is_error)

@@ -42,6 +42,7 @@ class ShutdownHandshake:
             with rt.lock:   # a rank may die meanwhile
                 rt.cond.wait_for(lambda: self._answered >= group - rt.failures.dead, deadline - time.monotonic())
         rt.transport.stop()
+        log_forward.finish()      # progress bars still open end with their last state
         return self._answered >= others - rt.failures.dead
 
     def _on_shutdown(self, source, free_store):

@@ -32,7 +32,7 @@ from ..actor import ActorClass, ActorHandle, _meta_of
 from ..exceptions import ErrorPayload, TaskCancelledError
 from ..remote_function import RemoteFunction
 from ..runtime_context import RuntimeContext, _qualified
-from . import current, invoke, object_ref, slot_wire
+from . import current, invoke, log_forward, object_ref, slot_wire
 from .codec import dumps, encode_plain, loads
 from .log_forward import TextSink
 from .object_ref import ObjectRef
@@ -116,7 +116,8 @@ FORWARDED_FUNCTIONS = {"mpirt.api": ("put", "get", "wait", "cancel", "cluster_re
                        "mpirt.actor": ("get_actor", "kill", "list_named_actors"),
                        "mpirt.util.state": ("list_tasks", "list_actors", "list_objects", "list_nodes",
                                             "list_placement_groups", "summarize_tasks", "summarize_actors",
-                                            "summarize_objects")}
+                                            "summarize_objects"),
+                       "mpirt.util.report": ("report",)}
 
 
 def _submit_remote_function(self, args, kwargs, options):
@@ -295,6 +296,8 @@ def _run_task(head, slices, body, functions):
                 result = function(*args, **kwargs)
             finally:
                 _state.in_user_code = False
+                if log_forward.open_bars:    # progress bars the task left open close with it
+                    log_forward.call_ended()
             del args, kwargs
             values = invoke.split_returns(f"task {name}", result, num_returns)
             del result

@@ -3,6 +3,9 @@
 Each rank keeps its most recent events (tasks, actor calls, time blocked in get/wait) in a bounded buffer;
 ``mpirt.timeline(path)`` collects them from all ranks into the Chrome trace-event format, which Perfetto
 (ui.perfetto.dev) and chrome://tracing open. One process per rank, one track per thread.
+
+Counters (``count``) are samples of a quantity over time, such as the store bytes a rank holds; they become
+Chrome counter events ("ph": "C"), one counter track per name in the rank's process.
 """
 import collections
 import json
@@ -11,11 +14,18 @@ import time
 
 MAX_EVENTS_PER_RANK = 200_000
 events: collections.deque = collections.deque(maxlen=MAX_EVENTS_PER_RANK)
+COUNTER = "counter"   # the category of ``count``'s samples
 
 
 def record(category, name, start, end, **args):
     """Note that ``name`` ran from ``start`` to ``end`` (time.time() seconds) on this thread."""
     events.append((category, name, start, end, threading.get_ident(), args))
+
+
+def count(name, **values):
+    """Note the current value of counters ``values`` (numbers) under ``name`` on this rank."""
+    moment = time.time()
+    events.append((COUNTER, name, moment, moment, 0, values))
 
 
 def now():
@@ -29,6 +39,9 @@ def chrome_trace(events_by_rank, roles):
         trace.append({"name": "process_name", "ph": "M", "pid": rank, "tid": 0,
                       "args": {"name": f"rank {rank} ({roles.get(rank, 'worker')})"}})
         for category, name, start, end, thread, args in rank_events:
+            if category == COUNTER:
+                trace.append({"name": name, "cat": category, "ph": "C", "pid": rank, "ts": start * 1e6, "args": args})
+                continue
             trace.append({"name": name, "cat": category, "ph": "X", "pid": rank, "tid": thread,
                           "ts": start * 1e6, "dur": max(end - start, 0.0) * 1e6, "args": args})
     return trace

@@ -11,7 +11,7 @@ from typing import List, Optional
 from ..exceptions import GetTimeoutError
 from . import tracing
 from .call_context import task_context
-from .object_ref import ObjectRef, session_of
+from .object_ref import ObjectRef, all_in_session, session_of
 from .objects import Entry
 from .signals import HOLD
 from .threads import handoffs
@@ -35,6 +35,13 @@ class _Waiter:
         if self.ready >= self.needed or (self.fail_fast and entry.is_error):
             self.done = True
 
+    def count_ready(self, entries):
+        """Count those of ``entries`` already ready (one pass, no call per entry)."""
+        ready = [entry for entry in entries if entry.ready]
+        self.ready += len(ready)
+        if self.ready >= self.needed or (self.fail_fast and any(entry.is_error for entry in ready)):
+            self.done = True
+
     def on_ready(self, object_id, entry):
         if not self.done:
             self.count(entry)
@@ -54,17 +61,17 @@ class ObjectWaits:
         ``get`` (fail_fast) raises GetTimeoutError; ``wait`` just returns."""
         rt = self.rt
         deadline = None if timeout is None else time.monotonic() + timeout
+        ids = [ref.id for ref in refs]
         session = rt.session
-        for ref in refs:
-            if session_of(ref.id) != session:
-                raise ValueError(f"{ref} belongs to an earlier mpirt session (it was created before shutdown())")
+        if not all_in_session(ids, session):
+            stale = next(ref for ref in refs if session_of(ref.id) != session)
+            raise ValueError(f"{stale} belongs to an earlier mpirt session (it was created before shutdown())")
         with rt.lock:
+            known = rt.objects.entries.get
             ensure = rt.objects.ensure
-            entries = [ensure(ref.id) for ref in refs]
+            entries = [known(object_id) or ensure(object_id) for object_id in ids]
             waiter = _Waiter(rt.cond, num_required, fail_fast)
-            for entry in entries:
-                if entry.ready:
-                    waiter.count(entry)
+            waiter.count_ready(entries)
             if waiter.done:
                 return entries
             for ref, entry in zip(refs, entries):

@@ -12,7 +12,9 @@ import numbers
 import os
 import sys
 import threading
+import traceback
 import warnings
+from typing import Any, Callable
 
 from .. import slurm
 from ..core import current, signals, status_snapshot
@@ -31,6 +33,7 @@ _finalize_registered = False   # _finalize_at_exit (a spawning driver under ULFM
 _deaths_seen = False           # a rank died: this process leaves without MPI_Finalize
 _mpirun_session_ended = False  # under mpirun the other ranks exit at shutdown: no second init
 _status_writer = None          # the driver's status_snapshot.StatusWriter while a session runs
+_shutdown_hooks: list[Callable[[Any], None]] = []   # on_shutdown's, run in the order registered
 
 _NONE = type(None)
 # init()'s keywords, Ray's, with the types each takes; INIT_ACCEPTED_ONLY says why some do nothing here.
@@ -184,6 +187,25 @@ def _check_init_args(num_cpus, num_gpus, resources):
         make_shape(0, 0, resources)
 
 
+def on_shutdown(hook: Callable[[Any], None]) -> None:
+    """Run ``hook(runtime)`` in ``shutdown()`` while every rank still serves, before they are told to stop: how
+    a layer above this one (``util/report.py``: the job report) acts at shutdown without being imported here.
+    Each hook must bound its own time; one that raises is reported and the shutdown goes on."""
+    if hook not in _shutdown_hooks:
+        _shutdown_hooks.append(hook)
+
+
+def _run_shutdown_hooks(rt):
+    for hook in _shutdown_hooks:
+        try:
+            hook(rt)
+        except KeyboardInterrupt:   # the ranks must still be stopped
+            sys.stderr.write(f"mpirt: interrupted in {hook.__qualname__} at shutdown; shutting down anyway\n")
+        except Exception:  # noqa: B902 - a hook's bug must not leave the ranks running
+            sys.stderr.write(f"mpirt: {hook.__qualname__} failed at shutdown; shutting down anyway:\n"
+                             f"{traceback.format_exc()}")
+
+
 @signals.holds_signals
 def shutdown() -> None:
     """Stop every rank of this session. ``init()`` may be called again afterwards."""
@@ -195,6 +217,7 @@ def shutdown() -> None:
         current.set_runtime(None)
         _mpirun_session_ended = rt.launch.mode == "mpirun"
     _stop_status_writer()
+    _run_shutdown_hooks(rt)
     if rt.launch.watchdog is not None:
         rt.launch.watchdog.stop()          # the spawned ranks now exit on purpose
     if not rt.shutdown.stop_every_rank():

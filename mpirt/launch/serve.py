@@ -23,6 +23,7 @@ class Launch:
 
 def start_driver(rt):
     rt.register(log=log_forward.print_forwarded)
+    rt.failures.handlers.append(log_forward.rank_died)
     signals.driver_exits_cleanly_on_sigterm()
     signals.driver_holds_signals()
     if rt.launch.mode == "mpirun" and not rt.failures.enabled and not os.environ.get("MPIRT_QUIET"):

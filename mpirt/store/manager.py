@@ -23,7 +23,7 @@ import threading
 import traceback
 import weakref
 
-from ..core import object_value
+from ..core import object_value, tracing
 from ..core.object_ref import owner_of
 from ..core.object_value import ObjectValue
 from ..exceptions import ObjectLostError, ObjectStoreFullError
@@ -39,6 +39,8 @@ _KEY_BITS = 40              # object keys: (holder rank + 1) << 40 | a counter o
 _LOCATE_TRIES = 4           # a reader asks the holder again if the object moved once more meanwhile
 _KNOWN_MOVES = 4096         # relocations a reader remembers (spilled or restored objects it read)
 ASSISTED_READ_SECONDS = 30.0   # most a holder drives MPI for one cross-node read whose reader never says done
+USE_SAMPLE_SECONDS = 1.0       # how often a rank looks at its store use for the trace (a counter)
+USE_SAMPLE_HEARTBEAT = 60.0    # an unchanged use is traced again after this, so a late window of the trace has it
 
 
 class StoreLocation(ObjectValue):
@@ -133,6 +135,8 @@ class StoreManager:
                          store_read_spilled_query=self._on_read_spilled_query)
         self._assisting = collections.Counter()   # reader rank -> its assisted reads under way here
         runtime.failures.handlers.append(self._on_rank_dead)
+        self._sampled = (None, 0.0)   # the store use last traced, and when
+        runtime.transport.add_ticker(USE_SAMPLE_SECONDS, self._sample_use)
 
     def _open_spill(self, configured):
         """Collective over the node, whose leader makes the spill directory (removing dead jobs'):
@@ -245,6 +249,7 @@ class StoreManager:
         the object stays in memory, when the disk cannot take it."""
         data = record.offset + HEADER_BYTES
         path = record.spill_path
+        started = tracing.now()
         try:
             if path is None and self.spill.room_for(record.size)[0]:
                 path = self.spill.write(record.key, record.size,
@@ -261,6 +266,7 @@ class StoreManager:
             if record.spill_path is None:
                 self.stats["spilled_objects"] += 1
                 self.stats["spilled_bytes"] += record.size
+                tracing.record("spill", "spill", started, tracing.now(), bytes=record.size, key=f"{record.key:x}")
             record.spill_path = path
             self.space.free(record.offset)
             record.offset = None
@@ -271,6 +277,7 @@ class StoreManager:
 
     def _put_on_disk(self, key, serialized):
         size = serialized.size
+        started = tracing.now()
         room, free = self.spill.room_for(size) if self.spill is not None else (False, 0)
         try:
             path = self.spill.write(key, size, serialized.write_into) if room else None
@@ -282,6 +289,7 @@ class StoreManager:
             self._held[key] = _Held(key, size, None, path)
         self.stats["spilled_objects"] += 1
         self.stats["spilled_bytes"] += size
+        tracing.record("spill", "spill", started, tracing.now(), bytes=size, key=f"{key:x}", larger_than_memory=True)
         return StoreLocation(self.rank, -1, size, path, key)
 
     def _full_message(self, size, disk_free):
@@ -339,6 +347,7 @@ class StoreManager:
 
     def _fetch_remote(self, where):
         """A copy of a block on another node, or None if the block no longer holds the object."""
+        started = tracing.now()
         if not self.arena.reaches(where.holder):
             data = self._fetch_by_message(where)
         else:
@@ -359,6 +368,8 @@ class StoreManager:
         if data is not None:
             self.stats["remote_gets"] += 1
             self.stats["remote_get_bytes"] += where.size
+            tracing.record("transfer", "store read" if self.arena.reaches(where.holder) else "store read by messages",
+                           started, tracing.now(), bytes=where.size, peer=where.holder, key=f"{where.key:x}")
         return data
 
     def _on_wake(self, source):
@@ -392,10 +403,19 @@ class StoreManager:
         return b"".join(parts) if len(parts) != 1 else parts[0]
 
     def _read_spilled(self, where):
+        """The bytes of a spilled object its holder could not bring back into memory: its file mapped on
+        the holder's node, else sent by the holder."""
         self.stats["restored_from_disk"] += 1
+        started = tracing.now()
         if self.arena.same_node(where.holder):
-            return _map_file(where.spill_path)
-        return self.rt.queries.ask(where.holder, "store_read_spilled_query", where.key, timeout=600.0)
+            data = _map_file(where.spill_path)
+            tracing.record("restore", "read from disk", started, tracing.now(), bytes=where.size, peer=where.holder,
+                           key=f"{where.key:x}")
+            return data
+        data = self.rt.queries.ask(where.holder, "store_read_spilled_query", where.key, timeout=600.0)
+        tracing.record("transfer", "spilled read", started, tracing.now(), bytes=where.size, peer=where.holder,
+                       key=f"{where.key:x}")
+        return data
 
     def _locate(self, where):
         """Ask the holder where the object is now (it restores a spilled object into memory if it
@@ -429,6 +449,7 @@ class StoreManager:
             record.busy = True
         offset = None
         stamp = self._new_key()
+        started = tracing.now()
         try:
             if HEADER_BYTES + record.size <= self.arena.capacity:
                 offset = self._allocate(HEADER_BYTES + record.size)
@@ -451,6 +472,7 @@ class StoreManager:
                 self._held.move_to_end(key)
                 self.stats["restored_objects"] += 1
                 self.stats["restored_bytes"] += record.size
+                tracing.record("restore", "restore", started, tracing.now(), bytes=record.size, key=f"{key:x}")
             if record.freed:
                 self._drop(record)
                 return None
@@ -586,6 +608,16 @@ class StoreManager:
                 "reserved_bytes": self.space.reserved_bytes, "objects_in_memory": in_memory,
                 "objects_on_disk": len(on_disk), "disk_bytes": sum(on_disk), **self.stats, **self.device.stats,
                 "node_store": self.node_stats()}
+
+    def _sample_use(self):
+        """Trace this rank's store bytes (a counter, "object store"), on the progress thread. Only a change, or
+        the same value once a minute: an idle rank adds nothing to its bounded trace buffer."""
+        used = self.space.used_bytes
+        last, when = self._sampled
+        now = tracing.now()
+        if used != last or now - when >= USE_SAMPLE_HEARTBEAT:
+            tracing.count("object store", used_bytes=used)
+            self._sampled = (used, now)
 
     def node_stats(self):
         table = self.arena.chunks

@@ -9,6 +9,7 @@ start time of the node's processes: at start-up the leader removes the directori
 on this host left behind (killed before they could clean up) whose processes are all gone,
 never another live job's. Each rank removes its files at shutdown.
 """
+import errno
 import glob
 import mmap
 import os
@@ -63,6 +64,24 @@ def remove_stale(base):
             shutil.rmtree(path, ignore_errors=True)
 
 
+def _allocate(fd, size):
+    """Reserve ``size`` bytes of disk for the file (OSError ENOSPC when the disk has not got them);
+    a file system that cannot reserve (EOPNOTSUPP, EINVAL) gets a plain sparse file."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        os.ftruncate(fd, size)
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def _alive(identity):
     pid, _, _ = identity.partition(":")
     return pid.isdigit() and process_identity(int(pid)) == identity
@@ -89,16 +108,26 @@ class RankSpill:
 
     def write(self, key, size, fill):
         """Make the file of object ``key``: ``fill(memoryview)`` writes its ``size`` bytes. The
-        file appears under its final name only when complete."""
+        file appears under its final name only when complete.
+
+        The file's blocks are allocated before it is mapped: a store into a mapped page the disk
+        has no room for is a SIGBUS that kills the rank (``room_for`` is checked first, but the
+        disk may fill in between, from another job or the results directory), while a failed
+        allocation is an OSError (ENOSPC) the caller turns into "no room". A file not completed
+        is removed."""
         os.makedirs(self.directory, exist_ok=True)
         path = self.path_of(key)
         partial = path + ".part"
-        with open(partial, "w+b") as f:
-            if size:
-                f.truncate(size)
-                with mmap.mmap(f.fileno(), size) as mapped, memoryview(mapped) as view:
-                    fill(view)
-        os.replace(partial, path)
+        try:
+            with open(partial, "w+b") as f:
+                if size:
+                    _allocate(f.fileno(), size)
+                    with mmap.mmap(f.fileno(), size) as mapped, memoryview(mapped) as view:
+                        fill(view)
+            os.replace(partial, path)
+        except BaseException:
+            _remove(partial)
+            raise
         return path
 
     def close(self):

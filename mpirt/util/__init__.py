@@ -4,8 +4,10 @@ import collections
 import socket
 
 from ..actor import list_named_actors  # noqa: F401 - Ray's ray.util.list_named_actors
-from ..api import get, wait
+from ..api import get, put, wait
+from ..core.object_ref import ObjectRef
 from ..exceptions import GetTimeoutError
+from . import report  # noqa: F401 - registers the job report written at shutdown
 from . import scheduling_strategies  # noqa: F401 - ray.util.scheduling_strategies works without an import, as in Ray
 from . import state  # noqa: F401 - mpirt.util.state works without an import; task slots forward to it by name
 from .placement_group import (get_current_placement_group, get_placement_group,  # noqa: F401 - Ray's ray.util names
@@ -88,23 +90,51 @@ class ActorPool:
         self._next_return = 0
 
     def submit(self, fn, value):
-        """Queue ``fn(actor, value)``; it starts as soon as an actor is idle."""
-        index = self._next_index
-        self._next_index += 1
+        """Queue ``fn(actor, value)``; it starts as soon as an actor is idle. If ``fn`` raises (or returns
+        something other than an ObjectRef) here, the error comes from ``submit`` and the pool is as before."""
+        if not callable(fn):
+            raise TypeError(f"ActorPool.submit(fn={fn!r}): fn must be a callable taking (actor, value) and "
+                            f"returning the ObjectRef of a call, e.g. lambda actor, value: actor.method.remote(value)")
         if self._idle:
-            self._start(index, fn, value, self._idle.pop())
+            actor = self._idle.pop()
+            try:
+                ref = _started_call(fn, actor, value)
+            except BaseException:
+                self._idle.append(actor)
+                raise
+            self._record(self._next_index, ref, actor)
         else:
-            self._waiting.append((index, fn, value))
+            self._waiting.append((self._next_index, fn, value))
+        self._next_index += 1
 
     def _start(self, index, fn, value, actor):
-        ref = fn(actor, value)
+        """Start a queued call on an actor that just became idle; an error in ``fn`` becomes that call's result
+        (raised by the get_next that reaches it) and the actor stays in the pool."""
+        try:
+            ref = _started_call(fn, actor, value)
+        except Exception as exc:   # noqa: B902 - any error of the user's fn is that call's result
+            ref = put(_FailedSubmit(exc))
+            self._record(index, ref, None)
+            self.push(actor)
+            return
+        self._record(index, ref, actor)
+
+    def _record(self, index, ref, actor):
         self._running[ref] = (index, actor)
         self._ref_of_index[index] = ref
 
     def _finish(self, ref):
         index, actor = self._running.pop(ref)
         del self._ref_of_index[index]
-        self.push(actor)
+        if actor is not None:
+            self.push(actor)
+
+    @staticmethod
+    def _value(ref):
+        value = get(ref)
+        if isinstance(value, _FailedSubmit):
+            raise value.error
+        return value
 
     def has_next(self):
         return bool(self._running) or bool(self._waiting)
@@ -122,7 +152,7 @@ class ActorPool:
             raise GetTimeoutError(f"ActorPool.get_next() timed out after {timeout} s")
         self._next_return += 1
         self._finish(ref)
-        return get(ref)
+        return self._value(ref)
 
     def get_next_unordered(self, timeout=None):
         """Whichever result is ready first."""
@@ -137,7 +167,7 @@ class ActorPool:
         while self._next_return < self._next_index and self._next_return not in self._ref_of_index \
                 and not any(i == self._next_return for i, _, _ in self._waiting):
             self._next_return += 1
-        return get(ref)
+        return self._value(ref)
 
     def map(self, fn, values):
         """Results of ``fn(actor, v)`` for each value, in order."""
@@ -163,3 +193,18 @@ class ActorPool:
     def pop_idle(self):
         """Remove and return an idle actor, or None."""
         return self._idle.pop() if self.has_free() else None
+
+
+class _FailedSubmit:
+    """The result of a queued ActorPool call whose ``fn`` raised when an actor became free for it."""
+
+    def __init__(self, error):
+        self.error = error
+
+
+def _started_call(fn, actor, value):
+    ref = fn(actor, value)
+    if not isinstance(ref, ObjectRef):
+        raise ValueError(f"ActorPool: fn(actor, value) must return the ObjectRef of an actor call, e.g. "
+                         f"lambda actor, value: actor.method.remote(value); it returned {ref!r} for value={value!r}")
+    return ref

@@ -108,6 +108,9 @@ def get_placement_group(placement_group_name: str) -> PlacementGroup:
 def placement_group_table(placement_group: Optional[PlacementGroup] = None) -> dict:
     """The state of ``placement_group`` (Ray's fields: placement_group_id, name, bundles,
     bundles_to_node_id, strategy, state, stats), or of every group by id if None."""
+    if placement_group is not None and not isinstance(placement_group, PlacementGroup):
+        raise TypeError(f"placement_group_table(placement_group={placement_group!r}): give a PlacementGroup (from "
+                        f"placement_group() or get_placement_group()), or None for every group")
     group_id = placement_group.id.value if placement_group is not None else None
     return runtime_for_call().groups.table(group_id)
 

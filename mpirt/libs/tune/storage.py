@@ -111,6 +111,16 @@ def _decode_or_none(text):
         return None
 
 
+def _ends_cut_short(path):
+    """Whether the file at ``path`` is not empty and its last line has no newline."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return False
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"
+
+
 def _remove_quietly(path):
     try:
         os.remove(path)
@@ -271,10 +281,17 @@ class ExperimentStorage:
                 if os.path.exists(os.path.join(self.path, name)):
                     os.remove(os.path.join(self.path, name))
         self._journal = open(self.journal_path, "a")
+        if _ends_cut_short(self.journal_path):
+            # a kill -9 mid-write left a partial last line: end it, or the first event appended now would
+            # join it and be skipped by replay() with it
+            self._log_raw("\n")
+
+    def _log_raw(self, text):
+        self._journal.write(text)
+        self._journal.flush()
 
     def _log(self, event):
-        self._journal.write(json.dumps(event) + "\n")
-        self._journal.flush()
+        self._log_raw(json.dumps(event) + "\n")
 
     def record_start(self, meta):
         self._log({"e": "start", "time": time.time(), **to_json(meta)})

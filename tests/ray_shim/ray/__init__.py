@@ -11,14 +11,11 @@ import importlib.abc
 import importlib.util
 import sys
 
-# Longest prefix first: the first match wins. ``from ray import tune`` looks for ``mpirt.tune``
-# (``ray`` is the mpirt module, and Python imports a missing attribute as a submodule of the
-# module's own name): those names map to the libraries too, in processes that use the shim.
+# Longest prefix first: the first match wins. (``mpirt.tune`` and the other library names under mpirt are
+# mpirt's own aliases: ``mpirt/_library_names.py``.)
 _LIBRARIES = (("rllib", "mpirt.libs.rl"), ("tune", "mpirt.libs.tune"), ("train", "mpirt.libs.train"),
               ("air", "mpirt.libs.air"))
-_PREFIXES = tuple((f"{root}.{name}", target) for name, target in _LIBRARIES for root in ("ray", "mpirt")) + (
-    ("ray", "mpirt"),
-)
+_PREFIXES = tuple((f"ray.{name}", target) for name, target in _LIBRARIES) + (("ray", "mpirt"),)
 
 
 def _target(fullname):

@@ -20,7 +20,6 @@ MPIRUN_ENV = {
     "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
     "PRTE_ALLOW_RUN_AS_ROOT": "1",
     "PRTE_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-    "OMPI_MCA_btl": "^ofi",
     "PYTHONUNBUFFERED": "1",
     # The suite counts resources exactly: a machine's real GPUs stay out of it (tests that want GPUs
     # fake them, or, in test_gpu.py, name the real ones).

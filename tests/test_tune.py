@@ -222,8 +222,12 @@ def test_bad_input_gets_clear_errors(rt, tmp_path):
         tune.run(seed_func, resources_per_trial={"cpu": 1, "gpu": 1}, local_dir=str(tmp_path), verbose=0)
     with pytest.raises(ValueError, match="unknown keys"):
         tune.run_experiments({"e": {"run": seed_func, "confg": {}}})
-    with pytest.raises(ValueError, match="needs mode"):
-        tune.run(seed_func, metric="x", local_dir=str(tmp_path), verbose=0)
+    # a metric with no mode runs, as in Ray; only asking for the best result needs the mode
+    analysis = tune.run(seed_func, config={"alpha": 1, "beta": 1}, metric="mean_accuracy",
+                        local_dir=str(tmp_path), name="nomode", verbose=0)
+    assert analysis.trials[0].last_result["mean_accuracy"] == 4
+    with pytest.raises(ValueError, match="pass a `metric` and `mode`"):
+        analysis.best_result
 
 
 

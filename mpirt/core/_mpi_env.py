@@ -1,17 +1,21 @@
 """MPI environment defaults and the one place that imports mpi4py.MPI.
 
 MPI reads most of these variables once, when it initializes, so they are set
-before the first ``from mpi4py import MPI``. A value the user already set wins.
+before the first ``from mpi4py import MPI``. A value the user already set wins, in the environment or
+in an MCA parameter file. Which network MPI may use is ``_mpi_network``'s part.
 """
 import os
 import sys
+
+from ._mpi_network import apply_network_defaults, mca_parameter_set
 
 _DEFAULTS = {
     # Spawning more ranks than cores (plain ``python app.py`` on a laptop): Open MPI 5 (PRRTE),
     # and Open MPI 4 (a site's MPI), whose singleton spawn otherwise stops at the core count.
     "PRTE_MCA_rmaps_default_mapping_policy": ":oversubscribe",
     "OMPI_MCA_rmaps_base_oversubscribe": "1",
-    # The libfabric transport costs a second at start-up and is not needed on one node.
+    # Where _mpi_network has not chosen the BTLs (several hosts, a site's MPI): libfabric's BTL probes
+    # every provider, which costs a second at start-up, and TCP does its work.
     "OMPI_MCA_btl": "^ofi",
     # UCX one-sided components misbehave with shared-memory windows here.
     "OMPI_MCA_osc": "^ucx",
@@ -48,9 +52,14 @@ def ulfm_requested(environ=os.environ):
     return environ.get("OMPI_MCA_mpi_ft_enable", "").lower() in ("1", "true", "yes")
 
 
+def is_singleton(environ=os.environ) -> bool:
+    """True for a plain ``python app.py``: no MPI launcher started this process."""
+    return not any(environ.get(name) for name in _LAUNCHER_VARIABLES)
+
+
 def apply_ft_defaults(environ=os.environ):
     """ULFM for spawned jobs (their ranks survive a worker's death), and the detector's settings."""
-    singleton = not any(environ.get(name) for name in _LAUNCHER_VARIABLES)   # ``python app.py``
+    singleton = is_singleton(environ)
     if singleton and "OMPI_MCA_mpi_ft_enable" not in environ:
         for key, value in _SPAWN_DEFAULTS.items():
             environ.setdefault(key, value)
@@ -74,9 +83,11 @@ _ROOT_DEFAULTS = dict.fromkeys(("OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROO
 
 def apply_defaults(environ=os.environ):
     """Set mpirt's MPI defaults in ``environ`` where the user has not set them."""
-    for key, value in _DEFAULTS.items():
-        environ.setdefault(key, value)
     apply_ft_defaults(environ)
+    apply_network_defaults(environ, is_singleton(environ), ulfm_requested(environ))
+    for key, value in _DEFAULTS.items():
+        if not (key.startswith("OMPI_MCA_") and mca_parameter_set(key[len("OMPI_MCA_"):], environ)):
+            environ.setdefault(key, value)
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         for key, value in _ROOT_DEFAULTS.items():
             environ.setdefault(key, value)

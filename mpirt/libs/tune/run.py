@@ -104,8 +104,6 @@ def run(run_or_experiment, *, name=None, metric=None, mode=None, stop=None, time
         raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
     if mode not in (None, "max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-    if metric is not None and mode is None:
-        raise ValueError(f"metric={metric!r} needs mode='max' or mode='min'")
     stopper = as_stopper(stop)
     if isinstance(time_budget_s, datetime.timedelta):
         time_budget_s = time_budget_s.total_seconds()

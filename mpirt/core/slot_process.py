@@ -116,7 +116,7 @@ FORWARDED_FUNCTIONS = {"mpirt.api": ("put", "get", "wait", "cancel", "cluster_re
                        "mpirt.actor": ("get_actor", "kill", "list_named_actors"),
                        "mpirt.util.state": ("list_tasks", "list_actors", "list_objects", "list_nodes",
                                             "list_placement_groups", "summarize_tasks", "summarize_actors",
-                                            "summarize_objects"),
+                                            "summarize_objects", "report"),
                        "mpirt.util.report": ("report",)}
 
 

@@ -18,9 +18,10 @@ import dataclasses
 import numbers
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union, cast
 
 from ..core import cluster_state, current
+from .report import report  # noqa: F401 - the job report on demand: mpirt.util.state.report(path)
 
 DEFAULT_RPC_TIMEOUT = 30
 DEFAULT_LIMIT = 100
@@ -45,7 +46,7 @@ class StateSchema:
 
     @classmethod
     def list_columns(cls, detail: bool = True) -> List[str]:
-        return [f.name for f in dataclasses.fields(cls) if detail or not f.metadata.get("detail", False)]
+        return [f.name for f in dataclasses.fields(cast(Any, cls)) if detail or not f.metadata.get("detail", False)]
 
     @classmethod
     def columns(cls) -> set:
@@ -53,7 +54,7 @@ class StateSchema:
 
     @classmethod
     def filterable_columns(cls) -> set:
-        return {f.name for f in dataclasses.fields(cls) if f.metadata.get("filterable", False)}
+        return {f.name for f in dataclasses.fields(cast(Any, cls)) if f.metadata.get("filterable", False)}
 
     @classmethod
     def base_columns(cls) -> set:
@@ -64,7 +65,7 @@ class StateSchema:
         return set(cls.list_columns(detail=True))
 
     def asdict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        return dataclasses.asdict(cast(Any, self))
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
@@ -207,7 +208,7 @@ def _check_options(filters: Any, limit: Any, timeout: Any) -> List[Tuple[str, st
 
 
 def _check_timeout(timeout: Any) -> None:
-    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not timeout > 0:
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not float(timeout) > 0:
         raise ValueError(f"timeout={timeout!r}: expected a positive number of seconds (Ray's default is "
                          f"{DEFAULT_RPC_TIMEOUT})")
 
@@ -229,7 +230,7 @@ def _matches(datum: Dict[str, Any], key: str, predicate: str, value: Any) -> boo
     return equal if predicate == "=" else not equal
 
 
-def _filtered(rows: List[Dict[str, Any]], schema: type, filters, detail: bool) -> List[Dict[str, Any]]:
+def _filtered(rows: List[Dict[str, Any]], schema: type[StateSchema], filters, detail: bool) -> List[Dict[str, Any]]:
     filterable = schema.filterable_columns()
     keys = []
     for key, predicate, value in filters:

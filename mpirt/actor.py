@@ -201,6 +201,7 @@ class ActorClass:
                          if job_vars.get(name) != value},
             "runtime_env": environment or None,
             "name": options["name"] or "",
+            "class_name": name,   # for the state API at the owner (list_actors)
             "detached": options["lifetime"] == "detached",   # outlives its owner (actor_host._on_rank_dead)
             "placement": group_placement,   # (group id, bundle index, capture child tasks), or None
         }

@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 from .actor import ActorClass
-from .core import current, object_ref, tracing
+from .core import cluster_state, current, object_ref, tracing
 from .core.current import runtime_for_call
 from .core.ids import node_id_hex
 from .core.object_ref import ObjectRef
@@ -148,23 +148,7 @@ def object_store_stats() -> dict[str, Any]:
     fragmentation (reserved but unused, as a fraction of reserved), where the memory and spill files live; and
     the ranks' counters summed: objects stored, spilled to disk, restored, reads served from disk, local
     zero-copy reads, cross-node RMA gets."""
-    rt = runtime_for_call()
-    ranks = [rt.store.local_stats()]
-    ranks += [rt.queries.ask(rank, "store_stats_query") for rank in rt.live_ranks() if rank != rt.rank]
-    nodes: dict[Any, dict[str, Any]] = {}
-    for stats in sorted(ranks, key=lambda s: s["rank"]):
-        node = nodes.setdefault(stats["node"], {"ranks": [], **stats["node_store"]})
-        node["ranks"].append(stats["rank"])
-        for key, value in stats.items():
-            if key not in ("rank", "node", "node_store") and key not in stats["node_store"]:
-                node[key] = node.get(key, 0) + value
-    for node in nodes.values():
-        node["free_bytes"] = node["capacity_bytes"] - node["used_bytes"]
-        # used_bytes sums the ranks' figures, each read at its own moment, so it can briefly exceed the table's
-        # reserved_bytes; fragmentation is then 0, not negative
-        reserved = node["reserved_bytes"]
-        node["fragmentation"] = max(0.0, 1 - node["used_bytes"] / reserved) if reserved else 0.0
-    return {"nodes": nodes, "ranks": sorted(ranks, key=lambda s: s["rank"])}
+    return cluster_state.object_store_stats(runtime_for_call())
 
 
 def get_gpu_ids() -> list:

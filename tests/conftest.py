@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
@@ -23,11 +24,15 @@ MPIRUN_ENV = {
     # The suite counts resources exactly: a machine's real GPUs stay out of it (tests that want GPUs
     # fake them, or, in test_gpu.py, name the real ones).
     "MPIRT_NODE_GPUS": "0",
+    # Scripts write no status snapshot into the user's ~/mpirt_results (tests/test_status.py turns it on).
+    "MPIRT_STATUS": "0",
 }
 os.environ.setdefault("MPIRT_NODE_GPUS", "0")  # for the in-process driver of the ``rt`` fixture
 # The environment scripts start from: as it was before any in-process mpirt.init(), which sets
 # MPI's variables for its own spawned ranks (ULFM on among them) in this process's environment.
 BASE_ENVIRON = dict(os.environ)
+# The in-process driver of the ``rt`` fixture writes its status snapshot here, not into ~/mpirt_results.
+os.environ.setdefault("MPIRT_RESULTS_DIR", os.path.join(tempfile.gettempdir(), f"mpirt-test-results-{os.getuid()}"))
 # Whether this run puts every task in a slot process of its rank (``MPIRT_TASK_SLOTS=process``, the
 # layout of multi-CPU ranks; tests/test_slot_layout.py runs the behaviour tests so): a task's
 # ``os.getpid()`` is then its slot's, and a task that exits ends its slot, not its rank.

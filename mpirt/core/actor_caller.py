@@ -10,6 +10,7 @@ calls are sent only while it is ALIVE and fail at once when it is DEAD.
 """
 import collections
 import enum
+import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..exceptions import ActorDiedError, ErrorPayload, TaskCancelledError
@@ -17,6 +18,7 @@ from .codec import dumps
 from .lifecycle import refuse
 from .object_ref import ObjectRef, owner_of
 from .protocol import HEAD_RANK
+from .rank_state import finished_tasks
 from .reachability import ReferenceCounter
 
 # Actor handles post (actor_id, event) here from __init__/__del__/__reduce__ (no locks
@@ -61,7 +63,7 @@ class ActorRecord:
 
     __slots__ = ("actor_id", "state", "location", "queue", "kill_requested", "waiting_for_location",
                  "restarts_left", "restarts", "max_task_retries", "placement", "held", "constraint", "create_message",
-                 "dead_blob")
+                 "dead_blob", "class_name", "name")
 
     def __init__(self, actor_id):
         self.actor_id = actor_id
@@ -77,6 +79,7 @@ class ActorRecord:
         self.placement = self.held = self.constraint = None   # constraint: where it must go (placement group)
         self.create_message = None
         self.dead_blob = None           # the ActorDiedError its calls fail with, once DEAD
+        self.class_name = self.name = None   # known at the owner (the state API)
 
     def _leave(self, *allowed):
         if self.state not in allowed:
@@ -165,6 +168,7 @@ class ActorCaller:
             state = self._state(actor_id)
             state.restarts_left, state.max_task_retries = max_restarts, max_task_retries
             state.placement, state.held, state.constraint = placement, held, constraint
+            state.class_name, state.name = options.get("class_name"), options.get("name")
             rec = self._record(actor_id, "create", "__init__", args_blob, dep_refs, 0)
             rec.extra = (class_blob, {**options, "max_restarts": max_restarts, "held": held})
             state.queue.append(rec)
@@ -473,8 +477,15 @@ class ActorCaller:
         return dumps(ErrorPayload(ActorDiedError(f"actor {actor_id:028x} died: {why}")))
 
     def _fail(self, rec, blob):
+        if rec.kind == "call":
+            self._record_finished(rec, None, blob)
         for object_id in rec.return_ids:
             self.rt.objects.set_ready(object_id, blob, True)
+
+    def _record_finished(self, rec, worker, error_blob):
+        """Keep a finished call for the state API (``rank_state.finished_tasks``, bounded)."""
+        finished_tasks.append((rec.call_id, rec.method, rec.method, "ACTOR_TASK", rec.actor_id, worker, error_blob,
+                               time.time(), rec.retries_used, None))
 
     def _mark_dead(self, actor_id, state, why, inflight):
         """DEAD: the calls in flight and queued fail, and the ranks waiting for its location hear it is gone."""
@@ -493,5 +504,7 @@ class ActorCaller:
         rec = self.calls.pop(call_id, None)
         if rec is None:
             return
+        failed = any(is_error) if type(is_error) is list else is_error
+        self._record_finished(rec, source, blobs[0] if failed and blobs else None)
         for object_id, blob in zip(rec.return_ids, blobs):
             self.rt.objects.set_ready(object_id, blob, is_error)

@@ -106,6 +106,7 @@ _DECLARED = (
     # queries and observability
     Message("query_reply", ("request_id", "value"), "handler of a query", "asking rank"),
     Message("timeline_query", ("request_id",), "any rank", "every rank"),
+    Message("state_query", ("request_id", "what"), "any rank (state API, status writer)", "every rank"),
     # faults and replacement ranks
     Message("rank_died", ("rank",), "driver", "every other rank"),
     Message("replace_round", ("dead", "first"), "driver", "head or every live rank"),

@@ -2,14 +2,15 @@
 
 A query is a ``*_query`` message carrying a request id; the asked rank's handler answers with ``query_reply``
 (``answer``). Queries serve the few calls that need another rank's state now (``available_resources``,
-``object_store_stats``, named actors, store reads of spilled objects), never the task path.
+``object_store_stats``, named actors, store reads of spilled objects, the state API and the status snapshot),
+never the task path.
 """
 import itertools
 import threading
 import time
 from typing import Any
 
-from . import tracing
+from . import rank_state, tracing
 from .signals import HOLD
 
 QUERY_TIMEOUT_S = 30.0
@@ -27,7 +28,8 @@ class Queries:
         self.rt = rt
         self._ids = itertools.count(1)
         self._waiting = {}     # request id -> [event, answer, asked rank]
-        rt.register(query_reply=self._on_reply, timeline_query=self._on_timeline_query)
+        rt.register(query_reply=self._on_reply, timeline_query=self._on_timeline_query,
+                    state_query=self._on_state_query)
         rt.failures.handlers.append(self._on_rank_dead)
 
     def ask(self, dest: int, kind: str, *payload: Any, timeout: float = QUERY_TIMEOUT_S) -> Any:
@@ -74,3 +76,6 @@ class Queries:
 
     def _on_timeline_query(self, source, request_id):
         self.answer(source, request_id, list(tracing.events))
+
+    def _on_state_query(self, source, request_id, what):
+        self.answer(source, request_id, rank_state.collect(self.rt, what))

@@ -113,7 +113,11 @@ def _forwarding_function(module_name, name, original):
 # Module-level API functions a task may call, run on the rank instead.
 FORWARDED_FUNCTIONS = {"mpirt.api": ("put", "get", "wait", "cancel", "cluster_resources", "available_resources",
                                      "object_store_stats", "get_gpu_ids", "nodes", "timeline"),
-                       "mpirt.actor": ("get_actor", "kill", "list_named_actors"), "mpirt.util.report": ("report",)}
+                       "mpirt.actor": ("get_actor", "kill", "list_named_actors"),
+                       "mpirt.util.state": ("list_tasks", "list_actors", "list_objects", "list_nodes",
+                                            "list_placement_groups", "summarize_tasks", "summarize_actors",
+                                            "summarize_objects", "report"),
+                       "mpirt.util.report": ("report",)}
 
 
 def _submit_remote_function(self, args, kwargs, options):

@@ -22,6 +22,7 @@ from .lifecycle import refuse
 from .object_ref import ObjectRef, owner_of, session_of
 from .object_value import is_inline, placement
 from .protocol import HEAD_RANK
+from .rank_state import finished_tasks
 
 # Tasks of a shape whose average run time is below this are pipelined on a lease.
 SHORT_TASK_SECONDS = 2e-3
@@ -64,10 +65,11 @@ class FunctionDescriptor:
     once per process and session (``stored``), and workers get its ObjectRef: a worker on the submitter's node
     then reads it from shared memory rather than from a message of its own."""
 
-    __slots__ = ("function_id", "blob", "stored")
+    __slots__ = ("function_id", "blob", "stored", "function_name")
 
     def __init__(self, function_id, blob, name):
         check_pickled_size(blob, "remote function", name)
+        self.function_name = name.rpartition(".")[2]   # its __name__: func_or_class_name in the state API
         self.function_id = function_id
         self.blob = blob
         self.stored = None
@@ -488,6 +490,10 @@ class TaskSubmitter:
             objects.set_ready(object_id, blob, failed)
         if not stored:
             rec.dep_refs = None
+        error = (blobs[0] if is_error else None) if flags is None else next(
+            (blob for blob, flag in zip(blobs, flags) if flag), None)
+        finished_tasks.append((rec.task_id, rec.name, rec.function.function_name, "NORMAL_TASK", None,
+                               rec.lease.worker if rec.lease is not None else None, error, time.time(), 0, rec.shape))
 
     def _on_lease_unschedulable(self, source, key, why):
         """No live rank can take tasks of this shape any more (worker ranks died, not replaced): the queued ones

@@ -16,8 +16,10 @@ import traceback
 import warnings
 from typing import Any, Callable
 
-from ..core import current, signals
+from .. import slurm
+from ..core import current, signals, status_snapshot
 from ..core._mpi_env import mpi
+from ..core.protocol import DRIVER_RANK
 from ..core.runtime_env import resolve as resolve_runtime_env
 from ..scheduler.resources import make_shape
 from ..store.capacity import requested_bytes
@@ -30,6 +32,7 @@ _atexit_registered = False
 _finalize_registered = False   # _finalize_at_exit (a spawning driver under ULFM)
 _deaths_seen = False           # a rank died: this process leaves without MPI_Finalize
 _mpirun_session_ended = False  # under mpirun the other ranks exit at shutdown: no second init
+_status_writer = None          # the driver's status_snapshot.StatusWriter while a session runs
 _shutdown_hooks: list[Callable[[Any], None]] = []   # on_shutdown's, run in the order registered
 
 _NONE = type(None)
@@ -105,13 +108,38 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
         if _mpirun_session_ended:
             raise RuntimeError("under mpirun, mpirt cannot start again after shutdown(): the other ranks have "
                                "exited. Call shutdown() once, at the end of the program.")
+        status_interval = status_snapshot.settings()   # a bad MPIRT_STATUS* raises before any rank starts
         MPI = mpi()
         start = start_spawned if MPI.COMM_WORLD.Get_size() == 1 else start_under_mpirun
         rt = start(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace, object_store_memory, job_env)
         current.set_runtime(rt)
+        _start_status_writer(rt, status_interval)
         if not _atexit_registered:
             atexit.register(shutdown)
             _atexit_registered = True
+
+
+def _start_status_writer(rt, interval):
+    """The driver writes ``status.json`` into the job's results directory (``core/status_snapshot.py``)."""
+    global _status_writer
+    if interval is None or rt.rank != DRIVER_RANK:
+        return
+    writer = status_snapshot.StatusWriter(rt, slurm.job_results_dir(), interval)
+    try:
+        writer.start()
+    except OSError as exc:
+        sys.stderr.write(f"mpirt: no status snapshot: cannot create {writer.directory}: {exc} (MPIRT_RESULTS_DIR "
+                         "moves it, MPIRT_STATUS=0 turns it off)\n")
+        return
+    _status_writer = writer
+
+
+def _stop_status_writer():
+    """The last snapshot, marked finished, while the ranks still answer."""
+    global _status_writer
+    writer, _status_writer = _status_writer, None
+    if writer is not None:
+        writer.stop()
 
 
 def _check_init_keywords(arguments, hidden):
@@ -188,6 +216,7 @@ def shutdown() -> None:
             return
         current.set_runtime(None)
         _mpirun_session_ended = rt.launch.mode == "mpirun"
+    _stop_status_writer()
     _run_shutdown_hooks(rt)
     if rt.launch.watchdog is not None:
         rt.launch.watchdog.stop()          # the spawned ranks now exit on purpose

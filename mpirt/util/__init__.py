@@ -9,6 +9,7 @@ from ..core.object_ref import ObjectRef
 from ..exceptions import GetTimeoutError
 from . import report  # noqa: F401 - registers the job report written at shutdown
 from . import scheduling_strategies  # noqa: F401 - ray.util.scheduling_strategies works without an import, as in Ray
+from . import state  # noqa: F401 - mpirt.util.state works without an import; task slots forward to it by name
 from .placement_group import (get_current_placement_group, get_placement_group,  # noqa: F401 - Ray's ray.util names
                               placement_group, placement_group_table, remove_placement_group)
 

@@ -237,6 +237,9 @@ def test_progress_table_is_printed(rt, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "== Status ==" in out and "2 TERMINATED" in out and "mean_accuracy" in out
     assert "| seed_func_" in out
+    tune.run(seed_func, config={"alpha": tune.grid_search([1, 2]), "beta": 1}, local_dir=str(tmp_path),
+             name="silent", verbose=0)
+    assert "== Status ==" not in capsys.readouterr().out     # verbose=0 is silent, the final table too
 
 
 def test_tensorboard_events_are_written(rt, tmp_path):

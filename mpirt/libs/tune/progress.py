@@ -26,8 +26,9 @@ def _varied_keys(trials, limit=5):
 
 
 class ProgressReporter:
-    def __init__(self, metric=None, mode=None, interval=5.0, max_rows=20, out=None):
+    def __init__(self, metric=None, mode=None, interval=5.0, max_rows=20, out=None, quiet=False):
         self.metric, self.mode = metric, mode
+        self.quiet = quiet      # verbose=0: no table at all, the final one included (Ray: "0 = silent")
         self.interval = interval
         self.max_rows = max_rows
         self.out = out or sys.stdout
@@ -41,6 +42,8 @@ class ProgressReporter:
 
     def report(self, trials, total=None, done=False):
         self._last = time.monotonic()
+        if self.quiet:
+            return
         self.out.write(self.render(trials, total, done) + "\n")
         self.out.flush()
 

@@ -171,7 +171,8 @@ def run(run_or_experiment, *, name=None, metric=None, mode=None, stop=None, time
         storage.record_start(meta)
     if _on_start is not None:
         _on_start(storage.path, name_of_trainable)
-    reporter = progress_reporter or ProgressReporter(metric, mode, interval=progress_interval if verbose else None)
+    reporter = progress_reporter or ProgressReporter(metric, mode, interval=progress_interval if verbose else None,
+                                                       quiet=not verbose)
     runner = TrialRunner(trainable_cls, searcher, scheduler, storage, reporter, resources=resources, stopper=stopper,
                          metric=metric, mode=mode, max_concurrent=limit, checkpoint_config=checkpoint_config,
                          max_failures=max_failures, fail_fast=fail_fast, meta=meta,

@@ -105,8 +105,8 @@ class RemoteFunction:
         shape, key = self._shape(options)
         rt.cluster.check_feasible(shape, what=f"task {name}", key=key)
         constraint = placement = None
-        if options["scheduling_strategy"] is not None or "placement_group" in options or current_placement() \
-                or "placement_group_bundle_index" in options:
+        if options["scheduling_strategy"] is not None or "placement_group" in options \
+                or "placement_group_bundle_index" in options or current_placement():
             constraint, placement = placement_constraint(options, shape, rt, f"task {name}")
             if constraint is not None:
                 key = (key, constraint)

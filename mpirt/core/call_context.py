@@ -26,7 +26,7 @@ def running_actor_call():
 def current_placement():
     """(group id, bundle index, capture child tasks) of the placement group the task or actor
     running here was placed in, or None (the driver, and work outside groups)."""
-    actor, _ = running_actor_call()
-    if actor is not None:
-        return getattr(actor, "placement", None)
-    return getattr(getattr(task_context, "task", None), "placement", None)
+    current = async_call.get()
+    placed = current[0] if current is not None else getattr(task_context, "actor", None) or getattr(
+        task_context, "task", None)     # (every task submitted from the driver asks: no call in between)
+    return None if placed is None else getattr(placed, "placement", None)

@@ -6,7 +6,6 @@ under the runtime lock. Merging fills in what no single rank knows: a sent task 
 went to says so, an actor's state is its owner's word and its pid its host's, a rank's node and pid come
 from the answers. A rank that does not answer within the time left is listed in ``missing``.
 """
-import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import rank_state
@@ -21,19 +20,9 @@ def gather(rt, what: str, timeout: float = DEFAULT_TIMEOUT_S) -> Tuple[List[Dict
     seconds in all (dead meanwhile, or busy past it)."""
     with rt.lock:
         part = rank_state.capture(rt, what)
+    others, missing = rt.queries.ask_each("state_query", what, timeout=timeout)
     answers = [rank_state.complete(rt, part)]   # the finished tasks outside the lock: the driver submits most
-    missing = []
-    deadline = time.monotonic() + timeout
-    for rank in rt.live_ranks():
-        if rank == rt.rank:
-            continue
-        left = deadline - time.monotonic()
-        try:
-            if left <= 0:
-                raise TimeoutError
-            answers.append(rt.queries.ask(rank, "state_query", what, timeout=left))
-        except TimeoutError:
-            missing.append(rank)
+    answers += others.values()
     return answers, missing
 
 

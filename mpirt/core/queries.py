@@ -8,7 +8,7 @@ never the task path.
 import itertools
 import threading
 import time
-from typing import Any
+from typing import Any, Dict, List, Tuple
 
 from . import rank_state, tracing
 from .signals import HOLD
@@ -57,6 +57,25 @@ class Queries:
         finally:
             with self.rt.lock:
                 self._waiting.pop(request_id, None)
+
+    def ask_each(self, kind: str, *payload: Any,
+                 timeout: float = QUERY_TIMEOUT_S) -> Tuple[Dict[int, Any], List[int]]:
+        """Ask every other live rank ``kind``, one after the other within ``timeout`` seconds in all:
+        ``({rank: answer}, [ranks that did not answer in time or died first])``."""
+        answers: Dict[int, Any] = {}
+        missing: List[int] = []
+        deadline = time.monotonic() + timeout
+        for rank in self.rt.live_ranks():
+            if rank == self.rt.rank:
+                continue
+            left = deadline - time.monotonic()
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                answers[rank] = self.ask(rank, kind, *payload, timeout=left)
+            except TimeoutError:      # QueryRankDied too
+                missing.append(rank)
+        return answers, missing
 
     def answer(self, dest: int, request_id: int, value: Any) -> None:
         self.rt.send(dest, ("query_reply", request_id, value))

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .. import slurm
 from . import cluster_state
+from .fault import process_exists
 from .protocol import HEAD_RANK
 
 FILE_NAME = "status.json"
@@ -216,15 +217,8 @@ def liveness(snapshot: Dict[str, Any], now: Optional[float] = None) -> Tuple[str
 
 
 def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return True   # nothing to check against
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Whether the writer's process lives (True when the snapshot names none to check)."""
+    return not isinstance(pid, int) or pid <= 0 or process_exists(pid)
 
 
 def find(target: Optional[str], environ=os.environ) -> str:

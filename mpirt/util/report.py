@@ -89,18 +89,8 @@ def write(rt: Any, path: str, gather_seconds: float) -> None:
 def gather(rt: Any, seconds: float) -> tuple[dict[int, list], list[int]]:
     """``({rank: its trace events}, ranks that did not answer in time)``; the ranks are asked one after the
     other (``timeline_query``) within one deadline."""
-    deadline = time.monotonic() + seconds
-    by_rank, missing = {rt.rank: list(tracing.events)}, []
-    for rank in rt.live_ranks():
-        if rank == rt.rank:
-            continue
-        left = deadline - time.monotonic()
-        try:
-            if left <= 0:
-                raise TimeoutError
-            by_rank[rank] = rt.queries.ask(rank, "timeline_query", timeout=left)
-        except TimeoutError:
-            missing.append(rank)
+    by_rank, missing = rt.queries.ask_each("timeline_query", timeout=seconds)
+    by_rank[rt.rank] = list(tracing.events)
     return by_rank, missing
 
 

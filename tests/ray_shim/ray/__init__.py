@@ -6,10 +6,11 @@ Put ``tests/ray_shim`` first on ``sys.path`` (or ``PYTHONPATH``) and ``import ra
 same module object as its target, so ``ray.util.ActorPool is mpirt.util.ActorPool``.
 It lives in the tests only: mpirt itself never claims the name ``ray``.
 """
-import importlib
 import importlib.abc
 import importlib.util
 import sys
+
+from mpirt._library_names import AliasLoader   # the same loader as mpirt's own library names
 
 # Longest prefix first: the first match wins. (``mpirt.tune`` and the other library names under mpirt are
 # mpirt's own aliases: ``mpirt/_library_names.py``.)
@@ -25,20 +26,6 @@ def _target(fullname):
     return None
 
 
-class _AliasLoader(importlib.abc.Loader):
-    def __init__(self, target):
-        self.target = target
-
-    def create_module(self, spec):
-        module = importlib.import_module(self.target)
-        self._real = (module.__spec__, module.__loader__)
-        return module
-
-    def exec_module(self, module):
-        # Already executed under its real name; importlib gave it the alias's spec: put its own back.
-        module.__spec__, module.__loader__ = self._real
-
-
 class _AliasFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path=None, target=None):
         real = _target(fullname)
@@ -46,7 +33,7 @@ class _AliasFinder(importlib.abc.MetaPathFinder):
             return None
         if importlib.util.find_spec(real) is None:
             return None  # ModuleNotFoundError names the ray module, as it would without the shim
-        return importlib.util.spec_from_loader(fullname, _AliasLoader(real))
+        return importlib.util.spec_from_loader(fullname, AliasLoader(real))
 
 
 if not any(isinstance(f, _AliasFinder) for f in sys.meta_path):

@@ -44,39 +44,53 @@ _bases = []     # the arrays behind this call's non-contiguous views (their othe
 
 
 def make(values, kind):
-    """A tensor of ``kind`` holding ``values`` (a 1-d float64 numpy array of small integers)."""
+    """A tensor of ``kind`` holding ``values`` (a 1-d float64 numpy array of small integers). Kinds:
+    ``np_<dtype>``, ``torch_<dtype>``, and on a GPU ``cupy_<dtype>`` and ``torch_cuda_<dtype>``, each
+    also ``..._noncontig`` (a strided view whose neighbours hold SENTINEL)."""
     values = np.asarray(values, dtype=np.float64)
-    if kind.startswith("np_"):
-        if kind == "np_noncontig":
-            base = np.full((values.size, 3), SENTINEL, dtype=np.float32)
+    if kind.startswith("np_") or kind.startswith("cupy_"):
+        xp = np
+        if kind.startswith("cupy_"):
+            import cupy as xp
+        if kind.endswith("_noncontig"):
+            base = xp.full((values.size, 3), SENTINEL, dtype=xp.float32)
             view = base[:, 1]
             assert not view.flags.c_contiguous
-            view[...] = values
+            view[...] = xp.asarray(values)
             _bases.append(base)
             return view
-        return values.astype(kind[3:])
+        return xp.asarray(values.astype(kind.split("_", 1)[1]))
     import torch
 
-    if kind == "torch_noncontig":
-        base = torch.full((values.size, 3), SENTINEL, dtype=torch.float64)
+    device = "cuda" if kind.startswith("torch_cuda_") else "cpu"
+    name = kind[len("torch_cuda_"):] if device == "cuda" else kind[len("torch_"):]
+    if name == "noncontig":
+        base = torch.full((values.size, 3), SENTINEL, dtype=torch.float64, device=device)
         view = base[:, 1]
         assert not view.is_contiguous()
         view.copy_(torch.from_numpy(values))
         _bases.append(base)
         return view
-    return torch.from_numpy(values).to(getattr(torch, kind[6:]))
+    return torch.from_numpy(values).to(device=device, dtype=getattr(torch, name))
+
+
+def to_numpy(tensor):
+    if isinstance(tensor, np.ndarray):
+        return tensor
+    if type(tensor).__module__.startswith("cupy"):
+        return tensor.get()
+    return tensor.detach().cpu().float().numpy()
 
 
 def read(tensor):
-    return np.asarray(tensor.float() if hasattr(tensor, "float") and not isinstance(tensor, np.ndarray)
-                      else tensor, dtype=np.float64).tolist()
+    return np.asarray(to_numpy(tensor), dtype=np.float64).tolist()
 
 
 def bases_untouched():
     """Whether every non-contiguous view's neighbours still hold SENTINEL."""
     ok = True
     for base in _bases:
-        base = np.asarray(base)
+        base = to_numpy(base)
         ok = ok and bool((base[:, 0] == SENTINEL).all() and (base[:, 2] == SENTINEL).all())
     _bases.clear()
     return ok
@@ -582,7 +596,13 @@ def test_backend_names():
     for bad in ("unrecognized", "mpich", None, 3):
         with pytest.raises(ValueError, match="Unrecognized backend"):
             Backend(bad)
-    assert col.mpi_available() and col.gloo_available() and not col.nccl_available()
+    assert col.mpi_available() and col.gloo_available()
+    try:
+        from cupy.cuda import nccl  # noqa: F401
+        has_nccl = True
+    except ImportError:
+        has_nccl = False
+    assert col.nccl_available() is has_nccl
 
 
 def init_and_report(rank, world_size, name, timeout_ms):

@@ -4,7 +4,8 @@ A group's members are actors (or tasks running on their rank). ``create_collecti
 them from the driver; ``init_collective_group`` in each member forms the group as well. The members
 meet at the head, which hands each the group's table of MPI ranks (no address, no port), and each rank
 builds an MPI sub-communicator of the members' ranks (``group.RankGroup``). Operations work in place
-on numpy arrays and torch tensors (and on CuPy arrays and CUDA tensors, staged through host memory).
+on numpy arrays and torch tensors, and on CuPy arrays and CUDA tensors in GPU memory (moved between
+ranks by CUDA-aware MPI, NCCL, or pinned host memory: ``transports.py``).
 
 Where mpirt differs from Ray, on purpose (docs/ray_compat.md, "Collective communication"): the default
 backend is ``"mpi"``, and "gloo" and "nccl" run over MPI too; members may share a rank; the members must
@@ -22,7 +23,7 @@ from ...core.call_context import running_actor_call
 from ...core.protocol import DRIVER_RANK, HEAD_RANK
 from ...core.runtime import Runtime
 from .group import CollectiveGroupError, RankGroup
-from .tensors import as_bytes, check_tensor, check_tensor_list, host_buffer, host_buffers, signature
+from .tensors import as_bytes, buffer_for, buffers_for, check_tensor, check_tensor_list, signature
 from .types import Backend, ReduceOp
 
 logger = logging.getLogger(__name__)
@@ -39,8 +40,11 @@ _DECLARED_JOIN_TIMEOUT_S = 30.0
 
 
 def nccl_available() -> bool:
-    """False: mpirt has no NCCL path (GPU tensors go through host memory over MPI)."""
-    return False
+    """Whether CuPy's NCCL bindings load here: groups whose ranks each hold one member and a GPU of
+    their own then move GPU tensors with NCCL (``transports.py``)."""
+    from .transports import nccl_usable_here
+
+    return nccl_usable_here()
 
 
 def gloo_available() -> bool:
@@ -218,7 +222,7 @@ class GroupHandle:
         check_tensor(tensor)
         op_name = _op_name(op)
         group = self.group
-        buffer, write_back = host_buffer(tensor, reducing=True)
+        buffer, write_back = buffer_for(tensor, reducing=True)
         group.meet(self.rank, "allreduce", ("allreduce", *signature(tensor), op_name), buffer,
                    lambda payloads: group.allreduce(payloads, op_name))
         _run([write_back] if write_back else [])
@@ -231,7 +235,7 @@ class GroupHandle:
         op_name = _op_name(op)
         group = self.group
         _check_rank_valid(group, dst_rank)
-        buffer, write_back = host_buffer(tensor, reducing=True)
+        buffer, write_back = buffer_for(tensor, reducing=True)
         group.meet(self.rank, "reduce", ("reduce", *signature(tensor), dst_rank, op_name), buffer,
                    lambda payloads: group.reduce(payloads, dst_rank, op_name))
         _run([write_back] if write_back and self.rank == dst_rank else [])
@@ -240,7 +244,7 @@ class GroupHandle:
         check_tensor(tensor)
         group = self.group
         _check_rank_valid(group, src_rank)
-        buffer, write_back = host_buffer(tensor, reducing=False, writing=self.rank != src_rank)
+        buffer, write_back = buffer_for(tensor, reducing=False, writing=self.rank != src_rank)
         group.meet(self.rank, "broadcast", ("broadcast", *signature(tensor), src_rank), as_bytes(buffer),
                    lambda payloads: group.broadcast(payloads, src_rank))
         _run([write_back] if write_back and self.rank != src_rank else [])
@@ -251,8 +255,8 @@ class GroupHandle:
         if len(tensor_list) != self.world_size:
             raise RuntimeError("The length of the tensor list operands to allgather must be equal to world_size.")
         _check_like(tensor, tensor_list, "allgather")
-        buffer, _ = host_buffer(tensor, reducing=False, writing=False)
-        outputs, write_backs = host_buffers(tensor_list, reducing=False)
+        buffer, _ = buffer_for(tensor, reducing=False, writing=False)
+        outputs, write_backs = buffers_for(tensor_list, reducing=False)
         self.group.meet(self.rank, "allgather", ("allgather", *signature(tensor)),
                         (as_bytes(buffer), [as_bytes(o) for o in outputs]), self.group.allgather)
         _run(write_backs)
@@ -265,8 +269,8 @@ class GroupHandle:
         if len(tensor_list) != self.world_size:
             raise RuntimeError("The length of the tensor list operands to reducescatter must be equal to world_size.")
         _check_like(tensor, tensor_list, "reducescatter")
-        buffer, write_back = host_buffer(tensor, reducing=True)
-        inputs, _ = host_buffers(tensor_list, reducing=True, writing=False)
+        buffer, write_back = buffer_for(tensor, reducing=True)
+        inputs, _ = buffers_for(tensor_list, reducing=True, writing=False)
         group.meet(self.rank, "reducescatter", ("reducescatter", *signature(tensor), op_name), (buffer, inputs),
                    lambda payloads: group.reducescatter(payloads, op_name))
         _run([write_back] if write_back else [])
@@ -276,7 +280,7 @@ class GroupHandle:
         _check_rank_valid(self.group, dst_rank)
         if dst_rank == self.rank:
             raise RuntimeError(f"The destination rank '{dst_rank}' is self.")
-        buffer, _ = host_buffer(tensor, reducing=False, writing=False)
+        buffer, _ = buffer_for(tensor, reducing=False, writing=False)
         self.group.send(self.rank, as_bytes(buffer), dst_rank)
 
     def recv(self, tensor: Any, src_rank: int) -> None:
@@ -284,7 +288,7 @@ class GroupHandle:
         _check_rank_valid(self.group, src_rank)
         if src_rank == self.rank:
             raise RuntimeError(f"The destination rank '{src_rank}' is self.")
-        buffer, write_back = host_buffer(tensor, reducing=False)
+        buffer, write_back = buffer_for(tensor, reducing=False)
         self.group.recv(self.rank, as_bytes(buffer), src_rank)
         _run([write_back] if write_back else [])
 

@@ -1,5 +1,6 @@
 """One collective group as a rank holds it: the sub-communicator of its members' ranks, the meeting of
-members that share the rank, and each operation on host buffers.
+members that share the rank, and each operation: the members' buffers combined on their rank (with numpy,
+or CuPy for GPU memory), then exchanged between ranks by a transport (``transports.py``).
 
 The members' MPI ranks come from the head (``scheduler/collectives.py``); ``MPI_Comm_create_group`` then
 builds a communicator of just those ranks (collective over them only, so the rest of the job is not
@@ -23,6 +24,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 from ...core._mpi_env import mpi
+from .transports import HostMPI, choose_gpu_transport, is_device_array, local_mpi_is_cuda_aware, synchronize_device
 
 _SPINS = 200             # Test calls before the first sleep: small operations finish within them
 _SHORT_SLEEP_S = 2e-5    # sleeps while the operation is young: MPI moves data only while a rank is in a call
@@ -30,7 +32,7 @@ _SHORT_SLEEPS_FOR_S = 0.02
 _LONGEST_SLEEP_S = 1e-3  # a member that waits long for the others sleeps up to this
 _REBUILD_TIMEOUT_S = 15.0
 _TAG_BASE = 1000         # communicator-building tags, away from the transport's tag 7
-UFUNCS = {"SUM": np.add, "PRODUCT": np.multiply, "MIN": np.minimum, "MAX": np.maximum}
+_UFUNC_NAMES = {"SUM": "add", "PRODUCT": "multiply", "MIN": "minimum", "MAX": "maximum"}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -42,9 +44,16 @@ class CollectiveGroupError(RuntimeError):
     """An operation of a collective group failed: the members disagreed on it, or a member's rank died."""
 
 
-def mpi_op(op_name: str):
-    MPI = mpi()
-    return {"SUM": MPI.SUM, "PRODUCT": MPI.PROD, "MIN": MPI.MIN, "MAX": MPI.MAX}[op_name]
+def _array_module(buffer: Any):
+    """numpy, or CuPy for a GPU buffer: the members' tensors are combined where they are."""
+    if is_device_array(buffer):
+        import cupy
+        return cupy
+    return np
+
+
+def _combine(op: str, total: Any, other: Any) -> None:
+    getattr(_array_module(total), _UFUNC_NAMES[op])(total, other, out=total)
 
 
 class _Meeting:
@@ -82,6 +91,8 @@ class RankGroup:
         self._meetings: Dict[int, _Meeting] = {}
         self._next_seq = {g: 0 for g in self.local}
         self._mail: Dict[tuple, collections.deque] = collections.defaultdict(collections.deque)
+        self._host = HostMPI(self)
+        self._gpu = None      # the transport of GPU buffers, chosen by the ranks at their first GPU operation
 
     # -- the communicator -------------------------------------------------------------
     def build(self) -> None:
@@ -146,6 +157,9 @@ class RankGroup:
         return outcome["comm"]
 
     def free(self) -> None:
+        if self._gpu is not None:
+            self._gpu.close()
+            self._gpu = None
         if self.comm is not None and self.broken is None:
             self.comm.Free()
         self.comm = None
@@ -256,37 +270,46 @@ class RankGroup:
                 f"(here: {signatures[0]}). Every member must pass tensors of the same dtype and shape, and the "
                 f"same op and root rank")
 
-    # -- operations, on host buffers (payloads: group rank -> buffers of that member) -------------
-    def allreduce(self, payloads: Dict[int, np.ndarray], op: str) -> None:
+    # -- operations (payloads: group rank -> buffers of that member, host or device arrays alike) -------
+    def transport(self, buffer: Any):
+        """How the group's ranks exchange ``buffer``: MPI on host memory, or for GPU memory the path the
+        ranks chose together at their first GPU operation (``transports.choose_gpu_transport``)."""
+        if not is_device_array(buffer):
+            return self._host
+        if self._gpu is None:
+            self._gpu = choose_gpu_transport(self)
+        return self._gpu
+
+    @property
+    def gpu_path(self) -> Optional[str]:
+        """The name of the path GPU tensors take between this group's ranks (None before the first)."""
+        return None if self._gpu is None else self._gpu.name
+
+    def allreduce(self, payloads: Dict[int, Any], op: str) -> None:
         buffers = [payloads[g] for g in sorted(payloads)]
         total = buffers[0]
         for other in buffers[1:]:
-            UFUNCS[op](total, other, out=total)
+            _combine(op, total, other)
         if self.comm is not None:
-            self.wait(self.comm.Iallreduce(mpi().IN_PLACE, total, mpi_op(op)), "allreduce")
+            self.transport(total).allreduce(total, op)
         for other in buffers[1:]:
             other[...] = total
 
-    def broadcast(self, payloads: Dict[int, np.ndarray], src: int) -> None:
+    def broadcast(self, payloads: Dict[int, Any], src: int) -> None:
         data = payloads[src] if src in payloads else payloads[min(payloads)]
         if self.comm is not None:
-            self.wait(self.comm.Ibcast(data, root=self.sub_rank[self.table[src]]), "broadcast")
+            self.transport(data).broadcast(data, self.sub_rank[self.table[src]])
         for buffer in payloads.values():
             if buffer is not data:
                 buffer[...] = data
 
-    def reduce(self, payloads: Dict[int, np.ndarray], dst: int, op: str) -> None:
+    def reduce(self, payloads: Dict[int, Any], dst: int, op: str) -> None:
         buffers = [payloads[g] for g in sorted(payloads)]
         total = buffers[0] if len(buffers) == 1 else buffers[0].copy()   # the others' tensors stay as they are
         for other in buffers[1:]:
-            UFUNCS[op](total, other, out=total)
+            _combine(op, total, other)
         if self.comm is not None:
-            MPI = mpi()
-            root = self.sub_rank[self.table[dst]]
-            if dst in payloads:
-                self.wait(self.comm.Ireduce(MPI.IN_PLACE, total, mpi_op(op), root), "reduce")
-            else:
-                self.wait(self.comm.Ireduce(total, None, mpi_op(op), root), "reduce")
+            self.transport(total).reduce(total, self.sub_rank[self.table[dst]], op, dst in payloads)
         if dst in payloads and payloads[dst] is not total:
             payloads[dst][...] = total
 
@@ -294,14 +317,11 @@ class RankGroup:
         """payloads: group rank -> (its input as bytes, its output list as bytes)."""
         size = next(iter(payloads.values()))[0].nbytes
         if self.comm is not None:
-            MPI = mpi()
             mine = [payloads[g][0] for g in self.local]
-            send = mine[0] if len(mine) == 1 else np.concatenate(mine)
-            gathered = np.empty(size * self.world_size, dtype=np.uint8)
-            counts = [size * n for n in self.counts]
-            displacements = [sum(counts[:i]) for i in range(len(counts))]
-            self.wait(self.comm.Iallgatherv([send, MPI.BYTE], [gathered, (counts, displacements), MPI.BYTE]),
-                      "allgather")
+            xp = _array_module(mine[0])
+            send = mine[0] if len(mine) == 1 else xp.concatenate(mine)
+            gathered = xp.empty(size * self.world_size, dtype=np.uint8)
+            self.transport(send).allgatherv(send, gathered, [size * n for n in self.counts])
             pieces = {g: gathered[i * size:(i + 1) * size] for i, g in enumerate(self.order)}
         else:
             pieces = {g: inputs for g, (inputs, _) in payloads.items()}
@@ -317,17 +337,17 @@ class RankGroup:
             parts = [payloads[m][1][g] for m in members]
             total = parts[0].copy()
             for other in parts[1:]:
-                UFUNCS[op](total, other, out=total)
+                _combine(op, total, other)
             totals.append(total.reshape(-1))
         if self.comm is None:
             for m in members:
                 payloads[m][0].reshape(-1)[...] = totals[m]
             return
         size = totals[0].size
-        send = np.concatenate([totals[g] for g in self.order])
-        received = np.empty(size * len(self.local), dtype=send.dtype)
-        self.wait(self.comm.Ireduce_scatter(send, received, [size * n for n in self.counts], mpi_op(op)),
-                  "reducescatter")
+        xp = _array_module(totals[0])
+        send = xp.concatenate([totals[g] for g in self.order])
+        received = xp.empty(size * len(self.local), dtype=send.dtype)
+        self.transport(send).reduce_scatter(send, received, [size * n for n in self.counts], op)
         for i, m in enumerate(self.local):
             payloads[m][0].reshape(-1)[...] = received[i * size:(i + 1) * size]
 
@@ -344,6 +364,11 @@ class RankGroup:
             return
         comm = self.comm
         assert comm is not None, "members on other ranks share a communicator"
+        if is_device_array(data):
+            if local_mpi_is_cuda_aware():
+                synchronize_device()
+            else:
+                data = data.get()       # staged: MPI matches it with the receiver's buffer wherever that is
         self.wait(comm.Isend(data, self.sub_rank[self.table[dst]], self._tag(rank, dst)), "send")
 
     def recv(self, rank: int, data: np.ndarray, src: int) -> None:
@@ -364,7 +389,15 @@ class RankGroup:
         status = MPI.Status()
         comm = self.comm
         assert comm is not None, "members on other ranks share a communicator"
-        self.wait(comm.Irecv(data, self.sub_rank[self.table[src]], self._tag(src, rank)), "recv", status)
+        target = data
+        if is_device_array(data):
+            if local_mpi_is_cuda_aware():
+                synchronize_device()
+            else:
+                target = np.empty(data.shape, dtype=data.dtype)
+        self.wait(comm.Irecv(target, self.sub_rank[self.table[src]], self._tag(src, rank)), "recv", status)
         if status.Get_count(MPI.BYTE) != data.nbytes:
             raise CollectiveGroupError(f"recv in the collective group '{self.name}': rank {src} sent "
                                        f"{status.Get_count(MPI.BYTE)} bytes, the receiving tensor holds {data.nbytes}")
+        if target is not data:
+            data.set(target)

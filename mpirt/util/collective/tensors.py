@@ -1,10 +1,11 @@
-"""What MPI reads and writes for a tensor: a contiguous numpy array over its memory, or a staged copy.
+"""What an operation reads and writes for a tensor: an array over the tensor's own memory, or a copy.
 
-numpy arrays and torch CPU tensors are used in place (a torch tensor through ``.numpy()``, which shares
-its memory). A copy is made, and written back after the operation, where MPI cannot use the memory as
-it is: a non-contiguous tensor, a dtype MPI cannot reduce (float16, bfloat16, bool: reduced in float32),
-and GPU arrays (CuPy, torch CUDA), which are staged through host memory. Passing device memory to a
-CUDA-aware MPI, or NCCL, would save that copy; neither is built yet (no GPU to test them on so far).
+numpy arrays and torch CPU tensors are used in place as numpy arrays (a torch tensor through
+``.numpy()``, which shares its memory); CuPy arrays and torch CUDA tensors in place as CuPy arrays (a
+torch tensor through ``__cuda_array_interface__``), which the group moves by the GPU path its ranks chose
+(``transports.py``). A copy is made, and written back after the operation, where the memory cannot be
+used as it is: a non-contiguous tensor, or a dtype MPI cannot reduce (float16, bfloat16, bool: reduced in
+float32, on the device for GPU tensors). Without CuPy, torch CUDA tensors are copied to host memory.
 """
 import functools
 from typing import Any, Callable, List, Optional, Tuple
@@ -15,6 +16,7 @@ import numpy as np
 _REDUCIBLE = {np.dtype(t) for t in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
                                     "float32", "float64", "complex64", "complex128")}
 SUPPORTED = "np.ndarray, torch.Tensor, cupy.ndarray"
+_GPU_KINDS = ("cupy", "torch_gpu")
 
 WriteBack = Optional[Callable[[], None]]
 
@@ -49,9 +51,66 @@ def _dtype_name(dtype: Any) -> str:
     return str(dtype).replace("torch.", "")
 
 
-def signature(tensor: Any) -> Tuple[str, Tuple[int, ...]]:
-    """(dtype, shape) as the members compare them (a numpy and a torch float32 alike)."""
-    return _dtype_name(tensor.dtype), tuple(tensor.shape)
+def signature(tensor: Any) -> tuple:
+    """(dtype, shape) as the members compare them (a numpy and a torch float32 alike), and "gpu" for a
+    tensor in GPU memory (every member's must be where the others' are)."""
+    described = (_dtype_name(tensor.dtype), tuple(tensor.shape))
+    return described + ("gpu",) if _kind(tensor) in _GPU_KINDS else described
+
+
+def buffer_for(tensor: Any, reducing: bool, writing: bool = True) -> Tuple[Any, WriteBack]:
+    """The array the operation works on for ``tensor`` (numpy, or CuPy for GPU memory), and what copies
+    the result back into ``tensor`` (None when the array is the tensor's own memory)."""
+    kind = _kind(tensor)
+    if kind in _GPU_KINDS:
+        cupy = _cupy()
+        if cupy is not None:
+            return _device_buffer(cupy, tensor, kind, reducing)
+    return host_buffer(tensor, reducing, writing)
+
+
+def buffers_for(tensors: List[Any], reducing: bool,
+                writing: bool = True) -> Tuple[List[Any], List[Callable[[], None]]]:
+    buffers, write_backs = [], []
+    for tensor in tensors:
+        buffer, write_back = buffer_for(tensor, reducing, writing)
+        buffers.append(buffer)
+        if write_back is not None:
+            write_backs.append(write_back)
+    return buffers, write_backs
+
+
+@functools.lru_cache(maxsize=1)
+def _cupy():
+    try:
+        import cupy
+    except ImportError:
+        return None
+    return cupy
+
+
+def _device_buffer(cupy, tensor, kind, reducing):
+    if kind == "cupy":
+        if tensor.flags.c_contiguous and (not reducing or tensor.dtype in _REDUCIBLE):
+            return tensor, None
+        staged = cupy.ascontiguousarray(tensor, dtype=_staging_dtype(tensor.dtype, reducing))
+
+        def write_cupy():
+            tensor[...] = staged.astype(tensor.dtype, copy=False)
+        return staged, write_cupy
+    import torch
+
+    own = tensor.detach()
+    narrow = own.dtype in (torch.float16, torch.bfloat16, torch.bool)
+    if own.is_contiguous() and not (reducing and narrow):
+        # bfloat16 has no CuPy dtype: moved as the 16-bit integers of its bits (nothing adds them up)
+        return cupy.asarray(own.view(torch.int16) if own.dtype == torch.bfloat16 else own), None
+    staged_t = (own.float() if reducing and narrow else own).contiguous().clone()
+
+    def write_torch_gpu():
+        with torch.no_grad():
+            tensor.copy_(staged_t.to(tensor.dtype))
+    return cupy.asarray(staged_t.view(torch.int16) if staged_t.dtype == torch.bfloat16 else staged_t), write_torch_gpu
 
 
 def host_buffer(tensor: Any, reducing: bool, writing: bool = True) -> Tuple[Any, WriteBack]:
@@ -92,19 +151,12 @@ def _staging_dtype(dtype, reducing):
 
 
 def _stage_from_device(tensor, kind, reducing):
-    if kind == "cupy":
-        import cupy
-
-        staged = cupy.asnumpy(tensor)
-        staged = np.ascontiguousarray(staged, dtype=_staging_dtype(staged.dtype, reducing))
-
-        def write_cupy():
-            tensor[...] = cupy.asarray(staged, dtype=tensor.dtype)
-        return staged, write_cupy
+    """A torch CUDA tensor where CuPy is missing: a host copy (16-bit floats and bool widened to float32,
+    which numpy and MPI handle)."""
     import torch
 
     host = tensor.detach().to("cpu")
-    if host.dtype in (torch.float16, torch.bfloat16, torch.bool) and reducing:
+    if host.dtype in (torch.float16, torch.bfloat16, torch.bool):
         host = host.float()
     host = host.contiguous()
 

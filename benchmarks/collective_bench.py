@@ -26,14 +26,26 @@ members' agreement on dtype, shape and op) and 10-15 us of Python per member, wh
 small-size latency (~45-60 us at 1 KB against mpi4py's ~3 us). gloo (Ray and plain torch alike) took
 ~1.3 ms per call at 1 KB here.
 
+GPU (``--gpu``): the buffers are CuPy arrays on each member's GPU, and the runtimes are
+  mpirt   as above, members with a GPU each (``num_gpus=1``); the group's GPU path (CUDA-aware MPI, NCCL or
+          pinned host staging, ``mpirt/util/collective/transports.py``) is printed with the table;
+  mpi4py  what a user does without mpirt: ``Allreduce`` on the device array where MPI is CUDA-aware, else
+          copied by hand through pageable host memory (``a.get()``, ``Allreduce``, ``a.set()``);
+  nccl    plain CuPy NCCL ``allReduce`` under ``mpirun -n N`` (its unique id sent with mpi4py), the
+          stream synchronized after each call. NCCL refuses ranks that share a GPU, so on a one-GPU
+          machine this row reports NCCL's error instead of numbers.
+
 Run:  RAY_PYTHON=/work/rayvenv/bin/python python benchmarks/collective_bench.py       (3 rounds)
+      python benchmarks/collective_bench.py --gpu --sizes 1K,1M,16M,256M,1G           (on a GPU machine)
       python benchmarks/collective_bench.py --quick --rounds 1 --runtimes mpirt,mpi4py
       ... --actors 4 --sizes 1K,64K,1M,16M,256M     (the default list ends at 1 GiB; --quick at 16 MB)
 
-Results go to benchmarks/results/collective_bench.json and, with matplotlib, collective_bench.png.
+Results go to benchmarks/results/collective_bench.json and, with matplotlib, collective_bench.png
+(``--gpu``: collective_bench_gpu.*).
 """
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -45,8 +57,9 @@ import harness  # noqa: E402  (child runner, process-tree cleanup, tables, resul
 
 RESULT_MARKER = "collective_bench_result"
 RUNTIMES = ("mpirt", "mpi4py", "ray", "torch")
+GPU_RUNTIMES = ("mpirt", "mpi4py", "nccl")
 TITLES = {"mpirt": "mpirt util.collective (mpi)", "mpi4py": "mpi4py Allreduce (mpirun)",
-          "ray": "Ray util.collective (gloo)", "torch": "torch.distributed (gloo)"}
+          "ray": "Ray util.collective (gloo)", "torch": "torch.distributed (gloo)", "nccl": "CuPy NCCL (mpirun)"}
 CHILD_TIMEOUT_S = 900
 # 1 GiB is in the full list by measurement (2 members, this 2-core 24 GB VM): the machine's memory in use
 # peaked at 5.1 GB with it (a member's buffer, MPI's or gloo's scratch), and it adds about 1.5 min a round
@@ -126,6 +139,21 @@ def numpy_ops():
     return (lambda n: np.empty(n, dtype=np.float32)), fill, (lambda b: (float(b[0]), float(b[-1])))
 
 
+def cupy_ops():
+    import cupy
+
+    def fill(buffer, v):
+        buffer.fill(v)
+    return (lambda n: cupy.empty(n, dtype=cupy.float32)), fill, (lambda b: (float(b[0]), float(b[-1])))
+
+
+def use_rank_gpu(rank):
+    """Under mpirun every rank sees every GPU: take one by rank (wrapping when there are fewer)."""
+    import cupy
+
+    cupy.cuda.Device(rank % cupy.cuda.runtime.getDeviceCount()).use()
+
+
 def combine(per_member, sizes):
     """Members' times -> {key: {"value": median over repetitions of the slowest member's time, "values"}}."""
     results = {}
@@ -139,7 +167,7 @@ def combine(per_member, sizes):
 class Member:
     """An actor of mpirt or Ray: joins the group, then runs ``measure``."""
 
-    def setup(self, runtime, world, rank):
+    def setup(self, runtime, world, rank, gpu=False):
         import os as _os
         if runtime == "mpirt":
             import mpirt.util.collective as col
@@ -150,21 +178,24 @@ class Member:
             import ray.util.collective as col
             col.init_collective_group(world, rank, backend="gloo", group_name="bench")
             where = None
-        self.col, self.world = col, world
+        self.col, self.world, self.gpu = col, world, gpu
         return {"pid": _os.getpid(), "mpi_rank": where}
+
+    def gpu_path(self):
+        return self.col.get_group_handle("bench").group.gpu_path
 
     def run(self, sizes, cfg):
         col = self.col
-        make, fill, first = numpy_ops()
+        make, fill, first = cupy_ops() if self.gpu else numpy_ops()
         return measure(lambda b: col.allreduce(b, "bench"), lambda: col.barrier("bench"), make, fill, first,
                        self.world, sizes, cfg)
 
 
-def actors_child(name, world, sizes, cfg):
+def actors_child(name, world, sizes, cfg, gpu=False):
     def work(rt, result):
-        cls = rt.remote(num_cpus=1)(Member)
+        cls = rt.remote(num_cpus=1, num_gpus=1 if gpu else 0)(Member)
         members = [cls.remote() for _ in range(world)]
-        placed = rt.get([m.setup.remote(name, world, i) for i, m in enumerate(members)], timeout=120)
+        placed = rt.get([m.setup.remote(name, world, i, gpu) for i, m in enumerate(members)], timeout=120)
         result["members"] = placed
         if name == "mpirt" and len({p["mpi_rank"] for p in placed}) < world:
             result["note"] = "members share an MPI rank"
@@ -172,27 +203,80 @@ def actors_child(name, world, sizes, cfg):
         per_member = rt.get([m.run.remote(sizes, cfg) for m in members])
         result["bench_s"] = time.perf_counter() - t0
         result["results"] = combine(per_member, sizes)
+        if gpu:
+            result["note"] = f"GPU path between ranks: {rt.get(members[0].gpu_path.remote())}"
 
     result = {RESULT_MARKER: True, "runtime": name, "config": cfg, "world": world}
-    return harness.run_in_child(result, name, lambda runtime: harness.init_runtime(runtime, num_cpus=world), work)
+    resources = dict(num_cpus=world, num_gpus=world) if gpu else dict(num_cpus=world)
+    return harness.run_in_child(result, name, lambda runtime: harness.init_runtime(runtime, **resources), work)
 
 
-def mpi4py_child(world, sizes, cfg):
+def mpi4py_gpu_allreduce(comm, result):
+    """Allreduce of a CuPy array as a user writes it with mpi4py: on the device array where MPI is
+    CUDA-aware, else through host memory by hand."""
+    import cupy
+    from mpi4py import MPI
+
+    sys.path.insert(0, harness.REPO_ROOT)
+    from mpirt.store.device import mpi_is_cuda_aware
+
+    use_rank_gpu(comm.Get_rank())
+    if mpi_is_cuda_aware():
+        result["note"] = "CUDA-aware MPI: Allreduce on the device array"
+
+        def allreduce(buffer):
+            cupy.cuda.Device().synchronize()
+            comm.Allreduce(MPI.IN_PLACE, buffer, MPI.SUM)
+        return allreduce
+    result["note"] = "MPI is not CUDA-aware: a.get(), Allreduce on host memory, a.set()"
+
+    def staged(buffer):
+        host = buffer.get()
+        comm.Allreduce(MPI.IN_PLACE, host, MPI.SUM)
+        buffer.set(host)
+    return staged
+
+
+def nccl_allreduce(comm, result):
+    """Plain CuPy NCCL between the mpirun ranks, its unique id sent with mpi4py."""
+    import cupy
+    from cupy.cuda import nccl
+
+    use_rank_gpu(comm.Get_rank())
+    unique_id = comm.bcast(nccl.get_unique_id() if comm.Get_rank() == 0 else None, root=0)
+    communicator = nccl.NcclCommunicator(comm.Get_size(), unique_id, comm.Get_rank())
+    stream = cupy.cuda.Stream.null
+    result["version"] = f"NCCL {nccl.get_version()}, CuPy {cupy.__version__}"
+
+    def allreduce(buffer):
+        communicator.allReduce(buffer.data.ptr, buffer.data.ptr, buffer.size, nccl.NCCL_FLOAT32, nccl.NCCL_SUM,
+                               stream.ptr)
+        stream.synchronize()
+    return allreduce
+
+
+def mpi4py_child(world, sizes, cfg, gpu=False, name="mpi4py"):
     t0 = time.perf_counter()
     from mpi4py import MPI
     import mpi4py
 
     comm = MPI.COMM_WORLD
-    result = {RESULT_MARKER: True, "runtime": "mpi4py", "config": cfg, "world": comm.Get_size(),
+    result = {RESULT_MARKER: True, "runtime": name, "config": cfg, "world": comm.Get_size(),
               "init_s": time.perf_counter() - t0,
               "version": f"{mpi4py.__version__} ({MPI.Get_library_version().split(',')[0].strip()})"}
     try:
         if comm.Get_size() != world:
             raise RuntimeError(f"mpirun started {comm.Get_size()} ranks, expected {world}")
-        make, fill, first = numpy_ops()
+        if name == "nccl":
+            allreduce = nccl_allreduce(comm, result)
+        elif gpu:
+            allreduce = mpi4py_gpu_allreduce(comm, result)
+        else:
+            def allreduce(buffer):
+                comm.Allreduce(MPI.IN_PLACE, buffer, MPI.SUM)
+        make, fill, first = cupy_ops() if gpu else numpy_ops()
         t0 = time.perf_counter()
-        mine = measure(lambda b: comm.Allreduce(MPI.IN_PLACE, b, MPI.SUM), comm.Barrier, make, fill, first,
-                       world, sizes, cfg)
+        mine = measure(allreduce, comm.Barrier, make, fill, first, world, sizes, cfg)
         all_times = comm.gather(mine, root=0)
         result["bench_s"] = time.perf_counter() - t0
         if comm.Get_rank() == 0:
@@ -263,12 +347,12 @@ def torch_child(world, sizes, cfg):
     return 0
 
 
-def child_main(name, quick, world, sizes):
+def child_main(name, quick, world, sizes, gpu=False):
     cfg = QUICK if quick else FULL
     if name in ("mpirt", "ray"):
-        return actors_child(name, world, sizes, cfg)
-    if name == "mpi4py":
-        return mpi4py_child(world, sizes, cfg)
+        return actors_child(name, world, sizes, cfg, gpu)
+    if name in ("mpi4py", "nccl"):
+        return mpi4py_child(world, sizes, cfg, gpu or name == "nccl", name)
     return torch_child(world, sizes, cfg)
 
 
@@ -277,10 +361,10 @@ def child_main(name, quick, world, sizes):
 # --------------------------------------------------------------------------
 def run_child(name, args, sizes, timeout):
     cmd = harness.child_command(__file__, name, args.quick) + [
-        "--actors", str(args.actors), "--sizes", ",".join(str(s) for s in sizes)]
+        "--actors", str(args.actors), "--sizes", ",".join(str(s) for s in sizes)] + (["--gpu"] if args.gpu else [])
     env = harness.child_env()
-    if name == "mpi4py":
-        mpirun = os.path.join(os.path.dirname(sys.executable), "mpirun")
+    if name in ("mpi4py", "nccl"):
+        mpirun = shutil.which("mpirun", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
         cmd = [mpirun, "-n", str(args.actors), "--oversubscribe", "--bind-to", "none"] + cmd
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     run = harness.run_process(cmd, env, timeout, RESULT_MARKER)
@@ -299,6 +383,8 @@ def main(argv=None):
     harness.add_round_arguments(parser, RUNTIMES, CHILD_TIMEOUT_S,
                                 quick_help="sizes up to 16 MB, fewer calls, for smoke runs")
     parser.add_argument("--actors", type=int, default=2, help="members of the group (actors, ranks, processes)")
+    parser.add_argument("--gpu", action="store_true", help="CuPy arrays on the members' GPUs; runtimes "
+                                                            "mpirt, mpi4py and plain CuPy NCCL")
     parser.add_argument("--sizes", help="comma-separated sizes in bytes, K/M/G suffixes (default: "
                                         "1K,64K,1M,16M,256M,1G; --quick: up to 16M)")
     args = parser.parse_args(argv)
@@ -307,8 +393,10 @@ def main(argv=None):
     except (ValueError, KeyError) as exc:
         parser.error(str(exc))
     if args.runtime:
-        return child_main(args.runtime, args.quick, args.actors, sizes)
-    names = harness.runtime_names(parser, args.runtimes, RUNTIMES)
+        return child_main(args.runtime, args.quick, args.actors, sizes, args.gpu)
+    if args.gpu and args.runtimes == ",".join(RUNTIMES):
+        args.runtimes = ",".join(GPU_RUNTIMES)
+    names = harness.runtime_names(parser, args.runtimes, RUNTIMES + ("nccl",))
     if args.rounds < 1 or args.actors < 2:
         parser.error("--rounds must be at least 1 and --actors at least 2")
     runs = harness.interleaved_rounds(names, args.rounds, lambda n: run_child(n, args, sizes, args.timeout))
@@ -319,13 +407,14 @@ def main(argv=None):
     def val(name, nbytes):
         return harness.value(merged.get(name), key_of(nbytes))
 
-    print(f"Allreduce (SUM, float32, in place) among {args.actors} members: median over {args.rounds} interleaved "
+    print(f"Allreduce (SUM, float32, in place{', CuPy arrays in GPU memory' if args.gpu else ''}) among "
+          f"{args.actors} members: median over {args.rounds} interleaved "
           f"round(s) of each run's median of {cfg['repeats']} repetitions (the slowest member's time per call)")
     print("latency in us (lower is better) under 1 MB, algorithm bandwidth in GB/s = bytes / time (higher is "
           "better) from 1 MB")
     print("ratios: speed of mpirt over the other (its time / mpirt's time; > 1: mpirt faster); "
           "'within 1.2x of mpi4py' means vs mpi4py >= 0.83x")
-    others = [n for n in ("mpi4py", "ray", "torch") if n in names and "mpirt" in names]
+    others = [n for n in ("mpi4py", "ray", "torch", "nccl") if n in names and "mpirt" in names]
     header = ["size", "unit"] + [TITLES[n] for n in names] + [f"mpirt vs {n}" for n in others]
     rows, plot_rows = [header], []
     for nbytes in sizes:
@@ -343,12 +432,13 @@ def main(argv=None):
         if merged[name].get("note"):
             print(f"{name}: {merged[name]['note']}")
     doc = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), "quick": args.quick, "config": cfg,
-           "actors": args.actors, "sizes": sizes, "rounds": args.rounds, "python": sys.version.split()[0],
+           "actors": args.actors, "gpu": args.gpu, "sizes": sizes, "rounds": args.rounds, "python": sys.version.split()[0],
            "iters": {key_of(s): iters_for(s, cfg) for s in sizes},
            "value": "seconds per allreduce call (median); lower is better",
            "runtimes": merged, "runs": runs}
-    harness.write_results("collective_bench", doc, lambda path: harness.save_ratio_plot(
-        plot_rows, path, f"Allreduce among {args.actors}: mpirt vs mpi4py, Ray gloo, torch gloo",
+    title = "GPU allreduce: mpirt vs mpi4py, CuPy NCCL" if args.gpu else "Allreduce: mpirt vs mpi4py, Ray gloo, torch gloo"
+    harness.write_results("collective_bench_gpu" if args.gpu else "collective_bench", doc, lambda path: harness.save_ratio_plot(
+        plot_rows, path, f"{title} ({args.actors} members)",
         xlabel="other's time / mpirt's time (> 1: mpirt faster; log scale)"))
     return 0 if all(r.get("status") in ("ok", "not installed") for r in merged.values()) else 1
 

@@ -6,6 +6,7 @@ DistributedDataParallel; worker 0 saves a checkpoint each epoch, which lands in 
 
     python examples/train_ddp_cnn.py                 # spawns its ranks
     mpirun -n 4 python examples/train_ddp_cnn.py     # driver, head, 2 workers
+    mpirun -n 4 python examples/train_ddp_cnn.py --gpu   # on GPUs (ranks may share one)
     sbatch jobscripts/train.sbatch examples/train_ddp_cnn.py --epochs 3
 """
 import argparse
@@ -72,12 +73,15 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--samples", type=int, default=2048)
+    parser.add_argument("--gpu", action="store_true", help="train on GPUs (ScalingConfig(use_gpu=True)): "
+                                                           "gradients are averaged in GPU memory")
     args = parser.parse_args()
-    mpirt.init(num_cpus=args.workers)     # under mpirun the ranks given decide; this applies to python app.py
+    # under mpirun the ranks given decide the workers, and these are what each worker rank offers
+    mpirt.init(num_cpus=args.workers, num_gpus=args.workers if args.gpu else None)
     trainer = TorchTrainer(train_loop_per_worker,
                            train_loop_config={"lr": 0.05, "epochs": args.epochs, "samples": args.samples,
                                               "batch_size": 64},
-                           scaling_config=train.ScalingConfig(num_workers=args.workers))
+                           scaling_config=train.ScalingConfig(num_workers=args.workers, use_gpu=args.gpu))
     result = trainer.fit()
     print(f"final: epoch {result.metrics['epoch']} loss {result.metrics['loss']:.3f} "
           f"accuracy {result.metrics['accuracy']:.3f} ({result.metrics['steps_per_s']:.1f} steps/s per worker)")

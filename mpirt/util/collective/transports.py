@@ -141,6 +141,7 @@ class StagedMPI:
             held = self._pinned[slot] = (cupy.cuda.alloc_pinned_memory(size), size)
         host = np.frombuffer(held[0], dtype=np.uint8, count=buffer.nbytes).view(buffer.dtype).reshape(buffer.shape)
         if copy_in:
+            synchronize_device()    # work on other streams (torch's, the user's) that writes the buffer
             buffer.get(out=host)
         return host
 

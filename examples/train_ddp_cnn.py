@@ -6,7 +6,8 @@ DistributedDataParallel; worker 0 saves a checkpoint each epoch, which lands in 
 
     python examples/train_ddp_cnn.py                 # spawns its ranks
     mpirun -n 4 python examples/train_ddp_cnn.py     # driver, head, 2 workers
-    mpirun -n 4 python examples/train_ddp_cnn.py --gpu   # on GPUs (ranks may share one)
+    python examples/train_ddp_cnn.py --gpu           # on GPUs (two workers may share one)
+    MPIRT_NUM_GPUS=1 mpirun -n 4 python examples/train_ddp_cnn.py --gpu
     sbatch jobscripts/train.sbatch examples/train_ddp_cnn.py --epochs 3
 """
 import argparse
@@ -76,8 +77,11 @@ def main():
     parser.add_argument("--gpu", action="store_true", help="train on GPUs (ScalingConfig(use_gpu=True)): "
                                                            "gradients are averaged in GPU memory")
     args = parser.parse_args()
-    # under mpirun the ranks given decide the workers, and these are what each worker rank offers
-    mpirt.init(num_cpus=args.workers, num_gpus=args.workers if args.gpu else None)
+    # python app.py: spawn the workers and share this many GPUs over them (wrapping around the node's
+    # devices, so two workers may share one GPU). Under mpirun the ranks are the workers, and each worker
+    # rank's GPUs come from the node (or MPIRT_NUM_GPUS / Slurm's --gpus-per-task).
+    under_mpirun = "OMPI_COMM_WORLD_SIZE" in os.environ or "PMI_RANK" in os.environ
+    mpirt.init(num_cpus=args.workers, num_gpus=args.workers if args.gpu and not under_mpirun else None)
     trainer = TorchTrainer(train_loop_per_worker,
                            train_loop_config={"lr": 0.05, "epochs": args.epochs, "samples": args.samples,
                                               "batch_size": 64},

@@ -105,6 +105,28 @@ def test_gpu_assignment_with_faked_gpus(tmp_path):
     assert "whole node ([0, 2], '0,2', 0.0)" in out or "whole node ([1, 3], '1,3', 0.0)" in out
 
 
+SHARED_GPU_APP = """
+import os, mpirt as ray
+ray.init(num_cpus=2, num_gpus=2)
+@ray.remote(num_gpus=1)
+class Holder:
+    def where(self):
+        return os.environ["CUDA_VISIBLE_DEVICES"], ray.get_gpu_ids()
+holders = [Holder.remote() for _ in range(2)]
+print("resources", ray.cluster_resources())
+print("holders", sorted(ray.get([h.where.remote() for h in holders])))
+"""
+
+
+def test_more_gpus_than_the_node_has_share_its_devices(tmp_path):
+    """init(num_gpus=2) on a one-GPU node: both workers get a GPU, the node's one (a device id that does
+    not exist would leave CUDA with no device)."""
+    proc = run_app(tmp_path, SHARED_GPU_APP, env={"MPIRT_NODE_GPUS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert "resources {'CPU': 2.0, 'GPU': 2.0}" in proc.stdout
+    assert "holders [('0', [0]), ('0', [0])]" in proc.stdout, proc.stdout
+
+
 MPIRUN_RESOURCES_APP = """
 import os, mpirt as ray
 ray.init()

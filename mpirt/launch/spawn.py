@@ -16,11 +16,23 @@ from .discovery import driver_config, rank_info, rank_resources, share_out, spaw
 from .serve import Launch, adopt_driver_environment, serve, start_driver
 
 
+def _offered_gpus(num_gpus):
+    """The GPU ids shared out over the spawned workers: the node's, or ``init(num_gpus=N)`` of them. N
+    above the node's real count wraps around its devices, so workers share one (as ranks do under
+    ``mpirun`` with ``MPIRT_NUM_GPUS``) instead of being handed a device id that does not exist."""
+    real = detect_node_gpus()
+    if num_gpus is None:
+        return real
+    if real and num_gpus > len(real):
+        return [real[i % len(real)] for i in range(num_gpus)]
+    return [str(i) for i in range(num_gpus)]
+
+
 def start_spawned(MPI, num_cpus, num_gpus, resources, log_to_driver, namespace, object_store_memory, job_env):
     workers = slurm.spawn_worker_count() if num_cpus is None else max(num_cpus, 1)  # num_cpus=0: one, offering 0
     parent = MPI.COMM_SELF.Spawn(sys.executable, args=["-c", spawned_rank_code()], maxprocs=workers + 1)
     comm = parent.Merge(high=False)
-    node_gpus = [str(i) for i in range(num_gpus)] if num_gpus is not None else detect_node_gpus()
+    node_gpus = _offered_gpus(num_gpus)
     resources_by_rank = {DRIVER_RANK: {}, HEAD_RANK: {}}
     info_by_rank = {DRIVER_RANK: rank_info([], []), HEAD_RANK: rank_info([], node_gpus)}
     for i in range(workers):

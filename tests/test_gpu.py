@@ -410,3 +410,18 @@ def test_collective_ops_on_gpu_tensors(tmp_path, path):
     assert [line.split()[2] for line in lines if line.startswith("LARGE")] == ["True", "True"], out
     if path == "staged":
         assert "PATH solo ['staged mpi', 'staged mpi']" in lines, out
+
+
+def test_ddp_example_trains_on_the_gpu(tmp_path):
+    """examples/train_ddp_cnn.py --gpu: two DDP workers on GPUs (sharing one where the machine has one),
+    gradients averaged in GPU memory by the collective group."""
+    import os
+    import subprocess
+    import sys
+    from conftest import REPO
+    env = {**os.environ, **REAL_GPUS, "PYTHONPATH": REPO, "MPIRT_STATUS": "0", "MPIRT_REPORT": "0"}
+    done = subprocess.run([sys.executable, os.path.join(REPO, "examples", "train_ddp_cnn.py"), "--gpu", "--epochs", "2"],
+                          capture_output=True, text=True, timeout=180, env=env, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    final = [line for line in done.stdout.splitlines() if line.startswith("final:")]
+    assert final and float(final[0].split("accuracy ")[1].split()[0]) > 0.9, done.stdout

@@ -20,8 +20,9 @@ Point-to-point ``send``/``recv`` are not collective, so their ranks cannot choos
 hands MPI device memory where its own MPI is CUDA-aware and stages through host memory otherwise (MPI
 matches the two ends whatever memory each uses).
 
-Every wait goes through ``RankGroup.wait`` (a request with ``Test``): waiting does not hold a core, and a
-member's rank dying fails the operation instead of hanging it (an NCCL communicator is aborted then).
+MPI transports make blocking calls through ``RankGroup.call``: the members have met in the agreement
+step just before, so the call only moves data. NCCL's work is waited for through ``RankGroup.wait`` (the
+stream polled between sleeps): a member's rank dying aborts the communicator instead of hanging it.
 """
 import functools
 import os
@@ -79,33 +80,33 @@ class HostMPI:
     def allreduce(self, buffer, op: str) -> None:
         self._prepare()
         g = self.group
-        g.wait(g.comm.Iallreduce(mpi().IN_PLACE, buffer, mpi_op(op)), "allreduce")
+        g.call("allreduce", lambda: g.comm.Allreduce(mpi().IN_PLACE, buffer, mpi_op(op)))
 
     def broadcast(self, buffer, root: int) -> None:
         self._prepare()
         g = self.group
-        g.wait(g.comm.Ibcast(buffer, root=root), "broadcast")
+        g.call("broadcast", lambda: g.comm.Bcast(buffer, root=root))
 
     def reduce(self, buffer, root: int, op: str, at_root: bool) -> None:
         """Reduce into ``buffer`` at sub-rank ``root``; the others' ``buffer`` is only read."""
         self._prepare()
         g, MPI = self.group, mpi()
         if at_root:
-            g.wait(g.comm.Ireduce(MPI.IN_PLACE, buffer, mpi_op(op), root), "reduce")
+            g.call("reduce", lambda: g.comm.Reduce(MPI.IN_PLACE, buffer, mpi_op(op), root))
         else:
-            g.wait(g.comm.Ireduce(buffer, None, mpi_op(op), root), "reduce")
+            g.call("reduce", lambda: g.comm.Reduce(buffer, None, mpi_op(op), root))
 
     def allgatherv(self, send, received, counts: List[int]) -> None:
         """Bytes: ``send`` from each rank, into ``received`` in sub-rank order (``counts[i]`` bytes each)."""
         self._prepare()
         g, MPI = self.group, mpi()
         displacements = [sum(counts[:i]) for i in range(len(counts))]
-        g.wait(g.comm.Iallgatherv([send, MPI.BYTE], [received, (counts, displacements), MPI.BYTE]), "allgather")
+        g.call("allgather", lambda: g.comm.Allgatherv([send, MPI.BYTE], [received, (counts, displacements), MPI.BYTE]))
 
     def reduce_scatter(self, send, received, counts: List[int], op: str) -> None:
         self._prepare()
         g = self.group
-        g.wait(g.comm.Ireduce_scatter(send, received, counts, mpi_op(op)), "reducescatter")
+        g.call("reducescatter", lambda: g.comm.Reduce_scatter(send, received, counts, mpi_op(op)))
 
 
 class DeviceMPI(HostMPI):

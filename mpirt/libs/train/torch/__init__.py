@@ -33,7 +33,7 @@ class TorchConfig:
 def _setup_torch(context, group_name):
     """On each worker: the default torch process group over the workers' collective group, and the device."""
     if context.use_gpu and torch.cuda.is_available():
-        torch.cuda.set_device(get_device())
+        torch.cuda.set_device(_device_of(context))     # the session is not set yet: get_device() would refuse
     process_group.init_process_group(collective.get_group_handle(group_name))
 
     def teardown():
@@ -63,7 +63,10 @@ class TorchTrainer(DataParallelTrainer):
 
 def get_device() -> torch.device:
     """The worker's device: its GPU (by local rank among the GPUs it sees) with ``use_gpu``, else the CPU."""
-    context = session.get_context()
+    return _device_of(session.get_context())
+
+
+def _device_of(context) -> torch.device:
     if context.use_gpu and torch.cuda.is_available():
         return torch.device("cuda", context.get_local_rank() % torch.cuda.device_count())
     return torch.device("cpu")

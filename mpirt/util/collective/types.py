@@ -12,9 +12,10 @@ class ReduceOp(enum.Enum):
 class Backend:
     """A backend name, as Ray spells them. ``Backend("gloo")`` returns ``"gloo"``.
 
-    mpirt runs every backend's operations over MPI (``"mpi"``, the default): ``"gloo"`` and
-    ``"torch_gloo"`` are accepted so that Ray programs run unchanged, and ``"nccl"`` too (GPU
-    tensors are staged through host memory; see ``tensors.py``)."""
+    mpirt runs every backend's operations on the group's MPI communicator (``"mpi"``, the default):
+    ``"gloo"``, ``"torch_gloo"`` and ``"nccl"`` are accepted so that Ray programs run unchanged. GPU
+    tensors take CUDA-aware MPI, NCCL or pinned host memory, whichever the ranks can all use, whatever
+    the backend's name (``transports.py``)."""
 
     MPI = "mpi"
     GLOO = "gloo"

@@ -168,8 +168,7 @@ class ObjectTable:
 
         def freed_here(object_id):
             owner = owner_of(object_id)
-            return owner == self.rank or (owner not in dead and owner < len(self.rt.store.arena.node_of)
-                                          and same_node(owner))
+            return owner == self.rank or (owner not in dead and same_node(owner))
 
         for object_id, entry in self.entries.items():
             if not entry.ready:

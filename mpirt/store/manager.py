@@ -415,7 +415,7 @@ class StoreManager:
             self.rt.transport.cool_down()
         for waiting in self._awaiting.values():
             waiting.discard(rank)      # a dead rank owns nothing any more: no report is awaited from it
-        if rank < len(self.arena.node_of) and self.arena.same_node(rank):
+        if self.arena.same_node(rank):
             self._reroute()
         self._adopt_when_reported()
 
@@ -531,8 +531,7 @@ class StoreManager:
         if self._joined_dead:
             self._joined_dead = False
             with self.rt.lock:
-                if any(rank < len(self.arena.node_of) and self.arena.same_node(rank)
-                       for rank in self.rt.failures.dead):
+                if any(self.arena.same_node(rank) for rank in self.rt.failures.dead):
                     self._reroute()
                     self._adopt_when_reported()
         if not self._orphans:

@@ -11,7 +11,7 @@ from mpirt.core.object_ref import make_object_id
 from mpirt.core.objects import PENDING, READY, RELEASED, UNREFERENCED, Entry, ObjectTable
 from mpirt.store.manager import StoreLocation
 
-ME, OTHER, FAR = 0, 1, 2          # FAR lives on another node
+ME, OTHER, FAR, NEIGHBOUR = 0, 1, 2, 3          # FAR lives on another node
 
 
 class FakeRuntime:
@@ -170,9 +170,23 @@ def test_a_value_in_a_same_node_store_outlives_its_holder(rt, table):
     table.set_ready(oid(OTHER), StoreLocation(OTHER, 4096, 1 << 20, None, key=5))
     table.ensure(oid(FAR, 2))
     table.set_ready(oid(FAR, 2), b"inline")
+    mine = table.create_owned(oid(ME))
+    table.set_ready(oid(ME), StoreLocation(NEIGHBOUR, 4096, 1 << 20, None, key=6))
+    neighbours = table.ensure(oid(OTHER, 3))
+    table.set_ready(oid(OTHER, 3), StoreLocation(NEIGHBOUR, 8192, 1 << 20, None, key=7))
     rt.sent.clear()
-    rt.die(OTHER)                                                    # same node: the segment stays
-    assert entry.state is READY and rt.sent == []
+    rt.die(NEIGHBOUR)                     # same node, live owners: the node's adopter keeps the bytes for them
+    assert mine.state is READY and neighbours.state is READY and rt.sent == []
+    rt.die(OTHER)                         # the owner died with it: no one would free the copy, nor make it again
+    assert isinstance(error_of(entry), OwnerDiedError) and rt.sent == []
+
+
+def test_a_borrowed_copy_in_a_same_node_store_of_a_far_owner_is_asked_for_again(rt, table):
+    entry = table.ensure(oid(FAR))
+    table.set_ready(oid(FAR), StoreLocation(OTHER, 4096, 1 << 20, None, key=5))
+    rt.sent.clear()
+    rt.die(OTHER)                         # the owner, on another node, took it for lost and makes it again
+    assert entry.state is PENDING and rt.sent == [(FAR, ("obj_req", oid(FAR)))]
 
 
 @pytest.mark.parametrize("reconstructs", [True, False])

@@ -11,7 +11,6 @@ from conftest import REPO, mpirun_has_ulfm, run_app
 
 SOAK = os.path.join(REPO, "benchmarks", "soak.py")
 MINUTES = 5
-KNOWN = "(known: store chunks of dead ranks are not reclaimed)"
 
 
 @pytest.mark.timeout(MINUTES * 60 + 150)
@@ -29,11 +28,5 @@ def test_five_minute_soak_with_a_kill_every_minute(tmp_path):
     assert counts.get("tasks", 0) > 1000 and counts.get("actor_calls", 0) > 1000, counts
     assert counts.get("tune_runs", 0) >= 2 and counts.get("large_objects_checked", 0) > 0, counts
     assert result["spilled_objects"] > 0 and result["kills_done"] >= MINUTES - 1
-    # A known bug the soak reports on every run with kills (benchmarks/soak.py, STORE_LEAK_NOTE): expected to
-    # fail until it is fixed; any other failure fails the test.
-    known = [reason for reason in result["failures"] if KNOWN in reason]
-    others = [reason for reason in result["failures"] if KNOWN not in reason]
-    assert not others, f"soak failed: {others}\nstdout:\n{proc.stdout[-8000:]}"
-    if known:
-        pytest.xfail("; ".join(known))
+    assert not result["failures"], f"soak failed: {result['failures']}\nstdout:\n{proc.stdout[-8000:]}"
     assert proc.returncode == 0, proc.stdout[-8000:]

@@ -16,7 +16,7 @@ def _checked(memory, offset):
 def test_a_header_holds_the_key_and_stamp_it_was_written_with():
     memory = np.zeros(4 * blocks.HEADER_BYTES, dtype=np.uint8)
     view = memoryview(memory)
-    blocks.write(view, 64, key=7, stamp=7)
+    blocks.write(view, 64, key=7, stamp=7, size=100)
     assert blocks.holds(_checked(memory, 64), 7, 7)
     assert not blocks.holds(_checked(memory, 64), 8, 7)
     assert blocks.add_reader(view, 64, 7)                  # same-node views leave the check alone
@@ -26,10 +26,10 @@ def test_a_header_holds_the_key_and_stamp_it_was_written_with():
 def test_a_restore_into_the_same_block_does_not_pass_for_the_first_write():
     memory = np.zeros(4 * blocks.HEADER_BYTES, dtype=np.uint8)
     view = memoryview(memory)
-    blocks.write(view, 0, key=7, stamp=7)                  # put
+    blocks.write(view, 0, key=7, stamp=7, size=100)        # put
     assert blocks.clear_if_unread(view, 0, 7)              # spilled: cleared before the bytes change
     assert not blocks.holds(_checked(memory, 0), 7, 7)
-    blocks.write(view, 0, key=7, stamp=11)                 # restored into the same block
+    blocks.write(view, 0, key=7, stamp=11, size=100)       # restored into the same block
     assert not blocks.holds(_checked(memory, 0), 7, 7)     # a read begun before the spill is refused
     assert blocks.holds(_checked(memory, 0), 7, 11)        # a read of the restored location passes
 

@@ -1,25 +1,31 @@
 """The node pool's chunk table and a rank's space in it: chunks handed out and given back,
-runs for large objects, several ranks sharing one table (as the ranks of a node do)."""
+runs for large objects, several ranks sharing one table (as the ranks of a node do), a dead
+rank's chunks taken over by a live one."""
 import os
 import random
 
 import numpy as np
 import pytest
 
+from mpirt.store import blocks
 from mpirt.store.allocator import SegmentAllocator
 from mpirt.store.arena import NodeLock
-from mpirt.store.chunks import ChunkTable, RankSpace, chunk_geometry
+from mpirt.store.chunks import ChunkTable, RankSpace, chunk_geometry, consecutive_runs
 
 MiB = 1 << 20
 
 
 def _pool(tmp_path, capacity):
+    return _pool_and_memory(tmp_path, capacity)[0]
+
+
+def _pool_and_memory(tmp_path, capacity):
     header, _, _ = chunk_geometry(capacity)
     memory = np.zeros(header + capacity, dtype=np.uint8)
     start = ChunkTable.initial_header(capacity)
     memory[:len(start)] = np.frombuffer(start, dtype=np.uint8)
     fd = os.open(tmp_path / "lock", os.O_RDWR | os.O_CREAT)
-    return ChunkTable(memory, NodeLock(fd), capacity)
+    return ChunkTable(memory, NodeLock(fd), capacity), memory
 
 
 def test_geometry_keeps_chunks_large_but_many_enough():
@@ -95,3 +101,42 @@ def test_grant_and_withdraw_ranges():
     assert alloc.capacity == 1024 and alloc.free_ranges() == [(0, 1024)]
     with pytest.raises(ValueError):
         alloc.withdraw(512, 1024)                        # not wholly free space
+
+
+def test_a_dead_ranks_chunks_pass_to_a_live_rank_which_frees_what_nothing_refers_to(tmp_path):
+    # What manager.StoreManager._adopt does with a killed rank's part of the pool: the blocks of objects
+    # still referred to (or viewed) are kept, the rest goes back to the node at once.
+    table, memory = _pool_and_memory(tmp_path, 64 * MiB)
+    view = memoryview(memory)
+    dead, adopter = RankSpace(table, 2), RankSpace(table, 3)
+    keys, offsets = [], []
+    for i in range(12):                                  # 3 MiB objects: 2 chunks each
+        size = 3 * MiB
+        offset = dead.allocate(blocks.HEADER_BYTES + size)
+        key = (2 + 1) << 40 | (i + 1)
+        blocks.write(view, offset, key, key, size)
+        keys.append(key)
+        offsets.append(offset)
+    small = dead.allocate(blocks.HEADER_BYTES + 1000)
+    blocks.write(view, small, (3 << 40) | 99, (3 << 40) | 99, 1000)
+    viewed = offsets[5]
+    assert blocks.add_reader(view, viewed, keys[5])      # a reader's zero-copy view of an object whose owner died
+    held_before = table.counts()[2]
+    live = keys[:2]                                      # what live owners reported
+    with table.lock:
+        indices = table.held_by([2])
+        found = []
+        for first, last in consecutive_runs(indices):
+            start, end = table.chunk_range(first)[0], sum(table.chunk_range(last))
+            found += blocks.survivors(memory, start, end, live, [3], 40)
+        table.reassign(indices, 3)
+    assert [key for _, key, _, _, _ in found] == [keys[0], keys[1], keys[5]]
+    assert not blocks.add_reader(view, small, (3 << 40) | 99)   # a block freed now cannot be mapped any more
+    adopter.adopt(indices.tolist(), [(offset, blocks.block_bytes(size)) for offset, _, _, size, _ in found])
+    assert 2 not in table.counts() and table.counts()[3] == adopter.chunks_held < held_before
+    assert adopter.used_bytes == sum(blocks.block_bytes(size) for _, _, _, size, _ in found)
+    for offset, _, _, _, _ in found:
+        adopter.free(offset)
+    adopter.release_spare()
+    assert table.counts() == {} and adopter.reserved_bytes == 0
+

@@ -156,16 +156,25 @@ class ObjectTable:
         """Values that lived only in ``rank``'s store on another node are lost: the owner rebuilds
         them from lineage (or reports ObjectLostError for ``put`` values); borrowers ask again.
         Values of objects ``rank`` owned but never delivered are lost with it. Same-node stores
-        stay readable after their rank dies (the segment is shared), so those values live on."""
+        outlive their rank (the pool is shared, and a live rank of the node adopts the dead one's
+        part, ``store/manager.py``), so those values live on where a live owner on this node will
+        free them; a borrowed copy whose owner is elsewhere (it rebuilds the value) or dead (no one
+        would free it: its adopter lets it go) is lost like a copy on another node."""
         for object_id in [object_id for object_id in self._asked if owner_of(object_id) == rank]:
             del self._asked[object_id]
         lost = []
         same_node = self.rt.store.arena.same_node
+        dead = self.rt.failures.dead
+
+        def freed_here(object_id):
+            owner = owner_of(object_id)
+            return owner == self.rank or (owner not in dead and same_node(owner))
+
         for object_id, entry in self.entries.items():
             if not entry.ready:
                 if owner_of(object_id) == rank:
                     lost.append((object_id, entry, "owner"))
-            elif object_value.lost_with(entry.blob, rank, same_node):
+            elif object_value.lost_with(entry.blob, rank, same_node if freed_here(object_id) else _nowhere):
                 lost.append((object_id, entry, "copy"))
         for object_id, entry, why in lost:
             if why == "owner":
@@ -173,8 +182,12 @@ class ObjectTable:
                                True)
                 continue
             entry.lose_copy()
-            if owner_of(object_id) != self.rank:       # a borrowed copy: the owner knows what became of it
-                self.rt.send(owner_of(object_id), ("obj_req", object_id))
+            owner = owner_of(object_id)
+            if owner in dead:                           # a borrowed copy no owner can make again
+                self.set_ready(object_id, self._lost_blob(object_id, f"its owner (rank {owner}) died", OwnerDiedError),
+                               True)
+            elif owner != self.rank:                    # a borrowed copy: the owner knows what became of it
+                self.rt.send(owner, ("obj_req", object_id))
         for object_id, entry, why in lost:
             if why == "copy" and owner_of(object_id) == self.rank and not self.rt.submitter.reconstruct(object_id):
                 self.set_ready(object_id, self._lost_blob(object_id, f"its only copy was on rank {rank}, which died, "
@@ -201,3 +214,8 @@ class ObjectTable:
             tracing.record("transfer", "object reply", asked, tracing.now(), bytes=len(blob), peer=source,
                            object_id=f"{object_id:028x}")
         self.set_ready(object_id, blob, is_error)
+
+
+def _nowhere(rank):
+    """``same_node`` for a value no one on this node would free: its bytes count as gone with their rank."""
+    return False

@@ -93,6 +93,7 @@ _DECLARED = (
     Message("store_pin", ("object_id",), "reader", "object owner"),
     Message("store_unpin", ("object_id",), "reader", "object owner"),
     Message("store_free", ("location",), "object owner", "holder"),
+    Message("store_adopt_report", ("dead", "keys"), "rank of a dead rank's node", "the node's adopter"),
     Message("store_wake", (), "reader on another node", "holder"),
     Message("store_read_done", (), "reader on another node", "holder"),
     Message("store_read_query", ("request_id", "key", "start", "size"), "reader on another node", "holder"),

@@ -79,6 +79,19 @@ class SegmentAllocator:
             self._free_sizes[start] = offset - start
         self.capacity -= size
 
+    def reserve(self, offset, size):
+        """Mark the block [offset, offset + size) (inside one free block) as used: a block some other
+        rank allocated, in space taken over from it."""
+        self.withdraw(offset, size)
+        self.capacity += size
+        self._used[offset] = size
+        self.used_bytes += size
+
+    def is_free(self, offset, size):
+        """Whether the range [offset, offset + size) lies inside one free block."""
+        i = bisect.bisect_right(self._free_offsets, offset) - 1
+        return i >= 0 and offset + size <= self._free_offsets[i] + self._free_sizes[self._free_offsets[i]]
+
     def _insert_free(self, offset, size):
         """Add a free range, merged with the free blocks after and before it; (offset, size) of the result."""
         i = bisect.bisect_left(self._free_offsets, offset)

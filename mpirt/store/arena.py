@@ -177,7 +177,8 @@ class Arena:
         return self.make_window(comm)
 
     def same_node(self, rank):
-        return self.node_of[rank] == self.node_of[self.rank]
+        """Whether ``rank`` shares this rank's pool (False for a rank not heard of yet)."""
+        return rank < len(self.node_of) and self.node_of[rank] == self.node_of[self.rank]
 
     def fetch(self, rank, offset, size, check):
         """Two new uint8 arrays: bytes of ``rank``'s pool copied with RMA Get, then the ``check`` =

@@ -6,7 +6,8 @@ under the node lock, and places objects inside its own chunks with its own
 ``SegmentAllocator``, asking no one: the fast path stays local. An object larger than a chunk
 takes a run of contiguous chunks. Chunks that become wholly free go back to the table at once,
 for every rank of the node (each rank keeps its last one, so a loop of put and drop stays
-local, until another rank asks for room). Single chunks are taken from the top of the pool,
+local, until another rank asks for room). A dead rank's chunks pass to one live rank of its
+node (``RankSpace.adopt``, driven by ``manager.py``). Single chunks are taken from the top of the pool,
 runs first-fit from the bottom, so small objects do not break up the long runs big objects
 need.
 
@@ -78,6 +79,14 @@ class ChunkTable:
         with self.lock:
             self.owners[indices] = FREE
 
+    def held_by(self, ranks):
+        """Indices of the chunks any of ``ranks`` holds. Under the node lock (the caller's)."""
+        return np.flatnonzero(np.isin(self.owners, list(ranks)))
+
+    def reassign(self, indices, rank):
+        """Mark chunks ``indices`` as ``rank``'s. Under the node lock (the caller's)."""
+        self.owners[indices] = rank
+
     def counts(self):
         """(chunks held, by world rank), read without the lock (statistics only)."""
         owners = self.owners.copy()
@@ -102,6 +111,16 @@ def _runs(free):
     """(starts, lengths) of the runs of True values in ``free``."""
     edges = np.flatnonzero(np.diff(np.concatenate(([False], free, [False])).astype(np.int8)))
     return edges[0::2], edges[1::2] - edges[0::2]
+
+
+def consecutive_runs(indices):
+    """(first, last) of each run of consecutive numbers in the sorted array ``indices``."""
+    if not len(indices):
+        return []
+    breaks = np.flatnonzero(np.diff(indices) != 1)
+    firsts = np.concatenate(([indices[0]], indices[breaks + 1]))
+    lasts = np.concatenate((indices[breaks], [indices[-1]]))
+    return list(zip(firsts.tolist(), lasts.tolist()))
 
 
 def _first_run(free, count):
@@ -162,6 +181,22 @@ class RankSpace:
                 self.allocator.withdraw(*self.table.chunk_range(index))
             self.chunks_held -= len(whole)
             self.table.give_back(whole)
+
+    def adopt(self, indices, used):
+        """Take over chunks ``indices`` of a dead rank (the table marks them ours already), with the
+        blocks ``used`` [(offset, allocated bytes)] of its objects still live in them; chunks with
+        none go back to the node at once (no spare is kept: nothing here will reuse them soon)."""
+        for index in indices:
+            self.allocator.grant(*self.table.chunk_range(index))
+        self.chunks_held += len(indices)
+        for offset, size in used:
+            self.allocator.reserve(offset, size)
+        empty = [index for index in indices if self.allocator.is_free(*self.table.chunk_range(index))]
+        for index in empty:
+            self.allocator.withdraw(*self.table.chunk_range(index))
+        self.chunks_held -= len(empty)
+        if empty:
+            self.table.give_back(empty)
 
     def release_spare(self):
         """Give back the chunk kept when all others went (another rank needs room); the bytes given back."""

@@ -14,6 +14,14 @@ block no longer holds the object asks the holder where it is now.
 
 The owner frees the bytes once nothing can reach the object (``reachability.py``) and no reader
 holds a view ("pins", reported to it with the reference notices).
+
+A rank that dies (ULFM) leaves its chunks in its node's pool, and objects in them that same-node
+owners still refer to. The node's lowest live rank *adopts* them (``_reroute``, ``_adopt``): each
+live rank of the node reports the keys of the objects it owns there (``store_adopt_report``) and
+from then on sends frees and locate queries for the dead holder to the adopter, which, once every
+report is in, takes the chunks over, keeps the blocks reported live (and those a view still reads)
+as its own records, and gives the rest back to the node at once. Without this every death would
+shrink the node's store for the rest of the job.
 """
 import collections
 import itertools
@@ -31,7 +39,7 @@ from ..exceptions import ObjectLostError, ObjectStoreFullError
 from . import blocks, device
 from .arena import Arena
 from .blocks import HEADER_BYTES
-from .chunks import RankSpace
+from .chunks import RankSpace, consecutive_runs
 from .layout import read_from
 from .spill import RankSpill, make_node_directory, process_identity, spill_base
 
@@ -42,6 +50,7 @@ _KNOWN_MOVES = 4096         # relocations a reader remembers (spilled or restore
 ASSISTED_READ_SECONDS = 30.0   # most a holder drives MPI for one cross-node read whose reader never says done
 USE_SAMPLE_SECONDS = 1.0       # how often a rank looks at its store use for the trace (a counter)
 USE_SAMPLE_HEARTBEAT = 60.0    # an unchanged use is traced again after this, so a late window of the trace has it
+ORPHAN_CHECK_SECONDS = 0.5     # how often an adopter looks whether the views of adopted orphan blocks went
 
 
 class StoreLocation(ObjectValue):
@@ -135,7 +144,16 @@ class StoreManager:
                          store_read_done=self._on_read_done, store_read_query=self._on_read_query,
                          store_read_spilled_query=self._on_read_spilled_query)
         self._assisting = collections.Counter()   # reader rank -> its assisted reads under way here
+        # Dead ranks' stores (same node): see the module docstring and ``_reroute``.
+        self._route = {}          # same-node dead rank -> the live rank adopting its store, as this rank sees it
+        self._awaiting = {}       # adopter: dead rank -> ranks of the node whose report on it has not come
+        self._covered = collections.defaultdict(set)   # adopter: rank -> dead ranks it reported on
+        self._live_keys = set()   # adopter: keys reported live in the stores it is about to adopt
+        self._orphans = []        # adopter: (offset, key) of adopted blocks no owner frees, kept while read
+        self._joined_dead = joining is not None   # a newcomer reports on the deaths before it joined
+        runtime.register(store_adopt_report=self._on_adopt_report)
         runtime.failures.handlers.append(self._on_rank_dead)
+        runtime.transport.add_ticker(ORPHAN_CHECK_SECONDS, self._tend_adopted)
         self._sampled = (None, 0.0)   # the store use last traced, and when
         runtime.transport.add_ticker(USE_SAMPLE_SECONDS, self._sample_use)
 
@@ -167,7 +185,7 @@ class StoreManager:
         data = offset + HEADER_BYTES
         serialized.write_into(self.view[data:data + size])
         with self.arena.lock:
-            blocks.write(self.view, offset, key, key)
+            blocks.write(self.view, offset, key, key, size)
         with self.rt.lock:
             self._held[key] = _Held(key, size, offset)
         self.stats["stored_objects"] += 1
@@ -264,7 +282,7 @@ class StoreManager:
             record.busy = False
             if path is None:
                 with self.arena.lock:   # its bytes never changed: still the same write (stamp)
-                    blocks.write(self.view, record.offset, record.key, record.stamp)
+                    blocks.write(self.view, record.offset, record.key, record.stamp, record.size)
                 self.rt.cond.notify_all()
                 return False
             if record.spill_path is None:
@@ -391,9 +409,139 @@ class StoreManager:
             self.rt.transport.cool_down()
 
     def _on_rank_dead(self, rank):
-        """A reader that died mid-read will not say it is done: stop polling for it."""
+        """A reader that died mid-read will not say it is done: stop polling for it. A rank of this
+        node: its store passes to the node's lowest live rank (``_reroute``)."""
         for _ in range(self._assisting.pop(rank, 0)):
             self.rt.transport.cool_down()
+        for waiting in self._awaiting.values():
+            waiting.discard(rank)      # a dead rank owns nothing any more: no report is awaited from it
+        if self.arena.same_node(rank):
+            self._reroute()
+        self._adopt_when_reported()
+
+    # -- a dead rank's store (same node): adoption ------------------------------
+    def _node_ranks(self):
+        node = self.arena.node_of[self.rank]
+        return [rank for rank, where in enumerate(self.arena.node_of) if where == node]
+
+    def _reroute(self):
+        """(runtime lock held) Route the node's dead ranks to the adopter: the lowest live rank of the node,
+        the same on every rank once all know the same deaths. For the dead ranks newly routed to it
+        (its death, or the death of the adopter they had), send it the keys of the objects this rank
+        owns in their stores: the adopter keeps those and frees the rest. Frees sent after the report
+        follow it on the same channel, so none is missed; a free sent to the dead rank before (lost)
+        is of an object no longer in this rank's table, hence not reported, hence freed."""
+        ranks = self._node_ranks()
+        dead = self.rt.failures.dead
+        adopter = min(rank for rank in ranks if rank not in dead)
+        moved = [rank for rank in ranks if rank in dead and self._route.get(rank) != adopter]
+        if not moved:
+            return
+        for rank in moved:
+            self._route[rank] = adopter
+        keys = self._owned_keys_held_by(set(moved))
+        if adopter != self.rank:
+            self.rt.send(adopter, ("store_adopt_report", moved, keys))
+            return
+        self._live_keys.update(keys)
+        live = [rank for rank in ranks if rank not in dead and rank != self.rank]
+        for rank in moved:
+            self._awaiting[rank] = {other for other in live if rank not in self._covered[other]}
+
+    def _owned_keys_held_by(self, holders):
+        """Keys of the stored objects this rank owns (or freed but readers still view) held by ``holders``."""
+        keys = [location.key for location in self._to_free.values()
+                if isinstance(location, StoreLocation) and location.holder in holders]
+        for object_id, entry in self.rt.objects.entries.items():
+            blob = entry.blob
+            if isinstance(blob, StoreLocation) and blob.holder in holders and owner_of(object_id) == self.rank:
+                keys.append(blob.key)
+        return keys
+
+    def _on_adopt_report(self, source, dead, keys):
+        self._covered[source].update(dead)
+        self._live_keys.update(keys)
+        for rank in dead:
+            self._awaiting.get(rank, set()).discard(source)
+        self._adopt_when_reported()
+
+    def _adopt_when_reported(self):
+        """Adopt the stores routed here once every live rank of the node reported on all of them (together:
+        a dead adopter's chunks may hold objects of the rank it adopted)."""
+        if not self._awaiting or any(self._awaiting.values()):
+            return
+        dead, live = set(self._awaiting), self._live_keys
+        self._awaiting, self._live_keys = {}, set()
+        self._adopt(dead, live)
+
+    def _adopt(self, dead, live):
+        """(runtime lock held) Take over the chunks the ``dead`` ranks hold in the node's table: the objects
+        in ``live`` (in memory or spilled) become this rank's records, blocks a view still reads stay
+        until it goes (``_tend_adopted``), the rest of the memory and the other spill files go now."""
+        started = tracing.now()
+        table = self.arena.chunks
+        writers = [rank + 1 for rank in dead]
+        found = []
+        with self.arena.lock:
+            indices = table.held_by(dead)
+            for first, last in consecutive_runs(indices):
+                start = table.chunk_range(first)[0]
+                end = sum(table.chunk_range(last))
+                found += blocks.survivors(self.arena.memory, start, end, sorted(live), writers, _KEY_BITS)
+            table.reassign(indices, self.rank)
+        self.space.adopt(indices.tolist(), [(offset, blocks.block_bytes(size)) for offset, _, _, size, _ in found])
+        adopted = []
+        for offset, key, stamp, size, _ in found:
+            if key not in live:
+                self._orphans.append((offset, key))
+                continue
+            record = _Held(key, size, offset, self._dead_spill_file(key, dead))
+            record.stamp = stamp
+            adopted.append(record)
+        in_memory = {record.key for record in adopted}
+        for key in live - in_memory:
+            path = self._dead_spill_file(key, dead)
+            if path is not None:
+                adopted.append(_Held(key, os.path.getsize(path), None, path))
+        for record in reversed(adopted):        # made before this rank's own: the oldest, spilled first
+            self._held[record.key] = record
+            self._held.move_to_end(record.key, last=False)
+        if self.spill is not None:
+            self.spill.remove_all_but(dead, {record.spill_path for record in adopted})
+        tracing.record("spill", "adopt a dead rank's store", started, tracing.now(), dead=sorted(dead),
+                       chunks=len(indices), objects=len(adopted), orphans=len(found) - len(in_memory))
+
+    def _dead_spill_file(self, key, dead):
+        """The spill file of object ``key`` left by one of the ``dead`` ranks, or None."""
+        if self.spill is None:
+            return None
+        for rank in dead:
+            path = self.spill.path_of(key, rank)
+            if os.path.exists(path):
+                return path
+        return None
+
+    def _adopter_of(self, holder):
+        """The live rank that has (or is adopting) the store of dead ``holder``; None off this node."""
+        return self._route.get(holder)
+
+    def _tend_adopted(self):
+        """Progress thread's ticker: a newcomer's reports on the deaths before it joined (it owns nothing
+        there, but the adopter may be waiting for it); adopted orphan blocks freed once no view reads them."""
+        if self._joined_dead:
+            self._joined_dead = False
+            with self.rt.lock:
+                if any(self.arena.same_node(rank) for rank in self.rt.failures.dead):
+                    self._reroute()
+                    self._adopt_when_reported()
+        if not self._orphans:
+            return
+        with self.rt.lock:
+            with self.arena.lock:
+                gone = [orphan for orphan in self._orphans if blocks.clear_if_unread(self.view, *orphan)]
+            for orphan in gone:
+                self._orphans.remove(orphan)
+                self.space.free(orphan[0])
 
     def _fetch_by_message(self, where):
         """Cross-node read without an RMA window: the holder sends the bytes, in chunks."""
@@ -434,9 +582,7 @@ class StoreManager:
         if holder == self.rank:
             found = self._locate_here(where.key)
         elif holder in self.rt.failures.dead:
-            path = self.spill.path_of(where.key, holder) if self.spill is not None else None
-            exists = path is not None and self.arena.same_node(holder) and os.path.exists(path)
-            found = StoreLocation(holder, -1, where.size, path, where.key) if exists else None
+            found = self._locate_adopted(where)
         else:
             try:
                 found = self.rt.queries.ask(holder, "store_locate_query", where.key, timeout=600.0)
@@ -446,6 +592,24 @@ class StoreManager:
             self._known[where.key] = found
             if len(self._known) > _KNOWN_MOVES:
                 self._known.popitem(last=False)
+        return found
+
+    def _locate_adopted(self, where):
+        """Where an object of a dead holder is: asked of the rank that adopted its store, or, while the
+        adoption is under way, its spill file (on this node)."""
+        adopter = self._adopter_of(where.holder)
+        found = None
+        if adopter == self.rank:
+            found = self._locate_here(where.key)
+        elif adopter is not None:
+            try:
+                found = self.rt.queries.ask(adopter, "store_locate_query", where.key, timeout=600.0)
+            except QueryRankDied:   # the adopter died too: the next one has it, or will
+                found = None
+        if found is None and adopter is not None and self.spill is not None:
+            path = self.spill.path_of(where.key, where.holder)
+            if os.path.exists(path):
+                found = StoreLocation(where.holder, -1, where.size, path, where.key)
         return found
 
     def _locate_here(self, key):
@@ -471,7 +635,7 @@ class StoreManager:
                 with open(record.spill_path, "rb") as f:
                     f.readinto(self.view[data:data + record.size])
                 with self.arena.lock:
-                    blocks.write(self.view, offset, key, stamp)
+                    blocks.write(self.view, offset, key, stamp, record.size)
         except OSError:
             if offset is not None:
                 with self.rt.lock:
@@ -534,10 +698,15 @@ class StoreManager:
             self._free(location)
 
     def _free(self, location):
-        if location.holder == self.rank:
+        holder = location.holder
+        if holder in self.rt.failures.dead:
+            holder = self._adopter_of(holder)
+            if holder is None:      # held on another node: it died with its holder
+                return
+        if holder == self.rank:
             self._on_free(self.rank, location)
         else:
-            self.rt.send(location.holder, ("store_free", location))
+            self.rt.send(holder, ("store_free", location))
 
     def discard(self, blobs):
         """Free the blocks, spill files and sealed GPU arrays ``encode`` made here for values never
@@ -564,11 +733,13 @@ class StoreManager:
             self._free(location)
 
     def _on_free(self, source, location):
-        """Holder (under the runtime lock): the owner freed the object."""
+        """Holder (under the runtime lock): the owner freed the object (also an adopted one)."""
         record = self._held.get(location.key)
-        if record is not None and record.busy:
+        if record is None:
+            self._live_keys.discard(location.key)    # reported live to an adoption not done yet
+        elif record.busy:
             record.freed = True   # the spill or restore in progress drops it when done
-        elif record is not None:
+        else:
             self._drop(record)
 
     def _drop(self, record):

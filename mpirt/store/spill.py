@@ -130,6 +130,20 @@ class RankSpill:
             raise
         return path
 
+    def remove_all_but(self, dead, kept):
+        """Remove the files the ``dead`` ranks left (finished or not), except the paths in ``kept``: their
+        store was adopted (``manager.py``), and nothing refers to the others."""
+        for rank in dead:
+            directory = os.path.join(self.node_directory, f"rank{rank}")
+            try:
+                names = os.listdir(directory)
+            except OSError:
+                continue
+            for name in names:
+                path = os.path.join(directory, name)
+                if path not in kept:
+                    _remove(path)
+
     def close(self, dead=()):
         """Remove this rank's files and those of the ``dead`` ranks (a dead rank's files stay while the job
         runs, for readers on its node, and no one else would remove them); the last rank out removes the

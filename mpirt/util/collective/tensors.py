@@ -166,17 +166,6 @@ def _stage_from_device(tensor, kind, reducing):
     return host.numpy(), write_torch_gpu
 
 
-def host_buffers(tensors: List[Any], reducing: bool,
-                 writing: bool = True) -> Tuple[List[Any], List[Callable[[], None]]]:
-    buffers, write_backs = [], []
-    for tensor in tensors:
-        buffer, write_back = host_buffer(tensor, reducing, writing)
-        buffers.append(buffer)
-        if write_back is not None:
-            write_backs.append(write_back)
-    return buffers, write_backs
-
-
 def as_bytes(buffer: np.ndarray) -> np.ndarray:
     """The buffer's memory as bytes (operations that move bytes and add nothing up)."""
     return buffer.reshape(-1).view(np.uint8)

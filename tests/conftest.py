@@ -156,3 +156,15 @@ def _kill_leftovers(marker, variable="MPIRT_TEST_MARKER"):
             os.kill(int(line.split()[0]), 9)
         except (ProcessLookupError, ValueError):
             pass
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 24 MiB tmpfs: a real disk that fills up (needs root, as mount does; skipped elsewhere)."""
+    path = tmp_path / "small_disk"
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield path
+    subprocess.run(["umount", "-l", str(path)], check=False)

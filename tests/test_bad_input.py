@@ -187,3 +187,16 @@ def test_killing_the_driver_under_mpirun_ends_every_rank(tmp_path):
     proc = run_app(tmp_path, KILL_DRIVER, ranks=4, mpirun_args=("--with-ft", "ulfm"), timeout=90)
     assert "driver dies" in proc.stdout
     assert proc.returncode != 0
+
+
+def test_a_full_results_disk_names_the_file_and_the_way_out(ray, small_disk):
+    """Ray and mpirt alike raise the bare ENOSPC of whichever write failed; mpirt's names the file."""
+    from mpirt import tune
+
+    def trainable(config):
+        for i in range(60):
+            tune.report({"score": i, "pad": "x" * 100_000})
+    tuner = tune.Tuner(trainable, param_space={"a": tune.grid_search(list(range(6)))},
+                       run_config=tune.RunConfig(storage_path=str(small_disk), name="full"))
+    with pytest.raises(OSError, match=r"Tune could not write .*/full/.*: No space left on device\. Free space there"):
+        tuner.fit()

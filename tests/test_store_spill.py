@@ -193,18 +193,6 @@ def test_cross_node_reads_of_spilled_and_restored_objects(tmp_path):
     assert "restored True remote True" in proc.stdout
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 24 MiB tmpfs: a real disk that fills up (needs root, as mount does; skipped elsewhere)."""
-    path = tmp_path / "small_disk"
-    path.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(path)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    yield path
-    subprocess.run(["umount", "-l", str(path)], check=False)
-
-
 def test_a_spill_file_the_disk_cannot_hold_is_an_oserror_not_a_crash(small_disk):
     # The disk fills between room_for() and the write (another job, the results directory): writing into a
     # mapped sparse file would be a SIGBUS that kills the rank; the blocks are reserved first instead.

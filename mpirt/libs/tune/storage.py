@@ -12,7 +12,9 @@
   TensorBoard events (when tensorboardX is installed) and ``checkpoint_*.h5``.
 """
 import base64
+import contextlib
 import csv
+import errno
 import itertools
 import json
 import logging
@@ -109,6 +111,21 @@ def _decode_or_none(text):
     except Exception:  # noqa: BLE001 - e.g. a class that no longer exists
         logger.warning("a trial's config in the journal could not be unpickled", exc_info=True)
         return None
+
+
+@contextlib.contextmanager
+def _naming_the_file(path, what):
+    """An OSError writing the results (a full disk, a read-only directory) says which file and what to do:
+    the bare error names neither (h5py's and a flushed journal's say only "No space left on device")."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno is None:
+            raise
+        hint = (" Free space there, or give RunConfig(storage_path=...) a directory on a disk with room."
+                if error.errno == errno.ENOSPC else "")
+        raise type(error)(error.errno, f"Tune could not write {what}, {path}: {os.strerror(error.errno)}.{hint}") \
+            from error
 
 
 def _ends_cut_short(path):
@@ -287,8 +304,9 @@ class ExperimentStorage:
             self._log_raw("\n")
 
     def _log_raw(self, text):
-        self._journal.write(text)
-        self._journal.flush()
+        with _naming_the_file(self.journal_path, "its journal"):
+            self._journal.write(text)
+            self._journal.flush()
 
     def _log(self, event):
         self._log_raw(json.dumps(event) + "\n")
@@ -330,7 +348,7 @@ class ExperimentStorage:
         os.makedirs(trial.local_path, exist_ok=True)
         final = os.path.join(trial.local_path, filename)
         tmp = final + ".tmp"
-        with h5py.File(tmp, "w") as f:
+        with _naming_the_file(final, "a checkpoint"), h5py.File(tmp, "w") as f:
             f.attrs["trial_id"] = trial.trial_id
             f.attrs["iteration"] = iteration
             for number, (rel, data) in enumerate(sorted(checkpoint.files.items())):
@@ -443,7 +461,7 @@ class ExperimentStorage:
     def _write_hdf5(self, trials, meta):
         import h5py
         tmp = self.hdf5_path + ".tmp"
-        with h5py.File(tmp, "w") as f:
+        with _naming_the_file(self.hdf5_path, "its HDF5 results"), h5py.File(tmp, "w") as f:
             for key, value in to_json(meta).items():
                 if isinstance(value, (str, int, float)):
                     f.attrs[key] = value

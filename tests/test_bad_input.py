@@ -200,3 +200,33 @@ def test_a_full_results_disk_names_the_file_and_the_way_out(ray, small_disk):
                        run_config=tune.RunConfig(storage_path=str(small_disk), name="full"))
     with pytest.raises(OSError, match=r"Tune could not write .*/full/.*: No space left on device\. Free space there"):
         tuner.fit()
+
+
+PENDING_ACTOR_APP = """
+import mpirt
+from mpirt.util.placement_group import placement_group, remove_placement_group
+mpirt.init(num_cpus=2)
+group = placement_group([{"CPU": 2}])
+assert group.wait(10)
+
+@mpirt.remote
+class A:
+    def m(self):
+        return "placed"
+
+a = A.remote()
+ready, _ = mpirt.wait([a.m.remote()], timeout=16)
+print("placed while the group held every CPU:", bool(ready))
+remove_placement_group(group)
+print(mpirt.get(a.m.remote(), timeout=30))
+mpirt.shutdown()
+"""
+
+
+def test_an_actor_that_waits_long_to_be_placed_is_reported(tmp_path):
+    """Placement groups hold every CPU: the actor waits (mpirt's actors hold a CPU), and after 10 s its owner
+    prints why instead of waiting in silence; it is placed once the group is removed."""
+    proc = run_app(tmp_path, PENDING_ACTOR_APP, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    assert "placed while the group held every CPU: False" in proc.stdout and "placed\n" in proc.stdout
+    assert "has waited" in proc.stderr and "placement groups reserve CPU=2" in proc.stderr, proc.stderr

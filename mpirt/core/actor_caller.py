@@ -10,6 +10,7 @@ calls are sent only while it is ALIVE and fail at once when it is DEAD.
 """
 import collections
 import enum
+import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -143,7 +144,8 @@ class ActorCaller:
                                            self._terminate)  # unnamed actors only
         runtime.register(actor_placed=self._on_placed, actor_locate=self._on_locate, actor_location=self._on_location,
                          actor_done=self._on_done, actor_kill_restart=self._on_kill_restart,
-                         actor_restarted=self._on_restarted, actor_unplaceable=self._on_unplaceable)
+                         actor_restarted=self._on_restarted, actor_unplaceable=self._on_unplaceable,
+                         actor_pending=self._on_pending)
         runtime.failures.handlers.append(self._on_rank_dead)
         runtime.transport.add_ticker(0.02, self._apply_handle_events)
 
@@ -419,6 +421,14 @@ class ActorCaller:
         state = self._state(actor_id)
         if state.state is not DEAD:
             self._mark_dead(actor_id, state, why, [])
+
+    def _on_pending(self, source, actor_id, why, waited_s):
+        """At the owner: the head has not placed the actor for a while; say why, once (it still waits)."""
+        state = self._state(actor_id)
+        if state.state is not DEAD:
+            sys.stderr.write(f"mpirt: the actor {state.class_name or ''} ({actor_id:x}) has waited {waited_s} s to be "
+                             f"placed: {why}. It is placed when that frees up (remove a placement group, end "
+                             f"an actor, or give it num_cpus=0).\n")
 
     def _on_restarted(self, source, actor_id):
         """At the owner: the host restarted the actor in place after ``sys.exit()`` in a method (_process_exit)."""

@@ -50,6 +50,7 @@ _DECLARED = (
     Message("actor_place", ("actor_id", "placement", "held", "constraint"), "actor owner", "head"),
     Message("actor_placed", ("actor_id", "worker"), "head", "actor owner"),
     Message("actor_unplaceable", ("actor_id", "why"), "head", "actor owner"),
+    Message("actor_pending", ("actor_id", "why", "waited_s"), "head", "actor owner"),
     Message("actor_create", ("actor_id", "class_blob", "args_blob", "inlined", "options", "failed_blob"),
             "actor owner", "actor host"),
     Message("actor_call", ("actor_id", "call_id", "method", "args_blob", "inlined", "num_returns", "overrides?"),

@@ -13,11 +13,14 @@ blocks in ``get`` hands its CPU back (``cpu_release``) and takes it again when i
 """
 import collections
 import itertools
+import time
 
 from ..core.ids import node_id_hex
 from .collectives import HeadCollectives
 from .placement import REMOVED, HeadGroups
 from .resources import CPU, RANK_BOUND, summed
+
+ACTOR_WAIT_NOTICE_S = 10.0   # an actor not placed after this long: its owner is told why (once)
 
 
 class NodePool:
@@ -121,6 +124,8 @@ class HeadScheduler:
         self.coming = {}
         self.groups = HeadGroups(self)
         self.collectives = HeadCollectives(runtime)
+        self._actors_waiting = {}            # actor_id -> [owner, since (monotonic), owner told]
+        runtime.transport.add_ticker(ACTOR_WAIT_NOTICE_S / 2, self._tell_owners_of_waiting_actors)
         runtime.register(lease_req=self._on_lease_request, lease_ret=self._on_lease_return,
                          cpu_release=self._on_cpu_release, cpu_reacquire=self._on_cpu_reacquire,
                          resources_query=self._on_resources_query, actor_place=self._on_actor_place,
@@ -312,7 +317,7 @@ class HeadScheduler:
                     continue
                 worker, bundle = picked if picked is not None else (None, None)
                 if worker is None:
-                    waiting.append(request)
+                    self._still_waiting(request, waiting)
                     continue
             else:
                 worker = self._pick_constrained(shape, preferred, actor_id is not None, not held, constraint)
@@ -328,11 +333,12 @@ class HeadScheduler:
                                "and they are not replaced (replacement needs ULFM and is off with "
                                "MPIRT_REPLACE_RANKS=0, or failed: see the job's output)")
                     if actor_id is not None:
+                        self._actors_waiting.pop(actor_id, None)
                         self.rt.send(source, ("actor_unplaceable", actor_id, why))
                     else:
                         self.rt.send(source, ("lease_unschedulable", key, why))
                     continue
-                waiting.append(request)
+                self._still_waiting(request, waiting)
                 continue
             self._hold(worker, held, bundle)
             if actor_id is None:
@@ -340,10 +346,47 @@ class HeadScheduler:
                 self.leases[lease_id] = (worker, shape, bundle)
                 self.rt.send(source, ("lease_grant", key, lease_id, worker))
             else:
+                self._actors_waiting.pop(actor_id, None)
                 self.actors[actor_id] = (worker, held, bundle)
                 self.actors_on[worker] += 1
                 self.rt.send(source, ("actor_placed", actor_id, worker))
         self.requests = waiting
+
+    def _still_waiting(self, request, waiting):
+        waiting.append(request)
+        actor_id = request[4]
+        if actor_id is not None and actor_id not in self._actors_waiting:
+            self._actors_waiting[actor_id] = [request[0], time.monotonic(), False]
+
+    def _tell_owners_of_waiting_actors(self):
+        """Progress thread's ticker: an actor waiting long to be placed is not an error (resources may come
+        free), but a silent wait looks like a hang: its owner is told once what it waits for (Ray's
+        driver prints a similar warning about pending resource requests)."""
+        now = time.monotonic()
+        with self.rt.lock:
+            waiting = {r[4]: r for r in self.requests if r[4] is not None}
+            for actor_id, entry in list(self._actors_waiting.items()):
+                request = waiting.get(actor_id)
+                if request is None:
+                    del self._actors_waiting[actor_id]     # placed or refused meanwhile, or its owner died
+                    continue
+                owner, since, told = entry
+                if told or now - since < ACTOR_WAIT_NOTICE_S:
+                    continue
+                entry[2] = True
+                self.rt.send(owner, ("actor_pending", actor_id, self._why_waiting(request), round(now - since)))
+
+    def _why_waiting(self, request):
+        shape, constraint = request[3] or request[2], request[6]
+        free = self.available_totals()
+        why = f"it needs {_describe(shape)} free on one worker rank; free now: {_describe(free)}"
+        reserved = summed(summed(group.shapes) for group in self.groups.groups.values()
+                          if group.state is not REMOVED and group.bundles)
+        if reserved.get(CPU):
+            why += f"; placement groups reserve {_describe(reserved)}"
+        if constraint is not None and constraint[0] == "pg":
+            why += f"; it must run in placement group {constraint[1]:036x}, bundle {constraint[2]}"
+        return why
 
     def _pick_constrained(self, shape, preferred, actor, holds_nothing, constraint):
         """``_pick`` for "SPREAD" (nodes with most free CPUs first) and node affinity (the node's

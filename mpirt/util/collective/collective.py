@@ -24,6 +24,7 @@ from ...core.protocol import DRIVER_RANK, HEAD_RANK
 from ...core.runtime import Runtime
 from .group import CollectiveGroupError, RankGroup
 from .tensors import as_bytes, buffer_for, buffers_for, check_tensor, check_tensor_list, signature
+from .transports import nccl_usable_here
 from .types import Backend, ReduceOp
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,6 @@ _DECLARED_JOIN_TIMEOUT_S = 30.0
 def nccl_available() -> bool:
     """Whether CuPy's NCCL bindings load here: groups whose ranks each hold one member and a GPU of
     their own then move GPU tensors with NCCL (``transports.py``)."""
-    from .transports import nccl_usable_here
-
     return nccl_usable_here()
 
 

@@ -33,6 +33,7 @@ from typing import Any, List
 import numpy as np
 
 from ...core._mpi_env import mpi
+from ...store.device import mpi_is_cuda_aware
 
 GPU_PATH_ENV = "MPIRT_COLLECTIVE_GPU_PATH"
 _NCCL_UNIQUE_ID_BYTES = 128      # NCCL_UNIQUE_ID_BYTES: CuPy hands the id over as that many ints
@@ -58,8 +59,6 @@ def synchronize_device() -> None:
 
 @functools.lru_cache(maxsize=1)
 def local_mpi_is_cuda_aware() -> bool:
-    from ...store.device import mpi_is_cuda_aware
-
     return mpi_is_cuda_aware()
 
 

@@ -290,3 +290,35 @@ def test_bars_of_a_dead_rank_close_where_they_were(tmp_path):
     doomed = [line for line in lines if "doomed" in line]
     assert len(doomed) == 1, doomed
     assert re.match(r"^\(dies rank=\d+ pid=\d+\) \[rank \d+ died\] doomed:  40% 4/10 \[", doomed[0]), doomed
+
+
+QUIET_APP = """
+import mpirt as ray
+from mpirt.experimental.tqdm_ray import tqdm
+ray.init(num_cpus=2, log_to_driver=False)
+
+@ray.remote
+def work(i):
+    bar = tqdm(total=10, desc=f"quiet{i}", flush_interval_s=0)
+    for _ in range(10):
+        bar.update(1)
+    bar.close()
+    return i
+
+assert ray.get([work.remote(i) for i in range(2)]) == [0, 1]
+print("done")
+ray.shutdown()
+"""
+
+
+@pytest.mark.timeout(200)
+@pytest.mark.parametrize("slots", ["thread", "process"])
+def test_bars_without_log_to_driver_never_print_their_raw_state(tmp_path, slots):
+    """log_to_driver=False: nothing reaches the driver; a bar is drawn where it runs, as a plain final line,
+    never as the marked line that carries its state."""
+    proc = run_app(tmp_path, QUIET_APP, timeout=150, env={"MPIRT_TASK_SLOTS": slots})
+    assert proc.returncode == 0, proc.stderr
+    output = proc.stdout + proc.stderr
+    assert "__mpirt_progress__" not in output, output
+    assert "done" in proc.stdout
+    assert all(re.search(rf"quiet{i}: 100%.* 10/10", output) for i in range(2)), output

@@ -159,6 +159,31 @@ def forwards_output() -> bool:
     return isinstance(sys.stdout, TextSink)
 
 
+def write_slot_output(stream_name: str, text: str) -> None:
+    """A task slot's output, on its rank: written to the rank's stream, which forwards it to the driver.
+    Where nothing forwards (``init(log_to_driver=False)``) a bar's state line is drawn on this rank's
+    terminal as a bar made here would be, instead of being printed as its raw marked line."""
+    stream = sys.stdout if stream_name == "stdout" else sys.stderr
+    if PROGRESS_MARK in text and not forwards_output():
+        kept = []
+        for line in text.split("\n"):
+            before, mark, state = line.partition(PROGRESS_MARK)
+            if not mark:
+                kept.append(line)
+                continue
+            if before:
+                kept.append(before)
+            try:
+                bar = json.loads(state)
+                progress.display.apply((os.getpid(), bar["id"]), "", bar)
+            except (ValueError, TypeError, KeyError):
+                pass
+        text = "\n".join(kept)
+        if not text.strip("\n"):
+            return
+    stream.write(text)
+
+
 def progress_line(state) -> str:
     """A bar's state as the line a forwarding stream recognises."""
     return PROGRESS_MARK + json.dumps(state) + "\n"

@@ -29,7 +29,7 @@ import threading
 from multiprocessing.connection import Connection
 
 from ..exceptions import ErrorPayload
-from . import invoke, slot_wire
+from . import invoke, log_forward, slot_wire
 from .codec import dumps
 from .object_ref import ObjectRef
 
@@ -273,7 +273,7 @@ class TaskSlots:
             head, slices, body = channel.recv()
             kind = head[0]
             if kind == "out":
-                (sys.stdout if head[1] == "stdout" else sys.stderr).write(head[2])
+                log_forward.write_slot_output(head[1], head[2])
             elif kind == "call":
                 channel.send(*self._call(task, body, slices, held, kept, incoming))
             elif kind == "done":

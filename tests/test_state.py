@@ -70,6 +70,23 @@ def test_finished_failed_and_running_tasks_with_rays_fields(rt):
     rt.get(slow)
 
 
+@mpirt.remote(max_retries=2, retry_exceptions=True)
+def flaky(path):
+    import os
+    tries = int(open(path).read()) if os.path.exists(path) else 0
+    with open(path, "w") as f:
+        f.write(str(tries + 1))
+    if tries < 2:
+        raise ValueError("once more")
+    return tries
+
+
+def test_a_retried_task_shows_its_attempt_number(rt, tmp_path):
+    assert rt.get(flaky.remote(str(tmp_path / "tries"))) == 2
+    rows = state.list_tasks(filters=[("func_or_class_name", "=", "flaky")])
+    assert [(t.state, t.attempt_number) for t in rows] == [("FINISHED", 2)]
+
+
 def test_filters_compare_as_rays_do(rt):
     rt.get([square.remote(i) for i in range(3)])
     lower = state.list_tasks(filters=[("state", "=", "finished"), ("func_or_class_name", "=", "square")])

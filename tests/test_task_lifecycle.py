@@ -8,7 +8,7 @@ from mpirt.core.submitter import FINISHED, QUEUED, SENT, WAITING, TaskRecord
 
 def record(retries):
     rec = TaskRecord()
-    rec.task_id, rec.name, rec.state, rec.retries_left = 0x10, "f", WAITING, retries
+    rec.task_id, rec.name, rec.state, rec.retries_left, rec.retries_used = 0x10, "f", WAITING, retries, 0
     rec.lease, rec.cancelled, rec.deps_left = None, False, 0
     return rec
 
@@ -34,6 +34,7 @@ def test_retries_are_counted_once_per_retry_and_run_out():
         assert rec.retried() and rec.state == QUEUED and rec.retries_left == left
     rec.sent("lease")
     assert not rec.retried() and rec.state == SENT   # no retry left: the caller finishes it with the error
+    assert rec.retries_used == 2                      # its attempt number, as the state API shows it
     rec.finished()
     assert not rec.rebuilt(0x11, pending=0) and rec.state == FINISHED and rec.task_id == 0x10
 

@@ -169,7 +169,8 @@ def _pending_tasks(rt):
         worker = rec.lease.worker if rec.lease is not None else None
         parent = getattr(rec.parent, "task_id", None)
         out.append(_task(rt, rec.task_id, rec.name, getattr(rec.function, "function_name", rec.name), "NORMAL_TASK",
-                         state, worker=worker, shape=rec.shape, parent=parent, placement=rec.placement))
+                         state, worker=worker, shape=rec.shape, attempt=rec.retries_used, parent=parent,
+                         placement=rec.placement))
     return out
 
 

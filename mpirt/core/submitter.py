@@ -97,7 +97,7 @@ class TaskRecord:
     of which checks the state it leaves; ``use_retry`` is the one place retries are counted."""
 
     __slots__ = ("task_id", "function", "args_blob", "dep_refs", "deps_left", "return_ids", "key", "shape", "state",
-                 "retries_left", "retry_exceptions", "lease", "name", "preferred", "near_actor", "queued_at",
+                 "retries_left", "retries_used", "retry_exceptions", "lease", "name", "preferred", "near_actor", "queued_at",
                  "environment", "parent", "cancelled", "placement", "stream")
     task_id: int
     function: "FunctionDescriptor"
@@ -109,6 +109,7 @@ class TaskRecord:
     shape: Dict[str, float]
     state: TaskState
     retries_left: int                     # -1: unlimited
+    retries_used: int                     # its attempt number (0: the first run), as the state API shows it
     retry_exceptions: Any
     lease: Any                            # the Lease it was sent on, while SENT
     name: str
@@ -153,6 +154,7 @@ class TaskRecord:
             return False
         if self.retries_left > 0:
             self.retries_left -= 1
+        self.retries_used += 1
         return True
 
     def retried(self):
@@ -251,6 +253,7 @@ class TaskSubmitter:
             rec.key, rec.shape = key, shape
             rec.state = WAITING
             rec.retries_left = max_retries
+            rec.retries_used = 0
             rec.retry_exceptions = retry_exceptions
             rec.lease = None
             rec.name = name
@@ -493,7 +496,8 @@ class TaskSubmitter:
         error = (blobs[0] if is_error else None) if flags is None else next(
             (blob for blob, flag in zip(blobs, flags) if flag), None)
         finished_tasks.append((rec.task_id, rec.name, rec.function.function_name, "NORMAL_TASK", None,
-                               rec.lease.worker if rec.lease is not None else None, error, time.time(), 0, rec.shape))
+                               rec.lease.worker if rec.lease is not None else None, error, time.time(), rec.retries_used,
+                               rec.shape))
 
     def _on_lease_unschedulable(self, source, key, why):
         """No live rank can take tasks of this shape any more (worker ranks died, not replaced): the queued ones

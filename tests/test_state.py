@@ -87,6 +87,27 @@ def test_a_retried_task_shows_its_attempt_number(rt, tmp_path):
     assert [(t.state, t.attempt_number) for t in rows] == [("FINISHED", 2)]
 
 
+def test_get_by_id_as_ray_does(rt):
+    ref = square.remote(7)
+    assert rt.get(ref) == 49
+    task = state.get_task(ref)                      # the task that makes the ref, with detail
+    assert task.func_or_class_name == "square" and task.state == "FINISHED" and task.end_time_ms > 0
+    assert state.get_task(task.task_id).task_id == task.task_id
+    assert state.get_task("0" * 28) is None
+    counter = Counter.remote()
+    rt.get(counter.add.remote())
+    actor = state.get_actor(counter._actor_id_hex() if hasattr(counter, "_actor_id_hex") else
+                            format(counter._actor_id, "028x"))
+    assert actor is not None and actor.class_name == "Counter" and actor.state == "ALIVE"
+    put = rt.put(b"x" * 10)
+    assert [o.object_id for o in state.get_objects(put.hex())] == [put.hex()]
+    assert state.get_objects("f" * 28) == []
+    node = state.list_nodes()[0]
+    assert state.get_node(node.node_id).node_id == node.node_id
+    with pytest.raises(TypeError, match="hex string"):
+        state.get_actor(5)
+
+
 def test_filters_compare_as_rays_do(rt):
     rt.get([square.remote(i) for i in range(3)])
     lower = state.list_tasks(filters=[("state", "=", "finished"), ("func_or_class_name", "=", "square")])

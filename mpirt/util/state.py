@@ -25,6 +25,7 @@ from .report import report  # noqa: F401 - the job report on demand: mpirt.util.
 
 DEFAULT_RPC_TIMEOUT = 30
 DEFAULT_LIMIT = 100
+_MOST_RETURNS = 1024     # get_task(ref): how far below a return's id its task's id may be
 
 PredicateType = str
 SupportedFilterType = Union[str, bool, int, float]
@@ -325,6 +326,59 @@ def list_placement_groups(address: Optional[str] = None,
     except TimeoutError as exc:
         raise RayStateApiException(f"the head scheduler did not answer within timeout={timeout} s") from exc
     return _listed(rows, PlacementGroupState, checked, limit, detail, _explain)
+
+
+# -- one by id (Ray's get_*: a list filtered by the id, with detail) -------------------------------------------------
+def _by_id(lister: Any, key: str, id: Any, address: Optional[str], timeout: int, _explain: bool) -> List[Any]:
+    if not isinstance(id, str):
+        raise TypeError(f"id={id!r}: pass the id as the hex string list_* shows ({key})")
+    return lister(address=address, filters=[(key, "=", id)], timeout=timeout, detail=True, _explain=_explain)
+
+
+def get_actor(id: str, address: Optional[str] = None, timeout: int = DEFAULT_RPC_TIMEOUT,
+              _explain: bool = False) -> Optional[ActorState]:
+    """The actor ``id`` (hex, as ``list_actors`` shows it) with detail, or None."""
+    found = _by_id(list_actors, "actor_id", id, address, timeout, _explain)
+    return found[0] if found else None
+
+
+def get_task(id: Any, address: Optional[str] = None, timeout: int = DEFAULT_RPC_TIMEOUT,
+             _explain: bool = False) -> Optional[TaskState]:
+    """The task ``id`` (hex), or the task that makes the ObjectRef ``id`` (one this process submitted), with
+    detail; None if it is not known. mpirt keeps one row per task (its last attempt), so this is never the
+    list of attempts Ray may return."""
+    if not isinstance(id, str) and type(id).__name__ == "ObjectRef":
+        return _task_making(id, address, timeout, _explain)
+    found = _by_id(list_tasks, "task_id", id, address, timeout, _explain)
+    return found[0] if found else None
+
+
+def _task_making(ref: Any, address: Optional[str], timeout: int, _explain: bool) -> Optional[TaskState]:
+    """The task whose return ``ref`` is. A submitter numbers a task and then its returns from one counter
+    under one lock (``TaskSubmitter.submit``, ``ActorCaller.call``), so it is the submitter's task with the
+    highest id below the ref's, within ``_MOST_RETURNS`` (ids of other ranks differ in their high bits)."""
+    candidates = [row for row in list_tasks(address=address, limit=1 << 30, timeout=timeout, detail=True,
+                                            _explain=_explain)
+                  if 0 < ref.id - int(row.task_id, 16) <= _MOST_RETURNS]
+    return max(candidates, key=lambda row: int(row.task_id, 16)) if candidates else None
+
+
+def get_objects(id: str, address: Optional[str] = None, timeout: int = DEFAULT_RPC_TIMEOUT,
+                _explain: bool = False) -> List[ObjectState]:
+    """The object ``id`` (hex, ``ObjectRef.hex()``) as its owner holds it: a list, as in Ray (empty if unknown)."""
+    return _by_id(list_objects, "object_id", id, address, timeout, _explain)
+
+
+def get_node(id: str, address: Optional[str] = None, timeout: int = DEFAULT_RPC_TIMEOUT,
+             _explain: bool = False) -> Optional[NodeState]:
+    found = _by_id(list_nodes, "node_id", id, address, timeout, _explain)
+    return found[0] if found else None
+
+
+def get_placement_group(id: str, address: Optional[str] = None, timeout: int = DEFAULT_RPC_TIMEOUT,
+                        _explain: bool = False) -> Optional[PlacementGroupState]:
+    found = _by_id(list_placement_groups, "placement_group_id", id, address, timeout, _explain)
+    return found[0] if found else None
 
 
 # -- summaries ---------------------------------------------------------------------------------------------------

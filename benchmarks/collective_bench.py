@@ -17,14 +17,13 @@ interleaved rounds (each runtime a fresh child per round, the order rotated: thi
 Each size is checked once first (allreduce of ones gives N everywhere), then timed on zeros. Sizes are
 binary (1 KB = 1024 bytes); bandwidth is the algorithm bandwidth, bytes / time per call, in GB/s (1e9).
 
-Reading the numbers (2 members, this 2-core VM, Open MPI 5.0.11): mpirt's group waits on a non-blocking
-``Iallreduce`` (coll/libnbc), whose default algorithm here was 2-3x slower than the blocking ``Allreduce``
-(coll/tuned) from 64 KB up, in plain mpi4py too; mpirt now sets
-``OMPI_MCA_coll_libnbc_iallreduce_algorithm=rabenseifner`` unless the user did (core/_mpi_env.py), which
-took 16 MB from 1.2 to 3.4 GB/s (mpi4py 4.3). Each mpirt call also makes a second, tiny allreduce (the
-members' agreement on dtype, shape and op) and 10-15 us of Python per member, which is most of its
-small-size latency (~45-60 us at 1 KB against mpi4py's ~3 us). gloo (Ray and plain torch alike) took
-~1.3 ms per call at 1 KB here.
+Reading the numbers (2 members, this 2-core VM, Open MPI 5.0.11): an mpirt call first has the members agree
+on it (a tiny non-blocking allreduce of dtype, shape and op, waited for without holding a core), then moves
+the data in one blocking ``Allreduce`` (coll/tuned; the non-blocking ``Iallreduce`` of coll/libnbc,
+progressed between sleeps, ran 2-3x slower from 64 KB up). Measured 2 rounds, mpirt vs mpi4py: 1 MB 0.87x,
+16 MB 1.04x, 256 MB 0.92x (it was 0.35x at 256 MB with the non-blocking data step). At small sizes the
+agreement (~12 us) and 15-20 us of Python per call are most of mpirt's latency (~35 us at 1 KB against
+mpi4py's ~3 us). gloo (Ray and plain torch alike) took ~1.3 ms per call at 1 KB here.
 
 GPU (``--gpu``): the buffers are CuPy arrays on each member's GPU, and the runtimes are
   mpirt   as above, members with a GPU each (``num_gpus=1``); the group's GPU path (CUDA-aware MPI, NCCL or

@@ -21,10 +21,6 @@ _DEFAULTS = {
     "OMPI_MCA_osc": "^ucx",
     # Ranks waiting inside MPI (start-up, Finalize) yield the core instead of spinning.
     "OMPI_MCA_mpi_yield_when_idle": "1",
-    # Collective groups (mpirt.util.collective) use non-blocking allreduce; libnbc's default algorithm
-    # ran 2-3x slower than blocking MPI_Allreduce at 16-256 MB, Rabenseifner's matched it
-    # (benchmarks/collective_bench.py).
-    "OMPI_MCA_coll_libnbc_iallreduce_algorithm": "rabenseifner",
 }
 
 # ULFM's heartbeat detector. It beats from MPI progress, which the progress thread drives at

@@ -193,7 +193,6 @@ class NCCL:
     name = "nccl"
 
     def __init__(self, group):
-        import cupy
         from cupy.cuda import nccl
 
         self.group, self._nccl = group, nccl
@@ -203,7 +202,6 @@ class NCCL:
         if comm.Get_rank() == 0:
             unique_id[:] = nccl.get_unique_id()
         group.wait(comm.Ibcast([unique_id, MPI.INT64_T], root=0), "forming the NCCL communicator")
-        self.device = cupy.cuda.Device()
         self.comm = nccl.NcclCommunicator(comm.Get_size(), tuple(int(v) for v in unique_id), comm.Get_rank())
         self.ops = {"SUM": nccl.NCCL_SUM, "PRODUCT": nccl.NCCL_PROD, "MIN": nccl.NCCL_MIN, "MAX": nccl.NCCL_MAX}
         self.types = {np.dtype(t): getattr(nccl, f"NCCL_{t.upper()}") for t in _NCCL_DTYPES}

@@ -16,7 +16,7 @@ from ..exceptions import ErrorPayload, ObjectLostError, ObjectStoreFullError
 from ..scheduler.head import HeadScheduler
 from ..scheduler.resources import ClusterView
 from ..store.manager import StoreManager
-from . import object_value, protocol
+from . import object_value, protocol, rank_state
 from .actor_caller import ActorCaller
 from .actor_host import ActorHost
 from .codec import encode, loads
@@ -50,6 +50,7 @@ class Runtime:
         self.size = comm.Get_size() if joining is None else joining.size   # rank numbers given so far
         self.session = session
         self.config = config
+        rank_state.finished_tasks.clear()    # a job's state API shows its own tasks, not an earlier init()'s
         self.lock = threading.RLock()
         self.cond = threading.Condition(self.lock)
         self.handlers = {}

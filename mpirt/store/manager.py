@@ -367,10 +367,23 @@ class StoreManager:
         data = where.offset + HEADER_BYTES
         return self.arena.memory[data:data + where.size]   # a new array each call: the finalizer's object
 
+    def _window_of(self, holder):
+        """The rank whose window a read of ``holder``'s block goes through: the holder, or once it is dead
+        the lowest live rank of its node, which adopts its blocks (``_reroute``); the node's pool is one
+        mapping that each of its ranks exposes, and the block's header tells whether it still holds the
+        object. None when no rank of that node lives. An RMA epoch on a dead rank would never end."""
+        dead = self.rt.failures.dead
+        if holder not in dead:
+            return holder
+        node_of = self.arena.node_of
+        live = [rank for rank, node in enumerate(node_of) if node == node_of[holder] and rank not in dead]
+        return min(live) if live else None
+
     def _fetch_remote(self, where):
         """A copy of a block on another node, or None if the block no longer holds the object."""
         started = tracing.now()
-        if not self.arena.reaches(where.holder):
+        holder = self._window_of(where.holder)
+        if holder is None or not self.arena.reaches(holder):
             data = self._fetch_by_message(where)
         else:
             # A passive-target epoch needs the target's help on some transports (Open MPI over TCP
@@ -378,13 +391,13 @@ class StoreManager:
             # to 20 ms per round trip) and keeps it driving MPI until the read is done. Both go
             # from this thread (``send_now``), not at the progress thread's next turn.
             transport = self.rt.transport
-            transport.send_now(where.holder, ("store_wake",))
+            transport.send_now(holder, ("store_wake",))
             try:
                 # sequence lock: the header, read after the bytes, must still name this write of them
-                data, header = self.arena.fetch(where.holder, where.offset + HEADER_BYTES, where.size,
+                data, header = self.arena.fetch(holder, where.offset + HEADER_BYTES, where.size,
                                                 (where.offset, blocks.CHECKED_BYTES))
             finally:
-                transport.send_now(where.holder, ("store_read_done",))
+                transport.send_now(holder, ("store_read_done",))
             if not blocks.holds(header, where.key, where.stamp):
                 return None
         if data is not None:

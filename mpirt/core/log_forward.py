@@ -90,8 +90,8 @@ class ForwardingStream(TextSink):
         self._rt.send(DRIVER_RANK, ("log", self._name, prefix, os.getpid(), text))
 
 
-def _send_progress(rt, prefix, text):
-    """Send the bar states among the lines of ``text`` as ``progress`` messages; the other lines, or None."""
+def _split_progress(text, on_state):
+    """``on_state(state)`` for each bar state among the lines of ``text``; the other lines, or None."""
     lines = []
     for line in text.split("\n"):
         before, mark, state = line.partition(PROGRESS_MARK)
@@ -100,9 +100,16 @@ def _send_progress(rt, prefix, text):
             continue
         if before:          # a line printed without its newline before the state came
             lines.append(before)
+        on_state(state)
+    return "\n".join(lines) if lines else None
+
+
+def _send_progress(rt, prefix, text):
+    """Send the bar states among the lines of ``text`` as ``progress`` messages; the other lines, or None."""
+    def send(state):
         _note_owner(prefix, state)
         rt.send(DRIVER_RANK, ("log", "progress", prefix, os.getpid(), state))
-    return "\n".join(lines) if lines else None
+    return _split_progress(text, send)
 
 
 def _owner():
@@ -165,23 +172,18 @@ def write_slot_output(stream_name: str, text: str) -> None:
     terminal as a bar made here would be, instead of being printed as its raw marked line."""
     stream = sys.stdout if stream_name == "stdout" else sys.stderr
     if PROGRESS_MARK in text and not forwards_output():
-        kept = []
-        for line in text.split("\n"):
-            before, mark, state = line.partition(PROGRESS_MARK)
-            if not mark:
-                kept.append(line)
-                continue
-            if before:
-                kept.append(before)
-            try:
-                bar = json.loads(state)
-                progress.display.apply((os.getpid(), bar["id"]), "", bar)
-            except (ValueError, TypeError, KeyError):
-                pass
-        text = "\n".join(kept)
-        if not text.strip("\n"):
+        text = _split_progress(text, _draw_here)
+        if text is None or not text.strip("\n"):
             return
     stream.write(text)
+
+
+def _draw_here(state):
+    try:
+        bar = json.loads(state)
+        progress.display.apply((os.getpid(), bar["id"]), "", bar)
+    except (ValueError, TypeError, KeyError):
+        pass
 
 
 def progress_line(state) -> str:

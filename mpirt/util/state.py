@@ -335,11 +335,15 @@ def _by_id(lister: Any, key: str, id: Any, address: Optional[str], timeout: int,
     return lister(address=address, filters=[(key, "=", id)], timeout=timeout, detail=True, _explain=_explain)
 
 
+def _one_by_id(lister: Any, key: str, id: Any, address: Optional[str], timeout: int, _explain: bool) -> Any:
+    found = _by_id(lister, key, id, address, timeout, _explain)
+    return found[0] if found else None
+
+
 def get_actor(id: str, address: Optional[str] = None, timeout: int = DEFAULT_RPC_TIMEOUT,
               _explain: bool = False) -> Optional[ActorState]:
     """The actor ``id`` (hex, as ``list_actors`` shows it) with detail, or None."""
-    found = _by_id(list_actors, "actor_id", id, address, timeout, _explain)
-    return found[0] if found else None
+    return _one_by_id(list_actors, "actor_id", id, address, timeout, _explain)
 
 
 def get_task(id: Any, address: Optional[str] = None, timeout: int = DEFAULT_RPC_TIMEOUT,
@@ -349,8 +353,7 @@ def get_task(id: Any, address: Optional[str] = None, timeout: int = DEFAULT_RPC_
     list of attempts Ray may return."""
     if not isinstance(id, str) and type(id).__name__ == "ObjectRef":
         return _task_making(id, address, timeout, _explain)
-    found = _by_id(list_tasks, "task_id", id, address, timeout, _explain)
-    return found[0] if found else None
+    return _one_by_id(list_tasks, "task_id", id, address, timeout, _explain)
 
 
 def _task_making(ref: Any, address: Optional[str], timeout: int, _explain: bool) -> Optional[TaskState]:
@@ -371,14 +374,12 @@ def get_objects(id: str, address: Optional[str] = None, timeout: int = DEFAULT_R
 
 def get_node(id: str, address: Optional[str] = None, timeout: int = DEFAULT_RPC_TIMEOUT,
              _explain: bool = False) -> Optional[NodeState]:
-    found = _by_id(list_nodes, "node_id", id, address, timeout, _explain)
-    return found[0] if found else None
+    return _one_by_id(list_nodes, "node_id", id, address, timeout, _explain)
 
 
 def get_placement_group(id: str, address: Optional[str] = None, timeout: int = DEFAULT_RPC_TIMEOUT,
                         _explain: bool = False) -> Optional[PlacementGroupState]:
-    found = _by_id(list_placement_groups, "placement_group_id", id, address, timeout, _explain)
-    return found[0] if found else None
+    return _one_by_id(list_placement_groups, "placement_group_id", id, address, timeout, _explain)
 
 
 # -- summaries ---------------------------------------------------------------------------------------------------

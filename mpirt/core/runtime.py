@@ -67,8 +67,11 @@ class Runtime:
         self.store = StoreManager(self, comm, config["object_store_memory"], config.get("ranks_per_node"), joining)
         if joining is None:
             self.transport.enable_host_socket(HostSocket.open(comm), self._mail_peers(config))  # collective
+            # the messages of collective groups formed after a rank died (util/collective/peer_comm.py)
+            self.collective_comm = comm.Dup()
         else:
             self.transport.enable_host_socket(joining.host_socket(), joining.mail_peers())
+            self.collective_comm = None
         self.replacement.prepare()
         self.waits = ObjectWaits(self)
         self.queries = Queries(self)

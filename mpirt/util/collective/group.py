@@ -24,13 +24,14 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 from ...core._mpi_env import mpi
+from .peer_comm import PeerComm
 from .transports import HostMPI, choose_gpu_transport, is_device_array, local_mpi_is_cuda_aware, synchronize_device
 
 _SPINS = 200             # Test calls before the first sleep: small operations finish within them
 _SHORT_SLEEP_S = 2e-5    # sleeps while the operation is young: MPI moves data only while a rank is in a call
 _SHORT_SLEEPS_FOR_S = 0.02
 _LONGEST_SLEEP_S = 1e-3  # a member that waits long for the others sleeps up to this
-_REBUILD_TIMEOUT_S = 15.0
+_BUILD_TIMEOUT_S = 30.0
 _TAG_BASE = 1000         # communicator-building tags, away from the transport's tag 7
 _UFUNC_NAMES = {"SUM": "add", "PRODUCT": "multiply", "MIN": "minimum", "MAX": "maximum"}
 
@@ -115,43 +116,44 @@ class RankGroup:
 
     def _create_communicator(self):
         """A communicator of the members' ranks, made by them alone: ``MPI_Comm_create_group`` on the
-        job's communicator. After a rank died that fails under ULFM (Open MPI 5.0.11), even for groups
-        without the dead rank; then ``MPI_Comm_create_from_group`` (MPI 4), which needs no parent
-        communicator, builds it. It is not the first choice: it hung in about 1 of 10 group
-        formations here (tests/test_collective.py), so it runs on a thread of its own and a build that
-        takes longer than ``_REBUILD_TIMEOUT_S`` fails instead of hanging the member."""
+        job's communicator. A process that knows of a failed rank cannot build communicators any more
+        under ULFM (Open MPI 5.0.11: see ``peer_comm.py``), so the members first tell each other, in
+        messages, whether any of them knows of a death; if one does, the group's communicator is made
+        of messages (``PeerComm``)."""
         MPI = mpi()
-        comm = self.rt.comm
-        if self.rt.members is not None or max(self.mpi_ranks) >= comm.Get_size():
+        rt = self.rt
+        if rt.members is not None or rt.collective_comm is None or max(self.mpi_ranks) >= rt.comm.Get_size():
             raise CollectiveGroupError(f"collective group '{self.name}': a member runs on a rank that "
                                        f"replaced a dead one, which collective groups do not span yet")
-        group = comm.Get_group().Incl(self.mpi_ranks)
+        peers = PeerComm(rt.collective_comm, self.mpi_ranks, rt.rank, self.serial, self.wait)
+        deaths = np.array([len(rt.failures.dead)], dtype=np.int64)
+        peers.Allreduce(MPI.IN_PLACE, deaths, MPI.MAX)
+        if deaths[0]:
+            return peers
+        group = rt.comm.Get_group().Incl(self.mpi_ranks)
         try:
-            create = getattr(MPI.Intracomm, "Create_from_group", None)
-            if create is not None and self.rt.failures.dead:
-                return self._create_from_group(create, group)
-            return comm.Create_group(group, _TAG_BASE + self.serial % 30000)
+            return self._bounded(lambda: rt.comm.Create_group(group, _TAG_BASE + self.serial % 30000))
         finally:
             group.Free()
 
-    def _create_from_group(self, create, group):
-        MPI = mpi()
+    def _bounded(self, build: Callable[[], Any]):
+        """Run ``build`` on a thread of its own; fail after ``_BUILD_TIMEOUT_S`` instead of hanging the
+        member. A rank whose death becomes known between the members' check and their
+        ``MPI_Comm_create_group`` makes it fail on the members that know, and the others wait in it."""
         outcome: Dict[str, Any] = {}
 
-        def build():
+        def run():
             try:
-                outcome["comm"] = create(group, f"mpirt-collective-{self.rt.session}-{self.serial}",
-                                         errhandler=MPI.ERRORS_RETURN)
+                outcome["comm"] = build()
             except BaseException as error:  # noqa: BLE001 - raised on the member's thread below
                 outcome["error"] = error
 
-        thread = threading.Thread(target=build, name="mpirt-collective-build", daemon=True)
+        thread = threading.Thread(target=run, name="mpirt-collective-build", daemon=True)
         thread.start()
-        thread.join(_REBUILD_TIMEOUT_S)
+        thread.join(_BUILD_TIMEOUT_S)
         if thread.is_alive():
-            raise CollectiveGroupError(f"building its communicator after a rank died did not finish within "
-                                       f"{_REBUILD_TIMEOUT_S:g} s (MPI_Comm_create_from_group hangs at times in "
-                                       f"Open MPI 5.0.11 with ULFM); try again under another group_name")
+            raise CollectiveGroupError(f"building its communicator did not finish within {_BUILD_TIMEOUT_S:g} s "
+                                       f"(a rank died as the members built it); try again")
         if "error" in outcome:
             raise outcome["error"]
         return outcome["comm"]

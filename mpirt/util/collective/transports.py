@@ -282,6 +282,8 @@ def choose_gpu_transport(group):
     """The transport for the group's GPU buffers, chosen alike on every rank (collective over the group:
     called by each rank at the same operation, after the members agreed on it)."""
     MPI = mpi()
+    if getattr(group.comm, "messages_only", False):
+        return StagedMPI(group)          # a group formed after a death moves host buffers (peer_comm.py)
     staged_only = os.environ.get(GPU_PATH_ENV, "auto").strip().lower() == "staged"
     nccl_here = (not staged_only and nccl_usable_here() and len(group.local) == 1)
     mine = np.array([int(not staged_only and local_mpi_is_cuda_aware()), int(nccl_here), int(staged_only),

@@ -107,6 +107,8 @@ def finalize_joined():
 
 def release_communicators(rt):
     rt.replacement.release()
+    if rt.collective_comm is not None:
+        rt.collective_comm.Free()
     rt.launch.comm.Free()
     if rt.launch.mode == "spawn":
         rt.launch.parent.Disconnect()

@@ -5,16 +5,18 @@ from mpirt.core.lifecycle import IllegalTransition
 from mpirt.scheduler.placement import CREATED, PENDING, REMOVED, Bundle, Group, fit_bundles
 
 
-def nodes(*per_node, gpus=None):
-    """``{node: (pooled, {rank: bound})}``: node i has ``per_node[i]`` one-CPU ranks; ``gpus`` maps a
-    rank to its GPUs. Ranks are numbered from 2 across the nodes, as worker ranks are."""
+def nodes(*per_node, gpus=None, reserved=()):
+    """``{node: (pooled, {rank: bound}, {rank: room})}``: node i has ``per_node[i]`` one-CPU ranks;
+    ``gpus`` maps a rank to its GPUs; the ranks in ``reserved`` have their CPU reserved by another
+    group's bundle. Ranks are numbered from 2 across the nodes, as worker ranks are."""
     capacity, rank = {}, 2
     for node, count in enumerate(per_node):
-        ranks = {}
+        ranks, room = {}, {}
         for _ in range(count):
             ranks[rank] = {"GPU": float((gpus or {}).get(rank, 0))} if (gpus or {}).get(rank) else {}
+            room[rank] = 0.0 if rank in reserved else 1.0
             rank += 1
-        capacity[node] = ({"CPU": float(count)}, ranks)
+        capacity[node] = ({"CPU": float(count - sum(r in reserved for r in room))}, ranks, room)
     return capacity
 
 
@@ -53,6 +55,16 @@ def test_strict_spread_needs_a_node_for_each_bundle():
 def test_bundles_on_one_node_go_to_different_ranks():
     layout = fit_bundles([{"CPU": 1.0}] * 3, "STRICT_PACK", nodes(4))
     assert len({rank for _, rank in layout}) == 3
+
+
+def test_bundles_go_to_ranks_no_other_group_reserved():
+    # ranks 2-4 hold another group's bundles: this group's go to 5-7, not to the lowest ranks (two
+    # one-CPU actors on one rank would share its interpreter lock)
+    layout = fit_bundles([{"CPU": 1.0}] * 3, "PACK", nodes(6, reserved=(2, 3, 4)))
+    assert sorted(rank for _, rank in layout) == [5, 6, 7]
+    # a two-CPU bundle on one-CPU ranks takes one rank's room and the pool's CPUs
+    layout = fit_bundles([{"CPU": 2.0}, {"CPU": 1.0}], "PACK", nodes(4, reserved=(2,)))
+    assert len({rank for _, rank in layout}) == 2 and 2 not in {rank for _, rank in layout}
 
 
 def test_gpus_of_a_bundle_come_from_one_rank():

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 
 from ..exceptions import ErrorPayload, InfeasibleResourceError, TaskPlacementGroupRemoved
 from ..scheduler.placement import describe_shapes, fit_bundles
-from ..scheduler.resources import RANK_BOUND
+from ..scheduler.resources import CPU, RANK_BOUND
 from .codec import dumps, encode
 from .object_ref import ObjectRef
 from .protocol import HEAD_RANK
@@ -42,8 +42,9 @@ class PlacementGroups:
         capacity = {}
         for rank in cluster.worker_ranks:
             offered = cluster.resources_by_rank[rank]
-            pooled, ranks = capacity.setdefault(cluster.node_of[rank], ({}, {}))
+            pooled, ranks, room = capacity.setdefault(cluster.node_of[rank], ({}, {}, {}))
             ranks[rank] = {n: a for n, a in offered.items() if n in RANK_BOUND}
+            room[rank] = offered.get(CPU, 0.0)
             for name, amount in offered.items():
                 if name not in RANK_BOUND:
                     pooled[name] = pooled.get(name, 0.0) + amount
@@ -54,7 +55,7 @@ class PlacementGroups:
             f"node {i}: " + ", ".join(f"{k} {v:g}" for k, v in sorted(pooled.items()))
             + "".join(f", GPU {bound.get('GPU', 0.0):g} on rank {r}" for r, bound in sorted(ranks.items())
                       if bound.get("GPU"))
-            for i, (pooled, ranks) in enumerate(self._capacity().values()))
+            for i, (pooled, ranks, _) in enumerate(self._capacity().values()))
         return (f"placement_group({describe_shapes(shapes)}, strategy={strategy!r}) can never be created: no layout "
                 f"of this allocation's nodes holds it ({nodes or 'no worker ranks'}). Ask for less per bundle, "
                 f"fewer bundles, another strategy, or more nodes (STRICT_PACK needs one node with all of it, "

@@ -31,6 +31,7 @@ class NodePool:
         self.ranks = []
         self.total, self.free, self.rank_total, self.rank_free = {}, {}, {}, {}
         self.own_cpus, self.cpus_used = {}, {}
+        self.unreserved_cpus = {}    # rank -> its CPUs no placement group bundle placed on it reserves
         for rank in ranks:
             self.add_rank(rank, resources_by_rank[rank])
 
@@ -73,6 +74,7 @@ class NodePool:
         self.rank_total[rank] = {n: a for n, a in offered.items() if n in RANK_BOUND}
         self.rank_free[rank] = dict(self.rank_total[rank])
         self.own_cpus[rank] = offered.get(CPU, 0.0)
+        self.unreserved_cpus[rank] = self.own_cpus[rank]
         self.cpus_used[rank] = 0.0
         for name, amount in offered.items():
             if name not in RANK_BOUND:
@@ -88,7 +90,7 @@ class NodePool:
             if name not in RANK_BOUND:
                 self.total[name] -= amount
                 self.free[name] -= amount   # may go below 0 until work elsewhere on the node ends
-        for table in (self.rank_total, self.rank_free, self.own_cpus, self.cpus_used):
+        for table in (self.rank_total, self.rank_free, self.own_cpus, self.cpus_used, self.unreserved_cpus):
             del table[rank]
 
     def available(self):

@@ -8,9 +8,10 @@ one that could not (Ray leaves it pending for ever).
 
 A bundle belongs to a node, as in Ray: its CPUs and custom resources come from the node's pool,
 and the work placed in it runs on any of the node's ranks. Its GPUs belong to one rank (a
-process sees only its own GPUs), the bundle's ``rank``; a bundle without GPUs gets a rank too,
-chosen so that a group's bundles on one node go to different ranks where they can (its actors
-then do not share an interpreter lock), and work in the bundle goes there first.
+process sees only its own GPUs), the bundle's ``rank``; a bundle without GPUs gets a rank too:
+one whose own CPUs no other bundle reserved, where there is one, and a rank of its own among the
+group's bundles on the node where it can, so that actors in bundles (of this group or of others) do
+not share an interpreter lock. Work in the bundle goes to that rank while it has room.
 """
 import enum
 
@@ -99,12 +100,13 @@ class Group:
 def fit_bundles(shapes, strategy, capacity):
     """A (node, rank) for each of ``shapes`` by ``strategy``, or None if they do not all fit.
 
-    ``capacity`` is ``{node: (pooled, {rank: bound})}``: what each node has of its pooled
-    resources, and each of its ranks of its rank-bound ones (GPUs). It is not changed.
+    ``capacity`` is ``{node: (pooled, {rank: bound}, {rank: room})}``: what each node has of its
+    pooled resources, each of its ranks of its rank-bound ones (GPUs), and each rank's own CPUs that no
+    bundle reserved yet (its room). It is not changed.
     PACK puts the bundles on as few nodes as it can, SPREAD on as many, STRICT_PACK on one,
     STRICT_SPREAD each on a node of its own."""
-    trial = {node: (dict(pooled), {rank: dict(bound) for rank, bound in ranks.items()})
-             for node, (pooled, ranks) in capacity.items()}
+    trial = {node: (dict(pooled), {rank: dict(bound) for rank, bound in ranks.items()}, dict(room))
+             for node, (pooled, ranks, room) in capacity.items()}
     order = sorted(range(len(shapes)), key=lambda i: -sum(shapes[i].values()))   # largest first
     if strategy == "STRICT_SPREAD":
         return _distinct_nodes(shapes, order, trial)
@@ -138,8 +140,13 @@ def _by_free_cpu(trial):
     return sorted(trial, key=lambda node: (-trial[node][0].get(CPU, 0.0), node))
 
 
+def _saved(trial, node):
+    pooled, ranks, room = trial[node]
+    return dict(pooled), {rank: dict(bound) for rank, bound in ranks.items()}, dict(room)
+
+
 def _all_on(node, shapes, order, trial):
-    saved = (dict(trial[node][0]), {rank: dict(bound) for rank, bound in trial[node][1].items()})
+    saved = _saved(trial, node)
     layout = [None] * len(shapes)
     for i in order:
         rank = _take_on(node, shapes[i], trial, layout)
@@ -160,7 +167,7 @@ def _distinct_nodes(shapes, order, trial, placed=None, depth=0):
     for node in _by_free_cpu(trial):
         if node in taken:
             continue
-        saved = (dict(trial[node][0]), {rank: dict(bound) for rank, bound in trial[node][1].items()})
+        saved = _saved(trial, node)
         rank = _take_on(node, shapes[i], trial, placed)
         if rank is None:
             continue
@@ -174,15 +181,17 @@ def _distinct_nodes(shapes, order, trial, placed=None, depth=0):
 
 def _take_on(node, shape, trial, layout):
     """Take ``shape`` from ``node`` in ``trial`` and return the rank the bundle gets, or None
-    if it does not fit. Its GPUs come from the rank with most of them free; a bundle without
-    GPUs gets the node's rank holding fewest of this group's bundles (then the lowest)."""
-    pooled, ranks = trial[node]
+    if it does not fit. Its GPUs come from the rank with most of them free. A bundle without GPUs
+    gets a rank with room for its CPUs (unreserved own CPUs) if the node has one, then the rank
+    holding fewest of this group's bundles, then the one with most room, then the lowest."""
+    pooled, ranks, room = trial[node]
     if not ranks:
         return None
     for name, amount in shape.items():
         if name not in RANK_BOUND and pooled.get(name, 0.0) + 1e-9 < amount:
             return None
     bound_part = {name: amount for name, amount in shape.items() if name in RANK_BOUND}
+    cpus = shape.get(CPU, 0.0)
     if bound_part:
         fitting = [rank for rank, bound in ranks.items()
                    if all(bound.get(name, 0.0) + 1e-9 >= amount for name, amount in bound_part.items())]
@@ -193,7 +202,9 @@ def _take_on(node, shape, trial, layout):
             ranks[rank][name] -= amount
     else:
         here = [spot[1] for spot in layout if spot is not None and spot[0] == node]
-        rank = min(ranks, key=lambda r: (here.count(r), r))
+        rank = min(ranks, key=lambda r: (room.get(r, 0.0) + 1e-9 < cpus, here.count(r), -room.get(r, 0.0), r))
+    if rank in room:
+        room[rank] -= cpus
     for name, amount in shape.items():
         if name not in RANK_BOUND:
             pooled[name] = pooled.get(name, 0.0) - amount
@@ -296,13 +307,16 @@ class HeadGroups:
             group.waiters = []
 
     def _free_capacity(self):
-        return {node: (pool.free, pool.rank_free) for node, pool in self.head.pools.items() if pool.ranks}
+        return {node: (pool.free, pool.rank_free, pool.unreserved_cpus)
+                for node, pool in self.head.pools.items() if pool.ranks}
 
     def _hold(self, node, rank, shape, sign):
         """Take (``sign`` 1) or give back (-1) a bundle's reservation from its node's pool."""
         pool = self.head.pools.get(node)
         if pool is None:
             return
+        if rank in pool.unreserved_cpus:
+            pool.unreserved_cpus[rank] -= sign * shape.get(CPU, 0.0)
         for name, amount in shape.items():
             if name in RANK_BOUND:
                 if rank in pool.rank_free:     # else the rank died, and its GPUs with it
@@ -340,7 +354,10 @@ class HeadGroups:
             else:
                 ranks = pool.ranks
             for rank in ranks:
-                key = (-head.actors_on[rank] if actor else 0, round(pool.spare_cpus(rank), 6), rank == bundle.rank)
+                # the bundle's own rank while it has room, then the rank with fewest actors and most room
+                own = rank == bundle.rank and pool.spare_cpus(rank) + 1e-9 >= min(shape.get(CPU, 0.0),
+                                                                                   pool.own_cpus[rank])
+                key = (own, -head.actors_on[rank] if actor else 0, round(pool.spare_cpus(rank), 6), rank == bundle.rank)
                 if best is None or key > best_key:
                     best, best_key = (rank, bundle), key
         return best

@@ -26,6 +26,7 @@ import numpy as np
 from ...core._mpi_env import mpi
 from .peer_comm import PeerComm
 from .transports import HostMPI, choose_gpu_transport, is_device_array, local_mpi_is_cuda_aware, synchronize_device
+from .types import UFUNC_NAMES
 
 _SPINS = 200             # Test calls before the first sleep: small operations finish within them
 _SHORT_SLEEP_S = 2e-5    # sleeps while the operation is young: MPI moves data only while a rank is in a call
@@ -33,7 +34,6 @@ _SHORT_SLEEPS_FOR_S = 0.02
 _LONGEST_SLEEP_S = 1e-3  # a member that waits long for the others sleeps up to this
 _BUILD_TIMEOUT_S = 30.0
 _TAG_BASE = 1000         # communicator-building tags, away from the transport's tag 7
-_UFUNC_NAMES = {"SUM": "add", "PRODUCT": "multiply", "MIN": "minimum", "MAX": "maximum"}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -54,7 +54,7 @@ def _array_module(buffer: Any):
 
 
 def _combine(op: str, total: Any, other: Any) -> None:
-    getattr(_array_module(total), _UFUNC_NAMES[op])(total, other, out=total)
+    getattr(_array_module(total), UFUNC_NAMES[op])(total, other, out=total)
 
 
 class _Meeting:

@@ -18,6 +18,8 @@ from typing import Any, Callable, List
 import numpy as np
 
 from ...core._mpi_env import mpi
+from .transports import mpi_op
+from .types import UFUNC_NAMES
 
 _TAG_SLOT = 1 << 20      # tags per group: its operations' tags and its members' send/recv pairs
 _USER_TAGS = 16          # tags below this are the collective operations'; user send/recv tags follow
@@ -31,10 +33,10 @@ class _Done:
 
 
 def _ufunc(op) -> Callable:
-    MPI = mpi()
-    for mpi_op, ufunc in ((MPI.SUM, np.add), (MPI.PROD, np.multiply), (MPI.MIN, np.minimum), (MPI.MAX, np.maximum)):
-        if op == mpi_op:
-            return ufunc
+    """numpy's function for the MPI reduce ``op`` the transports pass."""
+    for name, ufunc_name in UFUNC_NAMES.items():
+        if op == mpi_op(name):
+            return getattr(np, ufunc_name)
     raise ValueError(f"reduce op {op!r} is not one of SUM, PRODUCT, MIN, MAX")
 
 
@@ -91,10 +93,6 @@ class PeerComm:
         return [r for r in range(len(self._ranks)) if r != self._me]
 
     # -- the collective operations the group uses ------------------------------------------------
-    def Barrier(self) -> None:  # noqa: N802
-        token = np.zeros(1, dtype=np.int8)
-        self.Allreduce(mpi().IN_PLACE, token, mpi().MAX)
-
     def Allreduce(self, sendbuf, recvbuf, op) -> None:  # noqa: N802
         buffer = self._in_place(sendbuf, recvbuf)
         self._reduce_to(buffer, 0, op, "allreduce")
@@ -131,10 +129,6 @@ class PeerComm:
         else:
             self._recv(flat, root, 2, "broadcast")
 
-    def Ibcast(self, buffer, root: int = 0) -> _Done:  # noqa: N802
-        self.Bcast(buffer, root)
-        return _Done()
-
     def Allgatherv(self, sendbuf, recvbuf) -> None:  # noqa: N802
         """``recvbuf`` is ``[array, (counts, displacements), type]`` in elements of ``array``."""
         send = _array(sendbuf).reshape(-1)
@@ -144,13 +138,6 @@ class PeerComm:
         self._exchange([(to, send) for to in self._others()],
                        [(source, received[displacements[source]:displacements[source] + counts[source]])
                         for source in self._others()], 3, "allgather")
-
-    def Iallgather(self, sendbuf, recvbuf) -> _Done:  # noqa: N802
-        send = _array(sendbuf).reshape(-1)
-        count = send.size
-        size = len(self._ranks)
-        self.Allgatherv(send, [_array(recvbuf), ([count] * size, [i * count for i in range(size)]), None])
-        return _Done()
 
     def Reduce_scatter(self, sendbuf, recvbuf, counts: List[int], op) -> None:  # noqa: N802
         """Member ``i`` receives the reduction of everyone's ``counts[i]`` elements at its offset."""
@@ -164,7 +151,7 @@ class PeerComm:
         total = received[:counts[self._me]]
         total[...] = mine
         combine = _ufunc(op)
-        for source in sorted(incoming):        # in sub-rank order, as the others combine theirs
+        for source in sorted(incoming):        # a fixed order: runs of one program add alike
             combine(total, incoming[source], out=total)
 
     # -- the members' send/recv --------------------------------------------------------

@@ -9,6 +9,9 @@ class ReduceOp(enum.Enum):
     MAX = 3
 
 
+UFUNC_NAMES = {"SUM": "add", "PRODUCT": "multiply", "MIN": "minimum", "MAX": "maximum"}   # numpy's (and CuPy's)
+
+
 class Backend:
     """A backend name, as Ray spells them. ``Backend("gloo")`` returns ``"gloo"``.
 

@@ -37,6 +37,39 @@ def resolve_arguments(rt, args_blob, inlined):
     return unpack_arguments(args_blob, resolve)
 
 
+class _FetchNeeded(Exception):
+    """An argument's value is not in the call message (see ``resolve_inline_arguments``)."""
+
+
+# Arguments of at most this many encoded bytes are decoded on an async actor's loop (a small pickle decodes in
+# microseconds); larger ones on a thread of its executor, so the loop's other calls go on meanwhile.
+INLINE_DECODE_LIMIT = 64 * 1024
+
+
+def resolve_inline_arguments(rt, args_blob, inlined):
+    """``resolve_arguments`` for an async actor's loop thread: the call's (args, kwargs) when every value came
+    in the message and all of it is small, else ``(None, None)`` (a value must be fetched, which may wait, or
+    the decoding is long: the caller resolves on another thread)."""
+    size = 0 if args_blob is None else len(args_blob)
+    for blob in inlined.values():
+        if not isinstance(blob, bytes):
+            return None, None
+        size += len(blob)
+    if size > INLINE_DECODE_LIMIT:
+        return None, None
+
+    def resolve(object_id):
+        blob = inlined.get(object_id)
+        if blob is None:
+            raise _FetchNeeded
+        return loads(blob)
+
+    try:
+        return unpack_arguments(args_blob, resolve)
+    except _FetchNeeded:
+        return None, None
+
+
 # -- who is running: call_context.task_context -----------------------------------------------
 def enter(label, num_gpus, task=None, actor=None, call=None):
     """Name what this thread runs now, for ``get``/``wait`` (a task gives its CPU back), ``get_runtime_context()``

@@ -245,5 +245,31 @@ def test_progress_table_is_printed(rt, tmp_path, capsys):
 def test_tensorboard_events_are_written(rt, tmp_path):
     pytest.importorskip("tensorboardX")
     analysis = tune.run(seed_func, config={"alpha": 1, "beta": 1}, local_dir=str(tmp_path), name="tb", verbose=0)
-    files = os.listdir(analysis.trials[0].local_path)
-    assert any(name.startswith("events.out.tfevents") for name in files)
+    trial = analysis.trials[0]
+    files = [name for name in os.listdir(trial.local_path) if name.startswith("events.out.tfevents")]
+    assert len(files) == 1
+    events = _read_tensorboard_events(os.path.join(trial.local_path, files[0]))
+    assert events[0].file_version == "brain.Event:2"
+    scalars = [{v.tag: v.simple_value for v in event.summary.value} for event in events[1:]]
+    assert [event.step for event in events[1:]] == [r["training_iteration"] for r in trial.results]
+    assert [s["mpirt/mean_accuracy"] for s in scalars] == pytest.approx([r["mean_accuracy"] for r in trial.results])
+    assert all("mpirt/time_total_s" in s and "mpirt/done" not in s for s in scalars)   # numbers only, no bools
+
+
+def _read_tensorboard_events(path):
+    """The events of a TensorBoard event file: TFRecords (length, its CRC, data, its CRC) of Event protobufs."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    events = []
+    with open(path, "rb") as f:
+        while True:
+            header = f.read(12)
+            if not header:
+                return events
+            (length,) = struct.unpack("<Q", header[:8])
+            event = Event()
+            event.ParseFromString(f.read(length))
+            f.read(4)
+            events.append(event)

@@ -119,6 +119,19 @@ def test_wait_semantics(rt):
     rt.cancel(slow)
 
 
+def test_wait_gives_the_first_ready_refs_in_input_order_and_keeps_the_rest_in_order(rt):
+    refs = [rt.put(i) for i in range(6)]
+    pending = sleep_then.remote(30, "pending")
+    mixed = refs[:2] + [pending] + refs[2:]
+    ready, not_ready = rt.wait(mixed, num_returns=3)
+    assert ready == refs[:3] and not_ready == [pending] + refs[3:]
+    ready, not_ready = rt.wait(mixed, num_returns=6)
+    assert ready == refs and not_ready == [pending]
+    ready, not_ready = rt.wait(mixed[::-1], num_returns=1)
+    assert ready == [refs[5]] and not_ready == mixed[::-1][1:]
+    rt.cancel(pending)
+
+
 def test_wait_bad_input(rt):
     ref = rt.put(1)
     with pytest.raises(TypeError):

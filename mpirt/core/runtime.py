@@ -7,6 +7,7 @@ task threads take it to submit work or wait on ``cond`` (``waiting.py``). Querie
 ranks are ``queries.py``'s, the end of the job ``shutdown.py``'s.
 """
 import itertools
+import operator
 import os
 import sys
 import threading
@@ -36,6 +37,8 @@ from .streams import Streams
 from .submitter import TaskSubmitter
 from .transport import Transport
 from .waiting import ObjectWaits
+
+_ready_of = operator.attrgetter("ready")
 
 
 class Runtime:
@@ -151,7 +154,7 @@ class Runtime:
     def wait_objects(self, refs: List[ObjectRef], num_required: int, timeout: Optional[float],
                      fail_fast: bool) -> List[bool]:
         """``ObjectWaits.wait_entries``, returning the ready flags."""
-        return [e.ready for e in self.waits.wait_entries(refs, num_required, timeout, fail_fast)]
+        return list(map(_ready_of, self.waits.wait_entries(refs, num_required, timeout, fail_fast)))
 
     def raise_first_error(self, refs: List[ObjectRef]) -> None:
         """Raise the error of the first failed object among ``refs`` (ready or not)."""

@@ -5,6 +5,7 @@ arrive within it), then sleeps on the runtime's condition until the object table
 callbacks count enough objects. A task or threaded actor call that waits gives its CPU and the
 rank's runtime_env back meanwhile (a task it waits for may need them).
 """
+import operator
 import time
 from typing import List, Optional
 
@@ -16,6 +17,11 @@ from .objects import Entry
 from .signals import HOLD
 from .threads import handoffs
 from .transport import POLL_BUDGET
+
+
+_id_of = operator.attrgetter("id")
+_ready_of = operator.attrgetter("ready")
+_is_error_of = operator.attrgetter("is_error")
 
 
 class _Waiter:
@@ -37,9 +43,9 @@ class _Waiter:
 
     def count_ready(self, entries):
         """Count those of ``entries`` already ready (one pass, no call per entry)."""
-        ready = [entry for entry in entries if entry.ready]
+        ready = list(filter(_ready_of, entries))
         self.ready += len(ready)
-        if self.ready >= self.needed or (self.fail_fast and any(entry.is_error for entry in ready)):
+        if self.ready >= self.needed or (self.fail_fast and any(map(_is_error_of, ready))):
             self.done = True
 
     def on_ready(self, object_id, entry):
@@ -61,7 +67,7 @@ class ObjectWaits:
         ``get`` (fail_fast) raises GetTimeoutError; ``wait`` just returns."""
         rt = self.rt
         deadline = None if timeout is None else time.monotonic() + timeout
-        ids = [ref.id for ref in refs]
+        ids = list(map(_id_of, refs))
         session = rt.session
         if not all_in_session(ids, session):
             stale = next(ref for ref in refs if session_of(ref.id) != session)
@@ -69,7 +75,9 @@ class ObjectWaits:
         with rt.lock:
             known = rt.objects.entries.get
             ensure = rt.objects.ensure
-            entries = [known(object_id) or ensure(object_id) for object_id in ids]
+            entries = list(map(known, ids))
+            if None in entries:
+                entries = [entry or ensure(object_id) for object_id, entry in zip(ids, entries)]
             waiter = _Waiter(rt.cond, num_required, fail_fast)
             waiter.count_ready(entries)
             if waiter.done:

@@ -13,8 +13,23 @@ simulated requesters. Each step returns the oldest lease and asks for a new one 
 lease (request + grant + return) per W, in one process, single-threaded: the head's own rate, without MPI's
 message costs (measured separately: ``core_bench.py``).
 
-Run:  python benchmarks/head_model.py                          (W = 100, 1,000, 10,000)
-      python benchmarks/head_model.py --workers 100,1000 --busy 0.5
+The model then needs what a task costs elsewhere, measured in a real job on this machine (``--job``, on by
+default: ``init()`` in this process, 2 worker ranks): CPU seconds per task on the submitter (the driver), on
+the worker ranks and on the head, and tasks per lease (how many tasks a granted lease carries before it is
+returned, with 10,000 no-op tasks submitted at once and in 100 batches of 100, each batch after a pause in
+which the leases of the one before are returned). From them (CPU per task from the run without pauses: the
+batched run's counts the ranks' idle polling in the pauses too), for W worker ranks of one CPU each and as
+many submitters:
+
+    tasks/s  <=  W / (worker CPU per task)              every worker rank busy
+             <=  W / (submitter CPU per task)           every rank also submitting
+             <=  grants/s(W) x tasks per lease          the head granting leases, nothing else
+
+Tasks per lease is the workload's: a stream of tasks keeps its leases (the measured batches), while a
+submitter that sends one task now and then needs a lease for each (the worst case, 1 task a lease).
+
+Run:  python benchmarks/head_model.py                          (W = 100, 1,000, 10,000, and the job)
+      python benchmarks/head_model.py --workers 100,1000 --busy 0.5 --no-job
 Results: a table on stdout and benchmarks/results/head_model.json.
 """
 import argparse
@@ -32,6 +47,7 @@ from mpirt.scheduler.head import HeadScheduler  # noqa: E402
 from mpirt.scheduler.resources import ClusterView  # noqa: E402
 
 SHAPE = {"CPU": 1.0}
+PAUSE_S = 0.05   # between batches of the job: more than a lease lingers (submitter.LEASE_LINGER_SECONDS)
 KEY = (("CPU", 1.0),)
 
 
@@ -95,6 +111,99 @@ def measure(workers, ranks_per_node, busy, seconds):
     return granted / elapsed, granted, dict(rt.sent)
 
 
+def _cpu_seconds(pid):
+    """utime + stime of process ``pid`` (Linux /proc), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_job(tasks=10_000, batches=(1, 100)):
+    """CPU seconds per task on the driver, the worker ranks and the head, and tasks per lease, in a real job."""
+    import mpirt
+
+    mpirt.init()
+    rt = mpirt.core.current.runtime_for_call()
+    grants = [0]
+    on_grant = rt.handlers["lease_grant"]
+
+    def counting(*args):
+        grants[0] += 1
+        return on_grant(*args)
+
+    rt.handlers["lease_grant"] = counting
+
+    @mpirt.remote
+    def noop():
+        return os.getpid()
+
+    worker_pids = set(mpirt.get([noop.remote() for _ in range(2000)]))
+    head_pid = _rank_one_pid(worker_pids)
+    out = {}
+    for batch_count in batches:
+        per_batch = tasks // batch_count
+        grants[0] = 0
+        workers_before = sum(_cpu_seconds(p) for p in worker_pids)
+        head_before = _cpu_seconds(head_pid) if head_pid else None
+        driver_before = time.process_time()
+        wall = 0.0
+        for _ in range(batch_count):
+            time.sleep(PAUSE_S)       # the leases of the batch before are returned meanwhile
+            start = time.perf_counter()
+            mpirt.get([noop.remote() for _ in range(per_batch)])
+            wall += time.perf_counter() - start
+        out[batch_count] = {
+            "tasks_per_s": tasks / wall,
+            "driver_us": (time.process_time() - driver_before) / tasks * 1e6,
+            "workers_us": (sum(_cpu_seconds(p) for p in worker_pids) - workers_before) / tasks * 1e6,
+            "head_us": None if head_pid is None else (_cpu_seconds(head_pid) - head_before) / tasks * 1e6,
+            "leases": grants[0], "tasks_per_lease": tasks / max(1, grants[0]),
+        }
+    mpirt.shutdown()
+    return out
+
+
+def _rank_one_pid(worker_pids):
+    """The head rank's process: the spawned rank beside the workers (same parent) that is not one of them."""
+    parents = set()
+    for pid in worker_pids:
+        with open(f"/proc/{pid}/stat") as f:
+            parents.add(int(f.read().rsplit(")", 1)[1].split()[1]))
+    if len(parents) != 1:
+        return None
+    parent = parents.pop()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) not in worker_pids and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == parent:
+                        return int(entry)
+            except OSError:
+                continue
+    return None
+
+
+def print_model(grants_by_workers, job):
+    """The aggregate task rate each bound allows at each W, from the measured costs."""
+    rows = [("worker ranks", "workers busy", "every rank submitting", "head, 1 task a lease",
+             "head, leases as in 100 batches", "bound, batches", "bound, 1 task a lease")]
+    model = {}
+    for workers, grants in grants_by_workers.items():
+        # CPU per task from the run without pauses (the batched run's counts idle polling in its pauses too)
+        worker_bound = workers / (job[1]["workers_us"] * 1e-6)
+        submit_bound = workers / (job[1]["driver_us"] * 1e-6)
+        head_batches = grants * job[100]["tasks_per_lease"]
+        bound = min(worker_bound, submit_bound, head_batches)
+        worst = min(worker_bound, submit_bound, grants)
+        model[workers] = {"workers": worker_bound, "submitters": submit_bound, "head_one_task_a_lease": grants,
+                          "head_100_batches": head_batches, "bound": bound, "bound_one_task_a_lease": worst}
+        rows.append((f"{workers:,}", f"{worker_bound:,.0f}", f"{submit_bound:,.0f}", f"{grants:,.0f}",
+                     f"{head_batches:,.0f}", f"{bound:,.0f}", f"{worst:,.0f}"))
+    print("model: aggregate tasks/s each part allows (no-op tasks, 1 CPU a rank; the least of them is the bound)")
+    harness.print_rows(rows)
+    return model
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", default="100,1000,10000", help="comma-separated worker rank counts")
@@ -102,6 +211,8 @@ def main(argv=None):
     parser.add_argument("--busy", type=float, default=0.9, help="share of the CPUs held by leases meanwhile")
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-job", dest="job", action="store_false",
+                        help="measure the head alone (no mpirt job for the per-task costs and the model)")
     args = parser.parse_args(argv)
     counts = [int(w) for w in args.workers.split(",") if w]
     rows = [("worker ranks", "nodes", "grants/s (median)", "us per lease", "all runs")]
@@ -116,6 +227,19 @@ def main(argv=None):
     print(f"head scheduler alone (no MPI): lease return + request + grant, {args.busy:.0%} of the CPUs held, "
           f"{args.ranks_per_node} ranks a node, median of {args.repeats} x {args.seconds} s")
     harness.print_rows(rows)
+    if args.job:
+        job = measure_job()
+        doc["job"] = job
+        rows = [("tasks submitted", "tasks/s", "driver CPU us/task", "workers CPU us/task", "head CPU us/task",
+                 "leases", "tasks per lease")]
+        for batch_count, m in job.items():
+            head = "n/a" if m["head_us"] is None else f"{m['head_us']:.1f}"
+            rows.append((f"10,000 in {batch_count} batch{'es' if batch_count > 1 else ''}", f"{m['tasks_per_s']:,.0f}",
+                         f"{m['driver_us']:.1f}", f"{m['workers_us']:.1f}", head, f"{m['leases']:,}",
+                         f"{m['tasks_per_lease']:,.0f}"))
+        print("a real job on this machine (init(), 2 worker ranks):")
+        harness.print_rows(rows)
+        doc["model"] = print_model({w: r["grants_per_s"] for w, r in doc["results"].items()}, job)
     harness.write_results("head_model", doc, lambda path: False)
     return 0
 

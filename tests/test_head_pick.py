@@ -49,11 +49,18 @@ def test_the_by_node_search_picks_what_the_scan_of_every_rank_picks():
         for rank in rng.sample(sorted(cpus), k=rng.randint(0, len(cpus))):    # some work already running
             head._take(rank, {"CPU": float(rng.choice([0.5, 1, 2]))}, +1)
         head._round_robin = rng.randrange(len(head.workers))
-        for shape in ({"CPU": 1.0}, {"CPU": 2.0}, {"CPU": 0.5}, {}):
-            expected = _pick_by_scanning_every_rank(head, shape)
-            assert head._pick(shape) == expected, (trial, shape, cpus, head._round_robin)
-            if expected is not None:       # the round-robin position moves on as the scan's would
-                assert head._round_robin == (head.workers.index(expected) + 1) % len(head.workers)
+        held = []
+        for step in range(12):      # work starting and ending between picks (the nodes' cached tops follow)
+            for shape in ({"CPU": 1.0}, {"CPU": 2.0}, {"CPU": 0.5}, {}):
+                expected = _pick_by_scanning_every_rank(head, shape)
+                assert head._pick(shape) == expected, (trial, step, shape, cpus, head._round_robin)
+                if expected is not None:       # the round-robin position moves on as the scan's would
+                    assert head._round_robin == (head.workers.index(expected) + 1) % len(head.workers)
+            if held and rng.random() < 0.4:
+                head._take(*held.pop(rng.randrange(len(held))), -1)
+            else:
+                held.append((rng.choice(head.workers), {"CPU": float(rng.choice([0.5, 1, 2]))}))
+                head._take(*held[-1], +1)
 
 
 def test_leases_are_granted_and_returned_over_a_busy_cluster_of_a_thousand_ranks():

@@ -62,6 +62,23 @@ class NodePool:
             self._top_spare = (most, [r for r in self.ranks if spare[r] == most])
         return self._top_spare
 
+    def _spare_changed(self, rank):
+        """Keep ``top_spare`` up to date after ``rank``'s spare CPUs changed: only that rank moves in or out of
+        the top (counting the node's ranks again every time was half of a lease's cost at 64 ranks a node)."""
+        if self._top_spare is None:
+            return
+        most, ranks = self._top_spare
+        spare = round(self.own_cpus[rank] - self.cpus_used[rank], 6)
+        if spare > most:
+            self._top_spare = (spare, [rank])
+        elif spare == most:
+            if rank not in ranks:
+                bisect.insort(ranks, rank, key=self.ranks.index)
+        elif rank in ranks:
+            ranks.remove(rank)
+            if not ranks:
+                self._top_spare = None
+
     @staticmethod
     def _fits(pooled, bound, shape):
         for name, amount in shape.items():
@@ -78,14 +95,14 @@ class NodePool:
             target = bound if name in RANK_BOUND else self.free
             target[name] = target.get(name, 0.0) - sign * amount
         self.cpus_used[rank] += sign * shape.get(CPU, 0.0)
-        self._top_spare = None
+        self._spare_changed(rank)
 
     def occupy(self, rank, cpus, sign):
         """Work holding ``cpus`` of a placement group's bundle starts (``sign`` 1) or ends (-1) on
         ``rank``: the node's pool gave those CPUs to the bundle already, the rank's room changes."""
         if rank in self.cpus_used:
             self.cpus_used[rank] += sign * cpus
-            self._top_spare = None
+            self._spare_changed(rank)
 
     def spare_cpus(self, rank):
         """CPUs ``rank`` itself offers that no work on it holds: its room as an executor."""

@@ -256,12 +256,7 @@ def print_table(all_results, cfg):
     harness.print_comparison([(label, unit, harness.value(all_results.get("mpirt"), key),
                                harness.value(all_results.get("ray"), key), hib)
                               for key, label, unit, hib in WORKLOADS])
-    for name in ("mpirt", "ray"):
-        res = all_results.get(name)
-        if res is None:
-            continue
-        harness.print_status(name, res)
-        harness.print_leftovers(name, res)
+    harness.print_runs(all_results)
 
 
 def save_plot(all_results, cfg, path):

@@ -356,6 +356,15 @@ def print_leftovers(prefix, res, after="the child exited"):
               f"{', '.join(killed.values())}")
 
 
+def print_runs(results, names=("mpirt", "ray")):
+    """How each runtime child of ``results`` went and what it left behind, in ``names`` order."""
+    for name in names:
+        res = results.get(name)
+        if res is not None:
+            print_status(name, res)
+            print_leftovers(name, res)
+
+
 def save_ratio_plot(rows, path, title, xlabel="mpirt / ray (> 1: mpirt better; log scale, lines at 1x and 10x)"):
     """Horizontal bars of the mpirt/ray ratio per workload (log x, lines at 1x and 10x).
 

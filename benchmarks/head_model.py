@@ -34,7 +34,6 @@ Results: a table on stdout and benchmarks/results/head_model.json.
 """
 import argparse
 import collections
-import json
 import os
 import sys
 import time
@@ -87,7 +86,7 @@ def measure(workers, ranks_per_node, busy, seconds):
     resources.update({rank: {"CPU": 1.0} for rank in range(2, 2 + workers)})
     cluster = ClusterView(resources, {"ranks_per_node": ranks_per_node})
     rt = _StandInRuntime()
-    head = HeadScheduler(rt, cluster)
+    HeadScheduler(rt, cluster)          # registers its handlers on the stand-in runtime
     request, give_back = rt.handlers["lease_req"], rt.handlers["lease_ret"]
     held = max(1, int(busy * workers))
     requesters = 64

@@ -142,11 +142,7 @@ def print_table(merged, cfg, rounds):
             cells.append("n/a" if q is None else f"{q:.2f}x")
         rows.append(tuple(cells))
     harness.print_rows(rows, left=2)
-    for name in RUNTIMES:
-        res = merged.get(name)
-        if res is not None:
-            harness.print_status(name, res)
-            harness.print_leftovers(name, res)
+    harness.print_runs(merged, RUNTIMES)
 
 
 def save_plot(merged, path):

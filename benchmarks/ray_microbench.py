@@ -380,13 +380,9 @@ def print_table(merged, cfg, rounds, keys):
     print("mpirt/ray > 1: mpirt faster; copy GB/s: numpy.copyto of the same bytes in the mpirt child "
           f"(goal: put within {COPY_GOAL}x of it)")
     harness.print_rows(table_rows(merged, keys), left=2)
+    harness.print_runs(merged)
     for name in ("mpirt", "ray"):
-        res = merged.get(name)
-        if res is None:
-            continue
-        harness.print_status(name, res)
-        harness.print_leftovers(name, res)
-        for key, error in (res.get("errors") or {}).items():
+        for key, error in (merged.get(name, {}).get("errors") or {}).items():
             print(f"{name}: {key} failed: {error}")
 
 

@@ -55,7 +55,8 @@ class NodePool:
     def top_spare(self):
         """``(most, ranks)``: the most spare CPUs (``spare_cpus``, rounded as ``_pick`` compares them) of a rank
         of the node, and the ranks that have that many, in the node's order; ``(None, [])`` for a node with no
-        rank. Counted again only after work started or ended on the node (its ranks, not the cluster's)."""
+        rank. Counted when first asked and after a rank joined or left; ``_spare_changed`` keeps it up to date
+        as work starts and ends."""
         if self._top_spare is None:
             spare = {r: round(self.own_cpus[r] - self.cpus_used[r], 6) for r in self.ranks}
             most = max(spare.values(), default=None)

@@ -195,3 +195,29 @@ def test_objects_larger_than_2_gib(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "local True 7" in proc.stdout
     assert f"remote ({(2 << 30) + 12345}, 7, 1000)" in proc.stdout
+
+
+def test_an_rma_read_whose_target_died_stops_waiting():
+    """A read's requests that never complete (the target died mid-read) are given up once the rank is known
+    dead, instead of waiting in Flush for ever (the 5-minute soak hung there once)."""
+    from mpi4py import MPI
+
+    from mpirt.store.arena import Arena, RmaTargetDied
+
+    never = MPI.COMM_SELF.Irecv(bytearray(1), source=0, tag=4242)    # nothing is ever sent to it
+    asked = []
+
+    def target_died():
+        asked.append(1)
+        return len(asked) >= 3
+
+    try:
+        with pytest.raises(RmaTargetDied):
+            Arena._wait([never], target_died)
+        assert len(asked) == 3
+    finally:
+        never.Cancel()
+        never.Wait()
+    done = MPI.COMM_SELF.Isend(b"x", dest=0, tag=4243)
+    got = MPI.COMM_SELF.Irecv(bytearray(1), source=0, tag=4243)
+    Arena._wait([done, got], lambda: False)      # requests that complete: it returns

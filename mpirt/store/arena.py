@@ -32,6 +32,10 @@ from .chunks import ChunkTable, chunk_geometry
 RMA_CHUNK = 1 << 30
 
 
+class RmaTargetDied(Exception):
+    """The rank an RMA read was reading from died before the read completed (``Arena.fetch``)."""
+
+
 def node_communicator(comm, ranks_per_node=None):
     """Ranks sharing memory: MPI's view of the node, or groups of ``ranks_per_node``."""
     MPI = mpi()
@@ -180,11 +184,17 @@ class Arena:
         """Whether ``rank`` shares this rank's pool (False for a rank not heard of yet)."""
         return rank < len(self.node_of) and self.node_of[rank] == self.node_of[self.rank]
 
-    def fetch(self, rank, offset, size, check):
+    def fetch(self, rank, offset, size, check, target_died=lambda: False):
         """Two new uint8 arrays: bytes of ``rank``'s pool copied with RMA Get, then the ``check`` =
-        (offset, size) bytes read after them (``Flush`` orders the two, in one lock epoch: where
-        the target must help, the epoch is what costs; with a target driving MPI without pause
-        the second read added ~5 us to a 1 MB read)."""
+        (offset, size) bytes read after them (the first Gets complete before the second starts, in one
+        lock epoch: where the target must help, the epoch is what costs; with a target driving MPI
+        without pause the second read added ~5 us to a 1 MB read).
+
+        The Gets are request-based and waited for here, asking ``target_died()`` meanwhile: a target that
+        dies mid-read (ULFM) raises ``RmaTargetDied`` instead of leaving the reader in ``Flush`` for ever
+        (Open MPI's one-sided component is not failure-aware; the 5-minute soak hung there once when a
+        holder was SIGKILLed during a read). The epoch on the dead target is left open: ending it would wait
+        on the dead rank too, and reads go to its node's adopter from then on."""
         MPI = mpi()
         out = np.empty(size, dtype=np.uint8)
         check_offset, check_size = check
@@ -193,16 +203,35 @@ class Arena:
             if self._window_rank is not None:
                 rank = self._window_rank[rank]
             self.world.Lock(rank, MPI.LOCK_SHARED)
+            ended = False
             try:
-                for start in range(0, size, RMA_CHUNK):
-                    count = min(RMA_CHUNK, size - start)
-                    self.world.Get([out[start:start + count], count, MPI.BYTE], rank,
-                                   target=(offset + start, count, MPI.BYTE))
-                self.world.Flush(rank)
-                self.world.Get([again, check_size, MPI.BYTE], rank, target=(check_offset, check_size, MPI.BYTE))
+                self._wait([self.world.Rget([out[start:start + count], count, MPI.BYTE], rank,
+                                            target=(offset + start, count, MPI.BYTE))
+                            for start, count in ((start, min(RMA_CHUNK, size - start))
+                                                 for start in range(0, size, RMA_CHUNK))], target_died)
+                self._wait([self.world.Rget([again, check_size, MPI.BYTE], rank,
+                                            target=(check_offset, check_size, MPI.BYTE))], target_died)
+                ended = True
             finally:
-                self.world.Unlock(rank)
+                if ended or not target_died():
+                    self.world.Unlock(rank)
         return out, again
+
+    @staticmethod
+    def _wait(requests, target_died):
+        """Wait for RMA ``requests``, yielding the core between tests (the target may need it to serve them)."""
+        MPI = mpi()
+        while True:
+            try:
+                if MPI.Request.Testall(requests):
+                    return
+            except MPI.Exception:
+                if target_died():
+                    raise RmaTargetDied() from None
+                raise
+            if target_died():
+                raise RmaTargetDied()
+            os.sched_yield()
 
     def free(self):
         """Collective: free the window and node communicator; the mapping goes with its last view."""

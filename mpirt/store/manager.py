@@ -37,7 +37,7 @@ from ..core.object_value import ObjectValue
 from ..core.queries import QueryRankDied
 from ..exceptions import ObjectLostError, ObjectStoreFullError
 from . import blocks, device
-from .arena import Arena
+from .arena import Arena, RmaTargetDied
 from .blocks import HEADER_BYTES
 from .chunks import RankSpace, consecutive_runs
 from .layout import read_from
@@ -391,11 +391,14 @@ class StoreManager:
             # to 20 ms per round trip) and keeps it driving MPI until the read is done. Both go
             # from this thread (``send_now``), not at the progress thread's next turn.
             transport = self.rt.transport
+            dead = self.rt.failures.dead
             transport.send_now(holder, ("store_wake",))
             try:
                 # sequence lock: the header, read after the bytes, must still name this write of them
                 data, header = self.arena.fetch(holder, where.offset + HEADER_BYTES, where.size,
-                                                (where.offset, blocks.CHECKED_BYTES))
+                                                (where.offset, blocks.CHECKED_BYTES), lambda: holder in dead)
+            except RmaTargetDied:
+                return None       # read gone with its rank: the object is located again (lineage, a copy)
             finally:
                 transport.send_now(holder, ("store_read_done",))
             if not blocks.holds(header, where.key, where.stamp):

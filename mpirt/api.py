@@ -113,9 +113,8 @@ _id_of = operator.attrgetter("id")
 
 
 def _split_ready(refs: list, flags: list[bool], num_returns: int) -> tuple[list, list]:
-    """``wait``'s answer: the first ``num_returns`` ready refs, and the others, each list in input order. C-level
-    passes only: ``wait`` is called once per result in a loop over 1,000 refs (Ray's microbenchmark), so a Python
-    step per ref per call was most of that loop's time."""
+    """``wait``'s answer: the first ``num_returns`` ready refs, and the others, each list in input order, in
+    C-level passes only (``wait`` is called once per result in a loop over 1,000 refs in Ray's microbenchmark)."""
     if flags.count(True) > num_returns:
         cut = bisect.bisect_left(list(itertools.accumulate(flags)), num_returns) + 1
         head, head_flags = refs[:cut], flags[:cut]

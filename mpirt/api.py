@@ -97,7 +97,7 @@ def wait(object_refs: list[ObjectRef], *, num_returns: int = 1, timeout: float |
                                 f"containing {type(ref)}: {_short(ref)}")
     if not object_refs:
         return [], []
-    if len(set(map(_id_of, object_refs)) if plain else set(object_refs)) != len(object_refs):
+    if len(set(map(object_ref.id_of, object_refs)) if plain else set(object_refs)) != len(object_refs):
         twice = next(ref for i, ref in enumerate(object_refs) if ref in object_refs[:i])
         raise ValueError(f"Wait requires a list of unique ray_waitables. {twice} is in the list more than once.")
     num_returns = _checked_num_returns(num_returns, len(object_refs))
@@ -109,7 +109,6 @@ def wait(object_refs: list[ObjectRef], *, num_returns: int = 1, timeout: float |
 
 
 _PLAIN_REFS = {ObjectRef}
-_id_of = operator.attrgetter("id")
 
 
 def _split_ready(refs: list, flags: list[bool], num_returns: int) -> tuple[list, list]:

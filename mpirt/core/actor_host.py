@@ -20,7 +20,6 @@ from .invoke import error_blobs
 from .object_ref import owner_of
 from .protocol import HEAD_RANK
 from .threads import WorkerThreads
-from .transport import POLL_BUDGET
 
 
 class ActorExit(BaseException):
@@ -185,8 +184,9 @@ class ActorHost:
             actor.semaphores = {group: asyncio.Semaphore(limit) for group, limit in groups.items()}
             actor.semaphores[None] = asyncio.Semaphore(options["max_concurrency"])
         else:
-            actor.pool = WorkerThreads(f"mpirt-actor-{cls.__name__}", options["max_concurrency"], self._idle_poll)
-            actor.pools = {group: WorkerThreads(f"mpirt-actor-{cls.__name__}-{group}", limit, self._idle_poll)
+            actor.pool = WorkerThreads(f"mpirt-actor-{cls.__name__}", options["max_concurrency"],
+                                       self.rt.transport.idle_poll)
+            actor.pools = {group: WorkerThreads(f"mpirt-actor-{cls.__name__}-{group}", limit, self.rt.transport.idle_poll)
                            for group, limit in groups.items()}
         if failed_blob is not None:
             cause = loads(failed_blob)
@@ -324,12 +324,6 @@ class ActorHost:
             self.rt.send(caller, ("actor_done", call_id, blobs, is_error))
 
     # -- actor threads -----------------------------------------------------
-    def _idle_poll(self, ready):
-        """An actor thread with nothing queued drives MPI for a moment: the next call of a caller waiting for each
-        reply then arrives on this thread (no hand-offs). It gives way to a thread of this rank in ``get``."""
-        if POLL_BUDGET:
-            self.rt.transport.poll(ready, POLL_BUDGET, yielding=True)
-
     def enter_environment(self, actor):
         """Put the actor's runtime_env in place (runtime lock held; may wait), as a task's is (the rank runs one
         environment at a time: ``RankEnvironment``). A call of an actor that already holds it joins without

@@ -23,7 +23,6 @@ from .protocol import HEAD_RANK
 from .runtime_env import RankEnvironment, apply_for_good
 from .task_slots import TaskSlots, uses_processes
 from .threads import WorkerThreads
-from .transport import POLL_BUDGET
 
 
 class LeaseSlot:
@@ -142,7 +141,9 @@ class TaskExecutor:
         self.slots = {}
         self.running = {}
         self.functions = {}
-        self.pool = WorkerThreads("mpirt-task", idle_poll=self._idle_poll)
+        # An idle task thread drives MPI for a moment, as an idle actor thread does (Transport.idle_poll): sync
+        # task round trips 5.0-5.6k -> 7.3-8.0k/s on the 2-core VM.
+        self.pool = WorkerThreads("mpirt-task", idle_poll=runtime.transport.idle_poll)
         # init(runtime_env=...): every task's starting point, in place for the rank's life.
         apply_for_good(runtime.config.get("runtime_env"))
         self.environment = RankEnvironment(runtime.cond)
@@ -254,13 +255,6 @@ class TaskExecutor:
                 ctypes.c_ulong(task.thread_id), ctypes.py_object(KeyboardInterrupt))
 
     # -- task thread -------------------------------------------------------
-    def _idle_poll(self, ready):
-        """A task thread with nothing queued drives MPI for a moment (as an idle actor thread does): the reply
-        it just queued leaves now, and a caller's next task then arrives on this thread, with no hand-off from
-        the progress thread (sync task round trips 5.0-5.6k -> 7.3-8.0k/s on the 2-core VM)."""
-        if POLL_BUDGET:
-            self.rt.transport.poll(ready, POLL_BUDGET, yielding=True)
-
     def _run_logged(self, task):
         """Run ``task``, then the tasks queued on its lease, on this thread (no pool hand-off between
         short pipelined tasks)."""

@@ -2,6 +2,7 @@
 import asyncio
 import collections
 import concurrent.futures
+import operator
 import threading
 
 from .reachability import ARRIVED, CREATED, DELETED, PICKLED, PINNED
@@ -48,6 +49,9 @@ def owner_of(object_id):
 
 def session_of(object_id):
     return object_id >> _SESSION_SHIFT
+
+
+id_of = operator.attrgetter("id")   # a ref's object id, for C-level passes over many refs (map, sets)
 
 
 def all_in_session(object_ids, session):

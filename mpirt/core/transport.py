@@ -227,6 +227,13 @@ class Transport:
     def is_current_thread(self):
         return threading.current_thread() is self._thread
 
+    def idle_poll(self, ready: Callable[[], bool]) -> None:
+        """For a task or actor thread with nothing queued: drive MPI for ``POLL_BUDGET`` (yielding to a thread
+        of this rank in ``get``) before it sleeps. The reply it just queued leaves now, and a caller's next call
+        then arrives on this thread, with no hand-off from the progress thread."""
+        if POLL_BUDGET:
+            self.poll(ready, POLL_BUDGET, yielding=True)
+
     def poll(self, done: Callable[[], bool], budget: float, yielding: bool = False) -> bool:
         """Drive MPI from the calling thread until ``done()`` or ``budget`` seconds passed; True if
         ``done()``. For a thread that would otherwise sleep until a reply comes (a caller in ``get``, an

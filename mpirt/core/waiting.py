@@ -12,14 +12,13 @@ from typing import List, Optional
 from ..exceptions import GetTimeoutError
 from . import tracing
 from .call_context import task_context
-from .object_ref import ObjectRef, all_in_session, session_of
+from .object_ref import ObjectRef, all_in_session, id_of, session_of
 from .objects import Entry
 from .signals import HOLD
 from .threads import handoffs
 from .transport import POLL_BUDGET
 
 
-_id_of = operator.attrgetter("id")
 _ready_of = operator.attrgetter("ready")
 _is_error_of = operator.attrgetter("is_error")
 
@@ -67,7 +66,7 @@ class ObjectWaits:
         ``get`` (fail_fast) raises GetTimeoutError; ``wait`` just returns."""
         rt = self.rt
         deadline = None if timeout is None else time.monotonic() + timeout
-        ids = list(map(_id_of, refs))
+        ids = list(map(id_of, refs))
         session = rt.session
         if not all_in_session(ids, session):
             stale = next(ref for ref in refs if session_of(ref.id) != session)

@@ -46,11 +46,7 @@ class NodePool:
     def fits_pooled(self, shape):
         """Whether the node's pool has ``shape`` free now; for a shape with no rank-bound resource this is
         ``fits_now`` of every rank of the node."""
-        free = self.free
-        for name, amount in shape.items():
-            if free.get(name, 0.0) + 1e-9 < amount:
-                return False
-        return True
+        return self._fits(self.free, {}, shape)
 
     def top_spare(self):
         """``(most, ranks)``: the most spare CPUs (``spare_cpus``, rounded as ``_pick`` compares them) of a rank
@@ -369,8 +365,8 @@ class HeadScheduler:
             source, key, shape, held, actor_id, preferred, constraint = request
             bundle = None
             if constraint is None:
-                plain = actor_id is None and key in full
-                worker = None if plain else self._pick(shape, preferred, actor_id is not None, not held)
+                known_full = actor_id is None and key in full
+                worker = None if known_full else self._pick(shape, preferred, actor_id is not None, not held)
                 if worker is None and actor_id is None:
                     full.add(key)
             elif constraint[0] == "pg":

@@ -24,7 +24,7 @@ from ..core.runtime_env import resolve as resolve_runtime_env
 from ..scheduler.resources import make_shape
 from ..store.capacity import requested_bytes
 from .mpirun import start_under_mpirun
-from .serve import release_communicators
+from .serve import finalize_with_launcher, release_communicators
 from .spawn import start_spawned
 
 _runtime_lock = threading.Lock()
@@ -232,11 +232,16 @@ def shutdown() -> None:
 
 def _leave_after_failures(rt):
     """Under ULFM mpi4py does not finalize MPI at exit (see _mpi_env): after a rank died, MPI_Finalize can
-    hang on the dead rank, so a rank that saw a death leaves without it. A spawning driver may call init()
-    again, so it finalizes only when the process exits."""
+    hang on the dead rank, so a rank that saw a death leaves without it. Under mpirun the driver then tells
+    the launcher it finalized when the process exits (``finalize_with_launcher``): an unfinalized exit is
+    improper to prte, which then dropped what the driver printed after ``shutdown()`` about 1 run in 2
+    (tests/test_collective.py's death tests). A spawning driver may call init() again, so it finalizes
+    only when the process exits."""
     global _deaths_seen, _finalize_registered
     if rt.failures.dead:
         _deaths_seen = True
+        if rt.launch.mode == "mpirun":
+            atexit.register(finalize_with_launcher, exit_status_if_hung=1)
         return
     release_communicators(rt)
     if rt.launch.mode != "spawn":

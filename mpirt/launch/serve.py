@@ -90,20 +90,23 @@ def _wait_for_shutdown(rt):
             os._exit(1)
 
 
-def finalize_with_launcher():
+def finalize_with_launcher(exit_status_if_hung: int = 0) -> None:
     """Leave without MPI_Finalize (after a death it would wait on the dead rank) yet properly: a process
     that exits unfinalized is an improper exit to the launcher, which then ends the whole job by signal.
     Under ``mpirun --with-ft ulfm`` that killed the driver between its ``shutdown()`` and its next line
     about 1 run in 15 (tests/test_collective.py's death tests); a rank that joined in place of a dead
     one is a launcher job of its own and was ended so every time. So this only tells the launcher the
-    process finalized (PMIx's own call, where Open MPI's PMIx library is loaded)."""
+    process finalized (PMIx's own call, where Open MPI's PMIx library is loaded). Should that call hang,
+    the process leaves after 5 s with ``exit_status_if_hung``."""
     import ctypes
 
     try:
         finalize = ctypes.CDLL("libpmix.so.2").PMIx_Finalize
     except (OSError, AttributeError):
         return
-    threading.Timer(5.0, lambda: os._exit(0)).start()   # foreign calls release the GIL: this can fire
+    leave = threading.Timer(5.0, os._exit, (exit_status_if_hung,))   # foreign calls release the GIL: this can fire
+    leave.daemon = True
+    leave.start()
     finalize(None, ctypes.c_size_t(0))
 
 

@@ -92,8 +92,12 @@ class ObjectTable:
         runtime.failures.handlers.append(self._on_rank_dead)
 
     # All methods run with runtime.lock held.
-    def create_owned(self, object_id: int) -> Entry:
+    def create_owned(self, object_id: int, value: Optional[Value] = None) -> Entry:
+        """A new object this rank owns, PENDING until its value comes; READY at once when ``value`` is given
+        (``put``: the value is here already, and no one can wait on an object not yet returned)."""
         entry = Entry()
+        if value is not None:
+            entry.resolve(value, False)
         self.entries[object_id] = entry
         self.references.track(object_id)
         return entry

@@ -139,13 +139,14 @@ class Runtime:
                             f"{exc}") from exc
         with self.lock:
             object_id = self.next_id()
-            self.objects.create_owned(object_id)
-            self.objects.set_ready(object_id, blob)
+            self.objects.create_owned(object_id, blob)
             return ObjectRef(object_id)
 
     def get(self, refs: List[ObjectRef], timeout: Optional[float] = None) -> List[Any]:
         """The values of ``refs`` (a list), waiting up to ``timeout`` seconds (None: no limit);
         raises the error of the first failed one as soon as one failed."""
+        if len(refs) == 1 and timeout is None:
+            return [self.value_of(refs[0])]    # waits (value_of) only if not ready
         if refs:
             self.waits.wait_entries(refs, len(refs), timeout, True)
             self.raise_first_error(refs)

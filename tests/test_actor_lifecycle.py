@@ -12,7 +12,7 @@ from mpirt.core.actor_caller import (ALIVE, DEAD, LOCATING, PENDING_CREATION, RE
                                 ActorRecord, ActorState, CallRecord)
 from mpirt.exceptions import ActorDiedError, TaskCancelledError
 from mpirt.core.lifecycle import IllegalTransition
-from mpirt.core.object_ref import make_object_id
+from mpirt.core.object_ref import ObjectRef, make_object_id
 from mpirt.core.protocol import HEAD_RANK
 from mpirt.core.serialization import loads
 
@@ -34,6 +34,10 @@ class FakeObjects:
 
     def create_owned(self, object_id):
         self.entries[object_id] = Entry()
+
+    def owned_ref(self, object_id):
+        self.create_owned(object_id)
+        return ObjectRef(object_id, None)
 
     def on_ready(self, object_id, callback):
         entry = self.entries.setdefault(object_id, Entry())

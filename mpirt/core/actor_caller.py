@@ -187,10 +187,7 @@ class ActorCaller:
         with rt.lock:
             state = self.actors.get(actor_id) or self._state(actor_id)
             rec = self._record(actor_id, "call", method, args_blob, dep_refs, num_returns, overrides, max_retries)
-            create_owned = rt.objects.create_owned
-            for object_id in rec.return_ids:
-                create_owned(object_id)
-            refs = [ObjectRef(object_id) for object_id in rec.return_ids]
+            refs = list(map(rt.objects.owned_ref, rec.return_ids))
             lifecycle = state.state
             if lifecycle is ALIVE and not dep_refs and not state.queue:
                 # The common case: nothing to wait for and no earlier call queued: it goes now.

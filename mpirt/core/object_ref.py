@@ -75,7 +75,8 @@ class ObjectRef:
 
     def __init__(self, object_id, _event=CREATED):
         self.id = object_id
-        ref_events.append((object_id, _event))
+        if _event is not None:     # None: the owner counted this reference when it made the object
+            ref_events.append((object_id, _event))
 
     @classmethod
     def _arrive(cls, object_id):

@@ -66,10 +66,10 @@ class PlacementGroups:
         rt = self.rt
         with rt.lock:
             object_id = rt.next_id()
-            rt.objects.create_owned(object_id)
+            ref = rt.objects.owned_ref(object_id)
             self._handles[object_id] = handle
         rt.send(HEAD_RANK, ("group_wait", handle.id.value, object_id))
-        return ObjectRef(object_id)
+        return ref
 
     def _on_ready(self, source, object_id, removed):
         handle = self._handles.pop(object_id, None)

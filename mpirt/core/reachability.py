@@ -14,8 +14,8 @@ CREATED, ARRIVED, DELETED, PICKLED, PINNED, RELEASED = "created", "arrived", "de
 class Reachability:
     __slots__ = ("local", "borrowers", "in_flight", "pinned")
 
-    def __init__(self):
-        self.local = 0
+    def __init__(self, local=0):
+        self.local = local
         self.borrowers = set()
         self.in_flight = 0
         self.pinned = False
@@ -62,9 +62,10 @@ class ReferenceCounter:
         self.borrowed = BorrowedCounts()
         runtime.register(**{notice_kind: self._on_notice})
 
-    def track(self, key):
-        """This rank owns ``key``: count who can reach it."""
-        self.reachability[key] = Reachability()
+    def track(self, key, local_refs=0):
+        """This rank owns ``key``: count who can reach it, from ``local_refs`` references here made without a
+        "created" event."""
+        self.reachability[key] = Reachability(local_refs)
 
     def apply_events(self):
         """Count (owner) or report (borrower) this rank's queued reference events."""

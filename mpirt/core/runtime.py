@@ -138,9 +138,7 @@ class Runtime:
             raise TypeError(f"Could not serialize the value given to put() (type {type(value).__name__}): "
                             f"{exc}") from exc
         with self.lock:
-            object_id = self.next_id()
-            self.objects.create_owned(object_id, blob)
-            return ObjectRef(object_id)
+            return self.objects.owned_ref(self.next_id(), blob)
 
     def get(self, refs: List[ObjectRef], timeout: Optional[float] = None) -> List[Any]:
         """The values of ``refs`` (a list), waiting up to ``timeout`` seconds (None: no limit);

@@ -68,9 +68,7 @@ class Streams:
     def _slot(self, state, index):
         """The ObjectRef of item ``index``, made when it is first needed (runtime lock held)."""
         while len(state.refs) <= index:
-            object_id = self.rt.next_id()
-            self.rt.objects.create_owned(object_id)
-            state.refs.append(ObjectRef(object_id))
+            state.refs.append(self.rt.objects.owned_ref(self.rt.next_id()))
         return state.refs[index]
 
     def _on_item(self, source, stream_id, index, blob):
@@ -97,7 +95,7 @@ class Streams:
         (runtime lock held)."""
         rt = self.rt
         object_id = rt.next_id()
-        rt.objects.create_owned(object_id)
+        ref = rt.objects.owned_ref(object_id)
 
         def on_completion(completion_id, entry):
             refs = generator._state.refs[:generator._state.received]
@@ -106,7 +104,7 @@ class Streams:
             rt.objects.set_ready(object_id, encode(DynamicObjectRefGenerator(refs), rt.store))
 
         rt.objects.on_ready(generator.completed().id, on_completion)
-        return ObjectRef(object_id)
+        return ref
 
     def acknowledge(self, state):
         if state.backpressure and state.producer is not None and not state.done:

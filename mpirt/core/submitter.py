@@ -271,10 +271,9 @@ class TaskSubmitter:
             rec.deps_left = len(dep_refs)
             self.shapes[key] = shape
             self.tasks[rec.task_id] = rec
+            refs = list(map(rt.objects.owned_ref, rec.return_ids))
             for object_id in rec.return_ids:
-                rt.objects.create_owned(object_id)
                 self.task_of_object[object_id] = rec.task_id
-            refs = [ObjectRef(object_id) for object_id in rec.return_ids]
             if not dep_refs:
                 self._enqueue(rec)
             for ref in dep_refs:

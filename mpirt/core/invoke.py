@@ -14,7 +14,7 @@ from ..exceptions import (ActorDiedError, ActorUnavailableError, ErrorPayload, O
                           WorkerCrashedError, make_task_error)
 from . import tracing
 from .call_context import async_call, task_context
-from .codec import dumps, encode, loads
+from .codec import dumps, encode, encode_plain, loads
 from .object_ref import ObjectRef
 from .serialization import unpack_arguments
 
@@ -140,6 +140,10 @@ def error_summary(blob, limit=300):
 # -- results -----------------------------------------------------------------------------
 def serialize_returns(name, result, num_returns, store):
     """Encode a call's result as ``num_returns`` objects (large ones into ``store``)."""
+    if num_returns == 1:
+        plain = encode_plain(result)    # most results: one small plain value, in one call
+        if plain is not None:
+            return [plain]
     return encode_returns(name, split_returns(name, result, num_returns), store)
 
 

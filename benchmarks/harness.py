@@ -28,7 +28,8 @@ RATIO_NOTE = "ratio = mpirt/ray oriented so that > 1 means mpirt is better (fast
 def init_runtime(name, **init_kwargs):
     """Import and ``init`` mpirt or Ray (quiet: no dashboard, no driver logs); return the module."""
     if name == "mpirt":
-        sys.path.insert(0, REPO_ROOT)
+        # revision_bench.py runs this checkout's workloads on another revision's mpirt
+        sys.path.insert(0, os.environ.get("MPIRT_BENCH_SOURCE", REPO_ROOT))
         import mpirt as rt
 
         rt.init(**init_kwargs)

@@ -6,6 +6,11 @@ which goes first in each round, so that a busy stretch of the machine hits both 
 the median of each workload over the rounds, before and after, and the change (positive: the
 working tree is better, whatever the workload's unit).
 
+Noise: on the 2-core development VM, HEAD against itself (``--before HEAD``) gave medians up to
+±25% apart over 7-11 rounds, and single runs 2x apart; the whole job's CPU per operation (tried)
+spread as much, since idle threads poll. A 5% difference cannot be told there; compare on a
+quiet machine with spare cores, or with many more rounds.
+
 Run:  python benchmarks/revision_bench.py --before 04d571b --rounds 5
       python benchmarks/revision_bench.py --before HEAD~3 --rounds 5 --quick
 
@@ -24,10 +29,12 @@ from core_bench import CHILD_TIMEOUT_S, RESULT_MARKER, WORKLOADS
 
 
 def run_tree(tree, quick, timeout):
-    """One core_bench mpirt child importing mpirt from ``tree``: {workload key: value}."""
+    """One core_bench mpirt child importing mpirt from ``tree``: {workload key: value}. The workloads are this
+    checkout's for both sides, so that only the runtime differs."""
     env = harness.child_env()
     env["PYTHONPATH"] = tree + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    command = [sys.executable, os.path.join(tree, "benchmarks", "core_bench.py"), "--runtime", "mpirt"]
+    env["MPIRT_BENCH_SOURCE"] = tree
+    command = [sys.executable, os.path.join(harness.HERE, "core_bench.py"), "--runtime", "mpirt"]
     run = harness.run_process(command + (["--quick"] if quick else []), env, timeout, RESULT_MARKER)
     result = harness.runtime_result(run, "mpirt", timeout, RESULT_MARKER)
     if result.get("status") != "ok":

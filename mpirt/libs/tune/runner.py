@@ -96,6 +96,7 @@ class TrialRunner:
                  time_budget_s=None, fail_fast=False, callbacks=None, num_samples=None, trial_name_creator=None,
                  trial_dirname_creator=None):
         self.trainable_cls = trainable_cls
+        self._trainable_ref = None        # trainable_cls in the object store, for every trial's start
         self.searcher = searcher
         self.scheduler = scheduler
         self.storage = storage
@@ -368,7 +369,9 @@ class TrialRunner:
                 self._set_status(trial, PENDING)
                 return
         self._actors[trial.trial_id] = actor
-        self._inflight[actor.start.remote(self.trainable_cls, trial.config, trial.trial_id, trial.trial_name,
+        if self._trainable_ref is None:   # pickled once, not once per trial (~0.6 ms each on the 2-core VM)
+            self._trainable_ref = mpirt.put(self.trainable_cls)
+        self._inflight[actor.start.remote(self._trainable_ref, trial.config, trial.trial_id, trial.trial_name,
                                           trial.latest_checkpoint)] = (trial, "start", actor)
         self._set_status(trial, RUNNING)
         self._hook("on_trial_restore" if trial.latest_checkpoint is not None else "on_trial_start", trial=trial)

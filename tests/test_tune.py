@@ -193,6 +193,23 @@ def test_failed_trial_retries_from_its_checkpoint(rt, tmp_path):
     assert failing.last_result["step"] == 5 and failing.last_result["restored_from"] == 2
 
 
+def test_a_reported_checkpoint_is_journaled_after_its_result(rt, tmp_path):
+    """A kill -9 between the two journal lines must not leave a checkpoint without its result: a resumed trial
+    would go on from the checkpoint, and that result would be missing for good."""
+    tune.run(quadratic, config={"x": tune.grid_search([1, 2])}, stop={"step": 4}, local_dir=str(tmp_path),
+             name="order", verbose=0)
+    seen_results, checkpoints = set(), 0
+    with open(tmp_path / "order" / "experiment_state.jsonl") as journal:
+        for line in journal:
+            event = json.loads(line)
+            if event["e"] == "result":
+                seen_results.add((event["id"], event["result"]["training_iteration"]))
+            elif event["e"] == "checkpoint":
+                checkpoints += 1
+                assert (event["id"], event["iteration"]) in seen_results, event
+    assert checkpoints == 8
+
+
 def test_a_failing_trial_never_takes_the_experiment_down(rt, tmp_path):
     with pytest.raises(tune.TuneError, match="1 of 3 trials failed") as info:
         tune.run(always_fails, config={"fail": tune.grid_search([False, True, False])}, max_failures=2,

@@ -431,9 +431,10 @@ class TrialRunner:
 
     def _on_result(self, trial, result):
         checkpoint = result.pop(CHECKPOINT_KEY, None)
-        if checkpoint is not None:
-            self._store_checkpoint(trial, checkpoint, result["training_iteration"])
-        if result.pop(RETURNED_KEY, False):
+        returned = result.pop(RETURNED_KEY, False)
+        if checkpoint is not None:      # journaled after the result it came with (journal_checkpoint)
+            self._store_checkpoint(trial, checkpoint, result["training_iteration"], journal=returned)
+        if returned:
             if trial.results:
                 trial.results[-1]["done"] = True
             self._complete(trial)
@@ -445,6 +446,8 @@ class TrialRunner:
         trial.results.append(result)
         trial.last_result = result
         self.storage.record_result(trial, result)
+        if checkpoint is not None and trial.local_path is not None:
+            self.storage.journal_checkpoint(trial, trial.checkpoint_iteration, trial.latest_checkpoint.path)
         self.searcher.on_trial_result(trial.trial_id, result)
         if result.get("done") or self._should_stop(trial, result):
             if should_checkpoint and not self.checkpoint_at_end and not issubclass(self.trainable_cls,
@@ -483,13 +486,13 @@ class TrialRunner:
             self._stop_everything(reason="stopper")
         return stop
 
-    def _store_checkpoint(self, trial, checkpoint, iteration):
+    def _store_checkpoint(self, trial, checkpoint, iteration, journal=True):
         checkpoint = Checkpoint.from_files(checkpoint.files, checkpoint.path)   # this trial's own (PBT shares)
         trial.latest_checkpoint = checkpoint
         trial.checkpoint_iteration = iteration
         if trial.local_path is None:
             return
-        trial.latest_checkpoint.path = self.storage.record_checkpoint(trial, checkpoint, iteration)
+        trial.latest_checkpoint.path = self.storage.record_checkpoint(trial, checkpoint, iteration, journal)
         self._hook("on_checkpoint", trial=trial, checkpoint=trial.latest_checkpoint)
         config = self.checkpoint_config
         if config.num_to_keep:

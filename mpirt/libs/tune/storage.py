@@ -71,8 +71,13 @@ def reserve_default_name(local_dir, trainable_name):
             continue
 
 
+_JSON_PLAIN = (str, int, float, bool, type(None))
+
+
 def to_json(value):
     """JSON-safe copy of a result: numpy scalars and arrays become Python numbers and lists."""
+    if type(value) in _JSON_PLAIN:   # most values of a result: one check, not the five below
+        return value
     if isinstance(value, dict):
         return {str(k): to_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -198,8 +203,9 @@ class TrialFiles:
     def write_params(self, config):
         _writer.submit(self._write_params, to_json(config))
 
-    def append(self, result):
-        _writer.submit(self._append, to_json(result))
+    def append(self, clean):
+        """Log one result, already made JSON-safe (``to_json``)."""
+        _writer.submit(self._append, clean)
 
     def rewrite(self, results):
         """On resume: the logs hold exactly the results the journal kept."""
@@ -244,7 +250,8 @@ class TrialFiles:
             self._tbx = _TensorBoardEvents.open(self.path) or False
         if self._tbx:
             self._tbx.scalars({f"mpirt/{key}": value for key, value in flat.items()
-                               if isinstance(value, numbers.Number) and not isinstance(value, bool)}, step)
+                               if type(value) in (int, float) or (isinstance(value, numbers.Number)
+                                                                  and not isinstance(value, bool))}, step)
 
     def _close(self):
         if self._tbx:
@@ -357,8 +364,9 @@ class ExperimentStorage:
         self._log({"e": "config", "id": trial.trial_id, "config": _encode(trial.config)})
 
     def record_result(self, trial, result):
-        self._log({"e": "result", "id": trial.trial_id, "result": to_json(result)})
-        self.trial_files(trial).append(result)
+        clean = to_json(result)
+        self._log({"e": "result", "id": trial.trial_id, "result": clean})
+        self.trial_files(trial).append(clean)
 
     def record_truncate(self, trial, upto):
         """On resume: results after the checkpoint a trial restarts from are dropped (they will be redone)."""
@@ -371,8 +379,9 @@ class ExperimentStorage:
         self._log({"e": "status", "id": trial.trial_id, "status": trial.status, "failures": trial.num_failures,
                    "error": trial.error})
 
-    def record_checkpoint(self, trial, checkpoint, iteration):
-        """Write the checkpoint as its own HDF5 file (atomically) and journal it."""
+    def record_checkpoint(self, trial, checkpoint, iteration, journal=True):
+        """Write the checkpoint as its own HDF5 file (atomically) and journal it (``journal=False``: the caller
+        does, with ``journal_checkpoint``)."""
         import h5py
         filename = f"checkpoint_{iteration:06d}.h5"
         os.makedirs(trial.local_path, exist_ok=True)
@@ -385,10 +394,17 @@ class ExperimentStorage:
                 dataset = f.create_dataset(f"file_{number}", data=np.frombuffer(data, dtype=np.uint8))
                 dataset.attrs["path"] = rel
         os.replace(tmp, final)
-        self._log({"e": "checkpoint", "id": trial.trial_id, "iteration": iteration,
-                   "file": os.path.join(trial.dirname, filename)})
+        if journal:
+            self.journal_checkpoint(trial, iteration, final)
         trial.checkpoints = [c for c in trial.checkpoints if c[1] != final] + [(iteration, final)]
         return final
+
+    def journal_checkpoint(self, trial, iteration, file):
+        """Journal the checkpoint file ``record_checkpoint`` wrote. A checkpoint reported with a result is
+        journaled after that result: a journal that a kill -9 cut between the two must not hold the checkpoint
+        alone, or a resumed trial would go on after a result that no file keeps."""
+        self._log({"e": "checkpoint", "id": trial.trial_id, "iteration": iteration,
+                   "file": os.path.join(trial.dirname, os.path.basename(file))})
 
     def prune_checkpoints(self, trial, keep, score_attribute=None, score_order="max"):
         """Keep ``keep`` checkpoint files of ``trial``: the best by ``score_attribute`` (the result

@@ -159,7 +159,7 @@ class ObjectTable:
         entry.forget()
         del self.entries[object_id]
         self.rt.submitter.forget_lineage(object_id)
-        if type(entry.blob) is not bytes and owner_of(object_id) == self.rank:   # inline bytes hold nothing
+        if owner_of(object_id) == self.rank:
             object_value.release(entry.blob, self.rt.store, object_id)
 
     # -- worker deaths (ULFM) --------------------------------------------------

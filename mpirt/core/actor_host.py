@@ -19,6 +19,7 @@ from .codec import loads
 from .invoke import error_blobs
 from .object_ref import owner_of
 from .protocol import HEAD_RANK
+from .actor_loop import ActorLoop
 from .threads import WorkerThreads
 
 
@@ -111,7 +112,7 @@ class HostedActor:
     __slots__ = ("actor_id", "cls", "class_name", "instance", "dead_error", "pool", "loop", "is_async", "owner",
                  "constructed", "num_gpus", "table", "bound", "generation", "pools", "semaphores", "max_task_retries",
                  "create_args", "environment", "restarts_left", "detached", "name", "held", "restarts", "running",
-                 "cancelled", "unanswered", "environment_holds", "placement", "inbox", "inbox_woken")
+                 "cancelled", "unanswered", "environment_holds", "placement")
 
     def __init__(self, actor_id, cls, owner, options, create_args):
         self.actor_id = actor_id
@@ -121,7 +122,7 @@ class HostedActor:
         self.instance = None
         self.dead_error = None
         self.pool = None
-        self.loop = None
+        self.loop = None        # async actors: its ActorLoop
         self.constructed = threading.Event()  # threaded actors: calls wait for __init__
         self.num_gpus = options.get("num_gpus", 0.0)
         self.table = method_table(cls)   # method name -> MethodEntry
@@ -143,8 +144,6 @@ class HostedActor:
         self.cancelled = set()   # ids of calls cancelled before they started
         self.unanswered = {}     # async actors: call id -> (caller, num_returns) of the calls not answered yet
         self.environment_holds = 0   # its calls and constructor holding the rank's environment now
-        self.inbox = collections.deque()   # async actors: coroutines of calls not yet started on the loop
-        self.inbox_woken = False           # async actors: the loop is asked to start the inbox's calls
 
     def concurrency_groups(self):
         """The names of its concurrency groups (threaded or async), as its handles list them."""
@@ -179,8 +178,7 @@ class ActorHost:
         actor = self.actors[actor_id] = HostedActor(actor_id, cls, source, options, (args_blob, inlined))
         groups = options.get("concurrency_groups") or {}
         if actor.is_async:
-            actor.loop = asyncio.new_event_loop()
-            threading.Thread(target=actor.loop.run_forever, name=f"mpirt-actor-{cls.__name__}", daemon=True).start()
+            actor.loop = ActorLoop(f"mpirt-actor-{cls.__name__}", self.rt.transport.idle_poll)
             actor.semaphores = {group: asyncio.Semaphore(limit) for group, limit in groups.items()}
             actor.semaphores[None] = asyncio.Semaphore(options["max_concurrency"])
         else:
@@ -239,7 +237,7 @@ class ActorHost:
             return
         context.cancelled = True
         if context.task is not None:
-            actor.loop.call_soon_threadsafe(context.task.cancel)
+            actor.loop.submit(context.task.cancel)
 
     def _on_rank_dead(self, rank):
         """An actor shares its owner's fate, as in Ray, unless it is detached. Calls held for an actor whose
@@ -283,7 +281,7 @@ class ActorHost:
             for call_id, (caller, num_returns) in actor.unanswered.items():
                 self._reply(caller, call_id, error_blobs(error, num_returns), True)
             actor.unanswered.clear()
-            actor.loop.call_soon_threadsafe(actor.loop.stop)
+            actor.loop.stop()
         else:
             actor.pool.stop()
             for pool in actor.pools.values():
@@ -291,30 +289,16 @@ class ActorHost:
         self.rt.send(HEAD_RANK, ("actor_dead", actor.actor_id))
 
     def _submit(self, actor, fn, *args):
-        """Run ``fn(*args)`` on the actor's executor (its event loop for async actors).
-
-        Coroutines reach the loop through the actor's inbox: the loop is woken (a write to its self-pipe) only
-        when the inbox was empty, and then starts every call queued meanwhile as a task, in arrival order. A
-        wake-up and a ``concurrent.futures.Future`` per call (``run_coroutine_threadsafe``) were a quarter of an
-        async actor's rank time under a stream of calls (py-spy, 1:1 async calls)."""
+        """Run ``fn(*args)`` on the actor's executor (its event loop for async actors, where a coroutine
+        function's call starts as a task: ``ActorLoop.start``). A wake-up and a ``concurrent.futures.Future``
+        per call (``run_coroutine_threadsafe``) were a quarter of an async actor's rank time under a stream of
+        calls (py-spy, 1:1 async calls)."""
         if not actor.is_async:
             actor.pool.submit(fn, *args)
         elif inspect.iscoroutinefunction(fn):
-            actor.inbox.append(fn(*args))
-            if not actor.inbox_woken:
-                actor.inbox_woken = True
-                actor.loop.call_soon_threadsafe(self._start_inbox, actor)
+            actor.loop.start(fn(*args))
         else:
-            actor.loop.call_soon_threadsafe(fn, *args)
-
-    @staticmethod
-    def _start_inbox(actor):
-        """On the actor's loop: start the queued calls. The flag is cleared before the inbox is read, so a call
-        queued after the last read wakes the loop again (at worst one wake-up finds nothing)."""
-        actor.inbox_woken = False
-        inbox, start = actor.inbox, actor.loop.create_task
-        while inbox:
-            start(inbox.popleft())
+            actor.loop.submit(fn, *args)
 
     def _reply(self, caller, call_id, blobs, is_error):
         if caller == self.rt.rank:

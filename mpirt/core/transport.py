@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Callable
+from typing import Callable, Optional
 
 from ._mpi_env import ENABLE_HINT, mpi
 from .threads import handoffs
@@ -227,12 +227,12 @@ class Transport:
     def is_current_thread(self):
         return threading.current_thread() is self._thread
 
-    def idle_poll(self, ready: Callable[[], bool]) -> None:
-        """For a task or actor thread with nothing queued: drive MPI for ``POLL_BUDGET`` (yielding to a thread
-        of this rank in ``get``) before it sleeps. The reply it just queued leaves now, and a caller's next call
-        then arrives on this thread, with no hand-off from the progress thread."""
+    def idle_poll(self, ready: Callable[[], bool], budget: Optional[float] = None) -> None:
+        """For a task or actor thread with nothing queued: drive MPI for ``POLL_BUDGET`` (or ``budget`` if less;
+        yielding to a thread of this rank in ``get``) before it sleeps. The reply it just queued leaves now, and
+        a caller's next call then arrives on this thread, with no hand-off from the progress thread."""
         if POLL_BUDGET:
-            self.poll(ready, POLL_BUDGET, yielding=True)
+            self.poll(ready, POLL_BUDGET if budget is None else min(budget, POLL_BUDGET), yielding=True)
 
     def poll(self, done: Callable[[], bool], budget: float, yielding: bool = False) -> bool:
         """Drive MPI from the calling thread until ``done()`` or ``budget`` seconds passed; True if

@@ -97,11 +97,16 @@ def wait(object_refs: list[ObjectRef], *, num_returns: int = 1, timeout: float |
                                 f"containing {type(ref)}: {_short(ref)}")
     if not object_refs:
         return [], []
-    if len(set(map(object_ref.id_of, object_refs)) if plain else set(object_refs)) != len(object_refs):
+    distinct = set(map(object_ref.id_of, object_refs)) if plain else set(object_refs)
+    if len(distinct) != len(object_refs):
         twice = next(ref for i, ref in enumerate(object_refs) if ref in object_refs[:i])
         raise ValueError(f"Wait requires a list of unique ray_waitables. {twice} is in the list more than once.")
     num_returns = _checked_num_returns(num_returns, len(object_refs))
     rt = runtime_for_call()
+    if plain and object_ref.all_in_session(distinct, rt.session):
+        ready_at = rt.first_ready(object_refs, num_returns)
+        if ready_at is not None:
+            return _split_at(object_refs, ready_at)
     waitables = object_refs if plain else [ref.waitable() if isinstance(ref, ObjectRefGenerator) else ref
                                            for ref in object_refs]
     flags = rt.wait_objects(waitables, num_returns, timeout, fail_fast=False)
@@ -109,6 +114,17 @@ def wait(object_refs: list[ObjectRef], *, num_returns: int = 1, timeout: float |
 
 
 _PLAIN_REFS = {ObjectRef}
+
+
+def _split_at(refs: list, positions: list[int]) -> tuple[list, list]:
+    """``wait``'s answer when the refs at ``positions`` (ascending) are the ready ones it returns: the others
+    are slices of ``refs`` between them (a copy of pointers, no per-ref step)."""
+    not_ready, start = [], 0
+    for position in positions:
+        not_ready += refs[start:position]
+        start = position + 1
+    not_ready += refs[start:]
+    return [refs[position] for position in positions], not_ready
 
 
 def _split_ready(refs: list, flags: list[bool], num_returns: int) -> tuple[list, list]:

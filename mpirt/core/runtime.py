@@ -155,6 +155,10 @@ class Runtime:
         """``ObjectWaits.wait_entries``, returning the ready flags."""
         return list(map(_ready_of, self.waits.wait_entries(refs, num_required, timeout, fail_fast)))
 
+    def first_ready(self, refs: List[ObjectRef], num_required: int) -> Optional[List[int]]:
+        """``ObjectWaits.first_ready``: where the first ``num_required`` ready refs are, if that many are now."""
+        return self.waits.first_ready(refs, num_required)
+
     def raise_first_error(self, refs: List[ObjectRef]) -> None:
         """Raise the error of the first failed object among ``refs`` (ready or not)."""
         if len(refs) == 1:

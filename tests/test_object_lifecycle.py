@@ -7,6 +7,7 @@ import pytest
 
 from mpirt.exceptions import ErrorPayload, ObjectLostError, OwnerDiedError
 from mpirt.core.lifecycle import IllegalTransition
+from mpirt.core import object_ref
 from mpirt.core.object_ref import make_object_id
 from mpirt.core.objects import PENDING, READY, RELEASED, UNREFERENCED, Entry, ObjectTable
 from mpirt.store.manager import StoreLocation
@@ -214,3 +215,37 @@ def test_the_owner_answers_requests_once_the_value_is_ready(rt, table):
     assert rt.sent == []
     table.set_ready(oid(ME), b"value")
     assert rt.sent == [(OTHER, ("obj", oid(ME), b"value", False))]
+
+
+# -- references -----------------------------------------------------------------------------
+def _unpickled_and_dropped(table, blob):
+    """Unpickle ``blob`` (one ObjectRef), drop the copy, and apply the reference events it made."""
+    ref = pickle.loads(blob)
+    del ref
+    table.references.apply_events()
+
+
+def test_refs_read_out_of_a_stored_value_tell_their_owner_nothing_and_refs_sent_do(rt, table):
+    object_ref.ref_events.clear()
+    ref = object_ref.ObjectRef(oid(OTHER), None)          # a borrowed ref, counted elsewhere
+    object_ref.pickling_context.stored = True              # as codec.encode pickles a put value or a result
+    try:
+        stored = pickle.dumps([ref])
+    finally:
+        object_ref.pickling_context.stored = False
+    sent = pickle.dumps(ref)                               # as an argument or a message carries it
+    table.references.apply_events()
+    assert rt.sent == [(OTHER, ("obj_ref", oid(OTHER), "pinned")),       # the stored value pins the id
+                       (OTHER, ("obj_ref", oid(OTHER), "pickled"))]      # the sent one is in flight
+    rt.sent.clear()
+    table.ensure(oid(OTHER))                               # read here once: a borrowed copy of its value
+    rt.handlers["obj"](OTHER, oid(OTHER), b"value", False)
+    rt.sent.clear()
+    for _ in range(3):                                     # a value read again and again: no notices at all
+        _unpickled_and_dropped(table, stored)
+    assert rt.sent == []
+    assert oid(OTHER) not in table.entries                 # ... and the borrowed copy went with the last ref
+    _unpickled_and_dropped(table, sent)                    # one that travelled: its owner counts it, both ways
+    assert [message for _, message in rt.sent] == [("obj_ref", oid(OTHER), "arrived"),
+                                                   ("obj_ref", oid(OTHER), "released")]
+    del ref

@@ -5,7 +5,7 @@ import concurrent.futures
 import operator
 import threading
 
-from .reachability import ARRIVED, CREATED, DELETED, PICKLED, PINNED
+from .reachability import ARRIVED, CREATED, DELETED, FOUND, PICKLED, PINNED
 
 # Object ids are ints: session (bits 52+) | owner rank (bits 32-51) | sequence (bits 0-31).
 _RANK_SHIFT = 32
@@ -82,6 +82,11 @@ class ObjectRef:
     def _arrive(cls, object_id):
         return cls(object_id, ARRIVED)
 
+    @classmethod
+    def _arrive_pinned(cls, object_id):
+        """A copy unpickled from a stored value, whose pickling pinned the id (``reachability.py``)."""
+        return cls(object_id, FOUND)
+
     def __del__(self):
         try:
             ref_events.append((self.id, DELETED))
@@ -122,5 +127,6 @@ class ObjectRef:
         return asyncio.wrap_future(self.future()).__await__()
 
     def __reduce__(self):
-        ref_events.append((self.id, pickle_event()))
-        return (ObjectRef._arrive, (self.id,))
+        event = pickle_event()
+        ref_events.append((self.id, event))
+        return (ObjectRef._arrive_pinned if event == PINNED else ObjectRef._arrive, (self.id,))

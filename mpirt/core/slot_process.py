@@ -76,7 +76,7 @@ def _persistent_id(obj):
 
 def _persistent_load(pid):
     if pid[0] == "R":
-        return ObjectRef._arrive(pid[1])
+        return object_ref._arrive(pid[1])
     if pid[0] == "A":
         return ActorHandle(pid[1], _meta_of(pid[2]), False)   # untracked: the rank holds the counted one
     raise RuntimeError(f"mpirt task slot: unknown persistent id {pid!r}")

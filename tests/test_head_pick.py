@@ -16,6 +16,7 @@ class _StandInRuntime:
         self.sent = []
         self.transport = type("Transport", (), {"add_ticker": lambda self, interval, fn: None})()
         self.failures = type("Failures", (), {"handlers": []})()
+        self.replacement = type("Replacement", (), {"expected": lambda self: False})()
 
     def register(self, **handlers):
         self.handlers.update(handlers)
@@ -61,6 +62,38 @@ def test_the_by_node_search_picks_what_the_scan_of_every_rank_picks():
             else:
                 held.append((rng.choice(head.workers), {"CPU": float(rng.choice([0.5, 1, 2]))}))
                 head._take(*held[-1], +1)
+
+
+def test_the_by_node_search_follows_reservations_deaths_and_joins():
+    """The nodes' ranking follows every change of a pool: placement group reservations, a rank dying (what it
+    held goes with it) and a new rank joining a node."""
+    rng = random.Random(11)
+    for trial in range(100):
+        cpus = {rank: float(rng.choice([1, 2, 4])) for rank in range(2, 2 + rng.randint(4, 30))}
+        head = _head(cpus, rng.choice([2, 4, 8]))
+        next_rank = max(cpus) + 1
+        reserved = []
+        for step in range(30):
+            change = rng.random()
+            if change < 0.3:
+                node = rng.choice([node for node, pool in head.pools.items() if pool.ranks])
+                worker = rng.choice(head.pools[node].ranks)
+                reserved.append((node, worker, {"CPU": float(rng.choice([0.5, 1]))}))
+                head.pools[node].reserve(worker, reserved[-1][2], +1)
+            elif change < 0.45 and reserved:
+                node, worker, shape = reserved.pop(rng.randrange(len(reserved)))
+                head.pools[node].reserve(worker, shape, -1)
+            elif change < 0.55 and len(head.workers) > 2:
+                head._on_rank_dead(rng.choice(head.workers))
+            elif change < 0.65:
+                node = rng.choice(sorted(head.pools))
+                head.add_rank(next_rank, {"CPU": 1.0}, node, replaces=None)
+                next_rank += 1
+            else:
+                head._take(rng.choice(head.workers), {"CPU": float(rng.choice([0.5, 1]))}, +1)
+            for shape in ({"CPU": 1.0}, {"CPU": 0.5}):
+                expected = _pick_by_scanning_every_rank(head, shape)
+                assert head._pick(shape) == expected, (trial, step, shape)
 
 
 def test_leases_are_granted_and_returned_over_a_busy_cluster_of_a_thousand_ranks():

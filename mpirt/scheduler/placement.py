@@ -313,16 +313,8 @@ class HeadGroups:
     def _hold(self, node, rank, shape, sign):
         """Take (``sign`` 1) or give back (-1) a bundle's reservation from its node's pool."""
         pool = self.head.pools.get(node)
-        if pool is None:
-            return
-        if rank in pool.unreserved_cpus:
-            pool.unreserved_cpus[rank] -= sign * shape.get(CPU, 0.0)
-        for name, amount in shape.items():
-            if name in RANK_BOUND:
-                if rank in pool.rank_free:     # else the rank died, and its GPUs with it
-                    pool.rank_free[rank][name] = pool.rank_free[rank].get(name, 0.0) - sign * amount
-            else:
-                pool.free[name] = pool.free.get(name, 0.0) - sign * amount
+        if pool is not None:
+            pool.reserve(rank, shape, sign)
 
     def _release_reservation(self, group):
         if group.state is CREATED:

@@ -14,12 +14,12 @@ import threading
 
 from ..exceptions import ActorDiedError, ErrorPayload
 from . import invoke, log_forward, runtime_env
+from .actor_loop import ActorLoop
 from .call_context import task_context
 from .codec import loads
 from .invoke import error_blobs
 from .object_ref import owner_of
 from .protocol import HEAD_RANK
-from .actor_loop import ActorLoop
 from .threads import WorkerThreads
 
 

@@ -260,7 +260,7 @@ def test_progress_table_is_printed(rt, tmp_path, capsys):
 
 
 def test_tensorboard_events_are_written(rt, tmp_path):
-    pytest.importorskip("tensorboardX")
+    pytest.importorskip("tensorboardX")   # the reader: its protobuf classes and CRC, not mpirt's encoder
     analysis = tune.run(seed_func, config={"alpha": 1, "beta": 1}, local_dir=str(tmp_path), name="tb", verbose=0)
     trial = analysis.trials[0]
     files = [name for name in os.listdir(trial.local_path) if name.startswith("events.out.tfevents")]
@@ -274,10 +274,16 @@ def test_tensorboard_events_are_written(rt, tmp_path):
 
 
 def _read_tensorboard_events(path):
-    """The events of a TensorBoard event file: TFRecords (length, its CRC, data, its CRC) of Event protobufs."""
+    """The events of a TensorBoard event file: TFRecords (length, its masked CRC-32C, data, its masked CRC-32C)
+    of Event protobufs, every CRC checked."""
     import struct
 
+    from tensorboardX.crc32c import crc32c
     from tensorboardX.proto.event_pb2 import Event
+
+    def masked(data):
+        crc = crc32c(data)
+        return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
     events = []
     with open(path, "rb") as f:
@@ -286,7 +292,9 @@ def _read_tensorboard_events(path):
             if not header:
                 return events
             (length,) = struct.unpack("<Q", header[:8])
+            assert struct.unpack("<I", header[8:])[0] == masked(header[:8])
+            data = f.read(length)
+            assert struct.unpack("<I", f.read(4))[0] == masked(data)
             event = Event()
-            event.ParseFromString(f.read(length))
-            f.read(4)
+            event.ParseFromString(data)
             events.append(event)

@@ -267,7 +267,7 @@ class ExperimentStorage:
         self.hdf5_path = os.path.join(self.path, HDF5_FILE)
         self._journal = None
         self._files = {}
-        self._last_flush = 0.0
+        self._last_flush = time.monotonic()   # the first summary after an interval: a short run writes it once
         self._flush_interval = 2.0
 
     def exists(self):

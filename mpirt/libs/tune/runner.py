@@ -285,7 +285,7 @@ class TrialRunner:
                 break                        # its checkpoint is still on the way
             if not self._acquire_and_launch(trial):
                 break                        # its placement group is not reserved yet
-        if self.searcher_finished and not any(t.status in (PENDING, PAUSED) for t in self.trials):
+        if self._idle and self.searcher_finished and not any(t.status in (PENDING, PAUSED) for t in self.trials):
             while self._idle:                # no trial will need them again
                 self._retire(self._idle.pop())
 
@@ -508,6 +508,7 @@ class TrialRunner:
         self._submit_save(trial)
         self._stop_actor(trial)
         self._set_status(trial, PAUSED)
+        self.storage.close_trial(trial)      # its logs reopen when it resumes: many paused trials hold no files
 
     def _finish(self, trial, status):
         self._stop_actor(trial)

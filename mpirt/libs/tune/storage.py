@@ -197,7 +197,7 @@ class TrialFiles:
     def __init__(self, path):
         self.path = path
         self._csv_fields = None
-        self._events = None
+        self._results = self._csv_file = self._csv = self._events = None
         _writer.submit(os.makedirs, path, 0o777, True)
 
     def write_params(self, config):
@@ -219,23 +219,31 @@ class TrialFiles:
             json.dump(config, f, indent=2, sort_keys=True)
 
     def _append(self, clean):
-        with open(os.path.join(self.path, "result.json"), "a") as f:
-            f.write(json.dumps(clean) + "\n")
+        if self._results is None:
+            self._open_logs()
+        self._results.write(json.dumps(clean) + "\n")
+        self._results.flush()
         flat = flatten({k: v for k, v in clean.items() if k != "config"})
-        csv_path = os.path.join(self.path, "progress.csv")
         if self._csv_fields is None:
-            if os.path.exists(csv_path) and os.path.getsize(csv_path):
-                with open(csv_path) as f:
-                    self._csv_fields = next(csv.reader(f))
-            else:
-                self._csv_fields = list(flat)
-                with open(csv_path, "w", newline="") as f:
-                    csv.writer(f).writerow(self._csv_fields)
-        with open(csv_path, "a", newline="") as f:
-            csv.writer(f).writerow([flat.get(k, "") for k in self._csv_fields])
+            self._csv_fields = list(flat)
+            self._csv.writerow(self._csv_fields)
+        self._csv.writerow([flat.get(k, "") for k in self._csv_fields])
+        self._csv_file.flush()
         self._log_tensorboard(flat, clean.get("training_iteration", 0))
 
+    def _open_logs(self):
+        """Open result.json and progress.csv for appending, kept open while the trial runs (an open and
+        a close per result cost more than the write); a progress.csv already there keeps its columns."""
+        csv_path = os.path.join(self.path, "progress.csv")
+        if os.path.exists(csv_path) and os.path.getsize(csv_path):
+            with open(csv_path, newline="") as f:
+                self._csv_fields = next(csv.reader(f))
+        self._results = open(os.path.join(self.path, "result.json"), "a")
+        self._csv_file = open(csv_path, "a", newline="")
+        self._csv = csv.writer(self._csv_file)
+
     def _rewrite(self, results):
+        self._close()
         for name in ("result.json", "progress.csv"):
             try:
                 os.remove(os.path.join(self.path, name))
@@ -253,9 +261,10 @@ class TrialFiles:
                                                               and not isinstance(value, bool))}, step)
 
     def _close(self):
-        if self._events is not None:
-            self._events.close()
-        self._events = None
+        for file in (self._results, self._csv_file, self._events):
+            if file is not None:
+                file.close()
+        self._results = self._csv_file = self._csv = self._events = None
 
 
 class ExperimentStorage:

@@ -4,7 +4,10 @@ Workloads (each runtime in its own fresh subprocess, ``init(num_cpus=2)``):
   1. 200 trivial trials (grid over 200 values), each reporting one result: wall time of the
      whole experiment (search, trial start/stop, logging, result files), as trials/s and
      overhead per trial in ms,
-  2. 4 trials reporting 500 results each: results/s through the experiment loop.
+  2. 4 trials reporting 500 results each: results/s through the experiment loop,
+  3. 100 trials reporting 10 results each, end to end, the first experiment of the process (nothing
+     imported or warmed by an earlier one: it runs before 1 and 2); Ray with ``reuse_actors=True``, its
+     fastest setting for this shape (its default starts an actor per trial).
 Both write their results to a temporary directory (mpirt: HDF5 + JSON/CSV; Ray: its usual
 files). Ray is optional: without it the Ray column reads "n/a".
 
@@ -24,8 +27,8 @@ import harness  # noqa: E402
 
 RESULT_MARKER = "tune_bench_result"
 CHILD_TIMEOUT_S = 1500
-FULL = dict(trials=200, long_trials=4, results_per_trial=500)
-QUICK = dict(trials=50, long_trials=4, results_per_trial=100)
+FULL = dict(trials=200, long_trials=4, results_per_trial=500, short_trials=100, short_results=10)
+QUICK = dict(trials=50, long_trials=4, results_per_trial=100, short_trials=100, short_results=10)
 
 
 def _one_result(config):
@@ -40,15 +43,16 @@ def _many_results(config):
 _REPORT = None
 
 
-def _experiment(runtime, trainable, space, storage):
-    """Run one experiment with ``runtime``'s Tune; return its wall time in seconds."""
+def _experiment(runtime, trainable, space, storage, reuse_actors=None):
+    """Run one experiment with ``runtime``'s Tune; return its wall time in seconds. ``reuse_actors``
+    is passed to Ray only (mpirt always reuses a finished trial's actor)."""
     t0 = time.perf_counter()
     if runtime == "mpirt":
         from mpirt.libs import tune
         tune.run(trainable, config=space, local_dir=storage, name=f"exp{time.monotonic_ns()}", verbose=0)
     else:
         from ray import tune
-        tune.Tuner(trainable, param_space=space,
+        tune.Tuner(trainable, param_space=space, tune_config=tune.TuneConfig(reuse_actors=reuse_actors),
                    run_config=tune.RunConfig(storage_path=storage, name=f"exp{time.monotonic_ns()}",
                                              verbose=0)).fit()
     return time.perf_counter() - t0
@@ -70,6 +74,10 @@ def child(runtime, quick):
             from ray import tune
         _REPORT = tune.report
         with tempfile.TemporaryDirectory() as storage:
+            trials, n = cfg["short_trials"], cfg["short_results"]
+            wall = _experiment(runtime, _many_results, {"n": n, "i": tune.grid_search(list(range(trials)))},
+                               storage, reuse_actors=True)
+            result["results"]["short_trials_s"] = {"value": wall}
             trials = cfg["trials"]
             wall = _experiment(runtime, _one_result, {"x": tune.grid_search(list(range(trials)))}, storage)
             result["results"]["trivial_trials_per_s"] = {"value": trials / wall, "wall_s": wall}
@@ -99,6 +107,7 @@ def main(argv=None):
         harness.print_status(name, res)
         harness.print_leftovers(name, res)
     entries = [
+        (f"{cfg['short_trials']} trials x {cfg['short_results']} results, first run", "s", "short_trials_s", False),
         (f"{cfg['trials']} trivial trials, end to end", "trials/s", "trivial_trials_per_s", True),
         ("overhead per trivial trial", "ms", "overhead_ms_per_trial", False),
         (f"{cfg['long_trials']} trials x {cfg['results_per_trial']} results", "results/s", "results_per_s", True),

@@ -71,22 +71,40 @@ class ReferenceCounter:
         self.reachability[key] = Reachability(local_refs)
 
     def apply_events(self):
-        """Count (owner) or report (borrower) this rank's queued reference events."""
+        """Count (owner) or report (borrower) this rank's queued reference events.
+
+        A borrower's "found", "created" and "deleted" events are most of them (a get of a value holding 10,000
+        refs queues 20,000) and need no notice unless a last reference of an announced id goes: they are
+        counted inline, the rest go through ``BorrowedCounts.apply``."""
         events, owner_of, rank = self.events, self.owner_of, self.rt.rank
+        popleft = events.popleft
+        borrowed = self.borrowed
+        counts, announced = borrowed.counts, borrowed.announced
+        on_released = self.on_released
         while events:
             try:
-                key, event = events.popleft()
+                key, event = popleft()
             except IndexError:
                 break
             owner = owner_of(key)
             if owner == rank:
                 self.count(rank, key, event)
-                continue
-            notice, last = self.borrowed.apply(key, event)
-            if notice is not None:
-                self.rt.send(owner, (self.notice_kind, key, notice))
-            if last and self.on_released is not None:
-                self.on_released(key)
+            elif event == FOUND or event == CREATED:
+                counts[key] = counts.get(key, 0) + 1
+            elif event == DELETED and key not in announced:
+                held = counts.get(key, 0)
+                if held > 1:
+                    counts[key] = held - 1
+                else:
+                    counts.pop(key, None)
+                    if on_released is not None:
+                        on_released(key)
+            else:
+                notice, last = borrowed.apply(key, event)
+                if notice is not None:
+                    self.rt.send(owner, (self.notice_kind, key, notice))
+                if last and on_released is not None:
+                    on_released(key)
 
     def _on_notice(self, source, key, event):
         """A borrower's notice. This rank's own events go first: a reference created and passed

@@ -89,7 +89,7 @@ def wait(object_refs: list[ObjectRef], *, num_returns: int = 1, timeout: float |
                         f"{type(object_refs)}.{hint}")
     timeout = _checked_timeout("wait", timeout)
     # The common case (plain refs only) is checked with C-level loops: wait on 1,000 refs is a workload of its own.
-    plain = set(map(type, object_refs)) == _PLAIN_REFS
+    plain = bool(object_refs) and set(map(type, object_refs)) <= object_ref.REF_CLASSES
     if not plain:
         for ref in object_refs:
             if not isinstance(ref, (ObjectRef, ObjectRefGenerator)):
@@ -111,9 +111,6 @@ def wait(object_refs: list[ObjectRef], *, num_returns: int = 1, timeout: float |
                                            for ref in object_refs]
     flags = rt.wait_objects(waitables, num_returns, timeout, fail_fast=False)
     return _split_ready(object_refs, flags, num_returns)
-
-
-_PLAIN_REFS = {ObjectRef}
 
 
 def _split_at(refs: list, positions: list[int]) -> tuple[list, list]:

@@ -219,7 +219,7 @@ def test_the_owner_answers_requests_once_the_value_is_ready(rt, table):
 
 # -- references -----------------------------------------------------------------------------
 def _unpickled_and_dropped(table, blob):
-    """Unpickle ``blob`` (one ObjectRef), drop the copy, and apply the reference events it made."""
+    """Unpickle ``blob`` (ObjectRefs), drop the copies, and apply the reference events they made."""
     ref = pickle.loads(blob)
     del ref
     table.references.apply_events()
@@ -238,13 +238,22 @@ def test_refs_read_out_of_a_stored_value_tell_their_owner_nothing_and_refs_sent_
     assert rt.sent == [(OTHER, ("obj_ref", oid(OTHER), "pinned")),       # the stored value pins the id
                        (OTHER, ("obj_ref", oid(OTHER), "pickled"))]      # the sent one is in flight
     rt.sent.clear()
-    table.ensure(oid(OTHER))                               # read here once: a borrowed copy of its value
+    for _ in range(3):                                     # a value read again and again: no events, no notices
+        found = pickle.loads(stored)
+        assert type(found[0]) is object_ref.ObjectRef and not object_ref.ref_events
+        del found
+    assert not object_ref.ref_events and rt.sent == []
+    found = pickle.loads(stored)[0]                        # one is read here: a get counts it first (waiting.py)
+    object_ref.count_found(found)
+    table.ensure(oid(OTHER))                               # ... and keeps a borrowed copy of its value
     rt.handlers["obj"](OTHER, oid(OTHER), b"value", False)
     rt.sent.clear()
-    for _ in range(3):                                     # a value read again and again: no notices at all
-        _unpickled_and_dropped(table, stored)
-    assert rt.sent == []
-    assert oid(OTHER) not in table.entries                 # ... and the borrowed copy went with the last ref
+    _unpickled_and_dropped(table, stored)                  # other copies come and go around it
+    assert oid(OTHER) in table.entries
+    del found
+    table.references.apply_events()
+    assert rt.sent == []                                   # its owner still hears nothing
+    assert oid(OTHER) not in table.entries                 # ... and the borrowed copy went with the counted ref
     _unpickled_and_dropped(table, sent)                    # one that travelled: its owner counts it, both ways
     assert [message for _, message in rt.sent] == [("obj_ref", oid(OTHER), "arrived"),
                                                    ("obj_ref", oid(OTHER), "released")]

@@ -176,6 +176,36 @@ def test_refs_returned_from_tasks_and_passed_nested(rt):
     assert rt.get(deref.remote([inner])) == "made in a task"
 
 
+@mpirt.remote
+def make_refs(count):
+    return [mpirt.put(f"value {i}") for i in range(count)]
+
+
+@mpirt.remote
+def value_of_argument(value):
+    return value
+
+
+def test_refs_found_in_a_value_keep_a_copy_here_only_once_read_here(rt):
+    table = mpirt.core.current.runtime().objects
+    holder = make_refs.remote(200)
+    for _ in range(3):                            # read and dropped unread: nothing of theirs stays here
+        assert len(rt.get(holder)) == 200
+    found = rt.get(holder)
+    assert all(isinstance(ref, mpirt.ObjectRef) for ref in found)
+    assert not any(ref.id in table.entries for ref in found)
+    assert rt.get(found[7]) == "value 7"          # read here: a copy of its value is kept while the ref lives
+    assert rt.get(value_of_argument.remote(found[8])) == "value 8"     # an argument, resolved here first
+    assert rt.get(deref.remote([found[9]])) == "value 9"               # nested: read by the worker
+    ready, _ = rt.wait([found[10]])
+    assert ready == [found[10]] and rt.get(ready[0]) == "value 10"
+    read = [found[i].id for i in (7, 8, 10)]
+    assert wait_for(lambda: all(object_id in table.entries for object_id in read[:1]))
+    del found, ready
+    assert wait_for(lambda: not any(object_id in table.entries for object_id in read))   # gone with the refs
+    assert rt.get(rt.get(holder)[7]) == "value 7"                      # read again: fetched again
+
+
 def test_many_small_objects_are_freed(rt):
     table = mpirt.core.current.runtime().objects
     for _ in range(5):

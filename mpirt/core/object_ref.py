@@ -5,7 +5,7 @@ import concurrent.futures
 import operator
 import threading
 
-from .reachability import ARRIVED, CREATED, DELETED, FOUND, PICKLED, PINNED
+from .reachability import ARRIVED, CREATED, DELETED, PICKLED, PINNED
 
 # Object ids are ints: session (bits 52+) | owner rank (bits 32-51) | sequence (bits 0-31).
 _RANK_SHIFT = 32
@@ -69,20 +69,22 @@ def returned(refs, num_returns):
 
 
 class ObjectRef:
-    """Reference to a (possibly not yet computed) object; pass it anywhere, ``get`` it later."""
+    """Reference to a (possibly not yet computed) object; pass it anywhere, ``get`` it later.
+
+    ``ObjectRef(object_id)`` makes a counted reference (``CountedRef``): its making and its going are reference
+    events (``reachability.py``). A reference unpickled from a stored value (a "found" one, ``_arrive_pinned``)
+    is a plain ``ObjectRef``: no event, no finalizer, until this rank is about to keep the id's value for it
+    (``count_found``). A get of a value holding 10,000 refs made and applied 20,000 events for refs that are
+    usually dropped unread."""
 
     __slots__ = ("id", "__weakref__")
 
-    def __init__(self, object_id, _event=CREATED):
-        self.id = object_id
+    def __new__(cls, object_id, _event=CREATED):
+        ref = _new(CountedRef)
+        ref.id = object_id
         if _event is not None:     # None: the owner counted this reference when it made the object
             ref_events.append((object_id, _event))
-
-    def __del__(self):
-        try:
-            ref_events.append((self.id, DELETED))
-        except Exception:  # interpreter shutdown
-            pass
+        return ref
 
     @property
     def owner_rank(self):
@@ -123,6 +125,24 @@ class ObjectRef:
         return (_arrive_pinned if event == PINNED else _arrive, (self.id,))
 
 
+class CountedRef(ObjectRef):
+    """An ObjectRef whose going is a reference event (every reference but found ones not yet used here)."""
+
+    __slots__ = ()
+
+    def __del__(self):
+        try:
+            ref_events.append((self.id, DELETED))
+        except Exception:  # interpreter shutdown
+            pass
+
+
+# Users see one type, as in Ray: ``type(ref).__name__`` is "ObjectRef" whichever kind a reference is.
+CountedRef.__name__ = CountedRef.__qualname__ = "ObjectRef"
+_new = object.__new__
+REF_CLASSES = frozenset((ObjectRef, CountedRef))   # what type() of a reference is: found or counted
+
+
 # What an unpickled reference is made by. Module functions, not classmethods: pickle writes a function once and
 # refers back to it, where a bound method is written out and looked up again for every reference (10,000 refs
 # in one value: 230 KB and 18.6 ms to unpickle and drop, against 150 KB and 12.8 ms).
@@ -132,5 +152,18 @@ def _arrive(object_id):
 
 
 def _arrive_pinned(object_id):
-    """A copy unpickled from a stored value, whose pickling pinned the id (``reachability.py``)."""
-    return ObjectRef(object_id, FOUND)
+    """A copy unpickled from a stored value, whose pickling pinned the id (``reachability.py``): a found
+    reference, not counted."""
+    ref = _new(ObjectRef)
+    ref.id = object_id
+    return ref
+
+
+def count_found(ref):
+    """Count ``ref`` from now on if it is a found reference: a get, a wait or a task argument is about to
+    keep its value on this rank, which goes when this rank's last counted reference to the id goes. The
+    owner pinned the id, so a found reference never needs counting for the value to live; only for this
+    rank's copy of it."""
+    if type(ref) is ObjectRef:
+        ref.__class__ = CountedRef
+        ref_events.append((ref.id, CREATED))

@@ -5,13 +5,15 @@ references pickled but not yet unpickled ("in flight"). A borrower counts its ow
 owner when one arrives, when it pickles one, and when its last one is gone; its "pickled" notice travels
 before its "released" one on the same channel, so the count cannot reach zero while a reference is still
 travelling. A reference pickled into a stored value (``put``, a task result) may be unpickled any number of
-times: it pins the id, which then lives until the session ends. Its copies unpickled from that value ("found")
-are counted where they are, but their owner need not hear of them: nothing a borrower holds can keep a pinned
-id alive longer (a get of a value holding 10,000 refs sent 20,000 notices to their owner).
+times: it pins the id, which then lives until the session ends. Its copies unpickled from that value ("found"
+references) make no events at all: nothing anyone holds can keep a pinned id alive longer. A found reference is
+counted only once its rank is about to keep the id's value for it (a get, a wait, a task argument:
+``object_ref.count_found``), so that the rank's copy goes with its last counted reference. A get of a value
+holding 10,000 refs, dropped unread, made and applied 20,000 events before.
 """
 
-CREATED, ARRIVED, FOUND, DELETED, PICKLED, PINNED, RELEASED = ("created", "arrived", "found", "deleted", "pickled",
-                                                              "pinned", "released")
+CREATED, ARRIVED, DELETED, PICKLED, PINNED, RELEASED = ("created", "arrived", "deleted", "pickled", "pinned",
+                                                       "released")
 
 
 class Reachability:
@@ -29,7 +31,7 @@ class Reachability:
         elif event == PINNED:
             self.pinned = True
         elif source == owner_rank:
-            if event in (CREATED, ARRIVED, FOUND):
+            if event == CREATED or event == ARRIVED:
                 self.local += 1
             elif event == DELETED:
                 self.local -= 1
@@ -73,9 +75,8 @@ class ReferenceCounter:
     def apply_events(self):
         """Count (owner) or report (borrower) this rank's queued reference events.
 
-        A borrower's "found", "created" and "deleted" events are most of them (a get of a value holding 10,000
-        refs queues 20,000) and need no notice unless a last reference of an announced id goes: they are
-        counted inline, the rest go through ``BorrowedCounts.apply``."""
+        A borrower's "created" and "deleted" events are most of them and need no notice unless the last reference
+        of an announced id goes: they are counted inline, the rest go through ``BorrowedCounts.apply``."""
         events, owner_of, rank = self.events, self.owner_of, self.rt.rank
         popleft = events.popleft
         borrowed = self.borrowed
@@ -89,7 +90,7 @@ class ReferenceCounter:
             owner = owner_of(key)
             if owner == rank:
                 self.count(rank, key, event)
-            elif event == FOUND or event == CREATED:
+            elif event == CREATED:
                 counts[key] = counts.get(key, 0) + 1
             elif event == DELETED and key not in announced:
                 held = counts.get(key, 0)

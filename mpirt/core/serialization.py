@@ -4,7 +4,7 @@ arguments (and GPU arrays) put into the store first as the codec's policy says (
 from ..store import device
 from .codec import (LargeDeviceArray, dumps, dumps_with_devices, holds_large_device_array, loads,
                     refuse_large_device_arrays)
-from .object_ref import ObjectRef
+from .object_ref import ObjectRef, count_found
 
 
 class ArgRef:
@@ -32,6 +32,7 @@ def pack_arguments(function_name, bound_args, args, kwargs, put=None, inline_lim
 
     def swap(value):
         if isinstance(value, ObjectRef):
+            count_found(value)    # its value will be kept here until the task is sent
             deps.append(value)
             return ArgRef(value.id)
         return value

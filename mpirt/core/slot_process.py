@@ -35,7 +35,7 @@ from ..runtime_context import RuntimeContext, _qualified
 from . import current, invoke, log_forward, object_ref, slot_wire
 from .codec import dumps, encode_plain, loads
 from .log_forward import TextSink
-from .object_ref import ObjectRef
+from .object_ref import REF_CLASSES
 from .runtime_env import _Applied, _put_in_place, _take_away
 
 
@@ -61,7 +61,7 @@ _sent_callables: dict = {}                # id -> RemoteFunction/ActorClass alre
 def _persistent_id(obj):
     """Handles go to the rank as ids it resolves to its own objects (``task_slots``)."""
     kind = type(obj)
-    if kind is ObjectRef:
+    if kind in REF_CLASSES:
         return ("R", obj.id)
     if kind is ActorHandle:
         return ("A", obj._actor_id)

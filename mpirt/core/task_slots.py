@@ -31,7 +31,7 @@ from multiprocessing.connection import Connection
 from ..exceptions import ErrorPayload
 from . import invoke, log_forward, slot_wire
 from .codec import dumps
-from .object_ref import ObjectRef
+from .object_ref import REF_CLASSES
 
 MODES = ("auto", "process", "thread")
 # Variables a slot process must not see: they would make MPI code in a task believe it is a rank of this job.
@@ -340,7 +340,7 @@ class TaskSlots:
 
         def persistent_id(obj):
             kind = type(obj)
-            if kind is ObjectRef:
+            if kind in REF_CLASSES:
                 held[("R", obj.id)] = obj
                 return ("R", obj.id)
             token = _RANK_HANDLES.get(kind)

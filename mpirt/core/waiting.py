@@ -13,7 +13,7 @@ from typing import List, Optional
 from ..exceptions import GetTimeoutError
 from . import tracing
 from .call_context import task_context
-from .object_ref import ObjectRef, all_in_session, id_of, session_of
+from .object_ref import ObjectRef, all_in_session, count_found, id_of, session_of
 from .objects import Entry
 from .signals import HOLD
 from .threads import handoffs
@@ -96,7 +96,10 @@ class ObjectWaits:
             known = rt.objects.entries.get
             ensure = rt.objects.ensure
             entries = list(map(known, ids))
-            if None in entries:
+            if None in entries:   # values this rank will keep now: found refs among them are counted from here
+                for ref, entry in zip(refs, entries):
+                    if entry is None:
+                        count_found(ref)
                 entries = [entry or ensure(object_id) for object_id, entry in zip(ids, entries)]
             waiter = _Waiter(rt.cond, num_required, fail_fast)
             waiter.count_ready(entries)

@@ -78,6 +78,7 @@ class ObjectRef:
     usually dropped unread."""
 
     __slots__ = ("id", "__weakref__")
+    id: int
 
     def __new__(cls, object_id, _event=CREATED):
         ref = _new(CountedRef)

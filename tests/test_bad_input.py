@@ -230,3 +230,30 @@ def test_an_actor_that_waits_long_to_be_placed_is_reported(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "placed while the group held every CPU: False" in proc.stdout and "placed\n" in proc.stdout
     assert "has waited" in proc.stderr and "placement groups reserve CPU=2" in proc.stderr, proc.stderr
+
+
+STALE_REF_APP = """
+import mpirt
+mpirt.init(num_cpus=1)
+kept = mpirt.put("from the first session")
+fresh_then = mpirt.put("ready")
+mpirt.shutdown()
+mpirt.init(num_cpus=1)
+fresh = mpirt.put("ready")
+for call in (lambda: mpirt.get(kept), lambda: mpirt.get([fresh, kept]), lambda: mpirt.wait([kept, fresh], num_returns=2)):
+    try:
+        call()
+        print("no error")
+    except ValueError as error:
+        print("ValueError:", error)
+mpirt.shutdown()
+"""
+
+
+def test_a_ref_kept_across_shutdown_and_init_is_refused_by_name(tmp_path):
+    """The second init() of a process: get and wait check every ref's session (the first skips the check, as
+    no ref of another session can exist there)."""
+    proc = run_app(tmp_path, STALE_REF_APP, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3 and all("belongs to an earlier mpirt session" in line for line in lines), proc.stdout

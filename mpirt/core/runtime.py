@@ -17,7 +17,7 @@ from ..exceptions import ErrorPayload, ObjectLostError, ObjectStoreFullError
 from ..scheduler.head import HeadScheduler
 from ..scheduler.resources import ClusterView
 from ..store.manager import StoreManager
-from . import object_value, protocol, rank_state
+from . import object_ref, object_value, protocol, rank_state
 from .actor_caller import ActorCaller
 from .actor_host import ActorHost
 from .codec import encode, loads
@@ -52,6 +52,7 @@ class Runtime:
         self.rank = comm.Get_rank() if joining is None else joining.rank
         self.size = comm.Get_size() if joining is None else joining.size   # rank numbers given so far
         self.session = session
+        object_ref.session_started(session)
         self.config = config
         rank_state.finished_tasks.clear()    # a job's state API shows its own tasks, not an earlier init()'s
         self.lock = threading.RLock()

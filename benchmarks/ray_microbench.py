@@ -420,7 +420,8 @@ def main(argv=None):
            "rounds": args.rounds, "cores": os.cpu_count(), "python": sys.version.split()[0],
            "workloads": [{"key": k, "label": l, "unit": u, "goal": g} for k, l, u, g in WORKLOADS if k in keys],
            "runtimes": runs, "merged": merged}
-    stem = "ray_microbench" + ("_quick" if args.quick else "")
+    # a partial run (--only) keeps the whole table's file as it was
+    stem = "ray_microbench" + ("_quick" if args.quick else "") + ("_only" if args.only else "")
     harness.write_results(stem, doc, lambda path: save_plot(merged, keys, path, title))
     return 0 if all(r.get("status") in ("ok", "not installed") for r in merged.values()) else 1
 

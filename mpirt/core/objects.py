@@ -29,6 +29,11 @@ class ObjectState(enum.IntEnum):
 PENDING, UNREFERENCED, READY, RELEASED = ObjectState
 
 
+# How many entries became ready in this process so far: a ``wait`` polling without callbacks
+# (``waiting._enough_ready``) looks at its entries again only when this moved.
+RESOLVED = [0]
+
+
 class Entry:
     """One object in the table. Its state changes only through the methods below, each of which checks the
     state it leaves. ``ready`` says the value came (READY, or RELEASED after it: a caller that holds the
@@ -53,6 +58,7 @@ class Entry:
             self._refuse(PENDING, UNREFERENCED)
         self.blob, self.is_error = blob, is_error
         self.state, self.ready = READY, True
+        RESOLVED[0] += 1
         callbacks, self.callbacks = self.callbacks, None
         return callbacks
 

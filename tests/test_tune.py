@@ -298,3 +298,25 @@ def _read_tensorboard_events(path):
             event = Event()
             event.ParseFromString(data)
             events.append(event)
+
+
+def _asks_for_its_directory(config):
+    directory = tune.get_context().get_trial_dir() if config["ask"] else ""
+    if directory:
+        with open(os.path.join(directory, "note.txt"), "w") as f:
+            f.write("kept")
+    tune.report({"directory": directory})
+
+
+def test_a_trials_scratch_directory_is_made_only_when_asked_for(rt, tmp_path):
+    import glob
+    import tempfile
+    analysis = tune.run(_asks_for_its_directory, config={"ask": tune.grid_search([True, False])},
+                        local_dir=str(tmp_path), name="scratch", verbose=0)
+    asked, silent = sorted(analysis.trials, key=lambda trial: not trial.config["ask"])
+    directory = asked.last_result["directory"]
+    assert os.path.basename(directory).startswith(f"mpirt_trial_{asked.trial_id}_")
+    assert open(os.path.join(directory, "note.txt")).read() == "kept"   # the trial's files stay
+    assert glob.glob(os.path.join(tempfile.gettempdir(), f"mpirt_trial_{silent.trial_id}_*")) == []
+    os.remove(os.path.join(directory, "note.txt"))
+    os.rmdir(directory)

@@ -187,9 +187,12 @@ class _FunctionSession:
         self._trainable = trainable
         self.trial_id = trainable.trial_id
         self.trial_name = trainable.trial_name
-        self.trial_dir = trainable.trial_dir
         self.checkpoint = None
         self.pending_checkpoint = None
+
+    @property
+    def trial_dir(self):
+        return self._trainable.trial_dir
 
     def report(self, metrics, checkpoint):
         self._trainable._on_report(metrics, checkpoint or self.pending_checkpoint)
@@ -208,9 +211,17 @@ class FunctionTrainable(Trainable):
         self._thread = None
         self._last_checkpoint = None
         self._last_metrics = {}
-        self.trial_dir = tempfile.mkdtemp(prefix=f"mpirt_trial_{self.trial_id}_")
+        self._trial_dir = None
         self._session = _FunctionSession(self)
         self._user_config = config
+
+    @property
+    def trial_dir(self):
+        """The trial's scratch directory on this rank (``get_trial_dir()``), made when first asked for: a
+        directory made for every trial, asked for or not, was left in the temporary directory by each."""
+        if self._trial_dir is None:
+            self._trial_dir = tempfile.mkdtemp(prefix=f"mpirt_trial_{self.trial_id}_")
+        return self._trial_dir
 
     def _call_function(self):
         function = type(self)._function

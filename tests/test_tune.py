@@ -308,15 +308,14 @@ def _asks_for_its_directory(config):
     tune.report({"directory": directory})
 
 
-def test_a_trials_scratch_directory_is_made_only_when_asked_for(rt, tmp_path):
+def test_get_trial_dir_is_the_trials_results_directory_and_nothing_is_left_elsewhere(rt, tmp_path):
     import glob
     import tempfile
     analysis = tune.run(_asks_for_its_directory, config={"ask": tune.grid_search([True, False])},
-                        local_dir=str(tmp_path), name="scratch", verbose=0)
+                        local_dir=str(tmp_path), name="trial_dirs", verbose=0)
     asked, silent = sorted(analysis.trials, key=lambda trial: not trial.config["ask"])
-    directory = asked.last_result["directory"]
-    assert os.path.basename(directory).startswith(f"mpirt_trial_{asked.trial_id}_")
-    assert open(os.path.join(directory, "note.txt")).read() == "kept"   # the trial's files stay
-    assert glob.glob(os.path.join(tempfile.gettempdir(), f"mpirt_trial_{silent.trial_id}_*")) == []
-    os.remove(os.path.join(directory, "note.txt"))
-    os.rmdir(directory)
+    assert asked.last_result["directory"] == asked.local_path              # as in Ray: beside its result.json
+    assert open(os.path.join(asked.local_path, "note.txt")).read() == "kept"
+    assert os.path.exists(os.path.join(asked.local_path, "result.json"))
+    for trial in (asked, silent):                                          # no scratch directory anywhere else
+        assert glob.glob(os.path.join(tempfile.gettempdir(), f"mpirt_trial_{trial.trial_id}_*")) == []

@@ -53,8 +53,10 @@ class TrialActor:
     def __init__(self):
         self._trainable = None
 
-    def start(self, trainable_cls, config, trial_id, trial_name, checkpoint=None):
+    def start(self, trainable_cls, config, trial_id, trial_name, checkpoint=None, trial_dir=None):
         self._trainable = trainable_cls(config, trial_id=trial_id, trial_name=trial_name)
+        if trial_dir is not None and isinstance(self._trainable, FunctionTrainable):
+            self._trainable.trial_dir = trial_dir
         if checkpoint is not None:
             self._trainable.restore_from_checkpoint(checkpoint)
         return True
@@ -372,7 +374,7 @@ class TrialRunner:
         if self._trainable_ref is None:   # pickled once, not once per trial (~0.6 ms each on the 2-core VM)
             self._trainable_ref = mpirt.put(self.trainable_cls)
         self._inflight[actor.start.remote(self._trainable_ref, trial.config, trial.trial_id, trial.trial_name,
-                                          trial.latest_checkpoint)] = (trial, "start", actor)
+                                          trial.latest_checkpoint, trial.local_path)] = (trial, "start", actor)
         self._set_status(trial, RUNNING)
         self._hook("on_trial_restore" if trial.latest_checkpoint is not None else "on_trial_start", trial=trial)
         self._submit_train(trial)

@@ -52,7 +52,8 @@ def get_trial_name():
 
 
 def get_trial_dir():
-    """A scratch directory on this rank for the trial's files (not copied to the driver)."""
+    """The trial's directory among the experiment's results, where its result.json is (as in Ray); made on
+    this rank if absent, so on a node without a shared file system it holds only what this rank wrote."""
     return _current().trial_dir
 
 

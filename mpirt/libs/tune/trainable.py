@@ -217,11 +217,19 @@ class FunctionTrainable(Trainable):
 
     @property
     def trial_dir(self):
-        """The trial's scratch directory on this rank (``get_trial_dir()``), made when first asked for: a
-        directory made for every trial, asked for or not, was left in the temporary directory by each."""
+        """``get_trial_dir()``: the trial's directory among the experiment's results (where its result.json
+        is, as in Ray; made on this rank if absent, as on a node without a shared file system), or a temporary
+        one for a trainable run outside Tune. Made when first asked for: one made for every trial, asked for or
+        not, was left in the temporary directory by each."""
         if self._trial_dir is None:
             self._trial_dir = tempfile.mkdtemp(prefix=f"mpirt_trial_{self.trial_id}_")
+        else:
+            os.makedirs(self._trial_dir, exist_ok=True)
         return self._trial_dir
+
+    @trial_dir.setter
+    def trial_dir(self, path):
+        self._trial_dir = path
 
     def _call_function(self):
         function = type(self)._function

@@ -30,7 +30,7 @@ PENDING, UNREFERENCED, READY, RELEASED = ObjectState
 
 
 # How many entries became ready in this process so far: a ``wait`` polling without callbacks
-# (``waiting._enough_ready``) looks at its entries again only when this moved.
+# (``waiting._Waiter.enough_ready``) looks at its entries again only when this moved.
 RESOLVED = [0]
 
 

@@ -49,22 +49,22 @@ class _Waiter:
         if self.ready >= self.needed or (self.fail_fast and any(map(_is_error_of, ready))):
             self.done = True
 
+    def enough_ready(self, entries):
+        """Whether ``needed`` of ``entries`` are ready, looked at only when an entry of the table became ready
+        since the last look (``objects.RESOLVED``); stops at the ``needed``-th ready one. For a wait polling
+        without callbacks."""
+        resolved = RESOLVED[0]
+        if resolved == self.seen:
+            return False
+        self.seen = resolved
+        return len(list(itertools.islice(filter(_ready_of, entries), self.needed))) >= self.needed
+
     def on_ready(self, object_id, entry):
         if not self.done:
             self.count(entry)
             if self.done:
                 handoffs[0] += 1
                 self.cond.notify_all()
-
-
-def _enough_ready(waiter, entries):
-    """Whether ``waiter.needed`` of ``entries`` are ready, looked at only when an entry of the table became
-    ready since the last look (``objects.RESOLVED``); stops at the ``needed``-th ready one."""
-    resolved = RESOLVED[0]
-    if resolved == waiter.seen:
-        return False
-    waiter.seen = resolved
-    return len(list(itertools.islice(filter(_ready_of, entries), waiter.needed))) >= waiter.needed
 
 
 class _Absent:
@@ -127,7 +127,7 @@ class ObjectWaits:
         if budget > 0 and not rt.lock._is_owned():
             # Most waits for a call's result are short: drive MPI here for a moment rather than
             # sleep until the progress thread wakes us (and before giving a task's CPU back).
-            if rt.transport.poll(lambda: waiter.done if fail_fast else _enough_ready(waiter, entries), budget):
+            if rt.transport.poll(lambda: waiter.done if fail_fast else waiter.enough_ready(entries), budget):
                 record_wait()
                 return entries
         if not fail_fast:
@@ -165,7 +165,7 @@ class ObjectWaits:
         """Have ``waiter`` counted as each of ``entries`` not ready yet becomes ready (runtime lock held).
 
         ``get`` watches at once: it needs them all. A ``wait`` first polls without this, looking again only when
-        some entry of the table became ready (``_enough_ready``): its callbacks would stay on every entry until
+        some entry of the table became ready (``_Waiter.enough_ready``): its callbacks would stay on every entry until
         that one is ready, and ``wait`` called in a loop on what the last call left (Ray's "wait 1k refs")
         registered some 16,000 an op, most never needed."""
         on_ready = self.rt.objects.on_ready

@@ -257,8 +257,8 @@ class TrialFiles:
         if self._events is None:
             self._events = EventFile(self.path)
         self._events.scalars({f"mpirt/{key}": value for key, value in flat.items()
-                           if type(value) in (int, float) or (isinstance(value, numbers.Number)
-                                                              and not isinstance(value, bool))}, step)
+                              if type(value) in (int, float) or (isinstance(value, numbers.Number)
+                                                                 and not isinstance(value, bool))}, step)
 
     def _close(self):
         for file in (self._results, self._csv_file, self._events):

@@ -61,7 +61,7 @@ def method(*args, **options):
 
 def exit_actor():
     """End the actor this method runs in; later calls raise ActorDiedError."""
-    if getattr(task_context, "label", None) is None:
+    if task_context.label is None:
         raise RuntimeError("exit_actor() can only be called inside an actor method")
     raise ActorExit()
 

@@ -26,7 +26,7 @@ from .core.ids import hex_id, node_id_hex, worker_id_hex
 
 def gpu_ids(rt):
     """``get_gpu_ids()`` of the task or actor running in this thread on ``rt``."""
-    if not getattr(task_context, "num_gpus", 0.0):
+    if not task_context.num_gpus:
         return []
     ids = rt.config["rank_info"][rt.rank]["gpu_ids"]
     return [int(i) if i.isdigit() else i for i in ids]
@@ -82,7 +82,7 @@ class RuntimeContext:
     # -- the task or actor call running on this thread ------------------------
     def get_task_id(self):
         """The id of the running task or actor call in hex; None on the driver."""
-        task = getattr(task_context, "task", None)
+        task = task_context.task
         if task is not None:
             return hex_id(task.task_id)
         _, call = running_actor_call()
@@ -94,13 +94,13 @@ class RuntimeContext:
         current = async_call.get()
         if current is not None:
             return current[2]
-        if getattr(task_context, "task", None) is None and getattr(task_context, "actor", None) is None:
+        if task_context.task is None and task_context.actor is None:
             return None
-        return getattr(task_context, "label", None)
+        return task_context.label
 
     def get_task_function_name(self):
         """``module.function`` of the running task (``module.Class.method`` for an actor call)."""
-        task = getattr(task_context, "task", None)
+        task = task_context.task
         if task is not None:
             return None if task.function is None else _qualified(task.function)
         actor, call = running_actor_call()
@@ -112,7 +112,7 @@ class RuntimeContext:
     def get_assigned_resources(self):
         """What the running task or actor holds: ``{"CPU": 1.0}`` for a default task, ``{}`` for a default
         actor (it holds no CPU while it lives)."""
-        task = getattr(task_context, "task", None)
+        task = task_context.task
         if task is not None:
             return dict(task.shape)
         actor, _ = running_actor_call()
@@ -136,7 +136,7 @@ class RuntimeContext:
 
     def is_canceled(self):
         """Whether ``cancel()`` was called on the running task or actor call."""
-        task = getattr(task_context, "task", None)
+        task = task_context.task
         if task is not None:
             return task.cancelled
         if async_call.get() is not None:

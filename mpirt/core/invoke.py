@@ -95,8 +95,7 @@ def leave():
 def current():
     """What ``enter`` set, as its arguments: a constructor run inside a call (a restart) puts it back."""
     context = task_context
-    return (getattr(context, "label", None), getattr(context, "num_gpus", 0.0), getattr(context, "task", None),
-            getattr(context, "actor", None), getattr(context, "call", None))
+    return context.label, context.num_gpus, context.task, context.actor, context.call
 
 
 def enter_async(actor, call, label):

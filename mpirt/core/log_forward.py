@@ -65,7 +65,7 @@ class ForwardingStream(TextSink):
         with self._lock:
             buffer = self._buffers.get(ident)
             if buffer is None:
-                buffer = self._buffers[ident] = [getattr(task_context, "label", None) or self._role, ""]
+                buffer = self._buffers[ident] = [task_context.label or self._role, ""]
             buffer[1] += text
             if "\n" in text:
                 complete, _, rest = buffer[1].rpartition("\n")
@@ -125,7 +125,7 @@ def _note_owner(prefix, text):
         bar_id = state["id"]
     except (ValueError, TypeError, KeyError):
         return
-    if getattr(task_context, "task", None) is None and running_actor_call()[0] is None:
+    if task_context.task is None and running_actor_call()[0] is None:
         return
     owner = _owner()
     if state.get("closed"):

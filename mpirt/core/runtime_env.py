@@ -190,7 +190,7 @@ def for_submission(job_env, own):
     """The frozen environment a task or actor submitted now from this thread runs in: ``own``
     (resolved, or None) merged onto that of the task running here, if any, else onto the job's
     ``job_env``. None when it is just the job's (what every worker rank has in place)."""
-    task = getattr(task_context, "task", None)
+    task = task_context.task
     if task is not None:
         parent = task.environment
     else:                      # from an actor's constructor or call: the actor's, as in Ray

@@ -242,7 +242,7 @@ class TaskSubmitter:
         ``stream``: it is a streaming generator (``streams.py``) with that backpressure (0: none)."""
         rt = self.rt
         function.store_once(rt)
-        parent = getattr(task_context, "task", None)   # the task submitting it, on a worker rank
+        parent = task_context.task   # the task submitting it, on a worker rank
         with rt.lock:
             rec = TaskRecord()
             rec.task_id = rt.next_id()

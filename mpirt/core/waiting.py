@@ -178,18 +178,18 @@ class ObjectWaits:
         and either lets go of the rank's runtime_env, which a task it waits for may need."""
         if self.rt.executor is None:
             return False
-        task = getattr(task_context, "task", None)
+        task = task_context.task
         if task is not None:
             self.rt.executor.task_blocked(task)
             return True
-        actor = getattr(task_context, "environment_actor", None)
+        actor = task_context.environment_actor
         if actor is not None:            # a threaded actor call holding its actor's runtime_env
             self.rt.actor_host.leave_environment(actor)
             return True
         return False
 
     def _exit_blocked(self):
-        task = getattr(task_context, "task", None)
+        task = task_context.task
         if task is not None:
             self.rt.executor.task_unblocked(task)
         else:

@@ -82,6 +82,7 @@ class Runtime:
         self.shutdown = ShutdownHandshake(self)
         self.transport.add_ticker(0.005, self._apply_ref_events)
         self.submitter = TaskSubmitter(self)
+        self.transport.after_batch = self.submitter.pump_after_batch
         self.actors = ActorCaller(self)
         self.groups = PlacementGroups(self)
         self.streams = Streams(self)

@@ -225,6 +225,7 @@ class TaskSubmitter:
         # Tasks cancelled with force=True while at a worker: finished here already, their lease
         # slot still taken until the worker says the task ended.
         self.abandoned = {}                           # task_id -> Lease
+        self._to_pump = set()                         # keys whose leases got room in the batch being handled
         runtime.register(lease_grant=self._on_lease_grant, done=self._on_done, stolen=self._on_stolen,
                          cancel_request=self._on_cancel_request, lease_unschedulable=self._on_lease_unschedulable,
                          group_removed=self._on_group_removed)
@@ -458,7 +459,7 @@ class TaskSubmitter:
             if lease is not None:   # a task cancelled with force=True has ended: its slot is free
                 lease.inflight -= 1
                 lease.last_progress = time.monotonic()
-                self._pump(lease.key)
+                self._to_pump.add(lease.key)
             return
         lease = rec.lease
         lease.inflight -= 1
@@ -470,7 +471,15 @@ class TaskSubmitter:
                 self.queues[rec.key].appendleft(rec)
             else:
                 self._finish(rec, blobs, is_error)
-        self._pump(rec.key)
+        self._to_pump.add(rec.key)
+
+    def pump_after_batch(self):
+        """Refill the leases that tasks finished on, once per batch of messages (the transport's
+        ``after_batch``): a worker answers up to PIPELINE_DEPTH tasks in one batch, and a pump per answer
+        was a fifth of a submitting driver's progress thread."""
+        to_pump = self._to_pump
+        while to_pump:
+            self._pump(to_pump.pop())
 
     def _finish(self, rec, blobs, is_error):
         """Set the task's results; ``is_error`` is one flag for all, or one per result (a generator with

@@ -68,6 +68,9 @@ class Transport:
         self._local_busy = False      # a flush is handing messages to this rank's handlers
         self._poll_status = None      # pollers take turns (progress lock): one MPI.Status serves them all
         self._tickers = []
+        # Called after each batch is handled (dispatch lock held): work that handlers of its messages
+        # left for once per batch rather than once per message.
+        self.after_batch: Optional[Callable[[], None]] = None
         self._running = False
         self._sleeping = False        # or _LIGHT (on the wake Event) or _SOCKET (on the host socket)
         self.host = None              # a host_socket.HostSocket once enable_host_socket() ran
@@ -472,6 +475,12 @@ class Transport:
                         f"mpirt rank {self.rank}: error handling {message[0]!r} from rank {source}:\n"
                         + traceback.format_exc()
                     )
+            if self.after_batch is not None:
+                try:
+                    self.after_batch()
+                except Exception:
+                    sys.__stderr__.write(f"mpirt rank {self.rank}: error after a batch from rank {source}:\n"
+                                         + traceback.format_exc())
 
     def _tick(self):
         now = time.monotonic()

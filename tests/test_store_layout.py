@@ -44,3 +44,39 @@ def test_empty_and_plain_objects():
             assert got.shape == (0,)
         else:
             assert got == value
+
+
+def test_large_buffers_are_copied_whole_in_parts_on_several_threads(monkeypatch):
+    """A buffer from PARALLEL_BYTES up is copied in parts side by side (copying.py): every byte lands,
+    the parts' seams and an odd-sized tail included, for the large buffer and the pickle stream both."""
+    from mpirt.store import copying
+    monkeypatch.setattr(copying, "_threads", 3)   # as on a machine with 3 or more cores: 3 parts
+    array = np.arange((copying.PARALLEL_BYTES * 2 + 12_345) // 8, dtype=np.int64)
+    text = bytes(range(256)) * (copying.PARALLEL_BYTES // 256 + 7)    # a large in-band pickle
+    value = {"array": array, "text": text}
+    _, view = _store(value)
+    got = read_from(view)
+    np.testing.assert_array_equal(got["array"], array)
+    assert got["text"] == text
+    assert copying._pool is not None   # the parts beside the caller's ran on the pool's threads
+
+
+def test_copy_threads_follow_the_cores_allowed_and_the_environment(monkeypatch):
+    import os
+
+    import pytest
+
+    from mpirt.store import copying
+    allowed = len(os.sched_getaffinity(0))
+    for setting, expected in (("1", 1), ("64", allowed), (None, min(allowed, 4))):
+        monkeypatch.setattr(copying, "_threads", None)
+        if setting is None:
+            monkeypatch.delenv("MPIRT_COPY_THREADS", raising=False)
+        else:
+            monkeypatch.setenv("MPIRT_COPY_THREADS", setting)
+        assert copying.copy_threads() == expected, setting
+    monkeypatch.setattr(copying, "_threads", None)
+    monkeypatch.setenv("MPIRT_COPY_THREADS", "many")
+    with pytest.raises(ValueError, match="MPIRT_COPY_THREADS='many'"):
+        copying.copy_threads()
+    monkeypatch.setattr(copying, "_threads", None)

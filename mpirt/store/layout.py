@@ -9,7 +9,8 @@ buffer starts on a 64-byte boundary, so numpy arrays read back from shared memor
 A large buffer also starts at its source's offset within a 4 KiB page (it has a page of room
 for that): x86's fast copy (``rep movsb``) runs at a quarter of its speed when the destination
 lies a little ahead of the source within a page (4K aliasing: a 1 GiB put went at 3.8 GB/s, a
-plain copy at 13-15 GB/s on the development VM).
+plain copy at 13-15 GB/s on the development VM). Large buffers are copied on several threads
+(``copying.py``).
 """
 import ctypes
 import pickle
@@ -19,6 +20,7 @@ import cloudpickle
 import numpy as np
 
 from .allocator import ALIGNMENT, aligned
+from .copying import copy_into
 
 MAGIC = 0x6D707274  # "mprt"
 _HEAD = struct.Struct("<IIQ")     # magic, buffer count, pickle length
@@ -63,9 +65,9 @@ class Serialized:
         for offset, buffer in zip(offsets, self.buffers):
             _ENTRY.pack_into(view, position, offset, buffer.nbytes)
             position += _ENTRY.size
-        view[position:position + len(self.pickled)] = self.pickled
+        copy_into(view[position:position + len(self.pickled)], memoryview(self.pickled))
         for offset, buffer in zip(offsets, self.buffers):
-            view[offset:offset + buffer.nbytes] = buffer.cast("B")
+            copy_into(view[offset:offset + buffer.nbytes], buffer.cast("B"))
 
     def _placed(self, view):
         """Where each buffer goes in ``view``: its laid-out offset, a large buffer's moved within its

@@ -88,6 +88,10 @@ def wait(object_refs: list[ObjectRef], *, num_returns: int = 1, timeout: float |
         raise TypeError(f"wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, got "
                         f"{type(object_refs)}.{hint}")
     timeout = _checked_timeout("wait", timeout)
+    if type(object_refs) is NotReadyRefs and object_refs and getattr(object_refs, "checked_in", None) is not None:
+        rt = runtime_for_call()
+        if object_refs.checked_in == rt.session:   # what an earlier wait returned, nothing added since
+            return _wait_checked(rt, object_refs, _checked_num_returns(num_returns, len(object_refs)), timeout)
     # The common case (plain refs only) is checked with C-level loops: wait on 1,000 refs is a workload of its own.
     plain = bool(object_refs) and set(map(type, object_refs)) <= object_ref.REF_CLASSES
     if not plain:
@@ -104,13 +108,61 @@ def wait(object_refs: list[ObjectRef], *, num_returns: int = 1, timeout: float |
     num_returns = _checked_num_returns(num_returns, len(object_refs))
     rt = runtime_for_call()
     if plain and object_ref.all_in_session(distinct, rt.session):
-        ready_at = rt.first_ready(object_refs, num_returns)
-        if ready_at is not None:
-            return _split_at(object_refs, ready_at)
+        return _wait_checked(rt, object_refs, num_returns, timeout)
     waitables = object_refs if plain else [ref.waitable() if isinstance(ref, ObjectRefGenerator) else ref
                                            for ref in object_refs]
     flags = rt.wait_objects(waitables, num_returns, timeout, fail_fast=False)
     return _split_ready(object_refs, flags, num_returns)
+
+
+class NotReadyRefs(list):
+    """The not-ready list that ``wait`` returns: a list (a subclass, as ``isinstance`` sees) of refs that ``wait``
+    found to be refs, distinct, and of this session. Handed back unchanged, as in the loop ``ready, rest =
+    wait(rest)``, it skips those checks: each is a pass over every ref, ~30 of the ~36 us that a wait on 500 refs
+    took. Whatever adds to it (append, insert, extend, ``+=``, ``*=``, item assignment) clears the mark, so the
+    next ``wait`` checks it again; taking refs out keeps them distinct. Copies and pickles are plain lists."""
+
+    __slots__ = ("checked_in",)    # the session of the wait that made it, or None once something was added
+
+    def append(self, item):
+        self.checked_in = None
+        list.append(self, item)
+
+    def extend(self, items):
+        self.checked_in = None
+        list.extend(self, items)
+
+    def insert(self, index, item):
+        self.checked_in = None
+        list.insert(self, index, item)
+
+    def __setitem__(self, index, value):
+        self.checked_in = None
+        list.__setitem__(self, index, value)
+
+    def __iadd__(self, items):
+        self.checked_in = None
+        return list.__iadd__(self, items)
+
+    def __imul__(self, times):
+        self.checked_in = None
+        return list.__imul__(self, times)
+
+    def __reduce__(self):
+        return list, (list(self),)
+
+
+def _wait_checked(rt, refs: list, num_returns: int, timeout) -> tuple[list, list]:
+    """``wait`` on ``refs`` once they are known to be distinct refs of this session."""
+    ready_at = rt.first_ready(refs, num_returns)
+    if ready_at is not None:
+        ready, not_ready = _split_at(refs, ready_at)
+    else:
+        ready, not_ready = _split_ready(refs, rt.wait_objects(refs, num_returns, timeout, fail_fast=False),
+                                        num_returns)
+    not_ready = NotReadyRefs(not_ready)
+    not_ready.checked_in = rt.session
+    return ready, not_ready
 
 
 def _split_at(refs: list, positions: list[int]) -> tuple[list, list]:

@@ -58,6 +58,37 @@ def test_wait_refuses_the_same_ref_twice(rt):
         ray.wait([ref, ref])
 
 
+def test_the_not_ready_list_handed_back_is_checked_again_once_something_was_added(rt):
+    """``wait`` skips its checks for the not-ready list an earlier wait returned (mpirt's NotReadyRefs, a
+    list subclass) only while nothing was added to it: every way of adding a ref makes the next wait check."""
+    import copy
+    import pickle
+
+    refs = [ray.put(i) for i in range(4)]
+    ready, rest = ray.wait(refs)
+    assert ready == refs[:1] and rest == refs[1:] and isinstance(rest, list)
+    assert ray.wait(rest, num_returns=3) == (refs[1:], [])     # unchanged: the quick path, same answer
+    with pytest.raises(ValueError, match="num_returns cannot be greater"):
+        ray.wait(rest, num_returns=4)                          # num_returns is still checked
+    for add in (lambda r: r.append(r[0]), lambda r: r.extend(r[:1]), lambda r: r.insert(0, r[-1]),
+                lambda r: r.__setitem__(1, r[0]), lambda r: r.__iadd__(r[:1]), lambda r: r.__imul__(2)):
+        _, rest = ray.wait(refs)
+        add(rest)
+        with pytest.raises(ValueError, match="Wait requires a list of unique ray_waitables"):
+            ray.wait(rest)
+    _, rest = ray.wait(refs)
+    rest.append(1)
+    with pytest.raises(TypeError, match="got list containing <class 'int'>"):
+        ray.wait(rest)
+    _, rest = ray.wait(refs)
+    del rest[0]
+    rest.pop()
+    assert ray.wait(rest) == (refs[2:3], [])                   # taking refs out keeps them distinct
+    _, rest = ray.wait(refs)
+    assert type(copy.copy(rest)) is list and type(pickle.loads(pickle.dumps(rest))) is list
+    assert type(rest[:]) is list and type(rest + []) is list
+
+
 def test_wait_num_returns_must_be_between_one_and_the_number_of_refs(rt):
     refs = [ray.put(1), ray.put(2)]
     with pytest.raises(ValueError, match="Invalid number of objects to return 0"):

@@ -8,7 +8,7 @@ import math
 import numbers
 import operator
 import os
-from typing import Any
+from typing import Any, Iterable, SupportsIndex
 
 from .actor import ActorClass
 from .core import cluster_state, current, object_ref, tracing
@@ -140,11 +140,11 @@ class NotReadyRefs(list):
         self.checked_in = None
         list.__setitem__(self, index, value)
 
-    def __iadd__(self, items):
+    def __iadd__(self, items: Iterable[Any]) -> NotReadyRefs:  # type: ignore[misc]  (list.__add__ is overloaded)
         self.checked_in = None
         return list.__iadd__(self, items)
 
-    def __imul__(self, times):
+    def __imul__(self, times: SupportsIndex) -> NotReadyRefs:
         self.checked_in = None
         return list.__imul__(self, times)
 

@@ -140,7 +140,7 @@ class NotReadyRefs(list):
         self.checked_in = None
         list.__setitem__(self, index, value)
 
-    def __iadd__(self, items: Iterable[Any]) -> NotReadyRefs:  # type: ignore[misc]  (list.__add__ is overloaded)
+    def __iadd__(self, items: Iterable[Any]) -> NotReadyRefs:  # type: ignore[misc]
         self.checked_in = None
         return list.__iadd__(self, items)
 

@@ -300,10 +300,14 @@ class ActorHost:
         else:
             actor.loop.submit(fn, *args)
 
-    def _reply(self, caller, call_id, blobs, is_error):
+    def _reply(self, caller, call_id, blobs, is_error, last=False):
+        """``last``: no other call waits on this thread, so the answer leaves now, from it (its caller may be
+        waiting for just this one); otherwise it goes with the next batch."""
         if caller == self.rt.rank:
             # The caller is on this rank: its result is ready now, with no queue or poller between.
             self.rt.transport.send_local(("actor_done", call_id, blobs, is_error))
+        elif last:
+            self.rt.send_now(caller, ("actor_done", call_id, blobs, is_error))
         else:
             self.rt.send(caller, ("actor_done", call_id, blobs, is_error))
 
@@ -394,7 +398,7 @@ class ActorHost:
             invoke.leave()
             actor.running.pop(call_id, None)
         invoke.finished("actor", label, started, is_error, blobs=blobs)
-        self._reply(caller, call_id, blobs, is_error)
+        self._reply(caller, call_id, blobs, is_error, last=actor.pool.going_idle())
 
     def _invoke(self, actor, method, args_blob, inlined, num_returns, label, overrides, generation, caller):
         restart_retries = _call_retries(actor, method, overrides)

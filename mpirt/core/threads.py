@@ -41,6 +41,11 @@ class WorkerThreads:
         if start:
             threading.Thread(target=self._loop, name=f"{self._name}-{self._count}", daemon=True).start()
 
+    def going_idle(self):
+        """True for a one-thread pool with nothing queued: the work its thread just did is the last for now.
+        (With several threads, others are likely still working, and what they produce can go together.)"""
+        return self._max == 1 and self._queue.empty()
+
     def stop(self):
         """Let every thread finish what is queued, then end."""
         with self._lock:

@@ -77,8 +77,6 @@ class FakeRuntime:
     def send(self, dest, message):
         self.sent.append((dest, message))
 
-    send_now = send   # when a message leaves is the transport's business, not what these tests look at
-
     def next_id(self):
         self._seq += 1
         return make_object_id(7, self.rank, self._seq)

@@ -197,12 +197,6 @@ class ActorCaller:
                     message += (overrides,)
                 if state.location == rt.rank:
                     rt.transport.send_local(message)   # the actor lives here: straight to its thread
-                elif len(self.calls) == 1:
-                    # No other call of this rank in flight: likely a caller about to wait for this one
-                    # (``get(a.f.remote())``). It leaves now, from this thread, rather than when the
-                    # caller's get first drives MPI (~19 us later, half of the driver's part of a
-                    # synchronous call). Calls made while others are in flight are queued and leave together.
-                    rt.send_now(state.location, message)
                 else:
                     rt.send(state.location, message)
             elif lifecycle is DEAD:

@@ -111,6 +111,10 @@ class Runtime:
     def send(self, dest: int, message: tuple) -> None:
         self.transport.send(dest, message)
 
+    def send_now(self, dest: int, message: tuple) -> None:
+        """``send``, and the message leaves from this thread now (``Transport.send_now``)."""
+        self.transport.send_now(dest, message)
+
     def next_id(self) -> int:
         return make_object_id(self.session, self.rank, next(self._seq))
 

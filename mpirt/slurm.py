@@ -147,6 +147,12 @@ def spawn_worker_count(environ=os.environ):
             count = _int(environ, name)
             if count:
                 return count
+    return affinity_cpus()
+
+
+def affinity_cpus():
+    """The cores this process may run on (its CPU affinity mask: a launcher's binding narrows it), or the
+    machine's count where there is no mask (not Linux)."""
     try:
         return len(os.sched_getaffinity(0)) or 1
     except (AttributeError, OSError):

@@ -15,6 +15,8 @@ import threading
 
 import numpy as np
 
+from ..slurm import affinity_cpus
+
 PARALLEL_BYTES = 16 << 20      # smaller copies are not split
 PART_BYTES = 8 << 20           # no part smaller than this
 _SPLIT_ALIGNMENT = 1 << 12     # parts start on a page boundary of the destination's offset
@@ -31,15 +33,11 @@ def copy_threads():
     global _threads
     if _threads is None:
         try:
-            cores = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):   # not Linux
-            cores = os.cpu_count() or 1
-        try:
             cap = int(os.environ.get("MPIRT_COPY_THREADS", _DEFAULT_THREADS))
         except ValueError:
             raise ValueError(f"MPIRT_COPY_THREADS={os.environ['MPIRT_COPY_THREADS']!r}: expected a whole number of "
                              f"threads (1 copies on the calling thread only)") from None
-        _threads = max(1, min(cores, cap))
+        _threads = max(1, min(affinity_cpus(), cap))
     return _threads
 
 
